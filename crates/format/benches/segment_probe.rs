@@ -1,0 +1,190 @@
+//! Probe latency of hot segment files, and the index choice behind it.
+//!
+//! One segment of 1,000,000 entities x 50 float32 fields (ids `user:0000000`..), built
+//! in memory and also written to a temp file and mapped. Each iteration looks up a
+//! uniformly random id and sums all 50 fields into a `black_box`. The ids to look up
+//! are precomputed in random order, so the loop itself touches memory sequentially.
+//!
+//! `index/*` compares the segment's open-addressing probe with the alternatives it was
+//! chosen over, on the same ids: std `HashMap` (SipHash, pointer-chasing buckets) and
+//! binary search over sorted ids (what a sorted, fst- or sparkey-like layout costs).
+//!
+//! Run: `CARGO_TARGET_DIR=$HOME/.cache/featstore-format-target cargo bench -p
+//! featstore-format --bench segment_probe`. Medians are in
+//! `$CARGO_TARGET_DIR/criterion/*/new/estimates.json`.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use featstore_format::segment::{
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Row, Segment, SegmentWriter, ValueRef,
+};
+use featstore_format::types::DType;
+
+const ENTITIES: usize = 1_000_000;
+const FIELDS: usize = 50;
+const ID_LEN: usize = 12;
+/// Lookups prepared per benchmark, cycled through.
+const LOOKUPS: usize = 1 << 20;
+
+fn id(i: usize) -> [u8; ID_LEN] {
+    let mut out = *b"user:0000000";
+    let mut n = i;
+    for slot in out[5..].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out
+}
+
+/// xorshift64*: deterministic lookup order.
+fn random_indices(count: usize, below: usize, seed: u64) -> Vec<usize> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_f491_4f6c_dd1d) % below as u64) as usize
+        })
+        .collect()
+}
+
+fn build() -> Vec<u8> {
+    let fields = (1..=FIELDS as u32)
+        .map(|feature_id| FieldSpec {
+            feature_id,
+            field_type: DType::Float32,
+        })
+        .collect();
+    let mut writer = SegmentWriter::new("bench.hot", 1, fields).expect("schema");
+    let mut row = Vec::with_capacity(FIELDS);
+    for i in 0..ENTITIES {
+        row.clear();
+        row.extend((0..FIELDS).map(|f| {
+            Some((
+                1_763_700_000_000,
+                FieldInput::Float32((i * FIELDS + f) as f32 * 1e-3),
+            ))
+        }));
+        writer.push(&id(i), &row).expect("push");
+    }
+    writer.finish_to_vec().expect("finish")
+}
+
+#[inline]
+fn sum_fields(row: &Row<'_>) -> f32 {
+    let mut sum = 0.0;
+    for i in 0..FIELDS {
+        if let FieldValue::Present {
+            value: ValueRef::Float32(x),
+            ..
+        } = row.get(i)
+        {
+            sum += x;
+        }
+    }
+    sum
+}
+
+fn probe_and_sum<D: AsRef<[u8]>>(segment: &Segment<D>, ids: &[[u8; ID_LEN]]) -> impl FnMut() -> f32 {
+    let mut next = 0;
+    move || {
+        let id = &ids[next];
+        next = (next + 1) & (LOOKUPS - 1);
+        segment.find(black_box(id)).map_or(0.0, |row| sum_fields(&row))
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let started = Instant::now();
+    let bytes = build();
+    let built = started.elapsed();
+
+    let started = Instant::now();
+    let segment = Segment::open(bytes.as_slice()).expect("opens");
+    let opened = started.elapsed();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bench.seg");
+    std::fs::write(&path, &bytes).expect("write");
+    let started = Instant::now();
+    let mapped = MappedSegment::open(&path).expect("maps");
+    let mapped_open = started.elapsed();
+
+    let file_bytes = bytes.len() as f64;
+    println!(
+        "segment: {ENTITIES} entities x {FIELDS} float32 = {:.1} MB; {:.1} bytes/entity vs \
+         {} raw value bytes ({:.2}x); built in {built:.2?}, validated in {opened:.2?} \
+         (mapped, page-cache warm: {mapped_open:.2?})",
+        file_bytes / 1e6,
+        file_bytes / ENTITIES as f64,
+        FIELDS * 4,
+        file_bytes / ENTITIES as f64 / (FIELDS * 4) as f64,
+    );
+
+    let hits: Vec<[u8; ID_LEN]> = random_indices(LOOKUPS, ENTITIES, 0x9e37_79b9_7f4a_7c15)
+        .into_iter()
+        .map(id)
+        .collect();
+    let misses: Vec<[u8; ID_LEN]> = random_indices(LOOKUPS, ENTITIES, 0x0123_4567_89ab_cdef)
+        .into_iter()
+        .map(|i| id(ENTITIES + i))
+        .collect();
+
+    let mut group = c.benchmark_group("probe");
+    group.bench_function("find+sum50/vec", |b| b.iter(probe_and_sum(&segment, &hits)));
+    group.bench_function("find+sum50/mmap", |b| b.iter(probe_and_sum(&mapped, &hits)));
+    group.bench_function("find/miss", |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let id = &misses[next];
+            next = (next + 1) & (LOOKUPS - 1);
+            segment.find(black_box(id)).is_some()
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("index");
+    group.bench_function("segment", |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let id = &hits[next];
+            next = (next + 1) & (LOOKUPS - 1);
+            segment.find(black_box(id)).map(|r| r.index())
+        })
+    });
+    let map: HashMap<[u8; ID_LEN], u32> = (0..ENTITIES).map(|i| (id(i), i as u32)).collect();
+    group.bench_function("std_hashmap", |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let id = &hits[next];
+            next = (next + 1) & (LOOKUPS - 1);
+            map.get(black_box(id)).copied()
+        })
+    });
+    drop(map);
+    let mut sorted: Vec<[u8; ID_LEN]> = (0..ENTITIES).map(id).collect();
+    sorted.sort_unstable();
+    group.bench_function("binary_search", |b| {
+        let mut next = 0;
+        b.iter(|| {
+            let id = &hits[next];
+            next = (next + 1) & (LOOKUPS - 1);
+            sorted.binary_search(black_box(id)).ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = segment_probe;
+    config = Criterion::default()
+        .sample_size(60)
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6));
+    targets = benches
+}
+criterion_main!(segment_probe);

@@ -1,0 +1,232 @@
+//! What a probe returns: [`Row`], and the borrowed [`FieldValue`], [`ValueRef`] and
+//! [`F32Slice`] it hands out.
+//!
+//! Owns the decoding of one row's bytes. Nothing here allocates: values borrow from the
+//! segment's bytes. Rows come only from a segment that passed validation, so every
+//! offset they read was checked at open; the reads still go through `get`, and a read
+//! that would fall outside its slice (impossible for a validated segment over bytes that
+//! do not change) yields [`FieldValue::Absent`] rather than a panic.
+//!
+//! Thread safety: everything here is `Copy` and borrows immutable bytes; share freely.
+
+use std::fmt;
+
+use super::layout::{ROW_KEY_LEN_OFFSET, read_u32, read_u64};
+use super::schema::{FieldLayout, Kind};
+use crate::types::{TimestampMs, Value};
+
+/// One entity's row in a segment.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    /// The row's bytes (`row_width` of them).
+    pub(crate) bytes: &'a [u8],
+    /// The entity id, from the keys section.
+    pub(crate) entity_id: &'a [u8],
+    /// The (decompressed) values section.
+    pub(crate) values: &'a [u8],
+    /// The segment's field layouts, in schema order.
+    pub(crate) fields: &'a [FieldLayout],
+    /// The row number.
+    pub(crate) index: u32,
+}
+
+/// A field of a row, as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValue<'a> {
+    /// No value for this entity and feature.
+    Absent,
+    /// An explicit null, with its event time (ms).
+    Null(TimestampMs),
+    /// A value.
+    Present {
+        /// When the fact was true (ms since the epoch).
+        event_time: TimestampMs,
+        /// The value, borrowed from the segment.
+        value: ValueRef<'a>,
+    },
+}
+
+/// A value borrowed from a segment; its variant matches the field's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// An int64 field.
+    Int64(i64),
+    /// A float64 field.
+    Float64(f64),
+    /// A float32 field.
+    Float32(f32),
+    /// A bool field.
+    Bool(bool),
+    /// A string field (UTF-8, checked).
+    Str(&'a str),
+    /// A bytes field.
+    Bytes(&'a [u8]),
+    /// A float32 vector field, `dim` components.
+    F32Vector(F32Slice<'a>),
+}
+
+/// A float32 vector stored as little-endian bytes, read without copying.
+#[derive(Clone, Copy)]
+pub struct F32Slice<'a> {
+    /// Little-endian components; a multiple of 4 bytes.
+    bytes: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    /// Builds a row view over `bytes`, whose id `entity_id` the caller already sliced.
+    pub(crate) fn new(
+        bytes: &'a [u8],
+        entity_id: &'a [u8],
+        values: &'a [u8],
+        fields: &'a [FieldLayout],
+        index: u32,
+    ) -> Row<'a> {
+        Row {
+            bytes,
+            entity_id,
+            values,
+            fields,
+            index,
+        }
+    }
+
+    /// The entity id.
+    pub fn entity_id(&self) -> &'a [u8] {
+        self.entity_id
+    }
+
+    /// The row number, `0..entity_count`.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// Number of fields (the schema's length).
+    pub fn field_count(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Field `field` (a schema position, see `Segment::field_index`). An index past the
+    /// schema reads as [`FieldValue::Absent`].
+    #[inline]
+    pub fn get(&self, field: usize) -> FieldValue<'a> {
+        self.try_get(field).unwrap_or(FieldValue::Absent)
+    }
+
+    #[inline]
+    fn try_get(&self, field: usize) -> Option<FieldValue<'a>> {
+        let f = self.fields.get(field)?;
+        if self.bytes.get(f.presence_byte)? & f.mask == 0 {
+            return Some(FieldValue::Absent);
+        }
+        let time: [u8; 8] = self.bytes.get(f.time_at..f.value_at)?.try_into().ok()?;
+        let event_time = i64::from_le_bytes(time);
+        if self.bytes.get(f.null_byte)? & f.mask != 0 {
+            return Some(FieldValue::Null(event_time));
+        }
+        let raw = self.bytes.get(f.value_at..f.value_end)?;
+        let value = match f.kind {
+            Kind::Int64 => ValueRef::Int64(i64::from_le_bytes(raw.try_into().ok()?)),
+            Kind::Float64 => ValueRef::Float64(f64::from_le_bytes(raw.try_into().ok()?)),
+            Kind::Float32 => ValueRef::Float32(f32::from_le_bytes(raw.try_into().ok()?)),
+            Kind::Bool => ValueRef::Bool(*raw.first()? != 0),
+            Kind::Str => ValueRef::Str(std::str::from_utf8(self.var(raw)?).ok()?),
+            Kind::Bytes => ValueRef::Bytes(self.var(raw)?),
+            Kind::F32Vector => ValueRef::F32Vector(F32Slice {
+                bytes: self.var(raw)?,
+            }),
+        };
+        Some(FieldValue::Present { event_time, value })
+    }
+
+    /// The values-section bytes a variable-width slot value (offset u64, length u32)
+    /// points at.
+    #[inline]
+    fn var(&self, slot_value: &[u8]) -> Option<&'a [u8]> {
+        let offset = usize::try_from(read_u64(slot_value, 0)?).ok()?;
+        let len = read_u32(slot_value, size_of::<u64>())? as usize;
+        self.values.get(offset..offset.checked_add(len)?)
+    }
+}
+
+/// The (offset, length) of a row's entity id in the keys section, as stored.
+#[inline]
+pub(crate) fn key_ref(row: &[u8]) -> Option<(u64, u32)> {
+    Some((read_u64(row, 0)?, read_u32(row, ROW_KEY_LEN_OFFSET)?))
+}
+
+impl fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut list = f.debug_struct("Row");
+        list.field("index", &self.index)
+            .field("entity_id", &String::from_utf8_lossy(self.entity_id));
+        let fields: Vec<FieldValue<'_>> = (0..self.fields.len()).map(|i| self.get(i)).collect();
+        list.field("fields", &fields).finish()
+    }
+}
+
+impl<'a> ValueRef<'a> {
+    /// An owned copy (allocates for strings, bytes and vectors).
+    pub fn to_value(&self) -> Value {
+        match *self {
+            ValueRef::Int64(v) => Value::Int64(v),
+            ValueRef::Float64(v) => Value::Float64(v),
+            ValueRef::Float32(v) => Value::Float32(v),
+            ValueRef::Bool(v) => Value::Bool(v),
+            ValueRef::Str(v) => Value::String(v.to_owned()),
+            ValueRef::Bytes(v) => Value::Bytes(v.to_vec()),
+            ValueRef::F32Vector(v) => Value::Float32Vector(v.to_vec()),
+        }
+    }
+}
+
+impl<'a> F32Slice<'a> {
+    /// Number of components.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / size_of::<f32>()
+    }
+
+    /// True for a vector of no components (never stored: dimensions are at least 1).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Component `i`, or `None` past the end.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<f32> {
+        let start = i.checked_mul(size_of::<f32>())?;
+        let raw = self
+            .bytes
+            .get(start..start.checked_add(size_of::<f32>())?)?;
+        raw.try_into().ok().map(f32::from_le_bytes)
+    }
+
+    /// The components in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = f32> + 'a {
+        self.bytes
+            .chunks_exact(size_of::<f32>())
+            .map(|c| c.try_into().map(f32::from_le_bytes).unwrap_or(f32::NAN))
+    }
+
+    /// The little-endian bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// An owned copy.
+    pub fn to_vec(&self) -> Vec<f32> {
+        self.iter().collect()
+    }
+}
+
+impl fmt::Debug for F32Slice<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Component-wise `f32` equality (so, like `f32`, a NaN component is unequal).
+impl PartialEq for F32Slice<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().zip(other.iter()).all(|(a, b)| a == b)
+    }
+}

@@ -1,0 +1,414 @@
+//! The schema section and the row layout it implies.
+//!
+//! Owns: the field records (feature id, type tag, vector dimension, slot offset), the
+//! group name, the schema fingerprint, and [`RowLayout`], which turns a schema into byte
+//! positions inside a row.
+//!
+//! Invariants: a row's layout is a pure function of the field list (types and order), so
+//! the stored slot offsets and row width are redundant and the reader checks them
+//! against [`RowLayout::new`]. Feature ids are unique within a segment. Every width and
+//! offset is computed with checked arithmetic and fits a `u32`.
+
+use super::error::SegmentError;
+use super::index::hash64;
+use super::layout::{
+    EVENT_TIME_LEN, FIELD_DIM_OFFSET, FIELD_ID_OFFSET, FIELD_RECORD_LEN, FIELD_SLOT_OFFSET,
+    FIELD_TYPE_OFFSET, MAX_FIELDS, MAX_GROUP_NAME_LEN, ROW_PRESENCE_OFFSET, VAR_REF_LEN, read_u32,
+};
+use crate::codec::value::tag;
+use crate::types::{DType, FeatureId, MAX_VECTOR_DIM};
+
+/// One field of a segment: a feature and its type. Fields are stored in the order given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FieldSpec {
+    /// The registry's feature id.
+    pub feature_id: FeatureId,
+    /// The feature's type.
+    pub field_type: DType,
+}
+
+/// How a field's value is stored in its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Int64,
+    Float64,
+    Float32,
+    Bool,
+    Str,
+    Bytes,
+    F32Vector,
+}
+
+impl Kind {
+    fn of(dtype: DType) -> Kind {
+        match dtype {
+            DType::Int64 => Kind::Int64,
+            DType::Float64 => Kind::Float64,
+            DType::Float32 => Kind::Float32,
+            DType::Bool => Kind::Bool,
+            DType::String => Kind::Str,
+            DType::Bytes => Kind::Bytes,
+            DType::Float32Vector { .. } => Kind::F32Vector,
+        }
+    }
+
+    /// Bytes of the value part of a slot (after the event time).
+    fn value_width(self) -> usize {
+        match self {
+            Kind::Int64 | Kind::Float64 => size_of::<u64>(),
+            Kind::Float32 => size_of::<f32>(),
+            Kind::Bool => size_of::<u8>(),
+            Kind::Str | Kind::Bytes | Kind::F32Vector => VAR_REF_LEN,
+        }
+    }
+}
+
+/// Where one field lives inside a row. Precomputed so a field read does no arithmetic
+/// that could overflow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FieldLayout {
+    pub kind: Kind,
+    /// Components of a float32 vector; 0 otherwise.
+    pub dim: u32,
+    /// Row offset of the presence bitmap byte holding this field's bit.
+    pub presence_byte: usize,
+    /// Row offset of the null bitmap byte holding this field's bit.
+    pub null_byte: usize,
+    /// This field's bit in both bitmap bytes.
+    pub mask: u8,
+    /// Row offset of the slot (its event time).
+    pub time_at: usize,
+    /// Row offset of the value, `time_at + 8`.
+    pub value_at: usize,
+    /// Row offset one past the value.
+    pub value_end: usize,
+}
+
+/// The byte layout of a row for one schema.
+#[derive(Debug, Clone)]
+pub(crate) struct RowLayout {
+    pub fields: Vec<FieldLayout>,
+    /// Bytes of each bitmap: `ceil(fields / 8)`.
+    pub bitmap_len: usize,
+    /// Bytes of a row.
+    pub width: usize,
+}
+
+impl RowLayout {
+    /// The layout of rows of `fields`; fails if a row would exceed `u32::MAX` bytes.
+    pub fn new(fields: &[FieldSpec]) -> Result<RowLayout, SegmentError> {
+        let too_wide = || SegmentError::InvalidSchema {
+            detail: format!(
+                "{} fields make a row wider than u32::MAX bytes",
+                fields.len()
+            ),
+        };
+        let bitmap_len = fields.len().div_ceil(8);
+        let null_at = ROW_PRESENCE_OFFSET
+            .checked_add(bitmap_len)
+            .ok_or_else(too_wide)?;
+        let mut at = null_at.checked_add(bitmap_len).ok_or_else(too_wide)?;
+        let mut layouts = Vec::with_capacity(fields.len());
+        for (i, spec) in fields.iter().enumerate() {
+            let kind = Kind::of(spec.field_type);
+            let value_at = at.checked_add(EVENT_TIME_LEN).ok_or_else(too_wide)?;
+            let value_end = value_at
+                .checked_add(kind.value_width())
+                .ok_or_else(too_wide)?;
+            layouts.push(FieldLayout {
+                kind,
+                dim: match spec.field_type {
+                    DType::Float32Vector { dim } => dim,
+                    _ => 0,
+                },
+                presence_byte: ROW_PRESENCE_OFFSET + i / 8,
+                null_byte: null_at + i / 8,
+                mask: 1 << (i % 8),
+                time_at: at,
+                value_at,
+                value_end,
+            });
+            at = value_end;
+        }
+        if u32::try_from(at).is_err() {
+            return Err(too_wide());
+        }
+        Ok(RowLayout {
+            fields: layouts,
+            bitmap_len,
+            width: at,
+        })
+    }
+
+    /// Row offset of the null bitmap.
+    pub fn null_bitmap_at(&self) -> usize {
+        ROW_PRESENCE_OFFSET + self.bitmap_len
+    }
+}
+
+/// The type tag of `dtype` in a field record (the value tags of `storage-format.md`,
+/// "Values").
+pub(crate) fn type_tag(dtype: DType) -> u8 {
+    match dtype {
+        DType::Int64 => tag::INT64,
+        DType::Float64 => tag::FLOAT64,
+        DType::Float32 => tag::FLOAT32,
+        DType::Bool => tag::BOOL,
+        DType::String => tag::STRING,
+        DType::Bytes => tag::BYTES,
+        DType::Float32Vector { .. } => tag::FLOAT32_VECTOR,
+    }
+}
+
+/// Checks a schema for the writer: at least one field, at most [`MAX_FIELDS`], unique
+/// feature ids, vector dimensions in `1..=MAX_VECTOR_DIM`.
+pub(crate) fn check_fields(fields: &[FieldSpec]) -> Result<(), SegmentError> {
+    let invalid = |detail: String| Err(SegmentError::InvalidSchema { detail });
+    if fields.is_empty() || fields.len() > MAX_FIELDS as usize {
+        return invalid(format!(
+            "{} fields, expected 1..={MAX_FIELDS}",
+            fields.len()
+        ));
+    }
+    let mut ids: Vec<FeatureId> = fields.iter().map(|f| f.feature_id).collect();
+    ids.sort_unstable();
+    if let Some(pair) = ids.windows(2).find(|w| w.first() == w.get(1)) {
+        return invalid(format!("feature id {:?} appears twice", pair.first()));
+    }
+    for field in fields {
+        if let DType::Float32Vector { dim } = field.field_type
+            && (dim == 0 || dim > MAX_VECTOR_DIM)
+        {
+            return invalid(format!(
+                "feature {}: vector dimension {dim} is outside 1..={MAX_VECTOR_DIM}",
+                field.feature_id
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a group name: `[a-z][a-z0-9_.]{0,127}` (`storage-format.md`, "Column
+/// families").
+pub(crate) fn check_group_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    let rest_ok =
+        bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if first_ok && rest_ok && name.len() <= MAX_GROUP_NAME_LEN {
+        Ok(())
+    } else {
+        Err(format!(
+            "group name {name:?} does not match [a-z][a-z0-9_.]{{0,127}}"
+        ))
+    }
+}
+
+/// The field records of `fields`, as stored at the start of the schema section.
+fn encode_records(fields: &[FieldSpec], layout: &RowLayout) -> Vec<u8> {
+    let mut out = Vec::with_capacity(fields.len() * FIELD_RECORD_LEN);
+    for (spec, field) in fields.iter().zip(&layout.fields) {
+        out.extend_from_slice(&spec.feature_id.to_le_bytes());
+        out.push(type_tag(spec.field_type));
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&field.dim.to_le_bytes());
+        let slot = u32::try_from(field.time_at).unwrap_or(u32::MAX);
+        out.extend_from_slice(&slot.to_le_bytes());
+    }
+    out
+}
+
+/// The schema fingerprint of `fields`: [`hash64`] of their field records as stored.
+///
+/// Two segments have equal fingerprints exactly when (barring hash collisions) they
+/// store the same feature ids with the same types in the same order, so the engine can
+/// check a segment against the registry without comparing field lists.
+pub fn fingerprint(fields: &[FieldSpec]) -> Result<u64, SegmentError> {
+    let layout = RowLayout::new(fields)?;
+    Ok(hash64(&encode_records(fields, &layout)))
+}
+
+/// The schema section for `fields` and `group`.
+pub(crate) fn encode_section(fields: &[FieldSpec], layout: &RowLayout, group: &str) -> Vec<u8> {
+    let mut out = encode_records(fields, layout);
+    let name_len = u16::try_from(group.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&name_len.to_le_bytes());
+    out.extend_from_slice(group.as_bytes());
+    out
+}
+
+/// A schema section, decoded and checked.
+#[derive(Debug)]
+pub(crate) struct DecodedSchema {
+    pub fields: Vec<FieldSpec>,
+    pub layout: RowLayout,
+    pub group: String,
+    pub fingerprint: u64,
+}
+
+/// Decodes the schema section `bytes` of a segment whose header declares `field_count`
+/// fields, checking every record against the layout it implies.
+pub(crate) fn decode_section(
+    bytes: &[u8],
+    field_count: u32,
+) -> Result<DecodedSchema, SegmentError> {
+    if field_count == 0 || field_count > MAX_FIELDS {
+        return Err(SegmentError::corrupt(
+            "field count",
+            format!("{field_count}, expected 1..={MAX_FIELDS}"),
+        ));
+    }
+    let records_len = (field_count as usize)
+        .checked_mul(FIELD_RECORD_LEN)
+        .ok_or_else(|| SegmentError::corrupt("field count", format!("{field_count} overflows")))?;
+    let records = bytes.get(..records_len).ok_or_else(|| {
+        SegmentError::corrupt(
+            "schema section",
+            format!(
+                "{} bytes cannot hold {field_count} field records",
+                bytes.len()
+            ),
+        )
+    })?;
+    let rest = bytes.get(records_len..).unwrap_or_default();
+    let name_len = rest
+        .get(..size_of::<u16>())
+        .and_then(|b| b.try_into().ok())
+        .map(u16::from_le_bytes)
+        .ok_or_else(|| {
+            SegmentError::corrupt("schema section", "ends before the group name length")
+        })?;
+    let name_bytes = rest.get(size_of::<u16>()..).unwrap_or_default();
+    if name_bytes.len() != usize::from(name_len) {
+        return Err(SegmentError::corrupt(
+            "schema section",
+            format!(
+                "group name length {name_len}, but {} bytes follow",
+                name_bytes.len()
+            ),
+        ));
+    }
+    let group = std::str::from_utf8(name_bytes)
+        .map_err(|e| SegmentError::corrupt("group name", e.to_string()))?;
+    check_group_name(group).map_err(|detail| SegmentError::corrupt("group name", detail))?;
+
+    let mut fields = Vec::with_capacity(field_count as usize);
+    let mut stored_slots = Vec::with_capacity(field_count as usize);
+    for record in records.chunks_exact(FIELD_RECORD_LEN) {
+        let feature_id = read_u32(record, FIELD_ID_OFFSET).unwrap_or_default();
+        let type_tag = record.get(FIELD_TYPE_OFFSET).copied().unwrap_or_default();
+        let reserved = record
+            .get(FIELD_TYPE_OFFSET + 1..FIELD_DIM_OFFSET)
+            .unwrap_or_default();
+        let dim = read_u32(record, FIELD_DIM_OFFSET).unwrap_or_default();
+        stored_slots.push(read_u32(record, FIELD_SLOT_OFFSET).unwrap_or_default());
+        if reserved.iter().any(|&b| b != 0) {
+            return Err(SegmentError::corrupt(
+                "field record",
+                format!("feature {feature_id}: reserved bytes {reserved:?} are not zero"),
+            ));
+        }
+        let field_type = match type_tag {
+            tag::INT64 => DType::Int64,
+            tag::FLOAT64 => DType::Float64,
+            tag::FLOAT32 => DType::Float32,
+            tag::BOOL => DType::Bool,
+            tag::STRING => DType::String,
+            tag::BYTES => DType::Bytes,
+            tag::FLOAT32_VECTOR => DType::Float32Vector { dim },
+            other => {
+                return Err(SegmentError::corrupt(
+                    "field record",
+                    format!("feature {feature_id}: unknown type tag {other}"),
+                ));
+            }
+        };
+        if type_tag != tag::FLOAT32_VECTOR && dim != 0 {
+            return Err(SegmentError::corrupt(
+                "field record",
+                format!("feature {feature_id}: dimension {dim} on a non-vector field"),
+            ));
+        }
+        fields.push(FieldSpec {
+            feature_id,
+            field_type,
+        });
+    }
+    check_fields(&fields).map_err(|e| SegmentError::corrupt("schema", e.to_string()))?;
+    let layout =
+        RowLayout::new(&fields).map_err(|e| SegmentError::corrupt("schema", e.to_string()))?;
+    for ((spec, field), &stored) in fields.iter().zip(&layout.fields).zip(&stored_slots) {
+        if stored as usize != field.time_at {
+            return Err(SegmentError::corrupt(
+                "field record",
+                format!(
+                    "feature {}: slot offset {stored}, the layout puts it at {}",
+                    spec.feature_id, field.time_at
+                ),
+            ));
+        }
+    }
+    Ok(DecodedSchema {
+        fingerprint: hash64(records),
+        fields,
+        layout,
+        group: group.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_packs_slots_in_schema_order() {
+        let fields = [
+            FieldSpec {
+                feature_id: 1,
+                field_type: DType::Float32,
+            },
+            FieldSpec {
+                feature_id: 2,
+                field_type: DType::String,
+            },
+            FieldSpec {
+                feature_id: 3,
+                field_type: DType::Bool,
+            },
+        ];
+        let layout = RowLayout::new(&fields).expect("valid");
+        assert_eq!(layout.bitmap_len, 1);
+        let at: Vec<usize> = layout.fields.iter().map(|f| f.time_at).collect();
+        // 12-byte row header + 2 bitmaps; float32 slot 12, string 20, bool 9.
+        assert_eq!(at, [14, 26, 46]);
+        assert_eq!(layout.width, 55);
+    }
+
+    #[test]
+    fn group_names_follow_the_registry_pattern() {
+        assert!(check_group_name("product_daily.v2").is_ok());
+        for bad in ["", "Product", "9x", "a-b", &"a".repeat(129)] {
+            assert!(check_group_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schema_checks_reject_duplicates_and_bad_dims() {
+        let f = |feature_id, field_type| FieldSpec {
+            feature_id,
+            field_type,
+        };
+        assert!(check_fields(&[]).is_err());
+        assert!(check_fields(&[f(1, DType::Int64), f(1, DType::Bool)]).is_err());
+        assert!(check_fields(&[f(1, DType::Float32Vector { dim: 0 })]).is_err());
+        assert!(
+            check_fields(&[f(
+                1,
+                DType::Float32Vector {
+                    dim: MAX_VECTOR_DIM
+                }
+            )])
+            .is_ok()
+        );
+    }
+}

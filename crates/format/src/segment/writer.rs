@@ -1,0 +1,593 @@
+//! [`SegmentWriter`]: builds a segment in memory, then streams it out.
+//!
+//! Owns the write path: encoding pushed rows, building the index, choosing whether the
+//! values section is compressed, and the durable file protocol (temp file in the target
+//! directory, fsync, rename, fsync of the directory).
+//!
+//! Invariants: the writer emits only what [`Segment::open`](super::Segment::open)
+//! accepts: canonical rows (absent slots zero, null values zero), at most
+//! [`MAX_PROBE`](super::layout::MAX_PROBE) probes per entity, unique ids. Each section's
+//! crc32 is computed by [`CrcWriter`] over exactly the bytes the underlying writer
+//! accepted (`&buf[..n]`), so a short write cannot make the stored checksum disagree
+//! with the file.
+//!
+//! Thread safety: a writer is a plain owned value; build one per thread.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Cursor, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::error::SegmentError;
+use super::index;
+use super::layout::{
+    FLAG_VALUES_ZSTD, HEADER_LEN, Header, MAX_ENTITIES, MAX_ZSTD_EXPANSION, ROW_KEY_LEN_OFFSET,
+    ROW_KEY_OFFSET_OFFSET, SECTION_COUNT, Section, SectionEntry,
+};
+use super::row::key_ref;
+use super::schema::{
+    FieldSpec, Kind, RowLayout, check_fields, check_group_name, encode_section, fingerprint,
+};
+use crate::codec::MAX_ENTITY_ID_LEN;
+use crate::types::{DType, TimestampMs, Value};
+
+/// zstd level for the values section: segments are built offline, once per version.
+const ZSTD_LEVEL: i32 = 9;
+
+/// One field value handed to [`SegmentWriter::push`]; borrowed, so pushing copies the
+/// bytes once, into the segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldInput<'a> {
+    /// An explicit null.
+    Null,
+    /// For an int64 field.
+    Int64(i64),
+    /// For a float64 field.
+    Float64(f64),
+    /// For a float32 field.
+    Float32(f32),
+    /// For a bool field.
+    Bool(bool),
+    /// For a string field.
+    Str(&'a str),
+    /// For a bytes field.
+    Bytes(&'a [u8]),
+    /// For a float32 vector field; the length must equal the dimension.
+    F32Vector(&'a [f32]),
+}
+
+impl FieldInput<'_> {
+    /// The input's type name, for errors.
+    fn type_name(&self) -> &'static str {
+        match self {
+            FieldInput::Null => "null",
+            FieldInput::Int64(_) => "int64",
+            FieldInput::Float64(_) => "float64",
+            FieldInput::Float32(_) => "float32",
+            FieldInput::Bool(_) => "bool",
+            FieldInput::Str(_) => "string",
+            FieldInput::Bytes(_) => "bytes",
+            FieldInput::F32Vector(_) => "float32 vector",
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for FieldInput<'a> {
+    fn from(value: &'a Value) -> Self {
+        match value {
+            Value::Null => FieldInput::Null,
+            Value::Int64(v) => FieldInput::Int64(*v),
+            Value::Float64(v) => FieldInput::Float64(*v),
+            Value::Float32(v) => FieldInput::Float32(*v),
+            Value::Bool(v) => FieldInput::Bool(*v),
+            Value::String(v) => FieldInput::Str(v),
+            Value::Bytes(v) => FieldInput::Bytes(v),
+            Value::Float32Vector(v) => FieldInput::F32Vector(v),
+        }
+    }
+}
+
+/// Whether the writer compresses the values section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValuesCompression {
+    /// Compress when it saves at least 25% and expands at most
+    /// [`MAX_ZSTD_EXPANSION`] times.
+    #[default]
+    Auto,
+    /// Never compress.
+    Never,
+    /// Compress whenever the expansion limit allows (tests and fuzz seeds).
+    Always,
+}
+
+/// Builds one segment file. Push rows, then call a `finish_*` method.
+///
+/// Everything is kept in memory until `finish`: the header, written first, holds
+/// counts and checksums of the sections after it.
+#[derive(Debug)]
+pub struct SegmentWriter {
+    group: String,
+    group_version: u64,
+    fields: Vec<FieldSpec>,
+    layout: RowLayout,
+    compression: ValuesCompression,
+    /// Encoded rows, `layout.width` bytes each, in push order.
+    rows: Vec<u8>,
+    /// Entity ids, concatenated in push order.
+    keys: Vec<u8>,
+    /// Variable-width values, concatenated in push order.
+    values: Vec<u8>,
+    entity_count: u32,
+}
+
+impl SegmentWriter {
+    /// A writer for rows of `fields` from batch version `group_version` of `group`.
+    pub fn new(
+        group: &str,
+        group_version: u64,
+        fields: Vec<FieldSpec>,
+    ) -> Result<SegmentWriter, SegmentError> {
+        check_group_name(group).map_err(|detail| SegmentError::InvalidSchema { detail })?;
+        check_fields(&fields)?;
+        let layout = RowLayout::new(&fields)?;
+        Ok(SegmentWriter {
+            group: group.to_owned(),
+            group_version,
+            fields,
+            layout,
+            compression: ValuesCompression::Auto,
+            rows: Vec::new(),
+            keys: Vec::new(),
+            values: Vec::new(),
+            entity_count: 0,
+        })
+    }
+
+    /// Sets when the values section is compressed (default [`ValuesCompression::Auto`]).
+    pub fn compression(mut self, mode: ValuesCompression) -> SegmentWriter {
+        self.compression = mode;
+        self
+    }
+
+    /// Rows pushed so far.
+    pub fn len(&self) -> usize {
+        self.entity_count as usize
+    }
+
+    /// True before the first push.
+    pub fn is_empty(&self) -> bool {
+        self.entity_count == 0
+    }
+
+    /// Appends the row of `entity_id`: one entry per schema field, `None` for absent,
+    /// `Some((event_time_ms, value))` otherwise ([`FieldInput::Null`] for a null).
+    ///
+    /// A rejected row leaves the writer as it was. Duplicate ids are detected at
+    /// `finish`, when the index is built.
+    pub fn push(
+        &mut self,
+        entity_id: &[u8],
+        fields: &[Option<(TimestampMs, FieldInput<'_>)>],
+    ) -> Result<(), SegmentError> {
+        let row = u64::from(self.entity_count);
+        let invalid = |detail: String| SegmentError::InvalidRow { row, detail };
+        if self.entity_count >= MAX_ENTITIES {
+            return Err(invalid(format!(
+                "a segment holds at most {MAX_ENTITIES} entities"
+            )));
+        }
+        if entity_id.is_empty() || entity_id.len() > MAX_ENTITY_ID_LEN {
+            return Err(invalid(format!(
+                "entity id length {} is outside 1..={MAX_ENTITY_ID_LEN}",
+                entity_id.len()
+            )));
+        }
+        if fields.len() != self.fields.len() {
+            return Err(invalid(format!(
+                "{} values for {} fields",
+                fields.len(),
+                self.fields.len()
+            )));
+        }
+        let (rows_len, values_len) = (self.rows.len(), self.values.len());
+        let result = self.encode_row(row, entity_id, fields);
+        if result.is_err() {
+            self.rows.truncate(rows_len);
+            self.values.truncate(values_len);
+        } else {
+            self.keys.extend_from_slice(entity_id);
+            self.entity_count += 1;
+        }
+        result
+    }
+
+    fn encode_row(
+        &mut self,
+        row: u64,
+        entity_id: &[u8],
+        fields: &[Option<(TimestampMs, FieldInput<'_>)>],
+    ) -> Result<(), SegmentError> {
+        let start = self.rows.len();
+        self.rows.resize(start + self.layout.width, 0);
+        let key_offset = self.keys.len() as u64;
+        let key_len = entity_id.len() as u32;
+        let Some(bytes) = self.rows.get_mut(start..) else {
+            return Ok(());
+        };
+        put(bytes, ROW_KEY_OFFSET_OFFSET, &key_offset.to_le_bytes());
+        put(bytes, ROW_KEY_LEN_OFFSET, &key_len.to_le_bytes());
+        for ((spec, layout), input) in self.fields.iter().zip(&self.layout.fields).zip(fields) {
+            let Some((event_time, input)) = input else {
+                continue;
+            };
+            let mismatch = || SegmentError::TypeMismatch {
+                row,
+                feature_id: spec.feature_id,
+                expected: spec.field_type,
+                got: input.type_name(),
+            };
+            set_bit(bytes, layout.presence_byte, layout.mask);
+            put(bytes, layout.time_at, &event_time.to_le_bytes());
+            let value_at = layout.value_at;
+            match (layout.kind, *input) {
+                (_, FieldInput::Null) => set_bit(bytes, layout.null_byte, layout.mask),
+                (Kind::Int64, FieldInput::Int64(v)) => put(bytes, value_at, &v.to_le_bytes()),
+                (Kind::Float64, FieldInput::Float64(v)) => put(bytes, value_at, &v.to_le_bytes()),
+                (Kind::Float32, FieldInput::Float32(v)) => put(bytes, value_at, &v.to_le_bytes()),
+                (Kind::Bool, FieldInput::Bool(v)) => put(bytes, value_at, &[u8::from(v)]),
+                (Kind::Str, FieldInput::Str(v)) => {
+                    append_var(bytes, value_at, &mut self.values, v.as_bytes(), row)?;
+                }
+                (Kind::Bytes, FieldInput::Bytes(v)) => {
+                    append_var(bytes, value_at, &mut self.values, v, row)?;
+                }
+                (Kind::F32Vector, FieldInput::F32Vector(v)) => {
+                    let DType::Float32Vector { dim } = spec.field_type else {
+                        return Err(mismatch());
+                    };
+                    if v.len() != dim as usize {
+                        return Err(SegmentError::InvalidRow {
+                            row,
+                            detail: format!(
+                                "feature {}: vector of {} components, dimension {dim}",
+                                spec.feature_id,
+                                v.len()
+                            ),
+                        });
+                    }
+                    let encoded: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    append_var(bytes, value_at, &mut self.values, &encoded, row)?;
+                }
+                _ => return Err(mismatch()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the segment to `path` durably: a temp file in the same directory,
+    /// fsynced, renamed over `path`, then the directory fsynced. A file already at
+    /// `path` is replaced; maps of it stay valid, as rename never changes its inode.
+    pub fn finish_to_path(self, path: impl AsRef<Path>) -> Result<(), SegmentError> {
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SegmentError::Io { what, path, source }
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".segment-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(io("create temp file in", &dir))?;
+        let temp_path = temp.path().to_path_buf();
+        let mut out = BufWriter::with_capacity(1 << 20, temp.as_file());
+        self.write_into(&mut out, &temp_path)?;
+        out.flush().map_err(io("write", &temp_path))?;
+        drop(out);
+        temp.as_file().sync_all().map_err(io("fsync", &temp_path))?;
+        temp.persist(path).map_err(|e| SegmentError::Io {
+            what: "rename temp file to",
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("fsync directory", &dir))?;
+        Ok(())
+    }
+
+    /// The segment's bytes (tests, fuzz seeds, small segments).
+    pub fn finish_to_vec(self) -> Result<Vec<u8>, SegmentError> {
+        let mut out = Cursor::new(Vec::new());
+        self.write_into(&mut out, Path::new(""))?;
+        Ok(out.into_inner())
+    }
+
+    /// Streams the segment into `out` (at its current end): a placeholder header, each
+    /// section through a [`CrcWriter`], then the real header over the placeholder.
+    pub fn finish_to_writer<W: Write + Seek>(self, mut out: W) -> Result<W, SegmentError> {
+        self.write_into(&mut out, Path::new(""))?;
+        Ok(out)
+    }
+
+    fn write_into<W: Write + Seek>(self, out: &mut W, path: &Path) -> Result<(), SegmentError> {
+        let io = |what: &'static str| {
+            let path = path.to_path_buf();
+            move |source| SegmentError::Io { what, path, source }
+        };
+        let (rows, keys, width) = (&self.rows, &self.keys, self.layout.width);
+        let key_of = |row: u32| -> &[u8] {
+            let start = row as usize * width;
+            rows.get(start..start + width)
+                .and_then(key_ref)
+                .and_then(|(offset, len)| keys.get(offset as usize..offset as usize + len as usize))
+                .unwrap_or_default()
+        };
+        let slots = index::build(self.entity_count, key_of)?;
+        let index: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let schema = encode_section(&self.fields, &self.layout, &self.group);
+        let values_raw_len = self.values.len() as u64;
+        let (values, flags) = match self.compress_values()? {
+            Some(compressed) => (compressed, FLAG_VALUES_ZSTD),
+            None => (self.values, 0),
+        };
+
+        let base = out.stream_position().map_err(io("seek"))?;
+        out.write_all(&[0; HEADER_LEN])
+            .map_err(io("write header"))?;
+        let mut sections = [SectionEntry::default(); SECTION_COUNT];
+        let mut offset = HEADER_LEN as u64;
+        let bodies: [&[u8]; SECTION_COUNT] = [&schema, &index, rows, keys, &values];
+        for ((section, entry), body) in Section::ALL.iter().zip(&mut sections).zip(bodies) {
+            let mut crc_out = CrcWriter::new(&mut *out);
+            crc_out.write_all(body).map_err(io(section.name()))?;
+            *entry = SectionEntry {
+                offset,
+                len: crc_out.written,
+                crc: crc_out.hasher.finalize(),
+            };
+            offset += entry.len;
+        }
+        let header = Header {
+            flags,
+            field_count: self.fields.len() as u32,
+            group_version: self.group_version,
+            schema_fingerprint: fingerprint(&self.fields)?,
+            entity_count: self.entity_count,
+            row_width: width as u32,
+            index_slot_count: slots.len() as u64,
+            values_raw_len,
+            sections,
+        };
+        out.seek(SeekFrom::Start(base)).map_err(io("seek"))?;
+        out.write_all(&header.encode())
+            .map_err(io("write header"))?;
+        out.seek(SeekFrom::Start(base + offset))
+            .map_err(io("seek"))?;
+        Ok(())
+    }
+
+    /// The compressed values section, if the compression mode and the data call for it.
+    fn compress_values(&self) -> Result<Option<Vec<u8>>, SegmentError> {
+        if self.compression == ValuesCompression::Never || self.values.is_empty() {
+            return Ok(None);
+        }
+        let compressed =
+            zstd::bulk::compress(&self.values, ZSTD_LEVEL).map_err(|e| SegmentError::Zstd {
+                what: "compress",
+                detail: e.to_string(),
+            })?;
+        let raw = self.values.len() as u64;
+        let stored = compressed.len() as u64;
+        let within_limit = raw <= stored.saturating_mul(MAX_ZSTD_EXPANSION);
+        let pays = stored.saturating_mul(4) <= raw.saturating_mul(3);
+        let wanted = match self.compression {
+            ValuesCompression::Always => true,
+            ValuesCompression::Auto => pays,
+            ValuesCompression::Never => false,
+        };
+        Ok((within_limit && wanted).then_some(compressed))
+    }
+}
+
+/// Copies `bytes` into `buf` at `at`; callers pass offsets from the row layout, which
+/// always fit the row.
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(dst) = buf.get_mut(at..at + bytes.len()) {
+        dst.copy_from_slice(bytes);
+    }
+}
+
+fn set_bit(buf: &mut [u8], at: usize, mask: u8) {
+    if let Some(byte) = buf.get_mut(at) {
+        *byte |= mask;
+    }
+}
+
+/// Appends a variable-width value to `values` and writes its reference at `at`.
+fn append_var(
+    row_bytes: &mut [u8],
+    at: usize,
+    values: &mut Vec<u8>,
+    value: &[u8],
+    row: u64,
+) -> Result<(), SegmentError> {
+    let len = u32::try_from(value.len()).map_err(|_| SegmentError::InvalidRow {
+        row,
+        detail: format!("a value of {} bytes exceeds u32::MAX", value.len()),
+    })?;
+    put(row_bytes, at, &(values.len() as u64).to_le_bytes());
+    put(row_bytes, at + size_of::<u64>(), &len.to_le_bytes());
+    values.extend_from_slice(value);
+    Ok(())
+}
+
+/// A writer that counts and checksums exactly the bytes its inner writer accepts.
+pub struct CrcWriter<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> CrcWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> CrcWriter<W> {
+        CrcWriter {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+            written: 0,
+        }
+    }
+
+    /// crc32 of the bytes written so far.
+    pub fn crc(&self) -> u32 {
+        self.hasher.clone().finalize()
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        // Hash what was written, not what was offered: a short write leaves the rest
+        // for the next call.
+        let done = buf
+            .get(..n)
+            .ok_or_else(|| io::Error::other("writer reported more bytes than it was given"))?;
+        self.hasher.update(done);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::Segment;
+
+    /// Accepts at most 3 bytes per call, like a pipe under pressure.
+    struct Trickle(Cursor<Vec<u8>>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(3);
+            self.0.write(&buf[..n])
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for Trickle {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.0.seek(pos)
+        }
+    }
+
+    fn writer() -> SegmentWriter {
+        let mut w = SegmentWriter::new(
+            "g",
+            1,
+            vec![
+                FieldSpec {
+                    feature_id: 1,
+                    field_type: DType::String,
+                },
+                FieldSpec {
+                    feature_id: 2,
+                    field_type: DType::Int64,
+                },
+            ],
+        )
+        .expect("schema");
+        for i in 0..20 {
+            let s = format!("value number {i}");
+            w.push(
+                format!("e{i}").as_bytes(),
+                &[
+                    Some((i, FieldInput::Str(&s))),
+                    Some((i, FieldInput::Int64(i))),
+                ],
+            )
+            .expect("push");
+        }
+        w
+    }
+
+    /// style.md section 3: a writer that hashed all of `buf` before a short write would
+    /// store checksums the reader rejects.
+    #[test]
+    fn short_writes_keep_checksums_true() {
+        let out = writer()
+            .finish_to_writer(Trickle(Cursor::new(Vec::new())))
+            .expect("writes");
+        let bytes = out.0.into_inner();
+        assert_eq!(bytes, writer().finish_to_vec().expect("vec"));
+        let segment = Segment::open(bytes).expect("opens");
+        assert_eq!(segment.entity_count(), 20);
+    }
+
+    #[test]
+    fn rejected_rows_leave_the_writer_unchanged() {
+        let mut w = writer();
+        let before = w.values.len();
+        let err = w
+            .push(
+                b"bad",
+                &[
+                    Some((0, FieldInput::Str("kept?"))),
+                    Some((0, FieldInput::Bool(true))),
+                ],
+            )
+            .expect_err("type mismatch");
+        assert!(
+            matches!(err, SegmentError::TypeMismatch { feature_id: 2, .. }),
+            "{err}"
+        );
+        assert_eq!(w.values.len(), before);
+        assert_eq!(w.len(), 20);
+        assert!(w.push(b"", &[None, None]).is_err());
+        assert!(w.push(b"x", &[None]).is_err());
+        let segment = Segment::open(w.finish_to_vec().expect("vec")).expect("opens");
+        assert!(segment.find(b"bad").is_none());
+    }
+
+    #[test]
+    fn duplicate_ids_fail_at_finish() {
+        let mut w = writer();
+        w.push(b"e3", &[None, None]).expect("push");
+        let err = w.finish_to_vec().expect_err("duplicate");
+        assert!(
+            matches!(&err, SegmentError::DuplicateEntity { entity_id, first: 3, second: 20 } if entity_id == b"e3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn finish_to_path_renames_into_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("g.v1.seg");
+        writer().finish_to_path(&path).expect("writes");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            names,
+            [std::ffi::OsString::from("g.v1.seg")],
+            "no temp file left"
+        );
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(bytes, writer().finish_to_vec().expect("vec"));
+    }
+}

@@ -1,0 +1,1 @@
+//! One test per find, named after it, each saying what broke.

@@ -1,0 +1,206 @@
+//! The bodies of featstore's fuzz targets, kept apart from `fuzz_targets/*.rs` so that
+//! the format crate's tests (`crates/format/tests/segment/fuzz_replay.rs`) run the
+//! same code on stable Rust, without libFuzzer.
+//!
+//! Each body panics exactly when it finds a bug: a panic inside the library, or a
+//! result that disagrees with the body's model of it.
+
+use featstore_format::codec::key::{decode_key, encode_key_into, entity_prefix_len};
+use featstore_format::codec::value::{decode_value, encode_value};
+use featstore_format::codec::MAX_ENTITY_ID_LEN;
+use featstore_format::segment::testing::reseal;
+use featstore_format::segment::{FieldInput, FieldValue, Segment, SegmentWriter, ValueRef};
+use featstore_format::types::{TimestampMs, Value};
+
+/// `segment_open`: arbitrary bytes, as they are and with every checksum recomputed (so
+/// the structural checks behind the checksums are reached), must open or be refused
+/// without panicking. A segment that opens must agree with itself: every row is found
+/// by its own id, every field reads as its schema's type, and rewriting its rows with
+/// `SegmentWriter` gives a segment that reads the same.
+pub fn segment_open(data: &[u8]) {
+    check_segment(data);
+    let mut resealed = data.to_vec();
+    if reseal(&mut resealed) {
+        check_segment(&resealed);
+    }
+}
+
+fn check_segment(data: &[u8]) {
+    let Ok(segment) = Segment::open(data) else {
+        return;
+    };
+    let mut count = 0;
+    for row in segment.iter() {
+        let found = segment
+            .find(row.entity_id())
+            .expect("every stored id is found");
+        assert_eq!(found.index(), row.index());
+        for (i, spec) in segment.fields().iter().enumerate() {
+            if let FieldValue::Present { value, .. } = row.get(i) {
+                assert!(
+                    Value::matches(&value.to_value(), spec.field_type),
+                    "field {i} reads as {value:?}, schema says {}",
+                    spec.field_type
+                );
+            }
+        }
+        count += 1;
+    }
+    assert_eq!(count, segment.entity_count());
+    for len in 0..=data.len().min(24) {
+        if let Some(row) = segment.find(&data[..len]) {
+            assert_eq!(row.entity_id(), &data[..len]);
+        }
+    }
+
+    let mut writer = SegmentWriter::new(
+        segment.group(),
+        segment.group_version(),
+        segment.fields().to_vec(),
+    )
+    .expect("an open segment's schema is valid");
+    for row in segment.iter() {
+        let owned = owned_fields(&segment, row.index());
+        let inputs: Vec<Option<(TimestampMs, FieldInput<'_>)>> = owned
+            .iter()
+            .map(|f| f.as_ref().map(|(t, v)| (*t, FieldInput::from(v))))
+            .collect();
+        writer
+            .push(row.entity_id(), &inputs)
+            .expect("an open segment's rows are valid");
+    }
+    let bytes = writer.finish_to_vec().expect("rewrite");
+    let again = Segment::open(bytes.as_slice()).expect("a rewritten segment opens");
+    assert_eq!(again.schema_fingerprint(), segment.schema_fingerprint());
+    assert_eq!(again.entity_count(), segment.entity_count());
+    for row in segment.iter() {
+        let other = again.find(row.entity_id()).expect("rewritten row is found");
+        for i in 0..row.field_count() {
+            assert!(
+                same(row.get(i), other.get(i)),
+                "field {i}: {:?} != {:?}",
+                row.get(i),
+                other.get(i)
+            );
+        }
+    }
+}
+
+/// Row `index`'s fields as owned values.
+fn owned_fields<D: AsRef<[u8]>>(
+    segment: &Segment<D>,
+    index: usize,
+) -> Vec<Option<(TimestampMs, Value)>> {
+    let row = segment.row(index).expect("row in range");
+    (0..row.field_count())
+        .map(|i| match row.get(i) {
+            FieldValue::Absent => None,
+            FieldValue::Null(t) => Some((t, Value::Null)),
+            FieldValue::Present { event_time, value } => Some((event_time, value.to_value())),
+        })
+        .collect()
+}
+
+/// Equality with floats compared by bits (NaN equals itself).
+pub fn same(a: FieldValue<'_>, b: FieldValue<'_>) -> bool {
+    match (a, b) {
+        (
+            FieldValue::Present {
+                event_time: ta,
+                value: va,
+            },
+            FieldValue::Present {
+                event_time: tb,
+                value: vb,
+            },
+        ) => ta == tb && same_value(va, vb),
+        _ => a == b,
+    }
+}
+
+fn same_value(a: ValueRef<'_>, b: ValueRef<'_>) -> bool {
+    match (a, b) {
+        (ValueRef::Float64(x), ValueRef::Float64(y)) => x.to_bits() == y.to_bits(),
+        (ValueRef::Float32(x), ValueRef::Float32(y)) => x.to_bits() == y.to_bits(),
+        (ValueRef::F32Vector(x), ValueRef::F32Vector(y)) => x.as_bytes() == y.as_bytes(),
+        _ => a == b,
+    }
+}
+
+/// `codec_key`: `decode_key` on arbitrary bytes must not panic, and a key it accepts
+/// must be the canonical encoding of what it returns; then the bytes, read as
+/// `fid (4 bytes LE) ‖ entity id`, must encode and decode back to themselves.
+pub fn codec_key(data: &[u8]) {
+    if let Ok((id, fid)) = decode_key(data) {
+        assert_eq!(entity_prefix_len(data), Some(2 + id.len()));
+        // decode_key does not check the id length range (see the regression test
+        // `decode_key_accepts_ids_encode_rejects`); compare only what encode accepts.
+        if (1..=MAX_ENTITY_ID_LEN).contains(&id.len()) {
+            let mut again = Vec::new();
+            encode_key_into(id, fid, &mut again).expect("a decoded id re-encodes");
+            assert_eq!(again, data, "decode_key accepted a non-canonical key");
+        }
+    }
+    let Some((fid, id)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let fid = u32::from_le_bytes(*fid);
+    let mut key = Vec::new();
+    match encode_key_into(id, fid, &mut key) {
+        Ok(()) => {
+            assert_eq!(decode_key(&key).expect("an encoded key decodes"), (id, fid));
+            assert_eq!(entity_prefix_len(&key), Some(2 + id.len()));
+        }
+        Err(_) => assert!(id.is_empty() || id.len() > MAX_ENTITY_ID_LEN),
+    }
+}
+
+/// `codec_value`: `decode_value` on arbitrary bytes must not panic, and a value it
+/// accepts must re-encode to the same bytes; then a value built from the bytes
+/// (`selector ‖ event time ‖ payload`) must survive encode, decode, encode unchanged.
+pub fn codec_value(data: &[u8]) {
+    if let Ok(stored) = decode_value(data) {
+        let mut again = Vec::new();
+        encode_value(&stored.value, stored.event_time, &mut again);
+        assert_eq!(again, data, "decode_value accepted a non-canonical value");
+    }
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((time, payload)) = rest.split_first_chunk::<8>() else {
+        return;
+    };
+    let event_time = i64::from_le_bytes(*time);
+    let word = |n: usize| -> [u8; 8] {
+        let mut out = [0; 8];
+        for (o, b) in out.iter_mut().zip(payload).take(n) {
+            *o = *b;
+        }
+        out
+    };
+    let value = match selector % 8 {
+        0 => Value::Null,
+        1 => Value::Int64(i64::from_le_bytes(word(8))),
+        2 => Value::Float64(f64::from_le_bytes(word(8))),
+        3 => {
+            let w = word(4);
+            Value::Float32(f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        }
+        4 => Value::Bool(payload.first().is_some_and(|b| b & 1 == 1)),
+        5 => Value::String(String::from_utf8_lossy(payload).into_owned()),
+        6 => Value::Bytes(payload.to_vec()),
+        _ => Value::Float32Vector(
+            payload
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+    };
+    let mut first = Vec::new();
+    encode_value(&value, event_time, &mut first);
+    let decoded = decode_value(&first).expect("an encoded value decodes");
+    assert_eq!(decoded.event_time, event_time);
+    let mut second = Vec::new();
+    encode_value(&decoded.value, decoded.event_time, &mut second);
+    assert_eq!(first, second);
+}

@@ -1,0 +1,429 @@
+//! `featstore`: the command line. Parses arguments and calls the library; every command
+//! that changes state works either on a data directory (`--data`) or, with `--server`,
+//! through a running server's HTTP API (RocksDB allows one process per directory).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use featstore::datagen::{Dataset, DatasetConfig};
+use featstore::loader::LoadRequest;
+use featstore::loader::input::{InputFormat, Layout};
+use featstore::registry::DefinitionFilter;
+use featstore::registry::file::read_features_file;
+use featstore::types::parse_timestamp_ms;
+use featstore::{FeatureStore, StoreConfig};
+
+#[derive(Parser)]
+#[command(name = "featstore", version, about = "Online feature store: versioned batch features on RocksDB, served over HTTP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Target {
+    /// Data directory of the store (opened directly; no server may be running on it).
+    #[arg(long, default_value = "featstore-data", global = true)]
+    data: PathBuf,
+    /// Base URL of a running server (e.g. http://127.0.0.1:7070); overrides --data.
+    #[arg(long, global = true)]
+    server: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the store over HTTP.
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// Address to bind (loopback by default: featstore runs as a sidecar).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        addr: SocketAddr,
+    },
+    /// Register feature definitions from a TOML file.
+    Apply {
+        /// The features file (`[[feature]]` tables).
+        file: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Load a Parquet or CSV file as a new version of a feature group.
+    Load {
+        /// Feature group.
+        #[arg(long)]
+        group: String,
+        /// Input file.
+        #[arg(long)]
+        input: PathBuf,
+        /// csv or parquet (default: from the extension).
+        #[arg(long)]
+        format: Option<InputFormat>,
+        /// long or wide (default: from the columns).
+        #[arg(long)]
+        layout: Option<Layout>,
+        /// Event time for wide files without an event_time column (ms or RFC 3339).
+        #[arg(long)]
+        default_event_time: Option<String>,
+        /// Ingest but do not activate the new version.
+        #[arg(long)]
+        no_activate: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List, activate, roll back or drop versions of a group.
+    Versions {
+        #[command(subcommand)]
+        action: VersionsAction,
+    },
+    /// Read one entity's features.
+    Get {
+        /// Entity type.
+        entity_type: String,
+        /// Entity id.
+        entity_id: String,
+        /// Comma-separated feature names.
+        #[arg(long)]
+        names: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List registered feature definitions.
+    Definitions {
+        /// Only this entity type.
+        #[arg(long)]
+        entity_type: Option<String>,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Only features with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write the synthetic marketplace data set (features.toml and data files).
+    GenData {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Size: tiny or demo.
+        #[arg(long, default_value = "demo")]
+        preset: String,
+    },
+    /// Check a hot segment file offline: every checksum, bound and row.
+    Verify {
+        /// The segment file.
+        file: PathBuf,
+    },
+    /// Generate the demo data set, load it, and serve it.
+    Demo {
+        /// Directory for the demo's store and data (wiped first).
+        #[arg(long, default_value = "featstore-demo")]
+        dir: PathBuf,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        addr: SocketAddr,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum VersionsAction {
+    /// List a group's versions and load records.
+    List {
+        /// Group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Activate a version.
+    Activate {
+        /// Group.
+        group: String,
+        /// Version.
+        version: u64,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Re-activate the previously active version.
+    Rollback {
+        /// Group.
+        group: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Drop all but the newest K versions (never the active one).
+    Drop {
+        /// Group.
+        group: String,
+        /// Versions to keep.
+        #[arg(long, default_value_t = 2)]
+        keep: usize,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn open(target: &Target) -> Result<FeatureStore> {
+    FeatureStore::open(&target.data, StoreConfig::default())
+        .with_context(|| format!("opening store in {}", target.data.display()))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Sends a request to a running server and prints its JSON answer.
+fn remote(base: &str, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<()> {
+    let url = format!("{}{}", base.trim_end_matches('/'), path);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = match (method, body) {
+        ("GET", _) => agent.get(&url).call(),
+        (_, Some(body)) => agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(serde_json::to_vec(&body)?.as_slice()),
+        (_, None) => agent.post(&url).send_empty(),
+    }
+    .with_context(|| format!("{method} {url}"))?;
+    let status = response.status();
+    let text = response.body_mut().read_to_string()?;
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+        Err(_) => println!("{text}"),
+    }
+    if !status.is_success() {
+        bail!("server answered {status}");
+    }
+    Ok(())
+}
+
+fn encode_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn serve(store: Arc<FeatureStore>, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    eprintln!("featstore serving on http://{}", listener.local_addr()?);
+    let shutdown = async move {
+        match exit_after {
+            Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    featstore::server::run(store, listener, shutdown).await?;
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn progress_printer(started: std::time::Instant) -> impl Fn(featstore::loader::LoadProgress) {
+    move |p| {
+        let rate = p.values as f64 / p.elapsed_secs.max(1e-9);
+        eprintln!(
+            "  {:>5}: {:>12} values  {:>7.1}s  ({:.0} values/s overall, {:.1}s wall)",
+            p.phase,
+            p.values,
+            p.elapsed_secs,
+            rate,
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { target, addr } => {
+            let store = Arc::new(open(&target)?);
+            runtime()?.block_on(serve(store, addr, None))
+        }
+        Command::Apply { file, target } => {
+            let specs = read_features_file(&file)?;
+            match &target.server {
+                Some(base) => remote(base, "POST", "/v1/feature-definitions", Some(serde_json::to_value(&specs)?)),
+                None => print_json(&open(&target)?.apply(specs)?),
+            }
+        }
+        Command::Load { group, input, format, layout, default_event_time, no_activate, target } => {
+            let default_event_time = default_event_time
+                .as_deref()
+                .map(parse_timestamp_ms)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let input = std::fs::canonicalize(&input)
+                .with_context(|| format!("input {}", input.display()))?;
+            match &target.server {
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    &format!("/v1/groups/{}/loads", encode_component(&group)),
+                    Some(serde_json::json!({
+                        "input": input, "format": format, "layout": layout,
+                        "activate": !no_activate, "default_event_time": default_event_time,
+                    })),
+                ),
+                None => {
+                    let store = open(&target)?;
+                    let mut request = LoadRequest::new(group, input);
+                    request.options.format = format;
+                    request.options.layout = layout;
+                    request.options.default_event_time = default_event_time;
+                    request.activate = !no_activate;
+                    let started = std::time::Instant::now();
+                    let record = store.load(&request, &progress_printer(started))?;
+                    print_json(&record)
+                }
+            }
+        }
+        Command::Versions { action } => match action {
+            VersionsAction::List { group, target } => match &target.server {
+                Some(base) => remote(base, "GET", &format!("/v1/groups/{}/versions", encode_component(&group)), None),
+                None => print_json(&open(&target)?.versions(&group)?),
+            },
+            VersionsAction::Activate { group, version, target } => match &target.server {
+                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/versions/{version}/activate", encode_component(&group)), None),
+                None => {
+                    open(&target)?.activate(&group, version)?;
+                    println!("{group}: version {version} active");
+                    Ok(())
+                }
+            },
+            VersionsAction::Rollback { group, target } => match &target.server {
+                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/rollback", encode_component(&group)), None),
+                None => {
+                    let version = open(&target)?.rollback(&group)?;
+                    println!("{group}: rolled back to version {version}");
+                    Ok(())
+                }
+            },
+            VersionsAction::Drop { group, keep, target } => match &target.server {
+                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/drop-old-versions?keep={keep}", encode_component(&group)), None),
+                None => {
+                    let dropped = open(&target)?.drop_old_versions(&group, keep)?;
+                    println!("{group}: dropped versions {dropped:?}");
+                    Ok(())
+                }
+            },
+        },
+        Command::Get { entity_type, entity_id, names, target } => match &target.server {
+            Some(base) => remote(
+                base,
+                "GET",
+                &format!(
+                    "/v1/features/{}/{}?names={}",
+                    encode_component(&entity_type),
+                    encode_component(&entity_id),
+                    encode_component(&names)
+                ),
+                None,
+            ),
+            None => {
+                let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+                print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
+            }
+        },
+        Command::Definitions { entity_type, owner, tag, target } => {
+            let filter = DefinitionFilter { entity_type, owner, tag, ..Default::default() };
+            match &target.server {
+                Some(base) => {
+                    let mut query = Vec::new();
+                    for (k, v) in [("entity_type", &filter.entity_type), ("owner", &filter.owner), ("tag", &filter.tag)] {
+                        if let Some(v) = v {
+                            query.push(format!("{k}={}", encode_component(v)));
+                        }
+                    }
+                    remote(base, "GET", &format!("/v1/feature-definitions?{}", query.join("&")), None)
+                }
+                None => print_json(&open(&target)?.list_definitions(&filter)),
+            }
+        }
+        Command::GenData { out, preset } => {
+            let config = match preset.as_str() {
+                "tiny" => DatasetConfig::tiny(),
+                "demo" => DatasetConfig::demo(),
+                other => bail!("unknown preset `{other}`: use tiny or demo"),
+            };
+            let files = Dataset::new(config).write(&out)?;
+            println!("wrote {}", files.features_toml.display());
+            for load in files.loads {
+                println!("wrote {} (group {})", load.path.display(), load.group);
+            }
+            Ok(())
+        }
+        Command::Demo { dir, addr, exit_after } => demo(&dir, addr, exit_after),
+        Command::Verify { file } => {
+            let segment = featstore_format::segment::MappedSegment::open(&file)
+                .with_context(|| format!("{} is not a valid segment", file.display()))?;
+            let bytes = segment.as_bytes().len();
+            let entities = segment.entity_count();
+            println!("{}: ok", file.display());
+            println!("  group          {} (version {})", segment.group(), segment.group_version());
+            println!("  entities       {entities}");
+            println!("  fields         {}", segment.fields().len());
+            println!("  bytes          {bytes} ({:.1} per entity)", bytes as f64 / entities.max(1) as f64);
+            println!("  fingerprint    {:016x}", segment.schema_fingerprint());
+            println!("  values zstd    {}", segment.values_compressed());
+            Ok(())
+        }
+    }
+}
+
+fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cleaning {}", dir.display()))?;
+    }
+    let store = FeatureStore::open(dir.join("store"), StoreConfig::default())?;
+    eprintln!("generating and loading the synthetic marketplace into {} ...", dir.display());
+    let summary = featstore::demo::prepare(&store, dir, DatasetConfig::demo(), &addr.to_string())?;
+    for line in &summary.loads {
+        eprintln!("  loaded {line}");
+    }
+    eprintln!("\nTry:");
+    for example in &summary.examples {
+        eprintln!("  {example}");
+    }
+    eprintln!();
+    runtime()?.block_on(serve(Arc::new(store), addr, exit_after))
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        // A closed stdout (`featstore ... | head`) is not a failure.
+        if e.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            std::process::exit(0);
+        }
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,33 @@
+//! featstore: a single-node online feature store.
+//!
+//! It holds batch features (loaded nightly as immutable, versioned column families in
+//! RocksDB) and serves them to ranking hosts over a thin HTTP layer, or in-process
+//! through [`FeatureStore`].
+//!
+//! It is not a distributed database, a warehouse or a stream processor: it runs beside
+//! one ranking host (a sidecar), is fed by batch jobs and producers, and answers point
+//! reads of feature vectors with a status and event time per value.
+//!
+//! # Layout
+//!
+//! Layers stack by dependency; only the lowest ones know bytes.
+//!
+//! * [`types`] — dtypes, values, timestamps, read statuses.
+//! * [`codec`] — byte encodings of stored keys and values (`storage-format.md`).
+//! * [`registry`] — feature definitions and the immutable registry snapshot.
+//! * [`store`] — the RocksDB engine: column families, manifest, versions, read views,
+//!   reads. [`FeatureStore`] is its public face.
+//! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
+//! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
+//! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,
+//!   benchmarks).
+
+pub mod datagen;
+pub mod demo;
+pub mod loader;
+pub mod registry;
+pub mod server;
+pub mod store;
+
+pub use featstore_format::{codec, types};
+pub use store::{FeatureStore, StoreConfig};

@@ -1,0 +1,286 @@
+//! Batch loading: a Parquet or CSV export becomes SST files for a new group version.
+//!
+//! [`build_files`] reads the input (validated against the registry), encodes keys and
+//! values, sorts them with bounded memory and writes SST files. It touches no live
+//! state: the engine (`store`) allocates the version, ingests the files into a new
+//! column family and activates it only after everything succeeded.
+
+pub mod input;
+pub mod sorter;
+pub mod sst;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::key::encode_key_into;
+use crate::codec::value::encode_value;
+use crate::registry::Registry;
+use crate::types::{TimestampMs, now_ms};
+use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
+use sorter::ExternalSorter;
+use sst::SstSetWriter;
+
+/// A batch load failed. Nothing of it became visible.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The input is unreadable or has a bad row (the message names file, row, reason).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The input holds no records.
+    #[error("{0}: the input has no rows; refusing to create an empty version")]
+    EmptyInput(String),
+    /// A scratch-file operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Writing an SST file failed.
+    #[error("writing SST file: {0}")]
+    Sst(String),
+    /// A single record or buffer exceeds 4 GiB.
+    #[error("a record or sort buffer exceeds 4 GiB")]
+    TooLarge,
+}
+
+impl LoadError {
+    pub(crate) fn io(context: String, source: std::io::Error) -> Self {
+        LoadError::Io { context, source }
+    }
+}
+
+/// What to load.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    /// Feature group to load a new version of.
+    pub group: String,
+    /// Parquet or CSV file.
+    pub input: PathBuf,
+    /// Format and layout overrides.
+    pub options: InputOptions,
+    /// Activate the new version once it is ingested (the default).
+    pub activate: bool,
+}
+
+impl LoadRequest {
+    /// Loads `input` into `group` and activates it, with detected format and layout.
+    pub fn new(group: impl Into<String>, input: impl Into<PathBuf>) -> Self {
+        LoadRequest {
+            group: group.into(),
+            input: input.into(),
+            options: InputOptions::default(),
+            activate: true,
+        }
+    }
+}
+
+/// Durable record of one load, kept in the meta column family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadRecord {
+    /// Group loaded.
+    pub group: String,
+    /// Version created.
+    pub version: u64,
+    /// Input file as given.
+    pub source: String,
+    /// Input size in bytes.
+    pub source_bytes: u64,
+    /// CRC-32 (IEEE polynomial) of the input file.
+    pub source_crc32: u32,
+    /// Detected or given input format.
+    pub format: InputFormat,
+    /// Detected or given layout.
+    pub layout: Layout,
+    /// Data rows read.
+    pub rows: u64,
+    /// Values read (a wide row holds several).
+    pub values_read: u64,
+    /// Values stored after de-duplication.
+    pub values_stored: u64,
+    /// Values replaced by a newer duplicate of the same entity and feature.
+    pub duplicates: u64,
+    /// Explicit nulls among the values read.
+    pub nulls: u64,
+    /// Distinct entities stored.
+    pub entities: u64,
+    /// SST files ingested.
+    pub sst_files: usize,
+    /// Their total size in bytes.
+    pub sst_bytes: u64,
+    /// Load start, ms since epoch.
+    pub started_at_ms: TimestampMs,
+    /// Milliseconds spent reading, sorting and writing SST files.
+    pub build_ms: u64,
+    /// Milliseconds spent ingesting into RocksDB.
+    pub ingest_ms: u64,
+    /// Whether the version was activated by the load.
+    pub activated: bool,
+}
+
+/// Result of [`build_files`]: SST files ready to ingest and the facts for the record.
+#[derive(Debug)]
+pub struct BuiltFiles {
+    /// SST files, ascending, non-overlapping.
+    pub files: Vec<PathBuf>,
+    /// The load record, without version, ingest time and activation.
+    pub record: LoadRecord,
+}
+
+/// Progress of a running load, reported every million values.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadProgress {
+    /// Phase: `"read"` (parsing and sorting) or `"write"` (SST files).
+    pub phase: &'static str,
+    /// Values processed in this phase.
+    pub values: u64,
+    /// Seconds since the load started.
+    pub elapsed_secs: f64,
+}
+
+/// Streams the file once to compute its size and CRC-32.
+fn checksum_file(path: &Path) -> Result<(u64, u32), LoadError> {
+    let shown = path.display().to_string();
+    let mut file = std::fs::File::open(path).map_err(|e| {
+        LoadError::Input(InputError::Io {
+            path: shown.clone(),
+            source: e,
+        })
+    })?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| LoadError::io(format!("read {shown}"), e))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        total += n as u64;
+    }
+    Ok((total, hasher.finalize()))
+}
+
+/// The feature names a load of `group` accepts: every registered version as
+/// `name@version`, and the bare name for the newest version.
+pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, FeatureColumn> {
+    let mut columns = HashMap::new();
+    if let Some(info) = registry.group(group) {
+        for id in &info.features {
+            let Some(def) = registry.by_id(*id) else { continue };
+            let column = FeatureColumn {
+                id: def.id,
+                dtype: def.spec.dtype,
+            };
+            columns.insert(def.qualified_name(), column);
+            let newest = registry
+                .resolve(&def.spec.name)
+                .is_some_and(|latest| latest.id == def.id);
+            if newest {
+                columns.insert(def.spec.name.clone(), column);
+            }
+        }
+    }
+    columns
+}
+
+/// Reads `request.input`, validates every value against `columns` and writes sorted SST
+/// files into `scratch` with `sst_options`. The first bad row fails the whole build.
+pub fn build_files(
+    request: &LoadRequest,
+    columns: &HashMap<String, FeatureColumn>,
+    sst_options: &rocksdb::Options,
+    scratch: &Path,
+    memory_budget: usize,
+    sst_target_bytes: u64,
+    progress: &dyn Fn(LoadProgress),
+) -> Result<BuiltFiles, LoadError> {
+    let started_at_ms = now_ms();
+    let started = Instant::now();
+    let (source_bytes, source_crc32) = checksum_file(&request.input)?;
+    let path_text = request.input.display().to_string();
+
+    let mut sorter = ExternalSorter::new(memory_budget, scratch);
+    let mut key = Vec::with_capacity(64);
+    let mut value = Vec::with_capacity(64);
+    let mut values_read = 0u64;
+    let mut nulls = 0u64;
+    let summary = read_input(&request.input, &request.options, columns, &mut |record| {
+        key.clear();
+        value.clear();
+        encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
+            InputError::BadRow {
+                path: path_text.clone(),
+                row: record.row,
+                column: "entity_id".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        encode_value(record.value, record.event_time, &mut value);
+        if *record.value == crate::types::Value::Null {
+            nulls += 1;
+        }
+        sorter
+            .push(&key, &value)
+            .map_err(|e| InputError::Sink(e.to_string()))?;
+        values_read += 1;
+        if values_read % (1 << 20) == 0 {
+            progress(LoadProgress {
+                phase: "read",
+                values: values_read,
+                elapsed_secs: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(())
+    })?;
+    if values_read == 0 {
+        return Err(LoadError::EmptyInput(path_text));
+    }
+
+    let mut writer =
+        SstSetWriter::new(sst_options, scratch, sst_target_bytes).with_progress(|n| {
+            progress(LoadProgress {
+                phase: "write",
+                values: n,
+                elapsed_secs: started.elapsed().as_secs_f64(),
+            })
+        });
+    let duplicates = sorter.finish(&mut writer)?;
+    let (files, stats) = writer.finish()?;
+    let sst_files = files.len();
+
+    Ok(BuiltFiles {
+        files,
+        record: LoadRecord {
+            group: request.group.clone(),
+            version: 0,
+            source: path_text,
+            source_bytes,
+            source_crc32,
+            format: summary.format,
+            layout: summary.layout,
+            rows: summary.rows,
+            values_read,
+            values_stored: stats.records,
+            duplicates,
+            nulls,
+            entities: stats.entities,
+            sst_files,
+            sst_bytes: stats.bytes,
+            started_at_ms,
+            build_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ingest_ms: 0,
+            activated: false,
+        },
+    })
+}
+

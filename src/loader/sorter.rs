@@ -1,0 +1,334 @@
+//! External sort of encoded (key, value) records with bounded memory.
+//!
+//! Records are appended to an arena; when it exceeds its budget the buffer is sorted,
+//! de-duplicated and spilled to a run file. At the end, the runs and the last buffer are
+//! merged into one ascending stream of unique keys. Input that arrives already sorted
+//! (the usual warehouse export, ordered by entity) is detected and not re-sorted.
+//!
+//! Duplicate keys (the same entity and feature twice in one input) resolve by event
+//! time: the newest event wins; on equal event times the record that came later in the
+//! input wins. Run files are private scratch data, deleted with the load's temp folder.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::LoadError;
+use crate::codec::value::decode_event_time;
+use crate::types::TimestampMs;
+
+/// Receives the merged, unique, ascending records.
+pub trait SortedSink {
+    /// Takes the next record; keys strictly increase across calls.
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError>;
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    /// First 8 key bytes, big-endian: most comparisons end here without touching the arena.
+    prefix: u64,
+    offset: u32,
+    key_len: u32,
+    value_len: u32,
+}
+
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = key.len().min(8);
+    buf[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn event_time(value: &[u8]) -> TimestampMs {
+    decode_event_time(value).unwrap_or(TimestampMs::MIN)
+}
+
+/// Sorts records under a memory budget, spilling sorted runs into `scratch`.
+pub struct ExternalSorter {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    sorted: bool,
+    budget: usize,
+    scratch: PathBuf,
+    runs: Vec<PathBuf>,
+    duplicates: u64,
+}
+
+impl ExternalSorter {
+    /// A sorter using about `budget` bytes of memory (at most 3 GiB) before spilling.
+    pub fn new(budget: usize, scratch: &Path) -> Self {
+        let budget = budget.clamp(1 << 20, 3 << 30);
+        ExternalSorter {
+            arena: Vec::new(),
+            entries: Vec::new(),
+            sorted: true,
+            budget,
+            scratch: scratch.to_path_buf(),
+            runs: Vec::new(),
+            duplicates: 0,
+        }
+    }
+
+    fn key(&self, e: &Entry) -> &[u8] {
+        let start = e.offset as usize;
+        &self.arena[start..start + e.key_len as usize]
+    }
+
+    fn value(&self, e: &Entry) -> &[u8] {
+        let start = e.offset as usize + e.key_len as usize;
+        &self.arena[start..start + e.value_len as usize]
+    }
+
+    fn compare(&self, a: &Entry, b: &Entry) -> Ordering {
+        a.prefix
+            .cmp(&b.prefix)
+            .then_with(|| self.key(a).cmp(self.key(b)))
+    }
+
+    /// Adds one record.
+    pub fn push(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        let record_len = key.len() + value.len();
+        if self.arena.len() + record_len + self.entries.len() * size_of::<Entry>() > self.budget
+            && !self.entries.is_empty()
+        {
+            self.spill()?;
+        }
+        let entry = Entry {
+            prefix: key_prefix(key),
+            offset: u32::try_from(self.arena.len()).map_err(|_| LoadError::TooLarge)?,
+            key_len: u32::try_from(key.len()).map_err(|_| LoadError::TooLarge)?,
+            value_len: u32::try_from(value.len()).map_err(|_| LoadError::TooLarge)?,
+        };
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(value);
+        if self.sorted
+            && let Some(last) = self.entries.last()
+            && self.compare(last, &entry) == Ordering::Greater
+        {
+            self.sorted = false;
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Sorts the buffer (stable: equal keys keep input order) unless already sorted.
+    fn sort_buffer(&mut self) {
+        if !self.sorted {
+            let mut entries = std::mem::take(&mut self.entries);
+            entries.sort_by(|a, b| self.compare(a, b));
+            self.entries = entries;
+            self.sorted = true;
+        }
+    }
+
+    /// Calls `f` with each unique key of the sorted buffer and its winning value.
+    fn for_each_unique(
+        &mut self,
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<(), LoadError>,
+    ) -> Result<(), LoadError> {
+        self.sort_buffer();
+        let mut i = 0;
+        let n = self.entries.len();
+        while i < n {
+            let mut best = self.entries[i];
+            let mut j = i + 1;
+            while j < n && self.compare(&self.entries[j], &best) == Ordering::Equal {
+                let candidate = self.entries[j];
+                if event_time(self.value(&candidate)) >= event_time(self.value(&best)) {
+                    best = candidate;
+                }
+                self.duplicates += 1;
+                j += 1;
+            }
+            f(self.key(&best), self.value(&best))?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<(), LoadError> {
+        let path = self.scratch.join(format!("run-{:05}.tmp", self.runs.len()));
+        let file = File::create(&path).map_err(|e| LoadError::io(format!("create {}", path.display()), e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let shown = path.display().to_string();
+        self.for_each_unique(|key, value| {
+            let write = |out: &mut BufWriter<File>| -> std::io::Result<()> {
+                out.write_all(&(key.len() as u32).to_le_bytes())?;
+                out.write_all(&(value.len() as u32).to_le_bytes())?;
+                out.write_all(key)?;
+                out.write_all(value)
+            };
+            write(&mut out).map_err(|e| LoadError::io(format!("write {shown}"), e))
+        })?;
+        out.flush().map_err(|e| LoadError::io(format!("write {shown}"), e))?;
+        self.runs.push(path);
+        self.arena.clear();
+        self.entries.clear();
+        self.sorted = true;
+        Ok(())
+    }
+
+    /// Emits every unique key in ascending order into `sink`; returns how many records
+    /// were replaced by a newer duplicate.
+    pub fn finish(mut self, sink: &mut dyn SortedSink) -> Result<u64, LoadError> {
+        if self.runs.is_empty() {
+            self.for_each_unique(|k, v| sink.put(k, v))?;
+            return Ok(self.duplicates);
+        }
+        if !self.entries.is_empty() {
+            self.spill()?;
+        }
+        let mut readers = Vec::with_capacity(self.runs.len());
+        for path in &self.runs {
+            let file = File::open(path).map_err(|e| LoadError::io(format!("open {}", path.display()), e))?;
+            readers.push(RunReader {
+                input: BufReader::with_capacity(1 << 20, file),
+                path: path.clone(),
+            });
+        }
+        let mut heap = BinaryHeap::new();
+        for (run, reader) in readers.iter_mut().enumerate() {
+            if let Some((key, value)) = reader.next_record()? {
+                heap.push(HeapItem { key, value, run });
+            }
+        }
+        let mut pending: Option<HeapItem> = None;
+        while let Some(item) = heap.pop() {
+            if let Some((key, value)) = readers[item.run].next_record()? {
+                heap.push(HeapItem { key, value, run: item.run });
+            }
+            pending = match pending {
+                Some(prev) if prev.key == item.key => {
+                    self.duplicates += 1;
+                    // Later runs hold later input: they win ties.
+                    if event_time(&item.value) >= event_time(&prev.value) {
+                        Some(item)
+                    } else {
+                        Some(prev)
+                    }
+                }
+                Some(prev) => {
+                    sink.put(&prev.key, &prev.value)?;
+                    Some(item)
+                }
+                None => Some(item),
+            };
+        }
+        if let Some(last) = pending {
+            sink.put(&last.key, &last.value)?;
+        }
+        Ok(self.duplicates)
+    }
+}
+
+struct RunReader {
+    input: BufReader<File>,
+    path: PathBuf,
+}
+
+impl RunReader {
+    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, LoadError> {
+        let ctx = |e| LoadError::io(format!("read {}", self.path.display()), e);
+        let mut header = [0u8; 8];
+        match self.input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(ctx(e)),
+        }
+        let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let value_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+        let mut key = vec![0; key_len];
+        let mut value = vec![0; value_len];
+        self.input.read_exact(&mut key).map_err(ctx)?;
+        self.input.read_exact(&mut value).map_err(ctx)?;
+        Ok(Some((key, value)))
+    }
+}
+
+/// Min-heap item: smallest key first, then earliest run (so later runs come later).
+struct HeapItem {
+    key: Vec<u8>,
+    value: Vec<u8>,
+    run: usize,
+}
+
+impl PartialEq for HeapItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for HeapItem {}
+impl PartialOrd for HeapItem {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for HeapItem {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .key
+            .cmp(&self.key)
+            .then_with(|| other.run.cmp(&self.run))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::value::encode_value;
+    use crate::types::Value;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    struct Collect(Vec<(Vec<u8>, Vec<u8>)>);
+    impl SortedSink for Collect {
+        fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+            self.0.push((key.to_vec(), value.to_vec()));
+            Ok(())
+        }
+    }
+
+    fn run(records: &[(Vec<u8>, i64, i64)], budget: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sorter = ExternalSorter::new(budget, dir.path());
+        sorter.budget = budget; // below the public clamp, to force spills in tests
+        for (key, t, v) in records {
+            let mut value = Vec::new();
+            encode_value(&Value::Int64(*v), *t, &mut value);
+            sorter.push(key, &value).expect("push");
+        }
+        let mut out = Collect(Vec::new());
+        sorter.finish(&mut out).expect("finish");
+        out.0
+    }
+
+    proptest! {
+        #[test]
+        fn matches_a_model_with_and_without_spills(
+            records in proptest::collection::vec(
+                (proptest::collection::vec(0u8..4, 1..4), 0i64..5, any::<i64>()), 0..300),
+            budget in prop_oneof![Just(64usize), Just(1usize << 20)],
+        ) {
+            // Model: per key, the newest event time wins; ties go to the later record.
+            let mut model: BTreeMap<Vec<u8>, (i64, i64)> = BTreeMap::new();
+            for (key, t, v) in &records {
+                match model.get(key) {
+                    Some((old_t, _)) if old_t > t => {}
+                    _ => { model.insert(key.clone(), (*t, *v)); }
+                }
+            }
+            let got = run(&records, budget);
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+                .into_iter()
+                .map(|(k, (t, v))| {
+                    let mut value = Vec::new();
+                    encode_value(&Value::Int64(v), t, &mut value);
+                    (k, value)
+                })
+                .collect();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The feature registry: definitions teams register, discover and reuse.
+//!
+//! [`Registry`] is an immutable snapshot. Writers (apply) build a new snapshot and the
+//! engine swaps it into the read view atomically, so readers never wait on a change.
+//! Persistence lives in `store::meta`; parsing of declarative files in [`file`].
+
+pub mod definition;
+pub mod file;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+pub use definition::{FeatureDefinition, FeatureSpec, Sensitivity};
+
+use crate::types::FeatureId;
+
+/// The features of one group, which all share its entity type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupInfo {
+    /// Group name.
+    pub name: String,
+    /// Entity type of every feature in the group.
+    pub entity_type: String,
+    /// Feature ids, ascending.
+    pub features: Vec<FeatureId>,
+}
+
+/// Filter for listing definitions; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct DefinitionFilter {
+    /// Exact entity type.
+    pub entity_type: Option<String>,
+    /// Exact owner.
+    pub owner: Option<String>,
+    /// Definitions carrying this tag.
+    pub tag: Option<String>,
+    /// Substring of the name.
+    pub name: Option<String>,
+    /// Exact group.
+    pub group: Option<String>,
+}
+
+impl DefinitionFilter {
+    fn matches(&self, def: &FeatureDefinition) -> bool {
+        let spec = &def.spec;
+        self.entity_type.as_ref().is_none_or(|e| *e == spec.entity_type)
+            && self.owner.as_ref().is_none_or(|o| *o == spec.owner)
+            && self.tag.as_ref().is_none_or(|t| spec.tags.contains(t))
+            && self.name.as_ref().is_none_or(|n| spec.name.contains(n.as_str()))
+            && self.group.as_ref().is_none_or(|g| *g == spec.group)
+    }
+}
+
+/// Immutable snapshot of every registered definition, indexed for the read path.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    by_id: HashMap<FeatureId, Arc<FeatureDefinition>>,
+    /// name -> version -> id.
+    by_name: HashMap<String, BTreeMap<u32, FeatureId>>,
+    groups: HashMap<String, GroupInfo>,
+    entity_types: HashSet<String>,
+}
+
+impl Registry {
+    /// Builds a snapshot from definitions (any order).
+    pub fn from_definitions(defs: impl IntoIterator<Item = FeatureDefinition>) -> Self {
+        let mut registry = Registry::default();
+        for def in defs {
+            registry.insert(def);
+        }
+        registry
+    }
+
+    /// Adds or replaces a definition (keyed by its id).
+    pub fn insert(&mut self, def: FeatureDefinition) {
+        let id = def.id;
+        self.entity_types.insert(def.spec.entity_type.clone());
+        self.by_name
+            .entry(def.spec.name.clone())
+            .or_default()
+            .insert(def.spec.version, id);
+        let group = self
+            .groups
+            .entry(def.spec.group.clone())
+            .or_insert_with(|| GroupInfo {
+                name: def.spec.group.clone(),
+                entity_type: def.spec.entity_type.clone(),
+                features: Vec::new(),
+            });
+        if let Err(pos) = group.features.binary_search(&id) {
+            group.features.insert(pos, id);
+        }
+        self.by_id.insert(id, Arc::new(def));
+    }
+
+    /// The definition with this id.
+    pub fn by_id(&self, id: FeatureId) -> Option<&Arc<FeatureDefinition>> {
+        self.by_id.get(&id)
+    }
+
+    /// `name@version`, or the newest version of `name` when no version is given.
+    pub fn resolve(&self, requested: &str) -> Option<&Arc<FeatureDefinition>> {
+        let (name, version) = match requested.split_once('@') {
+            Some((name, v)) => (name, Some(v.parse::<u32>().ok()?)),
+            None => (requested, None),
+        };
+        let versions = self.by_name.get(name)?;
+        let id = match version {
+            Some(v) => versions.get(&v)?,
+            None => versions.values().next_back()?,
+        };
+        self.by_id.get(id)
+    }
+
+    /// The exact (name, version).
+    pub fn get(&self, name: &str, version: u32) -> Option<&Arc<FeatureDefinition>> {
+        self.by_name
+            .get(name)
+            .and_then(|v| v.get(&version))
+            .and_then(|id| self.by_id.get(id))
+    }
+
+    /// A group, if any feature is registered in it.
+    pub fn group(&self, name: &str) -> Option<&GroupInfo> {
+        self.groups.get(name)
+    }
+
+    /// All groups, in name order.
+    pub fn groups(&self) -> Vec<&GroupInfo> {
+        let mut groups: Vec<_> = self.groups.values().collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+
+    /// True if some feature is registered for this entity type.
+    pub fn has_entity_type(&self, entity_type: &str) -> bool {
+        self.entity_types.contains(entity_type)
+    }
+
+    /// Definitions matching `filter`, ordered by name then version.
+    pub fn list(&self, filter: &DefinitionFilter) -> Vec<Arc<FeatureDefinition>> {
+        let mut out: Vec<_> = self
+            .by_id
+            .values()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.spec.name.as_str(), a.spec.version).cmp(&(b.spec.name.as_str(), b.spec.version))
+        });
+        out
+    }
+
+    /// Number of registered (name, version) pairs.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True if nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The largest id in use, if any.
+    pub fn max_id(&self) -> Option<FeatureId> {
+        self.by_id.keys().copied().max()
+    }
+}

@@ -1,0 +1,755 @@
+//! Request handlers: parse the request, call [`FeatureStore`], encode the answer.
+//!
+//! No business logic lives here. Every failure becomes an [`ApiError`] whose status
+//! comes from one mapping per error type ([`store_error_status`], [`read_error_status`]).
+//! Store calls that may take long (load, apply, activate, rollback, drop) run on the
+//! blocking pool; reads run inline, they take no lock and are fast.
+//!
+//! Thread-safety contract: handlers share only [`AppState`] (an `Arc` of the store,
+//! which is `Send + Sync`, and the atomic metrics).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::json;
+use super::metrics::{self, Metrics};
+use super::router::Route;
+use super::url::parse_query;
+use crate::FeatureStore;
+use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
+use crate::loader::{LoadError, LoadProgress, LoadRequest};
+use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
+use crate::store::{ReadError, StoreError};
+use crate::types::{TimestampMs, parse_timestamp_ms};
+
+/// Largest request body accepted; larger ones are answered 413.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The response type of every handler.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The store served.
+    pub store: Arc<FeatureStore>,
+    /// The server's metrics.
+    pub metrics: Metrics,
+}
+
+/// A request that failed: answered as `{"error": message}` with `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable reason, naming the offending thing.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status and message.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// A 400 Bad Request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The `{"error": ..}` response; server errors are also logged.
+    pub fn into_response(self) -> HttpResponse {
+        if self.status.is_server_error() {
+            tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
+        }
+        json_response(self.status, json::error_body(&self.message))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::new(store_error_status(&e), e.to_string())
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        ApiError::new(read_error_status(&e), e.to_string())
+    }
+}
+
+/// The HTTP status of a failed store operation.
+pub fn store_error_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::UnknownGroup(_) | StoreError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
+        StoreError::InvalidDefinition(_) => StatusCode::BAD_REQUEST,
+        // The sink failing is the loader's own scratch space, not the input.
+        StoreError::Load(LoadError::Input(InputError::Sink(_))) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        StoreError::Load(LoadError::Input(_) | LoadError::EmptyInput(_)) => StatusCode::BAD_REQUEST,
+        StoreError::VersionNotReady { .. } | StoreError::NoPreviousVersion(_) => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The HTTP status of a failed read.
+pub fn read_error_status(e: &ReadError) -> StatusCode {
+    match e {
+        ReadError::UnknownEntityType(_)
+        | ReadError::UnknownFeature(_)
+        | ReadError::WrongEntityType { .. } => StatusCode::NOT_FOUND,
+        ReadError::InvalidEntityId(_) | ReadError::NoFeatures => StatusCode::BAD_REQUEST,
+        other if other.is_client_error() => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A response with `body` and a content type.
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> HttpResponse {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A JSON response of already-encoded bytes.
+pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    response(status, "application/json", body)
+}
+
+/// A 200 JSON response of `value`.
+fn ok_json<T: Serialize + ?Sized>(value: &T) -> Result<HttpResponse, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding response: {e}"),
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// The 404 for a path no route matches.
+pub fn not_found(path: &str) -> HttpResponse {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")).into_response()
+}
+
+/// The 405 for a known path asked with another method; `allow` lists the methods.
+pub fn method_not_allowed(method: &str, template: &str, allow: &str) -> HttpResponse {
+    let mut resp = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {template}; use {allow}"),
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        resp.headers_mut().insert(header::ALLOW, value);
+    }
+    resp
+}
+
+/// Runs a blocking store call on the blocking pool.
+async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store operation did not complete: {e}"),
+        )),
+    }
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with a 413.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+    }
+}
+
+/// Decoded query pairs; any key outside `allowed` is refused, naming it.
+fn query(req: &Request<Incoming>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = parse_query(req.uri().query())
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter `{key}`; expected {}",
+            allowed.join(", ")
+        )));
+    }
+    Ok(pairs)
+}
+
+/// Takes path parameter `index` (the router guarantees the count).
+fn param(params: &mut [String], index: usize) -> String {
+    params
+        .get_mut(index)
+        .map(std::mem::take)
+        .unwrap_or_default()
+}
+
+/// Answers a matched request. `params` are the decoded path parameters.
+pub async fn handle(
+    state: &AppState,
+    route: Route,
+    mut params: Vec<String>,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    match route {
+        Route::GetFeatures => {
+            let entity_type = param(&mut params, 0);
+            let entity_id = param(&mut params, 1);
+            get_features(state, &entity_type, &entity_id, &req)
+        }
+        Route::ApplyDefinitions => apply_definitions(state, req).await,
+        Route::ListDefinitions => list_definitions(state, &req),
+        Route::ListGroups => list_groups(state),
+        Route::GroupVersions => {
+            let group = param(&mut params, 0);
+            let store = state.store.clone();
+            ok_json(&blocking(move || store.versions(&group)).await?)
+        }
+        Route::Load => load(state, param(&mut params, 0), req).await,
+        Route::Activate => {
+            let group = param(&mut params, 0);
+            let version = param(&mut params, 1);
+            activate(state, group, &version).await
+        }
+        Route::Rollback => {
+            let group = param(&mut params, 0);
+            let store = state.store.clone();
+            let name = group.clone();
+            let active = blocking(move || store.rollback(&name)).await?;
+            ok_json(&ActiveVersion {
+                group: &group,
+                active_version: active,
+            })
+        }
+        Route::DropOldVersions => drop_old_versions(state, param(&mut params, 0), &req).await,
+        Route::Healthz | Route::Readyz => {
+            Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
+        }
+        Route::Metrics => {
+            let groups = state.store.groups();
+            let text = state.metrics.render(&groups).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("encoding metrics: {e}"),
+                )
+            })?;
+            Ok(response(StatusCode::OK, metrics::CONTENT_TYPE, text))
+        }
+    }
+}
+
+/// Splits `names=a,b&names=c` into `[a, b, c]`, trimming and dropping empty names.
+fn feature_names(pairs: Vec<(String, String)>) -> Vec<String> {
+    let mut names = Vec::new();
+    for (_, value) in pairs {
+        names.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    names
+}
+
+fn get_features(
+    state: &AppState,
+    entity_type: &str,
+    entity_id: &str,
+    req: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let names = feature_names(query(req, &["names"])?);
+    if names.is_empty() {
+        return Err(ApiError::bad_request(
+            "no feature names given: add ?names=a,b,c",
+        ));
+    }
+    let vector = state.store.get_features(entity_type, entity_id, &names)?;
+    state
+        .metrics
+        .observe_features(vector.features.iter().map(|r| &r.status));
+    let body = json::encode_feature_vector(&vector).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding response: {e}"),
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// Parses an apply body: one spec, an array of specs, or `{"features": [..]}`.
+pub fn parse_specs(body: &[u8]) -> Result<Vec<FeatureSpec>, ApiError> {
+    let bad =
+        |e: serde_json::Error| ApiError::bad_request(format!("invalid feature definitions: {e}"));
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    let specs = match first {
+        None => {
+            return Err(ApiError::bad_request(
+                "empty body: expected feature definitions",
+            ));
+        }
+        Some(b'[') => serde_json::from_slice::<Vec<FeatureSpec>>(body).map_err(bad)?,
+        Some(b'{') => {
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(body).map_err(bad)?;
+            match object.get("features") {
+                Some(features) if object.len() == 1 => {
+                    Vec::<FeatureSpec>::deserialize(features).map_err(bad)?
+                }
+                _ => vec![
+                    FeatureSpec::deserialize(&serde_json::Value::Object(object)).map_err(bad)?,
+                ],
+            }
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid feature definitions: expected a JSON object or array",
+            ));
+        }
+    };
+    if specs.is_empty() {
+        return Err(ApiError::bad_request("no feature definitions given"));
+    }
+    Ok(specs)
+}
+
+#[derive(Serialize)]
+struct ApplyResponse<T> {
+    results: T,
+}
+
+async fn apply_definitions(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let specs = parse_specs(&read_body(req).await?)?;
+    let store = state.store.clone();
+    let results = blocking(move || store.apply(specs)).await?;
+    ok_json(&ApplyResponse { results })
+}
+
+/// Builds a listing filter from query pairs; empty values match everything.
+pub fn definition_filter(pairs: Vec<(String, String)>) -> DefinitionFilter {
+    let mut filter = DefinitionFilter::default();
+    for (key, value) in pairs {
+        let value = (!value.is_empty()).then_some(value);
+        match key.as_str() {
+            "entity_type" => filter.entity_type = value,
+            "owner" => filter.owner = value,
+            "tag" => filter.tag = value,
+            "name" => filter.name = value,
+            "group" => filter.group = value,
+            _ => {}
+        }
+    }
+    filter
+}
+
+fn list_definitions(state: &AppState, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let pairs = query(req, &["entity_type", "owner", "tag", "name", "group"])?;
+    let definitions = state.store.list_definitions(&definition_filter(pairs));
+    #[derive(Serialize)]
+    struct Listing<'a> {
+        features: Vec<&'a FeatureDefinition>,
+    }
+    ok_json(&Listing {
+        features: definitions.iter().map(|d| d.as_ref()).collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct GroupEntry<'a> {
+    group: &'a str,
+    entity_type: &'a str,
+    active_version: Option<u64>,
+}
+
+fn list_groups(state: &AppState) -> Result<HttpResponse, ApiError> {
+    let groups = state.store.groups();
+    #[derive(Serialize)]
+    struct Groups<'a> {
+        groups: Vec<GroupEntry<'a>>,
+    }
+    ok_json(&Groups {
+        groups: groups
+            .iter()
+            .map(|(group, entity_type, active_version)| GroupEntry {
+                group,
+                entity_type,
+                active_version: *active_version,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Serialize)]
+struct ActiveVersion<'a> {
+    group: &'a str,
+    active_version: u64,
+}
+
+async fn activate(
+    state: &AppState,
+    group: String,
+    version: &str,
+) -> Result<HttpResponse, ApiError> {
+    let version: u64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version `{version}` is not a number")))?;
+    let store = state.store.clone();
+    let name = group.clone();
+    blocking(move || store.activate(&name, version)).await?;
+    ok_json(&ActiveVersion {
+        group: &group,
+        active_version: version,
+    })
+}
+
+async fn drop_old_versions(
+    state: &AppState,
+    group: String,
+    req: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let mut keep = state.store.config().keep_versions;
+    for (_, value) in query(req, &["keep"])? {
+        keep = value.parse().map_err(|_| {
+            ApiError::bad_request(format!("keep `{value}` is not a non-negative number"))
+        })?;
+    }
+    let store = state.store.clone();
+    let name = group.clone();
+    let dropped = blocking(move || store.drop_old_versions(&name, keep)).await?;
+    #[derive(Serialize)]
+    struct Dropped<'a> {
+        group: &'a str,
+        dropped: Vec<u64>,
+    }
+    ok_json(&Dropped {
+        group: &group,
+        dropped,
+    })
+}
+
+/// An event time in a request: epoch milliseconds or RFC 3339 text.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum EventTime {
+    Millis(TimestampMs),
+    Text(String),
+}
+
+/// Body of `POST /v1/groups/{group}/loads`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadBody {
+    /// Absolute path of a local Parquet or CSV file.
+    input: PathBuf,
+    /// `csv` or `parquet`; detected from the extension when absent.
+    #[serde(default)]
+    format: Option<InputFormat>,
+    /// `long` or `wide`; detected from the columns when absent.
+    #[serde(default)]
+    layout: Option<Layout>,
+    /// Activate the version once ingested (default true).
+    #[serde(default = "default_activate")]
+    activate: bool,
+    /// Event time for rows without one (ms or RFC 3339).
+    #[serde(default)]
+    default_event_time: Option<EventTime>,
+    /// Skip columns that are not features.
+    #[serde(default)]
+    ignore_unknown_columns: bool,
+}
+
+fn default_activate() -> bool {
+    true
+}
+
+/// Parses a load body into the request for `group`.
+pub fn parse_load(group: String, body: &[u8]) -> Result<LoadRequest, ApiError> {
+    let body: LoadBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid load request: {e}")))?;
+    if !body.input.is_absolute() {
+        return Err(ApiError::bad_request(format!(
+            "input `{}` must be an absolute path on the server",
+            body.input.display()
+        )));
+    }
+    let default_event_time = match body.default_event_time {
+        None => None,
+        Some(EventTime::Millis(ms)) => Some(ms),
+        Some(EventTime::Text(text)) => Some(
+            parse_timestamp_ms(&text)
+                .map_err(|e| ApiError::bad_request(format!("default_event_time: {e}")))?,
+        ),
+    };
+    Ok(LoadRequest {
+        group,
+        input: body.input,
+        options: InputOptions {
+            format: body.format,
+            layout: body.layout,
+            default_event_time,
+            ignore_unknown_columns: body.ignore_unknown_columns,
+        },
+        activate: body.activate,
+    })
+}
+
+async fn load(
+    state: &AppState,
+    group: String,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let request = parse_load(group, &read_body(req).await?)?;
+    let store = state.store.clone();
+    let record = blocking(move || {
+        store.load(&request, &|p: LoadProgress| {
+            tracing::info!(
+                group = request.group.as_str(),
+                phase = p.phase,
+                values = p.values,
+                elapsed_secs = p.elapsed_secs,
+                "load progress"
+            );
+        })
+    })
+    .await?;
+    ok_json(&record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_statuses() {
+        let cases = [
+            (StoreError::UnknownGroup("g".into()), 404),
+            (
+                StoreError::UnknownVersion {
+                    group: "g".into(),
+                    version: 9,
+                },
+                404,
+            ),
+            (StoreError::InvalidDefinition("bad".into()), 400),
+            (
+                StoreError::Load(LoadError::EmptyInput("/x.csv".into())),
+                400,
+            ),
+            (
+                StoreError::Load(LoadError::Input(InputError::BadSchema {
+                    path: "/x.csv".into(),
+                    reason: "no entity_id".into(),
+                })),
+                400,
+            ),
+            (
+                StoreError::Load(LoadError::Input(InputError::Sink("disk full".into()))),
+                500,
+            ),
+            (
+                StoreError::VersionNotReady {
+                    group: "g".into(),
+                    version: 2,
+                },
+                409,
+            ),
+            (StoreError::NoPreviousVersion("g".into()), 409),
+            (StoreError::Load(LoadError::TooLarge), 500),
+            (
+                StoreError::Io {
+                    context: "create".into(),
+                    source: std::io::Error::other("boom"),
+                },
+                500,
+            ),
+        ];
+        for (error, status) in cases {
+            assert_eq!(store_error_status(&error).as_u16(), status, "{error}");
+        }
+    }
+
+    #[test]
+    fn read_errors_map_to_statuses() {
+        assert_eq!(
+            read_error_status(&ReadError::UnknownEntityType("x".into())),
+            404
+        );
+        assert_eq!(
+            read_error_status(&ReadError::UnknownFeature("f".into())),
+            404
+        );
+        assert_eq!(
+            read_error_status(&ReadError::WrongEntityType {
+                feature: "f".into(),
+                expected: "user".into(),
+                requested: "product".into(),
+            }),
+            404
+        );
+        assert_eq!(
+            read_error_status(&ReadError::InvalidEntityId("empty".into())),
+            400
+        );
+        assert_eq!(read_error_status(&ReadError::NoFeatures), 400);
+        assert_eq!(read_error_status(&ReadError::Storage("io".into())), 500);
+    }
+
+    const SPEC: &str = r#"{"name":"ctr_7d","entity_type":"product","group":"product_daily","owner":"ranking","dtype":"float32"}"#;
+
+    #[test]
+    fn apply_bodies_take_three_shapes() {
+        let one = parse_specs(SPEC.as_bytes()).expect("one spec");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].name, "ctr_7d");
+        assert_eq!(one[0].version, 1);
+        let many = parse_specs(format!(" [{SPEC},{SPEC}]").as_bytes()).expect("array");
+        assert_eq!(many.len(), 2);
+        let wrapped =
+            parse_specs(format!(r#"{{"features":[{SPEC}]}}"#).as_bytes()).expect("wrapped");
+        assert_eq!(wrapped, one);
+    }
+
+    #[test]
+    fn bad_apply_bodies_are_400_with_a_reason() {
+        for body in [
+            "",
+            "  ",
+            "42",
+            "{",
+            "[]",
+            r#"{"features":[]}"#,
+            r#"{"name":"x"}"#,
+            r#"{"name":"ctr","entity_type":"p","group":"g","owner":"o","dtype":"float16"}"#,
+        ] {
+            let err = parse_specs(body.as_bytes()).expect_err(body);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(!err.message.is_empty());
+        }
+        let err = parse_specs(
+            r#"{"name":"ctr","entity_type":"p","group":"g","owner":"o","dtype":"float16"}"#
+                .as_bytes(),
+        )
+        .expect_err("bad dtype");
+        assert!(err.message.contains("float16"), "{}", err.message);
+    }
+
+    #[test]
+    fn names_split_on_commas_and_repeat() {
+        let pairs = vec![
+            ("names".to_owned(), "a, b,,c".to_owned()),
+            ("names".to_owned(), "d@2".to_owned()),
+        ];
+        assert_eq!(feature_names(pairs), vec!["a", "b", "c", "d@2"]);
+        assert!(feature_names(vec![("names".to_owned(), " , ".to_owned())]).is_empty());
+    }
+
+    #[test]
+    fn filters_ignore_empty_values() {
+        let filter = definition_filter(vec![
+            ("owner".to_owned(), "ranking".to_owned()),
+            ("tag".to_owned(), String::new()),
+            ("group".to_owned(), "g".to_owned()),
+        ]);
+        assert_eq!(
+            filter,
+            DefinitionFilter {
+                owner: Some("ranking".into()),
+                group: Some("g".into()),
+                ..DefinitionFilter::default()
+            }
+        );
+    }
+
+    #[test]
+    fn load_bodies_parse_with_defaults() {
+        let req = parse_load("g".into(), br#"{"input":"/data/x.parquet"}"#).expect("minimal");
+        assert_eq!(req.group, "g");
+        assert!(req.activate);
+        assert_eq!(req.options, InputOptions::default());
+        let req = parse_load(
+            "g".into(),
+            br#"{"input":"/d/x.csv","format":"csv","layout":"wide","activate":false,"default_event_time":"1970-01-01T00:00:01Z"}"#,
+        )
+        .expect("full");
+        assert!(!req.activate);
+        assert_eq!(req.options.format, Some(InputFormat::Csv));
+        assert_eq!(req.options.layout, Some(Layout::Wide));
+        assert_eq!(req.options.default_event_time, Some(1000));
+        let req = parse_load(
+            "g".into(),
+            br#"{"input":"/d/x.csv","format":null,"layout":null,"activate":true,"default_event_time":5}"#,
+        )
+        .expect("nulls");
+        assert_eq!(req.options.default_event_time, Some(5));
+    }
+
+    #[test]
+    fn bad_load_bodies_are_400() {
+        for body in [
+            "",
+            r#"{"input":"relative.csv"}"#,
+            r#"{"input":"/x.csv","format":"xlsx"}"#,
+            r#"{"input":"/x.csv","typo":1}"#,
+            r#"{"input":"/x.csv","default_event_time":"yesterday"}"#,
+        ] {
+            let err = parse_load("g".into(), body.as_bytes()).expect_err(body);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
+        }
+    }
+
+    #[test]
+    fn error_responses_are_json() {
+        let resp = method_not_allowed("PUT", "/v1/groups", "GET");
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[header::ALLOW], "GET");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let resp = not_found("/nope");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
+}

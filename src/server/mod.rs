@@ -1,0 +1,217 @@
+//! The HTTP/1.1 endpoint (hyper): a thin shell over [`FeatureStore`] plus Prometheus
+//! metrics. It holds no storage logic: handlers parse, call the store, encode.
+//!
+//! # Layout
+//!
+//! * this module — [`run`]: the accept loop, one task per connection, graceful
+//!   shutdown; and the dispatch of one request (route, handle, record metrics).
+//! * [`router`] — route table, 404/405.
+//! * [`handlers`] — one function per endpoint, error-to-status mapping.
+//! * [`json`] — the read response encoder (the hot path).
+//! * [`metrics`] — Prometheus metrics.
+//! * [`url`] — percent-decoding and query parsing.
+//!
+//! # API
+//!
+//! | Method | Path | Answer |
+//! |---|---|---|
+//! | GET | `/v1/features/{entity_type}/{entity_id}?names=a,b` | feature vector |
+//! | POST | `/v1/feature-definitions` | `{"results": [ApplyOutcome..]}` |
+//! | GET | `/v1/feature-definitions?entity_type=&owner=&tag=&name=&group=` | `{"features": [..]}` |
+//! | GET | `/v1/groups` | `{"groups": [{"group","entity_type","active_version"}]}` |
+//! | GET | `/v1/groups/{group}/versions` | `GroupVersions` |
+//! | POST | `/v1/groups/{group}/loads` | `LoadRecord` |
+//! | POST | `/v1/groups/{group}/versions/{version}/activate` | `{"group","active_version"}` |
+//! | POST | `/v1/groups/{group}/rollback` | `{"group","active_version"}` |
+//! | POST | `/v1/groups/{group}/drop-old-versions?keep=K` | `{"group","dropped"}` |
+//! | GET | `/healthz`, `/readyz` | `ok` |
+//! | GET | `/metrics` | OpenMetrics text |
+//!
+//! Errors are `{"error": "<message>"}` with a 4xx/5xx status.
+//!
+//! Thread-safety contract: [`run`] owns the listener; each connection runs on its own
+//! task and shares one `Arc<AppState>` (the store, `Send + Sync`, and atomic metrics).
+//! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
+//! sees it.
+
+pub mod handlers;
+pub mod json;
+pub mod metrics;
+pub mod router;
+pub mod url;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::FeatureStore;
+use handlers::{AppState, HttpResponse};
+use metrics::Metrics;
+use router::{Match, decode_params, match_route};
+
+/// How long in-flight requests may run after shutdown before their connections are
+/// dropped.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A client must send its request head within this time.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
+/// lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]); idle keep-alive
+/// connections close at once.
+pub async fn run(
+    store: Arc<FeatureStore>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let state = Arc::new(AppState {
+        store,
+        metrics: Metrics::new(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving HTTP");
+    }
+
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    connections.spawn(serve_connection(state.clone(), stream, stop_rx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+        while let Some(done) = connections.try_join_next() {
+            log_connection_end(done);
+        }
+    }
+
+    drop(listener);
+    tracing::info!(connections = connections.len(), "shutting down");
+    // Receivers only wait for `true`, so a send error (no connection left) is harmless.
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(done) = connections.join_next().await {
+            log_connection_end(done);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            "grace period over; dropping connections still busy"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "connection task panicked");
+    }
+}
+
+/// Serves one connection until the client closes it or shutdown is signalled.
+async fn serve_connection(
+    state: Arc<AppState>,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(dispatch(&state, req).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            // Err: the sender is gone, which also means shutdown.
+            _ = stop.wait_for(|stopping| *stopping), if !draining => {
+                draining = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Routes one request, answers it and records its metrics. Never fails: every error is
+/// a JSON response.
+pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let (route_label, response) = match match_route(&method, req.uri().path()) {
+        Match::NotFound => ("unmatched", handlers::not_found(req.uri().path())),
+        Match::MethodNotAllowed { template, allow } => (
+            template,
+            handlers::method_not_allowed(method.as_str(), template, &allow),
+        ),
+        Match::Found { route, params } => {
+            let response = match decode_params(&params) {
+                Ok(params) => handlers::handle(state, route, params, req)
+                    .await
+                    .unwrap_or_else(handlers::ApiError::into_response),
+                Err(e) => handlers::ApiError::bad_request(format!("bad path: {e}")).into_response(),
+            };
+            (route.template(), response)
+        }
+    };
+    state.metrics.observe_request(
+        method_label(&method),
+        route_label,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// A bounded `method` label: standard methods by name, anything else `other`.
+fn method_label(method: &hyper::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        _ => "other",
+    }
+}

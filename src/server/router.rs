@@ -1,0 +1,277 @@
+//! Route table: matches a method and a raw request path to a [`Route`] and its
+//! percent-decoded path parameters.
+//!
+//! The table is a fixed list of templates (`/v1/groups/{group}/versions`); a `{..}`
+//! segment matches any one non-empty segment. A path that matches some template but
+//! not with this method is a 405 (with the methods that would match), one that
+//! matches none a 404. Stateless; safe from any thread.
+
+use hyper::Method;
+
+use super::url::{UrlError, percent_decode};
+
+/// An endpoint of the HTTP API. Its [`template`](Route::template) is also the `route`
+/// label of the request metrics (never the raw path, which would be unbounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `GET /v1/features/{entity_type}/{entity_id}?names=..`: one entity's features.
+    GetFeatures,
+    /// `POST /v1/feature-definitions`: register or update definitions.
+    ApplyDefinitions,
+    /// `GET /v1/feature-definitions?entity_type=&owner=&tag=&name=&group=`.
+    ListDefinitions,
+    /// `GET /v1/groups`: groups and their active version.
+    ListGroups,
+    /// `GET /v1/groups/{group}/versions`.
+    GroupVersions,
+    /// `POST /v1/groups/{group}/loads`: load a local file as a new version.
+    Load,
+    /// `POST /v1/groups/{group}/versions/{version}/activate`.
+    Activate,
+    /// `POST /v1/groups/{group}/rollback`.
+    Rollback,
+    /// `POST /v1/groups/{group}/drop-old-versions?keep=K`.
+    DropOldVersions,
+    /// `GET /healthz`: the process is up.
+    Healthz,
+    /// `GET /readyz`: the store is open.
+    Readyz,
+    /// `GET /metrics`: Prometheus exposition.
+    Metrics,
+}
+
+impl Route {
+    /// Every route, in match order.
+    pub const ALL: [Route; 12] = [
+        Route::GetFeatures,
+        Route::ApplyDefinitions,
+        Route::ListDefinitions,
+        Route::ListGroups,
+        Route::GroupVersions,
+        Route::Load,
+        Route::Activate,
+        Route::Rollback,
+        Route::DropOldVersions,
+        Route::Healthz,
+        Route::Readyz,
+        Route::Metrics,
+    ];
+
+    /// The path template, with `{name}` for each parameter.
+    pub fn template(self) -> &'static str {
+        match self {
+            Route::GetFeatures => "/v1/features/{entity_type}/{entity_id}",
+            Route::ApplyDefinitions | Route::ListDefinitions => "/v1/feature-definitions",
+            Route::ListGroups => "/v1/groups",
+            Route::GroupVersions => "/v1/groups/{group}/versions",
+            Route::Load => "/v1/groups/{group}/loads",
+            Route::Activate => "/v1/groups/{group}/versions/{version}/activate",
+            Route::Rollback => "/v1/groups/{group}/rollback",
+            Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
+            Route::Healthz => "/healthz",
+            Route::Readyz => "/readyz",
+            Route::Metrics => "/metrics",
+        }
+    }
+
+    /// The method the route answers.
+    pub fn method(self) -> Method {
+        match self {
+            Route::ApplyDefinitions
+            | Route::Load
+            | Route::Activate
+            | Route::Rollback
+            | Route::DropOldVersions => Method::POST,
+            Route::GetFeatures
+            | Route::ListDefinitions
+            | Route::ListGroups
+            | Route::GroupVersions
+            | Route::Healthz
+            | Route::Readyz
+            | Route::Metrics => Method::GET,
+        }
+    }
+
+    /// The raw (still percent-encoded) parameters of `path` if it fits the template.
+    fn match_path(self, path: &str) -> Option<Vec<&str>> {
+        let mut params = Vec::new();
+        let mut want = self.template().split('/');
+        let mut have = path.split('/');
+        loop {
+            match (want.next(), have.next()) {
+                (None, None) => return Some(params),
+                (Some(w), Some(h)) if w.starts_with('{') => {
+                    if h.is_empty() {
+                        return None;
+                    }
+                    params.push(h);
+                }
+                (Some(w), Some(h)) if w == h => {}
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The outcome of matching a request line against the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match<'a> {
+    /// A route answers; its parameters in template order, still percent-encoded.
+    Found {
+        /// The route.
+        route: Route,
+        /// Raw parameter segments; decode with [`decode_params`].
+        params: Vec<&'a str>,
+    },
+    /// The path exists but not for this method.
+    MethodNotAllowed {
+        /// Template of the path (the metrics label).
+        template: &'static str,
+        /// Value for the `Allow` header, e.g. `GET, POST`.
+        allow: String,
+    },
+    /// No route has this path.
+    NotFound,
+}
+
+/// Matches `method` and the raw `path` (without query) against the route table.
+pub fn match_route<'a>(method: &Method, path: &'a str) -> Match<'a> {
+    let mut allowed: Vec<Method> = Vec::new();
+    let mut template = None;
+    for route in Route::ALL {
+        let Some(params) = route.match_path(path) else {
+            continue;
+        };
+        let route_method = route.method();
+        if route_method == *method {
+            return Match::Found { route, params };
+        }
+        template.get_or_insert(route.template());
+        if !allowed.contains(&route_method) {
+            allowed.push(route_method);
+        }
+    }
+    match template {
+        Some(template) => Match::MethodNotAllowed {
+            template,
+            allow: allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        None => Match::NotFound,
+    }
+}
+
+/// Percent-decodes path parameters (`+` stays `+`; `%2F` becomes `/`).
+pub fn decode_params(params: &[&str]) -> Result<Vec<String>, UrlError> {
+    params.iter().map(|p| percent_decode(p, false)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(method: Method, path: &str) -> (Route, Vec<&str>) {
+        match match_route(&method, path) {
+            Match::Found { route, params } => (route, params),
+            other => panic!("{method} {path}: expected a route, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_route_matches_its_own_template() {
+        for route in Route::ALL {
+            let path = route.template().replace('{', "x").replace('}', "");
+            let (matched, _) = found(route.method(), &path);
+            assert_eq!(matched, route, "{path}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_extracted_in_order() {
+        assert_eq!(
+            found(Method::GET, "/v1/features/product/p%2F1"),
+            (Route::GetFeatures, vec!["product", "p%2F1"])
+        );
+        assert_eq!(
+            found(Method::POST, "/v1/groups/product_daily/versions/3/activate"),
+            (Route::Activate, vec!["product_daily", "3"])
+        );
+        assert_eq!(
+            found(Method::GET, "/v1/groups/product_daily/versions"),
+            (Route::GroupVersions, vec!["product_daily"])
+        );
+        assert_eq!(
+            found(Method::POST, "/v1/groups/g/drop-old-versions"),
+            (Route::DropOldVersions, vec!["g"])
+        );
+    }
+
+    #[test]
+    fn one_path_two_methods() {
+        assert_eq!(
+            found(Method::GET, "/v1/feature-definitions").0,
+            Route::ListDefinitions
+        );
+        assert_eq!(
+            found(Method::POST, "/v1/feature-definitions").0,
+            Route::ApplyDefinitions
+        );
+        assert_eq!(
+            match_route(&Method::DELETE, "/v1/feature-definitions"),
+            Match::MethodNotAllowed {
+                template: "/v1/feature-definitions",
+                allow: "POST, GET".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn wrong_method_is_405_with_allow() {
+        assert_eq!(
+            match_route(&Method::POST, "/v1/features/product/p1"),
+            Match::MethodNotAllowed {
+                template: "/v1/features/{entity_type}/{entity_id}",
+                allow: "GET".to_owned(),
+            }
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/v1/groups/g/rollback"),
+            Match::MethodNotAllowed {
+                template: "/v1/groups/{group}/rollback",
+                allow: "POST".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_404() {
+        for path in [
+            "/",
+            "",
+            "/v1",
+            "/v1/features/product",
+            "/v1/features/product/p1/extra",
+            "/v1/features//p1",
+            "/v1/features/product/",
+            "/healthz/",
+            "/v2/groups",
+            "/v1/groups/g/versions/3",
+            "/v1/groups//versions",
+        ] {
+            assert_eq!(match_route(&Method::GET, path), Match::NotFound, "{path}");
+            assert_eq!(match_route(&Method::POST, path), Match::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn params_decode_after_splitting() {
+        assert_eq!(
+            decode_params(&["product", "a%2Fb+c"]),
+            Ok(vec!["product".to_owned(), "a/b+c".to_owned()])
+        );
+        assert!(decode_params(&["%zz"]).is_err());
+    }
+}

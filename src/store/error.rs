@@ -1,0 +1,108 @@
+//! Errors of the storage engine. Read errors are a separate, cheap enum because they are
+//! answered on the hot path and mapped to HTTP 4xx by the server.
+
+use crate::codec::CodecError;
+use crate::loader::LoadError;
+
+/// An engine operation (open, registry change, load, version management) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A file-system operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A definition was refused; the message says why and what to do.
+    #[error("{0}")]
+    InvalidDefinition(String),
+    /// No feature is registered in this group.
+    #[error("unknown feature group `{0}`: register its features first")]
+    UnknownGroup(String),
+    /// The group has no such version.
+    #[error("group `{group}` has no version {version}")]
+    UnknownVersion {
+        /// Group.
+        group: String,
+        /// Version asked for.
+        version: u64,
+    },
+    /// The version exists but is not ready to serve.
+    #[error("group `{group}` version {version} is not ready (still loading)")]
+    VersionNotReady {
+        /// Group.
+        group: String,
+        /// Version.
+        version: u64,
+    },
+    /// Rollback was asked but no earlier version remains.
+    #[error("group `{0}` has no previous version to roll back to")]
+    NoPreviousVersion(String),
+    /// A batch load failed; nothing of it became visible.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A hot segment could not be built, or a segment file is corrupt.
+    #[error("hot segment {0}")]
+    Segment(String),
+    /// Metadata in the `meta` column family is unreadable.
+    #[error("corrupt metadata at `{key}`: {reason}")]
+    CorruptMeta {
+        /// Meta key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A read was refused or failed. Variants other than `Storage` and `Corrupt` are the
+/// caller's mistake (HTTP 4xx).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// No feature is registered for this entity type.
+    #[error("unknown entity type `{0}`")]
+    UnknownEntityType(String),
+    /// No feature of this name (or name@version) is registered.
+    #[error("unknown feature `{0}`")]
+    UnknownFeature(String),
+    /// The feature describes another entity type.
+    #[error("feature `{feature}` belongs to entity type `{expected}`, not `{requested}`")]
+    WrongEntityType {
+        /// Feature as requested.
+        feature: String,
+        /// Its registered entity type.
+        expected: String,
+        /// The entity type of the request.
+        requested: String,
+    },
+    /// The entity id cannot be encoded (empty or too long).
+    #[error("invalid entity id: {0}")]
+    InvalidEntityId(String),
+    /// The request names no feature.
+    #[error("no feature names given")]
+    NoFeatures,
+    /// RocksDB failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A stored value does not decode.
+    #[error("corrupt value for feature `{feature}`: {source}")]
+    Corrupt {
+        /// Feature.
+        feature: String,
+        /// Decoding error.
+        source: CodecError,
+    },
+}
+
+impl ReadError {
+    /// True when the caller, not the store, is at fault.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, ReadError::Storage(_) | ReadError::Corrupt { .. })
+    }
+}

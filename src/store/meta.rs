@@ -1,0 +1,199 @@
+//! Persistence of engine metadata in the `meta` column family: registry definitions,
+//! the feature-id counter, the manifest and load records. All values are JSON, so an
+//! operator can read them with `ldb`; see storage-format.md, "Meta column family".
+//!
+//! Callers serialize writers (the engine's admin lock); every write here is synced.
+
+use std::collections::BTreeMap;
+
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::StoreError;
+use super::manifest::Manifest;
+use super::options::META_CF;
+use crate::loader::LoadRecord;
+use crate::registry::FeatureDefinition;
+use crate::types::FeatureId;
+
+/// Key of the manifest document.
+pub const MANIFEST_KEY: &[u8] = b"manifest";
+/// Key of the next feature id to assign (`u32` little-endian).
+pub const NEXT_FEATURE_ID_KEY: &[u8] = b"registry/next_id";
+/// Prefix of definition keys: `registry/def/{name}@{version:010}`.
+pub const DEFINITION_PREFIX: &str = "registry/def/";
+/// Prefix of load record keys: `load/{group}/{version:020}`.
+pub const LOAD_PREFIX: &str = "load/";
+
+/// The meta key of a definition.
+pub fn definition_key(name: &str, version: u32) -> Vec<u8> {
+    format!("{DEFINITION_PREFIX}{name}@{version:010}").into_bytes()
+}
+
+/// The meta key of a load record.
+pub fn load_key(group: &str, version: u64) -> Vec<u8> {
+    format!("{LOAD_PREFIX}{group}/{version:020}").into_bytes()
+}
+
+/// Synced write options: metadata changes survive power loss once acknowledged.
+pub fn synced() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+fn meta_cf(db: &DB) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, StoreError> {
+    db.cf_handle(META_CF)
+        .ok_or_else(|| StoreError::CorruptMeta {
+            key: META_CF.into(),
+            reason: "column family missing".into(),
+        })
+}
+
+fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptMeta {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::CorruptMeta {
+        key: "(encoding)".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads every registered definition.
+pub fn read_definitions(db: &DB) -> Result<Vec<FeatureDefinition>, StoreError> {
+    let cf = meta_cf(db)?;
+    let mut out = Vec::new();
+    let start = DEFINITION_PREFIX.as_bytes();
+    for item in db.iterator_cf(
+        &cf,
+        IteratorMode::From(start, rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item?;
+        if !key.starts_with(start) {
+            break;
+        }
+        out.push(decode(&key, &value)?);
+    }
+    Ok(out)
+}
+
+/// Reads the next feature id to assign (1 if none was ever assigned).
+pub fn read_next_feature_id(db: &DB) -> Result<FeatureId, StoreError> {
+    let cf = meta_cf(db)?;
+    match db.get_cf(&cf, NEXT_FEATURE_ID_KEY)? {
+        None => Ok(1),
+        Some(bytes) => {
+            let raw: [u8; 4] = bytes.as_slice().try_into().map_err(|_| StoreError::CorruptMeta {
+                key: "registry/next_id".into(),
+                reason: format!("{} bytes, expected 4", bytes.len()),
+            })?;
+            Ok(FeatureId::from_le_bytes(raw))
+        }
+    }
+}
+
+/// Writes definitions and the id counter in one synced batch.
+pub fn write_definitions(
+    db: &DB,
+    defs: &[FeatureDefinition],
+    next_id: FeatureId,
+) -> Result<(), StoreError> {
+    let cf = meta_cf(db)?;
+    let mut batch = WriteBatch::default();
+    for def in defs {
+        batch.put_cf(
+            &cf,
+            definition_key(&def.spec.name, def.spec.version),
+            encode(def)?,
+        );
+    }
+    batch.put_cf(&cf, NEXT_FEATURE_ID_KEY, next_id.to_le_bytes());
+    db.write_opt(batch, &synced())?;
+    Ok(())
+}
+
+/// Reads the manifest (empty if none was written yet).
+pub fn read_manifest(db: &DB) -> Result<Manifest, StoreError> {
+    let cf = meta_cf(db)?;
+    match db.get_cf(&cf, MANIFEST_KEY)? {
+        None => Ok(Manifest::default()),
+        Some(bytes) => {
+            let manifest: Manifest = decode(MANIFEST_KEY, &bytes)?;
+            if manifest.format_version != super::manifest::MANIFEST_FORMAT_VERSION {
+                return Err(StoreError::CorruptMeta {
+                    key: "manifest".into(),
+                    reason: format!(
+                        "format version {} is not supported by this build (expects {})",
+                        manifest.format_version,
+                        super::manifest::MANIFEST_FORMAT_VERSION
+                    ),
+                });
+            }
+            Ok(manifest)
+        }
+    }
+}
+
+/// Writes the manifest, and optionally a load record, in one synced batch.
+pub fn write_manifest(
+    db: &DB,
+    manifest: &Manifest,
+    record: Option<&LoadRecord>,
+) -> Result<(), StoreError> {
+    let cf = meta_cf(db)?;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(&cf, MANIFEST_KEY, encode(manifest)?);
+    if let Some(record) = record {
+        batch.put_cf(&cf, load_key(&record.group, record.version), encode(record)?);
+    }
+    db.write_opt(batch, &synced())?;
+    Ok(())
+}
+
+/// Every `(key without prefix, value)` under `prefix`.
+pub fn read_prefix(db: &DB, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let cf = meta_cf(db)?;
+    let mut out = Vec::new();
+    for item in db.iterator_cf(
+        &cf,
+        IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item?;
+        let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+            break;
+        };
+        out.push((String::from_utf8_lossy(rest).into_owned(), value.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Writes one key (synced).
+pub fn put(db: &DB, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    let cf = meta_cf(db)?;
+    db.put_cf_opt(&cf, key, value, &synced())?;
+    Ok(())
+}
+
+/// Load records of `group`, by version.
+pub fn read_load_records(db: &DB, group: &str) -> Result<BTreeMap<u64, LoadRecord>, StoreError> {
+    let cf = meta_cf(db)?;
+    let prefix = format!("{LOAD_PREFIX}{group}/");
+    let mut out = BTreeMap::new();
+    for item in db.iterator_cf(
+        &cf,
+        IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward),
+    ) {
+        let (key, value) = item?;
+        if !key.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        let record: LoadRecord = decode(&key, &value)?;
+        out.insert(record.version, record);
+    }
+    Ok(out)
+}

@@ -1,0 +1,816 @@
+//! The storage engine: RocksDB column families holding immutable, versioned batch data,
+//! plus the registry and manifest in the `meta` column family.
+//!
+//! [`FeatureStore`] is the library API (a Rust ranking host can embed it; the HTTP
+//! server is a thin shell over it).
+//!
+//! Thread-safety contract: every method takes `&self` and the store is `Send + Sync`.
+//! Reads load the current [`ReadView`] with one atomic pointer load and take no lock.
+//! Writers (registry changes, load commits, activation, drops) serialize on `admin`, a
+//! `parking_lot::Mutex` held only for metadata updates (a synced meta write and a view
+//! swap), never while a load reads its input or writes SST files, and never by readers.
+
+pub mod access;
+pub mod config;
+pub mod error;
+pub mod manifest;
+pub mod meta;
+pub mod options;
+pub mod read;
+pub mod segments;
+pub mod view;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use rocksdb::{DB, IngestExternalFileOptions};
+use serde::Serialize;
+
+pub use config::StoreConfig;
+pub use error::{ReadError, StoreError};
+pub use read::{FeatureReading, FeatureVector};
+pub use view::ReadView;
+
+use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
+use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
+use crate::types::{FeatureId, TimestampMs, now_ms};
+use access::AccessCounter;
+use manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
+use segments::{HotSegment, Selection};
+use options::{BATCH_CF_PREFIX, EngineOptions, META_CF, batch_cf_name};
+
+/// What `apply` did with one definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplyAction {
+    /// A new (name, version) was registered.
+    Created,
+    /// A compatible change (owner, docs, SLOs, TTL, tags) was stored.
+    Updated,
+    /// Identical to what is registered.
+    Unchanged,
+}
+
+/// Outcome of `apply` for one definition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApplyOutcome {
+    /// `name@version`.
+    pub feature: String,
+    /// Assigned feature id.
+    pub id: FeatureId,
+    /// What happened.
+    pub action: ApplyAction,
+}
+
+/// One version of a group, as listed by [`FeatureStore::versions`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionInfo {
+    /// Version number.
+    pub version: u64,
+    /// Lifecycle state.
+    pub state: VersionState,
+    /// Whether it is the version served.
+    pub active: bool,
+    /// When it was allocated.
+    pub created_at_ms: TimestampMs,
+    /// Its load record, once loaded.
+    pub load: Option<LoadRecord>,
+    /// Its hot segment, if one was built.
+    pub segment: Option<segments::SegmentInfo>,
+}
+
+/// Versions of one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupVersions {
+    /// Group.
+    pub group: String,
+    /// Entity type of its features.
+    pub entity_type: String,
+    /// Version served.
+    pub active: Option<u64>,
+    /// Version a rollback would activate.
+    pub rollback_target: Option<u64>,
+    /// Every existing version, ascending.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// State only writers touch, guarded by `FeatureStore::admin`.
+struct AdminState {
+    manifest: Manifest,
+    registry: Arc<Registry>,
+    next_feature_id: FeatureId,
+    /// Mapped hot segments, by the column family name of their version.
+    segments: HashMap<String, Arc<HotSegment>>,
+}
+
+/// Access counters by entity type; replaced (copy on write) when an entity type appears.
+type AccessMap = HashMap<String, Arc<AccessCounter>>;
+
+/// Meta key prefix of persisted access counts: `access/{entity_type}`.
+const ACCESS_PREFIX: &str = "access/";
+
+/// An open feature store.
+pub struct FeatureStore {
+    // Constant after open.
+    db: Arc<DB>,
+    options: EngineOptions,
+    config: StoreConfig,
+    dir: PathBuf,
+    // Swapped atomically by writers; loaded lock-free by readers.
+    view: ArcSwap<ReadView>,
+    access: ArcSwap<AccessMap>,
+    // Writers only.
+    admin: Mutex<AdminState>,
+}
+
+impl std::fmt::Debug for FeatureStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeatureStore").field("dir", &self.dir).finish()
+    }
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+    let context = context.into();
+    move |source| StoreError::Io { context, source }
+}
+
+impl FeatureStore {
+    /// Opens (or creates) the store in `dir`, recovering from an interrupted load: a
+    /// version left `loading` and any column family the manifest does not name are
+    /// dropped, so no partial version survives a crash.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = dir.join("db");
+        let scratch = dir.join("tmp");
+        std::fs::create_dir_all(&db_path).map_err(io_err(format!("create {}", db_path.display())))?;
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch)
+                .map_err(io_err(format!("clean {}", scratch.display())))?;
+        }
+        let options = EngineOptions::new(config.block_cache_bytes);
+        let db_opts = options.db();
+        let mut names = DB::list_cf(&db_opts, &db_path).unwrap_or_default();
+        if !names.iter().any(|n| n == META_CF) {
+            names.push(META_CF.to_owned());
+        }
+        let descriptors = names
+            .iter()
+            .map(|n| rocksdb::ColumnFamilyDescriptor::new(n, options.for_existing_cf(n)));
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, &db_path, descriptors)?);
+
+        let definitions = meta::read_definitions(&db)?;
+        let registry = Registry::from_definitions(definitions);
+        let mut next_feature_id = meta::read_next_feature_id(&db)?;
+        if let Some(max) = registry.max_id() {
+            next_feature_id = next_feature_id.max(max + 1);
+        }
+
+        let mut manifest = meta::read_manifest(&db)?;
+        let recovered = Self::recover(&db, &names, &mut manifest)?;
+        if recovered {
+            meta::write_manifest(&db, &manifest, None)?;
+        }
+        let registry = Arc::new(registry);
+        let segments = Self::map_active_segments(&dir, &manifest);
+        let view = ReadView::build(db.clone(), registry.clone(), &manifest, &segments)?;
+        let store = FeatureStore {
+            db,
+            options,
+            config,
+            dir,
+            view: ArcSwap::from_pointee(view),
+            access: ArcSwap::from_pointee(AccessMap::new()),
+            admin: Mutex::new(AdminState {
+                manifest,
+                registry,
+                next_feature_id,
+                segments,
+            }),
+        };
+        store.load_access_counts()?;
+        Ok(store)
+    }
+
+    fn segments_dir(dir: &Path) -> PathBuf {
+        dir.join("segments")
+    }
+
+    /// Maps the segments of active versions, and deletes segment files the manifest no
+    /// longer names. A corrupt segment is left out (reads of that version go to
+    /// RocksDB, with identical results) and logged.
+    fn map_active_segments(dir: &Path, manifest: &Manifest) -> HashMap<String, Arc<HotSegment>> {
+        let seg_dir = Self::segments_dir(dir);
+        let named: std::collections::HashSet<&str> = manifest
+            .groups
+            .values()
+            .flat_map(|g| g.versions.iter())
+            .filter_map(|v| v.segment.as_ref().map(|s| s.file.as_str()))
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(&seg_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !named.contains(name.as_str()) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        let mut mapped = HashMap::new();
+        for gm in manifest.groups.values() {
+            let Some(entry) = gm.active.and_then(|v| gm.entry(v)) else {
+                continue;
+            };
+            let Some(info) = &entry.segment else { continue };
+            match HotSegment::open(&seg_dir.join(&info.file)) {
+                Ok(segment) => {
+                    mapped.insert(entry.cf_name.clone(), Arc::new(segment));
+                }
+                Err(e) => tracing::error!(error = %e, "hot segment unusable; serving that version from RocksDB"),
+            }
+        }
+        mapped
+    }
+
+    /// Maps the segment of `entry` if it has one and it is not mapped yet. A corrupt
+    /// file is an error: the version must not activate on it.
+    fn ensure_segment(&self, state: &mut AdminState, entry: &VersionEntry) -> Result<(), StoreError> {
+        let Some(info) = &entry.segment else {
+            return Ok(());
+        };
+        if state.segments.contains_key(&entry.cf_name) {
+            return Ok(());
+        }
+        let segment = HotSegment::open(&Self::segments_dir(&self.dir).join(&info.file))?;
+        state.segments.insert(entry.cf_name.clone(), Arc::new(segment));
+        Ok(())
+    }
+
+    /// The access counter of `entity_type`, created on first use.
+    fn access_counter(&self, entity_type: &str) -> Arc<AccessCounter> {
+        if let Some(counter) = self.access.load().get(entity_type) {
+            return counter.clone();
+        }
+        let counter = Arc::new(AccessCounter::new(self.config.access_tracking_entities));
+        self.access.rcu(|map| {
+            let mut next = (**map).clone();
+            next.entry(entity_type.to_owned()).or_insert_with(|| counter.clone());
+            next
+        });
+        self.access
+            .load()
+            .get(entity_type)
+            .cloned()
+            .unwrap_or(counter)
+    }
+
+    fn record_access(&self, entity_type: &str, entity_id: &str) {
+        if self.config.hot_segment_bytes == 0 {
+            return;
+        }
+        match self.access.load().get(entity_type) {
+            Some(counter) => counter.record(entity_id.as_bytes()),
+            None => self.access_counter(entity_type).record(entity_id.as_bytes()),
+        }
+    }
+
+    /// Loads persisted access counts, halved so that old traffic fades.
+    fn load_access_counts(&self) -> Result<(), StoreError> {
+        for (entity_type, bytes) in meta::read_prefix(&self.db, ACCESS_PREFIX)? {
+            let counter = self.access_counter(&entity_type);
+            for (id, count) in access::decode_counts(&bytes) {
+                if count / 2 > 0 {
+                    counter.add_count(&id, count / 2);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists the access counts of every entity type (the server does this
+    /// periodically and at shutdown; loads do it before building a segment).
+    pub fn persist_access_counts(&self) -> Result<(), StoreError> {
+        let map = self.access.load_full();
+        for (entity_type, counter) in map.iter() {
+            let top = counter.top(self.config.access_tracking_entities);
+            meta::put(
+                &self.db,
+                format!("{ACCESS_PREFIX}{entity_type}").as_bytes(),
+                &access::encode_counts(&top),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The most-read entities of `entity_type`, most-read first.
+    pub fn hottest_entities(&self, entity_type: &str, k: usize) -> Vec<(Vec<u8>, u32)> {
+        self.access
+            .load()
+            .get(entity_type)
+            .map(|c| c.top(k))
+            .unwrap_or_default()
+    }
+
+    /// Drops what an interrupted load left behind. Returns whether the manifest changed.
+    fn recover(db: &DB, cf_names: &[String], manifest: &mut Manifest) -> Result<bool, StoreError> {
+        let mut changed = false;
+        for (group, gm) in manifest.groups.iter_mut() {
+            let stale: Vec<u64> = gm
+                .versions
+                .iter()
+                .filter(|v| v.state == VersionState::Loading)
+                .map(|v| v.version)
+                .collect();
+            for version in stale {
+                tracing::warn!(group, version, "removing version left loading by an interrupted load");
+                gm.remove(version);
+                changed = true;
+            }
+        }
+        for name in cf_names.iter().filter(|n| n.starts_with(BATCH_CF_PREFIX)) {
+            let known = manifest
+                .groups
+                .values()
+                .flat_map(|g| g.versions.iter())
+                .any(|v| &v.cf_name == name);
+            if !known {
+                tracing::warn!(cf = name.as_str(), "dropping column family not named by the manifest");
+                db.drop_cf(name)?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The current read view. Hold it to make several reads against one snapshot.
+    pub fn view(&self) -> Arc<ReadView> {
+        self.view.load_full()
+    }
+
+    /// Entities held by the mapped hot segment of `group`'s active version, if any.
+    pub fn hot_segment_entities(&self, group: &str) -> Option<usize> {
+        let view = self.view.load();
+        view.active(group)
+            .and_then(|a| a.segment.as_ref())
+            .map(|s| s.entity_count())
+    }
+
+    /// The current registry snapshot.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.view.load().registry().clone()
+    }
+
+    /// Reads `names` of one entity, in the order given.
+    pub fn get_features<S: AsRef<str>>(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        names: &[S],
+    ) -> Result<FeatureVector, ReadError> {
+        let view = self.view.load();
+        let vector = read::read_entity(&view, entity_type, entity_id, names, now_ms())?;
+        self.record_access(entity_type, entity_id);
+        Ok(vector)
+    }
+
+    /// Definitions matching `filter`.
+    pub fn list_definitions(&self, filter: &DefinitionFilter) -> Vec<Arc<FeatureDefinition>> {
+        self.view.load().registry().list(filter)
+    }
+
+    /// Publishes a view of the writers' state, after it was persisted.
+    fn publish(&self, state: &AdminState) -> Result<(), StoreError> {
+        let view = ReadView::build(
+            self.db.clone(),
+            state.registry.clone(),
+            &state.manifest,
+            &state.segments,
+        )?;
+        self.view.store(Arc::new(view));
+        Ok(())
+    }
+
+    /// Persists `next` (with an optional load record), publishes it, and makes it the
+    /// writers' manifest. Nothing changes if the write fails.
+    fn commit_manifest(
+        &self,
+        state: &mut AdminState,
+        next: Manifest,
+        record: Option<&LoadRecord>,
+    ) -> Result<(), StoreError> {
+        meta::write_manifest(&self.db, &next, record)?;
+        state.manifest = next;
+        self.publish(state)
+    }
+
+    /// Registers or updates definitions, all or nothing. An incompatible change to an
+    /// existing (name, version) is refused with a message asking for a new version.
+    pub fn apply(&self, specs: Vec<FeatureSpec>) -> Result<Vec<ApplyOutcome>, StoreError> {
+        let mut state = self.admin.lock();
+        let mut registry = (*state.registry).clone();
+        let mut next_id = state.next_feature_id;
+        let mut changed = Vec::new();
+        let mut outcomes = Vec::new();
+        let now = now_ms();
+        for spec in specs {
+            spec.validate().map_err(StoreError::InvalidDefinition)?;
+            if let Some(group) = registry.group(&spec.group)
+                && group.entity_type != spec.entity_type
+            {
+                return Err(StoreError::InvalidDefinition(format!(
+                    "feature `{}`: group `{}` holds entity type `{}`, not `{}`; a group has one entity type",
+                    spec.name, spec.group, group.entity_type, spec.entity_type
+                )));
+            }
+            let existing = registry.get(&spec.name, spec.version).cloned();
+            let (def, action) = match existing {
+                Some(old) if old.spec == spec => {
+                    outcomes.push(ApplyOutcome {
+                        feature: old.qualified_name(),
+                        id: old.id,
+                        action: ApplyAction::Unchanged,
+                    });
+                    continue;
+                }
+                Some(old) => {
+                    if let Some(reason) = old.spec.incompatibility(&spec) {
+                        return Err(StoreError::InvalidDefinition(reason));
+                    }
+                    let def = FeatureDefinition {
+                        id: old.id,
+                        registered_at_ms: old.registered_at_ms,
+                        updated_at_ms: now,
+                        spec,
+                    };
+                    (def, ApplyAction::Updated)
+                }
+                None => {
+                    let def = FeatureDefinition {
+                        id: next_id,
+                        registered_at_ms: now,
+                        updated_at_ms: now,
+                        spec,
+                    };
+                    next_id = next_id.checked_add(1).ok_or_else(|| {
+                        StoreError::InvalidDefinition("feature ids exhausted".into())
+                    })?;
+                    (def, ApplyAction::Created)
+                }
+            };
+            outcomes.push(ApplyOutcome {
+                feature: def.qualified_name(),
+                id: def.id,
+                action,
+            });
+            registry.insert(def.clone());
+            changed.push(def);
+        }
+        if changed.is_empty() {
+            return Ok(outcomes);
+        }
+        meta::write_definitions(&self.db, &changed, next_id)?;
+        state.next_feature_id = next_id;
+        state.registry = Arc::new(registry);
+        self.publish(&state)?;
+        Ok(outcomes)
+    }
+
+    /// Loads a new version of a group from a file, ingests it, and (if asked) activates
+    /// it atomically. On any failure nothing becomes visible and the version is removed.
+    pub fn load(
+        &self,
+        request: &LoadRequest,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<LoadRecord, StoreError> {
+        let registry = self.registry();
+        let group = registry
+            .group(&request.group)
+            .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
+        let columns = loader::group_columns(&registry, &group.name);
+
+        let (version, cf_name) = {
+            let mut state = self.admin.lock();
+            let mut next = state.manifest.clone();
+            let gm = next.groups.entry(request.group.clone()).or_default();
+            let version = gm.next_version.max(1);
+            gm.next_version = version + 1;
+            let cf_name = batch_cf_name(&request.group, version);
+            gm.versions.push(VersionEntry {
+                version,
+                cf_name: cf_name.clone(),
+                state: VersionState::Loading,
+                created_at_ms: now_ms(),
+                segment: None,
+            });
+            meta::write_manifest(&self.db, &next, None)?;
+            state.manifest = next;
+            (version, cf_name)
+        };
+
+        let scratch = self.dir.join("tmp").join(format!("{}.v{version}", request.group));
+        let result = self.build_and_commit(request, &columns, version, &cf_name, &scratch, progress);
+        if let Err(e) = std::fs::remove_dir_all(&scratch) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
+            }
+        }
+        if result.is_err() {
+            self.abandon_version(&request.group, version, &cf_name);
+        }
+        result
+    }
+
+    fn build_and_commit(
+        &self,
+        request: &LoadRequest,
+        columns: &std::collections::HashMap<String, loader::input::FeatureColumn>,
+        version: u64,
+        cf_name: &str,
+        scratch: &Path,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<LoadRecord, StoreError> {
+        std::fs::create_dir_all(scratch).map_err(io_err(format!("create {}", scratch.display())))?;
+        let sst_options = self.options.batch_cf();
+        let built = loader::build_files(
+            request,
+            columns,
+            &sst_options,
+            scratch,
+            self.config.load_memory_bytes,
+            self.config.sst_target_bytes,
+            progress,
+        )?;
+
+        let ingest_started = Instant::now();
+        self.db.create_cf(cf_name, &self.options.batch_cf())?;
+        let cf = self.db.cf_handle(cf_name).ok_or_else(|| StoreError::CorruptMeta {
+            key: cf_name.to_owned(),
+            reason: "column family vanished after creation".into(),
+        })?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.db.ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
+        let segment = self.build_segment(&request.group, version, &cf, &built.record)?;
+        drop(cf);
+
+        let mut record = built.record;
+        record.version = version;
+        record.ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        record.activated = request.activate;
+
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        let gm = next.groups.entry(request.group.clone()).or_default();
+        if let Some(entry) = gm.versions.iter_mut().find(|v| v.version == version) {
+            entry.state = VersionState::Ready;
+            entry.segment = segment.as_ref().map(|(info, _)| info.clone());
+        }
+        if let Some((_, mapped)) = segment {
+            state.segments.insert(cf_name.to_owned(), mapped);
+        }
+        if request.activate {
+            gm.activate(version);
+        }
+        self.commit_manifest(&mut state, next, Some(&record))?;
+        let keep = self.config.keep_versions.max(1);
+        if let Err(e) = self.drop_locked(&mut state, &request.group, keep) {
+            tracing::warn!(group = request.group.as_str(), error = %e, "could not drop old versions");
+        }
+        Ok(record)
+    }
+
+    /// Builds, maps and validates the hot segment of a freshly ingested version, within
+    /// the configured budget: the whole version if it fits, else its hottest entities.
+    fn build_segment(
+        &self,
+        group: &str,
+        version: u64,
+        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        record: &LoadRecord,
+    ) -> Result<Option<(segments::SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let budget = self.config.hot_segment_bytes;
+        if budget == 0 || record.entities == 0 {
+            return Ok(None);
+        }
+        let registry = self.registry();
+        let Some(info) = registry.group(group) else {
+            return Ok(None);
+        };
+        let fields: Vec<featstore_format::segment::FieldSpec> = info
+            .features
+            .iter()
+            .filter_map(|id| registry.by_id(*id))
+            .map(|d| featstore_format::segment::FieldSpec {
+                feature_id: d.id,
+                field_type: d.spec.dtype,
+            })
+            .collect();
+        let mut per_entity: u64 = 48 + 2 * (fields.len() as u64).div_ceil(8);
+        let mut variable = false;
+        for field in &fields {
+            per_entity += 8 + match field.field_type {
+                crate::types::DType::Int64 | crate::types::DType::Float64 => 8,
+                crate::types::DType::Float32 => 4,
+                crate::types::DType::Bool => 1,
+                _ => {
+                    variable = true;
+                    8
+                }
+            };
+        }
+        if variable {
+            per_entity += record.sst_bytes / record.entities.max(1);
+        }
+        let selection = if record.entities.saturating_mul(per_entity) <= budget {
+            Selection::All
+        } else {
+            self.persist_access_counts()?;
+            let k = usize::try_from(budget / per_entity).unwrap_or(usize::MAX);
+            let hot: Vec<Vec<u8>> = self
+                .hottest_entities(&info.entity_type, k)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            if hot.is_empty() {
+                tracing::info!(group, version, "version exceeds the hot segment budget and no access counts exist yet; no segment");
+                return Ok(None);
+            }
+            Selection::Only(hot)
+        };
+        let dir = Self::segments_dir(&self.dir);
+        let file = format!("{}.seg", batch_cf_name(group, version));
+        let Some(info) =
+            segments::build(&self.db, cf, group, version, fields, &selection, &dir, &file)?
+        else {
+            return Ok(None);
+        };
+        let mapped = HotSegment::open(&dir.join(&info.file))?;
+        Ok(Some((info, Arc::new(mapped))))
+    }
+
+    /// Removes a failed load's version from the manifest and drops its column family.
+    fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
+        let segment = Self::segments_dir(&self.dir).join(format!("{cf_name}.seg"));
+        if segment.exists() {
+            let _ = std::fs::remove_file(&segment);
+        }
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        if let Some(gm) = next.groups.get_mut(group) {
+            gm.remove(version);
+        }
+        if let Err(e) = self.commit_manifest(&mut state, next, None) {
+            tracing::error!(group, version, error = %e, "could not remove failed version; it is dropped at next open");
+        }
+        if self.db.cf_handle(cf_name).is_some()
+            && let Err(e) = self.db.drop_cf(cf_name)
+        {
+            tracing::error!(cf = cf_name, error = %e, "could not drop column family of failed load");
+        }
+    }
+
+    fn group_manifest<'a>(state: &'a AdminState, group: &str) -> Result<&'a GroupManifest, StoreError> {
+        state
+            .manifest
+            .groups
+            .get(group)
+            .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))
+    }
+
+    /// Lists the versions of `group`.
+    pub fn versions(&self, group: &str) -> Result<GroupVersions, StoreError> {
+        let (gm, entity_type) = {
+            let state = self.admin.lock();
+            let entity_type = state
+                .registry
+                .group(group)
+                .map(|g| g.entity_type.clone())
+                .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))?;
+            let gm = state.manifest.groups.get(group).cloned().unwrap_or_default();
+            (gm, entity_type)
+        };
+        let mut records = meta::read_load_records(&self.db, group)?;
+        Ok(GroupVersions {
+            group: group.to_owned(),
+            entity_type,
+            active: gm.active,
+            rollback_target: gm.rollback_target(),
+            versions: gm
+                .versions
+                .iter()
+                .map(|v| VersionInfo {
+                    version: v.version,
+                    state: v.state,
+                    active: gm.active == Some(v.version),
+                    created_at_ms: v.created_at_ms,
+                    load: records.remove(&v.version),
+                    segment: v.segment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Groups with at least one registered feature, with their active version.
+    pub fn groups(&self) -> Vec<(String, String, Option<u64>)> {
+        let state = self.admin.lock();
+        state
+            .registry
+            .groups()
+            .into_iter()
+            .map(|g| {
+                let active = state.manifest.groups.get(&g.name).and_then(|m| m.active);
+                (g.name.clone(), g.entity_type.clone(), active)
+            })
+            .collect()
+    }
+
+    /// Makes `version` of `group` the one served, atomically for all readers.
+    pub fn activate(&self, group: &str, version: u64) -> Result<(), StoreError> {
+        let mut state = self.admin.lock();
+        let gm = Self::group_manifest(&state, group)?;
+        let entry = gm.entry(version).ok_or_else(|| StoreError::UnknownVersion {
+            group: group.to_owned(),
+            version,
+        })?;
+        if entry.state != VersionState::Ready {
+            return Err(StoreError::VersionNotReady {
+                group: group.to_owned(),
+                version,
+            });
+        }
+        let entry = entry.clone();
+        self.ensure_segment(&mut state, &entry)?;
+        let mut next = state.manifest.clone();
+        if let Some(gm) = next.groups.get_mut(group) {
+            gm.activate(version);
+        }
+        self.commit_manifest(&mut state, next, None)
+    }
+
+    /// Re-activates the version that was active before the current one. Returns it.
+    pub fn rollback(&self, group: &str) -> Result<u64, StoreError> {
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        let gm = next
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))?;
+        let target = gm
+            .rollback()
+            .ok_or_else(|| StoreError::NoPreviousVersion(group.to_owned()))?;
+        if let Some(entry) = gm.entry(target).cloned() {
+            self.ensure_segment(&mut state, &entry)?;
+        }
+        self.commit_manifest(&mut state, next, None)?;
+        Ok(target)
+    }
+
+    /// Drops all but the newest `keep` versions of `group` (never the active one).
+    /// Readers holding an older view keep reading a dropped version until they finish.
+    pub fn drop_old_versions(&self, group: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
+        let mut state = self.admin.lock();
+        Self::group_manifest(&state, group)?;
+        self.drop_locked(&mut state, group, keep)
+    }
+
+    fn drop_locked(&self, state: &mut AdminState, group: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
+        let Some(gm) = state.manifest.groups.get(group) else {
+            return Ok(Vec::new());
+        };
+        let doomed = gm.versions_to_drop(keep);
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        let doomed_entries: Vec<VersionEntry> = doomed
+            .iter()
+            .filter_map(|v| gm.entry(*v).cloned())
+            .collect();
+        let mut next = state.manifest.clone();
+        if let Some(gm) = next.groups.get_mut(group) {
+            for v in &doomed {
+                gm.remove(*v);
+            }
+        }
+        // Manifest first: a crash before the drops leaves orphans that open() drops.
+        self.commit_manifest(state, next, None)?;
+        for entry in doomed_entries {
+            // Readers still holding an older view keep the mapping (and the column
+            // family handle) alive; unlinking a mapped file is safe.
+            state.segments.remove(&entry.cf_name);
+            if let Some(info) = &entry.segment {
+                let path = Self::segments_dir(&self.dir).join(&info.file);
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "could not delete segment");
+                }
+            }
+            self.db.drop_cf(&entry.cf_name)?;
+        }
+        Ok(doomed)
+    }
+}

@@ -1,0 +1,241 @@
+//! Hot segments in the engine: building the segment of a new batch version from its
+//! column family, mapping it, and answering reads from it.
+//!
+//! A segment is a cache of one immutable version: it holds the full rows of the
+//! entities it covers, so for those entities it answers exactly what RocksDB would.
+//! Which entities: all of them when the version fits the group's memory budget,
+//! otherwise the most-read ones by the persisted access counts. Files live in
+//! `{data dir}/segments/`, are written to a temp file, fsynced and renamed, never
+//! modified afterwards, and validated in full before they serve (see
+//! `featstore_format::segment`).
+//!
+//! Thread-safety contract: a [`HotSegment`] is immutable and shared by `Arc` between
+//! read views; the mapping is released when the last view holding it is dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use featstore_format::segment::{
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
+};
+use memmap2::Mmap;
+use rocksdb::{BoundColumnFamily, DB, ReadOptions};
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
+use crate::codec::value::decode_value;
+use crate::types::{FeatureId, TimestampMs, Value};
+
+/// Where a version's segment is, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentInfo {
+    /// File name inside `{data dir}/segments/`.
+    pub file: String,
+    /// Entities it holds.
+    pub entities: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Whether it holds only the hottest entities (the version did not fit the budget).
+    pub hot_only: bool,
+}
+
+/// Which entities a segment build takes.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    /// Every entity of the version.
+    All,
+    /// These entity ids (the hottest), in any order; ids absent from the version are
+    /// skipped.
+    Only(Vec<Vec<u8>>),
+}
+
+/// A mapped, validated segment of one version.
+pub struct HotSegment {
+    segment: Segment<Mmap>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for HotSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotSegment")
+            .field("path", &self.path)
+            .field("entities", &self.segment.entity_count())
+            .finish()
+    }
+}
+
+fn segment_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Segment(format!("{}: {e}", path.display()))
+}
+
+impl HotSegment {
+    /// Maps and fully validates the file; a corrupt or hostile file is an error.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let segment = MappedSegment::open(path).map_err(|e| segment_error(path, e))?;
+        Ok(HotSegment {
+            segment,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Entities held.
+    pub fn entity_count(&self) -> usize {
+        self.segment.entity_count()
+    }
+
+    /// Fills `found[slot]` for each `(feature, slot)` of `wanted` from the entity's row.
+    /// Returns false (and fills nothing) when the segment does not hold the entity.
+    pub fn lookup(
+        &self,
+        entity_id: &[u8],
+        wanted: &[(FeatureId, usize)],
+        found: &mut [Option<(Value, TimestampMs)>],
+    ) -> bool {
+        let Some(row) = self.segment.find(entity_id) else {
+            return false;
+        };
+        for &(feature, slot) in wanted {
+            let Some(field) = self.segment.field_index(feature) else {
+                continue;
+            };
+            let value = match row.get(field) {
+                FieldValue::Absent => None,
+                FieldValue::Null(t) => Some((Value::Null, t)),
+                FieldValue::Present { event_time, value } => Some((to_value(value), event_time)),
+            };
+            if let Some(target) = found.get_mut(slot) {
+                *target = value;
+            }
+        }
+        true
+    }
+}
+
+fn to_value(value: ValueRef<'_>) -> Value {
+    value.to_value()
+}
+
+/// Builds the segment of one version from its column family into `dir/{file}`.
+/// Returns `None` when the selection holds no entity.
+pub fn build(
+    db: &DB,
+    cf: &Arc<BoundColumnFamily<'_>>,
+    group: &str,
+    version: u64,
+    fields: Vec<FieldSpec>,
+    selection: &Selection,
+    dir: &Path,
+    file: &str,
+) -> Result<Option<SegmentInfo>, StoreError> {
+    let path = dir.join(file);
+    let field_of = |fid: FeatureId| fields.iter().position(|f| f.feature_id == fid);
+    let mut writer =
+        SegmentWriter::new(group, version, fields.clone()).map_err(|e| segment_error(&path, e))?;
+    let mut row: Vec<Option<(TimestampMs, Value)>> = vec![None; fields.len()];
+    let push = |writer: &mut SegmentWriter,
+                    entity: &[u8],
+                    row: &mut Vec<Option<(TimestampMs, Value)>>|
+     -> Result<(), StoreError> {
+        let inputs: Vec<Option<(TimestampMs, FieldInput<'_>)>> = row
+            .iter()
+            .map(|f| f.as_ref().map(|(t, v)| (*t, FieldInput::from(v))))
+            .collect();
+        writer
+            .push(entity, &inputs)
+            .map_err(|e| segment_error(&path, e))?;
+        row.iter_mut().for_each(|f| *f = None);
+        Ok(())
+    };
+    let corrupt = |e: crate::codec::CodecError| StoreError::CorruptMeta {
+        key: format!("batch row of {group} v{version}"),
+        reason: e.to_string(),
+    };
+
+    let mut iter = db.raw_iterator_cf_opt(cf, ReadOptions::default());
+    let scan_entity = |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+                           writer: &mut SegmentWriter,
+                           row: &mut Vec<Option<(TimestampMs, Value)>>,
+                           only_prefix: Option<&[u8]>|
+     -> Result<bool, StoreError> {
+        // Reads the entity the iterator is on; leaves the iterator on the next one.
+        let Some(first) = iter.key() else {
+            return Ok(false);
+        };
+        let prefix_len = entity_prefix_len(first).unwrap_or(first.len());
+        let prefix = first.get(..prefix_len).unwrap_or(first).to_vec();
+        if only_prefix.is_some_and(|p| p != prefix.as_slice()) {
+            return Ok(false);
+        }
+        let (entity, _) = decode_key(first).map_err(corrupt)?;
+        let entity = entity.to_vec();
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            if !key.starts_with(&prefix) || entity_prefix_len(key) != Some(prefix_len) {
+                break;
+            }
+            let (_, fid) = decode_key(key).map_err(corrupt)?;
+            if let Some(i) = field_of(fid) {
+                let stored = decode_value(value).map_err(corrupt)?;
+                if let Some(slot) = row.get_mut(i) {
+                    *slot = Some((stored.event_time, stored.value));
+                }
+            }
+            iter.next();
+        }
+        push(writer, &entity, row)?;
+        Ok(true)
+    };
+
+    match selection {
+        Selection::All => {
+            iter.seek_to_first();
+            while iter.valid() {
+                scan_entity(&mut iter, &mut writer, &mut row, None)?;
+            }
+        }
+        Selection::Only(ids) => {
+            let mut keys: Vec<EntityKey> =
+                ids.iter().filter_map(|id| EntityKey::new(id).ok()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in &keys {
+                iter.seek(key.as_bytes());
+                if iter.valid() {
+                    scan_entity(&mut iter, &mut writer, &mut row, Some(key.as_bytes()))?;
+                }
+            }
+        }
+    }
+    iter.status()?;
+    if writer.is_empty() {
+        return Ok(None);
+    }
+    let entities = writer.len() as u64;
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        context: format!("create {}", dir.display()),
+        source,
+    })?;
+    writer
+        .finish_to_path(&path)
+        .map_err(|e| segment_error(&path, e))?;
+    let bytes = std::fs::metadata(&path)
+        .map_err(|source| StoreError::Io {
+            context: format!("stat {}", path.display()),
+            source,
+        })?
+        .len();
+    Ok(Some(SegmentInfo {
+        file: file.to_owned(),
+        entities,
+        bytes,
+        hot_only: matches!(selection, Selection::Only(_)),
+    }))
+}

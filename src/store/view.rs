@@ -1,0 +1,114 @@
+//! Read views: an immutable snapshot of the registry and of the active version of every
+//! group, with open handles to their column families.
+//!
+//! Thread-safety contract: a [`ReadView`] is never mutated. The engine publishes a new
+//! one with an atomic pointer swap (`ArcSwap`); a reader loads the current view once per
+//! request and uses only it, so it sees exactly one version of each group even while a
+//! swap happens, and takes no lock that a writer holds. A view keeps its column family
+//! handles alive: a version dropped meanwhile stays readable until its last view is
+//! released, then RocksDB deletes its files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use rocksdb::{BoundColumnFamily, DB};
+use self_cell::self_cell;
+
+use super::StoreError;
+use super::manifest::Manifest;
+use super::segments::HotSegment;
+use crate::registry::Registry;
+
+/// The column family handles of a view, keyed by group.
+pub struct GroupHandles<'db>(HashMap<String, ActiveVersion<'db>>);
+
+/// The active version of one group in a view.
+pub struct ActiveVersion<'db> {
+    /// The version number.
+    pub version: u64,
+    /// Handle to its column family.
+    pub cf: Arc<BoundColumnFamily<'db>>,
+    /// Its hot segment, when one is mapped.
+    pub segment: Option<Arc<HotSegment>>,
+}
+
+self_cell!(
+    struct Handles {
+        owner: Arc<DB>,
+        #[covariant]
+        dependent: GroupHandles,
+    }
+);
+
+/// An immutable snapshot for reads. Cheap to share (`Arc`), never mutated.
+pub struct ReadView {
+    registry: Arc<Registry>,
+    handles: Handles,
+}
+
+impl ReadView {
+    /// Builds a view of `manifest`'s active versions. Fails if an active version's
+    /// column family is missing (a corrupt manifest).
+    pub fn build(
+        db: Arc<DB>,
+        registry: Arc<Registry>,
+        manifest: &Manifest,
+        segments: &HashMap<String, Arc<HotSegment>>,
+    ) -> Result<Self, StoreError> {
+        let handles = Handles::try_new(db, |db| {
+            let mut map = HashMap::new();
+            for (group, gm) in &manifest.groups {
+                let Some(version) = gm.active else { continue };
+                let entry = gm.entry(version).ok_or_else(|| StoreError::CorruptMeta {
+                    key: "manifest".into(),
+                    reason: format!("group {group}: active version {version} is not listed"),
+                })?;
+                let cf = db
+                    .cf_handle(&entry.cf_name)
+                    .ok_or_else(|| StoreError::CorruptMeta {
+                        key: "manifest".into(),
+                        reason: format!(
+                            "group {group}: column family {} of active version {version} is missing",
+                            entry.cf_name
+                        ),
+                    })?;
+                let segment = segments.get(&entry.cf_name).cloned();
+                map.insert(
+                    group.clone(),
+                    ActiveVersion {
+                        version,
+                        cf,
+                        segment,
+                    },
+                );
+            }
+            Ok::<_, StoreError>(GroupHandles(map))
+        })?;
+        Ok(ReadView { registry, handles })
+    }
+
+    /// The registry snapshot of this view.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The database.
+    pub fn db(&self) -> &DB {
+        self.handles.borrow_owner()
+    }
+
+    /// The active version of `group`, if it has one.
+    pub fn active(&self, group: &str) -> Option<&ActiveVersion<'_>> {
+        self.handles.borrow_dependent().0.get(group)
+    }
+
+    /// Active version number of every group that has one.
+    pub fn active_versions(&self) -> BTreeMap<String, u64> {
+        self.handles
+            .borrow_dependent()
+            .0
+            .iter()
+            .map(|(g, a)| (g.clone(), a.version))
+            .collect()
+    }
+}

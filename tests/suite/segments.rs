@@ -1,0 +1,195 @@
+//! Hot segments: reads answered from the memory-mapped segment are identical to reads
+//! from RocksDB; a corrupt segment keeps its version from activating; segments are
+//! mapped again after a restart, not rebuilt; the hottest entities are chosen when a
+//! version exceeds the budget.
+
+use featstore::loader::LoadRequest;
+use featstore::registry::file::parse_features_toml;
+use featstore::{FeatureStore, StoreConfig};
+use proptest::prelude::*;
+
+use super::common::{item_specs, small_config, write_items_csv};
+
+const SPECS: &str = r#"
+[[feature]]
+name = "m_int"
+entity_type = "thing"
+group = "mixed"
+owner = "tests"
+dtype = "int64"
+
+[[feature]]
+name = "m_float"
+entity_type = "thing"
+group = "mixed"
+owner = "tests"
+dtype = "float32"
+
+[[feature]]
+name = "m_text"
+entity_type = "thing"
+group = "mixed"
+owner = "tests"
+dtype = "string"
+
+[[feature]]
+name = "m_flag"
+entity_type = "thing"
+group = "mixed"
+owner = "tests"
+dtype = "bool"
+
+[[feature]]
+name = "m_vec"
+entity_type = "thing"
+group = "mixed"
+owner = "tests"
+dtype = "float32_vector[3]"
+ttl = "30d"
+"#;
+
+const NAMES: [&str; 5] = ["m_int", "m_float", "m_text", "m_flag", "m_vec"];
+
+fn open(dir: &std::path::Path, name: &str, hot_segment_bytes: u64) -> FeatureStore {
+    let config = StoreConfig {
+        hot_segment_bytes,
+        ..small_config()
+    };
+    let store = FeatureStore::open(dir.join(name), config).expect("open");
+    store
+        .apply(parse_features_toml(SPECS, "specs").expect("specs"))
+        .expect("apply");
+    store
+}
+
+/// One long-format row: entity, feature index, event time offset, value text.
+type Cell = (u16, usize, u32, String);
+
+fn cell() -> impl Strategy<Value = Cell> {
+    (0u16..60, 0usize..5, 0u32..100_000_000, 0u32..1000).prop_map(|(e, f, t, v)| {
+        let text = match f {
+            0 => format!("{}", v as i64 - 500),
+            1 => format!("{}", v as f32 / 7.0),
+            2 if v % 9 == 0 => String::new(), // an explicit null
+            2 => format!("text {v}"),
+            3 => (v % 2 == 0).to_string(),
+            _ => format!("[{v}, 0.5, -{v}]"),
+        };
+        (e, f, t, text)
+    })
+}
+
+fn write_long(path: &std::path::Path, cells: &[Cell]) {
+    let now = featstore::types::now_ms();
+    let mut out = csv::Writer::from_path(path).expect("csv");
+    out.write_record(["entity_id", "feature_name", "event_time", "value"])
+        .expect("header");
+    for (e, f, t, v) in cells {
+        let time = (now - i64::from(*t) * 100).to_string();
+        out.write_record([format!("t{e}").as_str(), NAMES[*f], time.as_str(), v.as_str()])
+            .expect("row");
+    }
+    out.flush().expect("flush");
+}
+
+fn all_readings(store: &FeatureStore) -> Vec<featstore::store::FeatureVector> {
+    (0..70)
+        .map(|e| {
+            store
+                .get_features("thing", &format!("t{e}"), &NAMES)
+                .expect("read")
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hot_and_rocksdb_paths_answer_identically(cells in proptest::collection::vec(cell(), 1..400)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let input = dir.path().join("in.csv");
+        write_long(&input, &cells);
+        let hot = open(dir.path(), "hot", 64 << 20);
+        let cold = open(dir.path(), "cold", 0);
+        for store in [&hot, &cold] {
+            store.load(&LoadRequest::new("mixed", &input), &|_| {}).expect("load");
+        }
+        prop_assert!(hot.hot_segment_entities("mixed").is_some());
+        prop_assert_eq!(cold.hot_segment_entities("mixed"), None);
+        prop_assert_eq!(all_readings(&hot), all_readings(&cold));
+
+        // Partial segment: only the hottest entities, the rest from RocksDB.
+        let partial = open(dir.path(), "partial", 2_000);
+        partial.load(&LoadRequest::new("mixed", &input), &|_| {}).expect("load");
+        for _ in 0..64 {
+            for e in 0..5 {
+                let _ = partial.get_features("thing", &format!("t{e}"), &NAMES);
+            }
+        }
+        partial.load(&LoadRequest::new("mixed", &input), &|_| {}).expect("reload");
+        let held = partial.hot_segment_entities("mixed").unwrap_or(0);
+        prop_assert!(held < 60, "budget respected: {}", held);
+        prop_assert_eq!(all_readings(&partial), all_readings(&cold));
+    }
+}
+
+#[test]
+fn a_corrupt_segment_keeps_its_version_from_activating() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FeatureStore::open(dir.path().join("store"), small_config()).expect("open");
+    store.apply(item_specs()).expect("apply");
+    for v in 1..=2 {
+        let csv = write_items_csv(dir.path(), v, 20);
+        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+    }
+    let versions = store.versions("items").expect("versions");
+    let v1 = versions.versions.iter().find(|v| v.version == 1).expect("v1");
+    let file = v1.segment.as_ref().expect("v1 has a segment").file.clone();
+    let path = dir.path().join("store/segments").join(file);
+    let mut bytes = std::fs::read(&path).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&path, bytes).expect("write");
+
+    let err = store.activate("items", 1).expect_err("corrupt segment refused");
+    assert!(err.to_string().contains("segment"), "{err}");
+    assert_eq!(store.versions("items").expect("versions").active, Some(2));
+    let vector = store.get_features("item", "i3", &["item_a"]).expect("read");
+    assert_eq!(vector.features[0].value, Some(featstore::types::Value::Float64(2003.0)));
+}
+
+#[test]
+fn segments_are_mapped_again_after_restart_not_rebuilt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    let segment_file = {
+        let store = FeatureStore::open(&path, small_config()).expect("open");
+        store.apply(item_specs()).expect("apply");
+        let csv = write_items_csv(dir.path(), 1, 30);
+        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+        assert_eq!(store.hot_segment_entities("items"), Some(30));
+        let versions = store.versions("items").expect("versions");
+        let info = versions.versions[0].segment.clone().expect("segment");
+        path.join("segments").join(info.file)
+    };
+    let before = std::fs::metadata(&segment_file).expect("stat").modified().expect("mtime");
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    assert_eq!(store.hot_segment_entities("items"), Some(30));
+    let after = std::fs::metadata(&segment_file).expect("stat").modified().expect("mtime");
+    assert_eq!(before, after, "mapped, not rebuilt");
+    let vector = store.get_features("item", "i29", &["item_label", "item_b"]).expect("read");
+    assert_eq!(vector.features[0].value, Some(featstore::types::Value::String("v1".into())));
+    assert_eq!(vector.features[1].value, Some(featstore::types::Value::Float64(1029.0)));
+    drop(store);
+
+    // A segment corrupted while the store was down is left out, and reads still work.
+    let mut bytes = std::fs::read(&segment_file).expect("read");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&segment_file, bytes).expect("write");
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    assert_eq!(store.hot_segment_entities("items"), None);
+    let vector = store.get_features("item", "i29", &["item_b"]).expect("read");
+    assert_eq!(vector.features[0].value, Some(featstore::types::Value::Float64(1029.0)));
+}

@@ -1,0 +1,52 @@
+//! Measures batch load throughput and on-disk size: generates a wide Parquet file of
+//! N entities x F float32 features, loads it as a new version, and prints values/s,
+//! SST bytes per value and the ratios to the raw and Parquet sizes.
+//!
+//! `featstore-bench-load [ENTITIES] [FEATURES] [DIR]` (defaults 1000000 50, a temp dir).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use featstore::datagen::write_float_matrix;
+use featstore::loader::LoadRequest;
+use featstore::{FeatureStore, StoreConfig};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let entities: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let features: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50);
+    let temp = tempfile::tempdir()?;
+    let dir = args.next().map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+
+    let input = dir.join("matrix.parquet");
+    let started = Instant::now();
+    let specs = write_float_matrix(&input, "matrix", entities, features, 7).context("generate")?;
+    let parquet_bytes = std::fs::metadata(&input)?.len();
+    eprintln!("generated {} in {:.1}s", input.display(), started.elapsed().as_secs_f64());
+
+    let store_dir = dir.join("store");
+    if store_dir.exists() {
+        std::fs::remove_dir_all(&store_dir)?;
+    }
+    let store = FeatureStore::open(&store_dir, StoreConfig::default())?;
+    store.apply(specs)?;
+    let started = Instant::now();
+    let record = store.load(&LoadRequest::new("matrix", &input), &|p| {
+        eprintln!("  {}: {} values at {:.1}s", p.phase, p.values, p.elapsed_secs)
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    let values = record.values_stored as f64;
+    let raw = values * 4.0;
+    println!("entities            {entities}");
+    println!("features            {features}");
+    println!("values              {}", record.values_stored);
+    println!("load seconds        {secs:.2} (build {} ms, ingest {} ms)", record.build_ms, record.ingest_ms);
+    println!("values/s            {:.0}", values / secs);
+    println!("parquet bytes       {parquet_bytes} ({:.2} bytes/value)", parquet_bytes as f64 / values);
+    println!("sst bytes           {} ({:.2} bytes/value)", record.sst_bytes, record.sst_bytes as f64 / values);
+    println!("raw value bytes     {raw:.0} (float32)");
+    println!("on-disk / raw       {:.2}x", record.sst_bytes as f64 / raw);
+    println!("on-disk / parquet   {:.2}x", record.sst_bytes as f64 / parquet_bytes as f64);
+    Ok(())
+}

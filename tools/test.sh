@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, lints, the test suite (unit, integration,
+# crash-recovery and concurrency tests), and a compile of the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/env.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --workspace -- --test-threads 2
