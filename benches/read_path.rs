@@ -67,7 +67,13 @@ fn bench_reads(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(50));
     group.bench_function("50_floats_missing_entity", |b| {
-        b.iter(|| black_box(store.get_features("item", "absent-entity", &names).expect("read")))
+        b.iter(|| {
+            black_box(
+                store
+                    .get_features("item", "absent-entity", &names)
+                    .expect("read"),
+            )
+        })
     });
     group.finish();
 }

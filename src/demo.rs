@@ -51,12 +51,23 @@ pub fn prepare(
         ));
     }
     let examples = vec![
-        format!("curl -s 'http://{addr}/v1/features/product/p42?names=product_f00,product_price,product_category,product_embedding'"),
-        format!("curl -s 'http://{addr}/v1/features/user/u7?names=user_orders_30d,user_segment,user_cart_adds_1h,user_embedding'"),
+        format!(
+            "curl -s 'http://{addr}/v1/features/product/p42?names=product_f00,product_price,product_category,product_embedding'"
+        ),
+        format!(
+            "curl -s 'http://{addr}/v1/features/user/u7?names=user_orders_30d,user_segment,user_cart_adds_1h,user_embedding'"
+        ),
         format!("curl -s 'http://{addr}/v1/feature-definitions?entity_type=retailer'"),
         format!("curl -s 'http://{addr}/v1/groups/product_daily/versions'"),
-        format!("curl -s -XPOST 'http://{addr}/v1/groups/product_daily/loads' -d '{{\"input\":\"{}\"}}'",
-            files.loads.iter().find(|g| g.group == "product_daily").map(|g| g.path.display().to_string()).unwrap_or_default()),
+        format!(
+            "curl -s -XPOST 'http://{addr}/v1/groups/product_daily/loads' -d '{{\"input\":\"{}\"}}'",
+            files
+                .loads
+                .iter()
+                .find(|g| g.group == "product_daily")
+                .map(|g| g.path.display().to_string())
+                .unwrap_or_default()
+        ),
         format!("curl -s -XPOST 'http://{addr}/v1/groups/product_daily/rollback'"),
         format!("curl -s 'http://{addr}/metrics'"),
     ];

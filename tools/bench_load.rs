@@ -13,17 +13,28 @@ use featstore::{FeatureStore, StoreConfig};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let entities: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1_000_000);
+    let entities: u64 = args
+        .next()
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1_000_000);
     let features: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50);
     let temp = tempfile::tempdir()?;
-    let dir = args.next().map(std::path::PathBuf::from).unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
 
     let input = dir.join("matrix.parquet");
     let started = Instant::now();
     let specs = write_float_matrix(&input, "matrix", entities, features, 7).context("generate")?;
     let parquet_bytes = std::fs::metadata(&input)?.len();
-    eprintln!("generated {} in {:.1}s", input.display(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} in {:.1}s",
+        input.display(),
+        started.elapsed().as_secs_f64()
+    );
 
     let store_dir = dir.join("store");
     if store_dir.exists() {
@@ -33,7 +44,10 @@ fn main() -> Result<()> {
     store.apply(specs)?;
     let started = Instant::now();
     let record = store.load(&LoadRequest::new("matrix", &input), &|p| {
-        eprintln!("  {}: {} values at {:.1}s", p.phase, p.values, p.elapsed_secs)
+        eprintln!(
+            "  {}: {} values at {:.1}s",
+            p.phase, p.values, p.elapsed_secs
+        )
     })?;
     let secs = started.elapsed().as_secs_f64();
     let values = record.values_stored as f64;
@@ -41,12 +55,25 @@ fn main() -> Result<()> {
     println!("entities            {entities}");
     println!("features            {features}");
     println!("values              {}", record.values_stored);
-    println!("load seconds        {secs:.2} (build {} ms, ingest {} ms)", record.build_ms, record.ingest_ms);
+    println!(
+        "load seconds        {secs:.2} (build {} ms, ingest {} ms)",
+        record.build_ms, record.ingest_ms
+    );
     println!("values/s            {:.0}", values / secs);
-    println!("parquet bytes       {parquet_bytes} ({:.2} bytes/value)", parquet_bytes as f64 / values);
-    println!("sst bytes           {} ({:.2} bytes/value)", record.sst_bytes, record.sst_bytes as f64 / values);
+    println!(
+        "parquet bytes       {parquet_bytes} ({:.2} bytes/value)",
+        parquet_bytes as f64 / values
+    );
+    println!(
+        "sst bytes           {} ({:.2} bytes/value)",
+        record.sst_bytes,
+        record.sst_bytes as f64 / values
+    );
     println!("raw value bytes     {raw:.0} (float32)");
     println!("on-disk / raw       {:.2}x", record.sst_bytes as f64 / raw);
-    println!("on-disk / parquet   {:.2}x", record.sst_bytes as f64 / parquet_bytes as f64);
+    println!(
+        "on-disk / parquet   {:.2}x",
+        record.sst_bytes as f64 / parquet_bytes as f64
+    );
     Ok(())
 }

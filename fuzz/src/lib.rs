@@ -5,9 +5,9 @@
 //! Each body panics exactly when it finds a bug: a panic inside the library, or a
 //! result that disagrees with the body's model of it.
 
+use featstore_format::codec::MAX_ENTITY_ID_LEN;
 use featstore_format::codec::key::{decode_key, encode_key_into, entity_prefix_len};
 use featstore_format::codec::value::{decode_value, encode_value};
-use featstore_format::codec::MAX_ENTITY_ID_LEN;
 use featstore_format::segment::testing::reseal;
 use featstore_format::segment::{FieldInput, FieldValue, Segment, SegmentWriter, ValueRef};
 use featstore_format::types::{TimestampMs, Value};

@@ -18,7 +18,11 @@ use featstore::types::parse_timestamp_ms;
 use featstore::{FeatureStore, StoreConfig};
 
 #[derive(Parser)]
-#[command(name = "featstore", version, about = "Online feature store: versioned batch features on RocksDB, served over HTTP")]
+#[command(
+    name = "featstore",
+    version,
+    about = "Online feature store: versioned batch features on RocksDB, served over HTTP"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -211,7 +215,9 @@ fn remote(base: &str, method: &str, path: &str, body: Option<serde_json::Value>)
 fn encode_component(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -235,7 +241,9 @@ async fn serve(store: Arc<FeatureStore>, addr: SocketAddr, exit_after: Option<u6
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn progress_printer(started: std::time::Instant) -> impl Fn(featstore::loader::LoadProgress) {
@@ -261,11 +269,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::Apply { file, target } => {
             let specs = read_features_file(&file)?;
             match &target.server {
-                Some(base) => remote(base, "POST", "/v1/feature-definitions", Some(serde_json::to_value(&specs)?)),
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    "/v1/feature-definitions",
+                    Some(serde_json::to_value(&specs)?),
+                ),
                 None => print_json(&open(&target)?.apply(specs)?),
             }
         }
-        Command::Load { group, input, format, layout, default_event_time, no_activate, target } => {
+        Command::Load {
+            group,
+            input,
+            format,
+            layout,
+            default_event_time,
+            no_activate,
+            target,
+        } => {
             let default_event_time = default_event_time
                 .as_deref()
                 .map(parse_timestamp_ms)
@@ -298,11 +319,28 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Versions { action } => match action {
             VersionsAction::List { group, target } => match &target.server {
-                Some(base) => remote(base, "GET", &format!("/v1/groups/{}/versions", encode_component(&group)), None),
+                Some(base) => remote(
+                    base,
+                    "GET",
+                    &format!("/v1/groups/{}/versions", encode_component(&group)),
+                    None,
+                ),
                 None => print_json(&open(&target)?.versions(&group)?),
             },
-            VersionsAction::Activate { group, version, target } => match &target.server {
-                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/versions/{version}/activate", encode_component(&group)), None),
+            VersionsAction::Activate {
+                group,
+                version,
+                target,
+            } => match &target.server {
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    &format!(
+                        "/v1/groups/{}/versions/{version}/activate",
+                        encode_component(&group)
+                    ),
+                    None,
+                ),
                 None => {
                     open(&target)?.activate(&group, version)?;
                     println!("{group}: version {version} active");
@@ -310,15 +348,32 @@ fn run(cli: Cli) -> Result<()> {
                 }
             },
             VersionsAction::Rollback { group, target } => match &target.server {
-                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/rollback", encode_component(&group)), None),
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    &format!("/v1/groups/{}/rollback", encode_component(&group)),
+                    None,
+                ),
                 None => {
                     let version = open(&target)?.rollback(&group)?;
                     println!("{group}: rolled back to version {version}");
                     Ok(())
                 }
             },
-            VersionsAction::Drop { group, keep, target } => match &target.server {
-                Some(base) => remote(base, "POST", &format!("/v1/groups/{}/drop-old-versions?keep={keep}", encode_component(&group)), None),
+            VersionsAction::Drop {
+                group,
+                keep,
+                target,
+            } => match &target.server {
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    &format!(
+                        "/v1/groups/{}/drop-old-versions?keep={keep}",
+                        encode_component(&group)
+                    ),
+                    None,
+                ),
                 None => {
                     let dropped = open(&target)?.drop_old_versions(&group, keep)?;
                     println!("{group}: dropped versions {dropped:?}");
@@ -326,7 +381,12 @@ fn run(cli: Cli) -> Result<()> {
                 }
             },
         },
-        Command::Get { entity_type, entity_id, names, target } => match &target.server {
+        Command::Get {
+            entity_type,
+            entity_id,
+            names,
+            target,
+        } => match &target.server {
             Some(base) => remote(
                 base,
                 "GET",
@@ -339,21 +399,44 @@ fn run(cli: Cli) -> Result<()> {
                 None,
             ),
             None => {
-                let names: Vec<&str> = names.split(',').map(str::trim).filter(|n| !n.is_empty()).collect();
+                let names: Vec<&str> = names
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .collect();
                 print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
             }
         },
-        Command::Definitions { entity_type, owner, tag, target } => {
-            let filter = DefinitionFilter { entity_type, owner, tag, ..Default::default() };
+        Command::Definitions {
+            entity_type,
+            owner,
+            tag,
+            target,
+        } => {
+            let filter = DefinitionFilter {
+                entity_type,
+                owner,
+                tag,
+                ..Default::default()
+            };
             match &target.server {
                 Some(base) => {
                     let mut query = Vec::new();
-                    for (k, v) in [("entity_type", &filter.entity_type), ("owner", &filter.owner), ("tag", &filter.tag)] {
+                    for (k, v) in [
+                        ("entity_type", &filter.entity_type),
+                        ("owner", &filter.owner),
+                        ("tag", &filter.tag),
+                    ] {
                         if let Some(v) = v {
                             query.push(format!("{k}={}", encode_component(v)));
                         }
                     }
-                    remote(base, "GET", &format!("/v1/feature-definitions?{}", query.join("&")), None)
+                    remote(
+                        base,
+                        "GET",
+                        &format!("/v1/feature-definitions?{}", query.join("&")),
+                        None,
+                    )
                 }
                 None => print_json(&open(&target)?.list_definitions(&filter)),
             }
@@ -371,17 +454,28 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Demo { dir, addr, exit_after } => demo(&dir, addr, exit_after),
+        Command::Demo {
+            dir,
+            addr,
+            exit_after,
+        } => demo(&dir, addr, exit_after),
         Command::Verify { file } => {
             let segment = featstore_format::segment::MappedSegment::open(&file)
                 .with_context(|| format!("{} is not a valid segment", file.display()))?;
             let bytes = segment.as_bytes().len();
             let entities = segment.entity_count();
             println!("{}: ok", file.display());
-            println!("  group          {} (version {})", segment.group(), segment.group_version());
+            println!(
+                "  group          {} (version {})",
+                segment.group(),
+                segment.group_version()
+            );
             println!("  entities       {entities}");
             println!("  fields         {}", segment.fields().len());
-            println!("  bytes          {bytes} ({:.1} per entity)", bytes as f64 / entities.max(1) as f64);
+            println!(
+                "  bytes          {bytes} ({:.1} per entity)",
+                bytes as f64 / entities.max(1) as f64
+            );
             println!("  fingerprint    {:016x}", segment.schema_fingerprint());
             println!("  values zstd    {}", segment.values_compressed());
             Ok(())
@@ -394,7 +488,10 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
         std::fs::remove_dir_all(dir).with_context(|| format!("cleaning {}", dir.display()))?;
     }
     let store = FeatureStore::open(dir.join("store"), StoreConfig::default())?;
-    eprintln!("generating and loading the synthetic marketplace into {} ...", dir.display());
+    eprintln!(
+        "generating and loading the synthetic marketplace into {} ...",
+        dir.display()
+    );
     let summary = featstore::demo::prepare(&store, dir, DatasetConfig::demo(), &addr.to_string())?;
     for line in &summary.loads {
         eprintln!("  loaded {line}");

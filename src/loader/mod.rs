@@ -176,7 +176,9 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
     let mut columns = HashMap::new();
     if let Some(info) = registry.group(group) {
         for id in &info.features {
-            let Some(def) = registry.by_id(*id) else { continue };
+            let Some(def) = registry.by_id(*id) else {
+                continue;
+            };
             let column = FeatureColumn {
                 id: def.id,
                 dtype: def.spec.dtype,
@@ -233,7 +235,7 @@ pub fn build_files(
             .push(&key, &value)
             .map_err(|e| InputError::Sink(e.to_string()))?;
         values_read += 1;
-        if values_read % (1 << 20) == 0 {
+        if values_read.is_multiple_of(1 << 20) {
             progress(LoadProgress {
                 phase: "read",
                 values: values_read,
@@ -246,14 +248,13 @@ pub fn build_files(
         return Err(LoadError::EmptyInput(path_text));
     }
 
-    let mut writer =
-        SstSetWriter::new(sst_options, scratch, sst_target_bytes).with_progress(|n| {
-            progress(LoadProgress {
-                phase: "write",
-                values: n,
-                elapsed_secs: started.elapsed().as_secs_f64(),
-            })
-        });
+    let mut writer = SstSetWriter::new(sst_options, scratch, sst_target_bytes).with_progress(|n| {
+        progress(LoadProgress {
+            phase: "write",
+            values: n,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        })
+    });
     let duplicates = sorter.finish(&mut writer)?;
     let (files, stats) = writer.finish()?;
     let sst_files = files.len();
@@ -283,4 +284,3 @@ pub fn build_files(
         },
     })
 }
-

@@ -34,6 +34,10 @@ struct Entry {
     value_len: u32,
 }
 
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "the prefix must compare like the key bytes it stands for"
+)]
 fn key_prefix(key: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     let n = key.len().min(8);
@@ -150,7 +154,8 @@ impl ExternalSorter {
 
     fn spill(&mut self) -> Result<(), LoadError> {
         let path = self.scratch.join(format!("run-{:05}.tmp", self.runs.len()));
-        let file = File::create(&path).map_err(|e| LoadError::io(format!("create {}", path.display()), e))?;
+        let file = File::create(&path)
+            .map_err(|e| LoadError::io(format!("create {}", path.display()), e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let shown = path.display().to_string();
         self.for_each_unique(|key, value| {
@@ -162,7 +167,8 @@ impl ExternalSorter {
             };
             write(&mut out).map_err(|e| LoadError::io(format!("write {shown}"), e))
         })?;
-        out.flush().map_err(|e| LoadError::io(format!("write {shown}"), e))?;
+        out.flush()
+            .map_err(|e| LoadError::io(format!("write {shown}"), e))?;
         self.runs.push(path);
         self.arena.clear();
         self.entries.clear();
@@ -182,7 +188,8 @@ impl ExternalSorter {
         }
         let mut readers = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
-            let file = File::open(path).map_err(|e| LoadError::io(format!("open {}", path.display()), e))?;
+            let file = File::open(path)
+                .map_err(|e| LoadError::io(format!("open {}", path.display()), e))?;
             readers.push(RunReader {
                 input: BufReader::with_capacity(1 << 20, file),
                 path: path.clone(),
@@ -197,7 +204,11 @@ impl ExternalSorter {
         let mut pending: Option<HeapItem> = None;
         while let Some(item) = heap.pop() {
             if let Some((key, value)) = readers[item.run].next_record()? {
-                heap.push(HeapItem { key, value, run: item.run });
+                heap.push(HeapItem {
+                    key,
+                    value,
+                    run: item.run,
+                });
             }
             pending = match pending {
                 Some(prev) if prev.key == item.key => {
@@ -223,13 +234,16 @@ impl ExternalSorter {
     }
 }
 
+/// An owned (key, value) record read back from a run file.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 struct RunReader {
     input: BufReader<File>,
     path: PathBuf,
 }
 
 impl RunReader {
-    fn next_record(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, LoadError> {
+    fn next_record(&mut self) -> Result<Option<KeyValue>, LoadError> {
         let ctx = |e| LoadError::io(format!("read {}", self.path.display()), e);
         let mut header = [0u8; 8];
         match self.input.read_exact(&mut header) {

@@ -104,7 +104,7 @@ impl SortedSink for SstSetWriter<'_> {
             self.last_entity.extend_from_slice(entity);
         }
         self.stats.records += 1;
-        if self.stats.records % (1 << 20) == 0
+        if self.stats.records.is_multiple_of(1 << 20)
             && let Some(f) = self.on_record.as_mut()
         {
             f(self.stats.records);

@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(specs.len(), 1);
         assert_eq!(specs[0].dtype, DType::Int64);
         assert_eq!(specs[0].version, 1);
-        assert_eq!(specs[0].ttl, Some(std::time::Duration::from_secs(2 * 86_400)));
+        assert_eq!(
+            specs[0].ttl,
+            Some(std::time::Duration::from_secs(2 * 86_400))
+        );
 
         let err = parse_features_toml(
             "[[feature]]\nname='a'\nentity_type='u'\ngroup='g'\nowner='o'\ndtype='int64'\nttll='1d'\n",

@@ -43,10 +43,15 @@ pub struct DefinitionFilter {
 impl DefinitionFilter {
     fn matches(&self, def: &FeatureDefinition) -> bool {
         let spec = &def.spec;
-        self.entity_type.as_ref().is_none_or(|e| *e == spec.entity_type)
+        self.entity_type
+            .as_ref()
+            .is_none_or(|e| *e == spec.entity_type)
             && self.owner.as_ref().is_none_or(|o| *o == spec.owner)
             && self.tag.as_ref().is_none_or(|t| spec.tags.contains(t))
-            && self.name.as_ref().is_none_or(|n| spec.name.contains(n.as_str()))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| spec.name.contains(n.as_str()))
             && self.group.as_ref().is_none_or(|g| *g == spec.group)
     }
 }

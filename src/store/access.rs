@@ -57,7 +57,11 @@ impl AccessCounter {
 
     fn add(&self, entity_id: &[u8], count: u32, wait: bool) {
         let shard = self.shard(entity_id);
-        let guard = if wait { Some(shard.lock()) } else { shard.try_lock() };
+        let guard = if wait {
+            Some(shard.lock())
+        } else {
+            shard.try_lock()
+        };
         let Some(mut map) = guard else { return };
         if let Some(c) = map.get_mut(entity_id) {
             *c = c.saturating_add(count);
@@ -105,7 +109,9 @@ impl AccessCounter {
 pub fn encode_counts(counts: &[(Vec<u8>, u32)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(counts.len() * 16);
     for (id, count) in counts {
-        let Ok(len) = u16::try_from(id.len()) else { continue };
+        let Ok(len) = u16::try_from(id.len()) else {
+            continue;
+        };
         out.extend_from_slice(&count.to_le_bytes());
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(id);
@@ -119,7 +125,9 @@ pub fn decode_counts(mut bytes: &[u8]) -> Vec<(Vec<u8>, u32)> {
     while let (Some(count), Some(len)) = (bytes.get(0..4), bytes.get(4..6)) {
         let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
         let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
-        let Some(id) = bytes.get(6..6 + len) else { break };
+        let Some(id) = bytes.get(6..6 + len) else {
+            break;
+        };
         out.push((id.to_vec(), count));
         bytes = bytes.get(6 + len..).unwrap_or_default();
     }
@@ -152,7 +160,11 @@ mod tests {
 
     #[test]
     fn persisted_counts_round_trip() {
-        let counts = vec![(b"p1".to_vec(), 7), (Vec::new(), 0), (b"xyz".to_vec(), u32::MAX)];
+        let counts = vec![
+            (b"p1".to_vec(), 7),
+            (Vec::new(), 0),
+            (b"xyz".to_vec(), u32::MAX),
+        ];
         assert_eq!(decode_counts(&encode_counts(&counts)), counts);
         let encoded = encode_counts(&counts);
         let truncated = decode_counts(&encoded[..encoded.len() - 1]);

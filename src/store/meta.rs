@@ -69,10 +69,7 @@ pub fn read_definitions(db: &DB) -> Result<Vec<FeatureDefinition>, StoreError> {
     let cf = meta_cf(db)?;
     let mut out = Vec::new();
     let start = DEFINITION_PREFIX.as_bytes();
-    for item in db.iterator_cf(
-        &cf,
-        IteratorMode::From(start, rocksdb::Direction::Forward),
-    ) {
+    for item in db.iterator_cf(&cf, IteratorMode::From(start, rocksdb::Direction::Forward)) {
         let (key, value) = item?;
         if !key.starts_with(start) {
             break;
@@ -88,10 +85,14 @@ pub fn read_next_feature_id(db: &DB) -> Result<FeatureId, StoreError> {
     match db.get_cf(&cf, NEXT_FEATURE_ID_KEY)? {
         None => Ok(1),
         Some(bytes) => {
-            let raw: [u8; 4] = bytes.as_slice().try_into().map_err(|_| StoreError::CorruptMeta {
-                key: "registry/next_id".into(),
-                reason: format!("{} bytes, expected 4", bytes.len()),
-            })?;
+            let raw: [u8; 4] =
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::CorruptMeta {
+                        key: "registry/next_id".into(),
+                        reason: format!("{} bytes, expected 4", bytes.len()),
+                    })?;
             Ok(FeatureId::from_le_bytes(raw))
         }
     }
@@ -149,7 +150,11 @@ pub fn write_manifest(
     let mut batch = WriteBatch::default();
     batch.put_cf(&cf, MANIFEST_KEY, encode(manifest)?);
     if let Some(record) = record {
-        batch.put_cf(&cf, load_key(&record.group, record.version), encode(record)?);
+        batch.put_cf(
+            &cf,
+            load_key(&record.group, record.version),
+            encode(record)?,
+        );
     }
     db.write_opt(batch, &synced())?;
     Ok(())

@@ -40,8 +40,8 @@ use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
 use manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
-use segments::{HotSegment, Selection};
 use options::{BATCH_CF_PREFIX, EngineOptions, META_CF, batch_cf_name};
+use segments::{HotSegment, Selection};
 
 /// What `apply` did with one definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,7 +129,9 @@ pub struct FeatureStore {
 
 impl std::fmt::Debug for FeatureStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeatureStore").field("dir", &self.dir).finish()
+        f.debug_struct("FeatureStore")
+            .field("dir", &self.dir)
+            .finish()
     }
 }
 
@@ -146,7 +148,8 @@ impl FeatureStore {
         let dir = dir.as_ref().to_path_buf();
         let db_path = dir.join("db");
         let scratch = dir.join("tmp");
-        std::fs::create_dir_all(&db_path).map_err(io_err(format!("create {}", db_path.display())))?;
+        std::fs::create_dir_all(&db_path)
+            .map_err(io_err(format!("create {}", db_path.display())))?;
         if scratch.exists() {
             std::fs::remove_dir_all(&scratch)
                 .map_err(io_err(format!("clean {}", scratch.display())))?;
@@ -228,7 +231,9 @@ impl FeatureStore {
                 Ok(segment) => {
                     mapped.insert(entry.cf_name.clone(), Arc::new(segment));
                 }
-                Err(e) => tracing::error!(error = %e, "hot segment unusable; serving that version from RocksDB"),
+                Err(e) => {
+                    tracing::error!(error = %e, "hot segment unusable; serving that version from RocksDB")
+                }
             }
         }
         mapped
@@ -236,7 +241,11 @@ impl FeatureStore {
 
     /// Maps the segment of `entry` if it has one and it is not mapped yet. A corrupt
     /// file is an error: the version must not activate on it.
-    fn ensure_segment(&self, state: &mut AdminState, entry: &VersionEntry) -> Result<(), StoreError> {
+    fn ensure_segment(
+        &self,
+        state: &mut AdminState,
+        entry: &VersionEntry,
+    ) -> Result<(), StoreError> {
         let Some(info) = &entry.segment else {
             return Ok(());
         };
@@ -244,7 +253,9 @@ impl FeatureStore {
             return Ok(());
         }
         let segment = HotSegment::open(&Self::segments_dir(&self.dir).join(&info.file))?;
-        state.segments.insert(entry.cf_name.clone(), Arc::new(segment));
+        state
+            .segments
+            .insert(entry.cf_name.clone(), Arc::new(segment));
         Ok(())
     }
 
@@ -256,7 +267,8 @@ impl FeatureStore {
         let counter = Arc::new(AccessCounter::new(self.config.access_tracking_entities));
         self.access.rcu(|map| {
             let mut next = (**map).clone();
-            next.entry(entity_type.to_owned()).or_insert_with(|| counter.clone());
+            next.entry(entity_type.to_owned())
+                .or_insert_with(|| counter.clone());
             next
         });
         self.access
@@ -272,7 +284,9 @@ impl FeatureStore {
         }
         match self.access.load().get(entity_type) {
             Some(counter) => counter.record(entity_id.as_bytes()),
-            None => self.access_counter(entity_type).record(entity_id.as_bytes()),
+            None => self
+                .access_counter(entity_type)
+                .record(entity_id.as_bytes()),
         }
     }
 
@@ -324,7 +338,11 @@ impl FeatureStore {
                 .map(|v| v.version)
                 .collect();
             for version in stale {
-                tracing::warn!(group, version, "removing version left loading by an interrupted load");
+                tracing::warn!(
+                    group,
+                    version,
+                    "removing version left loading by an interrupted load"
+                );
                 gm.remove(version);
                 changed = true;
             }
@@ -336,7 +354,10 @@ impl FeatureStore {
                 .flat_map(|g| g.versions.iter())
                 .any(|v| &v.cf_name == name);
             if !known {
-                tracing::warn!(cf = name.as_str(), "dropping column family not named by the manifest");
+                tracing::warn!(
+                    cf = name.as_str(),
+                    "dropping column family not named by the manifest"
+                );
                 db.drop_cf(name)?;
             }
         }
@@ -513,12 +534,16 @@ impl FeatureStore {
             (version, cf_name)
         };
 
-        let scratch = self.dir.join("tmp").join(format!("{}.v{version}", request.group));
-        let result = self.build_and_commit(request, &columns, version, &cf_name, &scratch, progress);
-        if let Err(e) = std::fs::remove_dir_all(&scratch) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
-            }
+        let scratch = self
+            .dir
+            .join("tmp")
+            .join(format!("{}.v{version}", request.group));
+        let result =
+            self.build_and_commit(request, &columns, version, &cf_name, &scratch, progress);
+        if let Err(e) = std::fs::remove_dir_all(&scratch)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
         }
         if result.is_err() {
             self.abandon_version(&request.group, version, &cf_name);
@@ -535,7 +560,8 @@ impl FeatureStore {
         scratch: &Path,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
-        std::fs::create_dir_all(scratch).map_err(io_err(format!("create {}", scratch.display())))?;
+        std::fs::create_dir_all(scratch)
+            .map_err(io_err(format!("create {}", scratch.display())))?;
         let sst_options = self.options.batch_cf();
         let built = loader::build_files(
             request,
@@ -549,13 +575,17 @@ impl FeatureStore {
 
         let ingest_started = Instant::now();
         self.db.create_cf(cf_name, &self.options.batch_cf())?;
-        let cf = self.db.cf_handle(cf_name).ok_or_else(|| StoreError::CorruptMeta {
-            key: cf_name.to_owned(),
-            reason: "column family vanished after creation".into(),
-        })?;
+        let cf = self
+            .db
+            .cf_handle(cf_name)
+            .ok_or_else(|| StoreError::CorruptMeta {
+                key: cf_name.to_owned(),
+                reason: "column family vanished after creation".into(),
+            })?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
-        self.db.ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
+        self.db
+            .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
         let segment = self.build_segment(&request.group, version, &cf, &built.record)?;
         drop(cf);
 
@@ -638,16 +668,24 @@ impl FeatureStore {
                 .map(|(id, _)| id)
                 .collect();
             if hot.is_empty() {
-                tracing::info!(group, version, "version exceeds the hot segment budget and no access counts exist yet; no segment");
+                tracing::info!(
+                    group,
+                    version,
+                    "version exceeds the hot segment budget and no access counts exist yet; no segment"
+                );
                 return Ok(None);
             }
             Selection::Only(hot)
         };
         let dir = Self::segments_dir(&self.dir);
         let file = format!("{}.seg", batch_cf_name(group, version));
-        let Some(info) =
-            segments::build(&self.db, cf, group, version, fields, &selection, &dir, &file)?
-        else {
+        let target = segments::SegmentTarget {
+            group,
+            version,
+            dir: &dir,
+            file: &file,
+        };
+        let Some(info) = segments::build(&self.db, cf, &target, fields, &selection)? else {
             return Ok(None);
         };
         let mapped = HotSegment::open(&dir.join(&info.file))?;
@@ -675,7 +713,10 @@ impl FeatureStore {
         }
     }
 
-    fn group_manifest<'a>(state: &'a AdminState, group: &str) -> Result<&'a GroupManifest, StoreError> {
+    fn group_manifest<'a>(
+        state: &'a AdminState,
+        group: &str,
+    ) -> Result<&'a GroupManifest, StoreError> {
         state
             .manifest
             .groups
@@ -692,7 +733,12 @@ impl FeatureStore {
                 .group(group)
                 .map(|g| g.entity_type.clone())
                 .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))?;
-            let gm = state.manifest.groups.get(group).cloned().unwrap_or_default();
+            let gm = state
+                .manifest
+                .groups
+                .get(group)
+                .cloned()
+                .unwrap_or_default();
             (gm, entity_type)
         };
         let mut records = meta::read_load_records(&self.db, group)?;
@@ -734,10 +780,12 @@ impl FeatureStore {
     pub fn activate(&self, group: &str, version: u64) -> Result<(), StoreError> {
         let mut state = self.admin.lock();
         let gm = Self::group_manifest(&state, group)?;
-        let entry = gm.entry(version).ok_or_else(|| StoreError::UnknownVersion {
-            group: group.to_owned(),
-            version,
-        })?;
+        let entry = gm
+            .entry(version)
+            .ok_or_else(|| StoreError::UnknownVersion {
+                group: group.to_owned(),
+                version,
+            })?;
         if entry.state != VersionState::Ready {
             return Err(StoreError::VersionNotReady {
                 group: group.to_owned(),
@@ -779,7 +827,12 @@ impl FeatureStore {
         self.drop_locked(&mut state, group, keep)
     }
 
-    fn drop_locked(&self, state: &mut AdminState, group: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
+    fn drop_locked(
+        &self,
+        state: &mut AdminState,
+        group: &str,
+        keep: usize,
+    ) -> Result<Vec<u64>, StoreError> {
         let Some(gm) = state.manifest.groups.get(group) else {
             return Ok(Vec::new());
         };

@@ -18,8 +18,8 @@
 //!   bottommost level, non-overlapping), so their memtables stay empty.
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType,
-    Options, SliceTransform,
+    BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Options,
+    SliceTransform,
 };
 
 use crate::codec::key::entity_prefix_len;

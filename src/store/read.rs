@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::error::ReadError;
 use super::view::ReadView;
-use crate::codec::key::{EntityKey, FEATURE_ID_LEN, entity_prefix_len};
+use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
 use crate::registry::FeatureDefinition;
 use crate::types::{FeatureId, FeatureStatus, TimestampMs, Value};
@@ -83,8 +83,8 @@ pub fn read_entity<S: AsRef<str>>(
     if names.is_empty() {
         return Err(ReadError::NoFeatures);
     }
-    let entity =
-        EntityKey::new(entity_id.as_bytes()).map_err(|e| ReadError::InvalidEntityId(e.to_string()))?;
+    let entity = EntityKey::new(entity_id.as_bytes())
+        .map_err(|e| ReadError::InvalidEntityId(e.to_string()))?;
 
     let mut defs: Vec<&Arc<FeatureDefinition>> = Vec::with_capacity(names.len());
     for name in names {
@@ -175,7 +175,10 @@ fn fetch_group(
     let db = view.db();
     let storage = |e: rocksdb::Error| ReadError::Storage(e.to_string());
     if wanted.len() <= MULTI_GET_MAX {
-        let keys: Vec<Vec<u8>> = wanted.iter().map(|(fid, _)| entity.feature_key(*fid)).collect();
+        let keys: Vec<Vec<u8>> = wanted
+            .iter()
+            .map(|(fid, _)| entity.feature_key(*fid))
+            .collect();
         let results = db.batched_multi_get_cf(cf, keys.iter(), true);
         for (result, (_, slot)) in results.into_iter().zip(wanted) {
             if let Some(bytes) = result.map_err(storage)? {
@@ -195,12 +198,15 @@ fn fetch_group(
     let prefix_len = entity.as_bytes().len();
     let mut next = 0;
     while iter.valid() && next < wanted.len() {
-        let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            break;
+        };
         if entity_prefix_len(key) != Some(prefix_len) || !key.starts_with(entity.as_bytes()) {
             break;
         }
-        let Some(fid_bytes) = key.get(prefix_len..prefix_len + FEATURE_ID_LEN) else { break };
-        let fid = FeatureId::from_be_bytes([fid_bytes[0], fid_bytes[1], fid_bytes[2], fid_bytes[3]]);
+        let Ok((_, fid)) = decode_key(key) else {
+            break;
+        };
         while next < wanted.len() && wanted[next].0 < fid {
             next += 1;
         }

@@ -121,26 +121,42 @@ fn to_value(value: ValueRef<'_>) -> Value {
     value.to_value()
 }
 
+/// Which version a segment is built for, and where it goes.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentTarget<'a> {
+    /// Feature group.
+    pub group: &'a str,
+    /// Its batch version.
+    pub version: u64,
+    /// The segments directory.
+    pub dir: &'a Path,
+    /// File name inside `dir`.
+    pub file: &'a str,
+}
+
 /// Builds the segment of one version from its column family into `dir/{file}`.
 /// Returns `None` when the selection holds no entity.
 pub fn build(
     db: &DB,
     cf: &Arc<BoundColumnFamily<'_>>,
-    group: &str,
-    version: u64,
+    target: &SegmentTarget<'_>,
     fields: Vec<FieldSpec>,
     selection: &Selection,
-    dir: &Path,
-    file: &str,
 ) -> Result<Option<SegmentInfo>, StoreError> {
+    let SegmentTarget {
+        group,
+        version,
+        dir,
+        file,
+    } = *target;
     let path = dir.join(file);
     let field_of = |fid: FeatureId| fields.iter().position(|f| f.feature_id == fid);
     let mut writer =
         SegmentWriter::new(group, version, fields.clone()).map_err(|e| segment_error(&path, e))?;
     let mut row: Vec<Option<(TimestampMs, Value)>> = vec![None; fields.len()];
     let push = |writer: &mut SegmentWriter,
-                    entity: &[u8],
-                    row: &mut Vec<Option<(TimestampMs, Value)>>|
+                entity: &[u8],
+                row: &mut Vec<Option<(TimestampMs, Value)>>|
      -> Result<(), StoreError> {
         let inputs: Vec<Option<(TimestampMs, FieldInput<'_>)>> = row
             .iter()
@@ -159,9 +175,9 @@ pub fn build(
 
     let mut iter = db.raw_iterator_cf_opt(cf, ReadOptions::default());
     let scan_entity = |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
-                           writer: &mut SegmentWriter,
-                           row: &mut Vec<Option<(TimestampMs, Value)>>,
-                           only_prefix: Option<&[u8]>|
+                       writer: &mut SegmentWriter,
+                       row: &mut Vec<Option<(TimestampMs, Value)>>,
+                       only_prefix: Option<&[u8]>|
      -> Result<bool, StoreError> {
         // Reads the entity the iterator is on; leaves the iterator on the next one.
         let Some(first) = iter.key() else {
@@ -202,8 +218,10 @@ pub fn build(
             }
         }
         Selection::Only(ids) => {
-            let mut keys: Vec<EntityKey> =
-                ids.iter().filter_map(|id| EntityKey::new(id).ok()).collect();
+            let mut keys: Vec<EntityKey> = ids
+                .iter()
+                .filter_map(|id| EntityKey::new(id).ok())
+                .collect();
             keys.sort();
             keys.dedup();
             for key in &keys {

@@ -15,7 +15,9 @@ fn readers_see_one_version_per_group_during_swaps() {
     store.apply(item_specs()).expect("apply");
     for v in 1..=2 {
         let csv = write_items_csv(dir.path(), v, 50);
-        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+        store
+            .load(&LoadRequest::new("items", csv), &|_| {})
+            .expect("load");
     }
     let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
@@ -35,9 +37,16 @@ fn readers_see_one_version_per_group_during_swaps() {
                     let version = vector.versions["items"];
                     let want = (version * 1000 + entity) as f64;
                     for reading in &vector.features[..3] {
-                        assert_eq!(reading.value, Some(Value::Float64(want)), "mixed versions: {vector:?}");
+                        assert_eq!(
+                            reading.value,
+                            Some(Value::Float64(want)),
+                            "mixed versions: {vector:?}"
+                        );
                     }
-                    assert_eq!(vector.features[3].value, Some(Value::String(format!("v{version}"))));
+                    assert_eq!(
+                        vector.features[3].value,
+                        Some(Value::String(format!("v{version}")))
+                    );
                     n += 1;
                     reads.fetch_add(1, Ordering::Relaxed);
                 }
@@ -50,10 +59,15 @@ fn readers_see_one_version_per_group_during_swaps() {
     for round in 0..60 {
         if round % 15 == 14 {
             let csv = write_items_csv(dir.path(), next, 50);
-            store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+            store
+                .load(&LoadRequest::new("items", csv), &|_| {})
+                .expect("load");
             next += 1;
         } else {
-            store.rollback("items").or_else(|_| store.activate("items", next - 1).map(|()| 0)).expect("swap");
+            store
+                .rollback("items")
+                .or_else(|_| store.activate("items", next - 1).map(|()| 0))
+                .expect("swap");
         }
     }
     stop.store(true, Ordering::Relaxed);

@@ -18,7 +18,9 @@ fn expected_json(value: &Value) -> serde_json::Value {
         Value::Float32(v) => serde_json::json!(v),
         Value::Bool(v) => serde_json::json!(v),
         Value::String(v) => serde_json::json!(v),
-        Value::Bytes(v) => serde_json::json!(v.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+        Value::Bytes(v) => {
+            serde_json::json!(v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        }
         Value::Float32Vector(v) => serde_json::json!(v),
     }
 }
@@ -54,7 +56,10 @@ fn every_served_value_matches_the_generated_source() {
     store.apply(dataset.specs()).expect("apply");
     for load in &files.loads {
         let record = store
-            .load(&LoadRequest::new(load.group.clone(), load.path.clone()), &|_| {})
+            .load(
+                &LoadRequest::new(load.group.clone(), load.path.clone()),
+                &|_| {},
+            )
             .expect("load");
         assert!(record.values_stored > 0, "{record:?}");
     }
@@ -64,7 +69,10 @@ fn every_served_value_matches_the_generated_source() {
     let mut checked = 0usize;
     let mut statuses = std::collections::BTreeMap::<String, usize>::new();
     for entity_type in ["user", "product", "retailer"] {
-        let features: Vec<_> = specs.iter().filter(|s| s.entity_type == entity_type).collect();
+        let features: Vec<_> = specs
+            .iter()
+            .filter(|s| s.entity_type == entity_type)
+            .collect();
         assert!(!features.is_empty(), "no features for {entity_type}");
         let names: Vec<&str> = features.iter().map(|s| s.name.as_str()).collect();
         for entity_id in dataset.entity_ids(entity_type) {
@@ -85,7 +93,11 @@ fn every_served_value_matches_the_generated_source() {
                 match dataset.expected(entity_type, &entity_id, &spec.name) {
                     None => assert_eq!(status, "not_found", "{context}"),
                     Some((value, event_time)) => {
-                        assert_eq!(reading["event_time"].as_i64(), Some(event_time), "{context}");
+                        assert_eq!(
+                            reading["event_time"].as_i64(),
+                            Some(event_time),
+                            "{context}"
+                        );
                         let age = now - event_time;
                         let ttl = spec.ttl.map(|t| t.as_millis() as i64);
                         let near_boundary = ttl.is_some_and(|t| (age - t).abs() < 60_000);
@@ -100,7 +112,10 @@ fn every_served_value_matches_the_generated_source() {
                             assert_eq!(status, "null", "{context}");
                         } else {
                             assert_eq!(status, "present", "{context}");
-                            assert!(same_value(&reading["value"], &value), "{context}: want {value:?}");
+                            assert!(
+                                same_value(&reading["value"], &value),
+                                "{context}: want {value:?}"
+                            );
                         }
                     }
                 }
@@ -110,7 +125,10 @@ fn every_served_value_matches_the_generated_source() {
     }
     assert!(checked > 1000, "checked only {checked} values");
     for status in ["present", "not_found", "null", "expired"] {
-        assert!(statuses.get(status).copied().unwrap_or(0) > 0, "no `{status}` in {statuses:?}");
+        assert!(
+            statuses.get(status).copied().unwrap_or(0) > 0,
+            "no `{status}` in {statuses:?}"
+        );
     }
 }
 
@@ -119,7 +137,9 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     let (dir, store) = temp_store();
     store.apply(super::common::item_specs()).expect("apply");
     let csv = super::common::write_items_csv(dir.path(), 1, 10);
-    store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+    store
+        .load(&LoadRequest::new("items", csv), &|_| {})
+        .expect("load");
     let server = TestServer::start(Arc::new(store));
 
     let cases = [
@@ -133,7 +153,10 @@ fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     for (path, want, mention) in cases {
         let (status, body) = get(&server.url(path));
         assert_eq!(status, want, "{path}: {body}");
-        assert!(body.contains(mention), "{path}: {body} should mention {mention}");
+        assert!(
+            body.contains(mention),
+            "{path}: {body} should mention {mention}"
+        );
     }
     let (status, body) = super::common::post(&server.url("/v1/feature-definitions"), "{not json");
     assert_eq!(status, 400, "{body}");

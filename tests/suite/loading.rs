@@ -12,7 +12,9 @@ fn a_bad_row_fails_the_load_and_nothing_becomes_visible() {
     let (dir, store) = temp_store();
     store.apply(item_specs()).expect("apply");
     let good = write_items_csv(dir.path(), 1, 20);
-    store.load(&LoadRequest::new("items", good), &|_| {}).expect("first load");
+    store
+        .load(&LoadRequest::new("items", good), &|_| {})
+        .expect("first load");
 
     let bad = dir.path().join("bad.csv");
     std::fs::write(
@@ -33,9 +35,16 @@ fn a_bad_row_fails_the_load_and_nothing_becomes_visible() {
 
     let versions = store.versions("items").expect("versions");
     assert_eq!(versions.active, Some(1));
-    assert_eq!(versions.versions.len(), 1, "failed version removed: {versions:?}");
+    assert_eq!(
+        versions.versions.len(),
+        1,
+        "failed version removed: {versions:?}"
+    );
     let vector = store.get_features("item", "i2", &["item_a"]).expect("read");
-    assert_eq!(vector.features[0].value, Some(featstore::types::Value::Float64(1002.0)));
+    assert_eq!(
+        vector.features[0].value,
+        Some(featstore::types::Value::Float64(1002.0))
+    );
 }
 
 #[test]
@@ -64,7 +73,13 @@ fn unknown_features_and_empty_inputs_are_refused() {
         .load(&LoadRequest::new("nogroup", &long), &|_| {})
         .expect_err("unknown group");
     assert!(matches!(err, StoreError::UnknownGroup(_)), "{err}");
-    assert!(store.versions("items").expect("versions").versions.is_empty());
+    assert!(
+        store
+            .versions("items")
+            .expect("versions")
+            .versions
+            .is_empty()
+    );
 }
 
 #[test]
@@ -88,10 +103,23 @@ fn duplicates_keep_the_newest_event_time() {
     assert_eq!(record.values_read, 5);
     assert_eq!(record.values_stored, 3);
     assert_eq!(record.duplicates, 2);
-    let value = |id: &str| store.get_features("item", id, &["item_a"]).expect("read").features[0].clone();
-    assert_eq!(value("i1").value, Some(featstore::types::Value::Float64(3.0)));
+    let value = |id: &str| {
+        store
+            .get_features("item", id, &["item_a"])
+            .expect("read")
+            .features[0]
+            .clone()
+    };
+    assert_eq!(
+        value("i1").value,
+        Some(featstore::types::Value::Float64(3.0))
+    );
     assert_eq!(value("i1").event_time, Some(3000));
-    assert_eq!(value("i2").value, Some(featstore::types::Value::Float64(2.0)), "tie: later row wins");
+    assert_eq!(
+        value("i2").value,
+        Some(featstore::types::Value::Float64(2.0)),
+        "tie: later row wins"
+    );
 }
 
 #[test]
@@ -118,11 +146,21 @@ fn loads_larger_than_the_memory_budget_spill_and_read_back_identically() {
     assert_eq!(record.entities, n);
     for e in [0, 1, 9_999, n - 1] {
         let v = store
-            .get_features("item", &format!("e{e}"), &["item_a", "item_b", "item_c", "item_label"])
+            .get_features(
+                "item",
+                &format!("e{e}"),
+                &["item_a", "item_b", "item_c", "item_label"],
+            )
             .expect("read");
         for reading in &v.features[..3] {
-            assert_eq!(reading.value, Some(featstore::types::Value::Float64(e as f64 + 0.5)));
+            assert_eq!(
+                reading.value,
+                Some(featstore::types::Value::Float64(e as f64 + 0.5))
+            );
         }
-        assert_eq!(v.features[3].status, featstore::types::FeatureStatus::NotFound);
+        assert_eq!(
+            v.features[3].status,
+            featstore::types::FeatureStatus::NotFound
+        );
     }
 }

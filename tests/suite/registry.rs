@@ -19,7 +19,9 @@ fn incompatible_changes_need_a_new_version() {
 
     let mut changed = item_specs();
     changed[0].dtype = DType::Int64;
-    let err = store.apply(changed.clone()).expect_err("dtype change refused");
+    let err = store
+        .apply(changed.clone())
+        .expect_err("dtype change refused");
     assert!(matches!(err, StoreError::InvalidDefinition(_)));
     assert!(err.to_string().contains("version 2"), "{err}");
 
@@ -36,7 +38,10 @@ fn incompatible_changes_need_a_new_version() {
     assert_eq!(outcomes[0].action, ApplyAction::Created);
     let registry = store.registry();
     assert_eq!(registry.resolve("item_a").expect("latest").spec.version, 2);
-    assert_eq!(registry.resolve("item_a@1").expect("v1").spec.dtype, DType::Float64);
+    assert_eq!(
+        registry.resolve("item_a@1").expect("v1").spec.dtype,
+        DType::Float64
+    );
 
     let mut compatible = item_specs();
     compatible[2].owner = "another-team".into();

@@ -2,7 +2,10 @@
 
 use featstore::loader::LoadRequest;
 use featstore::types::Value;
-use featstore::{FeatureStore, store::manifest::{VersionEntry, VersionState}};
+use featstore::{
+    FeatureStore,
+    store::manifest::{VersionEntry, VersionState},
+};
 
 use super::common::{item_specs, small_config, write_items_csv};
 
@@ -15,7 +18,9 @@ fn registry_versions_and_data_survive_a_restart() {
         store.apply(item_specs()).expect("apply");
         for v in 1..=2 {
             let csv = write_items_csv(dir.path(), v, 10);
-            store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+            store
+                .load(&LoadRequest::new("items", csv), &|_| {})
+                .expect("load");
         }
         store.rollback("items").expect("rollback");
     }
@@ -24,7 +29,9 @@ fn registry_versions_and_data_survive_a_restart() {
     let versions = store.versions("items").expect("versions");
     assert_eq!(versions.active, Some(1));
     assert_eq!(versions.versions.len(), 2);
-    let vector = store.get_features("item", "i7", &["item_a", "item_label"]).expect("read");
+    let vector = store
+        .get_features("item", "i7", &["item_a", "item_label"])
+        .expect("read");
     assert_eq!(vector.features[0].value, Some(Value::Float64(1007.0)));
     assert_eq!(vector.features[1].value, Some(Value::String("v1".into())));
     // New ids continue after the old ones.
@@ -42,15 +49,26 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
         let store = FeatureStore::open(&path, small_config()).expect("open");
         store.apply(item_specs()).expect("apply");
         let csv = write_items_csv(dir.path(), 1, 10);
-        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+        store
+            .load(&LoadRequest::new("items", csv), &|_| {})
+            .expect("load");
     }
     // Simulate a crash after step 1 (allocate) and 3 (column family created): the
     // manifest names version 2 as loading and its column family exists.
     {
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path.join("db"), ["meta", "batch.items.v1"]).expect("raw open");
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            path.join("db"),
+            ["meta", "batch.items.v1"],
+        )
+        .expect("raw open");
         let meta = db.cf_handle("meta").expect("meta");
-        let mut manifest: featstore::store::manifest::Manifest =
-            serde_json::from_slice(&db.get_cf(&meta, b"manifest").expect("get").expect("manifest")).expect("json");
+        let mut manifest: featstore::store::manifest::Manifest = serde_json::from_slice(
+            &db.get_cf(&meta, b"manifest")
+                .expect("get")
+                .expect("manifest"),
+        )
+        .expect("json");
         let group = manifest.groups.get_mut("items").expect("group");
         group.versions.push(VersionEntry {
             version: 2,
@@ -60,10 +78,17 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
             segment: None,
         });
         group.next_version = 3;
-        db.put_cf(&meta, b"manifest", serde_json::to_vec(&manifest).expect("json")).expect("put");
+        db.put_cf(
+            &meta,
+            b"manifest",
+            serde_json::to_vec(&manifest).expect("json"),
+        )
+        .expect("put");
         drop(meta);
-        db.create_cf("batch.items.v2", &rocksdb::Options::default()).expect("create cf");
-        db.create_cf("batch.items.v99", &rocksdb::Options::default()).expect("orphan cf");
+        db.create_cf("batch.items.v2", &rocksdb::Options::default())
+            .expect("create cf");
+        db.create_cf("batch.items.v99", &rocksdb::Options::default())
+            .expect("orphan cf");
     }
     let store = FeatureStore::open(&path, small_config()).expect("reopen");
     let versions = store.versions("items").expect("versions");
@@ -71,10 +96,16 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
     assert_eq!(versions.active, Some(1));
     drop(store);
     let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path.join("db")).expect("list");
-    assert!(!cfs.iter().any(|c| c == "batch.items.v2" || c == "batch.items.v99"), "{cfs:?}");
+    assert!(
+        !cfs.iter()
+            .any(|c| c == "batch.items.v2" || c == "batch.items.v99"),
+        "{cfs:?}"
+    );
     // The next load gets a fresh number, never reusing 2.
     let store = FeatureStore::open(&path, small_config()).expect("reopen");
     let csv = write_items_csv(dir.path(), 3, 10);
-    let record = store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+    let record = store
+        .load(&LoadRequest::new("items", csv), &|_| {})
+        .expect("load");
     assert_eq!(record.version, 3);
 }

@@ -86,18 +86,26 @@ fn write_long(path: &std::path::Path, cells: &[Cell]) {
         .expect("header");
     for (e, f, t, v) in cells {
         let time = (now - i64::from(*t) * 100).to_string();
-        out.write_record([format!("t{e}").as_str(), NAMES[*f], time.as_str(), v.as_str()])
-            .expect("row");
+        out.write_record([
+            format!("t{e}").as_str(),
+            NAMES[*f],
+            time.as_str(),
+            v.as_str(),
+        ])
+        .expect("row");
     }
     out.flush().expect("flush");
 }
 
-fn all_readings(store: &FeatureStore) -> Vec<featstore::store::FeatureVector> {
+/// Every entity's readings (versions left out: stores loaded a different number of
+/// times number their versions differently).
+fn all_readings(store: &FeatureStore) -> Vec<Vec<featstore::store::FeatureReading>> {
     (0..70)
         .map(|e| {
             store
                 .get_features("thing", &format!("t{e}"), &NAMES)
                 .expect("read")
+                .features
         })
         .collect()
 }
@@ -137,26 +145,47 @@ proptest! {
 #[test]
 fn a_corrupt_segment_keeps_its_version_from_activating() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = FeatureStore::open(dir.path().join("store"), small_config()).expect("open");
-    store.apply(item_specs()).expect("apply");
-    for v in 1..=2 {
-        let csv = write_items_csv(dir.path(), v, 20);
-        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
-    }
-    let versions = store.versions("items").expect("versions");
-    let v1 = versions.versions.iter().find(|v| v.version == 1).expect("v1");
-    let file = v1.segment.as_ref().expect("v1 has a segment").file.clone();
-    let path = dir.path().join("store/segments").join(file);
-    let mut bytes = std::fs::read(&path).expect("read");
+    let path = dir.path().join("store");
+    let file = {
+        let store = FeatureStore::open(&path, small_config()).expect("open");
+        store.apply(item_specs()).expect("apply");
+        for v in 1..=2 {
+            let csv = write_items_csv(dir.path(), v, 20);
+            store
+                .load(&LoadRequest::new("items", csv), &|_| {})
+                .expect("load");
+        }
+        let versions = store.versions("items").expect("versions");
+        let v1 = versions
+            .versions
+            .iter()
+            .find(|v| v.version == 1)
+            .expect("v1");
+        v1.segment.as_ref().expect("v1 has a segment").file.clone()
+    };
+    // Corrupt version 1's segment while the store is down (a mapped segment is never
+    // modified: that is the contract that makes mapping it sound).
+    let segment = path.join("segments").join(file);
+    let mut bytes = std::fs::read(&segment).expect("read");
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
-    std::fs::write(&path, bytes).expect("write");
+    std::fs::write(&segment, bytes).expect("write");
 
-    let err = store.activate("items", 1).expect_err("corrupt segment refused");
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    let err = store
+        .activate("items", 1)
+        .expect_err("corrupt segment refused");
+    assert!(err.to_string().contains("segment"), "{err}");
+    let err = store
+        .rollback("items")
+        .expect_err("corrupt segment refused");
     assert!(err.to_string().contains("segment"), "{err}");
     assert_eq!(store.versions("items").expect("versions").active, Some(2));
     let vector = store.get_features("item", "i3", &["item_a"]).expect("read");
-    assert_eq!(vector.features[0].value, Some(featstore::types::Value::Float64(2003.0)));
+    assert_eq!(
+        vector.features[0].value,
+        Some(featstore::types::Value::Float64(2003.0))
+    );
 }
 
 #[test]
@@ -167,20 +196,36 @@ fn segments_are_mapped_again_after_restart_not_rebuilt() {
         let store = FeatureStore::open(&path, small_config()).expect("open");
         store.apply(item_specs()).expect("apply");
         let csv = write_items_csv(dir.path(), 1, 30);
-        store.load(&LoadRequest::new("items", csv), &|_| {}).expect("load");
+        store
+            .load(&LoadRequest::new("items", csv), &|_| {})
+            .expect("load");
         assert_eq!(store.hot_segment_entities("items"), Some(30));
         let versions = store.versions("items").expect("versions");
         let info = versions.versions[0].segment.clone().expect("segment");
         path.join("segments").join(info.file)
     };
-    let before = std::fs::metadata(&segment_file).expect("stat").modified().expect("mtime");
+    let before = std::fs::metadata(&segment_file)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
     let store = FeatureStore::open(&path, small_config()).expect("reopen");
     assert_eq!(store.hot_segment_entities("items"), Some(30));
-    let after = std::fs::metadata(&segment_file).expect("stat").modified().expect("mtime");
+    let after = std::fs::metadata(&segment_file)
+        .expect("stat")
+        .modified()
+        .expect("mtime");
     assert_eq!(before, after, "mapped, not rebuilt");
-    let vector = store.get_features("item", "i29", &["item_label", "item_b"]).expect("read");
-    assert_eq!(vector.features[0].value, Some(featstore::types::Value::String("v1".into())));
-    assert_eq!(vector.features[1].value, Some(featstore::types::Value::Float64(1029.0)));
+    let vector = store
+        .get_features("item", "i29", &["item_label", "item_b"])
+        .expect("read");
+    assert_eq!(
+        vector.features[0].value,
+        Some(featstore::types::Value::String("v1".into()))
+    );
+    assert_eq!(
+        vector.features[1].value,
+        Some(featstore::types::Value::Float64(1029.0))
+    );
     drop(store);
 
     // A segment corrupted while the store was down is left out, and reads still work.
@@ -190,6 +235,11 @@ fn segments_are_mapped_again_after_restart_not_rebuilt() {
     std::fs::write(&segment_file, bytes).expect("write");
     let store = FeatureStore::open(&path, small_config()).expect("reopen");
     assert_eq!(store.hot_segment_entities("items"), None);
-    let vector = store.get_features("item", "i29", &["item_b"]).expect("read");
-    assert_eq!(vector.features[0].value, Some(featstore::types::Value::Float64(1029.0)));
+    let vector = store
+        .get_features("item", "i29", &["item_b"])
+        .expect("read");
+    assert_eq!(
+        vector.features[0].value,
+        Some(featstore::types::Value::Float64(1029.0))
+    );
 }

@@ -89,12 +89,17 @@ fn sum_fields(row: &Row<'_>) -> f32 {
     sum
 }
 
-fn probe_and_sum<D: AsRef<[u8]>>(segment: &Segment<D>, ids: &[[u8; ID_LEN]]) -> impl FnMut() -> f32 {
+fn probe_and_sum<D: AsRef<[u8]>>(
+    segment: &Segment<D>,
+    ids: &[[u8; ID_LEN]],
+) -> impl FnMut() -> f32 {
     let mut next = 0;
     move || {
         let id = &ids[next];
         next = (next + 1) & (LOOKUPS - 1);
-        segment.find(black_box(id)).map_or(0.0, |row| sum_fields(&row))
+        segment
+            .find(black_box(id))
+            .map_or(0.0, |row| sum_fields(&row))
     }
 }
 

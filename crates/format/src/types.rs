@@ -220,7 +220,7 @@ impl Value {
 
 fn decode_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits = text.strip_prefix("0x").unwrap_or(text);
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("`{text}` is not hex: odd number of digits"));
     }
     (0..digits.len())
@@ -324,7 +324,9 @@ pub mod duration_text {
                     serde::de::Error::custom(format!("bad duration `{t}`: {e} (try `7d`, `1h`)"))
                 })?;
                 if parsed.is_zero() {
-                    return Err(serde::de::Error::custom("a duration of zero is not allowed"));
+                    return Err(serde::de::Error::custom(
+                        "a duration of zero is not allowed",
+                    ));
                 }
                 Ok(Some(parsed))
             }

@@ -5,6 +5,13 @@
 //! big-endian. Big-endian makes byte order equal numeric order, which RocksDB's bytewise
 //! comparator relies on.
 
+// Keys are big-endian by design: RocksDB compares keys bytewise, and big-endian makes
+// byte order equal numeric order. This is the only place the project uses big-endian.
+#![expect(
+    clippy::big_endian_bytes,
+    reason = "RocksDB keys sort bytewise; big-endian keeps numeric order"
+)]
+
 use super::CodecError;
 use crate::types::FeatureId;
 

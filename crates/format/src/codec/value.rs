@@ -172,8 +172,12 @@ mod tests {
         prop_oneof![
             Just(Value::Null),
             any::<i64>().prop_map(Value::Int64),
-            any::<f64>().prop_filter("NaN != NaN", |f| !f.is_nan()).prop_map(Value::Float64),
-            any::<f32>().prop_filter("NaN != NaN", |f| !f.is_nan()).prop_map(Value::Float32),
+            any::<f64>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(Value::Float64),
+            any::<f32>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(Value::Float32),
             any::<bool>().prop_map(Value::Bool),
             ".{0,40}".prop_map(Value::String),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(Value::Bytes),

@@ -8,11 +8,11 @@
 use std::ops::Range;
 
 use featstore_format::segment::layout::{
-    ENTITY_COUNT_OFFSET, FIELD_COUNT_OFFSET, FIELD_DIM_OFFSET, FIELD_ID_OFFSET,
-    FIELD_RECORD_LEN, FIELD_SLOT_OFFSET, FIELD_TYPE_OFFSET, FINGERPRINT_OFFSET, FLAGS_OFFSET,
-    HEADER_LEN, HEADER_LEN_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET,
-    ROW_KEY_OFFSET_OFFSET, ROW_PRESENCE_OFFSET, ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section,
-    VALUES_RAW_LEN_OFFSET, VERSION_OFFSET, read_u32, read_u64,
+    ENTITY_COUNT_OFFSET, FIELD_COUNT_OFFSET, FIELD_DIM_OFFSET, FIELD_ID_OFFSET, FIELD_RECORD_LEN,
+    FIELD_SLOT_OFFSET, FIELD_TYPE_OFFSET, FINGERPRINT_OFFSET, FLAGS_OFFSET, HEADER_LEN,
+    HEADER_LEN_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_PRESENCE_OFFSET,
+    ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section, VALUES_RAW_LEN_OFFSET, VERSION_OFFSET, read_u32,
+    read_u64,
 };
 use featstore_format::segment::testing::reseal;
 use featstore_format::segment::{Segment, SegmentError, ValuesCompression};
@@ -152,16 +152,28 @@ fn newer_versions_are_refused_before_length_checks() {
     for len in [12, 100, bytes.len()] {
         let err = open(&bytes[..len]).expect_err("newer");
         assert!(
-            matches!(err, SegmentError::UnsupportedVersion { found: 2, supported: 1 }),
+            matches!(
+                err,
+                SegmentError::UnsupportedVersion {
+                    found: 2,
+                    supported: 1
+                }
+            ),
             "{err}"
         );
-        assert!(err.to_string().contains("version 2 is not supported"), "{err}");
+        assert!(
+            err.to_string().contains("version 2 is not supported"),
+            "{err}"
+        );
     }
     assert!(matches!(
         open(b"PK\x03\x04 a zip file"),
         Err(SegmentError::BadMagic { .. })
     ));
-    assert!(matches!(open(&MAGIC[..5]), Err(SegmentError::Truncated { .. })));
+    assert!(matches!(
+        open(&MAGIC[..5]),
+        Err(SegmentError::Truncated { .. })
+    ));
 }
 
 /// Header fields set to hostile values, checksums recomputed.
@@ -169,48 +181,144 @@ fn newer_versions_are_refused_before_length_checks() {
 fn hostile_headers_are_rejected() {
     use ValuesCompression::{Always, Never};
     let cases: Vec<(&str, ValuesCompression, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("huge entity count", Never, Box::new(|b| put(b, ENTITY_COUNT_OFFSET, &u32::MAX.to_le_bytes()))),
-        ("max entity count", Never, Box::new(|b| put(b, ENTITY_COUNT_OFFSET, &(u32::MAX - 1).to_le_bytes()))),
-        ("one more entity", Never, Box::new(|b| {
-            let n = read_u32(b, ENTITY_COUNT_OFFSET).expect("n");
-            put(b, ENTITY_COUNT_OFFSET, &(n + 1).to_le_bytes());
-        })),
-        ("huge slot count", Never, Box::new(|b| put(b, SLOT_COUNT_OFFSET, &(1u64 << 62).to_le_bytes()))),
-        ("slot count not a power of two", Never, Box::new(|b| put(b, SLOT_COUNT_OFFSET, &15u64.to_le_bytes()))),
-        ("slot count below 2n", Never, Box::new(|b| put(b, SLOT_COUNT_OFFSET, &8u64.to_le_bytes()))),
-        ("huge field count", Never, Box::new(|b| put(b, FIELD_COUNT_OFFSET, &u32::MAX.to_le_bytes()))),
-        ("zero field count", Never, Box::new(|b| put(b, FIELD_COUNT_OFFSET, &0u32.to_le_bytes()))),
-        ("row width", Never, Box::new(|b| put(b, ROW_WIDTH_OFFSET, &158u32.to_le_bytes()))),
-        ("fingerprint", Never, Box::new(|b| b[FINGERPRINT_OFFSET] ^= 1)),
-        ("unknown flag", Never, Box::new(|b| put(b, FLAGS_OFFSET, &2u32.to_le_bytes()))),
-        ("header length", Never, Box::new(|b| put(b, HEADER_LEN_OFFSET, &200u32.to_le_bytes()))),
-        ("values section past EOF", Never, Box::new(|b| {
-            put(b, Section::Values.entry_offset() + 8, &(1u64 << 40).to_le_bytes());
-        })),
-        ("values length overflows", Never, Box::new(|b| {
-            put(b, Section::Values.entry_offset() + 8, &u64::MAX.to_le_bytes());
-        })),
-        ("rows overlap the header", Never, Box::new(|b| put(b, Section::Rows.entry_offset(), &0u64.to_le_bytes()))),
-        ("index overlaps the schema", Never, Box::new(|b| {
-            let schema = read_u64(b, Section::Schema.entry_offset()).expect("offset");
-            put(b, Section::Index.entry_offset(), &schema.to_le_bytes());
-        })),
-        ("schema shorter, index longer", Never, Box::new(|b| {
-            let at = Section::Schema.entry_offset() + 8;
-            let len = read_u64(b, at).expect("len");
-            put(b, at, &(len - 8).to_le_bytes());
-        })),
-        ("raw length differs", Never, Box::new(|b| {
-            let raw = read_u64(b, VALUES_RAW_LEN_OFFSET).expect("raw");
-            put(b, VALUES_RAW_LEN_OFFSET, &(raw + 1).to_le_bytes());
-        })),
-        ("huge raw length, compressed", Always, Box::new(|b| put(b, VALUES_RAW_LEN_OFFSET, &(1u64 << 50).to_le_bytes()))),
-        ("raw length off by one, compressed", Always, Box::new(|b| {
-            let raw = read_u64(b, VALUES_RAW_LEN_OFFSET).expect("raw");
-            put(b, VALUES_RAW_LEN_OFFSET, &(raw - 1).to_le_bytes());
-        })),
-        ("compressed flag on raw values", Never, Box::new(|b| put(b, FLAGS_OFFSET, &1u32.to_le_bytes()))),
-        ("raw flag on compressed values", Always, Box::new(|b| put(b, FLAGS_OFFSET, &0u32.to_le_bytes()))),
+        (
+            "huge entity count",
+            Never,
+            Box::new(|b| put(b, ENTITY_COUNT_OFFSET, &u32::MAX.to_le_bytes())),
+        ),
+        (
+            "max entity count",
+            Never,
+            Box::new(|b| put(b, ENTITY_COUNT_OFFSET, &(u32::MAX - 1).to_le_bytes())),
+        ),
+        (
+            "one more entity",
+            Never,
+            Box::new(|b| {
+                let n = read_u32(b, ENTITY_COUNT_OFFSET).expect("n");
+                put(b, ENTITY_COUNT_OFFSET, &(n + 1).to_le_bytes());
+            }),
+        ),
+        (
+            "huge slot count",
+            Never,
+            Box::new(|b| put(b, SLOT_COUNT_OFFSET, &(1u64 << 62).to_le_bytes())),
+        ),
+        (
+            "slot count not a power of two",
+            Never,
+            Box::new(|b| put(b, SLOT_COUNT_OFFSET, &15u64.to_le_bytes())),
+        ),
+        (
+            "slot count below 2n",
+            Never,
+            Box::new(|b| put(b, SLOT_COUNT_OFFSET, &8u64.to_le_bytes())),
+        ),
+        (
+            "huge field count",
+            Never,
+            Box::new(|b| put(b, FIELD_COUNT_OFFSET, &u32::MAX.to_le_bytes())),
+        ),
+        (
+            "zero field count",
+            Never,
+            Box::new(|b| put(b, FIELD_COUNT_OFFSET, &0u32.to_le_bytes())),
+        ),
+        (
+            "row width",
+            Never,
+            Box::new(|b| put(b, ROW_WIDTH_OFFSET, &158u32.to_le_bytes())),
+        ),
+        (
+            "fingerprint",
+            Never,
+            Box::new(|b| b[FINGERPRINT_OFFSET] ^= 1),
+        ),
+        (
+            "unknown flag",
+            Never,
+            Box::new(|b| put(b, FLAGS_OFFSET, &2u32.to_le_bytes())),
+        ),
+        (
+            "header length",
+            Never,
+            Box::new(|b| put(b, HEADER_LEN_OFFSET, &200u32.to_le_bytes())),
+        ),
+        (
+            "values section past EOF",
+            Never,
+            Box::new(|b| {
+                put(
+                    b,
+                    Section::Values.entry_offset() + 8,
+                    &(1u64 << 40).to_le_bytes(),
+                );
+            }),
+        ),
+        (
+            "values length overflows",
+            Never,
+            Box::new(|b| {
+                put(
+                    b,
+                    Section::Values.entry_offset() + 8,
+                    &u64::MAX.to_le_bytes(),
+                );
+            }),
+        ),
+        (
+            "rows overlap the header",
+            Never,
+            Box::new(|b| put(b, Section::Rows.entry_offset(), &0u64.to_le_bytes())),
+        ),
+        (
+            "index overlaps the schema",
+            Never,
+            Box::new(|b| {
+                let schema = read_u64(b, Section::Schema.entry_offset()).expect("offset");
+                put(b, Section::Index.entry_offset(), &schema.to_le_bytes());
+            }),
+        ),
+        (
+            "schema shorter, index longer",
+            Never,
+            Box::new(|b| {
+                let at = Section::Schema.entry_offset() + 8;
+                let len = read_u64(b, at).expect("len");
+                put(b, at, &(len - 8).to_le_bytes());
+            }),
+        ),
+        (
+            "raw length differs",
+            Never,
+            Box::new(|b| {
+                let raw = read_u64(b, VALUES_RAW_LEN_OFFSET).expect("raw");
+                put(b, VALUES_RAW_LEN_OFFSET, &(raw + 1).to_le_bytes());
+            }),
+        ),
+        (
+            "huge raw length, compressed",
+            Always,
+            Box::new(|b| put(b, VALUES_RAW_LEN_OFFSET, &(1u64 << 50).to_le_bytes())),
+        ),
+        (
+            "raw length off by one, compressed",
+            Always,
+            Box::new(|b| {
+                let raw = read_u64(b, VALUES_RAW_LEN_OFFSET).expect("raw");
+                put(b, VALUES_RAW_LEN_OFFSET, &(raw - 1).to_le_bytes());
+            }),
+        ),
+        (
+            "compressed flag on raw values",
+            Never,
+            Box::new(|b| put(b, FLAGS_OFFSET, &1u32.to_le_bytes())),
+        ),
+        (
+            "raw flag on compressed values",
+            Always,
+            Box::new(|b| put(b, FLAGS_OFFSET, &0u32.to_le_bytes())),
+        ),
     ];
     for (name, compression, damage) in cases {
         let bytes = resealed(compression, |b| damage(b));
@@ -230,150 +338,234 @@ fn hostile_contents_are_rejected() {
         section(b, Section::Schema).start + i * FIELD_RECORD_LEN + field
     };
     let cases: Vec<(&str, Damage)> = vec![
-        ("empty entity id", Box::new(|b| {
-            let at = row(b, 0).start + ROW_KEY_LEN_OFFSET;
-            put(b, at, &0u32.to_le_bytes());
-        })),
-        ("entity id too long", Box::new(|b| {
-            let at = row(b, 0).start + ROW_KEY_LEN_OFFSET;
-            put(b, at, &2000u32.to_le_bytes());
-        })),
-        ("entity id outside keys", Box::new(|b| {
-            let at = row(b, 0).start + ROW_KEY_OFFSET_OFFSET;
-            put(b, at, &(u64::MAX - 1).to_le_bytes());
-        })),
-        ("bool byte 2", Box::new(|b| {
-            let at = slot(b, 0, 3) + 8;
-            b[at] = 2;
-        })),
-        ("string outside values", Box::new(|b| {
-            let at = slot(b, 0, 4) + 16;
-            put(b, at, &1000u32.to_le_bytes());
-        })),
-        ("string offset overflows", Box::new(|b| {
-            let at = slot(b, 0, 4) + 8;
-            put(b, at, &u64::MAX.to_le_bytes());
-        })),
-        ("string not UTF-8", Box::new(|b| {
-            let value = read_u64(b, slot(b, 0, 4) + 8).expect("offset") as usize;
-            let at = section(b, Section::Values).start + value;
-            b[at] = 0xff;
-        })),
-        ("vector of the wrong length", Box::new(|b| {
-            let at = slot(b, 0, 6) + 16;
-            put(b, at, &8u32.to_le_bytes());
-        })),
-        ("null without presence", Box::new(|b| {
-            let at = row(b, 2).start + NULL_BITMAP;
-            b[at] |= 0b10;
-        })),
-        ("absent slot not zero", Box::new(|b| {
-            let at = slot(b, 2, 1);
-            b[at] = 1;
-        })),
-        ("null value not zero", Box::new(|b| {
-            let at = slot(b, 1, 0) + 8;
-            b[at] = 1;
-        })),
-        ("presence bit past the last field", Box::new(|b| {
-            let at = row(b, 0).start + ROW_PRESENCE_OFFSET + 1;
-            b[at] |= 0x80;
-        })),
-        ("slot names a missing row", Box::new(|b| {
-            let index = section(b, Section::Index);
-            let at = (index.start..index.end)
-                .step_by(8)
-                .find(|&at| read_u64(b, at) != Some(0))
-                .expect("occupied");
-            put(b, at, &100u32.to_le_bytes());
-        })),
-        ("slot with a tag and no row", Box::new(|b| {
-            let index = section(b, Section::Index);
-            let at = (index.start..index.end)
-                .step_by(8)
-                .find(|&at| read_u64(b, at) == Some(0))
-                .expect("empty");
-            put(b, at + 4, &0xdead_beefu32.to_le_bytes());
-        })),
-        ("two slots swapped", Box::new(|b| {
-            let index = section(b, Section::Index);
-            let occupied: Vec<usize> = (index.start..index.end)
-                .step_by(8)
-                .filter(|&at| read_u64(b, at) != Some(0))
-                .collect();
-            let (x, y) = (occupied[0], occupied[1]);
-            let (sx, sy) = (b[x..x + 8].to_vec(), b[y..y + 8].to_vec());
-            put(b, x, &sy);
-            put(b, y, &sx);
-        })),
-        ("entity moved out of its slot", Box::new(|b| {
-            let index = section(b, Section::Index);
-            let slots: Vec<usize> = (index.start..index.end).step_by(8).collect();
-            let (i, &at) = slots
-                .iter()
-                .enumerate()
-                .find(|&(_, &at)| read_u64(b, at) != Some(0))
-                .expect("occupied");
-            // Move it to an empty slot after an empty gap: unreachable by probing.
-            let target = (1..slots.len())
-                .map(|d| (i + d) % slots.len())
-                .filter(|&j| read_u64(b, slots[j]) == Some(0))
-                .nth(1)
-                .expect("empty slots");
-            let value = b[at..at + 8].to_vec();
-            put(b, slots[target], &value);
-            put(b, at, &[0; 8]);
-        })),
-        ("unknown type tag", Box::new(move |b| {
-            let at = schema_field(b, 0, FIELD_TYPE_OFFSET);
-            b[at] = 9;
-        })),
-        ("null type tag", Box::new(move |b| {
-            let at = schema_field(b, 0, FIELD_TYPE_OFFSET);
-            b[at] = 0;
-        })),
-        ("reserved byte set", Box::new(move |b| {
-            let at = schema_field(b, 0, FIELD_TYPE_OFFSET + 1);
-            b[at] = 1;
-        })),
-        ("dimension on a scalar", Box::new(move |b| {
-            let at = schema_field(b, 0, FIELD_DIM_OFFSET);
-            b[at] = 1;
-        })),
-        ("vector dimension changed", Box::new(move |b| {
-            let at = schema_field(b, 6, FIELD_DIM_OFFSET);
-            b[at] = 4;
-        })),
-        ("vector dimension zero", Box::new(move |b| {
-            let at = schema_field(b, 6, FIELD_DIM_OFFSET);
-            put(b, at, &0u32.to_le_bytes());
-        })),
-        ("slot offset moved", Box::new(move |b| {
-            let at = schema_field(b, 1, FIELD_SLOT_OFFSET);
-            b[at] += 1;
-        })),
-        ("duplicate feature id", Box::new(move |b| {
-            let at = schema_field(b, 8, FIELD_ID_OFFSET);
-            put(b, at, &1u32.to_le_bytes());
-        })),
-        ("feature id changed", Box::new(move |b| {
-            let at = schema_field(b, 8, FIELD_ID_OFFSET);
-            put(b, at, &11u32.to_le_bytes());
-        })),
-        ("group name not a group name", Box::new(|b| {
-            let at = section(b, Section::Schema).start + 9 * FIELD_RECORD_LEN + 2;
-            b[at] = b'F';
-        })),
-        ("group name not UTF-8", Box::new(|b| {
-            let at = section(b, Section::Schema).start + 9 * FIELD_RECORD_LEN + 2;
-            b[at] = 0xc3;
-        })),
+        (
+            "empty entity id",
+            Box::new(|b| {
+                let at = row(b, 0).start + ROW_KEY_LEN_OFFSET;
+                put(b, at, &0u32.to_le_bytes());
+            }),
+        ),
+        (
+            "entity id too long",
+            Box::new(|b| {
+                let at = row(b, 0).start + ROW_KEY_LEN_OFFSET;
+                put(b, at, &2000u32.to_le_bytes());
+            }),
+        ),
+        (
+            "entity id outside keys",
+            Box::new(|b| {
+                let at = row(b, 0).start + ROW_KEY_OFFSET_OFFSET;
+                put(b, at, &(u64::MAX - 1).to_le_bytes());
+            }),
+        ),
+        (
+            "bool byte 2",
+            Box::new(|b| {
+                let at = slot(b, 0, 3) + 8;
+                b[at] = 2;
+            }),
+        ),
+        (
+            "string outside values",
+            Box::new(|b| {
+                let at = slot(b, 0, 4) + 16;
+                put(b, at, &1000u32.to_le_bytes());
+            }),
+        ),
+        (
+            "string offset overflows",
+            Box::new(|b| {
+                let at = slot(b, 0, 4) + 8;
+                put(b, at, &u64::MAX.to_le_bytes());
+            }),
+        ),
+        (
+            "string not UTF-8",
+            Box::new(|b| {
+                let value = read_u64(b, slot(b, 0, 4) + 8).expect("offset") as usize;
+                let at = section(b, Section::Values).start + value;
+                b[at] = 0xff;
+            }),
+        ),
+        (
+            "vector of the wrong length",
+            Box::new(|b| {
+                let at = slot(b, 0, 6) + 16;
+                put(b, at, &8u32.to_le_bytes());
+            }),
+        ),
+        (
+            "null without presence",
+            Box::new(|b| {
+                let at = row(b, 2).start + NULL_BITMAP;
+                b[at] |= 0b10;
+            }),
+        ),
+        (
+            "absent slot not zero",
+            Box::new(|b| {
+                let at = slot(b, 2, 1);
+                b[at] = 1;
+            }),
+        ),
+        (
+            "null value not zero",
+            Box::new(|b| {
+                let at = slot(b, 1, 0) + 8;
+                b[at] = 1;
+            }),
+        ),
+        (
+            "presence bit past the last field",
+            Box::new(|b| {
+                let at = row(b, 0).start + ROW_PRESENCE_OFFSET + 1;
+                b[at] |= 0x80;
+            }),
+        ),
+        (
+            "slot names a missing row",
+            Box::new(|b| {
+                let index = section(b, Section::Index);
+                let at = (index.start..index.end)
+                    .step_by(8)
+                    .find(|&at| read_u64(b, at) != Some(0))
+                    .expect("occupied");
+                put(b, at, &100u32.to_le_bytes());
+            }),
+        ),
+        (
+            "slot with a tag and no row",
+            Box::new(|b| {
+                let index = section(b, Section::Index);
+                let at = (index.start..index.end)
+                    .step_by(8)
+                    .find(|&at| read_u64(b, at) == Some(0))
+                    .expect("empty");
+                put(b, at + 4, &0xdead_beefu32.to_le_bytes());
+            }),
+        ),
+        (
+            "two slots swapped",
+            Box::new(|b| {
+                let index = section(b, Section::Index);
+                let occupied: Vec<usize> = (index.start..index.end)
+                    .step_by(8)
+                    .filter(|&at| read_u64(b, at) != Some(0))
+                    .collect();
+                let (x, y) = (occupied[0], occupied[1]);
+                let (sx, sy) = (b[x..x + 8].to_vec(), b[y..y + 8].to_vec());
+                put(b, x, &sy);
+                put(b, y, &sx);
+            }),
+        ),
+        (
+            "entity moved out of its slot",
+            Box::new(|b| {
+                let index = section(b, Section::Index);
+                let slots: Vec<usize> = (index.start..index.end).step_by(8).collect();
+                let (i, &at) = slots
+                    .iter()
+                    .enumerate()
+                    .find(|&(_, &at)| read_u64(b, at) != Some(0))
+                    .expect("occupied");
+                // Move it to an empty slot after an empty gap: unreachable by probing.
+                let target = (1..slots.len())
+                    .map(|d| (i + d) % slots.len())
+                    .filter(|&j| read_u64(b, slots[j]) == Some(0))
+                    .nth(1)
+                    .expect("empty slots");
+                let value = b[at..at + 8].to_vec();
+                put(b, slots[target], &value);
+                put(b, at, &[0; 8]);
+            }),
+        ),
+        (
+            "unknown type tag",
+            Box::new(move |b| {
+                let at = schema_field(b, 0, FIELD_TYPE_OFFSET);
+                b[at] = 9;
+            }),
+        ),
+        (
+            "null type tag",
+            Box::new(move |b| {
+                let at = schema_field(b, 0, FIELD_TYPE_OFFSET);
+                b[at] = 0;
+            }),
+        ),
+        (
+            "reserved byte set",
+            Box::new(move |b| {
+                let at = schema_field(b, 0, FIELD_TYPE_OFFSET + 1);
+                b[at] = 1;
+            }),
+        ),
+        (
+            "dimension on a scalar",
+            Box::new(move |b| {
+                let at = schema_field(b, 0, FIELD_DIM_OFFSET);
+                b[at] = 1;
+            }),
+        ),
+        (
+            "vector dimension changed",
+            Box::new(move |b| {
+                let at = schema_field(b, 6, FIELD_DIM_OFFSET);
+                b[at] = 4;
+            }),
+        ),
+        (
+            "vector dimension zero",
+            Box::new(move |b| {
+                let at = schema_field(b, 6, FIELD_DIM_OFFSET);
+                put(b, at, &0u32.to_le_bytes());
+            }),
+        ),
+        (
+            "slot offset moved",
+            Box::new(move |b| {
+                let at = schema_field(b, 1, FIELD_SLOT_OFFSET);
+                b[at] += 1;
+            }),
+        ),
+        (
+            "duplicate feature id",
+            Box::new(move |b| {
+                let at = schema_field(b, 8, FIELD_ID_OFFSET);
+                put(b, at, &1u32.to_le_bytes());
+            }),
+        ),
+        (
+            "feature id changed",
+            Box::new(move |b| {
+                let at = schema_field(b, 8, FIELD_ID_OFFSET);
+                put(b, at, &11u32.to_le_bytes());
+            }),
+        ),
+        (
+            "group name not a group name",
+            Box::new(|b| {
+                let at = section(b, Section::Schema).start + 9 * FIELD_RECORD_LEN + 2;
+                b[at] = b'F';
+            }),
+        ),
+        (
+            "group name not UTF-8",
+            Box::new(|b| {
+                let at = section(b, Section::Schema).start + 9 * FIELD_RECORD_LEN + 2;
+                b[at] = 0xc3;
+            }),
+        ),
     ];
     for (name, damage) in cases {
         let bytes = resealed(ValuesCompression::Never, |b| damage(b));
         let err = open(&bytes).expect_err(name);
         assert!(
-            matches!(err, SegmentError::Corrupt { .. } | SegmentError::DuplicateEntity { .. }),
+            matches!(
+                err,
+                SegmentError::Corrupt { .. } | SegmentError::DuplicateEntity { .. }
+            ),
             "{name}: {err}"
         );
     }

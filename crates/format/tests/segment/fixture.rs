@@ -64,6 +64,9 @@ fn writer_still_produces_the_fixtures() {
             std::fs::write(&path, &bytes).expect("bless fixture");
         }
         let stored = std::fs::read(&path).expect("fixture is checked in");
-        assert!(stored == bytes, "{name}: the writer's output changed; see this module's doc");
+        assert!(
+            stored == bytes,
+            "{name}: the writer's output changed; see this module's doc"
+        );
     }
 }

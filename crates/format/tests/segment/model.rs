@@ -115,7 +115,13 @@ fn check_against_model<D: AsRef<[u8]>>(
         prop_assert_eq!(row.index(), index);
         prop_assert_eq!(row.field_count(), fields.len());
         for (i, value) in values.iter().enumerate() {
-            prop_assert_eq!(seen(row.get(i)), expect(value), "entity {:?} field {}", id, i);
+            prop_assert_eq!(
+                seen(row.get(i)),
+                expect(value),
+                "entity {:?} field {}",
+                id,
+                i
+            );
         }
     }
     for id in absent {
@@ -187,7 +193,9 @@ fn many_similar_ids_are_all_found() {
     }
     let segment = Segment::open(writer.finish_to_vec().expect("writes")).expect("opens");
     for i in 0..100_000i64 {
-        let row = segment.find(format!("user:{i:08}").as_bytes()).expect("found");
+        let row = segment
+            .find(format!("user:{i:08}").as_bytes())
+            .expect("found");
         assert_eq!(seen(row.get(0)), expect(&Some((i, Value::Int64(i)))));
     }
     for i in 100_000..110_000i64 {
