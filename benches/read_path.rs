@@ -1,16 +1,18 @@
-//! In-process reads of one entity's features through `FeatureStore::get_features`.
+//! In-process reads of one entity's features through `FeatureStore::get_features`,
+//! answered from the hot segment and from RocksDB, on the same data.
 //!
 //! Corpus: `FEATSTORE_BENCH_ENTITIES` entities (default 1,000,000) x 50 float32 features,
-//! generated deterministically (`datagen::write_float_matrix`) and loaded once as a batch
-//! version. Entities are drawn uniformly, so most reads miss the block cache's hot set.
+//! generated deterministically (`datagen::write_float_matrix`) and loaded twice: into a
+//! store whose hot segment holds every entity, and into one with hot segments disabled.
+//! Entities are drawn uniformly at random.
 //!
-//! Run: `./tools/bench.sh read_path` (see README, "Benchmarks").
+//! Run: `./tools/bench.sh` (see README, "Benchmarks").
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use std::hint::black_box;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use featstore::datagen::write_float_matrix;
 use featstore::loader::LoadRequest;
 use featstore::{FeatureStore, StoreConfig};
@@ -22,22 +24,52 @@ fn entities() -> u64 {
         .unwrap_or(1_000_000)
 }
 
+fn load(
+    dir: &std::path::Path,
+    name: &str,
+    input: &std::path::Path,
+    specs: Vec<featstore::registry::FeatureSpec>,
+    hot_segment_bytes: u64,
+) -> FeatureStore {
+    let config = StoreConfig {
+        hot_segment_bytes,
+        ..StoreConfig::default()
+    };
+    let store = FeatureStore::open(dir.join(name), config).expect("open");
+    store.apply(specs).expect("apply");
+    let record = store
+        .load(&LoadRequest::new("matrix", input), &|_| {})
+        .expect("load");
+    let segment = store
+        .versions("matrix")
+        .expect("versions")
+        .versions
+        .last()
+        .and_then(|v| v.segment.clone());
+    eprintln!(
+        "{name}: {} values, {} SST bytes ({:.2}/value), segment: {}",
+        record.values_stored,
+        record.sst_bytes,
+        record.sst_bytes as f64 / record.values_stored as f64,
+        segment.map_or("none".to_owned(), |s| format!(
+            "{} entities, {} bytes ({:.0}/entity, raw values 200/entity)",
+            s.entities,
+            s.bytes,
+            s.bytes as f64 / s.entities as f64
+        )),
+    );
+    store
+}
+
 fn bench_reads(c: &mut Criterion) {
     let n = entities();
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("matrix.parquet");
     let specs = write_float_matrix(&input, "matrix", n, 50, 7).expect("generate");
     let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-    let store = FeatureStore::open(dir.path().join("store"), StoreConfig::default()).expect("open");
-    store.apply(specs).expect("apply");
-    let record = store
-        .load(&LoadRequest::new("matrix", &input), &|_| {})
-        .expect("load");
-    eprintln!(
-        "corpus: {n} entities x 50 floats, {} SST bytes ({:.1} bytes/value)",
-        record.sst_bytes,
-        record.sst_bytes as f64 / record.values_stored as f64
-    );
+    let hot = load(dir.path(), "hot", &input, specs.clone(), 4 << 30);
+    let cold = load(dir.path(), "rocksdb", &input, specs, 0);
+    assert_eq!(hot.hot_segment_entities("matrix"), Some(n as usize));
 
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let mut next_entity = move || {
@@ -49,28 +81,31 @@ fn bench_reads(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("get_features");
     group.throughput(Throughput::Elements(50));
-    group.bench_function("50_floats_uniform", |b| {
-        b.iter_batched(
-            &mut next_entity,
-            |id| black_box(store.get_features("item", &id, &names).expect("read")),
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    for (label, store) in [("hot_segment", &hot), ("rocksdb", &cold)] {
+        group.bench_function(format!("{label}/50_floats"), |b| {
+            b.iter_batched(
+                &mut next_entity,
+                |id| black_box(store.get_features("item", &id, &names).expect("read")),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     let few = &names[..4];
     group.throughput(Throughput::Elements(4));
-    group.bench_function("4_floats_uniform", |b| {
-        b.iter_batched(
-            &mut next_entity,
-            |id| black_box(store.get_features("item", &id, few).expect("read")),
-            criterion::BatchSize::SmallInput,
-        )
-    });
+    for (label, store) in [("hot_segment", &hot), ("rocksdb", &cold)] {
+        group.bench_function(format!("{label}/4_floats"), |b| {
+            b.iter_batched(
+                &mut next_entity,
+                |id| black_box(store.get_features("item", &id, few).expect("read")),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.throughput(Throughput::Elements(50));
-    group.bench_function("50_floats_missing_entity", |b| {
+    group.bench_function("rocksdb/50_floats_missing_entity", |b| {
         b.iter(|| {
             black_box(
-                store
-                    .get_features("item", "absent-entity", &names)
+                cold.get_features("item", "absent-entity", &names)
                     .expect("read"),
             )
         })

@@ -492,7 +492,12 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
         "generating and loading the synthetic marketplace into {} ...",
         dir.display()
     );
-    let summary = featstore::demo::prepare(&store, dir, DatasetConfig::demo(), &addr.to_string())?;
+    // Event times relative to now, so TTLs and ages look as they would in production.
+    let config = DatasetConfig {
+        base_time_ms: featstore::types::now_ms(),
+        ..DatasetConfig::demo()
+    };
+    let summary = featstore::demo::prepare(&store, dir, config, &addr.to_string())?;
     for line in &summary.loads {
         eprintln!("  loaded {line}");
     }

@@ -83,6 +83,7 @@ pub async fn run(
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
+    let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving HTTP");
@@ -124,7 +125,33 @@ pub async fn run(
         );
         connections.shutdown().await;
     }
+    persister.abort();
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.persist_access_counts()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not persist access counts at shutdown"),
+        Err(e) => tracing::warn!(error = %e, "access count persistence task failed"),
+    }
     Ok(())
+}
+
+/// How often the access counts that choose each version's hot entities are persisted.
+pub const ACCESS_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Persists access counts every [`ACCESS_PERSIST_INTERVAL`], off the request path, so a
+/// restart (and the next nightly segment build) keeps yesterday's traffic.
+async fn persist_access_counts_periodically(store: Arc<FeatureStore>) {
+    let mut ticks = tokio::time::interval(ACCESS_PERSIST_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.persist_access_counts()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not persist access counts"),
+            Err(e) => tracing::warn!(error = %e, "access count persistence task failed"),
+        }
+    }
 }
 
 fn log_connection_end(done: Result<(), tokio::task::JoinError>) {

@@ -243,3 +243,32 @@ fn segments_are_mapped_again_after_restart_not_rebuilt() {
         Some(featstore::types::Value::Float64(1029.0))
     );
 }
+
+#[test]
+fn access_counts_survive_a_restart_to_choose_tomorrows_hot_entities() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("store");
+    {
+        let store = FeatureStore::open(&path, small_config()).expect("open");
+        store.apply(item_specs()).expect("apply");
+        let csv = write_items_csv(dir.path(), 1, 50);
+        store
+            .load(&LoadRequest::new("items", csv), &|_| {})
+            .expect("load");
+        for _ in 0..800 {
+            store
+                .get_features("item", "i42", &["item_a"])
+                .expect("read");
+        }
+        for _ in 0..80 {
+            store.get_features("item", "i7", &["item_a"]).expect("read");
+        }
+        store.persist_access_counts().expect("persist");
+    }
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    let top = store.hottest_entities("item", 2);
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert_eq!(top[0].0, b"i42".to_vec());
+    assert_eq!(top[1].0, b"i7".to_vec());
+    assert!(top[0].1 >= 40, "halved but kept: {top:?}");
+}
