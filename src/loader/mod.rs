@@ -120,6 +120,9 @@ pub struct LoadRecord {
     pub build_ms: u64,
     /// Milliseconds spent ingesting into RocksDB.
     pub ingest_ms: u64,
+    /// Milliseconds spent building and validating the hot segment.
+    #[serde(default)]
+    pub segment_ms: u64,
     /// Whether the version was activated by the load.
     pub activated: bool,
 }
@@ -280,6 +283,7 @@ pub fn build_files(
             started_at_ms,
             build_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ingest_ms: 0,
+            segment_ms: 0,
             activated: false,
         },
     })

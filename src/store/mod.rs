@@ -586,12 +586,16 @@ impl FeatureStore {
         ingest.set_move_files(true);
         self.db
             .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
+        let ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let segment_started = Instant::now();
         let segment = self.build_segment(&request.group, version, &cf, &built.record)?;
         drop(cf);
 
         let mut record = built.record;
         record.version = version;
-        record.ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        record.ingest_ms = ingest_ms;
+        record.segment_ms =
+            u64::try_from(segment_started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record.activated = request.activate;
 
         let mut state = self.admin.lock();
