@@ -11,3 +11,7 @@ echo "== cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace -- --test-threads 2
+echo "== loom model check of the version swap protocol"
+# Its own target dir: `--cfg loom` must not invalidate the main build (RocksDB).
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR-loom" \
+    cargo test --locked -p featstore-swap --release --test loom_swap

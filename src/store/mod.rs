@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use featstore_swap::SnapshotCell;
 use parking_lot::Mutex;
 use rocksdb::{DB, IngestExternalFileOptions};
 use serde::Serialize;
@@ -120,8 +121,10 @@ pub struct FeatureStore {
     options: EngineOptions,
     config: StoreConfig,
     dir: PathBuf,
-    // Swapped atomically by writers; loaded lock-free by readers.
-    view: ArcSwap<ReadView>,
+    // Swapped atomically by writers; loaded lock-free by readers. The swap protocol
+    // (a version's resources live until the last view holding them is dropped) is
+    // model-checked in crates/swap/tests/loom_swap.rs.
+    view: SnapshotCell<ReadView>,
     access: ArcSwap<AccessMap>,
     // Writers only.
     admin: Mutex<AdminState>,
@@ -185,7 +188,7 @@ impl FeatureStore {
             options,
             config,
             dir,
-            view: ArcSwap::from_pointee(view),
+            view: SnapshotCell::new(view),
             access: ArcSwap::from_pointee(AccessMap::new()),
             admin: Mutex::new(AdminState {
                 manifest,
@@ -371,20 +374,21 @@ impl FeatureStore {
 
     /// The current read view. Hold it to make several reads against one snapshot.
     pub fn view(&self) -> Arc<ReadView> {
-        self.view.load_full()
+        self.view.load()
     }
 
     /// Entities held by the mapped hot segment of `group`'s active version, if any.
     pub fn hot_segment_entities(&self, group: &str) -> Option<usize> {
-        let view = self.view.load();
-        view.active(group)
-            .and_then(|a| a.segment.as_ref())
-            .map(|s| s.entity_count())
+        self.view.with(|view| {
+            view.active(group)
+                .and_then(|a| a.segment.as_ref())
+                .map(|s| s.entity_count())
+        })
     }
 
     /// The current registry snapshot.
     pub fn registry(&self) -> Arc<Registry> {
-        self.view.load().registry().clone()
+        self.view.with(|view| view.registry().clone())
     }
 
     /// Reads `names` of one entity, in the order given.
@@ -394,15 +398,16 @@ impl FeatureStore {
         entity_id: &str,
         names: &[S],
     ) -> Result<FeatureVector, ReadError> {
-        let view = self.view.load();
-        let vector = read::read_entity(&view, entity_type, entity_id, names, now_ms())?;
+        let vector = self
+            .view
+            .with(|view| read::read_entity(view, entity_type, entity_id, names, now_ms()))?;
         self.record_access(entity_type, entity_id);
         Ok(vector)
     }
 
     /// Definitions matching `filter`.
     pub fn list_definitions(&self, filter: &DefinitionFilter) -> Vec<Arc<FeatureDefinition>> {
-        self.view.load().registry().list(filter)
+        self.view.with(|view| view.registry().list(filter))
     }
 
     /// Publishes a view of the writers' state, after it was persisted.
