@@ -62,8 +62,13 @@ pub const KNOWN_FLAGS: u32 = FLAG_VALUES_ZSTD;
 pub const ROW_KEY_OFFSET_OFFSET: usize = 0;
 /// Offset, inside a row, of the entity id's length (u32).
 pub const ROW_KEY_LEN_OFFSET: usize = ROW_KEY_OFFSET_OFFSET + size_of::<u64>();
+/// Offset, inside a row, of the entity id's first [`KEY_PREFIX_LEN`] bytes (zero-padded),
+/// so that a lookup of a short id never reads the keys section.
+pub const ROW_KEY_PREFIX_OFFSET: usize = ROW_KEY_LEN_OFFSET + size_of::<u32>();
+/// Bytes of the inline entity id prefix.
+pub const KEY_PREFIX_LEN: usize = 16;
 /// Offset, inside a row, of the presence bitmap; the null bitmap follows it.
-pub const ROW_PRESENCE_OFFSET: usize = ROW_KEY_LEN_OFFSET + size_of::<u32>();
+pub const ROW_PRESENCE_OFFSET: usize = ROW_KEY_PREFIX_OFFSET + KEY_PREFIX_LEN;
 /// Bytes of a field slot's event time (i64, ms), first in every slot.
 pub const EVENT_TIME_LEN: usize = size_of::<i64>();
 /// Bytes of a variable-width value reference: offset u64 + length u32 into the values
@@ -425,8 +430,9 @@ mod tests {
         let row = table("Row header:");
         expect(&row, "key offset", ROW_KEY_OFFSET_OFFSET, 8);
         expect(&row, "key length", ROW_KEY_LEN_OFFSET, 4);
-        assert_eq!(row.len(), 2);
-        assert_eq!(ROW_PRESENCE_OFFSET, 12);
+        expect(&row, "key prefix", ROW_KEY_PREFIX_OFFSET, KEY_PREFIX_LEN);
+        assert_eq!(row.len(), 3);
+        assert_eq!(ROW_PRESENCE_OFFSET, 28);
         assert_eq!(HEADER_LEN, 168);
     }
 }

@@ -22,10 +22,10 @@ use std::ops::Range;
 use super::error::SegmentError;
 use super::index::{hash64, probe, slot_row};
 use super::layout::{
-    FLAG_VALUES_ZSTD, HEADER_LEN, Header, KNOWN_FLAGS, MAX_ENTITIES, MAX_ZSTD_EXPANSION,
-    SECTION_COUNT, SLOT_LEN, Section,
+    FLAG_VALUES_ZSTD, HEADER_LEN, Header, KEY_PREFIX_LEN, KNOWN_FLAGS, MAX_ENTITIES,
+    MAX_ZSTD_EXPANSION, SECTION_COUNT, SLOT_LEN, Section,
 };
-use super::row::{Row, key_ref};
+use super::row::{Row, key_prefix, key_ref, prefix_of};
 use super::schema::{FieldLayout, FieldSpec, Kind, RowLayout, decode_section};
 use crate::codec::MAX_ENTITY_ID_LEN;
 use crate::types::FeatureId;
@@ -68,11 +68,17 @@ struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    /// Row `index`, if its bytes and entity id lie within their sections.
+    /// Row `index`'s bytes, if they lie within the rows section.
     #[inline]
-    fn row(&self, index: u32) -> Option<Row<'a>> {
+    fn row_bytes(&self, index: u32) -> Option<&'a [u8]> {
         let start = (index as usize).checked_mul(self.row_width)?;
-        let bytes = self.rows.get(start..start.checked_add(self.row_width)?)?;
+        self.rows.get(start..start.checked_add(self.row_width)?)
+    }
+
+    /// A row over `bytes` (row `index`), if its entity id lies within the keys section.
+    /// Slices the id without reading it.
+    #[inline]
+    fn row_at(&self, bytes: &'a [u8], index: u32) -> Option<Row<'a>> {
         let (key_offset, key_len) = key_ref(bytes)?;
         let key_offset = usize::try_from(key_offset).ok()?;
         let entity_id = self
@@ -81,24 +87,57 @@ impl<'a> View<'a> {
         Some(Row::new(bytes, entity_id, self.values, self.fields, index))
     }
 
-    /// The row of `entity_id`: one probe sequence, comparing ids only on tag matches.
+    /// Row `index`, if its bytes and entity id lie within their sections.
+    #[inline]
+    fn row(&self, index: u32) -> Option<Row<'a>> {
+        self.row_at(self.row_bytes(index)?, index)
+    }
+
+    /// The row of `entity_id`: one probe sequence. On a tag match the candidate row's
+    /// cache lines are warmed and its inline id prefix and length compared; only ids
+    /// longer than the prefix read the keys section. (Open checked that each prefix
+    /// equals its id's first bytes.)
     #[inline]
     fn find(&self, entity_id: &[u8]) -> Option<Row<'a>> {
+        let want_prefix = prefix_of(entity_id);
         let mut found = None;
-        probe(
-            self.index,
-            self.mask,
-            hash64(entity_id),
-            |index| match self.row(index) {
-                Some(row) if row.entity_id() == entity_id => {
-                    found = Some(row);
-                    true
-                }
-                _ => false,
-            },
-        )?;
+        probe(self.index, self.mask, hash64(entity_id), |index| {
+            let Some(bytes) = self.row_bytes(index) else {
+                return false;
+            };
+            warm(bytes);
+            if key_prefix(bytes) != Some(want_prefix) {
+                return false;
+            }
+            let Some(row) = self.row_at(bytes, index) else {
+                return false;
+            };
+            let stored = row.entity_id();
+            let same = stored.len() == entity_id.len()
+                && (entity_id.len() <= KEY_PREFIX_LEN
+                    || stored.get(KEY_PREFIX_LEN..) == entity_id.get(KEY_PREFIX_LEN..));
+            if same {
+                found = Some(row);
+            }
+            same
+        })?;
         found
     }
+}
+
+/// Reads one byte of every cache line of `bytes`, so that the CPU starts fetching all
+/// of a row's lines at once instead of a few at a time as field reads reach them. A
+/// prefetch in safe code: `black_box` keeps the loads from being optimised away.
+#[inline]
+fn warm(bytes: &[u8]) {
+    const LINE: usize = 64;
+    let mut acc = bytes.last().copied().unwrap_or_default();
+    let mut at = 0;
+    while let Some(b) = bytes.get(at) {
+        acc ^= b;
+        at = at.saturating_add(LINE);
+    }
+    std::hint::black_box(acc);
 }
 
 impl<D: AsRef<[u8]>> Segment<D> {
@@ -534,14 +573,19 @@ fn check_row(
             "entity id length {key_len} is outside 1..={MAX_ENTITY_ID_LEN}"
         )));
     }
-    if key_offset
-        .checked_add(u64::from(key_len))
-        .is_none_or(|end| end > view.keys.len() as u64)
-    {
-        return Err(corrupt(format!(
-            "entity id at {key_offset}+{key_len} is outside the keys section ({} bytes)",
-            view.keys.len()
-        )));
+    let entity_id = usize::try_from(key_offset)
+        .ok()
+        .and_then(|start| view.keys.get(start..start.checked_add(key_len as usize)?))
+        .ok_or_else(|| {
+            corrupt(format!(
+                "entity id at {key_offset}+{key_len} is outside the keys section ({} bytes)",
+                view.keys.len()
+            ))
+        })?;
+    if key_prefix(bytes) != Some(prefix_of(entity_id)) {
+        return Err(corrupt(
+            "inline id prefix differs from the id's first bytes (zero-padded)".into(),
+        ));
     }
 
     let presence = bytes

@@ -11,7 +11,10 @@
 
 use std::fmt;
 
-use super::layout::{ROW_KEY_LEN_OFFSET, read_u32, read_u64};
+use super::layout::{
+    KEY_PREFIX_LEN, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, read_u32,
+    read_u64,
+};
 use super::schema::{FieldLayout, Kind};
 use crate::types::{TimestampMs, Value};
 
@@ -151,7 +154,28 @@ impl<'a> Row<'a> {
 /// The (offset, length) of a row's entity id in the keys section, as stored.
 #[inline]
 pub(crate) fn key_ref(row: &[u8]) -> Option<(u64, u32)> {
-    Some((read_u64(row, 0)?, read_u32(row, ROW_KEY_LEN_OFFSET)?))
+    Some((
+        read_u64(row, ROW_KEY_OFFSET_OFFSET)?,
+        read_u32(row, ROW_KEY_LEN_OFFSET)?,
+    ))
+}
+
+/// A row's inline id prefix, as stored.
+#[inline]
+pub(crate) fn key_prefix(row: &[u8]) -> Option<u128> {
+    let raw = row.get(ROW_KEY_PREFIX_OFFSET..ROW_KEY_PREFIX_OFFSET.checked_add(KEY_PREFIX_LEN)?)?;
+    raw.try_into().ok().map(u128::from_le_bytes)
+}
+
+/// The inline prefix an id is stored with: its first [`KEY_PREFIX_LEN`] bytes,
+/// zero-padded, as a little-endian u128 (so one comparison checks all of them).
+#[inline]
+pub(crate) fn prefix_of(entity_id: &[u8]) -> u128 {
+    let mut padded = [0u8; KEY_PREFIX_LEN];
+    for (dst, src) in padded.iter_mut().zip(entity_id) {
+        *dst = *src;
+    }
+    u128::from_le_bytes(padded)
 }
 
 impl fmt::Debug for Row<'_> {

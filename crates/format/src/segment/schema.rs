@@ -379,9 +379,9 @@ mod tests {
         let layout = RowLayout::new(&fields).expect("valid");
         assert_eq!(layout.bitmap_len, 1);
         let at: Vec<usize> = layout.fields.iter().map(|f| f.time_at).collect();
-        // 12-byte row header + 2 bitmaps; float32 slot 12, string 20, bool 9.
-        assert_eq!(at, [14, 26, 46]);
-        assert_eq!(layout.width, 55);
+        // 28-byte row header + 2 bitmaps; float32 slot 12, string 20, bool 9.
+        assert_eq!(at, [30, 42, 62]);
+        assert_eq!(layout.width, 71);
     }
 
     #[test]

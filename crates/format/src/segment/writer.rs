@@ -21,9 +21,9 @@ use super::error::SegmentError;
 use super::index;
 use super::layout::{
     FLAG_VALUES_ZSTD, HEADER_LEN, Header, MAX_ENTITIES, MAX_ZSTD_EXPANSION, ROW_KEY_LEN_OFFSET,
-    ROW_KEY_OFFSET_OFFSET, SECTION_COUNT, Section, SectionEntry,
+    ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, SECTION_COUNT, Section, SectionEntry,
 };
-use super::row::key_ref;
+use super::row::{key_ref, prefix_of};
 use super::schema::{
     FieldSpec, Kind, RowLayout, check_fields, check_group_name, encode_section, fingerprint,
 };
@@ -215,6 +215,11 @@ impl SegmentWriter {
         };
         put(bytes, ROW_KEY_OFFSET_OFFSET, &key_offset.to_le_bytes());
         put(bytes, ROW_KEY_LEN_OFFSET, &key_len.to_le_bytes());
+        put(
+            bytes,
+            ROW_KEY_PREFIX_OFFSET,
+            &prefix_of(entity_id).to_le_bytes(),
+        );
         for ((spec, layout), input) in self.fields.iter().zip(&self.layout.fields).zip(fields) {
             let Some((event_time, input)) = input else {
                 continue;
