@@ -65,7 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 };
                 writer.push(&[b'e', e], &[first, Some((7, FieldInput::Str(&name)))])?;
             }
-            write("segment_open", format!("type{i}-c{c}.seg"), &writer.finish_to_vec()?)?;
+            write(
+                "segment_open",
+                format!("type{i}-c{c}.seg"),
+                &writer.finish_to_vec()?,
+            )?;
         }
     }
 

@@ -100,6 +100,15 @@ pub fn decode_key(key: &[u8]) -> Result<(&[u8], FeatureId), CodecError> {
         detail: format!("{} bytes follow the entity key, expected 4", rest.len()),
     })?;
     let entity = key.get(ENTITY_LEN_PREFIX..prefix).unwrap_or_default();
+    if entity.is_empty() || entity.len() > MAX_ENTITY_ID_LEN {
+        return Err(CodecError::Invalid {
+            what: "key entity id",
+            detail: format!(
+                "length {} is outside 1..={MAX_ENTITY_ID_LEN} bytes",
+                entity.len()
+            ),
+        });
+    }
     Ok((entity, FeatureId::from_be_bytes(fid)))
 }
 

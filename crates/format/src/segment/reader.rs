@@ -4,8 +4,8 @@
 //! (magic, version, length, checksum), flags, section placement and bounds (lengths
 //! before checksums), every section checksum, the schema, the counts against the
 //! section lengths, the values section (decompressed if flagged), every index slot,
-//! every row (entity id and value references in bounds, UTF-8, vector lengths, bool
-//! bytes, zeroed absent slots), and finally that each entity is found by its own probe
+//! every row (entity id and value references in bounds, the inline id prefix, UTF-8,
+//! vector lengths, bool bytes, zeroed absent slots), and finally that each entity is found by its own probe
 //! and that no id appears twice. Every count is bounded by the file's length before it
 //! sizes an allocation, and all arithmetic on stored numbers is checked.
 //!
@@ -328,12 +328,16 @@ impl<D: AsRef<[u8]>> Segment<D> {
         self.view()?.find(entity_id)
     }
 
-    /// Row `index` (`0..entity_count`), in storage order.
+    /// Row `index` (`0..entity_count`), in storage order, its cache lines warmed like
+    /// `find`'s.
     pub fn row(&self, index: usize) -> Option<Row<'_>> {
         if index >= self.entity_count() {
             return None;
         }
-        self.view()?.row(u32::try_from(index).ok()?)
+        let view = self.view()?;
+        let index = u32::try_from(index).ok()?;
+        warm(view.row_bytes(index)?);
+        view.row(index)
     }
 
     /// Every row, in storage order (for verification and tests; serving uses `find`).

@@ -110,44 +110,61 @@ impl<'a> Row<'a> {
 
     /// Field `field` (a schema position, see `Segment::field_index`). An index past the
     /// schema reads as [`FieldValue::Absent`].
-    #[inline]
+    ///
+    /// Inlined into the caller's loop: the scalar path is a few bounds checks and loads;
+    /// strings, bytes and vectors take an out-of-line call.
+    #[inline(always)]
     pub fn get(&self, field: usize) -> FieldValue<'a> {
-        self.try_get(field).unwrap_or(FieldValue::Absent)
-    }
-
-    #[inline]
-    fn try_get(&self, field: usize) -> Option<FieldValue<'a>> {
-        let f = self.fields.get(field)?;
-        if self.bytes.get(f.presence_byte)? & f.mask == 0 {
-            return Some(FieldValue::Absent);
-        }
-        let time: [u8; 8] = self.bytes.get(f.time_at..f.value_at)?.try_into().ok()?;
-        let event_time = i64::from_le_bytes(time);
-        if self.bytes.get(f.null_byte)? & f.mask != 0 {
-            return Some(FieldValue::Null(event_time));
-        }
-        let raw = self.bytes.get(f.value_at..f.value_end)?;
-        let value = match f.kind {
-            Kind::Int64 => ValueRef::Int64(i64::from_le_bytes(raw.try_into().ok()?)),
-            Kind::Float64 => ValueRef::Float64(f64::from_le_bytes(raw.try_into().ok()?)),
-            Kind::Float32 => ValueRef::Float32(f32::from_le_bytes(raw.try_into().ok()?)),
-            Kind::Bool => ValueRef::Bool(*raw.first()? != 0),
-            Kind::Str => ValueRef::Str(std::str::from_utf8(self.var(raw)?).ok()?),
-            Kind::Bytes => ValueRef::Bytes(self.var(raw)?),
-            Kind::F32Vector => ValueRef::F32Vector(F32Slice {
-                bytes: self.var(raw)?,
-            }),
+        let Some(f) = self.fields.get(field) else {
+            return FieldValue::Absent;
         };
-        Some(FieldValue::Present { event_time, value })
+        match self.bytes.get(f.presence_byte) {
+            Some(&presence) if presence & f.mask != 0 => {}
+            _ => return FieldValue::Absent,
+        }
+        let Some((time, raw)) = self
+            .bytes
+            .get(f.time_at..)
+            .and_then(|slot| slot.split_first_chunk::<8>())
+        else {
+            return FieldValue::Absent;
+        };
+        let event_time = i64::from_le_bytes(*time);
+        match self.bytes.get(f.null_byte) {
+            Some(&null) if null & f.mask == 0 => {}
+            _ => return FieldValue::Null(event_time),
+        }
+        let value = match f.kind {
+            Kind::Float32 => raw
+                .first_chunk()
+                .map(|b| ValueRef::Float32(f32::from_le_bytes(*b))),
+            Kind::Int64 => raw
+                .first_chunk()
+                .map(|b| ValueRef::Int64(i64::from_le_bytes(*b))),
+            Kind::Float64 => raw
+                .first_chunk()
+                .map(|b| ValueRef::Float64(f64::from_le_bytes(*b))),
+            Kind::Bool => raw.first().map(|&b| ValueRef::Bool(b != 0)),
+            Kind::Str | Kind::Bytes | Kind::F32Vector => self.var_value(f.kind, raw),
+        };
+        match value {
+            Some(value) => FieldValue::Present { event_time, value },
+            None => FieldValue::Absent,
+        }
     }
 
-    /// The values-section bytes a variable-width slot value (offset u64, length u32)
-    /// points at.
-    #[inline]
-    fn var(&self, slot_value: &[u8]) -> Option<&'a [u8]> {
+    /// A string, bytes or vector value from its slot reference (offset u64, length u32
+    /// into the values section). Out of line: it is the uncommon, longer path.
+    #[inline(never)]
+    fn var_value(&self, kind: Kind, slot_value: &[u8]) -> Option<ValueRef<'a>> {
         let offset = usize::try_from(read_u64(slot_value, 0)?).ok()?;
         let len = read_u32(slot_value, size_of::<u64>())? as usize;
-        self.values.get(offset..offset.checked_add(len)?)
+        let bytes = self.values.get(offset..offset.checked_add(len)?)?;
+        Some(match kind {
+            Kind::Str => ValueRef::Str(std::str::from_utf8(bytes).ok()?),
+            Kind::Bytes => ValueRef::Bytes(bytes),
+            _ => ValueRef::F32Vector(F32Slice { bytes }),
+        })
     }
 }
 

@@ -13,19 +13,20 @@
 //!
 //! Thread safety: a writer is a plain owned value; build one per thread.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Cursor, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::error::SegmentError;
-use super::index;
+use super::index::{self, hash64};
 use super::layout::{
     FLAG_VALUES_ZSTD, HEADER_LEN, Header, MAX_ENTITIES, MAX_ZSTD_EXPANSION, ROW_KEY_LEN_OFFSET,
     ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, SECTION_COUNT, Section, SectionEntry,
 };
 use super::row::{key_ref, prefix_of};
 use super::schema::{
-    FieldSpec, Kind, RowLayout, check_fields, check_group_name, encode_section, fingerprint,
+    FieldSpec, RowLayout, check_fields, check_group_name, encode_section, fingerprint,
 };
 use crate::codec::MAX_ENTITY_ID_LEN;
 use crate::types::{DType, TimestampMs, Value};
@@ -114,8 +115,8 @@ pub struct SegmentWriter {
     rows: Vec<u8>,
     /// Entity ids, concatenated in push order.
     keys: Vec<u8>,
-    /// Variable-width values, concatenated in push order.
-    values: Vec<u8>,
+    /// Variable-width values, each distinct value stored once.
+    values: ValueStore,
     entity_count: u32,
 }
 
@@ -137,7 +138,7 @@ impl SegmentWriter {
             compression: ValuesCompression::Auto,
             rows: Vec::new(),
             keys: Vec::new(),
-            values: Vec::new(),
+            values: ValueStore::default(),
             entity_count: 0,
         })
     }
@@ -161,14 +162,29 @@ impl SegmentWriter {
     /// Appends the row of `entity_id`: one entry per schema field, `None` for absent,
     /// `Some((event_time_ms, value))` otherwise ([`FieldInput::Null`] for a null).
     ///
-    /// A rejected row leaves the writer as it was. Duplicate ids are detected at
-    /// `finish`, when the index is built.
+    /// The whole row is checked before anything is stored, so a rejected row leaves the
+    /// writer as it was. Duplicate ids are detected at `finish`, when the index is
+    /// built.
     pub fn push(
         &mut self,
         entity_id: &[u8],
         fields: &[Option<(TimestampMs, FieldInput<'_>)>],
     ) -> Result<(), SegmentError> {
         let row = u64::from(self.entity_count);
+        self.check_row(row, entity_id, fields)?;
+        self.encode_row(entity_id, fields);
+        self.keys.extend_from_slice(entity_id);
+        self.entity_count += 1;
+        Ok(())
+    }
+
+    /// Every way a pushed row can be rejected.
+    fn check_row(
+        &self,
+        row: u64,
+        entity_id: &[u8],
+        fields: &[Option<(TimestampMs, FieldInput<'_>)>],
+    ) -> Result<(), SegmentError> {
         let invalid = |detail: String| SegmentError::InvalidRow { row, detail };
         if self.entity_count >= MAX_ENTITIES {
             return Err(invalid(format!(
@@ -188,84 +204,92 @@ impl SegmentWriter {
                 self.fields.len()
             )));
         }
-        let (rows_len, values_len) = (self.rows.len(), self.values.len());
-        let result = self.encode_row(row, entity_id, fields);
-        if result.is_err() {
-            self.rows.truncate(rows_len);
-            self.values.truncate(values_len);
-        } else {
-            self.keys.extend_from_slice(entity_id);
-            self.entity_count += 1;
+        for (spec, input) in self.fields.iter().zip(fields) {
+            let Some((_, input)) = input else {
+                continue;
+            };
+            let var_len = match (spec.field_type, *input) {
+                (_, FieldInput::Null)
+                | (DType::Int64, FieldInput::Int64(_))
+                | (DType::Float64, FieldInput::Float64(_))
+                | (DType::Float32, FieldInput::Float32(_))
+                | (DType::Bool, FieldInput::Bool(_)) => None,
+                (DType::String, FieldInput::Str(v)) => Some(v.len()),
+                (DType::Bytes, FieldInput::Bytes(v)) => Some(v.len()),
+                (DType::Float32Vector { dim }, FieldInput::F32Vector(v)) => {
+                    if v.len() != dim as usize {
+                        return Err(invalid(format!(
+                            "feature {}: vector of {} components, dimension {dim}",
+                            spec.feature_id,
+                            v.len()
+                        )));
+                    }
+                    Some(size_of_val(v))
+                }
+                _ => {
+                    return Err(SegmentError::TypeMismatch {
+                        row,
+                        feature_id: spec.feature_id,
+                        expected: spec.field_type,
+                        got: input.type_name(),
+                    });
+                }
+            };
+            if var_len.is_some_and(|len| u32::try_from(len).is_err()) {
+                return Err(invalid(format!(
+                    "feature {}: a value of {var_len:?} bytes exceeds u32::MAX",
+                    spec.feature_id
+                )));
+            }
         }
-        result
+        Ok(())
     }
 
-    fn encode_row(
-        &mut self,
-        row: u64,
-        entity_id: &[u8],
-        fields: &[Option<(TimestampMs, FieldInput<'_>)>],
-    ) -> Result<(), SegmentError> {
+    /// Appends a row that [`Self::check_row`] accepted.
+    fn encode_row(&mut self, entity_id: &[u8], fields: &[Option<(TimestampMs, FieldInput<'_>)>]) {
         let start = self.rows.len();
         self.rows.resize(start + self.layout.width, 0);
-        let key_offset = self.keys.len() as u64;
-        let key_len = entity_id.len() as u32;
         let Some(bytes) = self.rows.get_mut(start..) else {
-            return Ok(());
+            return;
         };
-        put(bytes, ROW_KEY_OFFSET_OFFSET, &key_offset.to_le_bytes());
-        put(bytes, ROW_KEY_LEN_OFFSET, &key_len.to_le_bytes());
+        put(
+            bytes,
+            ROW_KEY_OFFSET_OFFSET,
+            &(self.keys.len() as u64).to_le_bytes(),
+        );
+        put(
+            bytes,
+            ROW_KEY_LEN_OFFSET,
+            &(entity_id.len() as u32).to_le_bytes(),
+        );
         put(
             bytes,
             ROW_KEY_PREFIX_OFFSET,
             &prefix_of(entity_id).to_le_bytes(),
         );
-        for ((spec, layout), input) in self.fields.iter().zip(&self.layout.fields).zip(fields) {
+        let mut vector = Vec::new();
+        for (layout, input) in self.layout.fields.iter().zip(fields) {
             let Some((event_time, input)) = input else {
                 continue;
             };
-            let mismatch = || SegmentError::TypeMismatch {
-                row,
-                feature_id: spec.feature_id,
-                expected: spec.field_type,
-                got: input.type_name(),
-            };
             set_bit(bytes, layout.presence_byte, layout.mask);
             put(bytes, layout.time_at, &event_time.to_le_bytes());
-            let value_at = layout.value_at;
-            match (layout.kind, *input) {
-                (_, FieldInput::Null) => set_bit(bytes, layout.null_byte, layout.mask),
-                (Kind::Int64, FieldInput::Int64(v)) => put(bytes, value_at, &v.to_le_bytes()),
-                (Kind::Float64, FieldInput::Float64(v)) => put(bytes, value_at, &v.to_le_bytes()),
-                (Kind::Float32, FieldInput::Float32(v)) => put(bytes, value_at, &v.to_le_bytes()),
-                (Kind::Bool, FieldInput::Bool(v)) => put(bytes, value_at, &[u8::from(v)]),
-                (Kind::Str, FieldInput::Str(v)) => {
-                    append_var(bytes, value_at, &mut self.values, v.as_bytes(), row)?;
+            let at = layout.value_at;
+            match *input {
+                FieldInput::Null => set_bit(bytes, layout.null_byte, layout.mask),
+                FieldInput::Int64(v) => put(bytes, at, &v.to_le_bytes()),
+                FieldInput::Float64(v) => put(bytes, at, &v.to_le_bytes()),
+                FieldInput::Float32(v) => put(bytes, at, &v.to_le_bytes()),
+                FieldInput::Bool(v) => put(bytes, at, &[u8::from(v)]),
+                FieldInput::Str(v) => self.values.put_ref(bytes, at, v.as_bytes()),
+                FieldInput::Bytes(v) => self.values.put_ref(bytes, at, v),
+                FieldInput::F32Vector(v) => {
+                    vector.clear();
+                    vector.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                    self.values.put_ref(bytes, at, &vector);
                 }
-                (Kind::Bytes, FieldInput::Bytes(v)) => {
-                    append_var(bytes, value_at, &mut self.values, v, row)?;
-                }
-                (Kind::F32Vector, FieldInput::F32Vector(v)) => {
-                    let DType::Float32Vector { dim } = spec.field_type else {
-                        return Err(mismatch());
-                    };
-                    if v.len() != dim as usize {
-                        return Err(SegmentError::InvalidRow {
-                            row,
-                            detail: format!(
-                                "feature {}: vector of {} components, dimension {dim}",
-                                spec.feature_id,
-                                v.len()
-                            ),
-                        });
-                    }
-                    let encoded: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    append_var(bytes, value_at, &mut self.values, &encoded, row)?;
-                }
-                _ => return Err(mismatch()),
             }
         }
-        Ok(())
     }
 
     /// Writes the segment to `path` durably: a temp file in the same directory,
@@ -333,10 +357,10 @@ impl SegmentWriter {
         let slots = index::build(self.entity_count, key_of)?;
         let index: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
         let schema = encode_section(&self.fields, &self.layout, &self.group);
-        let values_raw_len = self.values.len() as u64;
+        let values_raw_len = self.values.bytes.len() as u64;
         let (values, flags) = match self.compress_values()? {
             Some(compressed) => (compressed, FLAG_VALUES_ZSTD),
-            None => (self.values, 0),
+            None => (self.values.bytes, 0),
         };
 
         let base = out.stream_position().map_err(io("seek"))?;
@@ -376,15 +400,16 @@ impl SegmentWriter {
 
     /// The compressed values section, if the compression mode and the data call for it.
     fn compress_values(&self) -> Result<Option<Vec<u8>>, SegmentError> {
-        if self.compression == ValuesCompression::Never || self.values.is_empty() {
+        let values = &self.values.bytes;
+        if self.compression == ValuesCompression::Never || values.is_empty() {
             return Ok(None);
         }
         let compressed =
-            zstd::bulk::compress(&self.values, ZSTD_LEVEL).map_err(|e| SegmentError::Zstd {
+            zstd::bulk::compress(values, ZSTD_LEVEL).map_err(|e| SegmentError::Zstd {
                 what: "compress",
                 detail: e.to_string(),
             })?;
-        let raw = self.values.len() as u64;
+        let raw = values.len() as u64;
         let stored = compressed.len() as u64;
         let within_limit = raw <= stored.saturating_mul(MAX_ZSTD_EXPANSION);
         let pays = stored.saturating_mul(4) <= raw.saturating_mul(3);
@@ -411,22 +436,41 @@ fn set_bit(buf: &mut [u8], at: usize, mask: u8) {
     }
 }
 
-/// Appends a variable-width value to `values` and writes its reference at `at`.
-fn append_var(
-    row_bytes: &mut [u8],
-    at: usize,
-    values: &mut Vec<u8>,
-    value: &[u8],
-    row: u64,
-) -> Result<(), SegmentError> {
-    let len = u32::try_from(value.len()).map_err(|_| SegmentError::InvalidRow {
-        row,
-        detail: format!("a value of {} bytes exceeds u32::MAX", value.len()),
-    })?;
-    put(row_bytes, at, &(values.len() as u64).to_le_bytes());
-    put(row_bytes, at + size_of::<u64>(), &len.to_le_bytes());
-    values.extend_from_slice(value);
-    Ok(())
+/// The values section under construction. Equal values are stored once and shared by
+/// every row that holds them (categories, defaults, repeated embeddings), which saves
+/// memory in the mapped file as well as on disk.
+#[derive(Debug, Default)]
+struct ValueStore {
+    bytes: Vec<u8>,
+    /// hash64 of a value -> (offset, length) of each distinct value with that hash.
+    seen: HashMap<u64, Vec<(u64, u32)>>,
+}
+
+impl ValueStore {
+    /// Stores `value` (or finds an equal one) and writes its reference (offset u64,
+    /// length u32) at `at` in `row`. The caller checked that the length fits a u32.
+    fn put_ref(&mut self, row: &mut [u8], at: usize, value: &[u8]) {
+        let len = value.len() as u32;
+        let candidates = self.seen.entry(hash64(value)).or_default();
+        let existing = candidates.iter().copied().find(|&(offset, l)| {
+            l == len
+                && self
+                    .bytes
+                    .get(offset as usize..offset as usize + value.len())
+                    .is_some_and(|stored| stored == value)
+        });
+        let offset = existing.map_or_else(
+            || {
+                let offset = self.bytes.len() as u64;
+                self.bytes.extend_from_slice(value);
+                candidates.push((offset, len));
+                offset
+            },
+            |(offset, _)| offset,
+        );
+        put(row, at, &offset.to_le_bytes());
+        put(row, at + size_of::<u64>(), &len.to_le_bytes());
+    }
 }
 
 /// A writer that counts and checksums exactly the bytes its inner writer accepts.
@@ -545,7 +589,7 @@ mod tests {
     #[test]
     fn rejected_rows_leave_the_writer_unchanged() {
         let mut w = writer();
-        let before = w.values.len();
+        let before = w.values.bytes.len();
         let err = w
             .push(
                 b"bad",
@@ -559,7 +603,7 @@ mod tests {
             matches!(err, SegmentError::TypeMismatch { feature_id: 2, .. }),
             "{err}"
         );
-        assert_eq!(w.values.len(), before);
+        assert_eq!(w.values.bytes.len(), before);
         assert_eq!(w.len(), 20);
         assert!(w.push(b"", &[None, None]).is_err());
         assert!(w.push(b"x", &[None]).is_err());
@@ -576,6 +620,36 @@ mod tests {
             matches!(&err, SegmentError::DuplicateEntity { entity_id, first: 3, second: 20 } if entity_id == b"e3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn equal_values_are_stored_once() {
+        let mut w = SegmentWriter::new(
+            "g",
+            1,
+            vec![FieldSpec {
+                feature_id: 1,
+                field_type: DType::String,
+            }],
+        )
+        .expect("schema")
+        .compression(ValuesCompression::Never);
+        for (id, category) in [(b"a", "books"), (b"b", "toys"), (b"c", "books")] {
+            w.push(id, &[Some((0, FieldInput::Str(category)))])
+                .expect("push");
+        }
+        assert_eq!(w.values.bytes, b"bookstoys");
+        let segment = Segment::open(w.finish_to_vec().expect("vec")).expect("opens");
+        let read = |id: &[u8]| match segment.find(id).expect("found").get(0) {
+            crate::segment::FieldValue::Present {
+                value: crate::segment::ValueRef::Str(s),
+                ..
+            } => s.to_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(b"a"), "books");
+        assert_eq!(read(b"b"), "toys");
+        assert_eq!(read(b"c"), "books");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::ops::Range;
 use featstore_format::segment::layout::{
     ENTITY_COUNT_OFFSET, FIELD_COUNT_OFFSET, FIELD_DIM_OFFSET, FIELD_ID_OFFSET, FIELD_RECORD_LEN,
     FIELD_SLOT_OFFSET, FIELD_TYPE_OFFSET, FINGERPRINT_OFFSET, FLAGS_OFFSET, HEADER_LEN,
-    HEADER_LEN_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_PRESENCE_OFFSET,
-    ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section, VALUES_RAW_LEN_OFFSET, VERSION_OFFSET, read_u32,
-    read_u64,
+    HEADER_LEN_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET,
+    ROW_PRESENCE_OFFSET, ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section, VALUES_RAW_LEN_OFFSET,
+    VERSION_OFFSET, read_u32, read_u64,
 };
 use featstore_format::segment::testing::reseal;
 use featstore_format::segment::{Segment, SegmentError, ValuesCompression};
@@ -180,7 +180,8 @@ fn newer_versions_are_refused_before_length_checks() {
 #[test]
 fn hostile_headers_are_rejected() {
     use ValuesCompression::{Always, Never};
-    let cases: Vec<(&str, ValuesCompression, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, ValuesCompression, Damage)> = vec![
         (
             "huge entity count",
             Never,
@@ -573,11 +574,14 @@ fn hostile_contents_are_rejected() {
 
 #[test]
 fn duplicate_ids_in_a_file_are_rejected() {
-    // Point bob's row at alice's id.
+    // Point bob's row at alice's id (offset, length and inline prefix).
     let bytes = resealed(ValuesCompression::Never, |b| {
+        let alice = row(b, 0).start;
+        let prefix = b[alice + ROW_KEY_PREFIX_OFFSET..alice + ROW_PRESENCE_OFFSET].to_vec();
         let at = row(b, 1).start;
         put(b, at + ROW_KEY_OFFSET_OFFSET, &0u64.to_le_bytes());
         put(b, at + ROW_KEY_LEN_OFFSET, &5u32.to_le_bytes());
+        put(b, at + ROW_KEY_PREFIX_OFFSET, &prefix);
     });
     let err = open(&bytes).expect_err("duplicate");
     assert!(

@@ -62,7 +62,7 @@ fn worked_example_is_byte_exact() {
         .push(b"u8", &[None, Some((2000, FieldInput::Null))])
         .expect("push");
     let bytes = writer.finish_to_vec().expect("writes");
-    assert_eq!(bytes.len(), 336);
+    assert_eq!(bytes.len(), 368);
     assert_eq!(bytes, doc_bytes());
 
     let segment = Segment::open(bytes).expect("opens");

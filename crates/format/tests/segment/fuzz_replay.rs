@@ -112,7 +112,8 @@ fn codec_bodies_over_random_inputs() {
 #[test]
 fn local_fuzz_corpora_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let targets: [(&str, fn(&[u8])); 3] = [
+    type Body = fn(&[u8]);
+    let targets: [(&str, Body); 3] = [
         ("segment_open", segment_open),
         ("codec_key", codec_key),
         ("codec_value", codec_value),
