@@ -48,8 +48,8 @@ impl EntityKey {
     }
 }
 
-/// Appends the entity key of `entity_id` to `out`.
-pub fn encode_entity_into(entity_id: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+/// Checks an entity id's length against the format's 1..=[`MAX_ENTITY_ID_LEN`].
+fn check_entity_id(entity_id: &[u8]) -> Result<(), CodecError> {
     if entity_id.is_empty() || entity_id.len() > MAX_ENTITY_ID_LEN {
         return Err(CodecError::Invalid {
             what: "entity id",
@@ -59,6 +59,12 @@ pub fn encode_entity_into(entity_id: &[u8], out: &mut Vec<u8>) -> Result<(), Cod
             ),
         });
     }
+    Ok(())
+}
+
+/// Appends the entity key of `entity_id` to `out`.
+pub fn encode_entity_into(entity_id: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    check_entity_id(entity_id)?;
     let len = u16::try_from(entity_id.len()).map_err(|_| CodecError::Invalid {
         what: "entity id",
         detail: "too long".into(),
@@ -100,15 +106,7 @@ pub fn decode_key(key: &[u8]) -> Result<(&[u8], FeatureId), CodecError> {
         detail: format!("{} bytes follow the entity key, expected 4", rest.len()),
     })?;
     let entity = key.get(ENTITY_LEN_PREFIX..prefix).unwrap_or_default();
-    if entity.is_empty() || entity.len() > MAX_ENTITY_ID_LEN {
-        return Err(CodecError::Invalid {
-            what: "key entity id",
-            detail: format!(
-                "length {} is outside 1..={MAX_ENTITY_ID_LEN} bytes",
-                entity.len()
-            ),
-        });
-    }
+    check_entity_id(entity)?;
     Ok((entity, FeatureId::from_be_bytes(fid)))
 }
 
