@@ -650,22 +650,24 @@ impl FeatureStore {
                 field_type: d.spec.dtype,
             })
             .collect();
-        let mut per_entity: u64 = 48 + 2 * (fields.len() as u64).div_ceil(8);
-        let mut variable = false;
-        for field in &fields {
-            per_entity += 8 + match field.field_type {
-                crate::types::DType::Int64 | crate::types::DType::Float64 => 8,
-                crate::types::DType::Float32 => 4,
-                crate::types::DType::Bool => 1,
-                _ => {
-                    variable = true;
-                    8
-                }
+        let fixed = featstore_format::segment::fixed_bytes_per_entity(&fields)
+            .map_err(|e| StoreError::Segment(format!("{group}: {e}")))?;
+        // Ids beyond the inline prefix and variable-width values: bounded above by the
+        // version's stored bytes per entity.
+        let variable = fields.iter().any(|f| {
+            matches!(
+                f.field_type,
+                crate::types::DType::String
+                    | crate::types::DType::Bytes
+                    | crate::types::DType::Float32Vector { .. }
+            )
+        });
+        let per_entity = fixed.max(1)
+            + if variable {
+                record.sst_bytes / record.entities.max(1)
+            } else {
+                16
             };
-        }
-        if variable {
-            per_entity += record.sst_bytes / record.entities.max(1);
-        }
         let selection = if record.entities.saturating_mul(per_entity) <= budget {
             Selection::All
         } else {
@@ -687,7 +689,7 @@ impl FeatureStore {
             Selection::Only(hot)
         };
         let dir = Self::segments_dir(&self.dir);
-        let file = format!("{}.seg", batch_cf_name(group, version));
+        let file = segments::file_name(&batch_cf_name(group, version));
         let target = segments::SegmentTarget {
             group,
             version,
@@ -703,7 +705,7 @@ impl FeatureStore {
 
     /// Removes a failed load's version from the manifest and drops its column family.
     fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
-        let segment = Self::segments_dir(&self.dir).join(format!("{cf_name}.seg"));
+        let segment = Self::segments_dir(&self.dir).join(segments::file_name(cf_name));
         if segment.exists() {
             let _ = std::fs::remove_file(&segment);
         }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -38,6 +38,11 @@ pub struct SegmentInfo {
     pub bytes: u64,
     /// Whether it holds only the hottest entities (the version did not fit the budget).
     pub hot_only: bool,
+}
+
+/// The file name of the segment of the version stored in column family `cf_name`.
+pub fn file_name(cf_name: &str) -> String {
+    format!("{cf_name}.seg")
 }
 
 /// Which entities a segment build takes.
@@ -107,7 +112,7 @@ impl HotSegment {
             let value = match row.get(field) {
                 FieldValue::Absent => None,
                 FieldValue::Null(t) => Some((Value::Null, t)),
-                FieldValue::Present { event_time, value } => Some((to_value(value), event_time)),
+                FieldValue::Present { event_time, value } => Some((value.to_value(), event_time)),
             };
             if let Some(target) = found.get_mut(slot) {
                 *target = value;
@@ -115,10 +120,6 @@ impl HotSegment {
         }
         true
     }
-}
-
-fn to_value(value: ValueRef<'_>) -> Value {
-    value.to_value()
 }
 
 /// Which version a segment is built for, and where it goes.
@@ -150,7 +151,12 @@ pub fn build(
         file,
     } = *target;
     let path = dir.join(file);
-    let field_of = |fid: FeatureId| fields.iter().position(|f| f.feature_id == fid);
+    let positions: std::collections::HashMap<FeatureId, usize> = fields
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.feature_id, i))
+        .collect();
+    let field_of = |fid: FeatureId| positions.get(&fid).copied();
     let mut writer =
         SegmentWriter::new(group, version, fields.clone()).map_err(|e| segment_error(&path, e))?;
     let mut row: Vec<Option<(TimestampMs, Value)>> = vec![None; fields.len()];

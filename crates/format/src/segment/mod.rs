@@ -36,5 +36,5 @@ pub use index::hash64;
 pub use mmap::MappedSegment;
 pub use reader::{Rows, Segment};
 pub use row::{F32Slice, FieldValue, Row, ValueRef};
-pub use schema::{FieldSpec, fingerprint};
+pub use schema::{FieldSpec, fingerprint, fixed_bytes_per_entity};
 pub use writer::{CrcWriter, FieldInput, SegmentWriter, ValuesCompression};

@@ -218,6 +218,15 @@ fn encode_records(fields: &[FieldSpec], layout: &RowLayout) -> Vec<u8> {
     out
 }
 
+/// The fixed bytes one entity costs in a segment of `fields`: its row plus its share of
+/// the index (two 8-byte slots, at the load factor of at most 0.5). Entity ids longer
+/// than the row's inline prefix and variable-width values come on top. Used to decide
+/// how many entities fit a memory budget before building.
+pub fn fixed_bytes_per_entity(fields: &[FieldSpec]) -> Result<u64, SegmentError> {
+    let width = RowLayout::new(fields)?.width as u64;
+    Ok(width + 2 * size_of::<u64>() as u64)
+}
+
 /// The schema fingerprint of `fields`: [`hash64`] of their field records as stored.
 ///
 /// Two segments have equal fingerprints exactly when (barring hash collisions) they
