@@ -13,6 +13,7 @@
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod lookup;
 pub mod manifest;
 pub mod meta;
 pub mod options;

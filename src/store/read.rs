@@ -1,25 +1,21 @@
 //! The read path: one entity's feature vector from a [`ReadView`].
 //!
-//! Requested features are grouped by feature group; each group is read with one RocksDB
-//! call (a batched MultiGet for a few features, one prefix scan over the entity's keys
-//! for more), never one call per feature. The status of each value (TTL included) is
+//! Requested features are grouped by feature group; each group is read with one
+//! [`lookup_group`] call (hot segment, then one RocksDB call), never one call per
+//! feature. The status of each value (TTL included) is
 //! decided in [`classify`], the one place every read path goes through.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rocksdb::ReadOptions;
 use serde::Serialize;
 
 use super::error::ReadError;
+use super::lookup::{GroupLookup, Stored, lookup_group};
 use super::view::ReadView;
-use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
-use crate::codec::value::decode_value;
+use crate::codec::key::EntityKey;
 use crate::registry::FeatureDefinition;
 use crate::types::{FeatureId, FeatureStatus, TimestampMs, Value};
-
-/// Up to this many features of one group are fetched with MultiGet; more use a scan.
-const MULTI_GET_MAX: usize = 4;
 
 /// What was found for one requested feature.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -111,21 +107,21 @@ pub fn read_entity<S: AsRef<str>>(
         }
     }
 
-    let mut found: Vec<Option<(Value, TimestampMs)>> = vec![None; defs.len()];
+    let mut found: Vec<Stored> = vec![None; defs.len()];
     let mut versions = BTreeMap::new();
+    let entities = [entity];
     for (group, slots) in &groups {
-        let Some(active) = view.active(group) else {
-            continue;
-        };
-        versions.insert((*group).to_owned(), active.version);
         let mut wanted: Vec<(FeatureId, usize)> = slots.iter().map(|&s| (defs[s].id, s)).collect();
         wanted.sort_unstable();
-        if let Some(segment) = &active.segment
-            && segment.lookup(entity_id.as_bytes(), &wanted, &mut found)
-        {
-            continue;
+        let request = GroupLookup {
+            group,
+            wanted: &wanted,
+            defs: &defs,
+            width: defs.len(),
+        };
+        if let Some(version) = lookup_group(view, &request, &entities, &mut found)? {
+            versions.insert((*group).to_owned(), version);
         }
-        fetch_group(view, &active.cf, &entity, &wanted, &defs, &mut found)?;
     }
     let features = names
         .iter()
@@ -147,74 +143,4 @@ pub fn read_entity<S: AsRef<str>>(
         features,
         versions,
     })
-}
-
-fn decode_into(
-    bytes: &[u8],
-    slot: usize,
-    defs: &[&Arc<FeatureDefinition>],
-    found: &mut [Option<(Value, TimestampMs)>],
-) -> Result<(), ReadError> {
-    let stored = decode_value(bytes).map_err(|source| ReadError::Corrupt {
-        feature: defs[slot].qualified_name(),
-        source,
-    })?;
-    found[slot] = Some((stored.value, stored.event_time));
-    Ok(())
-}
-
-/// Fetches `wanted` (feature id, slot), sorted by id, of one entity from one column family.
-fn fetch_group(
-    view: &ReadView,
-    cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
-    entity: &EntityKey,
-    wanted: &[(FeatureId, usize)],
-    defs: &[&Arc<FeatureDefinition>],
-    found: &mut [Option<(Value, TimestampMs)>],
-) -> Result<(), ReadError> {
-    let db = view.db();
-    let storage = |e: rocksdb::Error| ReadError::Storage(e.to_string());
-    if wanted.len() <= MULTI_GET_MAX {
-        let keys: Vec<Vec<u8>> = wanted
-            .iter()
-            .map(|(fid, _)| entity.feature_key(*fid))
-            .collect();
-        let results = db.batched_multi_get_cf(cf, keys.iter(), true);
-        for (result, (_, slot)) in results.into_iter().zip(wanted) {
-            if let Some(bytes) = result.map_err(storage)? {
-                decode_into(&bytes, *slot, defs, found)?;
-            }
-        }
-        return Ok(());
-    }
-
-    let Some(&(first_fid, _)) = wanted.first() else {
-        return Ok(());
-    };
-    let mut opts = ReadOptions::default();
-    opts.set_prefix_same_as_start(true);
-    let mut iter = db.raw_iterator_cf_opt(cf, opts);
-    iter.seek(entity.feature_key(first_fid));
-    let prefix_len = entity.as_bytes().len();
-    let mut next = 0;
-    while iter.valid() && next < wanted.len() {
-        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-            break;
-        };
-        if entity_prefix_len(key) != Some(prefix_len) || !key.starts_with(entity.as_bytes()) {
-            break;
-        }
-        let Ok((_, fid)) = decode_key(key) else {
-            break;
-        };
-        while next < wanted.len() && wanted[next].0 < fid {
-            next += 1;
-        }
-        while next < wanted.len() && wanted[next].0 == fid {
-            decode_into(value, wanted[next].1, defs, found)?;
-            next += 1;
-        }
-        iter.next();
-    }
-    iter.status().map_err(storage)
 }

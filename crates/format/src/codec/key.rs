@@ -39,6 +39,11 @@ impl EntityKey {
         &self.0
     }
 
+    /// The entity id, without its length prefix.
+    pub fn id(&self) -> &[u8] {
+        &self.0[ENTITY_LEN_PREFIX..]
+    }
+
     /// The full stored key of `feature` for this entity.
     pub fn feature_key(&self, feature: FeatureId) -> Vec<u8> {
         let mut key = Vec::with_capacity(self.0.len() + FEATURE_ID_LEN);
