@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::write(dir.join(name), bytes)
     };
 
-    for fixture in ["segment_v1.seg", "segment_v1_zstd.seg"] {
+    for fixture in ["segment_v2.seg", "segment_v2_zstd.seg"] {
         let path = root.join("../crates/format/tests/fixtures").join(fixture);
         write("segment_open", fixture.to_owned(), &std::fs::read(path)?)?;
     }

@@ -199,7 +199,69 @@ impl FeatureStore {
             }),
         };
         store.load_access_counts()?;
+        store.rebuild_unusable_segments();
         Ok(store)
+    }
+
+    /// Rebuilds, from their column families, the segments of active versions that could
+    /// not be mapped at open: corrupted while the store was down, or written by another
+    /// segment format version (after an upgrade). A segment is a cache of its version,
+    /// so this restores hot reads without a reload; until it finishes, and if it fails,
+    /// reads of that version go to RocksDB with identical results.
+    fn rebuild_unusable_segments(&self) {
+        let unmapped: Vec<(String, u64)> = {
+            let state = self.admin.lock();
+            state
+                .manifest
+                .groups
+                .iter()
+                .filter_map(|(group, gm)| {
+                    let entry = gm.entry(gm.active?)?;
+                    entry.segment.as_ref()?;
+                    let missing = !state.segments.contains_key(&entry.cf_name);
+                    missing.then(|| (group.clone(), entry.version))
+                })
+                .collect()
+        };
+        for (group, version) in unmapped {
+            match self.rebuild_segment(&group, version) {
+                Ok(()) => tracing::info!(group, version, "hot segment rebuilt"),
+                Err(e) => tracing::error!(
+                    group,
+                    version,
+                    error = %e,
+                    "hot segment rebuild failed; serving that version from RocksDB"
+                ),
+            }
+        }
+    }
+
+    /// Builds the segment of `version` of `group` again and publishes it.
+    fn rebuild_segment(&self, group: &str, version: u64) -> Result<(), StoreError> {
+        let records = meta::read_load_records(&self.db, group)?;
+        let record = records.get(&version).ok_or_else(|| {
+            StoreError::Segment(format!("{group} v{version}: no load record to size it"))
+        })?;
+        let cf_name = batch_cf_name(group, version);
+        let cf = self.db.cf_handle(&cf_name).ok_or_else(|| {
+            StoreError::Segment(format!(
+                "{group} v{version}: column family {cf_name} is missing"
+            ))
+        })?;
+        let built = self.build_segment(group, version, &cf, record)?;
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        if let Some(entry) = next
+            .groups
+            .get_mut(group)
+            .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
+        {
+            entry.segment = built.as_ref().map(|(info, _)| info.clone());
+        }
+        if let Some((_, segment)) = built {
+            state.segments.insert(cf_name, segment);
+        }
+        self.commit_manifest(&mut state, next, None)
     }
 
     fn segments_dir(dir: &Path) -> PathBuf {
@@ -651,7 +713,7 @@ impl FeatureStore {
                 field_type: d.spec.dtype,
             })
             .collect();
-        let fixed = featstore_format::segment::fixed_bytes_per_entity(&fields)
+        let fixed = featstore_format::segment::fixed_bytes_per_entity(&fields, 1)
             .map_err(|e| StoreError::Segment(format!("{group}: {e}")))?;
         // Ids beyond the inline prefix and variable-width values: bounded above by the
         // version's stored bytes per entity.

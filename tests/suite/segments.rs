@@ -228,20 +228,34 @@ fn segments_are_mapped_again_after_restart_not_rebuilt() {
     );
     drop(store);
 
-    // A segment corrupted while the store was down is left out, and reads still work.
-    let mut bytes = std::fs::read(&segment_file).expect("read");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&segment_file, bytes).expect("write");
-    let store = FeatureStore::open(&path, small_config()).expect("reopen");
-    assert_eq!(store.hot_segment_entities("items"), None);
-    let vector = store
-        .get_features("item", "i29", &["item_b"])
-        .expect("read");
-    assert_eq!(
-        vector.features[0].value,
-        Some(featstore::types::Value::Float64(1029.0))
-    );
+    // A segment corrupted while the store was down, or written by another format
+    // version, is rebuilt from its column family at open; reads work throughout.
+    for damage in ["bit flip", "format version 1"] {
+        let mut bytes = std::fs::read(&segment_file).expect("read");
+        match damage {
+            "bit flip" => {
+                let last = bytes.len() - 1;
+                bytes[last] ^= 1;
+            }
+            _ => bytes[8..12].copy_from_slice(&1u32.to_le_bytes()),
+        }
+        std::fs::write(&segment_file, &bytes).expect("write");
+        let store = FeatureStore::open(&path, small_config()).expect("reopen");
+        assert_eq!(store.hot_segment_entities("items"), Some(30), "{damage}");
+        assert_ne!(
+            std::fs::read(&segment_file).expect("read"),
+            bytes,
+            "{damage}: rebuilt"
+        );
+        featstore_format::segment::MappedSegment::open(&segment_file).expect("valid again");
+        let vector = store
+            .get_features("item", "i29", &["item_b"])
+            .expect("read");
+        assert_eq!(
+            vector.features[0].value,
+            Some(featstore::types::Value::Float64(1029.0))
+        );
+    }
 }
 
 #[test]

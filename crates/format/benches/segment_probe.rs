@@ -1,15 +1,18 @@
 //! Probe latency of hot segment files, and the index choice behind it.
 //!
 //! One segment of 1,000,000 entities x 50 float32 fields (ids `user:0000000`..), built
-//! in memory and also written to a temp file and mapped. Each iteration looks up a
-//! uniformly random id and sums all 50 fields into a `black_box`. The ids to look up
-//! are precomputed in random order, so the loop itself touches memory sequentially.
+//! in memory and also written to a temp file and mapped. Each iteration looks up one id
+//! and copies all 50 fields (value and event time) into a caller's buffer, as a ranking
+//! host fills its feature vector. The ids to look up are precomputed, so the loop itself
+//! touches memory sequentially.
 //!
-//! `index+sum50/*` compares the segment's open-addressing index with the alternatives
-//! it was chosen over, reading the same 50 fields of the same mapped rows: a std
-//! `HashMap` built at open (SipHash) and binary search over sorted ids (what a sorted,
-//! fst- or sparkey-like layout costs). `probe/find+sum50/in_cache` repeats the probe on
-//! a 1,000-entity segment that stays in L2: the CPU cost without cache misses.
+//! `probe/find+read50/*`: ids drawn uniformly (every lookup misses the CPU caches: the
+//! worst case), from Zipf(0.99) over randomly placed entities (popular products and
+//! active users, as ranking traffic is), and from a 1,000-entity segment that stays in
+//! L2 (a hot entity: the CPU cost alone). `index+read50/*` compares the segment's
+//! open-addressing index with the alternatives it was chosen over, reading the same 50
+//! fields of the same mapped rows: a std `HashMap` built at open (SipHash) and binary
+//! search over sorted ids (what a sorted, fst- or sparkey-like layout costs).
 //!
 //! Run: `CARGO_TARGET_DIR=$HOME/.cache/featstore-format-target cargo bench -p
 //! featstore-format --bench segment_probe`. Medians are in
@@ -83,32 +86,60 @@ fn build(entities: usize) -> Vec<u8> {
     writer.finish_to_vec().expect("finish")
 }
 
+/// What a ranking host does with a row: copies every field's value and event time into
+/// its own feature buffer (NaN and time 0 for a missing value).
 #[inline]
-fn sum_fields(row: &Row<'_>) -> f32 {
-    let mut sum = 0.0;
-    for i in 0..FIELDS {
-        if let FieldValue::Present {
-            value: ValueRef::Float32(x),
-            ..
-        } = row.get(i)
-        {
-            sum += x;
-        }
+fn read_fields(row: &Row<'_>, out: &mut [(f32, i64); FIELDS]) {
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = match row.get(i) {
+            FieldValue::Present {
+                value: ValueRef::Float32(x),
+                event_time,
+            } => (x, event_time),
+            _ => (f32::NAN, 0),
+        };
     }
-    sum
 }
 
-fn probe_and_sum<D: AsRef<[u8]>>(
+/// Zipf(`s`) ranks over `below` entities, each rank mapped to a random entity so hot
+/// entities are scattered over the file, as in a real version.
+fn zipf_indices(count: usize, below: usize, s: f64, seed: u64) -> Vec<usize> {
+    let mut cumulative = Vec::with_capacity(below);
+    let mut total = 0.0;
+    for rank in 1..=below {
+        total += 1.0 / (rank as f64).powf(s);
+        cumulative.push(total);
+    }
+    let mut entity_of_rank: Vec<usize> = (0..below).collect();
+    for (i, j) in random_indices(below, below, seed ^ 0x5555)
+        .into_iter()
+        .enumerate()
+    {
+        entity_of_rank.swap(i, j);
+    }
+    random_indices(count, 1 << 30, seed)
+        .into_iter()
+        .map(|r| {
+            let target = r as f64 / (1u64 << 30) as f64 * total;
+            let rank = cumulative.partition_point(|&c| c < target).min(below - 1);
+            entity_of_rank[rank]
+        })
+        .collect()
+}
+
+fn probe_and_read<D: AsRef<[u8]>>(
     segment: &Segment<D>,
     ids: &[[u8; ID_LEN]],
 ) -> impl FnMut() -> f32 {
     let mut next = 0;
+    let mut out = [(0.0, 0); FIELDS];
     move || {
         let id = &ids[next];
         next = (next + 1) & (LOOKUPS - 1);
-        segment
-            .find(black_box(id))
-            .map_or(0.0, |row| sum_fields(&row))
+        if let Some(row) = segment.find(black_box(id)) {
+            read_fields(&row, &mut out);
+        }
+        black_box(&mut out)[0].0
     }
 }
 
@@ -149,8 +180,19 @@ fn benches(c: &mut Criterion) {
         .collect();
 
     let mut group = c.benchmark_group("probe");
-    group.bench_function("find+sum50/vec", |b| b.iter(probe_and_sum(&segment, &hits)));
-    group.bench_function("find+sum50/mmap", |b| b.iter(probe_and_sum(&mapped, &hits)));
+    group.bench_function("find+read50/uniform", |b| {
+        b.iter(probe_and_read(&mapped, &hits))
+    });
+    group.bench_function("find+read50/uniform_vec", |b| {
+        b.iter(probe_and_read(&segment, &hits))
+    });
+    let zipf: Vec<[u8; ID_LEN]> = zipf_indices(LOOKUPS, ENTITIES, 0.99, 0x2545_f491)
+        .into_iter()
+        .map(id)
+        .collect();
+    group.bench_function("find+read50/zipf0.99", |b| {
+        b.iter(probe_and_read(&mapped, &zipf))
+    });
     // The same probe over a segment small enough to stay in L2: the CPU cost alone.
     let small_bytes = build(SMALL_ENTITIES);
     let small = Segment::open(small_bytes.as_slice()).expect("opens");
@@ -158,8 +200,8 @@ fn benches(c: &mut Criterion) {
         .into_iter()
         .map(id)
         .collect();
-    group.bench_function("find+sum50/in_cache", |b| {
-        b.iter(probe_and_sum(&small, &small_hits))
+    group.bench_function("find+read50/in_cache", |b| {
+        b.iter(probe_and_read(&small, &small_hits))
     });
     group.bench_function("find/miss", |b| {
         let mut next = 0;
@@ -174,8 +216,8 @@ fn benches(c: &mut Criterion) {
     // The index choice: the same lookup-and-read of 50 fields from the same mapped
     // rows, finding the row number with the segment's own index, a std HashMap built at
     // open (SipHash; 1M entries), or binary search over sorted ids.
-    let mut group = c.benchmark_group("index+sum50");
-    group.bench_function("segment_index", |b| b.iter(probe_and_sum(&mapped, &hits)));
+    let mut group = c.benchmark_group("index+read50");
+    group.bench_function("segment_index", |b| b.iter(probe_and_read(&mapped, &hits)));
     let map: HashMap<[u8; ID_LEN], u32> = (0..ENTITIES).map(|i| (id(i), i as u32)).collect();
     group.bench_function("std_hashmap", |b| {
         let mut next = 0;
@@ -184,7 +226,11 @@ fn benches(c: &mut Criterion) {
             next = (next + 1) & (LOOKUPS - 1);
             map.get(black_box(id))
                 .and_then(|&i| mapped.row(i as usize))
-                .map_or(0.0, |row| sum_fields(&row))
+                .map_or(0.0, |row| {
+                    let mut out = [(0.0, 0); FIELDS];
+                    read_fields(&row, &mut out);
+                    black_box(out)[0].0
+                })
         })
     });
     drop(map);
@@ -199,7 +245,11 @@ fn benches(c: &mut Criterion) {
                 .binary_search_by(|(k, _)| k.cmp(black_box(id)))
                 .ok()
                 .and_then(|at| mapped.row(sorted[at].1 as usize))
-                .map_or(0.0, |row| sum_fields(&row))
+                .map_or(0.0, |row| {
+                    let mut out = [(0.0, 0); FIELDS];
+                    read_fields(&row, &mut out);
+                    black_box(out)[0].0
+                })
         })
     });
     group.finish();

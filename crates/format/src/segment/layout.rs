@@ -17,13 +17,13 @@ use super::error::SegmentError;
 /// being taken for text, and `\r\n` catches line-ending conversion.
 pub const MAGIC: [u8; 8] = *b"\x89FSSEG\r\n";
 /// The format version this library writes and the only one it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Offset of [`MAGIC`].
 pub const MAGIC_OFFSET: usize = 0;
 /// Offset of the format version (u32).
 pub const VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC.len();
-/// Offset of the header length (u32), always [`HEADER_LEN`] in version 1.
+/// Offset of the header length (u32), always [`HEADER_LEN`] in version 2.
 pub const HEADER_LEN_OFFSET: usize = VERSION_OFFSET + size_of::<u32>();
 /// Offset of the flags (u32); see [`FLAG_VALUES_ZSTD`].
 pub const FLAGS_OFFSET: usize = HEADER_LEN_OFFSET + size_of::<u32>();
@@ -37,8 +37,12 @@ pub const FINGERPRINT_OFFSET: usize = GROUP_VERSION_OFFSET + size_of::<u64>();
 pub const ENTITY_COUNT_OFFSET: usize = FINGERPRINT_OFFSET + size_of::<u64>();
 /// Offset of the row width in bytes (u32).
 pub const ROW_WIDTH_OFFSET: usize = ENTITY_COUNT_OFFSET + size_of::<u32>();
+/// Offset of the number of event-time slots per row (u32).
+pub const TIME_SLOTS_OFFSET: usize = ROW_WIDTH_OFFSET + size_of::<u32>();
+/// Offset of four reserved bytes, zero in version 2.
+pub const HEADER_RESERVED_OFFSET: usize = TIME_SLOTS_OFFSET + size_of::<u32>();
 /// Offset of the index slot count (u64).
-pub const SLOT_COUNT_OFFSET: usize = ROW_WIDTH_OFFSET + size_of::<u32>();
+pub const SLOT_COUNT_OFFSET: usize = HEADER_RESERVED_OFFSET + size_of::<u32>();
 /// Offset of the uncompressed length of the values section (u64).
 pub const VALUES_RAW_LEN_OFFSET: usize = SLOT_COUNT_OFFSET + size_of::<u64>();
 /// Offset of the section table.
@@ -55,7 +59,7 @@ pub const HEADER_LEN: usize = HEADER_CRC_OFFSET + size_of::<u32>();
 /// Flag bit: the values section is one zstd frame, `values_raw_len` bytes once
 /// decompressed. Every other flag bit must be zero.
 pub const FLAG_VALUES_ZSTD: u32 = 1;
-/// All flag bits version 1 knows.
+/// All flag bits version 2 knows.
 pub const KNOWN_FLAGS: u32 = FLAG_VALUES_ZSTD;
 
 /// Offset, inside a row, of the entity id's offset in the keys section (u64).
@@ -69,8 +73,10 @@ pub const ROW_KEY_PREFIX_OFFSET: usize = ROW_KEY_LEN_OFFSET + size_of::<u32>();
 pub const KEY_PREFIX_LEN: usize = 16;
 /// Offset, inside a row, of the presence bitmap; the null bitmap follows it.
 pub const ROW_PRESENCE_OFFSET: usize = ROW_KEY_PREFIX_OFFSET + KEY_PREFIX_LEN;
-/// Bytes of a field slot's event time (i64, ms), first in every slot.
+/// Bytes of one entry of a row's event-time table (i64, ms).
 pub const EVENT_TIME_LEN: usize = size_of::<i64>();
+/// Most event-time slots per row: a field's time index is at most a u16.
+pub const MAX_TIME_SLOTS: u32 = 1 << 16;
 /// Bytes of a variable-width value reference: offset u64 + length u32 into the values
 /// section.
 pub const VAR_REF_LEN: usize = size_of::<u64>() + size_of::<u32>();
@@ -83,7 +89,8 @@ pub const FIELD_ID_OFFSET: usize = 0;
 pub const FIELD_TYPE_OFFSET: usize = FIELD_ID_OFFSET + size_of::<u32>();
 /// Offset, inside a field record, of the vector dimension (u32, 0 for other types).
 pub const FIELD_DIM_OFFSET: usize = FIELD_TYPE_OFFSET + size_of::<u8>() + 3;
-/// Offset, inside a field record, of the field's slot offset within a row (u32).
+/// Offset, inside a field record, of the field's value offset within a row's value
+/// area (u32).
 pub const FIELD_SLOT_OFFSET: usize = FIELD_DIM_OFFSET + size_of::<u32>();
 const _: () = assert!(FIELD_SLOT_OFFSET + size_of::<u32>() == FIELD_RECORD_LEN);
 
@@ -175,6 +182,8 @@ pub struct Header {
     pub entity_count: u32,
     /// Bytes per row.
     pub row_width: u32,
+    /// Event-time slots per row, `1..=MAX_TIME_SLOTS`.
+    pub time_slots: u32,
     /// Slots in the index; a power of two.
     pub index_slot_count: u64,
     /// Length of the values section once decompressed.
@@ -204,6 +213,8 @@ impl Header {
         out.extend_from_slice(&self.schema_fingerprint.to_le_bytes());
         out.extend_from_slice(&self.entity_count.to_le_bytes());
         out.extend_from_slice(&self.row_width.to_le_bytes());
+        out.extend_from_slice(&self.time_slots.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&self.index_slot_count.to_le_bytes());
         out.extend_from_slice(&self.values_raw_len.to_le_bytes());
         for entry in &self.sections {
@@ -260,6 +271,13 @@ impl Header {
                 got,
             });
         }
+        let reserved = field(HEADER_RESERVED_OFFSET);
+        if reserved != 0 {
+            return Err(SegmentError::Corrupt {
+                what: "header reserved bytes",
+                detail: format!("{reserved:#x}, version {FORMAT_VERSION} requires zero"),
+            });
+        }
         let mut sections = [SectionEntry::default(); SECTION_COUNT];
         for (section, entry) in Section::ALL.iter().zip(sections.iter_mut()) {
             let at = section.entry_offset();
@@ -276,6 +294,7 @@ impl Header {
             schema_fingerprint: field64(FINGERPRINT_OFFSET),
             entity_count: field(ENTITY_COUNT_OFFSET),
             row_width: field(ROW_WIDTH_OFFSET),
+            time_slots: field(TIME_SLOTS_OFFSET),
             index_slot_count: field64(SLOT_COUNT_OFFSET),
             values_raw_len: field64(VALUES_RAW_LEN_OFFSET),
             sections,
@@ -309,6 +328,7 @@ mod tests {
             schema_fingerprint: 0x0123_4567_89ab_cdef,
             entity_count: 2,
             row_width: 70,
+            time_slots: 1,
             index_slot_count: 4,
             values_raw_len: 9,
             sections: [
@@ -399,6 +419,8 @@ mod tests {
         expect(&header, "schema fingerprint", FINGERPRINT_OFFSET, 8);
         expect(&header, "entity count", ENTITY_COUNT_OFFSET, 4);
         expect(&header, "row width", ROW_WIDTH_OFFSET, 4);
+        expect(&header, "time slots", TIME_SLOTS_OFFSET, 4);
+        expect(&header, "reserved", HEADER_RESERVED_OFFSET, 4);
         expect(&header, "index slot count", SLOT_COUNT_OFFSET, 8);
         expect(&header, "values raw length", VALUES_RAW_LEN_OFFSET, 8);
         expect(
@@ -408,7 +430,7 @@ mod tests {
             SECTION_COUNT * SECTION_ENTRY_LEN,
         );
         expect(&header, "header crc32", HEADER_CRC_OFFSET, 4);
-        assert_eq!(header.len(), 13, "every header row is checked");
+        assert_eq!(header.len(), 15, "every header row is checked");
         let last = header.last().expect("rows");
         assert_eq!(last.0 + last.1, HEADER_LEN);
 
@@ -424,7 +446,7 @@ mod tests {
         expect(&record, "type tag", FIELD_TYPE_OFFSET, 1);
         expect(&record, "reserved", FIELD_TYPE_OFFSET + 1, 3);
         expect(&record, "vector dim", FIELD_DIM_OFFSET, 4);
-        expect(&record, "slot offset", FIELD_SLOT_OFFSET, 4);
+        expect(&record, "value offset", FIELD_SLOT_OFFSET, 4);
         assert_eq!(record.len(), 5);
 
         let row = table("Row header:");
@@ -433,6 +455,6 @@ mod tests {
         expect(&row, "key prefix", ROW_KEY_PREFIX_OFFSET, KEY_PREFIX_LEN);
         assert_eq!(row.len(), 3);
         assert_eq!(ROW_PRESENCE_OFFSET, 28);
-        assert_eq!(HEADER_LEN, 168);
+        assert_eq!(HEADER_LEN, 176);
     }
 }

@@ -5,7 +5,8 @@
 //! before checksums), every section checksum, the schema, the counts against the
 //! section lengths, the values section (decompressed if flagged), every index slot,
 //! every row (entity id and value references in bounds, the inline id prefix, UTF-8,
-//! vector lengths, bool bytes, zeroed absent slots), and finally that each entity is found by its own probe
+//! vector lengths, bool bytes, time indexes inside the row's time table, zeroed absent
+//! fields), and finally that each entity is found by its own probe
 //! and that no id appears twice. Every count is bounded by the file's length before it
 //! sizes an allocation, and all arithmetic on stored numbers is checked.
 //!
@@ -62,7 +63,7 @@ struct View<'a> {
     rows: &'a [u8],
     keys: &'a [u8],
     values: &'a [u8],
-    fields: &'a [FieldLayout],
+    layout: &'a RowLayout,
     row_width: usize,
     mask: usize,
 }
@@ -84,7 +85,7 @@ impl<'a> View<'a> {
         let entity_id = self
             .keys
             .get(key_offset..key_offset.checked_add(key_len as usize)?)?;
-        Some(Row::new(bytes, entity_id, self.values, self.fields, index))
+        Some(Row::new(bytes, entity_id, self.values, self.layout, index))
     }
 
     /// Row `index`, if its bytes and entity id lie within their sections.
@@ -205,7 +206,11 @@ impl<D: AsRef<[u8]>> Segment<D> {
             }
         }
 
-        let schema = decode_section(section_bytes(&schema_at), header.field_count)?;
+        let schema = decode_section(
+            section_bytes(&schema_at),
+            header.field_count,
+            header.time_slots,
+        )?;
         if schema.fingerprint != header.schema_fingerprint {
             return Err(SegmentError::corrupt(
                 "schema fingerprint",
@@ -315,7 +320,7 @@ impl<D: AsRef<[u8]>> Segment<D> {
             rows: file.get(self.rows.clone())?,
             keys: file.get(self.keys.clone())?,
             values,
-            fields: &self.layout.fields,
+            layout: &self.layout,
             row_width: self.row_width,
             mask: self.mask,
         })
@@ -434,9 +439,8 @@ impl<D: AsRef<[u8]>> Segment<D> {
             ));
         }
 
-        let null_at = self.layout.null_bitmap_at();
         for index in 0..n {
-            check_row(&view, index, null_at, self.layout.bitmap_len)?;
+            check_row(&view, index)?;
         }
 
         // With as many occupied slots as rows, all naming rows < n, this makes the
@@ -553,13 +557,11 @@ fn decompress_values(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, SegmentErro
     Ok(values)
 }
 
-/// Checks row `index`: its entity id, bitmaps and every field slot.
-fn check_row(
-    view: &View<'_>,
-    index: u32,
-    null_at: usize,
-    bitmap_len: usize,
-) -> Result<(), SegmentError> {
+/// Checks row `index`: its entity id, bitmaps, time indexes and every value.
+fn check_row(view: &View<'_>, index: u32) -> Result<(), SegmentError> {
+    let layout = view.layout;
+    let null_at = layout.null_bitmap_at();
+    let bitmap_len = layout.bitmap_len;
     let corrupt = |detail: String| SegmentError::corrupt("row", format!("row {index}: {detail}"));
     let start = (index as usize)
         .checked_mul(view.row_width)
@@ -598,7 +600,7 @@ fn check_row(
     let nulls = bytes
         .get(null_at..null_at.saturating_add(bitmap_len))
         .unwrap_or_default();
-    let field_count = view.fields.len();
+    let field_count = layout.fields.len();
     for (byte, (&p, &n)) in presence.iter().zip(nulls).enumerate() {
         // Bits past the last field must be clear.
         let first_field = byte.saturating_mul(8);
@@ -619,26 +621,40 @@ fn check_row(
         }
     }
 
-    for (i, field) in view.fields.iter().enumerate() {
+    for (i, field) in layout.fields.iter().enumerate() {
         let present = bytes
             .get(field.presence_byte)
             .is_some_and(|b| b & field.mask != 0);
         let null = bytes
             .get(field.null_byte)
             .is_some_and(|b| b & field.mask != 0);
-        let slot = bytes
-            .get(field.time_at..field.value_end)
-            .ok_or_else(|| corrupt(format!("field {i} slot outside the row")))?;
         let value = bytes
             .get(field.value_at..field.value_end)
-            .unwrap_or_default();
+            .ok_or_else(|| corrupt(format!("field {i} value outside the row")))?;
+        let time_index = match layout.time_index_width {
+            0 => 0,
+            width => bytes
+                .get(field.time_index_at..field.time_index_at.saturating_add(width))
+                .map(|b| {
+                    b.iter()
+                        .rev()
+                        .fold(0usize, |acc, &x| (acc << 8) | usize::from(x))
+                })
+                .ok_or_else(|| corrupt(format!("field {i} time index outside the row")))?,
+        };
         if !present {
-            if slot.iter().any(|&b| b != 0) {
+            if time_index != 0 || value.iter().any(|&b| b != 0) {
                 return Err(corrupt(format!(
-                    "field {i} is absent but its slot is not zero"
+                    "field {i} is absent but its time index or value is not zero"
                 )));
             }
             continue;
+        }
+        if time_index >= layout.time_slots {
+            return Err(corrupt(format!(
+                "field {i}: time index {time_index}, the row has {} event-time slots",
+                layout.time_slots
+            )));
         }
         if null {
             if value.iter().any(|&b| b != 0) {

@@ -12,10 +12,10 @@
 use std::fmt;
 
 use super::layout::{
-    KEY_PREFIX_LEN, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, read_u32,
-    read_u64,
+    EVENT_TIME_LEN, KEY_PREFIX_LEN, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET,
+    ROW_KEY_PREFIX_OFFSET, read_u32, read_u64,
 };
-use super::schema::{FieldLayout, Kind};
+use super::schema::{FieldLayout, Kind, RowLayout};
 use crate::types::{TimestampMs, Value};
 
 /// One entity's row in a segment.
@@ -27,8 +27,8 @@ pub struct Row<'a> {
     pub(crate) entity_id: &'a [u8],
     /// The (decompressed) values section.
     pub(crate) values: &'a [u8],
-    /// The segment's field layouts, in schema order.
-    pub(crate) fields: &'a [FieldLayout],
+    /// The segment's row layout.
+    pub(crate) layout: &'a RowLayout,
     /// The row number.
     pub(crate) index: u32,
 }
@@ -81,14 +81,14 @@ impl<'a> Row<'a> {
         bytes: &'a [u8],
         entity_id: &'a [u8],
         values: &'a [u8],
-        fields: &'a [FieldLayout],
+        layout: &'a RowLayout,
         index: u32,
     ) -> Row<'a> {
         Row {
             bytes,
             entity_id,
             values,
-            fields,
+            layout,
             index,
         }
     }
@@ -105,7 +105,7 @@ impl<'a> Row<'a> {
 
     /// Number of fields (the schema's length).
     pub fn field_count(&self) -> usize {
-        self.fields.len()
+        self.layout.fields.len()
     }
 
     /// Field `field` (a schema position, see `Segment::field_index`). An index past the
@@ -115,25 +115,52 @@ impl<'a> Row<'a> {
     /// strings, bytes and vectors take an out-of-line call.
     #[inline(always)]
     pub fn get(&self, field: usize) -> FieldValue<'a> {
-        let Some(f) = self.fields.get(field) else {
+        let layout = self.layout;
+        let Some(f) = layout.fields.get(field) else {
             return FieldValue::Absent;
         };
+        let time_slot = match layout.time_index_width {
+            0 => 0,
+            1 => self
+                .bytes
+                .get(f.time_index_at)
+                .map_or(0, |&b| usize::from(b)),
+            _ => self
+                .bytes
+                .get(f.time_index_at..)
+                .and_then(|b| b.first_chunk::<2>())
+                .map_or(0, |b| usize::from(u16::from_le_bytes(*b))),
+        };
+        match self.event_time(time_slot) {
+            Some(time) => self.get_at(f, time),
+            None => FieldValue::Absent,
+        }
+    }
+
+    /// Entry `slot` of the row's event-time table.
+    #[inline(always)]
+    fn event_time(&self, slot: usize) -> Option<TimestampMs> {
+        let at = self.layout.time_table_at + slot * EVENT_TIME_LEN;
+        self.bytes
+            .get(at..)
+            .and_then(|t| t.first_chunk::<EVENT_TIME_LEN>())
+            .map(|t| i64::from_le_bytes(*t))
+    }
+
+    /// Field `f` of this row, whose event time (if present or null) is `event_time`.
+    #[inline(always)]
+    fn get_at(&self, f: &FieldLayout, event_time: TimestampMs) -> FieldValue<'a> {
         match self.bytes.get(f.presence_byte) {
             Some(&presence) if presence & f.mask != 0 => {}
             _ => return FieldValue::Absent,
         }
-        let Some((time, raw)) = self
-            .bytes
-            .get(f.time_at..)
-            .and_then(|slot| slot.split_first_chunk::<8>())
-        else {
-            return FieldValue::Absent;
-        };
-        let event_time = i64::from_le_bytes(*time);
         match self.bytes.get(f.null_byte) {
             Some(&null) if null & f.mask == 0 => {}
             _ => return FieldValue::Null(event_time),
         }
+        let Some(raw) = self.bytes.get(f.value_at..) else {
+            return FieldValue::Absent;
+        };
         let value = match f.kind {
             Kind::Float32 => raw
                 .first_chunk()
@@ -200,7 +227,7 @@ impl fmt::Debug for Row<'_> {
         let mut list = f.debug_struct("Row");
         list.field("index", &self.index)
             .field("entity_id", &String::from_utf8_lossy(self.entity_id));
-        let fields: Vec<FieldValue<'_>> = (0..self.fields.len()).map(|i| self.get(i)).collect();
+        let fields: Vec<FieldValue<'_>> = (0..self.field_count()).map(|i| self.get(i)).collect();
         list.field("fields", &fields).finish()
     }
 }

@@ -1,19 +1,21 @@
 //! The schema section and the row layout it implies.
 //!
-//! Owns: the field records (feature id, type tag, vector dimension, slot offset), the
+//! Owns: the field records (feature id, type tag, vector dimension, value offset), the
 //! group name, the schema fingerprint, and [`RowLayout`], which turns a schema into byte
 //! positions inside a row.
 //!
-//! Invariants: a row's layout is a pure function of the field list (types and order), so
-//! the stored slot offsets and row width are redundant and the reader checks them
-//! against [`RowLayout::new`]. Feature ids are unique within a segment. Every width and
+//! Invariants: a row's layout is a pure function of the field list (types and order) and
+//! the header's event-time slot count, so the stored value offsets and row width are
+//! redundant and the reader checks them against [`RowLayout::new`]. The field records,
+//! and so the schema fingerprint, do not depend on the slot count. Feature ids are unique within a segment. Every width and
 //! offset is computed with checked arithmetic and fits a `u32`.
 
 use super::error::SegmentError;
 use super::index::hash64;
 use super::layout::{
     EVENT_TIME_LEN, FIELD_DIM_OFFSET, FIELD_ID_OFFSET, FIELD_RECORD_LEN, FIELD_SLOT_OFFSET,
-    FIELD_TYPE_OFFSET, MAX_FIELDS, MAX_GROUP_NAME_LEN, ROW_PRESENCE_OFFSET, VAR_REF_LEN, read_u32,
+    FIELD_TYPE_OFFSET, MAX_FIELDS, MAX_GROUP_NAME_LEN, MAX_TIME_SLOTS, ROW_PRESENCE_OFFSET,
+    VAR_REF_LEN, read_u32,
 };
 use crate::codec::value::tag;
 use crate::types::{DType, FeatureId, MAX_VECTOR_DIM};
@@ -52,7 +54,7 @@ impl Kind {
         }
     }
 
-    /// Bytes of the value part of a slot (after the event time).
+    /// Bytes of the field's value in the value area.
     fn value_width(self) -> usize {
         match self {
             Kind::Int64 | Kind::Float64 => size_of::<u64>(),
@@ -76,30 +78,58 @@ pub(crate) struct FieldLayout {
     pub null_byte: usize,
     /// This field's bit in both bitmap bytes.
     pub mask: u8,
-    /// Row offset of the slot (its event time).
-    pub time_at: usize,
-    /// Row offset of the value, `time_at + 8`.
+    /// Row offset of this field's time index; meaningful only when the row layout's
+    /// `time_index_width` is not 0.
+    pub time_index_at: usize,
+    /// Offset of the value from the start of the row's value area (what the field
+    /// record stores; independent of the time table's size).
+    pub value_rel: usize,
+    /// Row offset of the value.
     pub value_at: usize,
     /// Row offset one past the value.
     pub value_end: usize,
 }
 
-/// The byte layout of a row for one schema.
+/// The byte layout of a row for one schema and one time-table size.
+///
+/// A row is: header, presence bitmap, null bitmap, event-time table (`time_slots`
+/// i64s), one time index per field (`time_index_width` bytes each, none when the table
+/// has one slot), then the values in schema order.
 #[derive(Debug, Clone)]
 pub(crate) struct RowLayout {
     pub fields: Vec<FieldLayout>,
     /// Bytes of each bitmap: `ceil(fields / 8)`.
     pub bitmap_len: usize,
+    /// Event-time slots per row.
+    pub time_slots: usize,
+    /// Row offset of the event-time table.
+    pub time_table_at: usize,
+    /// Bytes of one time index: 0 (one slot), 1 (up to 256 slots) or 2.
+    pub time_index_width: usize,
+    /// Row offset of the value area.
+    pub value_area_at: usize,
     /// Bytes of a row.
     pub width: usize,
 }
 
+/// Bytes of one field's time index when a row has `time_slots` event-time slots.
+pub(crate) fn time_index_width(time_slots: usize) -> usize {
+    match time_slots {
+        0 | 1 => 0,
+        2..=256 => size_of::<u8>(),
+        _ => size_of::<u16>(),
+    }
+}
+
 impl RowLayout {
-    /// The layout of rows of `fields`; fails if a row would exceed `u32::MAX` bytes.
-    pub fn new(fields: &[FieldSpec]) -> Result<RowLayout, SegmentError> {
+    /// The layout of rows of `fields` with `time_slots` event-time slots (0 only for the
+    /// writer's staging rows, which keep their times aside); fails if a row would
+    /// exceed `u32::MAX` bytes.
+    pub fn new(fields: &[FieldSpec], time_slots: usize) -> Result<RowLayout, SegmentError> {
         let too_wide = || SegmentError::InvalidSchema {
             detail: format!(
-                "{} fields make a row wider than u32::MAX bytes",
+                "{} fields and {time_slots} event-time slots make a row wider than u32::MAX \
+                 bytes",
                 fields.len()
             ),
         };
@@ -107,11 +137,22 @@ impl RowLayout {
         let null_at = ROW_PRESENCE_OFFSET
             .checked_add(bitmap_len)
             .ok_or_else(too_wide)?;
-        let mut at = null_at.checked_add(bitmap_len).ok_or_else(too_wide)?;
+        let time_table_at = null_at.checked_add(bitmap_len).ok_or_else(too_wide)?;
+        let time_index_at = time_slots
+            .checked_mul(EVENT_TIME_LEN)
+            .and_then(|t| t.checked_add(time_table_at))
+            .ok_or_else(too_wide)?;
+        let index_width = time_index_width(time_slots);
+        let value_area_at = fields
+            .len()
+            .checked_mul(index_width)
+            .and_then(|t| t.checked_add(time_index_at))
+            .ok_or_else(too_wide)?;
+        let mut rel = 0usize;
         let mut layouts = Vec::with_capacity(fields.len());
         for (i, spec) in fields.iter().enumerate() {
             let kind = Kind::of(spec.field_type);
-            let value_at = at.checked_add(EVENT_TIME_LEN).ok_or_else(too_wide)?;
+            let value_at = value_area_at.checked_add(rel).ok_or_else(too_wide)?;
             let value_end = value_at
                 .checked_add(kind.value_width())
                 .ok_or_else(too_wide)?;
@@ -124,19 +165,25 @@ impl RowLayout {
                 presence_byte: ROW_PRESENCE_OFFSET + i / 8,
                 null_byte: null_at + i / 8,
                 mask: 1 << (i % 8),
-                time_at: at,
+                time_index_at: time_index_at + i * index_width,
+                value_rel: rel,
                 value_at,
                 value_end,
             });
-            at = value_end;
+            rel += kind.value_width();
         }
-        if u32::try_from(at).is_err() {
+        let width = value_area_at.checked_add(rel).ok_or_else(too_wide)?;
+        if u32::try_from(width).is_err() {
             return Err(too_wide());
         }
         Ok(RowLayout {
             fields: layouts,
             bitmap_len,
-            width: at,
+            time_slots,
+            time_table_at,
+            time_index_width: index_width,
+            value_area_at,
+            width,
         })
     }
 
@@ -212,18 +259,22 @@ fn encode_records(fields: &[FieldSpec], layout: &RowLayout) -> Vec<u8> {
         out.push(type_tag(spec.field_type));
         out.extend_from_slice(&[0; 3]);
         out.extend_from_slice(&field.dim.to_le_bytes());
-        let slot = u32::try_from(field.time_at).unwrap_or(u32::MAX);
+        let slot = u32::try_from(field.value_rel).unwrap_or(u32::MAX);
         out.extend_from_slice(&slot.to_le_bytes());
     }
     out
 }
 
-/// The fixed bytes one entity costs in a segment of `fields`: its row plus its share of
-/// the index (two 8-byte slots, at the load factor of at most 0.5). Entity ids longer
-/// than the row's inline prefix and variable-width values come on top. Used to decide
-/// how many entities fit a memory budget before building.
-pub fn fixed_bytes_per_entity(fields: &[FieldSpec]) -> Result<u64, SegmentError> {
-    let width = RowLayout::new(fields)?.width as u64;
+/// The fixed bytes one entity costs in a segment of `fields` whose rows hold
+/// `time_slots` distinct event times: its row plus its share of the index (two 8-byte
+/// slots, at the load factor of at most 0.5). Entity ids longer than the row's inline
+/// prefix and variable-width values come on top. Used to decide how many entities fit
+/// a memory budget before building.
+pub fn fixed_bytes_per_entity(
+    fields: &[FieldSpec],
+    time_slots: usize,
+) -> Result<u64, SegmentError> {
+    let width = RowLayout::new(fields, time_slots.max(1))?.width as u64;
     Ok(width + 2 * size_of::<u64>() as u64)
 }
 
@@ -233,7 +284,7 @@ pub fn fixed_bytes_per_entity(fields: &[FieldSpec]) -> Result<u64, SegmentError>
 /// store the same feature ids with the same types in the same order, so the engine can
 /// check a segment against the registry without comparing field lists.
 pub fn fingerprint(fields: &[FieldSpec]) -> Result<u64, SegmentError> {
-    let layout = RowLayout::new(fields)?;
+    let layout = RowLayout::new(fields, 1)?;
     Ok(hash64(&encode_records(fields, &layout)))
 }
 
@@ -256,10 +307,12 @@ pub(crate) struct DecodedSchema {
 }
 
 /// Decodes the schema section `bytes` of a segment whose header declares `field_count`
-/// fields, checking every record against the layout it implies.
+/// fields and `time_slots` event-time slots per row, checking every record against the
+/// layout they imply.
 pub(crate) fn decode_section(
     bytes: &[u8],
     field_count: u32,
+    time_slots: u32,
 ) -> Result<DecodedSchema, SegmentError> {
     if field_count == 0 || field_count > MAX_FIELDS {
         return Err(SegmentError::corrupt(
@@ -344,15 +397,24 @@ pub(crate) fn decode_section(
         });
     }
     check_fields(&fields).map_err(|e| SegmentError::corrupt("schema", e.to_string()))?;
-    let layout =
-        RowLayout::new(&fields).map_err(|e| SegmentError::corrupt("schema", e.to_string()))?;
+    if time_slots == 0 || time_slots > MAX_TIME_SLOTS || time_slots > field_count {
+        return Err(SegmentError::corrupt(
+            "time slots",
+            format!(
+                "{time_slots}, expected 1..={}",
+                field_count.min(MAX_TIME_SLOTS)
+            ),
+        ));
+    }
+    let layout = RowLayout::new(&fields, time_slots as usize)
+        .map_err(|e| SegmentError::corrupt("schema", e.to_string()))?;
     for ((spec, field), &stored) in fields.iter().zip(&layout.fields).zip(&stored_slots) {
-        if stored as usize != field.time_at {
+        if stored as usize != field.value_rel {
             return Err(SegmentError::corrupt(
                 "field record",
                 format!(
-                    "feature {}: slot offset {stored}, the layout puts it at {}",
-                    spec.feature_id, field.time_at
+                    "feature {}: value offset {stored}, the layout puts it at {}",
+                    spec.feature_id, field.value_rel
                 ),
             ));
         }
@@ -385,12 +447,25 @@ mod tests {
                 field_type: DType::Bool,
             },
         ];
-        let layout = RowLayout::new(&fields).expect("valid");
+        let layout = RowLayout::new(&fields, 1).expect("valid");
         assert_eq!(layout.bitmap_len, 1);
-        let at: Vec<usize> = layout.fields.iter().map(|f| f.time_at).collect();
-        // 28-byte row header + 2 bitmaps; float32 slot 12, string 20, bool 9.
-        assert_eq!(at, [30, 42, 62]);
-        assert_eq!(layout.width, 71);
+        let at: Vec<usize> = layout.fields.iter().map(|f| f.value_at).collect();
+        // 28-byte row header + 2 bitmaps + one event time; float32 4, string 12, bool 1.
+        assert_eq!(at, [38, 42, 54]);
+        assert_eq!(layout.width, 55);
+        // Two time slots: a second event time and one index byte per field.
+        let two = RowLayout::new(&fields, 2).expect("valid");
+        assert_eq!(two.time_index_width, 1);
+        let index_at: Vec<usize> = two.fields.iter().map(|f| f.time_index_at).collect();
+        assert_eq!(index_at, [46, 47, 48]);
+        assert_eq!(two.fields[0].value_at, 49);
+        assert_eq!(two.width, 66);
+        assert_eq!(
+            RowLayout::new(&fields, 257)
+                .expect("valid")
+                .time_index_width,
+            2
+        );
     }
 
     #[test]

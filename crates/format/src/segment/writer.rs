@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use super::error::SegmentError;
 use super::index::{self, hash64};
 use super::layout::{
-    FLAG_VALUES_ZSTD, HEADER_LEN, Header, MAX_ENTITIES, MAX_ZSTD_EXPANSION, ROW_KEY_LEN_OFFSET,
-    ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, SECTION_COUNT, Section, SectionEntry,
+    EVENT_TIME_LEN, FLAG_VALUES_ZSTD, HEADER_LEN, Header, MAX_ENTITIES, MAX_ZSTD_EXPANSION,
+    ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET, SECTION_COUNT, Section,
+    SectionEntry,
 };
 use super::row::{key_ref, prefix_of};
 use super::schema::{
@@ -109,10 +110,22 @@ pub struct SegmentWriter {
     group: String,
     group_version: u64,
     fields: Vec<FieldSpec>,
+    /// The layout of staged rows: no event-time table (see `times`).
     layout: RowLayout,
     compression: ValuesCompression,
-    /// Encoded rows, `layout.width` bytes each, in push order.
+    /// Staged rows, `layout.width` bytes each, in push order: row header, bitmaps and
+    /// values. `finish` inserts each row's event-time table and time indexes, once the
+    /// widest table is known.
     rows: Vec<u8>,
+    /// Each row's distinct event times, ascending, concatenated in push order.
+    times: Vec<TimestampMs>,
+    /// How many of `times` each row has.
+    time_counts: Vec<u32>,
+    /// For rows with more than one distinct time: each field's index into the row's
+    /// times (0 for absent fields), concatenated in push order.
+    time_indexes: Vec<u16>,
+    /// Scratch for one row's distinct times.
+    row_times: Vec<TimestampMs>,
     /// Entity ids, concatenated in push order.
     keys: Vec<u8>,
     /// Variable-width values, each distinct value stored once.
@@ -129,7 +142,7 @@ impl SegmentWriter {
     ) -> Result<SegmentWriter, SegmentError> {
         check_group_name(group).map_err(|detail| SegmentError::InvalidSchema { detail })?;
         check_fields(&fields)?;
-        let layout = RowLayout::new(&fields)?;
+        let layout = RowLayout::new(&fields, 0)?;
         Ok(SegmentWriter {
             group: group.to_owned(),
             group_version,
@@ -137,6 +150,10 @@ impl SegmentWriter {
             layout,
             compression: ValuesCompression::Auto,
             rows: Vec::new(),
+            times: Vec::new(),
+            time_counts: Vec::new(),
+            time_indexes: Vec::new(),
+            row_times: Vec::new(),
             keys: Vec::new(),
             values: ValueStore::default(),
             entity_count: 0,
@@ -269,11 +286,10 @@ impl SegmentWriter {
         );
         let mut vector = Vec::new();
         for (layout, input) in self.layout.fields.iter().zip(fields) {
-            let Some((event_time, input)) = input else {
+            let Some((_, input)) = input else {
                 continue;
             };
             set_bit(bytes, layout.presence_byte, layout.mask);
-            put(bytes, layout.time_at, &event_time.to_le_bytes());
             let at = layout.value_at;
             match *input {
                 FieldInput::Null => set_bit(bytes, layout.null_byte, layout.mask),
@@ -289,6 +305,28 @@ impl SegmentWriter {
                     self.values.put_ref(bytes, at, &vector);
                 }
             }
+        }
+        self.stage_times(fields);
+    }
+
+    /// Records the row's distinct event times (ascending) and, when there are several,
+    /// each field's index into them.
+    fn stage_times(&mut self, fields: &[Option<(TimestampMs, FieldInput<'_>)>]) {
+        self.row_times.clear();
+        self.row_times
+            .extend(fields.iter().flatten().map(|(time, _)| *time));
+        self.row_times.sort_unstable();
+        self.row_times.dedup();
+        self.times.extend_from_slice(&self.row_times);
+        // At most one distinct time per field, and fields are at most MAX_FIELDS.
+        self.time_counts.push(self.row_times.len() as u32);
+        if self.row_times.len() > 1 {
+            let row_times = &self.row_times;
+            self.time_indexes
+                .extend(fields.iter().map(|field| match field {
+                    Some((time, _)) => row_times.binary_search(time).unwrap_or(0) as u16,
+                    None => 0,
+                }));
         }
     }
 
@@ -341,12 +379,14 @@ impl SegmentWriter {
         Ok(out)
     }
 
-    fn write_into<W: Write + Seek>(self, out: &mut W, path: &Path) -> Result<(), SegmentError> {
+    fn write_into<W: Write + Seek>(mut self, out: &mut W, path: &Path) -> Result<(), SegmentError> {
         let io = |what: &'static str| {
             let path = path.to_path_buf();
             move |source| SegmentError::Io { what, path, source }
         };
         let (rows, keys, width) = (&self.rows, &self.keys, self.layout.width);
+        let time_slots = self.time_counts.iter().copied().max().unwrap_or(0).max(1) as usize;
+        let final_layout = RowLayout::new(&self.fields, time_slots)?;
         let key_of = |row: u32| -> &[u8] {
             let start = row as usize * width;
             rows.get(start..start + width)
@@ -360,7 +400,7 @@ impl SegmentWriter {
         let values_raw_len = self.values.bytes.len() as u64;
         let (values, flags) = match self.compress_values()? {
             Some(compressed) => (compressed, FLAG_VALUES_ZSTD),
-            None => (self.values.bytes, 0),
+            None => (std::mem::take(&mut self.values.bytes), 0),
         };
 
         let base = out.stream_position().map_err(io("seek"))?;
@@ -368,10 +408,15 @@ impl SegmentWriter {
             .map_err(io("write header"))?;
         let mut sections = [SectionEntry::default(); SECTION_COUNT];
         let mut offset = HEADER_LEN as u64;
-        let bodies: [&[u8]; SECTION_COUNT] = [&schema, &index, rows, keys, &values];
+        let bodies: [&[u8]; SECTION_COUNT] = [&schema, &index, &[], keys, &values];
         for ((section, entry), body) in Section::ALL.iter().zip(&mut sections).zip(bodies) {
             let mut crc_out = CrcWriter::new(&mut *out);
-            crc_out.write_all(body).map_err(io(section.name()))?;
+            if *section == Section::Rows {
+                self.write_rows(&final_layout, &mut crc_out)
+                    .map_err(io(section.name()))?;
+            } else {
+                crc_out.write_all(body).map_err(io(section.name()))?;
+            }
             *entry = SectionEntry {
                 offset,
                 len: crc_out.written,
@@ -385,7 +430,8 @@ impl SegmentWriter {
             group_version: self.group_version,
             schema_fingerprint: fingerprint(&self.fields)?,
             entity_count: self.entity_count,
-            row_width: width as u32,
+            row_width: final_layout.width as u32,
+            time_slots: time_slots as u32,
             index_slot_count: slots.len() as u64,
             values_raw_len,
             sections,
@@ -395,6 +441,38 @@ impl SegmentWriter {
             .map_err(io("write header"))?;
         out.seek(SeekFrom::Start(base + offset))
             .map_err(io("seek"))?;
+        Ok(())
+    }
+
+    /// Writes the staged rows in their final layout: each gets the event-time table of
+    /// `layout.time_slots` entries (its distinct times ascending, then zeros) and, when
+    /// the table has several slots, one time index per field.
+    fn write_rows(&self, layout: &RowLayout, out: &mut impl Write) -> io::Result<()> {
+        let staged = &self.layout;
+        let fixed = staged.time_table_at;
+        let mut row = vec![0u8; layout.width];
+        let mut times = self.times.iter();
+        let mut indexes = self.time_indexes.chunks_exact(layout.fields.len().max(1));
+        for (staged_row, &count) in self.rows.chunks_exact(staged.width).zip(&self.time_counts) {
+            row.fill(0);
+            put(&mut row, 0, staged_row.get(..fixed).unwrap_or_default());
+            for (k, time) in times.by_ref().take(count as usize).enumerate() {
+                let at = layout.time_table_at + k * EVENT_TIME_LEN;
+                put(&mut row, at, &time.to_le_bytes());
+            }
+            if count > 1
+                && let Some(row_indexes) = indexes.next()
+            {
+                for (field, &index) in layout.fields.iter().zip(row_indexes) {
+                    let bytes = index.to_le_bytes();
+                    let used = bytes.get(..layout.time_index_width).unwrap_or_default();
+                    put(&mut row, field.time_index_at, used);
+                }
+            }
+            let values = staged_row.get(staged.value_area_at..).unwrap_or_default();
+            put(&mut row, layout.value_area_at, values);
+            out.write_all(&row)?;
+        }
         Ok(())
     }
 

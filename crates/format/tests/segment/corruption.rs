@@ -10,9 +10,9 @@ use std::ops::Range;
 use featstore_format::segment::layout::{
     ENTITY_COUNT_OFFSET, FIELD_COUNT_OFFSET, FIELD_DIM_OFFSET, FIELD_ID_OFFSET, FIELD_RECORD_LEN,
     FIELD_SLOT_OFFSET, FIELD_TYPE_OFFSET, FINGERPRINT_OFFSET, FLAGS_OFFSET, HEADER_LEN,
-    HEADER_LEN_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET, ROW_KEY_PREFIX_OFFSET,
-    ROW_PRESENCE_OFFSET, ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section, VALUES_RAW_LEN_OFFSET,
-    VERSION_OFFSET, read_u32, read_u64,
+    HEADER_LEN_OFFSET, HEADER_RESERVED_OFFSET, MAGIC, ROW_KEY_LEN_OFFSET, ROW_KEY_OFFSET_OFFSET,
+    ROW_KEY_PREFIX_OFFSET, ROW_PRESENCE_OFFSET, ROW_WIDTH_OFFSET, SLOT_COUNT_OFFSET, Section,
+    TIME_SLOTS_OFFSET, VALUES_RAW_LEN_OFFSET, VERSION_OFFSET, read_u32, read_u64,
 };
 use featstore_format::segment::testing::reseal;
 use featstore_format::segment::{Segment, SegmentError, ValuesCompression};
@@ -56,10 +56,34 @@ fn row(bytes: &[u8], r: usize) -> Range<usize> {
     start..start + width
 }
 
-/// File offset of field `i`'s slot in row `r`.
-fn slot(bytes: &[u8], r: usize, i: usize) -> usize {
+/// Row offset of the time indexes, and the bytes of one, from the header's counts.
+fn time_indexes(bytes: &[u8]) -> (usize, usize) {
+    let fields = read_u32(bytes, FIELD_COUNT_OFFSET).expect("fields") as usize;
+    let slots = read_u32(bytes, TIME_SLOTS_OFFSET).expect("time slots") as usize;
+    let width = match slots {
+        1 => 0,
+        2..=256 => 1,
+        _ => 2,
+    };
+    (
+        ROW_PRESENCE_OFFSET + 2 * fields.div_ceil(8) + 8 * slots,
+        width,
+    )
+}
+
+/// File offset of field `i`'s time index in row `r`.
+fn time_index(bytes: &[u8], r: usize, i: usize) -> usize {
+    let (at, width) = time_indexes(bytes);
+    row(bytes, r).start + at + i * width
+}
+
+/// File offset of field `i`'s value in row `r`.
+fn value(bytes: &[u8], r: usize, i: usize) -> usize {
+    let fields = read_u32(bytes, FIELD_COUNT_OFFSET).expect("fields") as usize;
+    let (at, width) = time_indexes(bytes);
     let record = section(bytes, Section::Schema).start + i * FIELD_RECORD_LEN;
-    row(bytes, r).start + read_u32(bytes, record + FIELD_SLOT_OFFSET).expect("slot") as usize
+    let rel = read_u32(bytes, record + FIELD_SLOT_OFFSET).expect("value offset") as usize;
+    row(bytes, r).start + at + fields * width + rel
 }
 
 const NULL_BITMAP: usize = ROW_PRESENCE_OFFSET + 2; // the fixture's 9 fields: 2 bytes
@@ -101,7 +125,7 @@ fn every_bit_flip_is_detected() {
                 let ok = match at {
                     _ if at < VERSION_OFFSET => matches!(err, SegmentError::BadMagic { .. }),
                     _ if at < HEADER_LEN_OFFSET => {
-                        matches!(err, SegmentError::UnsupportedVersion { supported: 1, .. })
+                        matches!(err, SegmentError::UnsupportedVersion { supported: 2, .. })
                     }
                     _ if at < FLAGS_OFFSET => matches!(err, SegmentError::Corrupt { .. }),
                     _ if at < HEADER_LEN => {
@@ -148,21 +172,21 @@ fn checksum_errors_carry_both_values() {
 #[test]
 fn newer_versions_are_refused_before_length_checks() {
     let mut bytes = fixture(ValuesCompression::Never);
-    put(&mut bytes, VERSION_OFFSET, &2u32.to_le_bytes());
+    put(&mut bytes, VERSION_OFFSET, &3u32.to_le_bytes());
     for len in [12, 100, bytes.len()] {
         let err = open(&bytes[..len]).expect_err("newer");
         assert!(
             matches!(
                 err,
                 SegmentError::UnsupportedVersion {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err}"
         );
         assert!(
-            err.to_string().contains("version 2 is not supported"),
+            err.to_string().contains("version 3 is not supported"),
             "{err}"
         );
     }
@@ -229,6 +253,29 @@ fn hostile_headers_are_rejected() {
             "row width",
             Never,
             Box::new(|b| put(b, ROW_WIDTH_OFFSET, &158u32.to_le_bytes())),
+        ),
+        (
+            "zero time slots",
+            Never,
+            Box::new(|b| put(b, TIME_SLOTS_OFFSET, &0u32.to_le_bytes())),
+        ),
+        (
+            "more time slots than fields",
+            Never,
+            Box::new(|b| put(b, TIME_SLOTS_OFFSET, &10u32.to_le_bytes())),
+        ),
+        (
+            "one time slot fewer",
+            Never,
+            Box::new(|b| {
+                let t = read_u32(b, TIME_SLOTS_OFFSET).expect("t");
+                put(b, TIME_SLOTS_OFFSET, &(t - 1).to_le_bytes());
+            }),
+        ),
+        (
+            "reserved header bytes",
+            Never,
+            Box::new(|b| put(b, HEADER_RESERVED_OFFSET, &1u32.to_le_bytes())),
         ),
         (
             "fingerprint",
@@ -363,28 +410,28 @@ fn hostile_contents_are_rejected() {
         (
             "bool byte 2",
             Box::new(|b| {
-                let at = slot(b, 0, 3) + 8;
+                let at = value(b, 0, 3);
                 b[at] = 2;
             }),
         ),
         (
             "string outside values",
             Box::new(|b| {
-                let at = slot(b, 0, 4) + 16;
+                let at = value(b, 0, 4) + 8;
                 put(b, at, &1000u32.to_le_bytes());
             }),
         ),
         (
             "string offset overflows",
             Box::new(|b| {
-                let at = slot(b, 0, 4) + 8;
+                let at = value(b, 0, 4);
                 put(b, at, &u64::MAX.to_le_bytes());
             }),
         ),
         (
             "string not UTF-8",
             Box::new(|b| {
-                let value = read_u64(b, slot(b, 0, 4) + 8).expect("offset") as usize;
+                let value = read_u64(b, value(b, 0, 4)).expect("offset") as usize;
                 let at = section(b, Section::Values).start + value;
                 b[at] = 0xff;
             }),
@@ -392,7 +439,7 @@ fn hostile_contents_are_rejected() {
         (
             "vector of the wrong length",
             Box::new(|b| {
-                let at = slot(b, 0, 6) + 16;
+                let at = value(b, 0, 6) + 8;
                 put(b, at, &8u32.to_le_bytes());
             }),
         ),
@@ -404,16 +451,30 @@ fn hostile_contents_are_rejected() {
             }),
         ),
         (
-            "absent slot not zero",
+            "absent value not zero",
             Box::new(|b| {
-                let at = slot(b, 2, 1);
+                let at = value(b, 2, 1);
                 b[at] = 1;
+            }),
+        ),
+        (
+            "absent time index not zero",
+            Box::new(|b| {
+                let at = time_index(b, 2, 1);
+                b[at] = 1;
+            }),
+        ),
+        (
+            "time index past the time table",
+            Box::new(|b| {
+                let at = time_index(b, 0, 0);
+                b[at] = 9;
             }),
         ),
         (
             "null value not zero",
             Box::new(|b| {
-                let at = slot(b, 1, 0) + 8;
+                let at = value(b, 1, 0);
                 b[at] = 1;
             }),
         ),

@@ -54,7 +54,7 @@ fn worked_example_is_byte_exact() {
             b"u7",
             &[
                 Some((1000, FieldInput::Float32(1.5))),
-                Some((1000, FieldInput::Str("hi"))),
+                Some((1500, FieldInput::Str("hi"))),
             ],
         )
         .expect("push");
@@ -62,7 +62,7 @@ fn worked_example_is_byte_exact() {
         .push(b"u8", &[None, Some((2000, FieldInput::Null))])
         .expect("push");
     let bytes = writer.finish_to_vec().expect("writes");
-    assert_eq!(bytes.len(), 368);
+    assert_eq!(bytes.len(), 380);
     assert_eq!(bytes, doc_bytes());
 
     let segment = Segment::open(bytes).expect("opens");
@@ -77,7 +77,7 @@ fn worked_example_is_byte_exact() {
     assert_eq!(
         u7.get(1),
         FieldValue::Present {
-            event_time: 1000,
+            event_time: 1500,
             value: ValueRef::Str("hi")
         }
     );

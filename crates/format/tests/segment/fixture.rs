@@ -1,5 +1,6 @@
-//! The checked-in fixtures: `segment_v1.seg` (values stored raw) and
-//! `segment_v1_zstd.seg` (values compressed), written by format version 1.
+//! The checked-in fixtures: `segment_v2.seg` (values stored raw) and
+//! `segment_v2_zstd.seg` (values compressed), written by format version 2, and
+//! `segment_v1.seg`, the same rows in format version 1, which this build refuses.
 //!
 //! They pin the format: a change to the writer that alters their bytes fails
 //! `writer_still_produces_the_fixtures`, and a reader that can no longer open them fails
@@ -7,19 +8,19 @@
 //! change (which needs a version bump, see `storage-format.md`), run the tests with
 //! `FEATSTORE_BLESS_FIXTURES=1`.
 
-use featstore_format::segment::{MappedSegment, Segment, ValuesCompression};
+use featstore_format::segment::{MappedSegment, Segment, SegmentError, ValuesCompression};
 
 use crate::common::{expect, fixture_path, fixture_rows, fixture_writer, seen};
 
 const FIXTURES: [(&str, ValuesCompression); 2] = [
-    ("segment_v1.seg", ValuesCompression::Never),
-    ("segment_v1_zstd.seg", ValuesCompression::Always),
+    ("segment_v2.seg", ValuesCompression::Never),
+    ("segment_v2_zstd.seg", ValuesCompression::Always),
 ];
 
 fn check<D: AsRef<[u8]>>(segment: &Segment<D>, compressed: bool) {
     assert_eq!(segment.group(), "fixture.demo");
     assert_eq!(segment.group_version(), 42);
-    assert_eq!(segment.schema_fingerprint(), 0x6523_12ba_17ed_363b);
+    assert_eq!(segment.schema_fingerprint(), 0xe0e0_84dc_9591_5dbe);
     assert_eq!(segment.values_compressed(), compressed);
     assert_eq!(segment.fields().len(), 9);
     assert_eq!(segment.field_index(10), Some(8));
@@ -69,4 +70,21 @@ fn writer_still_produces_the_fixtures() {
             "{name}: the writer's output changed; see this module's doc"
         );
     }
+}
+
+#[test]
+fn version_1_files_are_refused_with_the_version_named() {
+    let bytes = std::fs::read(fixture_path("segment_v1.seg")).expect("fixture is checked in");
+    let err = Segment::open(bytes).expect_err("version 1 is refused");
+    assert!(
+        matches!(
+            err,
+            SegmentError::UnsupportedVersion {
+                found: 1,
+                supported: 2
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("rebuild the segment"), "{err}");
 }

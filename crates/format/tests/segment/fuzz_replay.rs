@@ -29,8 +29,8 @@ impl Rng {
 
 fn seeds() -> Vec<Vec<u8>> {
     let mut seeds = vec![
-        std::fs::read(fixture_path("segment_v1.seg")).expect("fixture"),
-        std::fs::read(fixture_path("segment_v1_zstd.seg")).expect("fixture"),
+        std::fs::read(fixture_path("segment_v2.seg")).expect("fixture"),
+        std::fs::read(fixture_path("segment_v2_zstd.seg")).expect("fixture"),
     ];
     seeds.push(
         fixture_writer()

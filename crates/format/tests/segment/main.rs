@@ -2,7 +2,7 @@
 //!
 //! * `model` — property tests: random schemas and rows round-trip against a model.
 //! * `corruption` — truncation, bit flips, hostile headers and resealed deep damage.
-//! * `fixture` — the checked-in `tests/fixtures/segment_v1*.seg` files still open, hold
+//! * `fixture` — the checked-in `tests/fixtures/segment_v2*.seg` files still open, hold
 //!   what they held, and are what the writer produces.
 //! * `doc_example` — the worked example of `storage-format.md` is byte-exact.
 //! * `fuzz_replay` — the fuzz targets' bodies (`fuzz/src/lib.rs`) over the fixtures and

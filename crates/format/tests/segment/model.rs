@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use featstore_format::segment::{
-    FieldSpec, MappedSegment, Segment, SegmentWriter, ValuesCompression, fingerprint,
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
+    ValuesCompression, fingerprint,
 };
 use featstore_format::types::{DType, TimestampMs, Value};
 use proptest::prelude::*;
@@ -61,7 +62,9 @@ fn any_value(dtype: DType) -> BoxedStrategy<Value> {
 }
 
 fn any_field(dtype: DType) -> BoxedStrategy<Option<(TimestampMs, Value)>> {
-    proptest::option::weighted(0.8, (any::<i64>(), any_value(dtype))).boxed()
+    // Few distinct times (shared event-time table entries) as well as arbitrary ones.
+    let time = prop_oneof![1 => any::<i64>(), 2 => 0..3i64];
+    proptest::option::weighted(0.8, (time, any_value(dtype))).boxed()
 }
 
 fn any_segment() -> impl Strategy<Value = (Vec<FieldSpec>, Vec<ModelRow>, ValuesCompression)> {
@@ -217,4 +220,46 @@ fn an_empty_segment_opens_and_finds_nothing() {
     assert_eq!(segment.entity_count(), 0);
     assert!(segment.find(b"x").is_none());
     assert_eq!(segment.iter().count(), 0);
+}
+
+#[test]
+fn rows_with_more_than_256_distinct_times_use_two_byte_indexes() {
+    let fields: Vec<FieldSpec> = (0..300u32)
+        .map(|feature_id| FieldSpec {
+            feature_id,
+            field_type: DType::Int64,
+        })
+        .collect();
+    let mut writer = SegmentWriter::new("wide", 1, fields).expect("schema");
+    // Entity "a": every field its own time, in descending order; "b": one shared time.
+    let spread: Vec<_> = (0..300i64)
+        .map(|i| Some((10_000 - i, FieldInput::Int64(i))))
+        .collect();
+    let shared: Vec<_> = (0..300i64)
+        .map(|i| (i % 7 != 0).then_some((5, FieldInput::Int64(-i))))
+        .collect();
+    writer.push(b"a", &spread).expect("push");
+    writer.push(b"b", &shared).expect("push");
+    let bytes = writer.finish_to_vec().expect("writes");
+    let segment = Segment::open(bytes).expect("opens");
+    let a = segment.find(b"a").expect("a");
+    let b = segment.find(b"b").expect("b");
+    for i in 0..300usize {
+        assert_eq!(
+            a.get(i),
+            FieldValue::Present {
+                event_time: 10_000 - i as i64,
+                value: ValueRef::Int64(i as i64)
+            }
+        );
+        let want = if i % 7 == 0 {
+            FieldValue::Absent
+        } else {
+            FieldValue::Present {
+                event_time: 5,
+                value: ValueRef::Int64(-(i as i64)),
+            }
+        };
+        assert_eq!(b.get(i), want);
+    }
 }
