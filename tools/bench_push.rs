@@ -1,11 +1,15 @@
 //! Measures durable push throughput and push-to-readable latency through the library
 //! API: for each producer count, producers push batches of events (each with F float
 //! features of random entities) for D seconds, every push acknowledged only once its
-//! WAL write is synced; meanwhile a probe pushes one event at a time and reads it back,
-//! timing push-to-readable.
+//! WAL write is synced. Meanwhile a probe pushes one event every 2 ms from its own
+//! thread while another thread reads it until it is visible: push-to-readable is the
+//! time from the start of the push to the first read that returns the value.
 //!
-//! `featstore-bench-push [SECONDS] [EVENTS_PER_PUSH] [FEATURES] [PRODUCERS,..]`
-//! (defaults 5 10 10 1,8,64).
+//! With RATE > 0 the producers together offer about RATE feature values/s (paced),
+//! which measures latency at a given load instead of at saturation.
+//!
+//! `featstore-bench-push [SECONDS] [EVENTS_PER_PUSH] [FEATURES] [PRODUCERS,..] [RATE]`
+//! (defaults 5 10 10 1,8,64 0).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +63,7 @@ fn main() -> Result<()> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => vec![1, 8, 64],
     };
+    let rate: f64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(0.0);
     if per_push == 0 || features == 0 {
         bail!("events per push and features must be positive");
     }
@@ -71,8 +76,15 @@ fn main() -> Result<()> {
         "durable pushes: {per_push} events x {features} float64 features per push, {seconds} s per run"
     );
     println!(
-        "{:>9} {:>12} {:>14} {:>11} {:>11} {:>13} {:>13}",
-        "producers", "events/s", "values/s", "push p50", "push p99", "readable p50", "readable p99"
+        "{:>9} {:>12} {:>14} {:>11} {:>11} {:>13} {:>13} {:>13}",
+        "producers",
+        "events/s",
+        "values/s",
+        "push p50",
+        "push p99",
+        "readable p50",
+        "readable p99",
+        "probe ack p99"
     );
     for &count in &producers {
         let stop = Arc::new(AtomicBool::new(false));
@@ -84,7 +96,19 @@ fn main() -> Result<()> {
                     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(p as u64);
                     let mut events = 0u64;
                     let mut latencies = Vec::new();
+                    // Seconds between pushes of this producer when paced.
+                    let interval =
+                        (rate > 0.0).then(|| (per_push * features * count) as f64 / rate);
+                    let begun = Instant::now();
+                    let mut pushes = 0u64;
                     while !stop.load(Ordering::Relaxed) {
+                        if let Some(interval) = interval {
+                            let due = begun + Duration::from_secs_f64(interval * pushes as f64);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                        pushes += 1;
                         let now = now_ms();
                         let batch: Vec<PushEvent> = (0..per_push)
                             .map(|_| PushEvent {
@@ -107,29 +131,49 @@ fn main() -> Result<()> {
                 })
             })
             .collect();
-        // The probe: push one value, read until it is visible.
+        // The probe: a pusher thread pushes one value at a time; this thread reads it
+        // until visible.
+        let (probe_tx, probe_rx) = std::sync::mpsc::channel::<(String, f64)>();
+        let pusher = {
+            let (store, names) = (store.clone(), names.clone());
+            std::thread::spawn(move || -> Result<Vec<Duration>> {
+                let mut acks = Vec::new();
+                for (id, value) in probe_rx {
+                    let t = Instant::now();
+                    store.push(vec![PushEvent {
+                        entity_type: "item".into(),
+                        entity_id: id,
+                        event_time: now_ms(),
+                        features: vec![(names[0].clone(), Value::Float64(value))],
+                        event_id: None,
+                    }])?;
+                    acks.push(t.elapsed());
+                }
+                Ok(acks)
+            })
+        };
         let mut readable = Vec::new();
         let mut n = 0u64;
         while started.elapsed().as_secs_f64() < seconds {
             n += 1;
-            let id = format!("probe{n}");
+            let id = format!("probe{count}-{n}");
             let t = Instant::now();
-            store.push(vec![PushEvent {
-                entity_type: "item".into(),
-                entity_id: id.clone(),
-                event_time: now_ms(),
-                features: vec![(names[0].clone(), Value::Float64(n as f64))],
-                event_id: None,
-            }])?;
+            probe_tx.send((id.clone(), n as f64))?;
             loop {
                 let v = store.get_features("item", &id, &[names[0].as_str()])?;
                 if v.features[0].value == Some(Value::Float64(n as f64)) {
                     break;
                 }
+                std::thread::sleep(Duration::from_micros(50));
             }
             readable.push(t.elapsed());
             std::thread::sleep(Duration::from_millis(2));
         }
+        drop(probe_tx);
+        let mut acks = pusher
+            .join()
+            .map_err(|_| anyhow::anyhow!("probe pusher panicked"))??;
+        acks.sort();
         stop.store(true, Ordering::Relaxed);
         let mut events = 0u64;
         let mut latencies = Vec::new();
@@ -144,7 +188,7 @@ fn main() -> Result<()> {
         latencies.sort();
         readable.sort();
         println!(
-            "{:>9} {:>12.0} {:>14.0} {:>9.2}ms {:>9.2}ms {:>11.2}ms {:>11.2}ms",
+            "{:>9} {:>12.0} {:>14.0} {:>9.2}ms {:>9.2}ms {:>11.2}ms {:>11.2}ms {:>11.2}ms",
             count,
             events as f64 / secs,
             (events * features as u64) as f64 / secs,
@@ -152,6 +196,7 @@ fn main() -> Result<()> {
             ms(percentile(&latencies, 0.99)),
             ms(percentile(&readable, 0.5)),
             ms(percentile(&readable, 0.99)),
+            ms(percentile(&acks, 0.99)),
         );
     }
     Ok(())

@@ -10,4 +10,5 @@ mod registry;
 mod restart;
 mod segments;
 mod streaming;
+mod streaming_http;
 mod versions;

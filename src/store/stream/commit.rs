@@ -1,23 +1,30 @@
-//! The committer: one thread that makes pushes durable with group commit.
+//! The committer: makes pushes durable with group commit, in a two-stage pipeline.
 //!
 //! Producers validate their events, queue them on a crossbeam channel and block on a
-//! reply. The committer takes every job queued (up to [`MAX_GROUP_VALUES`] values),
-//! reads the stored state of every key they touch with one batched MultiGet per column
-//! family, applies the event-time rule in queue order, writes one `WriteBatch` with a
-//! synced WAL, and only then answers every producer. Concurrent pushes therefore share
-//! one fsync, and a push is acknowledged only once durable.
+//! reply. The **writer** thread takes every job queued (up to [`MAX_GROUP_VALUES`]
+//! values), reads the stored state of every key they touch with one batched MultiGet
+//! per column family, applies the event-time rule in queue order and writes one
+//! `WriteBatch` (WAL and memtable, not yet synced): from then on the values are
+//! readable. It hands the batch to the **syncer** thread and goes on with the next
+//! jobs. The syncer takes every written batch waiting, syncs the WAL once
+//! (`FlushWAL(sync)`, an fsync covering all of them) and only then answers their
+//! producers. So concurrent pushes share one fsync, the next group is prepared while the
+//! previous one is synced, and a push is acknowledged only once durable.
+//!
+//! A consequence to know: a value may be read between its write and its sync. If the
+//! process then dies, that value is lost although a reader saw it; its producer was never
+//! acknowledged and retries. Acknowledged values are never lost.
 //!
 //! Event-time rule (per entity and feature): a value replaces the stored one only if
 //! `(event time, encoded value)` is greater, bytewise on the value. The result is the
 //! maximum over every value ever pushed, whatever the arrival order, and a replay
 //! changes nothing.
 //!
-//! Thread-safety contract: the committer alone writes stream column families, so its
-//! read-decide-write is not raced by another writer. A failed write poisons it: every
-//! later push fails until the store is reopened (the WAL's state after a failed fsync is
-//! unknown).
+//! Thread-safety contract: the writer alone writes stream column families, so its
+//! read-decide-write is not raced by another writer. A failed write or sync poisons the
+//! committer: every later push fails until the store is reopened (the WAL's state after
+//! a failed fsync is unknown).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -30,6 +37,10 @@ use super::{EVENTS_CF, stream_cf_name};
 use crate::codec::stream::Tile;
 use crate::codec::value::decode_event_time;
 use crate::types::{TimestampMs, now_ms};
+
+/// Maps of one commit, hashed with aHash (keys are producer-chosen, but a commit's maps
+/// live for one batch and are bounded by it; aHash's random keys suffice).
+type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// A group commit stops taking queued jobs once it holds this many values.
 pub const MAX_GROUP_VALUES: usize = 200_000;
@@ -48,14 +59,20 @@ struct Job {
 pub(crate) struct Shared {
     poisoned: Mutex<Option<String>>,
     /// Newest event time written per group since open.
-    pub newest: Mutex<HashMap<String, TimestampMs>>,
+    pub newest: Mutex<std::collections::HashMap<String, TimestampMs>>,
     pub observer: Mutex<Option<CommitObserver>>,
 }
 
-/// Handle of the committer thread; dropping it drains the queue and joins the thread.
+/// Jobs written (readable) and waiting for the WAL sync.
+struct Written {
+    jobs: Vec<Job>,
+    outcomes: Vec<PushOutcome>,
+}
+
+/// Handle of the committer threads; dropping it drains the queue and joins them.
 pub(crate) struct Committer {
     tx: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     pub shared: Arc<Shared>,
 }
 
@@ -63,21 +80,27 @@ impl Committer {
     /// Starts the thread writing to `db`.
     pub fn start(db: Arc<DB>) -> std::io::Result<Self> {
         let (tx, rx) = channel::unbounded();
+        let (written_tx, written_rx) = channel::unbounded();
         let shared = Arc::new(Shared::default());
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
+        let (writer_db, writer_shared) = (db.clone(), shared.clone());
+        let writer = std::thread::Builder::new()
             .name("featstore-commit".into())
-            .spawn(move || run(&db, &rx, &thread_shared))?;
+            .spawn(move || run_writer(&writer_db, &rx, &written_tx, &writer_shared))?;
+        let syncer_shared = shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("featstore-sync".into())
+            .spawn(move || run_syncer(&db, &written_rx, &syncer_shared))?;
         Ok(Committer {
             tx: Some(tx),
-            thread: Some(thread),
+            threads: vec![writer, syncer],
             shared,
         })
     }
 
     /// Queues `events` and waits until they are durable (or refused).
     pub fn submit(&self, events: Vec<Prepared>) -> Result<PushOutcome, PushError> {
-        if let Some(reason) = self.shared.poisoned.lock().clone() {
+        let poisoned = self.shared.poisoned.lock().clone();
+        if let Some(reason) = poisoned {
             return Err(PushError::Poisoned(reason));
         }
         let (reply, answer) = channel::bounded(1);
@@ -94,15 +117,31 @@ impl Committer {
 impl Drop for Committer {
     fn drop(&mut self) {
         self.tx.take();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("stream committer thread panicked");
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("stream committer thread panicked");
+            }
         }
     }
 }
 
-fn run(db: &DB, rx: &Receiver<Job>, shared: &Shared) {
+fn poison(shared: &Shared, reason: &str) {
+    tracing::error!(error = %reason, "stream write failed; refusing further pushes");
+    let mut poisoned = shared.poisoned.lock();
+    if poisoned.is_none() {
+        *poisoned = Some(reason.to_owned());
+    }
+}
+
+fn fail(jobs: Vec<Job>, e: &PushError) {
+    for job in jobs {
+        // A producer that gave up waiting is no error of ours.
+        let _ = job.reply.send(Err(e.clone()));
+    }
+}
+
+/// Stage 1: group, decide, write (readable, not yet durable).
+fn run_writer(db: &DB, rx: &Receiver<Job>, written: &Sender<Written>, shared: &Shared) {
     while let Ok(first) = rx.recv() {
         let mut values: usize = first.events.iter().map(|e| e.values.len()).sum();
         let mut jobs = vec![first];
@@ -116,25 +155,53 @@ fn run(db: &DB, rx: &Receiver<Job>, shared: &Shared) {
             }
         }
         let poisoned = shared.poisoned.lock().clone();
-        let results = match poisoned {
-            Some(reason) => Err(PushError::Poisoned(reason)),
-            None => commit(db, &jobs, shared),
-        };
-        match results {
+        if let Some(reason) = poisoned {
+            fail(jobs, &PushError::Poisoned(reason));
+            continue;
+        }
+        match commit(db, &jobs, shared) {
             Ok(outcomes) => {
-                for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    // A producer that gave up waiting is no error of ours.
-                    let _ = job.reply.send(Ok(outcome));
+                if let Err(channel::SendError(w)) = written.send(Written { jobs, outcomes }) {
+                    fail(
+                        w.jobs,
+                        &PushError::Storage("the WAL syncer has stopped".into()),
+                    );
                 }
             }
             Err(e) => {
                 if let PushError::Storage(reason) = &e {
-                    tracing::error!(error = %reason, "stream write failed; refusing further pushes");
-                    *shared.poisoned.lock() = Some(reason.clone());
+                    poison(shared, reason);
                 }
-                for job in jobs {
-                    let _ = job.reply.send(Err(e.clone()));
+                fail(jobs, &e);
+            }
+        }
+    }
+}
+
+/// Stage 2: one WAL sync for every batch written meanwhile, then the acknowledgements.
+fn run_syncer(db: &DB, rx: &Receiver<Written>, shared: &Shared) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            batches.push(more);
+        }
+        let poisoned = shared.poisoned.lock().clone();
+        let synced = match poisoned {
+            Some(reason) => Err(PushError::Poisoned(reason)),
+            None => db.flush_wal(true).map_err(|e| {
+                let reason = format!("WAL sync failed: {e}");
+                poison(shared, &reason);
+                PushError::Storage(reason)
+            }),
+        };
+        for batch in batches {
+            match &synced {
+                Ok(()) => {
+                    for (job, outcome) in batch.jobs.into_iter().zip(batch.outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
                 }
+                Err(e) => fail(batch.jobs, e),
             }
         }
     }
@@ -157,8 +224,8 @@ struct TileSlot {
 /// Keys one commit touches in one group's column family.
 #[derive(Default)]
 struct GroupWork {
-    values: HashMap<Vec<u8>, ValueSlot>,
-    tiles: HashMap<Vec<u8>, TileSlot>,
+    values: FastMap<Vec<u8>, ValueSlot>,
+    tiles: FastMap<Vec<u8>, TileSlot>,
     /// Event times of the values that became the latest value.
     applied: Vec<TimestampMs>,
 }
@@ -185,8 +252,8 @@ fn multi_get(
 
 fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, PushError> {
     // 1. Every key touched, per group.
-    let mut groups: HashMap<Arc<str>, GroupWork> = HashMap::new();
-    let mut markers: HashMap<Vec<u8>, bool> = HashMap::new();
+    let mut groups: FastMap<Arc<str>, GroupWork> = FastMap::default();
+    let mut markers: FastMap<Vec<u8>, bool> = FastMap::default();
     for event in jobs.iter().flat_map(|j| &j.events) {
         for v in &event.values {
             groups
@@ -216,7 +283,7 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
     }
 
     // 2. Their stored state: one batched MultiGet per column family and key kind.
-    let mut names: HashMap<Arc<str>, String> = HashMap::new();
+    let mut names: FastMap<Arc<str>, String> = FastMap::default();
     for (group, work) in &mut groups {
         let name = stream_cf_name(group);
         let cf = db
@@ -333,7 +400,7 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
         outcomes.push(outcome);
     }
 
-    // 4. One synced write.
+    // 4. One write; the syncer makes it durable before anyone is acknowledged.
     for (group, work) in &groups {
         let Some(cf) = names.get(group).and_then(|n| db.cf_handle(n)) else {
             continue;
@@ -350,9 +417,8 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
         }
     }
     if !batch.is_empty() {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        db.write_opt(batch, &opts).map_err(storage)?;
+        db.write_opt(batch, &WriteOptions::default())
+            .map_err(storage)?;
     }
 
     // 5. Freshness: what became readable, and when.

@@ -4,7 +4,6 @@
 //! Validation runs on the producer's thread, before anything is queued, so a request
 //! with a bad event is refused whole and costs the committer nothing.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -152,12 +151,14 @@ pub(crate) struct AggregateTarget {
     pub spec: AggregateSpec,
 }
 
+type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
 /// Aggregates by source feature id, derived from the registry.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AggregateIndex {
-    pub by_source: HashMap<FeatureId, Vec<AggregateTarget>>,
+    pub by_source: FastMap<FeatureId, Vec<AggregateTarget>>,
     /// Interned group names.
-    pub groups: HashMap<String, Arc<str>>,
+    pub groups: FastMap<String, Arc<str>>,
 }
 
 impl AggregateIndex {
