@@ -1,6 +1,7 @@
 //! Durability across a crash: the real `featstore serve` binary acknowledges pushes
 //! from concurrent producers and is killed with SIGKILL while they are still pushing;
-//! after a restart on the same directory, every acknowledged event is there.
+//! after a restart on the same directory, every acknowledged event is there. Also the
+//! `featstore push` command on a data directory.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,8 +13,25 @@ use featstore::types::{Value, now_ms};
 
 use super::common::{post, small_config};
 
+/// A server child process, killed (SIGKILL) when dropped, so a failing test leaves
+/// no server behind.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts `featstore serve` on an ephemeral port; returns the child and its address.
-fn spawn_server(data: &std::path::Path) -> (Child, String) {
+fn spawn_server(data: &std::path::Path) -> (Server, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_featstore"))
         .args(["serve", "--addr", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -34,10 +52,11 @@ fn spawn_server(data: &std::path::Path) -> (Child, String) {
             }
         }
     });
+    let server = Server(child);
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("server did not report its address");
-    (child, addr)
+    (server, addr)
 }
 
 const SPEC: &str = r#"{"features":[
@@ -97,8 +116,7 @@ fn every_acknowledged_push_survives_sigkill() {
     while acked.lock().expect("lock").len() < 2_000 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    child.kill();
     for producer in producers {
         producer.join().expect("producer");
     }
@@ -121,4 +139,78 @@ fn every_acknowledged_push_survives_sigkill() {
             "{id}"
         );
     }
+    drop(store);
+
+    // The restarted server answers them too.
+    let (mut child, base) = spawn_server(&data);
+    for (id, n) in acked.iter().step_by(acked.len() / 20 + 1) {
+        let (status, body) =
+            super::common::get(&format!("{base}/v1/features/item/{id}?names=crash_value"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            super::common::json(&body)["features"][0]["value"],
+            *n,
+            "{body}"
+        );
+    }
+    child.kill();
+}
+
+#[test]
+fn the_cli_pushes_a_file_and_refuses_a_bad_one_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    let features = dir.path().join("features.toml");
+    std::fs::write(
+        &features,
+        "[[feature]]\nname = \"crash_value\"\nentity_type = \"item\"\ngroup = \"crash_live\"\nowner = \"t\"\ndtype = \"int64\"\n",
+    )
+    .expect("write");
+    let featstore = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_featstore"))
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run featstore")
+    };
+    let out = featstore(&["apply", features.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{out:?}");
+    let good = dir.path().join("good.json");
+    std::fs::write(
+        &good,
+        format!(r#"{{"events":[{{"entity_type":"item","entity_id":"a","event_time":{},"features":{{"crash_value":5}}}}]}}"#, now_ms()),
+    )
+    .expect("write");
+    let out = featstore(&["push", good.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"accepted\": 1"),
+        "{out:?}"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"events":[{"entity_type":"item","entity_id":"b","event_time":1,"features":{"crash_value":1}},
+                      {"entity_type":"item","entity_id":"b","event_time":1,"features":{"crash_value":"x"}}]}"#,
+    )
+    .expect("write");
+    let out = featstore(&["push", bad.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("event 1:"),
+        "{out:?}"
+    );
+    let store = FeatureStore::open(&data, small_config()).expect("open");
+    let read = |id: &str| {
+        store
+            .get_features("item", id, &["crash_value"])
+            .expect("read")
+            .features[0]
+            .value
+            .clone()
+    };
+    assert_eq!(read("a"), Some(Value::Int64(5)));
+    assert_eq!(read("b"), None);
 }
