@@ -265,3 +265,66 @@ fn aggregates_are_not_pushed_and_need_a_valid_source() {
         .contains("multiple")
     );
 }
+
+#[test]
+fn compaction_drops_tiles_past_their_window_and_old_event_markers() {
+    use featstore::codec::EntityKey;
+    use featstore::codec::stream::{Tile, event_marker_key, tile_key};
+
+    let (_dir, store) = store_with_aggregates();
+    let now = now_ms();
+    // Creates the stream column families.
+    store
+        .push(vec![click("u", now, 1.0, Some("fresh".into()))])
+        .expect("push");
+    let registry = store.registry();
+    let count_5m = registry.resolve("user_clicks_5m").expect("def");
+    let spec = count_5m.spec.aggregate.clone().expect("aggregate");
+    let entity = EntityKey::new(b"u").expect("id");
+    let old_tile = tile_key(
+        &entity,
+        count_5m.id,
+        spec.tile_start(now - spec.retention_ms() - 60_000),
+    );
+    let live_tile = tile_key(&entity, count_5m.id, spec.tile_start(now));
+    let old_marker = event_marker_key("user", &entity, "ancient").expect("key");
+    let live_marker = event_marker_key("user", &entity, "fresh").expect("key");
+    {
+        // Written directly: a push would refuse such late events.
+        let view = store.view();
+        let cf = view.stream("user_aggs").expect("stream cf");
+        let mut tile = Tile::default();
+        tile.add(1.0, now - spec.retention_ms() - 60_000);
+        view.db().put_cf(cf, &old_tile, tile.encode()).expect("put");
+        let events = view.db().cf_handle("stream_events").expect("events cf");
+        view.db()
+            .put_cf(&events, &old_marker, (now - 30 * 86_400_000).to_le_bytes())
+            .expect("put");
+    }
+    store.compact_stream("user_aggs").expect("compact");
+    let view = store.view();
+    let cf = view.stream("user_aggs").expect("stream cf");
+    let events = view.db().cf_handle("stream_events").expect("events cf");
+    assert!(
+        view.db().get_cf(cf, &old_tile).expect("get").is_none(),
+        "old tile kept"
+    );
+    assert!(
+        view.db().get_cf(cf, &live_tile).expect("get").is_some(),
+        "live tile dropped"
+    );
+    assert!(
+        view.db()
+            .get_cf(&events, &old_marker)
+            .expect("get")
+            .is_none(),
+        "old marker kept"
+    );
+    assert!(
+        view.db()
+            .get_cf(&events, &live_marker)
+            .expect("get")
+            .is_some(),
+        "live marker dropped"
+    );
+}

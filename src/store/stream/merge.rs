@@ -17,7 +17,7 @@ use super::super::view::ReadView;
 use crate::codec::EntityKey;
 use crate::codec::stream::{Tile, tile_key};
 use crate::codec::value::decode_value;
-use crate::registry::{AggregateFunction, AggregateSpec};
+use crate::registry::{AggregateFunction, AggregateSpec, FeatureDefinition};
 use crate::types::{TimestampMs, Value};
 
 fn storage(e: rocksdb::Error) -> ReadError {
@@ -73,8 +73,8 @@ pub fn merge_stream(
     }
     for (e, entity) in entities.iter().enumerate() {
         for &(column, aggregate) in &aggregates {
-            let fid = request.defs[column].id;
-            out[e * width + column] = evaluate(view, cf, entity, fid, aggregate, now)?;
+            let def = request.defs[column];
+            out[e * width + column] = evaluate(view, cf, entity, def, aggregate, now)?;
         }
     }
     Ok(())
@@ -86,10 +86,11 @@ fn evaluate(
     view: &ReadView,
     cf: &Arc<BoundColumnFamily<'_>>,
     entity: &EntityKey,
-    fid: crate::types::FeatureId,
+    def: &FeatureDefinition,
     aggregate: &AggregateSpec,
     now: TimestampMs,
 ) -> Result<Stored, ReadError> {
+    let fid = def.id;
     let (first, end) = aggregate.window_tiles(now);
     let mut opts = ReadOptions::default();
     opts.set_prefix_same_as_start(true);
@@ -100,7 +101,7 @@ fn evaluate(
     while iter.valid() {
         let Some(value) = iter.value() else { break };
         let tile = Tile::decode(value).map_err(|source| ReadError::Corrupt {
-            feature: format!("aggregate {fid}"),
+            feature: def.qualified_name(),
             source,
         })?;
         total.merge(&tile);
