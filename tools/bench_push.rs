@@ -8,7 +8,11 @@
 //! With RATE > 0 the producers together offer about RATE feature values/s (paced),
 //! which measures latency at a given load instead of at saturation.
 //!
-//! `featstore-bench-push [SECONDS] [EVENTS_PER_PUSH] [FEATURES] [PRODUCERS,..] [RATE]`
+//! With `http` as the first argument, pushes go through `POST /v1/push` of a server
+//! started in-process on 127.0.0.1 (JSON encoding, HTTP and parsing included); reads
+//! stay in-process.
+//!
+//! `featstore-bench-push [http] [SECONDS] [EVENTS_PER_PUSH] [FEATURES] [PRODUCERS,..] [RATE]`
 //! (defaults 5 10 10 1,8,64 0).
 
 use std::sync::Arc;
@@ -54,8 +58,74 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// How a push is sent: in-process, or over HTTP.
+type PushFn = Arc<dyn Fn(Vec<PushEvent>) -> Result<()> + Send + Sync>;
+
+fn library_push(store: Arc<FeatureStore>) -> PushFn {
+    Arc::new(move |events| {
+        store.push(events)?;
+        Ok(())
+    })
+}
+
+/// Starts the HTTP server on a runtime of its own and returns a push over HTTP.
+fn http_push(store: Arc<FeatureStore>) -> Result<PushFn> {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            addr_tx.send(listener.local_addr()?)?;
+            featstore::server::run(store, listener, std::future::pending()).await?;
+            Ok(())
+        })
+    });
+    let url = format!("http://{}/v1/push", addr_rx.recv()?);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    Ok(Arc::new(move |events: Vec<PushEvent>| {
+        let events: Vec<serde_json::Value> = events
+            .into_iter()
+            .map(|e| {
+                let features: serde_json::Map<String, serde_json::Value> = e
+                    .features
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let json = match value {
+                            Value::Float64(v) => serde_json::json!(v),
+                            _ => serde_json::Value::Null,
+                        };
+                        (name, json)
+                    })
+                    .collect();
+                serde_json::json!({"entity_type": e.entity_type, "entity_id": e.entity_id,
+                    "event_time": e.event_time, "features": features})
+            })
+            .collect();
+        let body = serde_json::json!({ "events": events }).to_string();
+        let mut response = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.as_bytes())?;
+        if response.status() != 200 {
+            bail!(
+                "push answered {}: {}",
+                response.status(),
+                response.body_mut().read_to_string()?
+            );
+        }
+        Ok(())
+    }))
+}
+
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let http = args.next_if(|a| a == "http").is_some();
     let seconds: f64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5.0);
     let per_push: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
     let features: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
@@ -72,8 +142,19 @@ fn main() -> Result<()> {
     let names: Arc<Vec<String>> =
         Arc::new(specs(features).iter().map(|s| s.name.clone()).collect());
     store.apply(specs(features))?;
+    let push = if http {
+        http_push(store.clone())?
+    } else {
+        library_push(store.clone())
+    };
     println!(
-        "durable pushes: {per_push} events x {features} float64 features per push, {seconds} s per run"
+        "durable pushes ({}): {per_push} events x {features} float64 features per push, {seconds} s per run, {}",
+        if http { "HTTP" } else { "library" },
+        if rate > 0.0 {
+            format!("{rate} values/s offered")
+        } else {
+            "unpaced".to_owned()
+        }
     );
     println!(
         "{:>9} {:>12} {:>14} {:>11} {:>11} {:>13} {:>13} {:>13}",
@@ -91,7 +172,7 @@ fn main() -> Result<()> {
         let started = Instant::now();
         let workers: Vec<_> = (0..count)
             .map(|p| {
-                let (store, stop, names) = (store.clone(), stop.clone(), names.clone());
+                let (push, stop, names) = (push.clone(), stop.clone(), names.clone());
                 std::thread::spawn(move || -> Result<(u64, Vec<Duration>)> {
                     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(p as u64);
                     let mut events = 0u64;
@@ -123,7 +204,7 @@ fn main() -> Result<()> {
                             })
                             .collect();
                         let t = Instant::now();
-                        store.push(batch)?;
+                        push(batch)?;
                         latencies.push(t.elapsed());
                         events += per_push as u64;
                     }
@@ -135,12 +216,12 @@ fn main() -> Result<()> {
         // until visible.
         let (probe_tx, probe_rx) = std::sync::mpsc::channel::<(String, f64)>();
         let pusher = {
-            let (store, names) = (store.clone(), names.clone());
+            let (push, names) = (push.clone(), names.clone());
             std::thread::spawn(move || -> Result<Vec<Duration>> {
                 let mut acks = Vec::new();
                 for (id, value) in probe_rx {
                     let t = Instant::now();
-                    store.push(vec![PushEvent {
+                    push(vec![PushEvent {
                         entity_type: "item".into(),
                         entity_id: id,
                         event_time: now_ms(),
