@@ -403,20 +403,28 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
         outcomes.push(outcome);
     }
 
-    // 4. One write; the syncer makes it durable before anyone is acknowledged.
+    // 4. One write; the syncer makes it durable before anyone is acknowledged. Keys go
+    // in ascending order: the memtable's skip list then inserts each one starting from
+    // the previous one's position.
     for (group, work) in &groups {
         let Some(cf) = names.get(group).and_then(|n| db.cf_handle(n)) else {
             continue;
         };
-        for (key, slot) in &work.values {
-            if let (true, Some((_, bytes))) = (slot.dirty, &slot.current) {
-                batch.put_cf(&cf, key, bytes);
-            }
+        let mut values: Vec<(&Vec<u8>, &Vec<u8>)> = work
+            .values
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .filter_map(|(key, slot)| slot.current.as_ref().map(|(_, bytes)| (key, bytes)))
+            .collect();
+        values.sort_unstable();
+        for (key, bytes) in values {
+            batch.put_cf(&cf, key, bytes);
         }
-        for (key, slot) in &work.tiles {
-            if slot.dirty {
-                batch.put_cf(&cf, key, slot.tile.encode());
-            }
+        let mut tiles: Vec<(&Vec<u8>, &TileSlot)> =
+            work.tiles.iter().filter(|(_, slot)| slot.dirty).collect();
+        tiles.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (key, slot) in tiles {
+            batch.put_cf(&cf, key, slot.tile.encode());
         }
     }
     if !batch.is_empty() {
