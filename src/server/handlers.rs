@@ -2,8 +2,9 @@
 //!
 //! No business logic lives here. Every failure becomes an [`ApiError`] whose status
 //! comes from one mapping per error type ([`store_error_status`], [`read_error_status`]).
-//! Store calls that may take long (load, apply, activate, rollback, drop) run on the
-//! blocking pool; reads run inline, they take no lock and are fast.
+//! Store calls that may take long (load, apply, activate, rollback, drop, and pushes,
+//! which wait for their WAL sync) run on the blocking pool; reads run inline, they take
+//! no lock and are fast.
 //!
 //! Thread-safety contract: handlers share only [`AppState`] (an `Arc` of the store,
 //! which is `Send + Sync`, and the atomic metrics).
