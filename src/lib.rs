@@ -16,7 +16,7 @@
 //! * [`codec`] — byte encodings of stored keys and values (`storage-format.md`).
 //! * [`registry`] — feature definitions and the immutable registry snapshot.
 //! * [`store`] — the RocksDB engine: column families, manifest, versions, read views,
-//!   reads. [`FeatureStore`] is its public face.
+//!   reads, streamed pushes and windowed aggregates. [`FeatureStore`] is its public face.
 //! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
 //! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,

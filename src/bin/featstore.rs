@@ -95,6 +95,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Push streamed events: a JSON body `{"events": [..]}` from a file or stdin.
+    Push {
+        /// The events file (`-` or absent: stdin).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// List registered feature definitions.
     Definitions {
         /// Only this entity type.
@@ -210,6 +217,12 @@ fn remote(base: &str, method: &str, path: &str, body: Option<serde_json::Value>)
         bail!("server answered {status}");
     }
     Ok(())
+}
+
+fn read_stdin() -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).context("reading stdin")?;
+    Ok(body)
 }
 
 fn encode_component(text: &str) -> String {
@@ -407,6 +420,35 @@ fn run(cli: Cli) -> Result<()> {
                 print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
             }
         },
+        Command::Push { file, target } => {
+            let body = match file.as_deref() {
+                None => read_stdin()?,
+                Some(path) if path == Path::new("-") => read_stdin()?,
+                Some(path) => {
+                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+                }
+            };
+            match &target.server {
+                Some(base) => {
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&body).context("the events are not JSON")?;
+                    remote(base, "POST", "/v1/push", Some(json))
+                }
+                None => match open(&target)?.push_json(&body) {
+                    Ok(outcome) => print_json(&outcome),
+                    Err(featstore::store::PushError::Rejected { rejections, events }) => {
+                        for r in &rejections {
+                            eprintln!("event {}: {}", r.index, r.reason);
+                        }
+                        bail!(
+                            "{} of {events} events rejected; nothing was applied",
+                            rejections.len()
+                        )
+                    }
+                    Err(e) => Err(e.into()),
+                },
+            }
+        }
         Command::Definitions {
             entity_type,
             owner,

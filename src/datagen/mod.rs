@@ -434,6 +434,7 @@ pub fn write_float_matrix(
             sensitivity: Sensitivity::Internal,
             description: format!("Synthetic benchmark float feature {k}, in [-1, 1)."),
             tags: vec!["benchmark".to_owned()],
+            aggregate: None,
         })
         .collect();
     let table = MatrixTable {

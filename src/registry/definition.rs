@@ -59,6 +59,10 @@ pub struct FeatureSpec {
     /// Free-form tags for discovery.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// A windowed aggregate computed from pushed events (see
+    /// [`super::aggregate`]); such a feature is never pushed or loaded itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<super::aggregate::AggregateSpec>,
 }
 
 fn first_version() -> u32 {
@@ -114,6 +118,9 @@ impl FeatureSpec {
         if self.owner.trim().is_empty() {
             return Err(format!("feature `{}`: owner must not be empty", self.name));
         }
+        if let Some(aggregate) = &self.aggregate {
+            aggregate.validate(self)?;
+        }
         Ok(())
     }
 
@@ -132,6 +139,9 @@ impl FeatureSpec {
         }
         if self.group != next.group {
             changes.push(format!("group {} -> {}", self.group, next.group));
+        }
+        if self.aggregate != next.aggregate {
+            changes.push("aggregate definition".to_owned());
         }
         if changes.is_empty() {
             return None;
@@ -164,6 +174,7 @@ mod tests {
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],
+            aggregate: None,
         }
     }
 

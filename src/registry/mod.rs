@@ -4,6 +4,7 @@
 //! engine swaps it into the read view atomically, so readers never wait on a change.
 //! Persistence lives in `store::meta`; parsing of declarative files in [`file`].
 
+pub mod aggregate;
 pub mod definition;
 pub mod file;
 
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
 use std::sync::Arc;
 
+pub use aggregate::{AggregateFunction, AggregateSpec};
 pub use definition::{FeatureDefinition, FeatureSpec, Sensitivity};
 
 use crate::types::FeatureId;

@@ -2,8 +2,9 @@
 //!
 //! No business logic lives here. Every failure becomes an [`ApiError`] whose status
 //! comes from one mapping per error type ([`store_error_status`], [`read_error_status`]).
-//! Store calls that may take long (load, apply, activate, rollback, drop) run on the
-//! blocking pool; reads run inline, they take no lock and are fast.
+//! Store calls that may take long (load, apply, activate, rollback, drop, and pushes,
+//! which wait for their WAL sync) run on the blocking pool; reads run inline, they take
+//! no lock and are fast.
 //!
 //! Thread-safety contract: handlers share only [`AppState`] (an `Arc` of the store,
 //! which is `Send + Sync`, and the atomic metrics).
@@ -26,8 +27,9 @@ use crate::FeatureStore;
 use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
 use crate::loader::{LoadError, LoadProgress, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
+use crate::store::PushError;
 use crate::store::{ReadError, StoreError};
-use crate::types::{TimestampMs, parse_timestamp_ms};
+use crate::types::{TimestampMs, now_ms, parse_timestamp_ms};
 
 /// Largest request body accepted; larger ones are answered 413.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -264,11 +266,15 @@ pub async fn handle(
             })
         }
         Route::DropOldVersions => drop_old_versions(state, param(&mut params, 0), &req).await,
+        Route::Push => push(state, req).await,
         Route::Healthz | Route::Readyz => {
             Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
         }
         Route::Metrics => {
             let groups = state.store.groups();
+            state
+                .metrics
+                .set_stream_newest(&state.store.stream_newest_event_times(), now_ms());
             let text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -559,6 +565,48 @@ async fn load(
     })
     .await?;
     ok_json(&record)
+}
+
+/// The HTTP status of a failed push.
+pub fn push_error_status(e: &PushError) -> StatusCode {
+    if e.is_client_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
+}
+
+/// The response of a failed push: `{"error", "rejected": [{"index", "reason"}..]}`.
+pub fn push_error_response(e: &PushError) -> HttpResponse {
+    let status = push_error_status(e);
+    if status.is_server_error() {
+        tracing::error!(error = %e, "push failed");
+    }
+    let rejected = match e {
+        PushError::Rejected { rejections, .. } => rejections.as_slice(),
+        _ => &[],
+    };
+    let body = serde_json::json!({"error": e.to_string(), "rejected": rejected});
+    json_response(status, body.to_string().into_bytes())
+}
+
+/// `POST /v1/push`: all events applied (200 with counts), or none (400 listing every
+/// bad event).
+async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let body = read_body(req).await?;
+    let store = state.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.push_json(&body))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("push task failed: {e}"),
+            )
+        })?;
+    match result {
+        Ok(outcome) => ok_json(&outcome),
+        Err(e) => Ok(push_error_response(&e)),
+    }
 }
 
 #[cfg(test)]

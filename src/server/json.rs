@@ -68,11 +68,12 @@ impl Serialize for Readings<'_> {
 impl Serialize for ReadingJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let reading = self.0;
-        let mut out = serializer.serialize_struct("FeatureReading", 4)?;
+        let mut out = serializer.serialize_struct("FeatureReading", 5)?;
         out.serialize_field("name", &reading.name)?;
         out.serialize_field("status", reading.status.as_str())?;
         out.serialize_field("value", &reading.value.as_ref().map(ValueJson))?;
         out.serialize_field("event_time", &reading.event_time)?;
+        out.serialize_field("age_ms", &reading.age_ms)?;
         out.end()
     }
 }
@@ -113,7 +114,7 @@ fn estimated_len(vector: &FeatureVector) -> usize {
 }
 
 /// Encodes the read response for `vector`:
-/// `{"entity_type","entity_id","features":[{"name","status","value","event_time"}..],"versions":{group: version}}`.
+/// `{"entity_type","entity_id","features":[{"name","status","value","event_time","age_ms"}..],"versions":{group: version}}`.
 pub fn encode_feature_vector(vector: &FeatureVector) -> Result<Vec<u8>, serde_json::Error> {
     let mut buf = Vec::with_capacity(estimated_len(vector));
     serde_json::to_writer(&mut buf, &FeatureVectorJson(vector))?;
@@ -152,6 +153,7 @@ mod tests {
             status,
             value,
             event_time,
+            age_ms: event_time.map(|_| 5),
         }
     }
 
@@ -176,7 +178,7 @@ mod tests {
         ]);
         assert_eq!(
             encode(&v),
-            r#"{"entity_type":"product","entity_id":"p1","features":[{"name":"a","status":"present","value":1.5,"event_time":1763700000000},{"name":"b","status":"not_found","value":null,"event_time":null}],"versions":{"product_daily":3}}"#
+            r#"{"entity_type":"product","entity_id":"p1","features":[{"name":"a","status":"present","value":1.5,"event_time":1763700000000,"age_ms":5},{"name":"b","status":"not_found","value":null,"event_time":null,"age_ms":null}],"versions":{"product_daily":3}}"#
         );
     }
 

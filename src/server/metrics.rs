@@ -6,15 +6,20 @@
 //! * `featstore_http_request_duration_seconds{method,route}`: latency histogram, buckets
 //!   from 50 µs to 1 s.
 //! * `featstore_features_served_total{status}`: feature readings returned, by status
-//!   (`present`, `not_found`, `expired`, `null`).
+//!   (`present`, `not_found`, `expired`, `null`, `stale`).
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
 //!   refreshed from the store on each scrape.
+//! * `featstore_stream_lag_seconds{group}`: per pushed value that became the latest
+//!   value, the time from its event time to when it was durable and readable.
+//! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
+//!   event time pushed to the group since the server started.
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
 //! taken only by scrapes (refresh + encode, short and never across an await), so two
 //! concurrent scrapes cannot interleave a clear and an encode of the gauge.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -26,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::types::FeatureStatus;
+use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -52,12 +57,26 @@ struct StatusLabels {
     status: &'static str,
 }
 
+/// The `group` label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct GroupLabels {
+pub struct GroupLabels {
     group: String,
 }
 
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// Per-group histogram of push-to-readable lag; cloning shares the same counters.
+pub type LagFamily = Family<GroupLabels, Histogram, fn() -> Histogram>;
+
+/// Upper bounds of the stream lag buckets, in seconds: 1 ms to 1 h.
+const LAG_BUCKETS: [f64; 18] = [
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
+fn lag_histogram() -> Histogram {
+    Histogram::new(LAG_BUCKETS)
+}
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
@@ -70,11 +89,13 @@ struct ServedCounters {
     not_found: Counter,
     expired: Counter,
     null: Counter,
+    stale: Counter,
 }
 
 struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
+    newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -83,6 +104,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     served: ServedCounters,
+    stream_lag: LagFamily,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -134,6 +156,7 @@ impl Metrics {
             not_found: counter(FeatureStatus::NotFound),
             expired: counter(FeatureStatus::Expired),
             null: counter(FeatureStatus::Null),
+            stale: counter(FeatureStatus::Stale),
         };
         let active_versions = Family::<GroupLabels, Gauge>::default();
         registry.register(
@@ -141,13 +164,28 @@ impl Metrics {
             "Active batch version of each feature group (0: none active)",
             active_versions.clone(),
         );
+        let stream_lag: LagFamily =
+            Family::new_with_constructor(lag_histogram as fn() -> Histogram);
+        registry.register(
+            "featstore_stream_lag_seconds",
+            "Time from a pushed value's event time to when it was durable and readable, by group",
+            stream_lag.clone(),
+        );
+        let newest_age = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "featstore_stream_newest_age_seconds",
+            "Age of the newest event time pushed to each group since start",
+            newest_age.clone(),
+        );
         Metrics {
             requests,
             latency,
             served,
+            stream_lag,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
+                newest_age,
             }),
         }
     }
@@ -174,13 +212,14 @@ impl Metrics {
 
     /// Counts the readings of one read response by status.
     pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
-        let (mut present, mut not_found, mut expired, mut null) = (0, 0, 0, 0);
+        let (mut present, mut not_found, mut expired, mut null, mut stale) = (0, 0, 0, 0, 0);
         for status in statuses {
             match status {
                 FeatureStatus::Present => present += 1,
                 FeatureStatus::NotFound => not_found += 1,
                 FeatureStatus::Expired => expired += 1,
                 FeatureStatus::Null => null += 1,
+                FeatureStatus::Stale => stale += 1,
             }
         }
         for (counter, n) in [
@@ -188,10 +227,45 @@ impl Metrics {
             (&self.served.not_found, not_found),
             (&self.served.expired, expired),
             (&self.served.null, null),
+            (&self.served.stale, stale),
         ] {
             if n > 0 {
                 counter.inc_by(n);
             }
+        }
+    }
+
+    /// The lag histogram family, for the store's commit observer (a clone shares it).
+    pub fn stream_lag(&self) -> LagFamily {
+        self.stream_lag.clone()
+    }
+
+    /// Records one commit of `group`: values with `event_times` became readable at
+    /// `readable` (ms).
+    pub fn observe_stream_commit(
+        lag: &LagFamily,
+        group: &str,
+        event_times: &[TimestampMs],
+        readable: TimestampMs,
+    ) {
+        let histogram = lag.get_or_create(&GroupLabels {
+            group: group.to_owned(),
+        });
+        for t in event_times {
+            histogram.observe(readable.saturating_sub(*t).max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// Sets the newest-value age gauges from `(group, newest event time)` at `now`.
+    pub fn set_stream_newest(&self, newest: &[(String, TimestampMs)], now: TimestampMs) {
+        let scrape = self.scrape.lock();
+        for (group, t) in newest {
+            scrape
+                .newest_age
+                .get_or_create(&GroupLabels {
+                    group: group.clone(),
+                })
+                .set(now.saturating_sub(*t).max(0) as f64 / 1000.0);
         }
     }
 
@@ -254,6 +328,22 @@ mod tests {
             r#"featstore_group_active_version{group="product_daily"} 3"#,
             r#"featstore_group_active_version{group="user_daily"} 0"#,
             "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn stream_freshness_is_exported_per_group() {
+        let metrics = Metrics::new();
+        Metrics::observe_stream_commit(&metrics.stream_lag(), "clicks", &[1_000, 1_990], 2_000);
+        metrics.set_stream_newest(&[("clicks".into(), 1_990)], 4_000);
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            r#"featstore_stream_lag_seconds_bucket{le="0.01",group="clicks"} 1"#,
+            r#"featstore_stream_lag_seconds_bucket{le="1.0",group="clicks"} 2"#,
+            r#"featstore_stream_lag_seconds_count{group="clicks"} 2"#,
+            r#"featstore_stream_newest_age_seconds{group="clicks"} 2.01"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -24,6 +24,7 @@
 //! | POST | `/v1/groups/{group}/versions/{version}/activate` | `{"group","active_version"}` |
 //! | POST | `/v1/groups/{group}/rollback` | `{"group","active_version"}` |
 //! | POST | `/v1/groups/{group}/drop-old-versions?keep=K` | `{"group","dropped"}` |
+//! | POST | `/v1/push` | `PushOutcome`, or 400 `{"error","rejected":[{"index","reason"}..]}` |
 //! | GET | `/healthz`, `/readyz` | `ok` |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
@@ -81,6 +82,12 @@ pub async fn run(
         store,
         metrics: Metrics::new(),
     });
+    let lag = state.metrics.stream_lag();
+    state
+        .store
+        .set_commit_observer(Arc::new(move |group, event_times, readable| {
+            Metrics::observe_stream_commit(&lag, group, event_times, readable);
+        }));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));

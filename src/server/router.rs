@@ -32,6 +32,8 @@ pub enum Route {
     Rollback,
     /// `POST /v1/groups/{group}/drop-old-versions?keep=K`.
     DropOldVersions,
+    /// `POST /v1/push`: push streamed events.
+    Push,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open.
@@ -42,7 +44,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 12] = [
+    pub const ALL: [Route; 13] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -52,6 +54,7 @@ impl Route {
         Route::Activate,
         Route::Rollback,
         Route::DropOldVersions,
+        Route::Push,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -68,6 +71,7 @@ impl Route {
             Route::Activate => "/v1/groups/{group}/versions/{version}/activate",
             Route::Rollback => "/v1/groups/{group}/rollback",
             Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
+            Route::Push => "/v1/push",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -81,7 +85,8 @@ impl Route {
             | Route::Load
             | Route::Activate
             | Route::Rollback
-            | Route::DropOldVersions => Method::POST,
+            | Route::DropOldVersions
+            | Route::Push => Method::POST,
             Route::GetFeatures
             | Route::ListDefinitions
             | Route::ListGroups

@@ -12,17 +12,22 @@
 //! - A source is asked once per batch, never once per feature: the hot segment first,
 //!   then one RocksDB MultiGet (few features) or one prefix scan per entity (many
 //!   features) for the entities the segment does not hold.
+//! - Streamed values are merged in here, so every read path sees them: one MultiGet
+//!   over every (entity, feature) key of the group's stream column family, newest
+//!   event time winning (ties: the streamed value); windowed aggregates are evaluated
+//!   from their tiles (see [`super::stream::merge`]).
 
 use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
 use super::error::ReadError;
+use super::stream::merge::merge_stream;
 use super::view::ReadView;
 use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
 use crate::registry::FeatureDefinition;
-use crate::types::{FeatureId, TimestampMs, Value};
+use crate::types::{FeatureId, TimestampMs, Value, now_ms};
 
 /// A stored value and its event time, or nothing stored.
 pub type Stored = Option<(Value, TimestampMs)>;
@@ -43,8 +48,8 @@ pub struct GroupLookup<'a> {
 }
 
 /// Fills `out` with the stored values of `request.wanted` for every entity of
-/// `entities`. Returns the batch version read, or `None` when the group has no active
-/// version (nothing is filled then).
+/// `entities`: the active batch version's, merged with the group's streamed values.
+/// Returns the batch version read, or `None` when the group has no active version.
 pub fn lookup_group(
     view: &ReadView,
     request: &GroupLookup<'_>,
@@ -52,6 +57,20 @@ pub fn lookup_group(
     out: &mut [Stored],
 ) -> Result<Option<u64>, ReadError> {
     debug_assert_eq!(out.len(), entities.len() * request.width);
+    let version = lookup_batch(view, request, entities, out)?;
+    if let Some(cf) = view.stream(request.group) {
+        merge_stream(view, cf, request, entities, out, now_ms())?;
+    }
+    Ok(version)
+}
+
+/// The batch half of [`lookup_group`]: the active version's values.
+fn lookup_batch(
+    view: &ReadView,
+    request: &GroupLookup<'_>,
+    entities: &[EntityKey],
+    out: &mut [Stored],
+) -> Result<Option<u64>, ReadError> {
     let Some(active) = view.active(request.group) else {
         return Ok(None);
     };

@@ -19,6 +19,7 @@ pub mod meta;
 pub mod options;
 pub mod read;
 pub mod segments;
+pub mod stream;
 pub mod view;
 
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use serde::Serialize;
 pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
 pub use read::{FeatureReading, FeatureVector};
+pub use stream::{PushError, PushEvent, PushOutcome};
 pub use view::ReadView;
 
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
@@ -129,6 +131,8 @@ pub struct FeatureStore {
     access: ArcSwap<AccessMap>,
     // Writers only.
     admin: Mutex<AdminState>,
+    // Streamed features: the committer thread and registry-derived tables.
+    stream: stream::StreamState,
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -184,6 +188,7 @@ impl FeatureStore {
         let registry = Arc::new(registry);
         let segments = Self::map_active_segments(&dir, &manifest);
         let view = ReadView::build(db.clone(), registry.clone(), &manifest, &segments)?;
+        let stream = stream::StreamState::start(&db, &options, &registry)?;
         let store = FeatureStore {
             db,
             options,
@@ -197,6 +202,7 @@ impl FeatureStore {
                 next_feature_id,
                 segments,
             }),
+            stream,
         };
         store.load_access_counts()?;
         store.rebuild_unusable_segments();
@@ -563,9 +569,11 @@ impl FeatureStore {
         if changed.is_empty() {
             return Ok(outcomes);
         }
+        stream::check_aggregate_sources(&registry, &changed)?;
         meta::write_definitions(&self.db, &changed, next_id)?;
         state.next_feature_id = next_id;
         state.registry = Arc::new(registry);
+        self.stream.refresh(&state.registry);
         self.publish(&state)?;
         Ok(outcomes)
     }

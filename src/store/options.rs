@@ -21,11 +21,16 @@
 //! * Batch column families are written only by SST ingestion (files land in the
 //!   bottommost level, non-overlapping), so their memtables stay empty.
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Options,
     SliceTransform,
 };
 
+use super::stream::retention::{FilterKind, RetentionFilterFactory, SharedRetention};
+use super::stream::{EVENTS_CF, STREAM_CF_PREFIX};
 use crate::codec::key::entity_prefix_len;
 
 /// Name of the column family holding the registry, manifest and load records.
@@ -52,6 +57,8 @@ fn in_entity_domain(key: &[u8]) -> bool {
 /// Options shared by every column family open in one engine.
 pub struct EngineOptions {
     cache: Cache,
+    /// Retention limits read by the stream column families' compaction filters.
+    retention: SharedRetention,
 }
 
 impl EngineOptions {
@@ -59,7 +66,13 @@ impl EngineOptions {
     pub fn new(block_cache_bytes: usize) -> Self {
         EngineOptions {
             cache: Cache::new_lru_cache(block_cache_bytes),
+            retention: Arc::new(ArcSwap::from_pointee(Default::default())),
         }
+    }
+
+    /// The retention table shared with the compaction filters.
+    pub fn retention(&self) -> &SharedRetention {
+        &self.retention
     }
 
     /// Options for opening the database itself.
@@ -109,10 +122,36 @@ impl EngineOptions {
         opts
     }
 
+    /// Options of a `stream.{group}` column family: the batch tuning (point reads by
+    /// entity key, prefix scans of tiles), written through the memtable and WAL, with
+    /// the retention compaction filter.
+    pub fn stream_cf(&self) -> Options {
+        let mut opts = self.batch_cf();
+        opts.set_compaction_filter_factory(RetentionFilterFactory::new(
+            self.retention.clone(),
+            FilterKind::Stream,
+        ));
+        opts
+    }
+
+    /// Options of the `stream_events` column family (event-id markers).
+    pub fn events_cf(&self) -> Options {
+        let mut opts = self.meta_cf();
+        opts.set_compaction_filter_factory(RetentionFilterFactory::new(
+            self.retention.clone(),
+            FilterKind::Markers,
+        ));
+        opts
+    }
+
     /// Options for a column family found on disk at open, chosen by its name.
     pub fn for_existing_cf(&self, name: &str) -> Options {
         if name.starts_with(BATCH_CF_PREFIX) {
             self.batch_cf()
+        } else if name.starts_with(STREAM_CF_PREFIX) {
+            self.stream_cf()
+        } else if name == EVENTS_CF {
+            self.events_cf()
         } else {
             self.meta_cf()
         }

@@ -28,6 +28,9 @@ pub struct FeatureReading {
     pub value: Option<Value>,
     /// Event time of the stored value, when one was found (also for `expired`/`null`).
     pub event_time: Option<TimestampMs>,
+    /// Age of the stored value at read time (`now - event_time`, at least 0), when one
+    /// was found.
+    pub age_ms: Option<i64>,
 }
 
 /// One entity's features, in the order requested.
@@ -43,7 +46,9 @@ pub struct FeatureVector {
     pub versions: BTreeMap<String, u64>,
 }
 
-/// Decides the status of a stored value for `def` at `now`: the only place TTL applies.
+/// Decides the status of a stored value for `def` at `now`: the only place TTL and the
+/// freshness SLO apply. Past its TTL a value is `expired` (not returned); past its
+/// freshness SLO (and within its TTL) it is `stale` and returned.
 pub fn classify(
     def: &FeatureDefinition,
     stored: Option<(Value, TimestampMs)>,
@@ -61,7 +66,18 @@ pub fn classify(
     if value == Value::Null {
         return (FeatureStatus::Null, None, Some(event_time));
     }
+    if let Some(slo) = def.spec.freshness_slo {
+        let slo_ms = i64::try_from(slo.as_millis()).unwrap_or(i64::MAX);
+        if now.saturating_sub(event_time) > slo_ms {
+            return (FeatureStatus::Stale, Some(value), Some(event_time));
+        }
+    }
     (FeatureStatus::Present, Some(value), Some(event_time))
+}
+
+/// The age of a value with `event_time` at `now` (0 for a value from the future).
+pub fn age_ms(event_time: Option<TimestampMs>, now: TimestampMs) -> Option<i64> {
+    event_time.map(|t| now.saturating_sub(t).max(0))
 }
 
 /// Reads `names` of one entity from `view`.
@@ -134,6 +150,7 @@ pub fn read_entity<S: AsRef<str>>(
                 status,
                 value,
                 event_time,
+                age_ms: age_ms(event_time, now),
             }
         })
         .collect();

@@ -17,10 +17,15 @@ use self_cell::self_cell;
 use super::StoreError;
 use super::manifest::Manifest;
 use super::segments::HotSegment;
+use super::stream::stream_cf_name;
 use crate::registry::Registry;
 
 /// The column family handles of a view, keyed by group.
-pub struct GroupHandles<'db>(HashMap<String, ActiveVersion<'db>>);
+pub struct GroupHandles<'db> {
+    batch: HashMap<String, ActiveVersion<'db>>,
+    /// Stream column families (`stream.{group}`) of groups that received pushes.
+    stream: HashMap<String, Arc<BoundColumnFamily<'db>>>,
+}
 
 /// The active version of one group in a view.
 pub struct ActiveVersion<'db> {
@@ -82,7 +87,15 @@ impl ReadView {
                     },
                 );
             }
-            Ok::<_, StoreError>(GroupHandles(map))
+            let stream = registry
+                .groups()
+                .into_iter()
+                .filter_map(|g| {
+                    db.cf_handle(&stream_cf_name(&g.name))
+                        .map(|cf| (g.name.clone(), cf))
+                })
+                .collect();
+            Ok::<_, StoreError>(GroupHandles { batch: map, stream })
         })?;
         Ok(ReadView { registry, handles })
     }
@@ -99,14 +112,19 @@ impl ReadView {
 
     /// The active version of `group`, if it has one.
     pub fn active(&self, group: &str) -> Option<&ActiveVersion<'_>> {
-        self.handles.borrow_dependent().0.get(group)
+        self.handles.borrow_dependent().batch.get(group)
+    }
+
+    /// The stream column family of `group`, once it received a push.
+    pub fn stream(&self, group: &str) -> Option<&Arc<BoundColumnFamily<'_>>> {
+        self.handles.borrow_dependent().stream.get(group)
     }
 
     /// Active version number of every group that has one.
     pub fn active_versions(&self) -> BTreeMap<String, u64> {
         self.handles
             .borrow_dependent()
-            .0
+            .batch
             .iter()
             .map(|(g, a)| (g.clone(), a.version))
             .collect()

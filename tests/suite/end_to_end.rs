@@ -100,7 +100,9 @@ fn every_served_value_matches_the_generated_source() {
                         );
                         let age = now - event_time;
                         let ttl = spec.ttl.map(|t| t.as_millis() as i64);
-                        let near_boundary = ttl.is_some_and(|t| (age - t).abs() < 60_000);
+                        let slo = spec.freshness_slo.map(|t| t.as_millis() as i64);
+                        let near_boundary = ttl.is_some_and(|t| (age - t).abs() < 60_000)
+                            || slo.is_some_and(|t| (age - t).abs() < 60_000);
                         let expired = ttl.is_some_and(|t| age > t);
                         if near_boundary {
                             continue;
@@ -111,7 +113,12 @@ fn every_served_value_matches_the_generated_source() {
                         } else if value == Value::Null {
                             assert_eq!(status, "null", "{context}");
                         } else {
-                            assert_eq!(status, "present", "{context}");
+                            let stale = slo.is_some_and(|t| age > t);
+                            assert_eq!(
+                                status,
+                                if stale { "stale" } else { "present" },
+                                "{context}"
+                            );
                             assert!(
                                 same_value(&reading["value"], &value),
                                 "{context}: want {value:?}"
@@ -124,7 +131,7 @@ fn every_served_value_matches_the_generated_source() {
         }
     }
     assert!(checked > 1000, "checked only {checked} values");
-    for status in ["present", "not_found", "null", "expired"] {
+    for status in ["present", "not_found", "null", "expired", "stale"] {
         assert!(
             statuses.get(status).copied().unwrap_or(0) > 0,
             "no `{status}` in {statuses:?}"

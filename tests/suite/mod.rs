@@ -1,10 +1,14 @@
 //! Integration test modules.
 
+mod aggregates;
 pub mod common;
 mod concurrent_swap;
+mod crash;
 mod end_to_end;
 mod loading;
 mod registry;
 mod restart;
 mod segments;
+mod streaming;
+mod streaming_http;
 mod versions;

@@ -59,7 +59,7 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
         let db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             path.join("db"),
-            ["meta", "batch.items.v1"],
+            ["meta", "batch.items.v1", "stream_events"],
         )
         .expect("raw open");
         let meta = db.cf_handle("meta").expect("meta");

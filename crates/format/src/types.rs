@@ -286,6 +286,8 @@ pub enum FeatureStatus {
     NotFound,
     /// A value is stored but is older than the feature's TTL; it is not returned.
     Expired,
+    /// A value is returned but is older than the feature's freshness SLO.
+    Stale,
 }
 
 impl FeatureStatus {
@@ -296,6 +298,7 @@ impl FeatureStatus {
             FeatureStatus::Null => "null",
             FeatureStatus::NotFound => "not_found",
             FeatureStatus::Expired => "expired",
+            FeatureStatus::Stale => "stale",
         }
     }
 }

@@ -6,6 +6,7 @@
 //! rejects malformed bytes with a [`CodecError`] instead of panicking.
 
 pub mod key;
+pub mod stream;
 pub mod value;
 
 pub use key::{EntityKey, MAX_ENTITY_ID_LEN};

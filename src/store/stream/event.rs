@@ -1,0 +1,424 @@
+//! Pushed events: their library and JSON forms, and validation against the registry
+//! into the keys and encoded values the committer writes.
+//!
+//! Validation runs on the producer's thread, before anything is queued, so a request
+//! with a bad event is refused whole and costs the committer nothing.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::codec::EntityKey;
+use crate::codec::stream::{event_marker_key, tile_key};
+use crate::codec::value::encode_value;
+use crate::registry::{AggregateSpec, Registry};
+use crate::types::{DType, FeatureId, TimestampMs, Value, parse_timestamp_ms};
+
+/// An event more than this far in the future (ms) is refused: a producer with a wrong
+/// clock must not pin a value that no correct event could then replace.
+pub const MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// Longest accepted event id, in bytes.
+pub const MAX_EVENT_ID_LEN: usize = 256;
+
+/// One pushed event: values of some features of one entity, true at `event_time`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushEvent {
+    /// Entity type of every feature named.
+    pub entity_type: String,
+    /// Entity id.
+    pub entity_id: String,
+    /// When the values were true, ms since the epoch.
+    pub event_time: TimestampMs,
+    /// `(name or name@version, value)` pairs.
+    pub features: Vec<(String, Value)>,
+    /// Optional producer-assigned id: a second event with the same entity and id is
+    /// skipped whole (within the dedupe horizon), so replays do not count twice in
+    /// windowed aggregates.
+    pub event_id: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PushOutcome {
+    /// Events applied (all events of the request, less `duplicates`).
+    pub accepted: u64,
+    /// Feature values ignored because the stored value is as new or newer (older
+    /// event time; or equal time and a value not greater, e.g. a replay).
+    pub ignored_older: u64,
+    /// Feature values that became the stored latest value.
+    pub values_written: u64,
+    /// Events skipped because their event id was seen before.
+    pub duplicates: u64,
+    /// Aggregate tiles updated (one per event and aggregate fed).
+    pub aggregate_updates: u64,
+    /// Aggregate updates skipped because the event is older than the aggregate's
+    /// window plus one tile.
+    pub late_for_aggregates: u64,
+}
+
+impl PushOutcome {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &PushOutcome) {
+        self.accepted += other.accepted;
+        self.ignored_older += other.ignored_older;
+        self.values_written += other.values_written;
+        self.duplicates += other.duplicates;
+        self.aggregate_updates += other.aggregate_updates;
+        self.late_for_aggregates += other.late_for_aggregates;
+    }
+}
+
+/// Why one event of a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// Position of the event in the request, from 0.
+    pub index: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// A push failed; nothing of it was applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// The request is not a well-formed push body.
+    #[error("invalid push request: {0}")]
+    Malformed(String),
+    /// The request holds no event.
+    #[error("no events given")]
+    Empty,
+    /// Some events are invalid; the request was refused whole.
+    #[error("{} of {events} events rejected; nothing was applied", rejections.len())]
+    Rejected {
+        /// Every bad event, in request order.
+        rejections: Vec<Rejection>,
+        /// Events in the request.
+        events: usize,
+    },
+    /// Writing failed; the push is not durable.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// An earlier write failed (e.g. fsync); the store refuses writes until reopened.
+    #[error("the stream writer stopped after a failed write; reopen the store: {0}")]
+    Poisoned(String),
+}
+
+impl PushError {
+    /// True when the caller, not the store, is at fault.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            PushError::Malformed(_) | PushError::Empty | PushError::Rejected { .. }
+        )
+    }
+}
+
+/// A latest-value write: `key` in the stream column family of `group`.
+#[derive(Debug, Clone)]
+pub(crate) struct ValueWrite {
+    pub group: Arc<str>,
+    pub key: Vec<u8>,
+    pub event_time: TimestampMs,
+    /// Encoded as in batch column families (tag, event time, payload).
+    pub encoded: Vec<u8>,
+}
+
+/// One event's contribution to one aggregate tile.
+#[derive(Debug, Clone)]
+pub(crate) struct TileWrite {
+    pub group: Arc<str>,
+    pub key: Vec<u8>,
+    pub event_time: TimestampMs,
+    pub value: f64,
+}
+
+/// A validated event, ready for the committer.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub marker: Option<Vec<u8>>,
+    pub event_time: TimestampMs,
+    pub values: Vec<ValueWrite>,
+    pub tiles: Vec<TileWrite>,
+    pub late: u64,
+}
+
+/// An aggregate fed by a source feature.
+#[derive(Debug, Clone)]
+pub(crate) struct AggregateTarget {
+    pub id: FeatureId,
+    pub group: Arc<str>,
+    pub spec: AggregateSpec,
+}
+
+type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+
+/// Aggregates by source feature id, derived from the registry.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AggregateIndex {
+    pub by_source: FastMap<FeatureId, Vec<AggregateTarget>>,
+    /// Interned group names.
+    pub groups: FastMap<String, Arc<str>>,
+}
+
+impl AggregateIndex {
+    /// Builds the index of `registry`.
+    pub fn from_registry(registry: &Registry) -> Self {
+        let mut index = AggregateIndex::default();
+        for def in registry.list(&crate::registry::DefinitionFilter::default()) {
+            let group: Arc<str> = index
+                .groups
+                .entry(def.spec.group.clone())
+                .or_insert_with(|| Arc::from(def.spec.group.as_str()))
+                .clone();
+            let Some(aggregate) = &def.spec.aggregate else {
+                continue;
+            };
+            let Some(source) = registry.resolve(&aggregate.source) else {
+                continue;
+            };
+            index
+                .by_source
+                .entry(source.id)
+                .or_default()
+                .push(AggregateTarget {
+                    id: def.id,
+                    group,
+                    spec: aggregate.clone(),
+                });
+        }
+        index
+    }
+
+    fn group(&self, name: &str) -> Arc<str> {
+        self.groups
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(name))
+    }
+}
+
+/// The number an aggregate adds for `value`, or `None` for a null.
+fn aggregate_input(value: &Value) -> Option<f64> {
+    match value {
+        Value::Null => None,
+        Value::Int64(v) => Some(*v as f64),
+        Value::Float64(v) => Some(*v),
+        Value::Float32(v) => Some(f64::from(*v)),
+        Value::Bool(v) => Some(f64::from(u8::from(*v))),
+        // Only `count` accepts other sources (checked at registration); it adds 1.
+        _ => Some(1.0),
+    }
+}
+
+/// Validates `event` against `registry` at `now`, returning what to write.
+pub(crate) fn prepare(
+    registry: &Registry,
+    aggregates: &AggregateIndex,
+    event: &PushEvent,
+    now: TimestampMs,
+) -> Result<Prepared, String> {
+    if !registry.has_entity_type(&event.entity_type) {
+        return Err(format!("unknown entity type `{}`", event.entity_type));
+    }
+    let entity = EntityKey::new(event.entity_id.as_bytes())
+        .map_err(|e| format!("invalid entity id: {e}"))?;
+    if event.event_time > now.saturating_add(MAX_FUTURE_SKEW_MS) {
+        return Err(format!(
+            "event time {} is more than {} s in the future (now {now})",
+            event.event_time,
+            MAX_FUTURE_SKEW_MS / 1000
+        ));
+    }
+    if event.features.is_empty() {
+        return Err("no features given".into());
+    }
+    let marker = match &event.event_id {
+        None => None,
+        Some(id) if id.is_empty() || id.len() > MAX_EVENT_ID_LEN => {
+            return Err(format!(
+                "event id must be 1..={MAX_EVENT_ID_LEN} bytes, got {}",
+                id.len()
+            ));
+        }
+        Some(id) => Some(
+            event_marker_key(&event.entity_type, &entity, id)
+                .map_err(|e| format!("event id: {e}"))?,
+        ),
+    };
+    let mut prepared = Prepared {
+        marker,
+        event_time: event.event_time,
+        values: Vec::with_capacity(event.features.len()),
+        tiles: Vec::new(),
+        late: 0,
+    };
+    let mut seen: Vec<FeatureId> = Vec::with_capacity(event.features.len());
+    for (name, value) in &event.features {
+        let def = registry
+            .resolve(name)
+            .ok_or_else(|| format!("unknown feature `{name}`"))?;
+        if def.spec.entity_type != event.entity_type {
+            return Err(format!(
+                "feature `{name}` belongs to entity type `{}`, not `{}`",
+                def.spec.entity_type, event.entity_type
+            ));
+        }
+        if let Some(aggregate) = &def.spec.aggregate {
+            return Err(format!(
+                "feature `{name}` is an aggregate computed from `{}`; push that instead",
+                aggregate.source
+            ));
+        }
+        if !value.matches(def.spec.dtype) {
+            return Err(format!(
+                "feature `{name}` is {}, the value given is not",
+                def.spec.dtype
+            ));
+        }
+        if seen.contains(&def.id) {
+            return Err(format!("feature `{name}` is given twice"));
+        }
+        seen.push(def.id);
+        let mut encoded = Vec::with_capacity(16);
+        encode_value(value, event.event_time, &mut encoded);
+        prepared.values.push(ValueWrite {
+            group: aggregates.group(&def.spec.group),
+            key: entity.feature_key(def.id),
+            event_time: event.event_time,
+            encoded,
+        });
+        let (Some(targets), Some(input)) =
+            (aggregates.by_source.get(&def.id), aggregate_input(value))
+        else {
+            continue;
+        };
+        for target in targets {
+            let start = target.spec.tile_start(event.event_time);
+            if now.saturating_sub(start) > target.spec.retention_ms() {
+                prepared.late += 1;
+                continue;
+            }
+            prepared.tiles.push(TileWrite {
+                group: target.group.clone(),
+                key: tile_key(&entity, target.id, start),
+                event_time: event.event_time,
+                value: input,
+            });
+        }
+    }
+    Ok(prepared)
+}
+
+/// Converts a JSON value to a value of `dtype`.
+pub fn value_from_json(json: &serde_json::Value, dtype: DType) -> Result<Value, String> {
+    use serde_json::Value as J;
+    let wrong = || format!("{json} is not a valid {dtype}");
+    Ok(match (json, dtype) {
+        (J::Null, _) => Value::Null,
+        (J::Number(n), DType::Int64) => Value::Int64(n.as_i64().ok_or_else(wrong)?),
+        (J::Number(n), DType::Float64) => Value::Float64(n.as_f64().ok_or_else(wrong)?),
+        (J::Number(n), DType::Float32) => Value::Float32(n.as_f64().ok_or_else(wrong)? as f32),
+        (J::Bool(b), DType::Bool) => Value::Bool(*b),
+        (J::String(s), DType::String) => Value::String(s.clone()),
+        (J::String(s), DType::Bytes) => Value::parse_text(s, DType::Bytes)?,
+        (J::Array(items), DType::Float32Vector { dim }) => {
+            if items.len() != dim as usize {
+                return Err(format!(
+                    "vector has {} components, the feature's dimension is {dim}",
+                    items.len()
+                ));
+            }
+            Value::Float32Vector(
+                items
+                    .iter()
+                    .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(wrong))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        _ => return Err(wrong()),
+    })
+}
+
+fn event_from_json(registry: &Registry, json: &serde_json::Value) -> Result<PushEvent, String> {
+    let object = json
+        .as_object()
+        .ok_or_else(|| "an event must be a JSON object".to_owned())?;
+    for key in object.keys() {
+        if !matches!(
+            key.as_str(),
+            "entity_type" | "entity_id" | "event_time" | "features" | "event_id"
+        ) {
+            return Err(format!(
+                "unknown field `{key}`; expected entity_type, entity_id, event_time, features, event_id"
+            ));
+        }
+    }
+    let text = |field: &str| -> Result<String, String> {
+        match object.get(field) {
+            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(format!("`{field}` must be a string")),
+            None => Err(format!("`{field}` is missing")),
+        }
+    };
+    let entity_type = text("entity_type")?;
+    let entity_id = text("entity_id")?;
+    let event_time = match object.get("event_time") {
+        Some(serde_json::Value::Number(n)) => n
+            .as_i64()
+            .ok_or_else(|| format!("event_time {n} is not an integer of milliseconds"))?,
+        Some(serde_json::Value::String(s)) => {
+            parse_timestamp_ms(s).map_err(|e| format!("event_time: {e}"))?
+        }
+        Some(_) => return Err("`event_time` must be epoch milliseconds or RFC 3339 text".into()),
+        None => return Err("`event_time` is missing".into()),
+    };
+    let event_id = match object.get("event_id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("`event_id` must be a string".into()),
+    };
+    let features = object
+        .get("features")
+        .and_then(|f| f.as_object())
+        .ok_or_else(|| "`features` must be an object of name: value".to_owned())?;
+    let mut values = Vec::with_capacity(features.len());
+    for (name, json) in features {
+        let def = registry
+            .resolve(name)
+            .ok_or_else(|| format!("unknown feature `{name}`"))?;
+        let value =
+            value_from_json(json, def.spec.dtype).map_err(|e| format!("feature `{name}`: {e}"))?;
+        values.push((name.clone(), value));
+    }
+    Ok(PushEvent {
+        entity_type,
+        entity_id,
+        event_time,
+        features: values,
+        event_id,
+    })
+}
+
+/// Parses a push body `{"events": [..]}`, typing each value by its registered dtype:
+/// one result per event, in request order (an `Err` holds why that event is invalid).
+pub fn parse_events(
+    registry: &Registry,
+    body: &[u8],
+) -> Result<Vec<Result<PushEvent, String>>, PushError> {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| PushError::Malformed(e.to_string()))?;
+    let events = json
+        .as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get("events"))
+        .and_then(|e| e.as_array())
+        .ok_or_else(|| PushError::Malformed("expected {\"events\": [..]}".into()))?;
+    if events.is_empty() {
+        return Err(PushError::Empty);
+    }
+    Ok(events
+        .iter()
+        .map(|event| event_from_json(registry, event))
+        .collect())
+}

@@ -1,0 +1,226 @@
+//! Streamed features: durable pushes with group commit, the event-time rule, windowed
+//! aggregates, and retention by compaction.
+//!
+//! # Layout
+//!
+//! * [`event`] — pushed events, validation against the registry, the JSON body.
+//! * [`commit`] — the committer thread (group commit, event-time rule).
+//! * [`merge`] — the read side, called by [`super::lookup::lookup_group`].
+//! * [`retention`] — TTL and window limits, and the compaction filter applying them.
+//!
+//! Streamed values live in one column family per group, `stream.{group}`, created on
+//! the group's first push and never part of a batch version: activating, rolling back
+//! or dropping batch versions never touches them. Event-id markers live in
+//! `stream_events`. See storage-format.md, "Stream column families".
+//!
+//! Thread-safety contract: [`FeatureStore::push`] may be called from any number of
+//! threads; they share one committer (see [`commit`]). Reads never wait for pushes.
+
+pub mod commit;
+pub mod event;
+pub mod merge;
+pub mod retention;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use commit::CommitObserver;
+use event::{AggregateIndex, Prepared, prepare};
+pub use event::{PushError, PushEvent, PushOutcome, Rejection, parse_events};
+use retention::{RetentionTable, SharedRetention};
+
+use super::{FeatureStore, StoreError};
+use crate::registry::Registry;
+use crate::types::{TimestampMs, now_ms};
+
+/// Prefix of stream column family names: `stream.{group}`.
+pub const STREAM_CF_PREFIX: &str = "stream.";
+/// Column family of event-id markers.
+pub const EVENTS_CF: &str = "stream_events";
+
+/// The column family holding `group`'s streamed values.
+pub fn stream_cf_name(group: &str) -> String {
+    format!("{STREAM_CF_PREFIX}{group}")
+}
+
+/// The engine's streaming state.
+pub(crate) struct StreamState {
+    committer: commit::Committer,
+    aggregates: ArcSwap<AggregateIndex>,
+    retention: SharedRetention,
+}
+
+impl StreamState {
+    /// Starts the committer on `db`, creating `stream_events` if needed.
+    pub fn start(
+        db: &Arc<rocksdb::DB>,
+        options: &super::options::EngineOptions,
+        registry: &Registry,
+    ) -> Result<Self, StoreError> {
+        if db.cf_handle(EVENTS_CF).is_none() {
+            db.create_cf(EVENTS_CF, &options.events_cf())?;
+        }
+        let state = StreamState {
+            committer: commit::Committer::start(db.clone()).map_err(|source| StoreError::Io {
+                context: "start the stream committer thread".into(),
+                source,
+            })?,
+            aggregates: ArcSwap::from_pointee(AggregateIndex::default()),
+            retention: options.retention().clone(),
+        };
+        state.refresh(registry);
+        Ok(state)
+    }
+
+    /// Re-derives the aggregate index and retention table from a new registry.
+    pub fn refresh(&self, registry: &Registry) {
+        self.aggregates
+            .store(Arc::new(AggregateIndex::from_registry(registry)));
+        self.retention
+            .store(Arc::new(RetentionTable::from_registry(registry)));
+    }
+}
+
+/// Checks that every aggregate among `changed` names a registered source it can
+/// aggregate (registered in the same apply or before).
+pub(crate) fn check_aggregate_sources(
+    registry: &Registry,
+    changed: &[crate::registry::FeatureDefinition],
+) -> Result<(), StoreError> {
+    for def in changed {
+        let Some(aggregate) = &def.spec.aggregate else {
+            continue;
+        };
+        let source = registry.resolve(&aggregate.source).ok_or_else(|| {
+            StoreError::InvalidDefinition(format!(
+                "aggregate feature `{}`: source `{}` is not registered",
+                def.spec.name, aggregate.source
+            ))
+        })?;
+        aggregate
+            .check_source(&def.spec, &source.spec)
+            .map_err(StoreError::InvalidDefinition)?;
+    }
+    Ok(())
+}
+
+impl FeatureStore {
+    /// Pushes events: validates every one against the registry, then applies them all
+    /// (or, if any is invalid, none: [`PushError::Rejected`] lists each bad event with
+    /// its index and reason). Returns once the values are durable (synced WAL).
+    ///
+    /// Per entity and feature the newest event time wins (see [`commit`]); older values
+    /// are ignored and counted in [`PushOutcome::ignored_older`].
+    pub fn push(&self, events: Vec<PushEvent>) -> Result<PushOutcome, PushError> {
+        let results = events.into_iter().map(Ok).collect();
+        self.push_results(results)
+    }
+
+    /// Pushes a JSON body `{"events": [..]}` (the HTTP API's form): events that do not
+    /// parse are rejected with the others' validation errors, all in one answer.
+    pub fn push_json(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
+        let parsed = parse_events(&self.view().registry().clone(), body)?;
+        self.push_results(parsed)
+    }
+
+    fn push_results(
+        &self,
+        events: Vec<Result<PushEvent, String>>,
+    ) -> Result<PushOutcome, PushError> {
+        if events.is_empty() {
+            return Err(PushError::Empty);
+        }
+        let view = self.view();
+        let registry = view.registry();
+        let aggregates = self.stream.aggregates.load();
+        let now = now_ms();
+        let total = events.len();
+        let mut prepared = Vec::with_capacity(total);
+        let mut rejections = Vec::new();
+        for (index, event) in events.into_iter().enumerate() {
+            match event.and_then(|e| prepare(registry, &aggregates, &e, now)) {
+                Ok(p) => prepared.push(p),
+                Err(reason) => rejections.push(Rejection { index, reason }),
+            }
+        }
+        if !rejections.is_empty() {
+            return Err(PushError::Rejected {
+                rejections,
+                events: total,
+            });
+        }
+        drop(aggregates);
+        self.ensure_stream_cfs(&view, &prepared)
+            .map_err(|e| PushError::Storage(e.to_string()))?;
+        self.stream.committer.submit(prepared)
+    }
+
+    /// Creates the stream column families `prepared` needs and publishes a view that
+    /// holds them. Only a group's first push takes the admin lock.
+    fn ensure_stream_cfs(
+        &self,
+        view: &super::ReadView,
+        prepared: &[Prepared],
+    ) -> Result<(), StoreError> {
+        let missing: BTreeSet<&str> = prepared
+            .iter()
+            .flat_map(|p| {
+                p.values
+                    .iter()
+                    .map(|v| &*v.group)
+                    .chain(p.tiles.iter().map(|t| &*t.group))
+            })
+            .filter(|g| view.stream(g).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let state = self.admin.lock();
+        for group in missing {
+            let name = stream_cf_name(group);
+            if self.db.cf_handle(&name).is_none() {
+                self.db.create_cf(&name, &self.options.stream_cf())?;
+            }
+        }
+        self.publish(&state)
+    }
+
+    /// Installs a function called after every durable push commit (the server records
+    /// freshness metrics with it). Replaces any earlier one.
+    pub fn set_commit_observer(&self, observer: CommitObserver) {
+        *self.stream.committer.shared.observer.lock() = Some(observer);
+    }
+
+    /// Newest event time pushed per group since the store was opened.
+    pub fn stream_newest_event_times(&self) -> Vec<(String, TimestampMs)> {
+        let mut out: Vec<_> = self
+            .stream
+            .committer
+            .shared
+            .newest
+            .lock()
+            .iter()
+            .map(|(g, t)| (g.clone(), *t))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Compacts `group`'s stream column family (and the event-id markers) now, which
+    /// drops expired values, tiles and markers; compactions RocksDB schedules itself do
+    /// the same over time.
+    pub fn compact_stream(&self, group: &str) -> Result<(), StoreError> {
+        let name = stream_cf_name(group);
+        if let Some(cf) = self.db.cf_handle(&name) {
+            self.db.flush_cf(&cf)?;
+            self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        if let Some(cf) = self.db.cf_handle(EVENTS_CF) {
+            self.db.flush_cf(&cf)?;
+            self.db.compact_range_cf(&cf, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
+    }
+}
