@@ -203,6 +203,33 @@ fn benches(c: &mut Criterion) {
     group.bench_function("find+read50/in_cache", |b| {
         b.iter(probe_and_read(&small, &small_hits))
     });
+    // The machine's floor: one dependent load from a random place in 256 MB (a random
+    // cyclic permutation, chased), the cost of each cache miss a lookup of a random
+    // entity cannot avoid.
+    let chase = {
+        let slots = (256 << 20) / 64;
+        let order = {
+            let mut order: Vec<usize> = (0..slots).collect();
+            for (i, j) in random_indices(slots, slots, 99).into_iter().enumerate() {
+                order.swap(i, j);
+            }
+            order
+        };
+        // One u64 per 64-byte line: index of the next line to visit.
+        let mut next_of = vec![0u64; slots * 8];
+        for (k, &line) in order.iter().enumerate() {
+            next_of[line * 8] = order[(k + 1) % slots] as u64;
+        }
+        next_of
+    };
+    group.bench_function("dependent_load_256MB", |b| {
+        let mut at = 0usize;
+        b.iter(|| {
+            at = chase[at * 8] as usize;
+            black_box(at)
+        })
+    });
+    drop(chase);
     group.bench_function("find/miss", |b| {
         let mut next = 0;
         b.iter(|| {
