@@ -493,6 +493,7 @@ impl Feature {
             sensitivity: self.sensitivity(),
             description: self.description(),
             tags: self.tags(),
+            default: None,
         }
     }
 }

@@ -74,6 +74,7 @@
 mod catalog;
 mod hash;
 mod output;
+pub mod ranking;
 #[cfg(test)]
 mod tests;
 
@@ -434,6 +435,7 @@ pub fn write_float_matrix(
             sensitivity: Sensitivity::Internal,
             description: format!("Synthetic benchmark float feature {k}, in [-1, 1)."),
             tags: vec!["benchmark".to_owned()],
+            default: None,
         })
         .collect();
     let table = MatrixTable {

@@ -59,6 +59,10 @@ pub struct FeatureSpec {
     /// Free-form tags for discovery.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Value served (status `defaulted`) by ranking reads when none is usable (not
+    /// found, null or expired); a JSON/TOML literal of the feature's dtype.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
 }
 
 fn first_version() -> u32 {
@@ -164,6 +168,7 @@ mod tests {
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],
+            default: None,
         }
     }
 

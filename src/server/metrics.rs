@@ -6,7 +6,9 @@
 //! * `featstore_http_request_duration_seconds{method,route}`: latency histogram, buckets
 //!   from 50 µs to 1 s.
 //! * `featstore_features_served_total{status}`: feature readings returned, by status
-//!   (`present`, `not_found`, `expired`, `null`).
+//!   (`present`, `not_found`, `expired`, `null`, `defaulted`, `not_fetched`).
+//! * `featstore_feature_defaults_total{feature}`: values served as the definition's
+//!   default, by feature (`name@version`); one series per feature that ever defaulted.
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
 //!   refreshed from the store on each scrape.
 //!
@@ -53,6 +55,11 @@ struct StatusLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FeatureLabels {
+    feature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct GroupLabels {
     group: String,
 }
@@ -70,6 +77,8 @@ struct ServedCounters {
     not_found: Counter,
     expired: Counter,
     null: Counter,
+    defaulted: Counter,
+    not_fetched: Counter,
 }
 
 struct Scrape {
@@ -83,6 +92,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     served: ServedCounters,
+    defaults: Family<FeatureLabels, Counter>,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -134,7 +144,15 @@ impl Metrics {
             not_found: counter(FeatureStatus::NotFound),
             expired: counter(FeatureStatus::Expired),
             null: counter(FeatureStatus::Null),
+            defaulted: counter(FeatureStatus::Defaulted),
+            not_fetched: counter(FeatureStatus::NotFetched),
         };
+        let defaults = Family::<FeatureLabels, Counter>::default();
+        registry.register(
+            "featstore_feature_defaults",
+            "Values served as the definition's default (status defaulted), by feature",
+            defaults.clone(),
+        );
         let active_versions = Family::<GroupLabels, Gauge>::default();
         registry.register(
             "featstore_group_active_version",
@@ -145,6 +163,7 @@ impl Metrics {
             requests,
             latency,
             served,
+            defaults,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
@@ -174,24 +193,50 @@ impl Metrics {
 
     /// Counts the readings of one read response by status.
     pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
-        let (mut present, mut not_found, mut expired, mut null) = (0, 0, 0, 0);
+        let mut counts = [0u64; 6];
         for status in statuses {
-            match status {
-                FeatureStatus::Present => present += 1,
-                FeatureStatus::NotFound => not_found += 1,
-                FeatureStatus::Expired => expired += 1,
-                FeatureStatus::Null => null += 1,
-            }
+            let slot = match status {
+                FeatureStatus::Present => 0,
+                FeatureStatus::NotFound => 1,
+                FeatureStatus::Expired => 2,
+                FeatureStatus::Null => 3,
+                FeatureStatus::Defaulted => 4,
+                FeatureStatus::NotFetched => 5,
+            };
+            counts[slot] += 1;
         }
-        for (counter, n) in [
-            (&self.served.present, present),
-            (&self.served.not_found, not_found),
-            (&self.served.expired, expired),
-            (&self.served.null, null),
-        ] {
+        self.observe_status_counts(&counts);
+    }
+
+    /// Adds per-status counts, indexed present, not_found, expired, null, defaulted,
+    /// not_fetched (the order of [`STATUS_ORDER`]).
+    pub fn observe_status_counts(&self, counts: &[u64; 6]) {
+        let served = &self.served;
+        for (counter, &n) in [
+            &served.present,
+            &served.not_found,
+            &served.expired,
+            &served.null,
+            &served.defaulted,
+            &served.not_fetched,
+        ]
+        .into_iter()
+        .zip(counts)
+        {
             if n > 0 {
                 counter.inc_by(n);
             }
+        }
+    }
+
+    /// Adds `count` defaulted values of `feature` (`name@version`).
+    pub fn observe_defaults(&self, feature: &str, count: u64) {
+        if count > 0 {
+            self.defaults
+                .get_or_create(&FeatureLabels {
+                    feature: feature.to_owned(),
+                })
+                .inc_by(count);
         }
     }
 
@@ -217,6 +262,16 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// The statuses in the order [`Metrics::observe_status_counts`] takes their counts.
+pub const STATUS_ORDER: [FeatureStatus; 6] = [
+    FeatureStatus::Present,
+    FeatureStatus::NotFound,
+    FeatureStatus::Expired,
+    FeatureStatus::Null,
+    FeatureStatus::Defaulted,
+    FeatureStatus::NotFetched,
+];
 
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -122,6 +122,51 @@ impl HotSegment {
     }
 }
 
+/// The segment's field positions of a lookup's wanted features, resolved once per
+/// batch of entities (see [`HotSegment::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedFields(Vec<(usize, usize)>);
+
+impl HotSegment {
+    /// Resolves `(feature, slot)` pairs to `(segment field, slot)` once, so a batch of
+    /// lookups does no per-entity, per-feature search. Features the segment does not
+    /// hold are left out (their slots stay untouched, as in [`HotSegment::lookup`]).
+    pub fn prepare(&self, wanted: &[(FeatureId, usize)]) -> PreparedFields {
+        PreparedFields(
+            wanted
+                .iter()
+                .filter_map(|&(feature, slot)| {
+                    self.segment.field_index(feature).map(|field| (field, slot))
+                })
+                .collect(),
+        )
+    }
+
+    /// [`HotSegment::lookup`] with fields resolved by [`HotSegment::prepare`].
+    #[inline]
+    pub fn lookup_prepared(
+        &self,
+        entity_id: &[u8],
+        fields: &PreparedFields,
+        found: &mut [Option<(Value, TimestampMs)>],
+    ) -> bool {
+        let Some(row) = self.segment.find(entity_id) else {
+            return false;
+        };
+        for &(field, slot) in &fields.0 {
+            let value = match row.get(field) {
+                FieldValue::Absent => None,
+                FieldValue::Null(t) => Some((Value::Null, t)),
+                FieldValue::Present { event_time, value } => Some((value.to_value(), event_time)),
+            };
+            if let Some(target) = found.get_mut(slot) {
+                *target = value;
+            }
+        }
+        true
+    }
+}
+
 /// Which version a segment is built for, and where it goes.
 #[derive(Debug, Clone, Copy)]
 pub struct SegmentTarget<'a> {

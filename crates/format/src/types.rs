@@ -286,6 +286,11 @@ pub enum FeatureStatus {
     NotFound,
     /// A value is stored but is older than the feature's TTL; it is not returned.
     Expired,
+    /// No usable value (not found, null, expired, or an on-demand feature's input
+    /// missing): the definition's default is returned instead.
+    Defaulted,
+    /// The request's deadline passed before this value was fetched; no value.
+    NotFetched,
 }
 
 impl FeatureStatus {
@@ -296,6 +301,8 @@ impl FeatureStatus {
             FeatureStatus::Null => "null",
             FeatureStatus::NotFound => "not_found",
             FeatureStatus::Expired => "expired",
+            FeatureStatus::Defaulted => "defaulted",
+            FeatureStatus::NotFetched => "not_fetched",
         }
     }
 }
