@@ -4,7 +4,7 @@
 //! All integers little-endian; `str` is a u32 byte length then UTF-8 bytes.
 //!
 //! ```text
-//! response := "FSRK" u8:version(1) u8:complete i64:now_ms
+//! response := "FSRK" u8:version(1) u8:complete u8:time_width i64:now_ms
 //!             str:service (empty: none) str:candidate_type
 //!             u32:n_context_entities (str:entity_type str:id)*
 //!             u32:n_times i64:time*                 -- distinct event times
@@ -14,8 +14,12 @@
 //!             u32:n_versions (str:group u64:version)*
 //!             u32:n_defaults (str:feature u64:count)*
 //! column   := str:name str:feature u8:dtype u32:dim
-//! cell     := u8:status u32:time_index (0xFFFFFFFF: none) [value]
+//! cell     := u8:status time_index [value]
 //! ```
+//!
+//! `time_index` indexes the `time` table; it is a u8 (`0xFF`: none) when the table has
+//! fewer than 255 entries (`time_width` 1, the common case: batch data shares a few
+//! event times), else a u32 (`0xFFFFFFFF`: none; `time_width` 4).
 //!
 //! `status` is the letter of [`status_letter`] (`P`, `U`, `N`, `X`, `D`, `F`); a value
 //! follows only for `P` and `D`, in the column's dtype: `dtype` 1 int64 (i64), 2 float64
@@ -70,10 +74,14 @@ fn put_columns(out: &mut Vec<u8>, columns: &[RankColumn]) {
     }
 }
 
-fn put_cell(out: &mut Vec<u8>, cell: &Cell, times: &mut TimeTable) {
+fn put_cell(out: &mut Vec<u8>, cell: &Cell, times: &mut TimeTable, narrow: bool) {
     out.push(status_letter(cell.status));
     let time = cell.event_time.map_or(NO_TIME, |t| times.slot(t));
-    out.extend_from_slice(&time.to_le_bytes());
+    if narrow {
+        out.push(u8::try_from(time).unwrap_or(u8::MAX));
+    } else {
+        out.extend_from_slice(&time.to_le_bytes());
+    }
     if !matches!(
         cell.status,
         FeatureStatus::Present | FeatureStatus::Defaulted
@@ -103,9 +111,11 @@ pub fn encode(response: &RankResponse) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(256 + response.cells.len() * 9 + response.candidates.len() * 16);
     let mut times = TimeTable::of(response);
+    let narrow = times.times().len() < usize::from(u8::MAX);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
     out.push(u8::from(response.complete));
+    out.push(if narrow { 1 } else { 4 });
     out.extend_from_slice(&response.now_ms.to_le_bytes());
     put_str(
         &mut out,
@@ -123,14 +133,14 @@ pub fn encode(response: &RankResponse) -> Vec<u8> {
     }
     put_columns(&mut out, &response.context_columns);
     for cell in &response.context_cells {
-        put_cell(&mut out, cell, &mut times);
+        put_cell(&mut out, cell, &mut times, narrow);
     }
     put_columns(&mut out, &response.columns);
     put_u32(&mut out, response.candidates.len());
     for (r, id) in response.candidates.iter().enumerate() {
         put_str(&mut out, id.as_bytes());
         for cell in response.row(r) {
-            put_cell(&mut out, cell, &mut times);
+            put_cell(&mut out, cell, &mut times, narrow);
         }
     }
     put_u32(&mut out, response.versions.len());
@@ -208,13 +218,16 @@ impl<'a> Reader<'a> {
             })
             .collect()
     }
-    fn cell(
-        &mut self,
-        tag_: u8,
-        times: &[i64],
-    ) -> Option<(u8, Option<TimestampMs>, Option<Value>)> {
+    fn cell(&mut self, tag_: u8, times: &[i64], narrow: bool) -> Option<DecodedCell> {
         let status = self.u8()?;
-        let t = self.u32()?;
+        let t = if narrow {
+            match self.u8()? {
+                u8::MAX => NO_TIME,
+                t => u32::from(t),
+            }
+        } else {
+            self.u32()?
+        };
         let time = if t == NO_TIME {
             None
         } else {
@@ -255,6 +268,11 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
         return None;
     }
     let complete = r.u8()? != 0;
+    let narrow = match r.u8()? {
+        1 => true,
+        4 => false,
+        _ => return None,
+    };
     let now_ms = r.i64()?;
     let service = Some(r.string()?).filter(|s| !s.is_empty());
     let candidate_type = r.string()?;
@@ -267,7 +285,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
     let ctx_cols = r.columns()?;
     let context_cells = ctx_cols
         .iter()
-        .map(|(_, t)| r.cell(*t, &times))
+        .map(|(_, t)| r.cell(*t, &times, narrow))
         .collect::<Option<Vec<_>>>()?;
     let cols = r.columns()?;
     let n = r.u32()?;
@@ -276,7 +294,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
             let id = r.string()?;
             let cells = cols
                 .iter()
-                .map(|(_, t)| r.cell(*t, &times))
+                .map(|(_, t)| r.cell(*t, &times, narrow))
                 .collect::<Option<Vec<_>>>()?;
             Some((id, cells))
         })
@@ -302,4 +320,68 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
         columns: cols.into_iter().map(|(n, _)| n).collect(),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn response(rows: usize) -> RankResponse {
+        let column = RankColumn {
+            name: "n".into(),
+            feature: "n@1".into(),
+            dtype: DType::Int64,
+            on_demand: false,
+        };
+        RankResponse {
+            service: None,
+            context: vec![("user".into(), "u1".into())],
+            context_columns: vec![],
+            context_cells: vec![],
+            candidate_type: "product".into(),
+            columns: vec![column],
+            candidates: (0..rows).map(|r| format!("p{r}")).collect(),
+            cells: (0..rows)
+                .map(|r| Cell {
+                    status: if r % 3 == 0 {
+                        FeatureStatus::NotFound
+                    } else {
+                        FeatureStatus::Present
+                    },
+                    value: (r % 3 != 0).then_some(Value::Int64(r as i64)),
+                    event_time: (r % 3 != 0).then_some(1000 + r as i64),
+                })
+                .collect(),
+            versions: BTreeMap::new(),
+            complete: true,
+            defaults: vec![],
+            now_ms: 5,
+        }
+    }
+
+    #[test]
+    fn round_trips_with_narrow_and_wide_time_indexes() {
+        for rows in [10, 600] {
+            let answer = response(rows);
+            let bytes = encode(&answer);
+            assert_eq!(bytes[6], if rows < 300 { 1 } else { 4 }, "time width");
+            let decoded = decode(&bytes).expect("decodes");
+            assert_eq!(decoded.rows.len(), rows);
+            for (r, (id, cells)) in decoded.rows.iter().enumerate() {
+                assert_eq!(id, &format!("p{r}"));
+                let cell = &answer.cells[r];
+                assert_eq!(
+                    cells[0],
+                    (
+                        status_letter(cell.status),
+                        cell.event_time,
+                        cell.value.clone()
+                    )
+                );
+            }
+            assert_eq!(decode(&bytes[..bytes.len() - 9]), None, "truncated");
+        }
+    }
 }

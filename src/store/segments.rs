@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter,
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -157,13 +157,26 @@ impl HotSegment {
             let value = match row.get(field) {
                 FieldValue::Absent => None,
                 FieldValue::Null(t) => Some((Value::Null, t)),
-                FieldValue::Present { event_time, value } => Some((value.to_value(), event_time)),
+                FieldValue::Present { event_time, value } => Some((owned(value), event_time)),
             };
             if let Some(target) = found.get_mut(slot) {
                 *target = value;
             }
         }
         true
+    }
+}
+
+/// An owned copy of a segment value; scalars inline (the per-value hot path of batched
+/// lookups), the rest through `ValueRef::to_value`.
+#[inline(always)]
+fn owned(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Float32(v) => Value::Float32(v),
+        ValueRef::Float64(v) => Value::Float64(v),
+        ValueRef::Int64(v) => Value::Int64(v),
+        ValueRef::Bool(v) => Value::Bool(v),
+        other => other.to_value(),
     }
 }
 
