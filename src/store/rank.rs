@@ -168,12 +168,12 @@ pub enum RankError {
     RetiredService(String),
     /// A feature's entity type is neither the candidates' nor keyed by the context.
     #[error(
-        "feature `{feature}` describes entity type `{entity_type}`, which is neither the candidates' (`{candidates}`) nor given in the context"
+        "feature `{feature}` needs entity type `{entity_type}`, which is neither the candidates' (`{candidates}`) nor given in the context"
     )]
     Unplaceable {
         /// Feature as asked.
         feature: String,
-        /// Its entity type (or the missing component of a composite type).
+        /// Its entity type, or the missing component of its composite type.
         entity_type: String,
         /// The candidates' entity type.
         candidates: String,
@@ -434,7 +434,13 @@ impl<'r> Planner<'r, '_> {
 
 /// Resolves names (or the service) into a plan.
 fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, RankError> {
-    if !registry.has_entity_type(&request.candidate_type) {
+    let candidate_type = request.candidate_type.as_str();
+    let known =
+        registry.has_entity_type(candidate_type)
+            || registry.catalog().entity_types().iter().any(|e| {
+                e.name == candidate_type || e.components.iter().any(|c| c == candidate_type)
+            });
+    if !known {
         return Err(ReadError::UnknownEntityType(request.candidate_type.clone()).into());
     }
     if request.candidates.len() > MAX_CANDIDATES {

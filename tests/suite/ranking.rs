@@ -665,3 +665,51 @@ fn delete(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.body_mut().read_to_string().expect("body"))
 }
+
+#[test]
+fn candidates_with_only_composite_features_and_escaped_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FeatureStore::open(dir.path().join("store"), small_config()).expect("open");
+    let objects = parse_registry_toml(
+        r#"
+        [[entity_type]]
+        name = "brand_product"
+        components = ["brand", "product"]
+
+        [[feature]]
+        name = "bp_share"
+        entity_type = "brand_product"
+        group = "brand_product"
+        owner = "tests"
+        dtype = "float64"
+        "#,
+        "registry",
+    )
+    .expect("parses");
+    store.apply_objects(objects).expect("apply");
+    // Ids holding the separator and the escape character still key one pair each.
+    let id = featstore::registry::entity::composite_id(&["b|1", "p%2"]);
+    assert_eq!(id, "b%7C1|p%252");
+    let path = dir.path().join("bp.csv");
+    std::fs::write(
+        &path,
+        format!("entity_id,event_time,bp_share\n{id},{T0},0.25\n"),
+    )
+    .expect("write");
+    store
+        .load(&LoadRequest::new("brand_product", &path), &|_| {})
+        .expect("load");
+    let response = store
+        .rank(RankRequest {
+            context: vec![("brand".into(), "b|1".into())],
+            candidate_type: "product".into(),
+            candidates: vec!["p%2".into(), "p2".into()],
+            features: FeatureSelection::Names(vec!["bp_share".into()]),
+            deadline: None,
+        })
+        .expect("rank");
+    assert_eq!(
+        column(&response, "bp_share"),
+        [(Present, Some(0.25)), (NotFound, None)]
+    );
+}
