@@ -782,14 +782,18 @@ pub fn rank(
 impl FeatureStore {
     /// Answers a ranking request: the context's features once and one row per
     /// candidate, in the order asked (see the module docs of [`crate::store::rank`]).
+    ///
+    /// Candidates are counted for the hot segment's choice of entities once the request
+    /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
+        let view = self.view();
+        let response = rank(&view, request, now_ms())?;
         if self.config.hot_segment_bytes > 0 {
-            let counter = self.access_counter(&request.candidate_type);
-            for id in &request.candidates {
+            let counter = self.access_counter(&response.candidate_type);
+            for id in &response.candidates {
                 counter.record(id.as_bytes());
             }
         }
-        let view = self.view();
-        rank(&view, request, now_ms())
+        Ok(response)
     }
 }
