@@ -37,6 +37,10 @@ use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
 /// Most candidates one request may carry.
 pub const MAX_CANDIDATES: usize = 10_000;
 
+/// Most values (candidates x columns, stored inputs included) one request may read,
+/// which bounds its memory (about 100 bytes per value while it is answered).
+pub const MAX_VALUES: usize = 2_000_000;
+
 /// Which features a ranking request reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeatureSelection {
@@ -184,6 +188,18 @@ pub enum RankError {
     /// The context names an entity type twice.
     #[error("the context names entity type `{0}` more than once")]
     DuplicateContext(String),
+    /// Too many values (candidates x columns).
+    #[error(
+        "{candidates} candidates x {columns} columns exceed the limit of {max} values per request"
+    )]
+    TooManyValues {
+        /// Candidates sent.
+        candidates: usize,
+        /// Columns read per candidate (on-demand inputs included).
+        columns: usize,
+        /// [`MAX_VALUES`].
+        max: usize,
+    },
     /// Too many candidates.
     #[error("{got} candidates exceed the limit of {max}")]
     TooManyCandidates {
@@ -499,6 +515,14 @@ fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, R
             return Err(RankError::Duplicate(asked.to_owned()));
         }
         outputs.push(out);
+    }
+    let columns = planner.candidates.defs.len() + outputs.len();
+    if request.candidates.len().saturating_mul(columns) > MAX_VALUES {
+        return Err(RankError::TooManyValues {
+            candidates: request.candidates.len(),
+            columns,
+            max: MAX_VALUES,
+        });
     }
     Ok(Plan {
         spaces: planner.spaces,

@@ -520,6 +520,15 @@ fn bad_requests_are_refused_with_reasons() {
     let mut req = request(&["product_price"]);
     req.features = FeatureSelection::Service("unknown".into());
     assert!(store.rank(req).is_err());
+    let mut req = request(&["product_price"]);
+    req.candidates = (0..=featstore::store::rank::MAX_CANDIDATES)
+        .map(|i| format!("p{i}"))
+        .collect();
+    let err = store.rank(req).expect_err("too many");
+    assert!(err.to_string().contains("10000"), "{err}");
+    let mut req = request(&["product_price"]);
+    req.context.push(("user".into(), "u2".into()));
+    assert!(store.rank(req).is_err(), "a context type twice");
 }
 
 #[test]
