@@ -85,6 +85,7 @@ impl Cell {
         event_time: None,
     };
 
+    #[inline]
     fn classified(def: &FeatureDefinition, stored: Stored, now: TimestampMs) -> Cell {
         let (status, value, event_time) = classify(def, stored, now);
         Cell {
@@ -601,6 +602,7 @@ fn fetch(
     Ok((values, fetched))
 }
 
+#[inline]
 fn with_default(cell: Cell, default: Option<&Value>, count: &mut u64) -> Cell {
     match (cell.status, default) {
         (FeatureStatus::NotFound | FeatureStatus::Null | FeatureStatus::Expired, Some(d)) => {
@@ -724,24 +726,40 @@ pub fn rank(
     }
 
     let width = plan.candidates.defs.len();
+    // Stored columns some on-demand feature reads are classified into `row_cells` first;
+    // every other column goes from the lookup buffer straight into the answer.
+    let mut is_input = vec![false; width];
+    for out in &plan.outputs {
+        if let Source::OnDemand { inputs, .. } = &out.source {
+            for &(place, col) in inputs {
+                if place == Place::Candidate
+                    && let Some(flag) = is_input.get_mut(col)
+                {
+                    *flag = true;
+                }
+            }
+        }
+    }
+    let input_cols: Vec<usize> = (0..width).filter(|&c| is_input[c]).collect();
     let mut cells: Vec<Cell> = Vec::with_capacity(rows * candidate_outputs.len());
-    let mut row_cells: Vec<Cell> = Vec::with_capacity(width);
+    let mut row_cells: Vec<Cell> = vec![Cell::NOT_FETCHED; width];
     let mut computed: Vec<Option<Cell>> = vec![None; plan.outputs.len()];
+    let classify_at = |stored_row: &mut [Stored], col: usize| -> Cell {
+        match (
+            stored_row.get_mut(col),
+            plan.candidates.defs.get(col),
+            cand_fetched.get(col),
+        ) {
+            (Some(stored), Some(def), Some(true)) => Cell::classified(def, stored.take(), now),
+            _ => Cell::NOT_FETCHED,
+        }
+    };
     for r in 0..rows {
-        row_cells.clear();
         let stored_row = cand_values
             .get_mut(r * width..(r + 1) * width)
             .unwrap_or_default();
-        for ((stored, def), fetched) in stored_row
-            .iter_mut()
-            .zip(&plan.candidates.defs)
-            .zip(&cand_fetched)
-        {
-            row_cells.push(if *fetched {
-                Cell::classified(def, stored.take(), now)
-            } else {
-                Cell::NOT_FETCHED
-            });
+        for &col in &input_cols {
+            row_cells[col] = classify_at(stored_row, col);
         }
         for &i in &candidate_outputs {
             if let Source::OnDemand { def, inputs } = &plan.outputs[i].source {
@@ -757,14 +775,14 @@ pub fn rank(
         }
         for &i in &candidate_outputs {
             let cell = match &plan.outputs[i].source {
-                Source::Stored { col, default } => match row_cells.get_mut(*col) {
-                    Some(c) => with_default(
-                        std::mem::replace(c, Cell::NOT_FETCHED),
-                        default.as_ref(),
-                        &mut default_counts[i],
-                    ),
-                    None => Cell::NOT_FETCHED,
-                },
+                Source::Stored { col, default } => {
+                    let cell = if is_input[*col] {
+                        std::mem::replace(&mut row_cells[*col], Cell::NOT_FETCHED)
+                    } else {
+                        classify_at(stored_row, *col)
+                    };
+                    with_default(cell, default.as_ref(), &mut default_counts[i])
+                }
                 Source::OnDemand { .. } => computed[i].take().unwrap_or(Cell::NOT_FETCHED),
             };
             cells.push(cell);

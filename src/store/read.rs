@@ -44,6 +44,7 @@ pub struct FeatureVector {
 }
 
 /// Decides the status of a stored value for `def` at `now`: the only place TTL applies.
+#[inline]
 pub fn classify(
     def: &FeatureDefinition,
     stored: Option<(Value, TimestampMs)>,
