@@ -14,9 +14,11 @@
 //!
 //! * [`types`] — dtypes, values, timestamps, read statuses.
 //! * [`codec`] — byte encodings of stored keys and values (`storage-format.md`).
-//! * [`registry`] — feature definitions and the immutable registry snapshot.
+//! * [`registry`] — feature definitions and the immutable registry snapshot, with
+//!   composite entity types, on-demand features and feature services.
 //! * [`store`] — the RocksDB engine: column families, manifest, versions, read views,
-//!   reads, streamed pushes and windowed aggregates. [`FeatureStore`] is its public face.
+//!   reads, ranking reads (`store::rank`), streamed pushes and windowed aggregates.
+//!   [`FeatureStore`] is its public face.
 //! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
 //! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,

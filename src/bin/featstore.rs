@@ -13,7 +13,8 @@ use featstore::datagen::{Dataset, DatasetConfig};
 use featstore::loader::LoadRequest;
 use featstore::loader::input::{InputFormat, Layout};
 use featstore::registry::DefinitionFilter;
-use featstore::registry::file::read_features_file;
+use featstore::registry::file::read_registry_file;
+use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::parse_timestamp_ms;
 use featstore::{FeatureStore, StoreConfig};
 
@@ -48,9 +49,10 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7070")]
         addr: SocketAddr,
     },
-    /// Register feature definitions from a TOML file.
+    /// Register registry objects from a TOML file.
     Apply {
-        /// The features file (`[[feature]]` tables).
+        /// The registry file: `[[feature]]`, `[[entity_type]]`, `[[on_demand]]` and
+        /// `[[service]]` tables.
         file: PathBuf,
         #[command(flatten)]
         target: Target,
@@ -99,6 +101,34 @@ enum Command {
     Push {
         /// The events file (`-` or absent: stdin).
         file: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Rank candidates: one context, many candidate entities, in one request.
+    Rank {
+        /// Entity type of the candidates.
+        #[arg(long)]
+        entity_type: String,
+        /// Comma-separated candidate ids.
+        #[arg(long)]
+        ids: String,
+        /// A context entity, `TYPE=ID` (repeat for several).
+        #[arg(long = "context")]
+        context: Vec<String>,
+        /// Comma-separated feature names.
+        #[arg(long, conflicts_with = "service")]
+        features: Option<String>,
+        /// A feature service (`name` or `name@version`).
+        #[arg(long)]
+        service: Option<String>,
+        /// Answer with what was fetched after this many milliseconds.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show which services and on-demand features use which features.
+    Lineage {
         #[command(flatten)]
         target: Target,
     },
@@ -280,17 +310,87 @@ fn run(cli: Cli) -> Result<()> {
             runtime()?.block_on(serve(store, addr, None))
         }
         Command::Apply { file, target } => {
-            let specs = read_features_file(&file)?;
+            let objects = read_registry_file(&file)?;
+            let only_features = objects.entity_type.is_empty()
+                && objects.on_demand.is_empty()
+                && objects.service.is_empty();
             match &target.server {
-                Some(base) => remote(
+                Some(base) if only_features => remote(
                     base,
                     "POST",
                     "/v1/feature-definitions",
-                    Some(serde_json::to_value(&specs)?),
+                    Some(serde_json::to_value(&objects.feature)?),
                 ),
-                None => print_json(&open(&target)?.apply(specs)?),
+                Some(base) => remote(
+                    base,
+                    "POST",
+                    "/v1/registry",
+                    Some(serde_json::to_value(&objects)?),
+                ),
+                None if only_features => print_json(&open(&target)?.apply(objects.feature)?),
+                None => print_json(&open(&target)?.apply_objects(objects)?),
             }
         }
+        Command::Rank {
+            entity_type,
+            ids,
+            context,
+            features,
+            service,
+            deadline_ms,
+            target,
+        } => {
+            let split = |text: &str| -> Vec<String> {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let context = context
+                .iter()
+                .map(|pair| {
+                    pair.split_once('=')
+                        .map(|(t, id)| (t.to_owned(), id.to_owned()))
+                        .with_context(|| format!("--context `{pair}`: expected TYPE=ID"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let selection = match (features, service) {
+                (Some(f), None) => FeatureSelection::Names(split(&f)),
+                (None, Some(s)) => FeatureSelection::Service(s),
+                _ => bail!("give --features or --service"),
+            };
+            let request = RankRequest {
+                context,
+                candidate_type: entity_type,
+                candidates: split(&ids),
+                features: selection,
+                deadline: deadline_ms.map(std::time::Duration::from_millis),
+            };
+            match &target.server {
+                Some(base) => {
+                    let mut body = serde_json::json!({
+                        "context": request.context.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                        "candidates": {"entity_type": request.candidate_type, "ids": request.candidates},
+                        "deadline_ms": deadline_ms,
+                    });
+                    match &request.features {
+                        FeatureSelection::Names(n) => body["features"] = serde_json::json!(n),
+                        FeatureSelection::Service(s) => body["service"] = serde_json::json!(s),
+                    }
+                    remote(base, "POST", "/v1/rank", Some(body))
+                }
+                None => {
+                    let answer = open(&target)?.rank(request)?;
+                    let encoded = featstore::server::rank_json::encode_json(&answer);
+                    print_json(&serde_json::from_slice::<serde_json::Value>(&encoded)?)
+                }
+            }
+        }
+        Command::Lineage { target } => match &target.server {
+            Some(base) => remote(base, "GET", "/v1/lineage", None),
+            None => print_json(&open(&target)?.lineage()),
+        },
         Command::Load {
             group,
             input,

@@ -494,6 +494,7 @@ impl Feature {
             description: self.description(),
             tags: self.tags(),
             aggregate: None,
+            default: None,
         }
     }
 }

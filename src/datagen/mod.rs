@@ -74,6 +74,7 @@
 mod catalog;
 mod hash;
 mod output;
+pub mod ranking;
 #[cfg(test)]
 mod tests;
 
@@ -435,6 +436,7 @@ pub fn write_float_matrix(
             description: format!("Synthetic benchmark float feature {k}, in [-1, 1)."),
             tags: vec!["benchmark".to_owned()],
             aggregate: None,
+            default: None,
         })
         .collect();
     let table = MatrixTable {

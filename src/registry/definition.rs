@@ -63,6 +63,10 @@ pub struct FeatureSpec {
     /// [`super::aggregate`]); such a feature is never pushed or loaded itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregate: Option<super::aggregate::AggregateSpec>,
+    /// Value served (status `defaulted`) by ranking reads when none is usable (not
+    /// found, null or expired); a JSON/TOML literal of the feature's dtype.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
 }
 
 fn first_version() -> u32 {
@@ -175,6 +179,7 @@ mod tests {
             description: String::new(),
             tags: vec![],
             aggregate: None,
+            default: None,
         }
     }
 

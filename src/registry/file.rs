@@ -16,6 +16,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::FeatureSpec;
+use super::entity::CompositeEntitySpec;
+use super::on_demand::OnDemandSpec;
+use super::service::ServiceSpec;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +55,53 @@ pub fn parse_features_toml(text: &str, origin: &str) -> Result<Vec<FeatureSpec>,
         message: e.to_string(),
     })?;
     Ok(file.feature)
+}
+
+/// Every kind of registry object a file (or a `POST /v1/registry` body) may hold.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryObjects {
+    /// `[[feature]]`: stored feature definitions.
+    #[serde(default, alias = "features")]
+    pub feature: Vec<FeatureSpec>,
+    /// `[[entity_type]]`: composite entity types.
+    #[serde(default, alias = "entity_types")]
+    pub entity_type: Vec<CompositeEntitySpec>,
+    /// `[[on_demand]]`: on-demand features.
+    #[serde(default)]
+    pub on_demand: Vec<OnDemandSpec>,
+    /// `[[service]]`: feature services.
+    #[serde(default, alias = "services")]
+    pub service: Vec<ServiceSpec>,
+}
+
+impl RegistryObjects {
+    /// True when the document holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.feature.is_empty()
+            && self.entity_type.is_empty()
+            && self.on_demand.is_empty()
+            && self.service.is_empty()
+    }
+}
+
+/// Parses every registry table (`[[feature]]`, `[[entity_type]]`, `[[on_demand]]`,
+/// `[[service]]`) of a TOML document.
+pub fn parse_registry_toml(text: &str, origin: &str) -> Result<RegistryObjects, FeatureFileError> {
+    toml::from_str(text).map_err(|e| FeatureFileError::Parse {
+        path: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads and parses a registry file (features and the other objects).
+pub fn read_registry_file(path: &Path) -> Result<RegistryObjects, FeatureFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| FeatureFileError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_registry_toml(&text, &shown)
 }
 
 /// Reads and parses a features file.

@@ -5,8 +5,13 @@
 //! Persistence lives in `store::meta`; parsing of declarative files in [`file`].
 
 pub mod aggregate;
+pub mod catalog;
+pub mod defaults;
 pub mod definition;
+pub mod entity;
 pub mod file;
+pub mod on_demand;
+pub mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -72,6 +77,8 @@ pub struct Registry {
     by_name: FastMap<String, BTreeMap<u32, FeatureId>>,
     groups: FastMap<String, GroupInfo>,
     entity_types: HashSet<String, ahash::RandomState>,
+    /// Composite entity types, on-demand features and services.
+    catalog: Arc<catalog::Catalog>,
 }
 
 impl Registry {
@@ -172,6 +179,28 @@ impl Registry {
     /// True if nothing is registered.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// Composite entity types, on-demand features and services.
+    pub fn catalog(&self) -> &Arc<catalog::Catalog> {
+        &self.catalog
+    }
+
+    /// Replaces the catalog.
+    pub fn set_catalog(&mut self, catalog: Arc<catalog::Catalog>) {
+        self.catalog = catalog;
+    }
+
+    /// This snapshot without the definition `id` (same catalog).
+    pub fn without(&self, id: FeatureId) -> Registry {
+        let mut next = Registry::from_definitions(
+            self.by_id
+                .values()
+                .filter(|d| d.id != id)
+                .map(|d| FeatureDefinition::clone(d)),
+        );
+        next.catalog = self.catalog.clone();
+        next
     }
 
     /// The largest id in use, if any.

@@ -93,7 +93,10 @@ impl From<ReadError> for ApiError {
 /// The HTTP status of a failed store operation.
 pub fn store_error_status(e: &StoreError) -> StatusCode {
     match e {
-        StoreError::UnknownGroup(_) | StoreError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
+        StoreError::UnknownGroup(_)
+        | StoreError::UnknownVersion { .. }
+        | StoreError::NotRegistered(_) => StatusCode::NOT_FOUND,
+        StoreError::InUse(_) => StatusCode::CONFLICT,
         StoreError::InvalidDefinition(_) => StatusCode::BAD_REQUEST,
         // The sink failing is the loader's own scratch space, not the input.
         StoreError::Load(LoadError::Input(InputError::Sink(_))) => {
@@ -120,7 +123,7 @@ pub fn read_error_status(e: &ReadError) -> StatusCode {
 }
 
 /// A response with `body` and a content type.
-fn response(
+pub(super) fn response(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -138,7 +141,7 @@ pub fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
 }
 
 /// A 200 JSON response of `value`.
-fn ok_json<T: Serialize + ?Sized>(value: &T) -> Result<HttpResponse, ApiError> {
+pub(super) fn ok_json<T: Serialize + ?Sized>(value: &T) -> Result<HttpResponse, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,7 +170,7 @@ pub fn method_not_allowed(method: &str, template: &str, allow: &str) -> HttpResp
 }
 
 /// Runs a blocking store call on the blocking pool.
-async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub(super) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
@@ -182,7 +185,7 @@ where
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with a 413.
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -267,6 +270,14 @@ pub async fn handle(
         }
         Route::DropOldVersions => drop_old_versions(state, param(&mut params, 0), &req).await,
         Route::Push => push(state, req).await,
+        Route::Rank
+        | Route::ApplyRegistry
+        | Route::DeleteDefinition
+        | Route::ListEntityTypes
+        | Route::ListOnDemand
+        | Route::ListServices
+        | Route::RetireService
+        | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
         Route::Healthz | Route::Readyz => {
             Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
         }

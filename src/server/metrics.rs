@@ -6,7 +6,9 @@
 //! * `featstore_http_request_duration_seconds{method,route}`: latency histogram, buckets
 //!   from 50 µs to 1 s.
 //! * `featstore_features_served_total{status}`: feature readings returned, by status
-//!   (`present`, `not_found`, `expired`, `null`, `stale`).
+//!   (`present`, `not_found`, `expired`, `null`, `stale`, `defaulted`, `not_fetched`).
+//! * `featstore_feature_defaults_total{feature}`: values served as the definition's
+//!   default, by feature (`name@version`); one series per feature that ever defaulted.
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
 //!   refreshed from the store on each scrape.
 //! * `featstore_stream_lag_seconds{group}`: per pushed value that became the latest
@@ -59,6 +61,11 @@ struct StatusLabels {
 
 /// The `group` label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FeatureLabels {
+    feature: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct GroupLabels {
     group: String,
 }
@@ -90,6 +97,8 @@ struct ServedCounters {
     expired: Counter,
     null: Counter,
     stale: Counter,
+    defaulted: Counter,
+    not_fetched: Counter,
 }
 
 struct Scrape {
@@ -105,6 +114,7 @@ pub struct Metrics {
     latency: LatencyFamily,
     served: ServedCounters,
     stream_lag: LagFamily,
+    defaults: Family<FeatureLabels, Counter>,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -157,7 +167,15 @@ impl Metrics {
             expired: counter(FeatureStatus::Expired),
             null: counter(FeatureStatus::Null),
             stale: counter(FeatureStatus::Stale),
+            defaulted: counter(FeatureStatus::Defaulted),
+            not_fetched: counter(FeatureStatus::NotFetched),
         };
+        let defaults = Family::<FeatureLabels, Counter>::default();
+        registry.register(
+            "featstore_feature_defaults",
+            "Values served as the definition's default (status defaulted), by feature",
+            defaults.clone(),
+        );
         let active_versions = Family::<GroupLabels, Gauge>::default();
         registry.register(
             "featstore_group_active_version",
@@ -182,6 +200,7 @@ impl Metrics {
             latency,
             served,
             stream_lag,
+            defaults,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
@@ -212,23 +231,38 @@ impl Metrics {
 
     /// Counts the readings of one read response by status.
     pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
-        let (mut present, mut not_found, mut expired, mut null, mut stale) = (0, 0, 0, 0, 0);
+        let mut counts = [0u64; STATUS_ORDER.len()];
         for status in statuses {
-            match status {
-                FeatureStatus::Present => present += 1,
-                FeatureStatus::NotFound => not_found += 1,
-                FeatureStatus::Expired => expired += 1,
-                FeatureStatus::Null => null += 1,
-                FeatureStatus::Stale => stale += 1,
-            }
+            let slot = match status {
+                FeatureStatus::Present => 0,
+                FeatureStatus::NotFound => 1,
+                FeatureStatus::Expired => 2,
+                FeatureStatus::Null => 3,
+                FeatureStatus::Stale => 4,
+                FeatureStatus::Defaulted => 5,
+                FeatureStatus::NotFetched => 6,
+            };
+            counts[slot] += 1;
         }
-        for (counter, n) in [
-            (&self.served.present, present),
-            (&self.served.not_found, not_found),
-            (&self.served.expired, expired),
-            (&self.served.null, null),
-            (&self.served.stale, stale),
-        ] {
+        self.observe_status_counts(&counts);
+    }
+
+    /// Adds per-status counts, indexed present, not_found, expired, null, stale,
+    /// defaulted, not_fetched (the order of [`STATUS_ORDER`]).
+    pub fn observe_status_counts(&self, counts: &[u64; STATUS_ORDER.len()]) {
+        let served = &self.served;
+        for (counter, &n) in [
+            &served.present,
+            &served.not_found,
+            &served.expired,
+            &served.null,
+            &served.stale,
+            &served.defaulted,
+            &served.not_fetched,
+        ]
+        .into_iter()
+        .zip(counts)
+        {
             if n > 0 {
                 counter.inc_by(n);
             }
@@ -269,6 +303,17 @@ impl Metrics {
         }
     }
 
+    /// Adds `count` defaulted values of `feature` (`name@version`).
+    pub fn observe_defaults(&self, feature: &str, count: u64) {
+        if count > 0 {
+            self.defaults
+                .get_or_create(&FeatureLabels {
+                    feature: feature.to_owned(),
+                })
+                .inc_by(count);
+        }
+    }
+
     /// Replaces the active-version gauges with `groups` (name, entity type, active
     /// version) and encodes every metric in the OpenMetrics text format.
     pub fn render(
@@ -291,6 +336,17 @@ impl Metrics {
         Ok(out)
     }
 }
+
+/// The statuses in the order [`Metrics::observe_status_counts`] takes their counts.
+pub const STATUS_ORDER: [FeatureStatus; 7] = [
+    FeatureStatus::Present,
+    FeatureStatus::NotFound,
+    FeatureStatus::Expired,
+    FeatureStatus::Null,
+    FeatureStatus::Stale,
+    FeatureStatus::Defaulted,
+    FeatureStatus::NotFetched,
+];
 
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -25,6 +25,12 @@
 //! | POST | `/v1/groups/{group}/rollback` | `{"group","active_version"}` |
 //! | POST | `/v1/groups/{group}/drop-old-versions?keep=K` | `{"group","dropped"}` |
 //! | POST | `/v1/push` | `PushOutcome`, or 400 `{"error","rejected":[{"index","reason"}..]}` |
+//! | POST | `/v1/rank` | ranking read (see [`rank_handlers`]) |
+//! | POST | `/v1/registry` | `RegistryApplyReport` |
+//! | DELETE | `/v1/feature-definitions/{name}/versions/{version}` | `{"deleted"}` |
+//! | GET | `/v1/entity-types`, `/v1/on-demand-features`, `/v1/feature-services` | listings |
+//! | POST | `/v1/feature-services/{name}/versions/{version}/retire` | the service |
+//! | GET | `/v1/lineage` | `{"features": [FeatureUsers..]}` |
 //! | GET | `/healthz`, `/readyz` | `ok` |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
@@ -38,6 +44,9 @@
 pub mod handlers;
 pub mod json;
 pub mod metrics;
+pub mod rank_binary;
+pub mod rank_handlers;
+pub mod rank_json;
 pub mod router;
 pub mod url;
 

@@ -34,6 +34,23 @@ pub enum Route {
     DropOldVersions,
     /// `POST /v1/push`: push streamed events.
     Push,
+    /// `POST /v1/rank`: one context, many candidates.
+    Rank,
+    /// `POST /v1/registry`: register features, composite entity types, on-demand
+    /// features and services.
+    ApplyRegistry,
+    /// `DELETE /v1/feature-definitions/{name}/versions/{version}`.
+    DeleteDefinition,
+    /// `GET /v1/entity-types`: composite entity types.
+    ListEntityTypes,
+    /// `GET /v1/on-demand-features`.
+    ListOnDemand,
+    /// `GET /v1/feature-services`.
+    ListServices,
+    /// `POST /v1/feature-services/{name}/versions/{version}/retire`.
+    RetireService,
+    /// `GET /v1/lineage`: which services and on-demand features use which features.
+    Lineage,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open.
@@ -44,7 +61,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 13] = [
+    pub const ALL: [Route; 21] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -55,6 +72,14 @@ impl Route {
         Route::Rollback,
         Route::DropOldVersions,
         Route::Push,
+        Route::Rank,
+        Route::ApplyRegistry,
+        Route::DeleteDefinition,
+        Route::ListEntityTypes,
+        Route::ListOnDemand,
+        Route::ListServices,
+        Route::RetireService,
+        Route::Lineage,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -72,6 +97,14 @@ impl Route {
             Route::Rollback => "/v1/groups/{group}/rollback",
             Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
             Route::Push => "/v1/push",
+            Route::Rank => "/v1/rank",
+            Route::ApplyRegistry => "/v1/registry",
+            Route::DeleteDefinition => "/v1/feature-definitions/{name}/versions/{version}",
+            Route::ListEntityTypes => "/v1/entity-types",
+            Route::ListOnDemand => "/v1/on-demand-features",
+            Route::ListServices => "/v1/feature-services",
+            Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
+            Route::Lineage => "/v1/lineage",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -86,11 +119,19 @@ impl Route {
             | Route::Activate
             | Route::Rollback
             | Route::DropOldVersions
-            | Route::Push => Method::POST,
+            | Route::Push
+            | Route::Rank
+            | Route::ApplyRegistry
+            | Route::RetireService => Method::POST,
+            Route::DeleteDefinition => Method::DELETE,
             Route::GetFeatures
             | Route::ListDefinitions
             | Route::ListGroups
             | Route::GroupVersions
+            | Route::ListEntityTypes
+            | Route::ListOnDemand
+            | Route::ListServices
+            | Route::Lineage
             | Route::Healthz
             | Route::Readyz
             | Route::Metrics => Method::GET,

@@ -50,6 +50,13 @@ pub enum StoreError {
     /// A hot segment could not be built, or a segment file is corrupt.
     #[error("hot segment {0}")]
     Segment(String),
+    /// The registry object is used by live feature services or on-demand features;
+    /// the message names them.
+    #[error("{0}")]
+    InUse(String),
+    /// No such registry object (feature definition, service...).
+    #[error("{0}")]
+    NotRegistered(String),
     /// Metadata in the `meta` column family is unreadable.
     #[error("corrupt metadata at `{key}`: {reason}")]
     CorruptMeta {

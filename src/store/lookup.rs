@@ -76,12 +76,16 @@ fn lookup_batch(
     };
     let width = request.width;
     let mut misses: Vec<usize> = Vec::new();
+    // Field positions are resolved once per call, not per entity.
+    let prepared = active
+        .segment
+        .as_ref()
+        .map(|segment| (segment, segment.prepare(request.wanted)));
     for (e, entity) in entities.iter().enumerate() {
         let row = &mut out[e * width..(e + 1) * width];
-        let hit = active
-            .segment
+        let hit = prepared
             .as_ref()
-            .is_some_and(|segment| segment.lookup(entity.id(), request.wanted, row));
+            .is_some_and(|(segment, fields)| segment.lookup_prepared(entity.id(), fields, row));
         if !hit {
             misses.push(e);
         }
@@ -92,9 +96,13 @@ fn lookup_batch(
     if request.wanted.len() <= MULTI_GET_MAX {
         multi_get(view, &active.cf, request, entities, &misses, out)?;
     } else {
+        // One iterator, re-seeked per entity (each seek sets the prefix bound).
+        let mut opts = ReadOptions::default();
+        opts.set_prefix_same_as_start(true);
+        let mut iter = view.db().raw_iterator_cf_opt(&active.cf, opts);
         for &e in &misses {
             let row = &mut out[e * width..(e + 1) * width];
-            scan_entity(view, &active.cf, request, &entities[e], row)?;
+            scan_entity(&mut iter, request, &entities[e], row)?;
         }
     }
     Ok(Some(active.version))
@@ -151,8 +159,7 @@ fn multi_get(
 
 /// One prefix scan over the entity's keys, picking the wanted features.
 fn scan_entity(
-    view: &ReadView,
-    cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+    iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
     request: &GroupLookup<'_>,
     entity: &EntityKey,
     row: &mut [Stored],
@@ -161,9 +168,6 @@ fn scan_entity(
     let Some(&(first_fid, _)) = wanted.first() else {
         return Ok(());
     };
-    let mut opts = ReadOptions::default();
-    opts.set_prefix_same_as_start(true);
-    let mut iter = view.db().raw_iterator_cf_opt(cf, opts);
     iter.seek(entity.feature_key(first_fid));
     let prefix_len = entity.as_bytes().len();
     let mut next = 0;

@@ -17,7 +17,9 @@ pub mod lookup;
 pub mod manifest;
 pub mod meta;
 pub mod options;
+pub mod rank;
 pub mod read;
+pub mod registry_ops;
 pub mod segments;
 pub mod stream;
 pub mod view;
@@ -174,7 +176,8 @@ impl FeatureStore {
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, &db_path, descriptors)?);
 
         let definitions = meta::read_definitions(&db)?;
-        let registry = Registry::from_definitions(definitions);
+        let mut registry = Registry::from_definitions(definitions);
+        registry.set_catalog(Arc::new(registry_ops::read_catalog(&db)?));
         let mut next_feature_id = meta::read_next_feature_id(&db)?;
         if let Some(max) = registry.max_id() {
             next_feature_id = next_feature_id.max(max + 1);
@@ -524,6 +527,7 @@ impl FeatureStore {
                 )));
             }
             let existing = registry.get(&spec.name, spec.version).cloned();
+            registry_ops::check_feature_change(&registry, existing.as_deref(), &spec)?;
             let (def, action) = match existing {
                 Some(old) if old.spec == spec => {
                     outcomes.push(ApplyOutcome {

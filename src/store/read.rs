@@ -49,6 +49,7 @@ pub struct FeatureVector {
 /// Decides the status of a stored value for `def` at `now`: the only place TTL and the
 /// freshness SLO apply. Past its TTL a value is `expired` (not returned); past its
 /// freshness SLO (and within its TTL) it is `stale` and returned.
+#[inline]
 pub fn classify(
     def: &FeatureDefinition,
     stored: Option<(Value, TimestampMs)>,

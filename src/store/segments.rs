@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter,
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -119,6 +119,64 @@ impl HotSegment {
             }
         }
         true
+    }
+}
+
+/// The segment's field positions of a lookup's wanted features, resolved once per
+/// batch of entities (see [`HotSegment::prepare`]).
+#[derive(Debug, Clone)]
+pub struct PreparedFields(Vec<(usize, usize)>);
+
+impl HotSegment {
+    /// Resolves `(feature, slot)` pairs to `(segment field, slot)` once, so a batch of
+    /// lookups does no per-entity, per-feature search. Features the segment does not
+    /// hold are left out (their slots stay untouched, as in [`HotSegment::lookup`]).
+    pub fn prepare(&self, wanted: &[(FeatureId, usize)]) -> PreparedFields {
+        PreparedFields(
+            wanted
+                .iter()
+                .filter_map(|&(feature, slot)| {
+                    self.segment.field_index(feature).map(|field| (field, slot))
+                })
+                .collect(),
+        )
+    }
+
+    /// [`HotSegment::lookup`] with fields resolved by [`HotSegment::prepare`].
+    #[inline]
+    pub fn lookup_prepared(
+        &self,
+        entity_id: &[u8],
+        fields: &PreparedFields,
+        found: &mut [Option<(Value, TimestampMs)>],
+    ) -> bool {
+        let Some(row) = self.segment.find(entity_id) else {
+            return false;
+        };
+        for &(field, slot) in &fields.0 {
+            let value = match row.get(field) {
+                FieldValue::Absent => None,
+                FieldValue::Null(t) => Some((Value::Null, t)),
+                FieldValue::Present { event_time, value } => Some((owned(value), event_time)),
+            };
+            if let Some(target) = found.get_mut(slot) {
+                *target = value;
+            }
+        }
+        true
+    }
+}
+
+/// An owned copy of a segment value; scalars inline (the per-value hot path of batched
+/// lookups), the rest through `ValueRef::to_value`.
+#[inline(always)]
+fn owned(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Float32(v) => Value::Float32(v),
+        ValueRef::Float64(v) => Value::Float64(v),
+        ValueRef::Int64(v) => Value::Int64(v),
+        ValueRef::Bool(v) => Value::Bool(v),
+        other => other.to_value(),
     }
 }
 

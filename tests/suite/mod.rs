@@ -6,6 +6,7 @@ mod concurrent_swap;
 mod crash;
 mod end_to_end;
 mod loading;
+mod ranking;
 mod registry;
 mod restart;
 mod segments;

@@ -288,6 +288,11 @@ pub enum FeatureStatus {
     Expired,
     /// A value is returned but is older than the feature's freshness SLO.
     Stale,
+    /// No usable value (not found, null, expired, or an on-demand feature's input
+    /// missing): the definition's default is returned instead.
+    Defaulted,
+    /// The request's deadline passed before this value was fetched; no value.
+    NotFetched,
 }
 
 impl FeatureStatus {
@@ -299,6 +304,8 @@ impl FeatureStatus {
             FeatureStatus::NotFound => "not_found",
             FeatureStatus::Expired => "expired",
             FeatureStatus::Stale => "stale",
+            FeatureStatus::Defaulted => "defaulted",
+            FeatureStatus::NotFetched => "not_fetched",
         }
     }
 }

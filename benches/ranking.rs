@@ -1,0 +1,102 @@
+//! In-process ranking reads: one user and one retailer in the context, 500 candidate
+//! products x 50 float32 features + 2 on-demand similarity features (cosine of user
+//! and product embeddings, dot product of retailer and product embeddings), answered
+//! from the hot segment and from RocksDB; and the cost of encoding the answer as JSON
+//! and in the binary form.
+//!
+//! Corpus: `FEATSTORE_BENCH_PRODUCTS` products (default 100,000), generated
+//! deterministically (`datagen::ranking`). Throughput is in entity rows (candidates).
+//!
+//! Run: `cargo bench --profile dev --bench ranking` (see README, "Benchmarks").
+
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use featstore::datagen::ranking::{RankingCorpus, ranking_candidates, write_ranking_corpus};
+use featstore::loader::LoadRequest;
+use featstore::server::{rank_binary, rank_json};
+use featstore::store::rank::{FeatureSelection, RankRequest};
+use featstore::{FeatureStore, StoreConfig};
+
+const CANDIDATES: usize = 500;
+
+fn products() -> u64 {
+    std::env::var("FEATSTORE_BENCH_PRODUCTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+fn load(dir: &std::path::Path, corpus: &RankingCorpus, hot_segment_bytes: u64) -> FeatureStore {
+    let config = StoreConfig {
+        hot_segment_bytes,
+        ..StoreConfig::default()
+    };
+    let store = FeatureStore::open(dir, config).expect("open");
+    store.apply_objects(corpus.registry.clone()).expect("apply");
+    for (group, path) in &corpus.loads {
+        store
+            .load(&LoadRequest::new(group.clone(), path), &|_| {})
+            .expect("load");
+    }
+    store
+}
+
+fn request(n: u64, corpus: &RankingCorpus) -> RankRequest {
+    RankRequest {
+        context: vec![
+            ("user".into(), format!("u{}", n % 100)),
+            ("retailer".into(), format!("r{}", n % 10)),
+        ],
+        candidate_type: "product".into(),
+        candidates: ranking_candidates(n, corpus.products, CANDIDATES),
+        features: FeatureSelection::Names(corpus.feature_names.clone()),
+        deadline: None,
+    }
+}
+
+fn bench_ranking(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus =
+        write_ranking_corpus(&dir.path().join("data"), products(), 50, 32, 7).expect("corpus");
+    let hot = load(&dir.path().join("hot"), &corpus, 4 << 30);
+    let cold = load(&dir.path().join("cold"), &corpus, 0);
+    assert_eq!(
+        hot.hot_segment_entities("bench_products"),
+        Some(corpus.products as usize)
+    );
+
+    let mut group = c.benchmark_group("rank");
+    group.throughput(Throughput::Elements(CANDIDATES as u64));
+    for (label, store) in [("hot_segment", &hot), ("rocksdb", &cold)] {
+        let mut n = 0u64;
+        group.bench_function(format!("{label}/500x(50+2)"), |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    request(n, &corpus)
+                },
+                |req| black_box(store.rank(req).expect("rank")),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    let answer = hot.rank(request(1, &corpus)).expect("rank");
+    group.bench_function("encode_json/500x(50+2)", |b| {
+        b.iter(|| black_box(rank_json::encode_json(&answer)))
+    });
+    group.bench_function("encode_binary/500x(50+2)", |b| {
+        b.iter(|| black_box(rank_binary::encode(&answer)))
+    });
+    group.finish();
+    eprintln!(
+        "response sizes: json {} bytes, binary {} bytes",
+        rank_json::encode_json(&answer).len(),
+        rank_binary::encode(&answer).len()
+    );
+}
+
+criterion_group!(benches, bench_ranking);
+criterion_main!(benches);

@@ -1,0 +1,387 @@
+//! The binary encoding of a ranking response (`Content-Type:
+//! application/x-featstore-rank`), for hosts that want no number parsing.
+//!
+//! All integers little-endian; `str` is a u32 byte length then UTF-8 bytes.
+//!
+//! ```text
+//! response := "FSRK" u8:version(1) u8:complete u8:time_width i64:now_ms
+//!             str:service (empty: none) str:candidate_type
+//!             u32:n_context_entities (str:entity_type str:id)*
+//!             u32:n_times i64:time*                 -- distinct event times
+//!             u32:n_context_columns column*  cell*  -- one cell per context column
+//!             u32:n_columns column*
+//!             u32:n_rows (str:id cell*n_columns)*
+//!             u32:n_versions (str:group u64:version)*
+//!             u32:n_defaults (str:feature u64:count)*
+//! column   := str:name str:feature u8:dtype u32:dim
+//! cell     := u8:status time_index [value]
+//! ```
+//!
+//! `time_index` indexes the `time` table; it is a u8 (`0xFF`: none) when the table has
+//! fewer than 255 entries (`time_width` 1, the common case: batch data shares a few
+//! event times), else a u32 (`0xFFFFFFFF`: none; `time_width` 4).
+//!
+//! `status` is the letter of [`status_letter`] (`P`, `S`, `U`, `N`, `X`, `D`, `F`); a value
+//! follows only for `P` and `D`, in the column's dtype: `dtype` 1 int64 (i64), 2 float64
+//! (f64), 3 float32 (f32), 4 bool (u8), 5 string (str), 6 bytes (u32 length, bytes),
+//! 7 float32 vector (u32 dim, f32 * dim) -- the value tags of storage-format.md.
+//!
+//! Stateless; safe from any thread.
+
+use crate::codec::value::tag;
+use crate::store::rank::{Cell, RankColumn, RankResponse};
+use crate::types::{DType, FeatureStatus, TimestampMs, Value};
+
+pub use super::rank_json::BINARY_CONTENT_TYPE;
+use super::rank_json::{TimeTable, status_letter};
+
+/// First bytes of every binary ranking response.
+pub const MAGIC: &[u8; 4] = b"FSRK";
+/// Encoding version written after the magic.
+pub const VERSION: u8 = 1;
+/// Time index meaning "no event time".
+pub const NO_TIME: u32 = u32::MAX;
+
+fn put_u32(out: &mut Vec<u8>, v: usize) {
+    out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &[u8]) {
+    put_u32(out, s.len());
+    out.extend_from_slice(s);
+}
+
+fn dtype_tag(dtype: DType) -> (u8, u32) {
+    match dtype {
+        DType::Int64 => (tag::INT64, 0),
+        DType::Float64 => (tag::FLOAT64, 0),
+        DType::Float32 => (tag::FLOAT32, 0),
+        DType::Bool => (tag::BOOL, 0),
+        DType::String => (tag::STRING, 0),
+        DType::Bytes => (tag::BYTES, 0),
+        DType::Float32Vector { dim } => (tag::FLOAT32_VECTOR, dim),
+    }
+}
+
+fn put_columns(out: &mut Vec<u8>, columns: &[RankColumn]) {
+    put_u32(out, columns.len());
+    for c in columns {
+        put_str(out, c.name.as_bytes());
+        put_str(out, c.feature.as_bytes());
+        let (tag, dim) = dtype_tag(c.dtype);
+        out.push(tag);
+        out.extend_from_slice(&dim.to_le_bytes());
+    }
+}
+
+fn put_cell(out: &mut Vec<u8>, cell: &Cell, times: &mut TimeTable, narrow: bool) {
+    out.push(status_letter(cell.status));
+    let time = cell.event_time.map_or(NO_TIME, |t| times.slot(t));
+    if narrow {
+        out.push(u8::try_from(time).unwrap_or(u8::MAX));
+    } else {
+        out.extend_from_slice(&time.to_le_bytes());
+    }
+    if !matches!(
+        cell.status,
+        FeatureStatus::Present | FeatureStatus::Defaulted
+    ) {
+        return;
+    }
+    match &cell.value {
+        Some(Value::Int64(v)) => out.extend_from_slice(&v.to_le_bytes()),
+        Some(Value::Float64(v)) => out.extend_from_slice(&v.to_le_bytes()),
+        Some(Value::Float32(v)) => out.extend_from_slice(&v.to_le_bytes()),
+        Some(Value::Bool(v)) => out.push(u8::from(*v)),
+        Some(Value::String(s)) => put_str(out, s.as_bytes()),
+        Some(Value::Bytes(b)) => put_str(out, b),
+        Some(Value::Float32Vector(v)) => {
+            put_u32(out, v.len());
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        // Present and defaulted cells always carry a value of the column's dtype.
+        Some(Value::Null) | None => {}
+    }
+}
+
+/// Encodes `response` (grammar in the module docs).
+pub fn encode(response: &RankResponse) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(256 + response.cells.len() * 9 + response.candidates.len() * 16);
+    let mut times = TimeTable::of(response);
+    let narrow = times.times().len() < usize::from(u8::MAX);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(u8::from(response.complete));
+    out.push(if narrow { 1 } else { 4 });
+    out.extend_from_slice(&response.now_ms.to_le_bytes());
+    put_str(
+        &mut out,
+        response.service.as_deref().unwrap_or("").as_bytes(),
+    );
+    put_str(&mut out, response.candidate_type.as_bytes());
+    put_u32(&mut out, response.context.len());
+    for (t, id) in &response.context {
+        put_str(&mut out, t.as_bytes());
+        put_str(&mut out, id.as_bytes());
+    }
+    put_u32(&mut out, times.times().len());
+    for t in times.times() {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    put_columns(&mut out, &response.context_columns);
+    for cell in &response.context_cells {
+        put_cell(&mut out, cell, &mut times, narrow);
+    }
+    put_columns(&mut out, &response.columns);
+    put_u32(&mut out, response.candidates.len());
+    for (r, id) in response.candidates.iter().enumerate() {
+        put_str(&mut out, id.as_bytes());
+        for cell in response.row(r) {
+            put_cell(&mut out, cell, &mut times, narrow);
+        }
+    }
+    put_u32(&mut out, response.versions.len());
+    for (group, version) in &response.versions {
+        put_str(&mut out, group.as_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
+    }
+    put_u32(&mut out, response.defaults.len());
+    for (feature, n) in &response.defaults {
+        put_str(&mut out, feature.as_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+/// One decoded cell: status letter, event time, value.
+pub type DecodedCell = (u8, Option<TimestampMs>, Option<Value>);
+
+/// A decoded binary response (for Rust clients and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// False when some values were not fetched before the deadline.
+    pub complete: bool,
+    /// Request time.
+    pub now_ms: TimestampMs,
+    /// Service read, if any.
+    pub service: Option<String>,
+    /// Candidates' entity type.
+    pub candidate_type: String,
+    /// Context entities.
+    pub context: Vec<(String, String)>,
+    /// Context column names.
+    pub context_columns: Vec<String>,
+    /// Context cells: (status letter, event time, value).
+    pub context_cells: Vec<DecodedCell>,
+    /// Candidate column names.
+    pub columns: Vec<String>,
+    /// Rows: (id, cells).
+    pub rows: Vec<(String, Vec<DecodedCell>)>,
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = self.0.split_at_checked(n)?;
+        self.0 = tail;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.bytes(1)?.first().copied()
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.bytes(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.bytes(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.bytes(n)?.to_vec()).ok()
+    }
+    fn columns(&mut self) -> Option<Vec<(String, u8)>> {
+        let n = self.u32()?;
+        (0..n)
+            .map(|_| {
+                let name = self.string()?;
+                let _feature = self.string()?;
+                let tag = self.u8()?;
+                let _dim = self.u32()?;
+                Some((name, tag))
+            })
+            .collect()
+    }
+    fn cell(&mut self, tag_: u8, times: &[i64], narrow: bool) -> Option<DecodedCell> {
+        let status = self.u8()?;
+        let t = if narrow {
+            match self.u8()? {
+                u8::MAX => NO_TIME,
+                t => u32::from(t),
+            }
+        } else {
+            self.u32()?
+        };
+        let time = if t == NO_TIME {
+            None
+        } else {
+            Some(*times.get(t as usize)?)
+        };
+        if status != b'P' && status != b'D' {
+            return Some((status, time, None));
+        }
+        let value = match tag_ {
+            tag::INT64 => Value::Int64(self.i64()?),
+            tag::FLOAT64 => Value::Float64(f64::from_le_bytes(self.bytes(8)?.try_into().ok()?)),
+            tag::FLOAT32 => Value::Float32(f32::from_le_bytes(self.bytes(4)?.try_into().ok()?)),
+            tag::BOOL => Value::Bool(self.u8()? != 0),
+            tag::STRING => Value::String(self.string()?),
+            tag::BYTES => {
+                let n = self.u32()? as usize;
+                Value::Bytes(self.bytes(n)?.to_vec())
+            }
+            tag::FLOAT32_VECTOR => {
+                let n = self.u32()? as usize;
+                let raw = self.bytes(n.checked_mul(4)?)?;
+                Value::Float32Vector(
+                    raw.chunks_exact(4)
+                        .map(|c| c.try_into().map(f32::from_le_bytes).unwrap_or(f32::NAN))
+                        .collect(),
+                )
+            }
+            _ => return None,
+        };
+        Some((status, time, Some(value)))
+    }
+}
+
+/// Decodes a binary response; `None` if the bytes are not one.
+pub fn decode(bytes: &[u8]) -> Option<Decoded> {
+    let mut r = Reader(bytes);
+    if r.bytes(4)? != MAGIC || r.u8()? != VERSION {
+        return None;
+    }
+    let complete = r.u8()? != 0;
+    let narrow = match r.u8()? {
+        1 => true,
+        4 => false,
+        _ => return None,
+    };
+    let now_ms = r.i64()?;
+    let service = Some(r.string()?).filter(|s| !s.is_empty());
+    let candidate_type = r.string()?;
+    let n = r.u32()?;
+    let context = (0..n)
+        .map(|_| Some((r.string()?, r.string()?)))
+        .collect::<Option<Vec<_>>>()?;
+    let n = r.u32()?;
+    let times = (0..n).map(|_| r.i64()).collect::<Option<Vec<_>>>()?;
+    let ctx_cols = r.columns()?;
+    let context_cells = ctx_cols
+        .iter()
+        .map(|(_, t)| r.cell(*t, &times, narrow))
+        .collect::<Option<Vec<_>>>()?;
+    let cols = r.columns()?;
+    let n = r.u32()?;
+    let rows = (0..n)
+        .map(|_| {
+            let id = r.string()?;
+            let cells = cols
+                .iter()
+                .map(|(_, t)| r.cell(*t, &times, narrow))
+                .collect::<Option<Vec<_>>>()?;
+            Some((id, cells))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let n = r.u32()?;
+    for _ in 0..n {
+        r.string()?;
+        r.u64()?;
+    }
+    let n = r.u32()?;
+    for _ in 0..n {
+        r.string()?;
+        r.u64()?;
+    }
+    Some(Decoded {
+        complete,
+        now_ms,
+        service,
+        candidate_type,
+        context,
+        context_columns: ctx_cols.into_iter().map(|(n, _)| n).collect(),
+        context_cells,
+        columns: cols.into_iter().map(|(n, _)| n).collect(),
+        rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn response(rows: usize) -> RankResponse {
+        let column = RankColumn {
+            name: "n".into(),
+            feature: "n@1".into(),
+            dtype: DType::Int64,
+            on_demand: false,
+        };
+        RankResponse {
+            service: None,
+            context: vec![("user".into(), "u1".into())],
+            context_columns: vec![],
+            context_cells: vec![],
+            candidate_type: "product".into(),
+            columns: vec![column],
+            candidates: (0..rows).map(|r| format!("p{r}")).collect(),
+            cells: (0..rows)
+                .map(|r| Cell {
+                    status: if r % 3 == 0 {
+                        FeatureStatus::NotFound
+                    } else {
+                        FeatureStatus::Present
+                    },
+                    value: (r % 3 != 0).then_some(Value::Int64(r as i64)),
+                    event_time: (r % 3 != 0).then_some(1000 + r as i64),
+                })
+                .collect(),
+            versions: BTreeMap::new(),
+            complete: true,
+            defaults: vec![],
+            now_ms: 5,
+        }
+    }
+
+    #[test]
+    fn round_trips_with_narrow_and_wide_time_indexes() {
+        for rows in [10, 600] {
+            let answer = response(rows);
+            let bytes = encode(&answer);
+            assert_eq!(bytes[6], if rows < 300 { 1 } else { 4 }, "time width");
+            let decoded = decode(&bytes).expect("decodes");
+            assert_eq!(decoded.rows.len(), rows);
+            for (r, (id, cells)) in decoded.rows.iter().enumerate() {
+                assert_eq!(id, &format!("p{r}"));
+                let cell = &answer.cells[r];
+                assert_eq!(
+                    cells[0],
+                    (
+                        status_letter(cell.status),
+                        cell.event_time,
+                        cell.value.clone()
+                    )
+                );
+            }
+            assert_eq!(decode(&bytes[..bytes.len() - 9]), None, "truncated");
+        }
+    }
+}

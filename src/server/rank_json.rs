@@ -1,0 +1,263 @@
+//! Encoders of the ranking response ([`RankResponse`]): compact JSON, written by hand
+//! into one pre-sized buffer, and a binary form for hosts that ask for it with
+//! `Accept: application/x-featstore-rank` (see README, "Ranking").
+//!
+//! JSON shape (feature names once; one row per candidate, in the order asked):
+//!
+//! ```json
+//! {"service":"ranker_v3@1","now_ms":1763800000000,"complete":true,
+//!  "event_times":[1763700000000],
+//!  "context":{"entities":{"user":"u1"},"features":["user_age"],"values":[31],"status":"P","event_time":[0]},
+//!  "candidates":{"entity_type":"product","features":["ctr","sim"],
+//!    "rows":[{"id":"p1","values":[0.25,0.8],"status":"PP","event_time":[0,1]}]},
+//!  "versions":{"product_daily":3},"defaults":{"sim@1":0}}
+//! ```
+//!
+//! * `status` holds one letter per value, in column order: see [`status_letter`].
+//! * `event_time` holds, per value, an index into the response's `event_times` table
+//!   (distinct event times, in first-seen order; batch data shares a few) or `null`.
+//! * values map as in [`super::json`]: numbers, bools, strings, hex for bytes, arrays
+//!   for vectors; no value (and non-finite floats) is `null`.
+//!
+//! Stateless; safe from any thread.
+
+use std::collections::HashMap;
+
+use crate::store::rank::{Cell, RankColumn, RankResponse};
+use crate::types::{FeatureStatus, TimestampMs, Value};
+
+/// `Content-Type` of the binary encoding, also the `Accept` value that selects it.
+pub const BINARY_CONTENT_TYPE: &str = "application/x-featstore-rank";
+
+/// The one-letter code of a status in `status` strings (and the binary encoding's
+/// status byte): `P` present, `S` stale (present, older than the freshness SLO), `U`
+/// null, `N` not found, `X` expired, `D` defaulted, `F` not fetched before the deadline.
+pub fn status_letter(status: FeatureStatus) -> u8 {
+    match status {
+        FeatureStatus::Present => b'P',
+        FeatureStatus::Stale => b'S',
+        FeatureStatus::Null => b'U',
+        FeatureStatus::NotFound => b'N',
+        FeatureStatus::Expired => b'X',
+        FeatureStatus::Defaulted => b'D',
+        FeatureStatus::NotFetched => b'F',
+    }
+}
+
+/// Distinct event times of a response, indexed in first-seen order.
+#[derive(Default)]
+pub struct TimeTable {
+    times: Vec<TimestampMs>,
+    index: HashMap<TimestampMs, u32, ahash::RandomState>,
+    last: Option<(TimestampMs, u32)>,
+}
+
+impl TimeTable {
+    /// Builds the table of every cell's event time.
+    pub fn of(response: &RankResponse) -> Self {
+        let mut table = TimeTable::default();
+        for cell in response.all_cells() {
+            if let Some(t) = cell.event_time {
+                table.slot(t);
+            }
+        }
+        table
+    }
+
+    /// The index of `t`, added if new.
+    #[inline]
+    pub fn slot(&mut self, t: TimestampMs) -> u32 {
+        if let Some((last, i)) = self.last
+            && last == t
+        {
+            return i;
+        }
+        let next = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
+        let i = *self.index.entry(t).or_insert(next);
+        if i == next {
+            self.times.push(t);
+        }
+        self.last = Some((t, i));
+        i
+    }
+
+    /// The distinct times, by index.
+    pub fn times(&self) -> &[TimestampMs] {
+        &self.times
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn push_int(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn push_f32(out: &mut Vec<u8>, v: f32) {
+    if v.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn push_f64(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match value {
+        None | Some(Value::Null) => out.extend_from_slice(b"null"),
+        Some(Value::Float32(v)) => push_f32(out, *v),
+        Some(Value::Float64(v)) => push_f64(out, *v),
+        Some(Value::Int64(v)) => push_int(out, *v),
+        Some(Value::Bool(v)) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
+        Some(Value::String(s)) => push_str(out, s),
+        Some(Value::Bytes(b)) => {
+            out.push(b'"');
+            for byte in b {
+                out.push(HEX[usize::from(byte >> 4)]);
+                out.push(HEX[usize::from(byte & 0x0f)]);
+            }
+            out.push(b'"');
+        }
+        Some(Value::Float32Vector(v)) => {
+            out.push(b'[');
+            for (i, x) in v.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_f32(out, *x);
+            }
+            out.push(b']');
+        }
+    }
+}
+
+fn push_names(out: &mut Vec<u8>, columns: &[RankColumn]) {
+    out.push(b'[');
+    for (i, c) in columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(out, &c.name);
+    }
+    out.push(b']');
+}
+
+/// Writes `"values":[..],"status":"..","event_time":[..]` of one row of cells.
+fn push_cells(out: &mut Vec<u8>, cells: &[Cell], times: &mut TimeTable) {
+    out.extend_from_slice(b"\"values\":[");
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_value(out, c.value.as_ref());
+    }
+    out.extend_from_slice(b"],\"status\":\"");
+    out.extend(cells.iter().map(|c| status_letter(c.status)));
+    out.extend_from_slice(b"\",\"event_time\":[");
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match c.event_time {
+            Some(t) => push_int(out, i64::from(times.slot(t))),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.push(b']');
+}
+
+/// A generous guess of the encoded size, so the buffer rarely grows.
+fn estimated_len(response: &RankResponse) -> usize {
+    let per_value = 24;
+    512 + response.cells.len() * per_value
+        + response
+            .candidates
+            .iter()
+            .map(|c| c.len() + 64)
+            .sum::<usize>()
+        + response.columns.len() * 40
+}
+
+/// Encodes the JSON ranking response (shape in the module docs).
+pub fn encode_json(response: &RankResponse) -> Vec<u8> {
+    let mut out = Vec::with_capacity(estimated_len(response));
+    let mut times = TimeTable::of(response);
+    out.extend_from_slice(b"{\"service\":");
+    match &response.service {
+        Some(s) => push_str(&mut out, s),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"now_ms\":");
+    push_int(&mut out, response.now_ms);
+    out.extend_from_slice(if response.complete {
+        b",\"complete\":true"
+    } else {
+        b",\"complete\":false"
+    });
+    out.extend_from_slice(b",\"event_times\":[");
+    for (i, t) in times.times().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_int(&mut out, *t);
+    }
+    out.extend_from_slice(b"],\"context\":{\"entities\":{");
+    for (i, (entity_type, id)) in response.context.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(&mut out, entity_type);
+        out.push(b':');
+        push_str(&mut out, id);
+    }
+    out.extend_from_slice(b"},\"features\":");
+    push_names(&mut out, &response.context_columns);
+    out.push(b',');
+    push_cells(&mut out, &response.context_cells, &mut times);
+    out.extend_from_slice(b"},\"candidates\":{\"entity_type\":");
+    push_str(&mut out, &response.candidate_type);
+    out.extend_from_slice(b",\"features\":");
+    push_names(&mut out, &response.columns);
+    out.extend_from_slice(b",\"rows\":[");
+    for (r, id) in response.candidates.iter().enumerate() {
+        if r > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        push_str(&mut out, id);
+        out.push(b',');
+        push_cells(&mut out, response.row(r), &mut times);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]},\"versions\":{");
+    for (i, (group, version)) in response.versions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(&mut out, group);
+        out.push(b':');
+        push_int(&mut out, i64::try_from(*version).unwrap_or(i64::MAX));
+    }
+    out.extend_from_slice(b"},\"defaults\":{");
+    for (i, (feature, n)) in response.defaults.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(&mut out, feature);
+        out.push(b':');
+        push_int(&mut out, i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
