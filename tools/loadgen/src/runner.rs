@@ -1,0 +1,329 @@
+//! Runs a load: N connections in closed or open loop until the request count or the
+//! duration is reached, then merges their measurements; and probes which request
+//! shapes a server supports.
+//!
+//! Request `i` is a ticket taken from one shared atomic counter, so the count bound
+//! holds across connections and open-loop send times ([`schedule`]) are global.
+//! Every wait is bounded: a connection stops taking tickets at the deadline, each
+//! exchange has a timeout, and the run as a whole is abandoned if its connections
+//! have not finished [`STOP_GRACE`] after the deadline plus one timeout. Each
+//! connection owns its random stream (seed + index) and its [`Recorder`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinSet;
+
+use crate::http::{Failure, HttpConn};
+use crate::keys::Rng;
+use crate::redis::RedisConn;
+use crate::schedule::{Pacing, latency};
+use crate::stats::{ErrorClass, Recorder, RunLabels, RunResult};
+use crate::target::{Protocol, Target};
+use crate::workload::{Mix, Op, Shape, Workload};
+
+/// Longest run accepted.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Most connections accepted.
+pub const MAX_CONNECTIONS: u32 = 4096;
+/// How long after the deadline plus one request timeout a run waits for its
+/// connections before abandoning them.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Pause after a failed connect before the connection tries again.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// A run that could not start or finish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A bound out of range.
+    #[error("invalid run: {0}")]
+    Invalid(String),
+    /// Connections still busy long after the deadline.
+    #[error("{0} connections did not stop after the deadline; the run was abandoned")]
+    Stuck(usize),
+    /// A probe request failed other than by 404/405.
+    #[error("probe of {shape} on {target}: {message}")]
+    Probe {
+        /// Shape probed.
+        shape: &'static str,
+        /// Target URL.
+        target: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// One run's settings.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Where to send.
+    pub target: Target,
+    /// Label of the system in the results.
+    pub system: String,
+    /// Request mix.
+    pub mix: Mix,
+    /// Closed or open loop.
+    pub pacing: Pacing,
+    /// Connections (1..=[`MAX_CONNECTIONS`]).
+    pub connections: u32,
+    /// Stop taking new requests after this long (at most [`MAX_DURATION`]).
+    pub duration: Duration,
+    /// Stop after this many requests (at least 1).
+    pub max_requests: u64,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Seed of every connection's random stream.
+    pub seed: u64,
+    /// Label of the key distribution in the results.
+    pub keys_label: String,
+}
+
+impl RunConfig {
+    fn validate(&self) -> Result<(), RunError> {
+        let bad = |m: String| Err(RunError::Invalid(m));
+        if self.connections == 0 || self.connections > MAX_CONNECTIONS {
+            return bad(format!("connections must be 1..={MAX_CONNECTIONS}"));
+        }
+        if self.duration.is_zero() || self.duration > MAX_DURATION {
+            return bad(format!("duration must be > 0 and at most {MAX_DURATION:?}"));
+        }
+        if self.max_requests == 0 {
+            return bad("the request count must be at least 1".into());
+        }
+        if self.timeout.is_zero() || self.timeout > Duration::from_secs(60) {
+            return bad("the request timeout must be > 0 and at most 60 s".into());
+        }
+        if let Pacing::Open { rate } = self.pacing
+            && !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0)
+        {
+            return bad(format!("rate {rate} must be in (0, 10M] requests/s"));
+        }
+        Ok(())
+    }
+}
+
+/// A connection of either protocol, with its pipeline buffer.
+enum Conn {
+    Http(HttpConn),
+    Redis(RedisConn, Vec<u8>),
+}
+
+impl Conn {
+    async fn open(target: &Target) -> Result<Conn, Failure> {
+        Ok(match target.protocol {
+            Protocol::Http => Conn::Http(HttpConn::connect(target.addr).await?),
+            Protocol::Redis => Conn::Redis(RedisConn::connect(target.addr).await?, Vec::new()),
+        })
+    }
+
+    /// Sends `op`; the response bytes on success.
+    async fn exchange(&mut self, workload: &Workload, op: &Op) -> Result<usize, Failure> {
+        match self {
+            Conn::Http(conn) => conn.send(&workload.http(op)).await.map(|a| a.body.len()),
+            Conn::Redis(conn, buf) => {
+                buf.clear();
+                let n = workload.redis(op, buf);
+                conn.exchange(buf, n).await
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// What one connection did.
+struct ConnOutcome {
+    recorder: Recorder,
+    sent: u64,
+    last_done: Instant,
+}
+
+async fn drive(
+    cfg: Arc<RunConfig>,
+    workload: Arc<Workload>,
+    tickets: Arc<AtomicU64>,
+    index: u64,
+    start: Instant,
+) -> ConnOutcome {
+    let deadline = start + cfg.duration;
+    let mut rng = Rng::new(cfg.seed ^ (index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let mut recorder = Recorder::new();
+    let mut conn: Option<Conn> = None;
+    let mut sent = 0u64;
+    let mut last_done = start;
+    loop {
+        let i = tickets.fetch_add(1, Ordering::Relaxed);
+        if i >= cfg.max_requests {
+            break;
+        }
+        let origin = match cfg.pacing.intended_offset(i) {
+            Some(offset) => {
+                let at = start + offset;
+                if at >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                now
+            }
+        };
+        let op = workload.draw(cfg.mix.pick(&mut rng), &mut rng, now_ms());
+        sent += 1;
+        let exchange = async {
+            if conn.is_none() {
+                conn = Some(Conn::open(&cfg.target).await?);
+            }
+            match conn.as_mut() {
+                Some(c) => c.exchange(&workload, &op).await,
+                None => unreachable!("opened above"),
+            }
+        };
+        let outcome = tokio::time::timeout(cfg.timeout, exchange).await;
+        let done = Instant::now();
+        last_done = done;
+        match outcome {
+            Ok(Ok(bytes)) => recorder.ok(latency_since(origin, done), op.rows(), bytes),
+            Ok(Err(failure)) => {
+                let connect = failure.class == ErrorClass::Connect;
+                recorder.error(failure.class, || failure.message.clone());
+                if !failure.reusable {
+                    conn = None;
+                }
+                if connect {
+                    tokio::time::sleep(RECONNECT_BACKOFF).await;
+                }
+            }
+            Err(_elapsed) => {
+                recorder.error(ErrorClass::Timeout, || {
+                    format!("no answer within {:?}", cfg.timeout)
+                });
+                conn = None;
+            }
+        }
+    }
+    ConnOutcome {
+        recorder,
+        sent,
+        last_done,
+    }
+}
+
+fn latency_since(origin: Instant, done: Instant) -> Duration {
+    latency(Duration::ZERO, done.saturating_duration_since(origin))
+}
+
+/// Runs `cfg` with requests from `workload` and summarises it. The measurements of
+/// every connection are merged; the elapsed time runs from the start to the last
+/// answer.
+pub async fn run(cfg: &RunConfig, workload: Arc<Workload>) -> Result<RunResult, RunError> {
+    cfg.validate()?;
+    let cfg = Arc::new(cfg.clone());
+    let tickets = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = JoinSet::new();
+    for index in 0..u64::from(cfg.connections) {
+        tasks.spawn(drive(
+            cfg.clone(),
+            workload.clone(),
+            tickets.clone(),
+            index,
+            start,
+        ));
+    }
+    let limit = cfg.duration + cfg.timeout + STOP_GRACE;
+    let mut merged = Recorder::new();
+    let mut sent = 0;
+    let mut last_done = start;
+    let collected = tokio::time::timeout_at((start + limit).into(), async {
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(outcome) = joined {
+                merged.merge(&outcome.recorder);
+                sent += outcome.sent;
+                last_done = last_done.max(outcome.last_done);
+            }
+        }
+    })
+    .await;
+    if collected.is_err() {
+        let stuck = tasks.len();
+        tasks.shutdown().await;
+        return Err(RunError::Stuck(stuck));
+    }
+    let labels = RunLabels {
+        system: cfg.system.clone(),
+        shape: cfg.mix.label(),
+        connections: cfg.connections,
+        rate: cfg.pacing.rate(),
+        keys: cfg.keys_label.clone(),
+    };
+    if let Some(message) = &merged.last_error {
+        eprintln!(
+            "loadgen: {} failed requests; first: {message}",
+            merged.errors.total()
+        );
+    }
+    Ok(RunResult::summarize(
+        labels,
+        &merged,
+        sent,
+        last_done.saturating_duration_since(start),
+    ))
+}
+
+/// Whether a server answers a request shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    /// It answered 2xx.
+    Available,
+    /// It answered 404 or 405: the route does not exist there.
+    NotAvailable {
+        /// The status.
+        status: u16,
+        /// The answer's body (trimmed).
+        message: String,
+    },
+}
+
+/// Sends one request of `shape` to `target`: 2xx is available, 404/405 not; anything
+/// else is an error (the route exists but the request or server is broken). Redis
+/// supports every shape; the probe still checks it answers.
+pub async fn probe(
+    target: &Target,
+    workload: &Workload,
+    shape: Shape,
+    timeout: Duration,
+) -> Result<Availability, RunError> {
+    let failed = |message: String| RunError::Probe {
+        shape: shape.name(),
+        target: target.url(),
+        message,
+    };
+    let op = workload.draw(shape, &mut Rng::new(1), now_ms());
+    let exchange = async {
+        let mut conn = Conn::open(target).await?;
+        conn.exchange(workload, &op).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Err(_) => Err(failed(format!("no answer within {timeout:?}"))),
+        Ok(Ok(_)) => Ok(Availability::Available),
+        Ok(Err(f)) => match f.status.map(|s| s.as_u16()) {
+            Some(status @ (404 | 405)) => Ok(Availability::NotAvailable {
+                status,
+                message: f.message,
+            }),
+            _ => Err(failed(f.message)),
+        },
+    }
+}
