@@ -133,7 +133,7 @@ available() { grep -q "^featstore $1 available$" "$WORK/probe.txt"; }
 
 url_of() {
     case $1 in
-        featstore) echo "http://127.0.0.1:$FS_PORT" ;;
+        featstore | featstore-2core) echo "http://127.0.0.1:$FS_PORT" ;;
         floor) echo "http://127.0.0.1:$FLOOR_PORT" ;;
         redis) echo "redis://127.0.0.1:$REDIS_PORT" ;;
     esac
@@ -200,6 +200,25 @@ else
     run redis "$MIX" 16
 fi
 
+# The two-core figure: featstore unpinned, with a worker per CPU, sharing both cores
+# with the load generator (the "100,000 entity reads/s on two cores").
+TWO_CORE_NOTE=""
+if [ ${#SERVER_PIN[@]} -gt 0 ]; then
+    log "== featstore on both cores (unpinned)"
+    kill "$FS_PID" 2>/dev/null || true
+    wait "$FS_PID" 2>/dev/null || true
+    RUST_LOG=warn TOKIO_WORKER_THREADS=$CPUS "$FS" serve --data "$WORK/store" --addr "127.0.0.1:$FS_PORT" \
+        2>>"$WORK/featstore.log" &
+    FS_PID=$!
+    PIDS+=("$FS_PID")
+    wait_port "$FS_PORT" "$FS_PID"
+    THREAD_ARGS=(--threads "$CPUS")
+    CLIENT_PIN=()
+    run featstore-2core get 64
+    if available rank; then run featstore-2core rank 16; fi
+    TWO_CORE_NOTE=" The \`featstore-2core\` runs are the exception: featstore unpinned with $CPUS worker threads, the load generator unpinned too, all sharing both cores."
+fi
+
 # --- report ------------------------------------------------------------------------
 mkdir -p "$PLOTS"
 cp "$RESULTS" "$PLOTS/results.jsonl"
@@ -209,7 +228,7 @@ MEM_GB=$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
 "$LG" report --results "$RESULTS" --availability "$AVAIL" --out "$OUT_MD" --plots "$PLOTS" \
     --command "tools/bench.sh" \
     --note "Machine: $CPUS CPUs ($CPU_MODEL), ${MEM_GB} GiB RAM, $(uname -sr); shared with other work (load average $(cut -d' ' -f1-3 /proc/loadavg) when the report was written), so figures are noisy: compare ratios within this run." \
-    --note "$PIN_NOTE" \
+    --note "$PIN_NOTE$TWO_CORE_NOTE" \
     --note "Data: $PRODUCTS products (\`p0\`..) and $USERS users (\`u0\`..), $FEATURES float32 features each (\`pf00\`.., \`uf00\`..), generated once by \`featstore gen-matrix\` as CSV and loaded from those files into featstore (\`apply\` + \`load\`, one batch version per group, hot segment holding every entity) and into Redis (one hash per entity, \`product:p42\`, fields named as in featstore, values as written in the file)." \
     --note "Requests: get = \`GET /v1/features/product/{id}?names=pf00..pf49\` vs \`HMGET product:{id} pf00..pf49\`; rank = \`POST /v1/rank\` with 1 user + 100 products and their 50 features each vs a pipeline of 101 \`HMGET\`s on one connection; push = \`POST /v1/push\` of 1 event with 10 features vs \`HSET\`; ids $KEYS; keep-alive connections." \
     --note "Runs: ${SECS} s measured after ${WARMUP} s of warm-up each; closed loop at several connection counts, then open loop (32 connections) at fractions of that system's best closed-loop throughput. The floor answers every request with a body of featstore's mean answer size for that shape." \

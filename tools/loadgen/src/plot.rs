@@ -214,7 +214,7 @@ const BOTTOM: i64 = 64;
 
 /// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `target` ticks.
 pub fn nice_step(max: f64, target: f64) -> f64 {
-    if !(max > 0.0) || !max.is_finite() {
+    if max.is_nan() || max <= 0.0 || !max.is_finite() {
         return 1.0;
     }
     let raw = max / target;

@@ -21,6 +21,9 @@ use crate::stats::RunResult;
 pub const FLOOR_RATIO_TARGET: f64 = 0.8;
 /// The p99 bound at half of the maximum throughput, µs.
 pub const P99_AT_HALF_TARGET_US: f64 = 1000.0;
+/// The system label of featstore runs on both cores (unpinned), which count for the
+/// entity-reads target.
+pub const TWO_CORE_SYSTEM: &str = "featstore-2core";
 /// Entity reads per second to sustain.
 pub const ENTITY_READS_TARGET: f64 = 100_000.0;
 
@@ -126,14 +129,18 @@ pub fn targets(runs: &[RunResult]) -> Vec<TargetStatus> {
     });
     let best_rows = runs
         .iter()
-        .filter(|r| r.system == "featstore" && (r.shape == "get" || r.shape == "rank"))
+        .filter(|r| {
+            (r.system == "featstore" || r.system == TWO_CORE_SYSTEM)
+                && (r.shape == "get" || r.shape == "rank")
+        })
         .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s));
     out.push(match best_rows {
         Some(r) => TargetStatus {
             target: "100,000 entity reads/s sustained on two cores".into(),
             measured: format!(
-                "{} entity reads/s ({} shape, {} connections, {} loop)",
+                "{} entity reads/s ({}, {} shape, {} connections, {} loop)",
                 short_count(r.rows_per_s),
+                r.system,
                 r.shape,
                 r.connections,
                 r.mode
@@ -168,6 +175,7 @@ pub fn us(v: f64) -> String {
 fn color(system: &str) -> Rgb {
     match system {
         "featstore" => [205, 40, 40],
+        TWO_CORE_SYSTEM => [235, 140, 20],
         "floor" => [110, 110, 110],
         "redis" => [30, 90, 200],
         _ => [20, 150, 60],
@@ -348,7 +356,7 @@ pub fn markdown(
         let _ = writeln!(md, "## Latency against throughput\n");
         let _ = writeln!(
             md,
-            "Each point is one run; solid lines are p99, dashed p50; red featstore, grey the floor, blue Redis. \
+            "Each point is one run; solid lines are p99, dashed p50; red featstore, orange featstore on both cores, grey the floor, blue Redis. \
              Closed-loop charts trace the curve as connections grow; open-loop charts show latency at fixed offered rates.\n"
         );
         for stem in stems {
@@ -445,6 +453,25 @@ mod tests {
             run("redis", "rank", 4, None, 1_000.0, 101_000.0, 3000.0),
         ];
         let t = targets(&runs);
+        let mut with_two_cores = runs.clone();
+        with_two_cores.push(run(
+            TWO_CORE_SYSTEM,
+            "get",
+            64,
+            None,
+            120_000.0,
+            120_000.0,
+            900.0,
+        ));
+        let four = &targets(&with_two_cores)[3];
+        assert_eq!(four.met, Some(true), "{four:?}");
+        assert!(
+            four.measured.contains("featstore-2core"),
+            "{}",
+            four.measured
+        );
+        // The two-core run does not change the pinned comparison with the floor.
+        assert_eq!(targets(&with_two_cores)[0], t[0]);
         assert_eq!(t.len(), 4);
         assert_eq!(t[0].met, Some(true), "{:?}", t[0]);
         assert!(t[0].measured.starts_with("89%"), "{}", t[0].measured);
