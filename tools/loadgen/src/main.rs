@@ -246,7 +246,7 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 fn print_result(r: &RunResult) {
     let rate = r.rate.map_or(String::new(), |x| format!(" rate {x:.0}/s"));
     println!(
-        "{} {} {} c={}{rate}: {} ok, {} errors ({}), {:.0} req/s, {:.0} rows/s, p50 {:.1} us, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}, {:.0} B/answer",
+        "{} {} {} c={}{rate}: {} ok, {} errors ({}), {:.0} req/s, {:.0} rows/s, p50 {:.1} us, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}, {:.0} B/answer, send lag p99 {:.1} us",
         r.system,
         r.shape,
         r.mode,
@@ -261,7 +261,8 @@ fn print_result(r: &RunResult) {
         r.p99_us,
         r.p999_us,
         r.max_us,
-        r.mean_response_bytes
+        r.mean_response_bytes,
+        r.send_lag_p99_us
     );
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::stats::RunResult;
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 23] = [
+pub const CSV_COLUMNS: [&str; 24] = [
     "system",
     "shape",
     "mode",
@@ -39,6 +39,7 @@ pub const CSV_COLUMNS: [&str; 23] = [
     "max_us",
     "mean_us",
     "mean_response_bytes",
+    "send_lag_p99_us",
 ];
 
 fn csv_field(text: &str) -> String {
@@ -81,6 +82,7 @@ pub fn csv_row(r: &RunResult) -> String {
         format!("{:.1}", r.max_us),
         format!("{:.1}", r.mean_us),
         format!("{:.1}", r.mean_response_bytes),
+        format!("{:.1}", r.send_lag_p99_us),
     ];
     cells.join(",")
 }
@@ -174,6 +176,7 @@ mod tests {
             max_us: 500.25,
             mean_us: 120.0,
             mean_response_bytes: 4096.0,
+            send_lag_p99_us: 3.5,
         }
     }
 
@@ -185,7 +188,7 @@ mod tests {
             "featstore,\"get=8,rank=1\",open,8,500,zipf:0.99,5.000,1000,998,0,2,0,0,0,"
         ));
         assert!(
-            row.ends_with(",500.2,120.0,4096.0") || row.ends_with(",500.3,120.0,4096.0"),
+            row.ends_with(",500.2,120.0,4096.0,3.5") || row.ends_with(",500.3,120.0,4096.0,3.5"),
             "{row}"
         );
         // Unquoting the one quoted cell gives as many cells as columns.

@@ -423,6 +423,7 @@ mod tests {
             max_us: p99 * 2.0,
             mean_us: p99 / 2.0,
             mean_response_bytes: 4000.0,
+            send_lag_p99_us: 0.0,
         }
     }
 

@@ -3,7 +3,10 @@
 //! shapes a server supports.
 //!
 //! Request `i` is a ticket taken from one shared atomic counter, so the count bound
-//! holds across connections and open-loop send times ([`schedule`]) are global.
+//! holds across connections and open-loop send times ([`schedule`]) are global. In
+//! open loop a connection that is late sends at once (latency still counts from the
+//! intended time); requests not sent by the deadline are not sent at all, and the
+//! send-lag percentile of the result tells when the generator fell behind.
 //! Every wait is bounded: a connection stops taking tickets at the deadline, each
 //! exchange has a timeout, and the run as a whole is abandoned if its connections
 //! have not finished [`STOP_GRACE`] after the deadline plus one timeout. Each
@@ -168,7 +171,14 @@ async fn drive(
                 if at >= deadline {
                     break;
                 }
-                tokio::time::sleep_until(at.into()).await;
+                wait_until(at).await;
+                let now = Instant::now();
+                // A connection that fell behind its schedule stops at the deadline too;
+                // the send lag shows it fell behind.
+                if now >= deadline {
+                    break;
+                }
+                recorder.send_lag(now.saturating_duration_since(at));
                 at
             }
             None => {
@@ -217,6 +227,25 @@ async fn drive(
         recorder,
         sent,
         last_done,
+    }
+}
+
+/// How long before an open-loop send time the wait stops sleeping on tokio's timer
+/// and yields in a loop instead.
+pub const SPIN_BEFORE_SEND: Duration = Duration::from_micros(1500);
+
+/// Waits until `at` with sub-millisecond precision. tokio's timer has a 1 ms
+/// resolution, and every bit a send is late counts as latency in open loop, so the
+/// last [`SPIN_BEFORE_SEND`] is spent yielding to other tasks (and to I/O) until the
+/// clock reaches `at`. This keeps the load generator's core busy while it waits: the
+/// benchmark script gives it a core of its own.
+async fn wait_until(at: Instant) {
+    let now = Instant::now();
+    if at > now + SPIN_BEFORE_SEND {
+        tokio::time::sleep_until((at - SPIN_BEFORE_SEND).into()).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -325,5 +354,73 @@ pub async fn probe(
             }),
             _ => Err(failed(f.message)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_never_end_before_their_time() {
+        for micros in [0u64, 300, 1_400, 1_600, 5_000] {
+            let at = Instant::now() + Duration::from_micros(micros);
+            wait_until(at).await;
+            assert!(Instant::now() >= at, "{micros} us");
+        }
+        // A time already past returns at once.
+        wait_until(Instant::now() - Duration::from_millis(5)).await;
+    }
+
+    #[test]
+    fn invalid_runs_are_refused_before_starting() {
+        let cfg = RunConfig {
+            target: Target {
+                protocol: Protocol::Http,
+                addr: "127.0.0.1:1".parse().expect("addr"),
+            },
+            system: "x".into(),
+            mix: Mix::only(Shape::Get),
+            pacing: Pacing::Closed,
+            connections: 1,
+            duration: Duration::from_secs(1),
+            max_requests: 1,
+            timeout: Duration::from_secs(1),
+            seed: 0,
+            keys_label: "uniform".into(),
+        };
+        assert!(cfg.validate().is_ok());
+        for bad in [
+            RunConfig {
+                connections: 0,
+                ..cfg.clone()
+            },
+            RunConfig {
+                duration: Duration::ZERO,
+                ..cfg.clone()
+            },
+            RunConfig {
+                duration: MAX_DURATION * 2,
+                ..cfg.clone()
+            },
+            RunConfig {
+                max_requests: 0,
+                ..cfg.clone()
+            },
+            RunConfig {
+                timeout: Duration::ZERO,
+                ..cfg.clone()
+            },
+            RunConfig {
+                pacing: Pacing::Open { rate: 0.0 },
+                ..cfg.clone()
+            },
+            RunConfig {
+                pacing: Pacing::Open { rate: f64::NAN },
+                ..cfg.clone()
+            },
+        ] {
+            assert!(matches!(bad.validate(), Err(RunError::Invalid(_))));
+        }
     }
 }

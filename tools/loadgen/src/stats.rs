@@ -128,6 +128,9 @@ pub struct Recorder {
     pub response_bytes: u64,
     /// A sample failure message per class seen, for the log.
     pub last_error: Option<String>,
+    /// Open loop: how late each request went out after its intended time, ns. Large
+    /// values mean the load generator itself could not keep the schedule.
+    pub send_lag: Histogram<u64>,
 }
 
 impl Default for Recorder {
@@ -136,12 +139,32 @@ impl Default for Recorder {
     }
 }
 
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
+        .expect("1 ns .. 60 s at 3 significant digits are valid bounds")
+}
+
+fn add_clamped(to: &mut Histogram<u64>, from: &Histogram<u64>) {
+    // Same bounds on both sides, so adding cannot fail; clamp if it ever did.
+    if to.add(from).is_err() {
+        for v in from.iter_recorded() {
+            to.saturating_record_n(v.value_iterated_to(), v.count_at_value());
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_LATENCY_NS)
+}
+
 impl Recorder {
     /// An empty recorder.
     pub fn new() -> Recorder {
         Recorder {
-            histogram: Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3)
-                .expect("1 ns .. 60 s at 3 significant digits are valid bounds"),
+            histogram: new_histogram(),
+            send_lag: new_histogram(),
             errors: ErrorCounts::default(),
             rows: 0,
             response_bytes: 0,
@@ -151,12 +174,14 @@ impl Recorder {
 
     /// Records an answered request.
     pub fn ok(&mut self, latency: Duration, rows: u64, bytes: usize) {
-        let ns = u64::try_from(latency.as_nanos())
-            .unwrap_or(u64::MAX)
-            .clamp(1, MAX_LATENCY_NS);
-        self.histogram.saturating_record(ns);
+        self.histogram.saturating_record(nanos(latency));
         self.rows += rows;
         self.response_bytes += bytes as u64;
+    }
+
+    /// Records how late an open-loop request was sent.
+    pub fn send_lag(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(nanos(lag));
     }
 
     /// Records a failed request.
@@ -169,13 +194,8 @@ impl Recorder {
 
     /// Adds `other`'s measurements to this one.
     pub fn merge(&mut self, other: &Recorder) {
-        // Same bounds on both sides, so adding cannot fail; clamp if it ever did.
-        if self.histogram.add(&other.histogram).is_err() {
-            for v in other.histogram.iter_recorded() {
-                self.histogram
-                    .saturating_record_n(v.value_iterated_to(), v.count_at_value());
-            }
-        }
+        add_clamped(&mut self.histogram, &other.histogram);
+        add_clamped(&mut self.send_lag, &other.send_lag);
         self.errors.merge(&other.errors);
         self.rows += other.rows;
         self.response_bytes += other.response_bytes;
@@ -231,6 +251,11 @@ pub struct RunResult {
     pub mean_us: f64,
     /// Mean response bytes of answered requests.
     pub mean_response_bytes: f64,
+    /// Open loop: p99 of how late requests were sent after their intended time, µs
+    /// (0 in closed loop). Well above the latencies means the load generator, not the
+    /// server, fell behind.
+    #[serde(default)]
+    pub send_lag_p99_us: f64,
 }
 
 /// How a run was configured, for its summary.
@@ -295,6 +320,11 @@ impl RunResult {
                 0.0
             } else {
                 recorder.response_bytes as f64 / ok as f64
+            },
+            send_lag_p99_us: if recorder.send_lag.is_empty() {
+                0.0
+            } else {
+                us(recorder.send_lag.value_at_quantile(0.99))
             },
         }
     }
