@@ -307,15 +307,16 @@ pub fn markdown(
         md,
         "Throughput counts answered requests; rows/s counts entity rows (1 per get, 1 + candidates per \
          ranking request, the events of a push). Open-loop latency runs from each request's intended \
-         send time (coordinated omission corrected).\n"
+         send time (coordinated omission corrected); its send lag p99 is how late the load generator \
+         itself sent requests (large values: the generator, not the server, fell behind).\n"
     );
     let _ = writeln!(
         md,
-        "| system | shape | loop | connections | rate (req/s) | throughput (req/s) | rows/s | p50 | p99 | p99.9 | max | errors |"
+        "| system | shape | loop | connections | rate (req/s) | throughput (req/s) | rows/s | p50 | p99 | p99.9 | max | errors | send lag p99 |"
     );
     let _ = writeln!(
         md,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut sorted: Vec<&RunResult> = runs.iter().collect();
     sorted.sort_by(|a, b| {
@@ -336,7 +337,7 @@ pub fn markdown(
     for r in sorted {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
             r.system,
             r.shape,
             r.mode,
@@ -348,7 +349,12 @@ pub fn markdown(
             us(r.p99_us),
             us(r.p999_us),
             us(r.max_us),
-            r.errors.total()
+            r.errors.total(),
+            if r.mode == "open" {
+                us(r.send_lag_p99_us)
+            } else {
+                "-".to_owned()
+            }
         );
     }
     md.push('\n');

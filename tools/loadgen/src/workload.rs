@@ -273,8 +273,12 @@ pub struct Workload {
     pub sizes: Sizes,
     names_query: String,
     rank_features_json: String,
-    product_fields: Vec<Vec<u8>>,
-    user_fields: Vec<Vec<u8>>,
+    /// The fields of a product `HMGET`, already RESP-encoded (a command is its header,
+    /// the key, then these bytes).
+    product_fields: Vec<u8>,
+    product_field_count: usize,
+    user_fields: Vec<u8>,
+    user_field_count: usize,
 }
 
 impl Workload {
@@ -312,10 +316,18 @@ impl Workload {
         let rank_features_json =
             serde_json::to_string(&user_names.iter().chain(product_names).collect::<Vec<_>>())
                 .unwrap_or_default();
-        let fields = |names: &[String]| names.iter().map(|n| n.as_bytes().to_vec()).collect();
+        let fields = |names: &[String]| {
+            let mut out = Vec::new();
+            for name in names {
+                out.extend_from_slice(format!("${}\r\n{name}\r\n", name.len()).as_bytes());
+            }
+            out
+        };
         Ok(Workload {
             product_fields: fields(product_names),
+            product_field_count: product_names.len(),
             user_fields: fields(user_names),
+            user_field_count: user_names.len(),
             names_query,
             rank_features_json,
             products,
@@ -414,22 +426,32 @@ impl Workload {
 
     /// Appends the Redis commands for `op` to `out` (one pipeline); returns how many.
     pub fn redis(&self, op: &Op, out: &mut Vec<u8>) -> usize {
-        let hmget = |out: &mut Vec<u8>, key: String, fields: &[Vec<u8>]| {
-            let mut args: Vec<&[u8]> = Vec::with_capacity(fields.len() + 2);
-            args.push(b"HMGET");
-            args.push(key.as_bytes());
-            args.extend(fields.iter().map(Vec::as_slice));
-            encode_command(out, &args);
+        // `HMGET key f..`: the header and key, then the pre-encoded fields; the same
+        // bytes `encode_command` writes (a test checks).
+        let hmget = |out: &mut Vec<u8>, set: &EntitySet, index: u64, fields: &[u8], n: usize| {
+            let key = set.redis_key(index);
+            out.extend_from_slice(
+                format!("*{}\r\n$5\r\nHMGET\r\n${}\r\n{key}\r\n", n + 2, key.len()).as_bytes(),
+            );
+            out.extend_from_slice(fields);
         };
         match op {
             Op::Get { product } => {
-                hmget(out, self.products.redis_key(*product), &self.product_fields);
+                let (f, n) = (&self.product_fields, self.product_field_count);
+                hmget(out, &self.products, *product, f, n);
                 1
             }
             Op::Rank { user, products } => {
-                hmget(out, self.users.redis_key(*user), &self.user_fields);
+                hmget(
+                    out,
+                    &self.users,
+                    *user,
+                    &self.user_fields,
+                    self.user_field_count,
+                );
+                let (f, n) = (&self.product_fields, self.product_field_count);
                 for p in products {
-                    hmget(out, self.products.redis_key(*p), &self.product_fields);
+                    hmget(out, &self.products, *p, f, n);
                 }
                 1 + products.len()
             }
@@ -570,6 +592,26 @@ mod tests {
             ]
         );
         assert_eq!(op.rows(), 4);
+    }
+
+    #[test]
+    fn pre_encoded_hmgets_match_the_generic_encoder() {
+        let w = workload();
+        let mut fast = Vec::new();
+        w.redis(
+            &Op::Rank {
+                user: 3,
+                products: vec![17],
+            },
+            &mut fast,
+        );
+        let mut generic = Vec::new();
+        encode_command(&mut generic, &["HMGET", "user:u3", "uf00", "uf01"]);
+        encode_command(
+            &mut generic,
+            &["HMGET", "product:p17", "pf00", "pf01", "pf02", "pf03"],
+        );
+        assert_eq!(fast, generic);
     }
 
     #[test]
