@@ -13,15 +13,16 @@
 //! connection owns its random stream (seed + index) and its [`Recorder`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::http::{Failure, HttpConn};
 use crate::keys::Rng;
 use crate::redis::RedisConn;
-use crate::schedule::{Pacing, latency};
+use crate::schedule::{Pacing, due_by, latency};
 use crate::stats::{ErrorClass, Recorder, RunLabels, RunResult};
 use crate::target::{Protocol, Target};
 use crate::workload::{Mix, Op, Shape, Workload};
@@ -151,6 +152,7 @@ async fn drive(
     cfg: Arc<RunConfig>,
     workload: Arc<Workload>,
     tickets: Arc<AtomicU64>,
+    permits: Option<Arc<Semaphore>>,
     index: u64,
     start: Instant,
 ) -> ConnOutcome {
@@ -161,6 +163,13 @@ async fn drive(
     let mut sent = 0u64;
     let mut last_done = start;
     loop {
+        // Open loop: one permit per due request, released by the pacer thread.
+        if let Some(permits) = &permits {
+            match permits.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_closed) => break,
+            }
+        }
         let i = tickets.fetch_add(1, Ordering::Relaxed);
         if i >= cfg.max_requests {
             break;
@@ -171,7 +180,8 @@ async fn drive(
                 if at >= deadline {
                     break;
                 }
-                wait_until(at).await;
+                // Tickets never run ahead of permits, so `at` has come (to within float
+                // rounding): no wait here, tokio's 1 ms timer would only add lag.
                 let now = Instant::now();
                 // A connection that fell behind its schedule stops at the deadline too;
                 // the send lag shows it fell behind.
@@ -230,28 +240,54 @@ async fn drive(
     }
 }
 
-/// How long before an open-loop send time the wait stops sleeping on tokio's timer
-/// and yields in a loop instead.
-pub const SPIN_BEFORE_SEND: Duration = Duration::from_micros(1500);
-
-/// Waits until `at` with sub-millisecond precision. tokio's timer has a 1 ms
-/// resolution, and every bit a send is late counts as latency in open loop, so the
-/// last [`SPIN_BEFORE_SEND`] is spent yielding to other tasks (and to I/O) until the
-/// clock reaches `at`. This keeps the load generator's core busy while it waits: the
-/// benchmark script gives it a core of its own.
-async fn wait_until(at: Instant) {
-    let now = Instant::now();
-    if at > now + SPIN_BEFORE_SEND {
-        tokio::time::sleep_until((at - SPIN_BEFORE_SEND).into()).await;
-    }
-    while Instant::now() < at {
-        tokio::task::yield_now().await;
-    }
-}
-
 fn latency_since(origin: Instant, done: Instant) -> Duration {
     latency(Duration::ZERO, done.saturating_duration_since(origin))
 }
+
+/// The open-loop pacer: a plain thread (the OS timer wakes it within tens of µs,
+/// where tokio's timer has 1 ms resolution) that adds one permit to `permits` for
+/// every request whose intended time has come, until the deadline, the request
+/// count, or `stop`; then adds one permit per connection, so every connection still
+/// waiting wakes, finds the count or the deadline reached, and ends.
+fn pace(
+    pacing: Pacing,
+    start: Instant,
+    deadline: Instant,
+    max_requests: u64,
+    connections: u32,
+    permits: &Semaphore,
+    stop: &AtomicBool,
+) {
+    let mut released = 0u64;
+    while !stop.load(Ordering::Relaxed) && released < max_requests {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let due = due_by(&pacing, now.saturating_duration_since(start)).min(max_requests);
+        if due > released {
+            let more = usize::try_from(due - released)
+                .unwrap_or(usize::MAX)
+                .min(Semaphore::MAX_PERMITS);
+            permits.add_permits(more);
+            released += more as u64;
+        }
+        let next = pacing
+            .intended_offset(released)
+            .map_or(deadline, |offset| start + offset)
+            .min(deadline);
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(PACER_MAX_SLEEP);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+    permits.add_permits(connections as usize);
+}
+
+/// Longest single sleep of the pacer, so it notices `stop` soon.
+const PACER_MAX_SLEEP: Duration = Duration::from_millis(10);
 
 /// Runs `cfg` with requests from `workload` and summarises it. The measurements of
 /// every connection are merged; the elapsed time runs from the start to the last
@@ -261,12 +297,36 @@ pub async fn run(cfg: &RunConfig, workload: Arc<Workload>) -> Result<RunResult, 
     let cfg = Arc::new(cfg.clone());
     let tickets = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (permits, pacer) = match cfg.pacing {
+        Pacing::Closed => (None, None),
+        Pacing::Open { .. } => {
+            let permits = Arc::new(Semaphore::new(0));
+            let (p, s, c) = (permits.clone(), stop.clone(), cfg.clone());
+            let pacer = std::thread::Builder::new()
+                .name("loadgen-pacer".into())
+                .spawn(move || {
+                    pace(
+                        c.pacing,
+                        start,
+                        start + c.duration,
+                        c.max_requests,
+                        c.connections,
+                        &p,
+                        &s,
+                    )
+                })
+                .map_err(|e| RunError::Invalid(format!("cannot start the pacer thread: {e}")))?;
+            (Some(permits), Some(pacer))
+        }
+    };
     let mut tasks = JoinSet::new();
     for index in 0..u64::from(cfg.connections) {
         tasks.spawn(drive(
             cfg.clone(),
             workload.clone(),
             tickets.clone(),
+            permits.clone(),
             index,
             start,
         ));
@@ -285,6 +345,11 @@ pub async fn run(cfg: &RunConfig, workload: Arc<Workload>) -> Result<RunResult, 
         }
     })
     .await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(pacer) = pacer {
+        // It sleeps at most PACER_MAX_SLEEP before seeing `stop`.
+        let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
+    }
     if collected.is_err() {
         let stuck = tasks.len();
         tasks.shutdown().await;
@@ -361,15 +426,35 @@ pub async fn probe(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn waits_never_end_before_their_time() {
-        for micros in [0u64, 300, 1_400, 1_600, 5_000] {
-            let at = Instant::now() + Duration::from_micros(micros);
-            wait_until(at).await;
-            assert!(Instant::now() >= at, "{micros} us");
-        }
-        // A time already past returns at once.
-        wait_until(Instant::now() - Duration::from_millis(5)).await;
+    #[test]
+    fn the_pacer_releases_the_due_requests_then_one_per_connection() {
+        let permits = Semaphore::new(0);
+        let stop = AtomicBool::new(false);
+        let start = Instant::now();
+        let rate = Pacing::Open { rate: 2000.0 };
+        // 2,000/s for 50 ms: requests 0..100 are due; a count of 30 stops it first.
+        let deadline = start + Duration::from_millis(50);
+        pace(rate, start, deadline, 30, 4, &permits, &stop);
+        assert_eq!(permits.available_permits(), 30 + 4);
+        // The deadline bounds it when the count does not.
+        let permits = Semaphore::new(0);
+        let deadline = Instant::now() + Duration::from_millis(20);
+        pace(rate, start, deadline, u64::MAX, 1, &permits, &stop);
+        assert!(Instant::now() >= deadline);
+        assert!(permits.available_permits() >= 40);
+        // A stopped pacer releases nothing but the wake-ups.
+        let permits = Semaphore::new(0);
+        stop.store(true, Ordering::Relaxed);
+        pace(
+            rate,
+            start,
+            Instant::now() + Duration::from_secs(60),
+            u64::MAX,
+            3,
+            &permits,
+            &stop,
+        );
+        assert_eq!(permits.available_permits(), 3);
     }
 
     #[test]

@@ -9,8 +9,9 @@
 //! that should have gone out meanwhile each record their wait, instead of one slow
 //! sample hiding a queue.
 //!
-//! Everything here is arithmetic on offsets from the start of a run, so it is tested
-//! with a virtual clock. Stateless; safe from any thread.
+//! The runner's pacer thread releases requests as [`due_by`] says, and each waits
+//! for its own intended time. Everything here is arithmetic on offsets from the start
+//! of a run, so it is tested with a virtual clock. Stateless; safe from any thread.
 
 use std::time::Duration;
 
@@ -42,6 +43,15 @@ impl Pacing {
             Pacing::Closed => None,
             Pacing::Open { rate } => Some(rate),
         }
+    }
+}
+
+/// How many requests are due `elapsed` into the run: those whose intended offset is at
+/// most `elapsed` (`floor(elapsed * rate) + 1`); in closed loop, none are scheduled.
+pub fn due_by(pacing: &Pacing, elapsed: Duration) -> u64 {
+    match *pacing {
+        Pacing::Closed => 0,
+        Pacing::Open { rate } => (elapsed.as_secs_f64() * rate).floor() as u64 + 1,
     }
 }
 
@@ -81,6 +91,23 @@ mod tests {
             Some(Duration::from_secs(1_000_000))
         );
         assert_eq!(Pacing::Closed.intended_offset(5), None);
+    }
+
+    #[test]
+    fn due_counts_agree_with_intended_offsets() {
+        let pacing = Pacing::Open { rate: 1000.0 };
+        assert_eq!(due_by(&pacing, Duration::ZERO), 1);
+        assert_eq!(due_by(&pacing, Duration::from_micros(999)), 1);
+        assert_eq!(due_by(&pacing, Duration::from_millis(1)), 2);
+        assert_eq!(due_by(&pacing, Duration::from_millis(2500)), 2501);
+        for i in [0u64, 1, 7, 999, 123_456] {
+            let at = pacing.intended_offset(i).expect("open");
+            assert!(
+                due_by(&pacing, at) > i,
+                "request {i} is due at its own time"
+            );
+        }
+        assert_eq!(due_by(&Pacing::Closed, Duration::from_secs(9)), 0);
     }
 
     /// One connection, requests every `interval`, each taking `service[i]`: returns the
