@@ -69,7 +69,10 @@
 //! # Benchmark corpus
 //!
 //! [`write_float_matrix`] writes `entities` × `features` float32 values
-//! ([`float_matrix_value`]) as wide Parquet or CSV, streamed in row batches.
+//! ([`float_matrix_value`]) as wide Parquet or CSV, streamed in row batches;
+//! [`write_named_float_matrix`] the same under chosen names (the HTTP benchmark's
+//! products `p0`.. with `pf00`.. and users `u0`.. with `uf00`.., which
+//! `featstore gen-matrix` writes together with their features TOML).
 
 mod catalog;
 mod hash;

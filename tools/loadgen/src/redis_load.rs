@@ -17,6 +17,9 @@ use crate::resp::encode_command;
 /// Rows per pipeline.
 pub const PIPELINE_ROWS: usize = 500;
 
+/// Longest wait for the replies of one pipeline before the load gives up.
+pub const PIPELINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A load that failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,17 +111,24 @@ pub async fn load_csv(addr: SocketAddr, csv: &Path, entity_type: &str) -> Result
         pending += 1;
         rows += 1;
         if pending == PIPELINE_ROWS {
-            conn.exchange(&pipeline, pending)
-                .await
-                .map_err(|f| LoadError::Redis(f.message))?;
+            send(&mut conn, &pipeline, pending).await?;
             pipeline.clear();
             pending = 0;
         }
     }
     if pending > 0 {
-        conn.exchange(&pipeline, pending)
-            .await
-            .map_err(|f| LoadError::Redis(f.message))?;
+        send(&mut conn, &pipeline, pending).await?;
     }
     Ok(rows)
+}
+
+/// One pipeline, bounded by [`PIPELINE_TIMEOUT`].
+async fn send(conn: &mut RedisConn, pipeline: &[u8], commands: usize) -> Result<(), LoadError> {
+    match tokio::time::timeout(PIPELINE_TIMEOUT, conn.exchange(pipeline, commands)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(f)) => Err(LoadError::Redis(f.message)),
+        Err(_) => Err(LoadError::Redis(format!(
+            "no reply to {commands} HSETs within {PIPELINE_TIMEOUT:?}"
+        ))),
+    }
 }

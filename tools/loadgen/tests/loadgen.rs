@@ -264,3 +264,43 @@ async fn a_server_that_never_answers_times_out_and_the_run_stops() {
     assert_eq!(result.errors.total(), result.requests);
     silent.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_load_sends_every_row_and_names_the_bad_line() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(fake_redis(listener));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = MatrixNames {
+        group: "bench_product",
+        entity_type: "product",
+        id_prefix: "p",
+        feature_prefix: "pf",
+    };
+    let csv = dir.path().join("products.csv");
+    // More rows than one pipeline holds, so several pipelines and a partial last one.
+    write_named_float_matrix(&csv, &names, 1_234, 5, 7).expect("data");
+    let rows = featstore_loadgen::redis_load::load_csv(addr, &csv, "product")
+        .await
+        .expect("load");
+    assert_eq!(rows, 1_234);
+
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(
+        &ragged,
+        "entity_id,event_time,a,b\np0,1,0.5,0.25\np1,1,0.5\n",
+    )
+    .expect("write");
+    let err = featstore_loadgen::redis_load::load_csv(addr, &ragged, "product")
+        .await
+        .expect_err("ragged");
+    assert!(err.to_string().contains("line 3"), "{err}");
+    let headless = dir.path().join("headless.csv");
+    std::fs::write(&headless, "id,a\np0,1\n").expect("write");
+    assert!(
+        featstore_loadgen::redis_load::load_csv(addr, &headless, "product")
+            .await
+            .is_err()
+    );
+    server.abort();
+}
