@@ -10,8 +10,8 @@
 # CSV files, into Redis; install redis-server from Debian's packages if it is missing;
 # start featstore, Redis (no persistence) and, per shape, the floor, on loopback ports;
 # probe which shapes featstore serves (404/405 = not available, reported as such); run
-# closed-loop sweeps and open-loop runs at fractions of each system's maximum; write
-# the report. Everything started here is stopped on exit (trap EXIT).
+# closed-loop runs at growing connection counts and open-loop runs at fractions of each
+# system's maximum, the systems taking turns at each point; write the report. Everything started here is stopped on exit (trap EXIT).
 #
 # With two or more CPUs and taskset, servers run on CPU 1 and the load generator on
 # CPU 0 (one tokio worker each), so they do not compete for the same core.
@@ -147,14 +147,10 @@ run() { # system mix connections [rate]
         --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" --csv "$CSV"
 }
 
-# Closed-loop sweep, then open loop at fractions of the best closed-loop throughput.
-sweep() { # system mix "connections..." "percents..."
-    local system=$1 mix=$2 conns=$3 percents=$4 c max pct
-    for c in $conns; do run "$system" "$mix" "$c"; done
-    max=$("$LG" stat --results "$RESULTS" --system "$system" --shape "$mix" --field throughput)
-    for pct in $percents; do
-        run "$system" "$mix" 32 "$((max * pct / 100 > 0 ? max * pct / 100 : 1))"
-    done
+open_rate() { # system mix percent: that share of the system's best closed-loop throughput
+    local max
+    max=$("$LG" stat --results "$RESULTS" --system "$1" --shape "$2" --field throughput)
+    echo $((max * $3 / 100 > 0 ? max * $3 / 100 : 1))
 }
 
 FLOOR_PID=""
@@ -170,25 +166,34 @@ floor_stop() {
     wait "$FLOOR_PID" 2>/dev/null || true
 }
 
+# Systems take turns at each connection count and rate, so a noisy moment of the shared
+# machine lands on all of them rather than on one system's whole sweep.
 for shape in get rank push; do
     case $shape in
-        get) conns="1 4 16 64"; percents="25 50 75" ;;
-        rank) conns="1 4 16"; percents="50" ;;
-        push) conns="1 8 32"; percents="50" ;;
+        get) conns="4 16 64"; percents="25 50 75" ;;
+        rank) conns="4 16"; percents="50" ;;
+        push) conns="8 32"; percents="50" ;;
     esac
     if available "$shape"; then
-        log "== $shape: featstore"
-        sweep featstore "$shape" "$conns" "$percents"
+        log "== $shape: featstore, floor, redis"
+        run featstore "$shape" 1
         bytes=$("$LG" stat --results "$RESULTS" --system featstore --shape "$shape" --field mean_response_bytes)
-        log "== $shape: floor ($bytes-byte answers, featstore's mean)"
+        log "   the floor answers $bytes bytes (featstore's mean answer)"
         floor_start "$bytes"
-        sweep floor "$shape" "$conns" "$percents"
-        floor_stop
+        systems="featstore floor redis"
+        run floor "$shape" 1
     else
-        log "== $shape: featstore does not serve it (see the probe); the floor needs its answer size, so it is skipped too"
+        log "== $shape: redis (featstore does not serve it, see the probe; the floor needs its answer size, so it is skipped too)"
+        systems="redis"
     fi
-    log "== $shape: redis"
-    sweep redis "$shape" "$conns" "$percents"
+    run redis "$shape" 1
+    for c in $conns; do
+        for system in $systems; do run "$system" "$shape" "$c"; done
+    done
+    for pct in $percents; do
+        for system in $systems; do run "$system" "$shape" 32 "$(open_rate "$system" "$shape" "$pct")"; done
+    done
+    if [ -n "$FLOOR_PID" ]; then floor_stop; FLOOR_PID=""; fi
 done
 
 if available get && available rank && available push; then
@@ -231,6 +236,6 @@ MEM_GB=$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
     --note "$PIN_NOTE$TWO_CORE_NOTE" \
     --note "Data: $PRODUCTS products (\`p0\`..) and $USERS users (\`u0\`..), $FEATURES float32 features each (\`pf00\`.., \`uf00\`..), generated once by \`featstore gen-matrix\` as CSV and loaded from those files into featstore (\`apply\` + \`load\`, one batch version per group, hot segment holding every entity) and into Redis (one hash per entity, \`product:p42\`, fields named as in featstore, values as written in the file)." \
     --note "Requests: get = \`GET /v1/features/product/{id}?names=pf00..pf49\` vs \`HMGET product:{id} pf00..pf49\`; rank = \`POST /v1/rank\` with 1 user + 100 products and their 50 features each vs a pipeline of 101 \`HMGET\`s on one connection; push = \`POST /v1/push\` of 1 event with 10 features vs \`HSET\`; ids $KEYS; keep-alive connections." \
-    --note "Runs: ${SECS} s measured after ${WARMUP} s of warm-up each; closed loop at several connection counts, then open loop (32 connections) at fractions of that system's best closed-loop throughput. The floor answers every request with a body of featstore's mean answer size for that shape." \
+    --note "Runs: ${SECS} s measured after ${WARMUP} s of warm-up each; closed loop at several connection counts, then open loop (32 connections) at fractions of each system's own best closed-loop throughput; the systems take turns at each point, so a noisy moment hits all of them. The floor answers every request with a body of featstore's mean answer size for that shape." \
     --note "Versions: featstore $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(redis-server --version | cut -d' ' -f1-3)."
 log "wrote $OUT_MD"
