@@ -205,10 +205,11 @@ fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 const BLACK: Rgb = [0, 0, 0];
 const GRID: Rgb = [225, 225, 225];
-const WIDTH: usize = 900;
+const WIDTH: usize = 960;
 const HEIGHT: usize = 540;
 const LEFT: i64 = 90;
-const RIGHT: i64 = 20;
+/// Room right of the plot area for the legend.
+const RIGHT: i64 = 225;
 const TOP: i64 = 44;
 const BOTTOM: i64 = 64;
 
@@ -261,7 +262,7 @@ pub fn short_latency_us(us: f64) -> String {
     }
 }
 
-/// Renders `chart` to a 900 x 540 PNG.
+/// Renders `chart` to a 960 x 540 PNG.
 pub fn render(chart: &Chart) -> Vec<u8> {
     let mut c = Canvas::new(WIDTH, HEIGHT);
     let (w, h) = (WIDTH as i64, HEIGHT as i64);
@@ -356,17 +357,8 @@ pub fn render(chart: &Chart) -> Vec<u8> {
             c.rect(cx - 3, cy - 3, cx + 3, cy + 3, s.color);
         }
     }
-    let legend_w = chart
-        .series
-        .iter()
-        .map(|s| s.label.len() as i64 * 8 + 40)
-        .max()
-        .unwrap_or(0);
-    let (lx, mut ly) = (x1 - legend_w - 8, y1 + 8);
-    if !chart.series.is_empty() {
-        let lh = chart.series.len() as i64 * 14 + 8;
-        c.rect(lx - 6, ly - 6, x1 - 4, ly + lh - 6, [250, 250, 250]);
-    }
+    // Legend right of the plot area, so it never hides a point.
+    let (lx, mut ly) = (x1 + 14, y1 + 8);
     for s in &chart.series {
         c.line((lx, ly + 4), (lx + 26, ly + 4), s.color, 2, s.dashed);
         c.text(lx + 34, ly, &s.label, 1, BLACK);
@@ -453,6 +445,6 @@ mod tests {
             }],
         };
         let png = render(&chart);
-        assert_eq!(&png[16..24], &[0, 0, 3, 132, 0, 0, 2, 28]);
+        assert_eq!(&png[16..24], &[0, 0, 3, 192, 0, 0, 2, 28]);
     }
 }
