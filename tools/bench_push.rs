@@ -42,6 +42,7 @@ fn specs(features: usize) -> Vec<FeatureSpec> {
             description: String::new(),
             tags: vec![],
             aggregate: None,
+            default: None,
         })
         .collect()
 }

@@ -155,6 +155,37 @@ enum Command {
         #[arg(long, default_value = "demo")]
         preset: String,
     },
+    /// Write a benchmark corpus: ENTITIES x FEATURES float32 values (deterministic) as
+    /// OUT/GROUP.csv (or .parquet) plus OUT/GROUP.features.toml for `apply`.
+    GenMatrix {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Feature group.
+        #[arg(long)]
+        group: String,
+        /// Entity type.
+        #[arg(long)]
+        entity_type: String,
+        /// Entity ids are ID_PREFIX0, ID_PREFIX1, ...
+        #[arg(long)]
+        id_prefix: String,
+        /// Feature names are FEATURE_PREFIX00, FEATURE_PREFIX01, ...
+        #[arg(long)]
+        feature_prefix: String,
+        /// Number of entities.
+        #[arg(long)]
+        entities: u64,
+        /// Number of float32 features.
+        #[arg(long, default_value_t = 50)]
+        features: usize,
+        /// Seed of the values.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// csv or parquet.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
     /// Check a hot segment file offline: every checksum, bound and row.
     Verify {
         /// The segment file.
@@ -601,6 +632,42 @@ fn run(cli: Cli) -> Result<()> {
             addr,
             exit_after,
         } => demo(&dir, addr, exit_after),
+        Command::GenMatrix {
+            out,
+            group,
+            entity_type,
+            id_prefix,
+            feature_prefix,
+            entities,
+            features,
+            seed,
+            format,
+        } => {
+            if format != "csv" && format != "parquet" {
+                bail!("unknown format `{format}`: use csv or parquet");
+            }
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let data = out.join(format!("{group}.{format}"));
+            let names = featstore::datagen::MatrixNames {
+                group: &group,
+                entity_type: &entity_type,
+                id_prefix: &id_prefix,
+                feature_prefix: &feature_prefix,
+            };
+            let specs = featstore::datagen::write_named_float_matrix(
+                &data, &names, entities, features, seed,
+            )
+            .with_context(|| format!("writing {}", data.display()))?;
+            let toml = out.join(format!("{group}.features.toml"));
+            let header = format!(
+                "Benchmark corpus {group}: {entities} {entity_type} entities x {features} float32 features, seed {seed}."
+            );
+            std::fs::write(&toml, featstore::datagen::features_toml_of(&header, &specs))
+                .with_context(|| format!("writing {}", toml.display()))?;
+            println!("wrote {}", data.display());
+            println!("wrote {}", toml.display());
+            Ok(())
+        }
         Command::Verify { file } => {
             let segment = featstore_format::segment::MappedSegment::open(&file)
                 .with_context(|| format!("{} is not a valid segment", file.display()))?;

@@ -69,7 +69,10 @@
 //! # Benchmark corpus
 //!
 //! [`write_float_matrix`] writes `entities` × `features` float32 values
-//! ([`float_matrix_value`]) as wide Parquet or CSV, streamed in row batches.
+//! ([`float_matrix_value`]) as wide Parquet or CSV, streamed in row batches;
+//! [`write_named_float_matrix`] the same under chosen names (the HTTP benchmark's
+//! products `p0`.. with `pf00`.. and users `u0`.. with `uf00`.., which
+//! `featstore gen-matrix` writes together with their features TOML).
 
 mod catalog;
 mod hash;
@@ -380,6 +383,7 @@ pub fn float_matrix_value(seed: u64, entity: u64, feature: usize) -> f32 {
 struct MatrixTable {
     seed: u64,
     entities: u64,
+    id_prefix: String,
     columns: Vec<Column>,
 }
 
@@ -393,7 +397,7 @@ impl WideTable for MatrixTable {
     }
 
     fn entity_id(&self, row: u64) -> String {
-        format!("e{row}")
+        format!("{}{row}", self.id_prefix)
     }
 
     fn event_time(&self, _row: u64) -> TimestampMs {
@@ -419,13 +423,48 @@ pub fn write_float_matrix(
     features: usize,
     seed: u64,
 ) -> io::Result<Vec<FeatureSpec>> {
-    validate_identifier("group", group)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let names = MatrixNames {
+        group,
+        entity_type: "item",
+        id_prefix: "e",
+        feature_prefix: "f",
+    };
+    write_named_float_matrix(path, &names, entities, features, seed)
+}
+
+/// How [`write_named_float_matrix`] names a corpus: group, entity type, ids
+/// (`{id_prefix}{index}`) and features (`{feature_prefix}{k:02}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatrixNames<'a> {
+    /// Feature group.
+    pub group: &'a str,
+    /// Entity type of every feature.
+    pub entity_type: &'a str,
+    /// Prefix of the entity ids.
+    pub id_prefix: &'a str,
+    /// Prefix of the feature names.
+    pub feature_prefix: &'a str,
+}
+
+/// [`write_float_matrix`] with chosen names, e.g. products `p0`.. with features
+/// `pf00`.. for the HTTP benchmark. Values are [`float_matrix_value`]`(seed, row, k)`
+/// whatever the names. Group, entity type and feature names must be valid identifiers.
+pub fn write_named_float_matrix(
+    path: &Path,
+    names: &MatrixNames<'_>,
+    entities: u64,
+    features: usize,
+    seed: u64,
+) -> io::Result<Vec<FeatureSpec>> {
+    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+    let group = names.group;
+    validate_identifier("group", group).map_err(invalid)?;
+    validate_identifier("entity type", names.entity_type).map_err(invalid)?;
     let specs: Vec<FeatureSpec> = (0..features)
         .map(|k| FeatureSpec {
-            name: format!("f{k:02}"),
+            name: format!("{}{k:02}", names.feature_prefix),
             version: 1,
-            entity_type: "item".to_owned(),
+            entity_type: names.entity_type.to_owned(),
             group: group.to_owned(),
             owner: "benchmarks".to_owned(),
             dtype: DType::Float32,
@@ -439,9 +478,13 @@ pub fn write_float_matrix(
             default: None,
         })
         .collect();
+    for spec in &specs {
+        validate_identifier("feature", &spec.name).map_err(invalid)?;
+    }
     let table = MatrixTable {
         seed,
         entities,
+        id_prefix: names.id_prefix.to_owned(),
         columns: specs
             .iter()
             .map(|s| Column {
@@ -469,4 +512,10 @@ pub fn write_float_matrix(
         }
     }
     Ok(specs)
+}
+
+/// The definitions `specs` as a features TOML document (what `featstore apply` reads),
+/// under a comment naming what they describe.
+pub fn features_toml_of(header: &str, specs: &[FeatureSpec]) -> String {
+    output::render_features_toml(header, specs)
 }

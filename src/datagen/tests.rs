@@ -442,6 +442,39 @@ fn float_matrix_parquet_and_csv() {
 }
 
 #[test]
+fn named_float_matrix_uses_its_names_and_the_same_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("products.csv");
+    let names = MatrixNames {
+        group: "bench_product",
+        entity_type: "product",
+        id_prefix: "p",
+        feature_prefix: "pf",
+    };
+    let specs = write_named_float_matrix(&path, &names, 20, 3, 11).expect("csv");
+    assert_eq!(specs[2].name, "pf02");
+    assert!(
+        specs
+            .iter()
+            .all(|s| s.entity_type == "product" && s.group == "bench_product")
+    );
+    let (header, rows) = csv_rows(&path);
+    assert_eq!(header, ["entity_id", "event_time", "pf00", "pf01", "pf02"]);
+    assert_eq!(rows[7][0], "p7");
+    let got: f32 = rows[7][3].parse().expect("float");
+    assert_eq!(got.to_bits(), float_matrix_value(11, 7, 1).to_bits());
+    let toml = features_toml_of("bench", &specs);
+    assert_eq!(parse_features_toml(&toml, "bench").expect("parses"), specs);
+
+    let bad = MatrixNames {
+        feature_prefix: "Pf",
+        ..names
+    };
+    let err = write_named_float_matrix(&path, &bad, 1, 1, 1).expect_err("invalid name");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
 fn rfc3339_text_parses_back() {
     let t = DEFAULT_BASE_TIME_MS - 1_234_567;
     let text = output::rfc3339_millis(t).expect("in range");

@@ -59,12 +59,13 @@ struct StatusLabels {
     status: &'static str,
 }
 
-/// The `group` label.
+/// The `feature` label (`name@version`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct FeatureLabels {
     feature: String,
 }
 
+/// The `group` label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct GroupLabels {
     group: String,

@@ -97,7 +97,7 @@ impl Cell {
 
     fn usable(&self) -> Option<(&Value, Option<TimestampMs>)> {
         match (&self.status, &self.value) {
-            (FeatureStatus::Present, Some(v)) => Some((v, self.event_time)),
+            (FeatureStatus::Present | FeatureStatus::Stale, Some(v)) => Some((v, self.event_time)),
             _ => None,
         }
     }
