@@ -127,6 +127,48 @@ fn zipf_indices(count: usize, below: usize, s: f64, seed: u64) -> Vec<usize> {
         .collect()
 }
 
+/// Per-lookup latency percentiles, which criterion's per-iteration means cannot give
+/// for a skewed mix of cache hits and misses: each lookup timed alone with `Instant`,
+/// after subtracting the median cost of timing an empty region.
+fn print_lookup_percentiles<D: AsRef<[u8]>>(
+    name: &str,
+    segment: &Segment<D>,
+    ids: &[[u8; ID_LEN]],
+) {
+    const SAMPLES: usize = 200_000;
+    let mut empty: Vec<u64> = (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            black_box(());
+            started.elapsed().as_nanos() as u64
+        })
+        .collect();
+    empty.sort_unstable();
+    let overhead = empty[SAMPLES / 2];
+    let mut out = [(0.0, 0); FIELDS];
+    let mut took: Vec<u64> = ids
+        .iter()
+        .cycle()
+        .take(SAMPLES)
+        .map(|id| {
+            let started = Instant::now();
+            if let Some(row) = segment.find(black_box(id)) {
+                read_fields(&row, &mut out);
+            }
+            black_box(&mut out);
+            (started.elapsed().as_nanos() as u64).saturating_sub(overhead)
+        })
+        .collect();
+    took.sort_unstable();
+    let at = |q: f64| took[((SAMPLES as f64 * q) as usize).min(SAMPLES - 1)];
+    println!(
+        "per-lookup find+read50/{name}: p50 {} ns, p90 {} ns, p99 {} ns (timer overhead {overhead} ns subtracted)",
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    );
+}
+
 fn probe_and_read<D: AsRef<[u8]>>(
     segment: &Segment<D>,
     ids: &[[u8; ID_LEN]],
@@ -178,6 +220,14 @@ fn benches(c: &mut Criterion) {
         .into_iter()
         .map(|i| id(ENTITIES + i))
         .collect();
+
+    print_lookup_percentiles("uniform", &mapped, &hits);
+    let zipf_ids: Vec<[u8; ID_LEN]> = zipf_indices(LOOKUPS, ENTITIES, 0.99, 0x2545_f491)
+        .into_iter()
+        .map(id)
+        .collect();
+    print_lookup_percentiles("zipf0.99", &mapped, &zipf_ids);
+    drop(zipf_ids);
 
     let mut group = c.benchmark_group("probe");
     group.bench_function("find+read50/uniform", |b| {
