@@ -98,11 +98,10 @@ fn brute_force(spec: &AggregateSpec, events: &[(i64, f64)], now: i64) -> Option<
     }
 }
 
-/// Reads `user`'s aggregates and the window bounds they were computed for; retries
-/// when a tile boundary passed during the read.
-fn read_stable(store: &FeatureStore, user: &str) -> (Vec<Option<Value>>, i64) {
+/// The aggregate specs of [`NAMES`], in order.
+fn aggregate_specs(store: &FeatureStore) -> Vec<AggregateSpec> {
     let registry = store.registry();
-    let specs: Vec<AggregateSpec> = NAMES
+    NAMES
         .iter()
         .map(|n| {
             registry
@@ -113,7 +112,13 @@ fn read_stable(store: &FeatureStore, user: &str) -> (Vec<Option<Value>>, i64) {
                 .clone()
                 .expect("agg")
         })
-        .collect();
+        .collect()
+}
+
+/// Reads `user`'s aggregates and the window bounds they were computed for; retries
+/// when a tile boundary passed during the read.
+fn read_stable(store: &FeatureStore, user: &str) -> (Vec<Option<Value>>, i64) {
+    let specs = aggregate_specs(store);
     for _ in 0..10 {
         let before = now_ms();
         let vector = store.get_features("user", user, &NAMES).expect("read");
@@ -134,19 +139,7 @@ fn read_stable(store: &FeatureStore, user: &str) -> (Vec<Option<Value>>, i64) {
 #[test]
 fn aggregates_match_a_brute_force_reference_over_random_events() {
     let (_dir, store) = store_with_aggregates();
-    let registry = store.registry();
-    let specs: Vec<AggregateSpec> = NAMES
-        .iter()
-        .map(|n| {
-            registry
-                .resolve(n)
-                .expect("def")
-                .spec
-                .aggregate
-                .clone()
-                .expect("agg")
-        })
-        .collect();
+    let specs = aggregate_specs(&store);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let now = now_ms();
     let users = ["u0", "u1", "u2"];
