@@ -60,6 +60,12 @@ pub fn prepare(
         format!("curl -s 'http://{addr}/v1/feature-definitions?entity_type=retailer'"),
         format!("curl -s 'http://{addr}/v1/groups/product_daily/versions'"),
         format!(
+            "curl -s -XPOST 'http://{addr}/v1/rank' -d '{{\"context\":{{\"user\":\"u7\"}},\"candidates\":{{\"entity_type\":\"product\",\"ids\":[\"p1\",\"p42\",\"p7\"]}},\"features\":[\"user_segment\",\"product_price\",\"product_f00\"]}}'"
+        ),
+        format!(
+            "curl -s -XPOST 'http://{addr}/v1/push' -d '{{\"events\":[{{\"entity_type\":\"product\",\"entity_id\":\"p42\",\"event_time\":'$(date +%s000)',\"features\":{{\"product_price\":11.9}}}}]}}'"
+        ),
+        format!(
             "curl -s -XPOST 'http://{addr}/v1/groups/product_daily/loads' -d '{{\"input\":\"{}\"}}'",
             files
                 .loads
