@@ -73,8 +73,9 @@ impl DefinitionFilter {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     by_id: FastMap<FeatureId, Arc<FeatureDefinition>>,
-    /// name -> version -> id.
-    by_name: FastMap<String, BTreeMap<u32, FeatureId>>,
+    /// name -> version -> id. Keys are shared so that reads can name a feature in
+    /// their answer without allocating ([`Registry::resolve_named`]).
+    by_name: FastMap<Arc<str>, BTreeMap<u32, FeatureId>>,
     groups: FastMap<String, GroupInfo>,
     entity_types: HashSet<String, ahash::RandomState>,
     /// Composite entity types, on-demand features and services.
@@ -96,7 +97,7 @@ impl Registry {
         let id = def.id;
         self.entity_types.insert(def.spec.entity_type.clone());
         self.by_name
-            .entry(def.spec.name.clone())
+            .entry(Arc::from(def.spec.name.as_str()))
             .or_default()
             .insert(def.spec.version, id);
         let group = self
@@ -120,16 +121,27 @@ impl Registry {
 
     /// `name@version`, or the newest version of `name` when no version is given.
     pub fn resolve(&self, requested: &str) -> Option<&Arc<FeatureDefinition>> {
+        self.resolve_named(requested).map(|(def, _)| def)
+    }
+
+    /// [`resolve`](Self::resolve), also handing out the registry's shared copy of the
+    /// requested text when it is a plain name (no `@version`), so a read can echo the
+    /// name in its answer without allocating.
+    pub fn resolve_named(
+        &self,
+        requested: &str,
+    ) -> Option<(&Arc<FeatureDefinition>, Option<&Arc<str>>)> {
         let (name, version) = match requested.split_once('@') {
             Some((name, v)) => (name, Some(v.parse::<u32>().ok()?)),
             None => (requested, None),
         };
-        let versions = self.by_name.get(name)?;
+        let (key, versions) = self.by_name.get_key_value(name)?;
         let id = match version {
             Some(v) => versions.get(&v)?,
             None => versions.values().next_back()?,
         };
-        self.by_id.get(id)
+        let shared = version.is_none().then_some(key);
+        self.by_id.get(id).map(|def| (def, shared))
     }
 
     /// The exact (name, version).

@@ -298,18 +298,14 @@ pub async fn handle(
 }
 
 /// Splits `names=a,b&names=c` into `[a, b, c]`, trimming and dropping empty names.
-fn feature_names(pairs: Vec<(String, String)>) -> Vec<String> {
-    let mut names = Vec::new();
-    for (_, value) in pairs {
-        names.extend(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .map(str::to_owned),
-        );
-    }
-    names
+/// The comma-separated names of every `names=` pair, borrowed from the decoded query.
+fn feature_names(pairs: &[(String, String)]) -> Vec<&str> {
+    pairs
+        .iter()
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 fn get_features(
@@ -318,7 +314,8 @@ fn get_features(
     entity_id: &str,
     req: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let names = feature_names(query(req, &["names"])?);
+    let pairs = query(req, &["names"])?;
+    let names = feature_names(&pairs);
     if names.is_empty() {
         return Err(ApiError::bad_request(
             "no feature names given: add ?names=a,b,c",
@@ -744,8 +741,8 @@ mod tests {
             ("names".to_owned(), "a, b,,c".to_owned()),
             ("names".to_owned(), "d@2".to_owned()),
         ];
-        assert_eq!(feature_names(pairs), vec!["a", "b", "c", "d@2"]);
-        assert!(feature_names(vec![("names".to_owned(), " , ".to_owned())]).is_empty());
+        assert_eq!(feature_names(&pairs), vec!["a", "b", "c", "d@2"]);
+        assert!(feature_names(&[("names".to_owned(), " , ".to_owned())]).is_empty());
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl Serialize for ReadingJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let reading = self.0;
         let mut out = serializer.serialize_struct("FeatureReading", 5)?;
-        out.serialize_field("name", &reading.name)?;
+        out.serialize_field("name", &*reading.name)?;
         out.serialize_field("status", reading.status.as_str())?;
         out.serialize_field("value", &reading.value.as_ref().map(ValueJson))?;
         out.serialize_field("event_time", &reading.event_time)?;
@@ -149,7 +149,7 @@ mod tests {
             _ => Some(1_763_700_000_000),
         };
         FeatureReading {
-            name: name.to_owned(),
+            name: name.into(),
             status,
             value,
             event_time,

@@ -20,8 +20,9 @@ use crate::types::{FeatureId, FeatureStatus, TimestampMs, Value};
 /// What was found for one requested feature.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureReading {
-    /// The name as requested (`name` or `name@version`).
-    pub name: String,
+    /// The name as requested (`name` or `name@version`); shared with the registry for
+    /// plain names, so a read allocates nothing per feature for it.
+    pub name: Arc<str>,
     /// What was found.
     pub status: FeatureStatus,
     /// The value, when `status` is `present`.
@@ -100,11 +101,13 @@ pub fn read_entity<S: AsRef<str>>(
         .map_err(|e| ReadError::InvalidEntityId(e.to_string()))?;
 
     let mut defs: Vec<&Arc<FeatureDefinition>> = Vec::with_capacity(names.len());
+    let mut shared_names: Vec<Option<&Arc<str>>> = Vec::with_capacity(names.len());
     for name in names {
         let name = name.as_ref();
-        let def = registry
-            .resolve(name)
+        let (def, shared) = registry
+            .resolve_named(name)
             .ok_or_else(|| ReadError::UnknownFeature(name.to_owned()))?;
+        shared_names.push(shared);
         if def.spec.entity_type != entity_type {
             return Err(ReadError::WrongEntityType {
                 feature: name.to_owned(),
@@ -142,12 +145,13 @@ pub fn read_entity<S: AsRef<str>>(
     }
     let features = names
         .iter()
+        .zip(shared_names)
         .zip(&defs)
         .zip(found)
-        .map(|((name, def), stored)| {
+        .map(|(((name, shared), def), stored)| {
             let (status, value, event_time) = classify(def, stored, now);
             FeatureReading {
-                name: name.as_ref().to_owned(),
+                name: shared.map_or_else(|| Arc::from(name.as_ref()), Arc::clone),
                 status,
                 value,
                 event_time,
