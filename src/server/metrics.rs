@@ -250,7 +250,7 @@ impl Metrics {
 
     /// Adds per-status counts, indexed present, not_found, expired, null, stale,
     /// defaulted, not_fetched (the order of [`STATUS_ORDER`]).
-    pub fn observe_status_counts(&self, counts: &[u64; STATUS_ORDER.len()]) {
+    fn observe_status_counts(&self, counts: &[u64; STATUS_ORDER.len()]) {
         let served = &self.served;
         for (counter, &n) in [
             &served.present,
@@ -339,7 +339,7 @@ impl Metrics {
 }
 
 /// The statuses in the order [`Metrics::observe_status_counts`] takes their counts.
-pub const STATUS_ORDER: [FeatureStatus; 7] = [
+const STATUS_ORDER: [FeatureStatus; 7] = [
     FeatureStatus::Present,
     FeatureStatus::NotFound,
     FeatureStatus::Expired,

@@ -27,7 +27,7 @@ use super::view::ReadView;
 use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
 use crate::registry::FeatureDefinition;
-use crate::types::{FeatureId, TimestampMs, Value, now_ms};
+use crate::types::{FeatureId, TimestampMs, Value};
 
 /// A stored value and its event time, or nothing stored.
 pub type Stored = Option<(Value, TimestampMs)>;
@@ -45,6 +45,9 @@ pub struct GroupLookup<'a> {
     pub defs: &'a [&'a Arc<FeatureDefinition>],
     /// Row width of `out`.
     pub width: usize,
+    /// The read's time (ms): windowed aggregates are evaluated at it, the same instant
+    /// the caller's TTL and freshness checks use.
+    pub now: TimestampMs,
 }
 
 /// Fills `out` with the stored values of `request.wanted` for every entity of
@@ -59,7 +62,7 @@ pub fn lookup_group(
     debug_assert_eq!(out.len(), entities.len() * request.width);
     let version = lookup_batch(view, request, entities, out)?;
     if let Some(cf) = view.stream(request.group) {
-        merge_stream(view, cf, request, entities, out, now_ms())?;
+        merge_stream(view, cf, request, entities, out)?;
     }
     Ok(version)
 }

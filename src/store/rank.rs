@@ -559,7 +559,7 @@ fn fetch(
     view: &ReadView,
     columns: &StoredColumns<'_>,
     (plan_spaces, space_keys): (&[KeySpace], &mut [Option<Vec<EntityKey>>]),
-    request: &RankRequest,
+    (request, now): (&RankRequest, TimestampMs),
     rows: usize,
     out_of_time: &dyn Fn() -> bool,
     versions: &mut BTreeMap<String, u64>,
@@ -591,6 +591,7 @@ fn fetch(
             wanted: &wanted,
             defs: &columns.defs,
             width,
+            now,
         };
         if let Some(version) = lookup_group(view, &lookup, entities, &mut values)? {
             versions.insert((*group).to_owned(), version);
@@ -672,7 +673,7 @@ pub fn rank(
         view,
         &plan.context,
         (&plan.spaces, &mut space_keys),
-        &request,
+        (&request, now),
         1,
         &out_of_time,
         &mut versions,
@@ -681,7 +682,7 @@ pub fn rank(
         view,
         &plan.candidates,
         (&plan.spaces, &mut space_keys),
-        &request,
+        (&request, now),
         rows,
         &out_of_time,
         &mut versions,

@@ -138,6 +138,7 @@ pub fn read_entity<S: AsRef<str>>(
             wanted: &wanted,
             defs: &defs,
             width: defs.len(),
+            now,
         };
         if let Some(version) = lookup_group(view, &request, &entities, &mut found)? {
             versions.insert((*group).to_owned(), version);

@@ -32,8 +32,8 @@ pub fn merge_stream(
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
     out: &mut [Stored],
-    now: TimestampMs,
 ) -> Result<(), ReadError> {
+    let now = request.now;
     let width = request.width;
     let mut keys: Vec<Vec<u8>> = Vec::with_capacity(entities.len() * request.wanted.len());
     let mut targets: Vec<usize> = Vec::with_capacity(keys.capacity());

@@ -132,12 +132,7 @@ impl Canvas {
     /// pixels square. Characters outside ASCII are drawn as `?`.
     pub fn text(&mut self, x: i64, y: i64, text: &str, scale: i64, color: Rgb) {
         for (n, c) in text.chars().enumerate() {
-            let code = if c.is_ascii() {
-                c as usize
-            } else {
-                '?' as usize
-            };
-            let glyph = font8x8::legacy::BASIC_LEGACY[code];
+            let glyph = glyph(c);
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
                     if bits & (1 << col) != 0 {
@@ -154,12 +149,7 @@ impl Canvas {
     /// its glyphs' top edge at column `x`, ending at row `y_bottom`.
     pub fn text_vertical(&mut self, x: i64, y_bottom: i64, text: &str, color: Rgb) {
         for (n, c) in text.chars().enumerate() {
-            let code = if c.is_ascii() {
-                c as usize
-            } else {
-                '?' as usize
-            };
-            let glyph = font8x8::legacy::BASIC_LEGACY[code];
+            let glyph = glyph(c);
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8i64 {
                     if bits & (1 << col) != 0 {
@@ -365,6 +355,17 @@ pub fn render(chart: &Chart) -> Vec<u8> {
         ly += 14;
     }
     c.to_png()
+}
+
+/// The 8x8 bitmap of `c`: its rows top to bottom, bit `col` set for a lit pixel;
+/// characters outside ASCII are drawn as `?`.
+fn glyph(c: char) -> [u8; 8] {
+    let code = if c.is_ascii() {
+        c as usize
+    } else {
+        '?' as usize
+    };
+    font8x8::legacy::BASIC_LEGACY[code]
 }
 
 #[cfg(test)]
