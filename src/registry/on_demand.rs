@@ -160,17 +160,45 @@ impl OnDemandDefinition {
     }
 }
 
-/// A usable input value: the value and its event time.
-pub type Input<'a> = (&'a Value, Option<TimestampMs>);
+/// Most inputs an on-demand operation takes (its arity is checked at registration).
+pub const MAX_INPUTS: usize = 2;
 
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Int64(v) => Some(*v as f64),
-        Value::Float32(v) => Some(f64::from(*v)),
-        Value::Float64(v) => Some(*v),
-        _ => None,
+/// A usable input value, borrowed from where the read put it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InputValue<'a> {
+    /// An int64 (a count, or a time in ms since the epoch for `time_since`).
+    Int64(i64),
+    /// A float32 or float64.
+    Float(f64),
+    /// A float32 vector.
+    Vector(&'a [f32]),
+    /// Any other type (no operation uses it as a number or vector).
+    Other,
+}
+
+impl<'a> InputValue<'a> {
+    /// The input form of an owned value.
+    pub fn of(value: &'a Value) -> Self {
+        match value {
+            Value::Int64(v) => InputValue::Int64(*v),
+            Value::Float32(v) => InputValue::Float(f64::from(*v)),
+            Value::Float64(v) => InputValue::Float(*v),
+            Value::Float32Vector(v) => InputValue::Vector(v),
+            _ => InputValue::Other,
+        }
+    }
+
+    fn number(self) -> Option<f64> {
+        match self {
+            InputValue::Int64(v) => Some(v as f64),
+            InputValue::Float(v) => Some(v),
+            _ => None,
+        }
     }
 }
+
+/// A usable input: the value and its event time.
+pub type Input<'a> = (InputValue<'a>, Option<TimestampMs>);
 
 /// Computes `op` over `inputs` (each `None` when that input has no usable value) at
 /// `now`. `None` means "serve the default": an input is missing, has the wrong shape,
@@ -178,7 +206,7 @@ fn number(value: &Value) -> Option<f64> {
 pub fn evaluate(op: OnDemandOp, inputs: &[Option<Input<'_>>], now: TimestampMs) -> Option<f64> {
     let result = match (op, inputs) {
         (OnDemandOp::CosineSimilarity | OnDemandOp::DotProduct, [Some(a), Some(b)]) => {
-            let (Value::Float32Vector(a), Value::Float32Vector(b)) = (a.0, b.0) else {
+            let (InputValue::Vector(a), InputValue::Vector(b)) = (a.0, b.0) else {
                 return None;
             };
             if a.len() != b.len() {
@@ -201,7 +229,7 @@ pub fn evaluate(op: OnDemandOp, inputs: &[Option<Input<'_>>], now: TimestampMs) 
             }
         }
         (OnDemandOp::Ratio, [Some(a), Some(b)]) => {
-            let (a, b) = (number(a.0)?, number(b.0)?);
+            let (a, b) = (a.0.number()?, b.0.number()?);
             if b == 0.0 {
                 return None;
             }
@@ -209,7 +237,7 @@ pub fn evaluate(op: OnDemandOp, inputs: &[Option<Input<'_>>], now: TimestampMs) 
         }
         (OnDemandOp::TimeSince, [Some((value, event_time))]) => {
             let at = match value {
-                Value::Int64(ms) => *ms,
+                InputValue::Int64(ms) => *ms,
                 _ => (*event_time)?,
             };
             now.saturating_sub(at) as f64 / 1000.0
@@ -230,7 +258,7 @@ mod tests {
     #[test]
     fn similarity_and_dot_product() {
         let (a, b) = (v(&[1.0, 0.0]), v(&[1.0, 1.0]));
-        let inputs = [Some((&a, None)), Some((&b, None))];
+        let inputs = [Some((InputValue::of(&a), None)), Some((InputValue::of(&b), None))];
         let cos = evaluate(OnDemandOp::CosineSimilarity, &inputs, 0).expect("defined");
         assert!((cos - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
         assert_eq!(evaluate(OnDemandOp::DotProduct, &inputs, 0), Some(1.0));
@@ -238,13 +266,13 @@ mod tests {
         assert_eq!(
             evaluate(
                 OnDemandOp::CosineSimilarity,
-                &[Some((&a, None)), Some((&zero, None))],
+                &[Some((InputValue::of(&a), None)), Some((InputValue::of(&zero), None))],
                 0
             ),
             None
         );
         assert_eq!(
-            evaluate(OnDemandOp::DotProduct, &[Some((&a, None)), None], 0),
+            evaluate(OnDemandOp::DotProduct, &[Some((InputValue::of(&a), None)), None], 0),
             None
         );
     }
@@ -253,23 +281,23 @@ mod tests {
     fn ratio_and_time_since() {
         let (a, b, z) = (Value::Int64(3), Value::Float32(4.0), Value::Float64(0.0));
         assert_eq!(
-            evaluate(OnDemandOp::Ratio, &[Some((&a, None)), Some((&b, None))], 0),
+            evaluate(OnDemandOp::Ratio, &[Some((InputValue::of(&a), None)), Some((InputValue::of(&b), None))], 0),
             Some(0.75)
         );
         assert_eq!(
-            evaluate(OnDemandOp::Ratio, &[Some((&a, None)), Some((&z, None))], 0),
+            evaluate(OnDemandOp::Ratio, &[Some((InputValue::of(&a), None)), Some((InputValue::of(&z), None))], 0),
             None
         );
         let visit = Value::Int64(10_000);
         assert_eq!(
-            evaluate(OnDemandOp::TimeSince, &[Some((&visit, Some(1)))], 70_000),
+            evaluate(OnDemandOp::TimeSince, &[Some((InputValue::of(&visit), Some(1)))], 70_000),
             Some(60.0)
         );
         let other = Value::Float32(1.0);
         assert_eq!(
             evaluate(
                 OnDemandOp::TimeSince,
-                &[Some((&other, Some(40_000)))],
+                &[Some((InputValue::of(&other), Some(40_000)))],
                 70_000
             ),
             Some(30.0)

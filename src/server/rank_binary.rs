@@ -22,25 +22,29 @@
 //! event times), else a u32 (`0xFFFFFFFF`: none; `time_width` 4).
 //!
 //! `status` is the letter of [`status_letter`] (`P`, `S`, `U`, `N`, `X`, `D`, `F`); a value
-//! follows only for `P` and `D`, in the column's dtype: `dtype` 1 int64 (i64), 2 float64
+//! follows only for `P`, `S` and `D` (the statuses that carry one), in the column's dtype: `dtype` 1 int64 (i64), 2 float64
 //! (f64), 3 float32 (f32), 4 bool (u8), 5 string (str), 6 bytes (u32 length, bytes),
 //! 7 float32 vector (u32 dim, f32 * dim) -- the value tags of storage-format.md.
+//!
+//! Version 2 (this one) differs from version 1 only in that `S` (stale) cells carry
+//! their value; version 1 dropped it.
 //!
 //! Stateless; safe from any thread.
 
 use crate::codec::value::tag;
+use crate::store::answer::{ColumnData, ColumnValues};
 use crate::store::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
 
 pub use super::rank_json::BINARY_CONTENT_TYPE;
-use super::rank_json::{TimeTable, status_letter};
+use super::rank_json::{NO_TIME_INDEX, TimeIndex, status_letter};
 
 /// First bytes of every binary ranking response.
 pub const MAGIC: &[u8; 4] = b"FSRK";
 /// Encoding version written after the magic.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Time index meaning "no event time".
-pub const NO_TIME: u32 = u32::MAX;
+pub const NO_TIME: u32 = NO_TIME_INDEX;
 
 fn put_u32(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes());
@@ -74,43 +78,87 @@ fn put_columns(out: &mut Vec<u8>, columns: &[RankColumn]) {
     }
 }
 
-fn put_cell(out: &mut Vec<u8>, cell: &Cell, times: &mut TimeTable, narrow: bool) {
-    out.push(status_letter(cell.status));
-    let time = cell.event_time.map_or(NO_TIME, |t| times.slot(t));
+/// True for the statuses whose cells carry a value.
+fn carries_value(status: u8) -> bool {
+    matches!(status, b'P' | b'S' | b'D')
+}
+
+#[inline]
+fn put_status_time(out: &mut Vec<u8>, status: FeatureStatus, time: u32, narrow: bool) {
+    out.push(status_letter(status));
     if narrow {
         out.push(u8::try_from(time).unwrap_or(u8::MAX));
     } else {
         out.extend_from_slice(&time.to_le_bytes());
     }
-    if !matches!(
-        cell.status,
-        FeatureStatus::Present | FeatureStatus::Defaulted
-    ) {
+}
+
+fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    put_u32(out, v.len());
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Int64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::Float64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::Float32(v) => out.extend_from_slice(&v.to_le_bytes()),
+        Value::Bool(v) => out.push(u8::from(*v)),
+        Value::String(s) => put_str(out, s.as_bytes()),
+        Value::Bytes(b) => put_str(out, b),
+        Value::Float32Vector(v) => put_f32s(out, v),
+        // Cells that carry a value always hold one of the column's dtype.
+        Value::Null => {}
+    }
+}
+
+fn put_cell(out: &mut Vec<u8>, cell: &Cell, time: u32, narrow: bool) {
+    put_status_time(out, cell.status, time, narrow);
+    if carries_value(status_letter(cell.status))
+        && let Some(value) = &cell.value
+    {
+        put_value(out, value);
+    }
+}
+
+/// Writes candidate `row`'s cell of `column`.
+#[inline]
+fn put_column_cell(out: &mut Vec<u8>, column: &ColumnValues, row: usize, time: u32, narrow: bool) {
+    let status = column.status(row);
+    put_status_time(out, status, time, narrow);
+    if !carries_value(status_letter(status)) {
         return;
     }
-    match &cell.value {
-        Some(Value::Int64(v)) => out.extend_from_slice(&v.to_le_bytes()),
-        Some(Value::Float64(v)) => out.extend_from_slice(&v.to_le_bytes()),
-        Some(Value::Float32(v)) => out.extend_from_slice(&v.to_le_bytes()),
-        Some(Value::Bool(v)) => out.push(u8::from(*v)),
-        Some(Value::String(s)) => put_str(out, s.as_bytes()),
-        Some(Value::Bytes(b)) => put_str(out, b),
-        Some(Value::Float32Vector(v)) => {
-            put_u32(out, v.len());
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
+    match column.data() {
+        ColumnData::Float32(v) => {
+            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+        }
+        ColumnData::Float64(v) => {
+            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+        }
+        ColumnData::Int64(v) => {
+            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+        }
+        ColumnData::Bool(v) => out.push(u8::from(v.get(row) == Some(&true))),
+        ColumnData::Float32Vector { .. } => {
+            put_f32s(out, column.data().vector(row).unwrap_or_default());
+        }
+        ColumnData::Other(v) => {
+            if let Some(Some(value)) = v.get(row) {
+                put_value(out, value);
             }
         }
-        // Present and defaulted cells always carry a value of the column's dtype.
-        Some(Value::Null) | None => {}
     }
 }
 
 /// Encodes `response` (grammar in the module docs).
 pub fn encode(response: &RankResponse) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(256 + response.cells.len() * 9 + response.candidates.len() * 16);
-    let mut times = TimeTable::of(response);
+    let mut out = Vec::with_capacity(
+        256 + response.candidates.len() * (response.width() * 9 + 16),
+    );
+    let times = TimeIndex::of(response);
     let narrow = times.times().len() < usize::from(u8::MAX);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -132,15 +180,15 @@ pub fn encode(response: &RankResponse) -> Vec<u8> {
         out.extend_from_slice(&t.to_le_bytes());
     }
     put_columns(&mut out, &response.context_columns);
-    for cell in &response.context_cells {
-        put_cell(&mut out, cell, &mut times, narrow);
+    for (cell, &time) in response.context_cells.iter().zip(&times.context) {
+        put_cell(&mut out, cell, time, narrow);
     }
     put_columns(&mut out, &response.columns);
     put_u32(&mut out, response.candidates.len());
     for (r, id) in response.candidates.iter().enumerate() {
         put_str(&mut out, id.as_bytes());
-        for cell in response.row(r) {
-            put_cell(&mut out, cell, &mut times, narrow);
+        for (c, column) in response.values.iter().enumerate() {
+            put_column_cell(&mut out, column, r, times.at(c, r), narrow);
         }
     }
     put_u32(&mut out, response.versions.len());
@@ -222,18 +270,18 @@ impl<'a> Reader<'a> {
         let status = self.u8()?;
         let t = if narrow {
             match self.u8()? {
-                u8::MAX => NO_TIME,
+                u8::MAX => NO_TIME_INDEX,
                 t => u32::from(t),
             }
         } else {
             self.u32()?
         };
-        let time = if t == NO_TIME {
+        let time = if t == NO_TIME_INDEX {
             None
         } else {
             Some(*times.get(t as usize)?)
         };
-        if status != b'P' && status != b'D' {
+        if !carries_value(status) {
             return Some((status, time, None));
         }
         let value = match tag_ {
@@ -327,6 +375,19 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::store::read::Freshness;
+
+    /// Int64 values: every third row not found, the others present (and the second
+    /// of every three stale, which carries its value too).
+    fn column_values(rows: usize) -> ColumnValues {
+        let mut column = ColumnValues::new(DType::Int64, rows, FeatureStatus::NotFound);
+        for r in (0..rows).filter(|r| r % 3 != 0) {
+            let time = if r % 3 == 2 { 1000 + r as i64 } else { -(r as i64) };
+            column.put_stored(r, Some((Value::Int64(r as i64), time)));
+        }
+        column.judge(Freshness::of_limits(None, Some(1_000)), 1_500);
+        column
+    }
 
     fn response(rows: usize) -> RankResponse {
         let column = RankColumn {
@@ -343,17 +404,7 @@ mod tests {
             candidate_type: "product".into(),
             columns: vec![column],
             candidates: (0..rows).map(|r| format!("p{r}")).collect(),
-            cells: (0..rows)
-                .map(|r| Cell {
-                    status: if r % 3 == 0 {
-                        FeatureStatus::NotFound
-                    } else {
-                        FeatureStatus::Present
-                    },
-                    value: (r % 3 != 0).then_some(Value::Int64(r as i64)),
-                    event_time: (r % 3 != 0).then_some(1000 + r as i64),
-                })
-                .collect(),
+            values: vec![column_values(rows)],
             versions: BTreeMap::new(),
             complete: true,
             defaults: vec![],
@@ -371,7 +422,7 @@ mod tests {
             assert_eq!(decoded.rows.len(), rows);
             for (r, (id, cells)) in decoded.rows.iter().enumerate() {
                 assert_eq!(id, &format!("p{r}"));
-                let cell = &answer.cells[r];
+                let cell = &answer.cell(r, 0);
                 assert_eq!(
                     cells[0],
                     (
@@ -382,6 +433,15 @@ mod tests {
                 );
             }
             assert_eq!(decode(&bytes[..bytes.len() - 9]), None, "truncated");
+            let stale = decoded.rows.iter().filter(|(_, c)| c[0].0 == b'S').count();
+            assert!(stale > 0, "stale cells occur");
+            assert!(
+                decoded
+                    .rows
+                    .iter()
+                    .all(|(_, c)| (c[0].0 == b'N') == c[0].2.is_none()),
+                "every present or stale cell carries its value"
+            );
         }
     }
 }

@@ -107,7 +107,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
     let answer = state.store.rank(request)?;
     state
         .metrics
-        .observe_features(answer.all_cells().map(|c| &c.status));
+        .observe_features(answer.statuses());
     for (feature, count) in &answer.defaults {
         state.metrics.observe_defaults(feature, *count);
     }

@@ -23,6 +23,7 @@
 
 use std::collections::HashMap;
 
+use crate::store::answer::{ColumnData, ColumnValues, NO_TIME};
 use crate::store::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
@@ -53,17 +54,6 @@ pub struct TimeTable {
 }
 
 impl TimeTable {
-    /// Builds the table of every cell's event time.
-    pub fn of(response: &RankResponse) -> Self {
-        let mut table = TimeTable::default();
-        for cell in response.all_cells() {
-            if let Some(t) = cell.event_time {
-                table.slot(t);
-            }
-        }
-        table
-    }
-
     /// The index of `t`, added if new.
     #[inline]
     pub fn slot(&mut self, t: TimestampMs) -> u32 {
@@ -84,6 +74,62 @@ impl TimeTable {
     /// The distinct times, by index.
     pub fn times(&self) -> &[TimestampMs] {
         &self.times
+    }
+}
+
+/// Index into [`TimeIndex::times`] of a value that has no event time.
+pub const NO_TIME_INDEX: u32 = u32::MAX;
+
+/// Every value's index into the response's table of distinct event times, computed
+/// once for an encoder: context values, then column by column.
+pub struct TimeIndex {
+    table: TimeTable,
+    /// One index per context cell.
+    pub context: Vec<u32>,
+    /// Per candidate column, one index per row.
+    pub columns: Vec<Vec<u32>>,
+}
+
+impl TimeIndex {
+    /// Indexes every event time of `response`.
+    pub fn of(response: &RankResponse) -> Self {
+        let mut table = TimeTable::default();
+        let context = response
+            .context_cells
+            .iter()
+            .map(|c| c.event_time.map_or(NO_TIME_INDEX, |t| table.slot(t)))
+            .collect();
+        let columns = response
+            .values
+            .iter()
+            .map(|column| {
+                column
+                    .event_times()
+                    .iter()
+                    .map(|&t| if t == NO_TIME { NO_TIME_INDEX } else { table.slot(t) })
+                    .collect()
+            })
+            .collect();
+        TimeIndex {
+            table,
+            context,
+            columns,
+        }
+    }
+
+    /// The distinct times, by index.
+    pub fn times(&self) -> &[TimestampMs] {
+        self.table.times()
+    }
+
+    /// The index of candidate `row`'s value in column `column`.
+    #[inline]
+    pub fn at(&self, column: usize, row: usize) -> u32 {
+        self.columns
+            .get(column)
+            .and_then(|c| c.get(row))
+            .copied()
+            .unwrap_or(NO_TIME_INDEX)
     }
 }
 
@@ -153,8 +199,16 @@ fn push_names(out: &mut Vec<u8>, columns: &[RankColumn]) {
     out.push(b']');
 }
 
-/// Writes `"values":[..],"status":"..","event_time":[..]` of one row of cells.
-fn push_cells(out: &mut Vec<u8>, cells: &[Cell], times: &mut TimeTable) {
+fn push_time_index(out: &mut Vec<u8>, index: u32) {
+    if index == NO_TIME_INDEX {
+        out.extend_from_slice(b"null");
+    } else {
+        push_int(out, i64::from(index));
+    }
+}
+
+/// Writes `"values":[..],"status":"..","event_time":[..]` of the context's cells.
+fn push_cells(out: &mut Vec<u8>, cells: &[Cell], times: &[u32]) {
     out.extend_from_slice(b"\"values\":[");
     for (i, c) in cells.iter().enumerate() {
         if i > 0 {
@@ -165,14 +219,65 @@ fn push_cells(out: &mut Vec<u8>, cells: &[Cell], times: &mut TimeTable) {
     out.extend_from_slice(b"],\"status\":\"");
     out.extend(cells.iter().map(|c| status_letter(c.status)));
     out.extend_from_slice(b"\",\"event_time\":[");
-    for (i, c) in cells.iter().enumerate() {
+    for (i, &t) in times.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        match c.event_time {
-            Some(t) => push_int(out, i64::from(times.slot(t))),
+        push_time_index(out, t);
+    }
+    out.push(b']');
+}
+
+/// Writes row `row`'s value of `column`, `null` where its status carries none.
+#[inline]
+fn push_column_value(out: &mut Vec<u8>, column: &ColumnValues, row: usize) {
+    if !column.has_value(row) {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    match column.data() {
+        ColumnData::Float32(v) => push_f32(out, v.get(row).copied().unwrap_or(f32::NAN)),
+        ColumnData::Float64(v) => push_f64(out, v.get(row).copied().unwrap_or(f64::NAN)),
+        ColumnData::Int64(v) => match v.get(row) {
+            Some(x) => push_int(out, *x),
             None => out.extend_from_slice(b"null"),
+        },
+        ColumnData::Bool(v) => out.extend_from_slice(if v.get(row) == Some(&true) {
+            b"true"
+        } else {
+            b"false"
+        }),
+        ColumnData::Float32Vector { .. } => {
+            out.push(b'[');
+            for (i, x) in column.data().vector(row).unwrap_or_default().iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_f32(out, *x);
+            }
+            out.push(b']');
         }
+        ColumnData::Other(v) => push_value(out, v.get(row).and_then(Option::as_ref)),
+    }
+}
+
+/// Writes `"values":[..],"status":"..","event_time":[..]` of candidate `row`.
+fn push_row(out: &mut Vec<u8>, response: &RankResponse, row: usize, times: &TimeIndex) {
+    out.extend_from_slice(b"\"values\":[");
+    for (i, column) in response.values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_column_value(out, column, row);
+    }
+    out.extend_from_slice(b"],\"status\":\"");
+    out.extend(response.values.iter().map(|c| status_letter(c.status(row))));
+    out.extend_from_slice(b"\",\"event_time\":[");
+    for i in 0..response.values.len() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_time_index(out, times.at(i, row));
     }
     out.push(b']');
 }
@@ -180,7 +285,7 @@ fn push_cells(out: &mut Vec<u8>, cells: &[Cell], times: &mut TimeTable) {
 /// A generous guess of the encoded size, so the buffer rarely grows.
 fn estimated_len(response: &RankResponse) -> usize {
     let per_value = 24;
-    512 + response.cells.len() * per_value
+    512 + response.candidates.len() * response.width() * per_value
         + response
             .candidates
             .iter()
@@ -192,7 +297,7 @@ fn estimated_len(response: &RankResponse) -> usize {
 /// Encodes the JSON ranking response (shape in the module docs).
 pub fn encode_json(response: &RankResponse) -> Vec<u8> {
     let mut out = Vec::with_capacity(estimated_len(response));
-    let mut times = TimeTable::of(response);
+    let times = TimeIndex::of(response);
     out.extend_from_slice(b"{\"service\":");
     match &response.service {
         Some(s) => push_str(&mut out, s),
@@ -224,7 +329,7 @@ pub fn encode_json(response: &RankResponse) -> Vec<u8> {
     out.extend_from_slice(b"},\"features\":");
     push_names(&mut out, &response.context_columns);
     out.push(b',');
-    push_cells(&mut out, &response.context_cells, &mut times);
+    push_cells(&mut out, &response.context_cells, &times.context);
     out.extend_from_slice(b"},\"candidates\":{\"entity_type\":");
     push_str(&mut out, &response.candidate_type);
     out.extend_from_slice(b",\"features\":");
@@ -237,7 +342,7 @@ pub fn encode_json(response: &RankResponse) -> Vec<u8> {
         out.extend_from_slice(b"{\"id\":");
         push_str(&mut out, id);
         out.push(b',');
-        push_cells(&mut out, response.row(r), &mut times);
+        push_row(&mut out, response, r, &times);
         out.push(b'}');
     }
     out.extend_from_slice(b"]},\"versions\":{");

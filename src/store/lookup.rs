@@ -7,8 +7,10 @@
 //! [`super::read::classify`]).
 //!
 //! Invariants:
-//! - `out` is entity-major: the value of column `c` for entity `e` is
-//!   `out[e * width + c]`; columns not named in `wanted` are left untouched.
+//! - Results go to a [`StoredSink`], addressed by (entity index, column): the
+//!   entity-major [`RowMajor`] buffer of single reads or the columnar
+//!   [`ColumnSink`] of ranking answers; columns not named in `wanted` are left
+//!   untouched.
 //! - A source is asked once per batch, never once per feature: the hot segment first,
 //!   then one RocksDB MultiGet (few features) or one prefix scan per entity (many
 //!   features) for the entities the segment does not hold.
@@ -21,6 +23,9 @@ use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
+use featstore_format::segment::{FieldValue, ValueRef};
+
+use super::answer::ColumnValues;
 use super::error::ReadError;
 use super::stream::merge::merge_stream;
 use super::view::ReadView;
@@ -31,6 +36,102 @@ use crate::types::{FeatureId, TimestampMs, Value};
 
 /// A stored value and its event time, or nothing stored.
 pub type Stored = Option<(Value, TimestampMs)>;
+
+/// Where a lookup records what is stored, per (entity index, column).
+pub trait StoredSink {
+    /// Records a field borrowed from the hot segment.
+    fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>);
+    /// Records an owned stored value (RocksDB, the stream); `None`: nothing stored.
+    fn put_stored(&mut self, entity: usize, column: usize, stored: Stored);
+    /// The event time of what is recorded for (entity, column), value or null.
+    fn stored_time(&self, entity: usize, column: usize) -> Option<TimestampMs>;
+}
+
+/// An entity-major buffer: column `c` of entity `e` is `out[e * width + c]`.
+pub struct RowMajor<'a> {
+    /// `entities * width` slots.
+    pub out: &'a mut [Stored],
+    /// Columns per entity.
+    pub width: usize,
+}
+
+impl RowMajor<'_> {
+    #[inline]
+    fn slot(&mut self, entity: usize, column: usize) -> Option<&mut Stored> {
+        self.out.get_mut(entity.checked_mul(self.width)?.checked_add(column)?)
+    }
+}
+
+impl StoredSink for RowMajor<'_> {
+    #[inline]
+    fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>) {
+        let stored = match field {
+            FieldValue::Absent => None,
+            FieldValue::Null(t) => Some((Value::Null, t)),
+            FieldValue::Present { event_time, value } => Some((owned(value), event_time)),
+        };
+        if let Some(slot) = self.slot(entity, column) {
+            *slot = stored;
+        }
+    }
+
+    fn put_stored(&mut self, entity: usize, column: usize, stored: Stored) {
+        if let Some(slot) = self.slot(entity, column) {
+            *slot = stored;
+        }
+    }
+
+    fn stored_time(&self, entity: usize, column: usize) -> Option<TimestampMs> {
+        let at = entity.checked_mul(self.width)?.checked_add(column)?;
+        self.out.get(at)?.as_ref().map(|(_, t)| *t)
+    }
+}
+
+/// An owned copy of a segment value; scalars inline (the per-value hot path), the rest
+/// through `ValueRef::to_value`.
+#[inline(always)]
+fn owned(value: ValueRef<'_>) -> Value {
+    match value {
+        ValueRef::Float32(v) => Value::Float32(v),
+        ValueRef::Float64(v) => Value::Float64(v),
+        ValueRef::Int64(v) => Value::Int64(v),
+        ValueRef::Bool(v) => Value::Bool(v),
+        other => other.to_value(),
+    }
+}
+
+/// Columnar values: entity `e` is row `e` of every column. A stored value whose type
+/// is not its column's dtype is left out and remembered in `mismatch` (the column),
+/// for the caller to report: the loader and pushes check types, so one means damage.
+pub struct ColumnSink<'a> {
+    /// One column per lookup column.
+    pub columns: &'a mut [ColumnValues],
+    /// The first column that received a value of another type.
+    pub mismatch: Option<usize>,
+}
+
+impl StoredSink for ColumnSink<'_> {
+    #[inline]
+    fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>) {
+        if let Some(c) = self.columns.get_mut(column)
+            && !c.put_field(entity, field)
+        {
+            self.mismatch.get_or_insert(column);
+        }
+    }
+
+    fn put_stored(&mut self, entity: usize, column: usize, stored: Stored) {
+        if let Some(c) = self.columns.get_mut(column)
+            && !c.put_stored(entity, stored)
+        {
+            self.mismatch.get_or_insert(column);
+        }
+    }
+
+    fn stored_time(&self, entity: usize, column: usize) -> Option<TimestampMs> {
+        self.columns.get(column)?.stored_time(entity)
+    }
+}
 
 /// Up to this many features of one group are fetched with MultiGet; more use a scan.
 const MULTI_GET_MAX: usize = 4;
@@ -43,23 +144,20 @@ pub struct GroupLookup<'a> {
     pub wanted: &'a [(FeatureId, usize)],
     /// Definitions by column, to name a feature in errors.
     pub defs: &'a [&'a Arc<FeatureDefinition>],
-    /// Row width of `out`.
-    pub width: usize,
     /// The read's time (ms): windowed aggregates are evaluated at it, the same instant
     /// the caller's TTL and freshness checks use.
     pub now: TimestampMs,
 }
 
-/// Fills `out` with the stored values of `request.wanted` for every entity of
+/// Records in `out` the stored values of `request.wanted` for every entity of
 /// `entities`: the active batch version's, merged with the group's streamed values.
 /// Returns the batch version read, or `None` when the group has no active version.
 pub fn lookup_group(
     view: &ReadView,
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
-    out: &mut [Stored],
+    out: &mut impl StoredSink,
 ) -> Result<Option<u64>, ReadError> {
-    debug_assert_eq!(out.len(), entities.len() * request.width);
     let version = lookup_batch(view, request, entities, out)?;
     if let Some(cf) = view.stream(request.group) {
         merge_stream(view, cf, request, entities, out)?;
@@ -72,26 +170,31 @@ fn lookup_batch(
     view: &ReadView,
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
-    out: &mut [Stored],
+    out: &mut impl StoredSink,
 ) -> Result<Option<u64>, ReadError> {
     let Some(active) = view.active(request.group) else {
         return Ok(None);
     };
-    let width = request.width;
     let mut misses: Vec<usize> = Vec::new();
-    // Field positions are resolved once per call, not per entity.
-    let prepared = active
-        .segment
-        .as_ref()
-        .map(|segment| (segment, segment.prepare(request.wanted)));
-    for (e, entity) in entities.iter().enumerate() {
-        let row = &mut out[e * width..(e + 1) * width];
-        let hit = prepared
-            .as_ref()
-            .is_some_and(|(segment, fields)| segment.lookup_prepared(entity.id(), fields, row));
-        if !hit {
-            misses.push(e);
+    match &active.segment {
+        Some(segment) => {
+            // Field positions are resolved once per call, not per entity.
+            let fields = segment.prepare(request.wanted);
+            let fields = fields.pairs();
+            segment.find_each(
+                entities.len(),
+                |e| entities.get(e).map_or(&[][..], EntityKey::id),
+                |e, row| match row {
+                    Some(row) => {
+                        for &(field, column) in fields {
+                            out.put_field(e, column, row.get(field));
+                        }
+                    }
+                    None => misses.push(e),
+                },
+            );
         }
+        None => misses.extend(0..entities.len()),
     }
     if misses.is_empty() {
         return Ok(Some(active.version));
@@ -104,8 +207,7 @@ fn lookup_batch(
         opts.set_prefix_same_as_start(true);
         let mut iter = view.db().raw_iterator_cf_opt(&active.cf, opts);
         for &e in &misses {
-            let row = &mut out[e * width..(e + 1) * width];
-            scan_entity(&mut iter, request, &entities[e], row)?;
+            scan_entity(&mut iter, request, &entities[e], e, out)?;
         }
     }
     Ok(Some(active.version))
@@ -113,15 +215,15 @@ fn lookup_batch(
 
 fn decode_into(
     bytes: &[u8],
-    column: usize,
+    (entity, column): (usize, usize),
     defs: &[&Arc<FeatureDefinition>],
-    row: &mut [Stored],
+    out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
     let stored = decode_value(bytes).map_err(|source| ReadError::Corrupt {
         feature: defs[column].qualified_name(),
         source,
     })?;
-    row[column] = Some((stored.value, stored.event_time));
+    out.put_stored(entity, column, Some((stored.value, stored.event_time)));
     Ok(())
 }
 
@@ -136,9 +238,8 @@ fn multi_get(
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
     misses: &[usize],
-    out: &mut [Stored],
+    out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
-    let width = request.width;
     let mut keys: Vec<Vec<u8>> = Vec::with_capacity(misses.len() * request.wanted.len());
     let mut targets: Vec<(usize, usize)> = Vec::with_capacity(keys.capacity());
     for &e in misses {
@@ -153,8 +254,7 @@ fn multi_get(
     let results = view.db().batched_multi_get_cf(cf, keys.iter(), sorted);
     for (result, (e, column)) in results.into_iter().zip(targets) {
         if let Some(bytes) = result.map_err(storage)? {
-            let row = &mut out[e * width..(e + 1) * width];
-            decode_into(&bytes, column, request.defs, row)?;
+            decode_into(&bytes, (e, column), request.defs, out)?;
         }
     }
     Ok(())
@@ -165,7 +265,8 @@ fn scan_entity(
     iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
     request: &GroupLookup<'_>,
     entity: &EntityKey,
-    row: &mut [Stored],
+    e: usize,
+    out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
     let wanted = request.wanted;
     let Some(&(first_fid, _)) = wanted.first() else {
@@ -188,7 +289,7 @@ fn scan_entity(
             next += 1;
         }
         while next < wanted.len() && wanted[next].0 == fid {
-            decode_into(value, wanted[next].1, request.defs, row)?;
+            decode_into(value, (e, wanted[next].1), request.defs, out)?;
             next += 1;
         }
         iter.next();

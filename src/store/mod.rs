@@ -11,6 +11,7 @@
 //! swap), never while a load reads its input or writes SST files, and never by readers.
 
 pub mod access;
+pub mod answer;
 pub mod config;
 pub mod error;
 pub mod lookup;

@@ -23,14 +23,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::FeatureStore;
+use super::answer::{ColumnData, ColumnValues, NO_TIME};
 use super::error::ReadError;
-use super::lookup::{GroupLookup, Stored, lookup_group};
-use super::read::classify;
+use super::lookup::{ColumnSink, GroupLookup, lookup_group};
+use super::read::Freshness;
 use super::view::ReadView;
 use crate::codec::key::EntityKey;
 use crate::registry::defaults::parse_default;
 use crate::registry::entity::composite_id;
-use crate::registry::on_demand::{OnDemandDefinition, evaluate};
+use crate::registry::on_demand::{
+    Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate,
+};
 use crate::registry::{FeatureDefinition, Registry};
 use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
 
@@ -38,7 +41,8 @@ use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
 pub const MAX_CANDIDATES: usize = 10_000;
 
 /// Most values (candidates x columns, stored inputs included) one request may read,
-/// which bounds its memory (about 100 bytes per value while it is answered).
+/// which bounds its memory (13 to 20 bytes per scalar value while it is answered; a
+/// vector's components count 4 bytes each on top).
 pub const MAX_VALUES: usize = 2_000_000;
 
 /// Which features a ranking request reads.
@@ -84,23 +88,6 @@ impl Cell {
         value: None,
         event_time: None,
     };
-
-    #[inline]
-    fn classified(def: &FeatureDefinition, stored: Stored, now: TimestampMs) -> Cell {
-        let (status, value, event_time) = classify(def, stored, now);
-        Cell {
-            status,
-            value,
-            event_time,
-        }
-    }
-
-    fn usable(&self) -> Option<(&Value, Option<TimestampMs>)> {
-        match (&self.status, &self.value) {
-            (FeatureStatus::Present | FeatureStatus::Stale, Some(v)) => Some((v, self.event_time)),
-            _ => None,
-        }
-    }
 }
 
 /// A column of the answer.
@@ -133,8 +120,9 @@ pub struct RankResponse {
     pub columns: Vec<RankColumn>,
     /// Candidate ids, in the order asked.
     pub candidates: Vec<String>,
-    /// Row-major: candidate `r`, column `c` is `cells[r * columns.len() + c]`.
-    pub cells: Vec<Cell>,
+    /// Column-major: one [`ColumnValues`] per column of `columns`, one row per
+    /// candidate.
+    pub values: Vec<ColumnValues>,
     /// Batch version read per group.
     pub versions: BTreeMap<String, u64>,
     /// False when the deadline left some values `not_fetched`.
@@ -146,15 +134,30 @@ pub struct RankResponse {
 }
 
 impl RankResponse {
-    /// The cells of candidate `row`.
-    pub fn row(&self, row: usize) -> &[Cell] {
-        let w = self.columns.len();
-        self.cells.get(row * w..(row + 1) * w).unwrap_or_default()
+    /// The cell of candidate `row`, column `column` (an owned copy).
+    pub fn cell(&self, row: usize, column: usize) -> Cell {
+        match self.values.get(column) {
+            Some(c) => cell_of(c, row),
+            None => Cell::NOT_FETCHED,
+        }
     }
 
-    /// Every cell, context first.
-    pub fn all_cells(&self) -> impl Iterator<Item = &Cell> {
-        self.context_cells.iter().chain(&self.cells)
+    /// The cells of candidate `row`, in column order (owned copies).
+    pub fn row(&self, row: usize) -> Vec<Cell> {
+        self.values.iter().map(|c| cell_of(c, row)).collect()
+    }
+
+    /// Every value's status, context first, then column by column.
+    pub fn statuses(&self) -> impl Iterator<Item = &FeatureStatus> {
+        self.context_cells
+            .iter()
+            .map(|c| &c.status)
+            .chain(self.values.iter().flat_map(|c| c.statuses()))
+    }
+
+    /// Values answered per candidate row (the number of columns).
+    pub fn width(&self) -> usize {
+        self.values.len()
     }
 }
 
@@ -553,8 +556,10 @@ fn keys(space: &KeySpace, request: &RankRequest) -> Result<Vec<EntityKey>, ReadE
     }
 }
 
-/// Reads the stored columns of one place: one `lookup_group` per group, until the
-/// deadline. Returns the values and which columns were fetched.
+/// Reads the stored columns of one place into one [`ColumnValues`] per column: one
+/// `lookup_group` per group, until the deadline; then judges each fetched column
+/// (TTL, freshness). Columns of groups not read are `not_fetched`. Returns the columns
+/// and whether every group was read.
 fn fetch(
     view: &ReadView,
     columns: &StoredColumns<'_>,
@@ -563,12 +568,15 @@ fn fetch(
     rows: usize,
     out_of_time: &dyn Fn() -> bool,
     versions: &mut BTreeMap<String, u64>,
-) -> Result<(Vec<Stored>, Vec<bool>), RankError> {
-    let width = columns.defs.len();
-    let mut values: Vec<Stored> = vec![None; rows * width];
-    let mut fetched = vec![false; width];
+) -> Result<(Vec<ColumnValues>, bool), RankError> {
+    let mut values: Vec<ColumnValues> = columns
+        .defs
+        .iter()
+        .map(|d| ColumnValues::new(d.spec.dtype, rows, FeatureStatus::NotFound))
+        .collect();
+    let mut fetched = vec![false; values.len()];
     if rows == 0 {
-        return Ok((values, vec![true; width]));
+        return Ok((values, true));
     }
     for (group, space, wanted) in &columns.groups {
         if out_of_time() {
@@ -590,17 +598,47 @@ fn fetch(
             group,
             wanted: &wanted,
             defs: &columns.defs,
-            width,
             now,
         };
-        if let Some(version) = lookup_group(view, &lookup, entities, &mut values)? {
+        let mut sink = ColumnSink {
+            columns: &mut values,
+            mismatch: None,
+        };
+        let version = lookup_group(view, &lookup, entities, &mut sink)?;
+        if let Some(column) = sink.mismatch {
+            let def = columns.defs.get(column).map(|d| d.qualified_name());
+            return Err(ReadError::Storage(format!(
+                "a stored value of `{}` is not of its registered dtype",
+                def.unwrap_or_default()
+            ))
+            .into());
+        }
+        if let Some(version) = version {
             versions.insert((*group).to_owned(), version);
         }
         for &(_, col) in &wanted {
-            fetched[col] = true;
+            if let Some(f) = fetched.get_mut(col) {
+                *f = true;
+            }
         }
     }
-    Ok((values, fetched))
+    for ((column, def), fetched) in values.iter_mut().zip(&columns.defs).zip(&fetched) {
+        if *fetched {
+            column.judge(Freshness::of(def), now);
+        } else {
+            *column = ColumnValues::new(def.spec.dtype, rows, FeatureStatus::NotFetched);
+        }
+    }
+    Ok((values, fetched.iter().all(|f| *f)))
+}
+
+/// The cell of `row` in `column`.
+fn cell_of(column: &ColumnValues, row: usize) -> Cell {
+    Cell {
+        status: column.status(row),
+        value: column.value(row),
+        event_time: column.event_time(row),
+    }
 }
 
 #[inline]
@@ -618,39 +656,52 @@ fn with_default(cell: Cell, default: Option<&Value>, count: &mut u64) -> Cell {
     }
 }
 
-fn on_demand_cell(
+/// An on-demand input from row `row` of `column`: `None` when it has no usable value.
+#[inline]
+fn input_of(column: &ColumnValues, row: usize) -> Option<Input<'_>> {
+    if !column.usable(row) {
+        return None;
+    }
+    let value = match column.data() {
+        ColumnData::Int64(v) => InputValue::Int64(*v.get(row)?),
+        ColumnData::Float32(_) | ColumnData::Float64(_) => {
+            InputValue::Float(column.data().number(row)?)
+        }
+        ColumnData::Float32Vector { .. } => InputValue::Vector(column.data().vector(row)?),
+        ColumnData::Bool(_) | ColumnData::Other(_) => InputValue::Other,
+    };
+    Some((value, column.event_time(row)))
+}
+
+/// The value of an on-demand feature at one row: `(status, value, event time)`.
+fn on_demand_value(
     def: &OnDemandDefinition,
     inputs: &[(Place, usize)],
-    context: &[Cell],
-    row: &[Cell],
+    (context, candidates): (&[ColumnValues], &[ColumnValues]),
+    row: usize,
     now: TimestampMs,
     count: &mut u64,
-) -> Cell {
-    let mut values = Vec::with_capacity(inputs.len());
-    for &(place, col) in inputs {
-        let cell = match place {
-            Place::Context => context.get(col),
-            Place::Candidate => row.get(col),
+) -> (FeatureStatus, f64, TimestampMs) {
+    let mut values: [Option<Input<'_>>; MAX_INPUTS] = [None; MAX_INPUTS];
+    for (slot, &(place, col)) in values.iter_mut().zip(inputs) {
+        let (columns, r) = match place {
+            Place::Context => (context, 0),
+            Place::Candidate => (candidates, row),
         };
-        match cell {
-            Some(c) if c.status == FeatureStatus::NotFetched => return Cell::NOT_FETCHED,
-            Some(c) => values.push(c.usable()),
-            None => values.push(None),
+        let Some(column) = columns.get(col) else {
+            continue;
+        };
+        if column.status(r) == FeatureStatus::NotFetched {
+            return (FeatureStatus::NotFetched, 0.0, NO_TIME);
         }
+        *slot = input_of(column, r);
     }
-    match evaluate(def.spec.op, &values, now) {
-        Some(x) => Cell {
-            status: FeatureStatus::Present,
-            value: Some(Value::Float64(x)),
-            event_time: Some(now),
-        },
+    let values = values.get(..inputs.len()).unwrap_or_default();
+    match evaluate(def.spec.op, values, now) {
+        Some(x) => (FeatureStatus::Present, x, now),
         None => {
             *count += 1;
-            Cell {
-                status: FeatureStatus::Defaulted,
-                value: Some(Value::Float64(def.spec.default)),
-                event_time: None,
-            }
+            (FeatureStatus::Defaulted, def.spec.default, NO_TIME)
         }
     }
 }
@@ -669,7 +720,7 @@ pub fn rank(
     let mut versions = BTreeMap::new();
     let mut space_keys: Vec<Option<Vec<EntityKey>>> = plan.spaces.iter().map(|_| None).collect();
 
-    let (ctx_values, ctx_fetched) = fetch(
+    let (ctx_values, ctx_complete) = fetch(
         view,
         &plan.context,
         (&plan.spaces, &mut space_keys),
@@ -678,7 +729,7 @@ pub fn rank(
         &out_of_time,
         &mut versions,
     )?;
-    let (mut cand_values, cand_fetched) = fetch(
+    let (mut cand_values, cand_complete) = fetch(
         view,
         &plan.candidates,
         (&plan.spaces, &mut space_keys),
@@ -687,114 +738,76 @@ pub fn rank(
         &out_of_time,
         &mut versions,
     )?;
-    let mut complete = ctx_fetched.iter().chain(&cand_fetched).all(|f| *f);
-
-    let context_cells: Vec<Cell> = ctx_values
-        .into_iter()
-        .zip(&plan.context.defs)
-        .zip(&ctx_fetched)
-        .map(|((stored, def), fetched)| {
-            if *fetched {
-                Cell::classified(def, stored, now)
-            } else {
-                Cell::NOT_FETCHED
-            }
-        })
-        .collect();
 
     let mut default_counts = vec![0u64; plan.outputs.len()];
     let mut context_columns = Vec::new();
-    let mut context_out = Vec::new();
-    let mut candidate_outputs = Vec::new();
-    for (i, out) in plan.outputs.iter().enumerate() {
-        match out.place {
-            Place::Candidate => candidate_outputs.push(i),
-            Place::Context => {
-                let count = &mut default_counts[i];
-                let cell = match &out.source {
-                    Source::Stored { col, default } => match context_cells.get(*col) {
-                        Some(c) => with_default(c.clone(), default.as_ref(), count),
-                        None => Cell::NOT_FETCHED,
-                    },
-                    Source::OnDemand { def, inputs } => {
-                        on_demand_cell(def, inputs, &context_cells, &[], now, count)
-                    }
-                };
-                context_columns.push(out.column.clone());
-                context_out.push(cell);
-            }
+    let mut context_cells = Vec::new();
+    for (out, count) in plan.outputs.iter().zip(default_counts.iter_mut()) {
+        if out.place != Place::Context {
+            continue;
         }
+        let cell = match &out.source {
+            Source::Stored { col, default } => match ctx_values.get(*col) {
+                Some(c) => with_default(cell_of(c, 0), default.as_ref(), count),
+                None => Cell::NOT_FETCHED,
+            },
+            Source::OnDemand { def, inputs } => {
+                let (status, value, time) =
+                    on_demand_value(def, inputs, (&ctx_values, &[]), 0, now, count);
+                Cell {
+                    status,
+                    value: (status != FeatureStatus::NotFetched).then_some(Value::Float64(value)),
+                    event_time: (time != NO_TIME).then_some(time),
+                }
+            }
+        };
+        context_columns.push(out.column.clone());
+        context_cells.push(cell);
     }
 
-    let width = plan.candidates.defs.len();
-    // Stored columns some on-demand feature reads are classified into `row_cells` first;
-    // every other column goes from the lookup buffer straight into the answer.
-    let mut is_input = vec![false; width];
-    for out in &plan.outputs {
-        if let Source::OnDemand { inputs, .. } = &out.source {
-            for &(place, col) in inputs {
-                if place == Place::Candidate
-                    && let Some(flag) = is_input.get_mut(col)
-                {
-                    *flag = true;
-                }
-            }
-        }
-    }
-    let input_cols: Vec<usize> = (0..width).filter(|&c| is_input[c]).collect();
-    let mut cells: Vec<Cell> = Vec::with_capacity(rows * candidate_outputs.len());
-    let mut row_cells: Vec<Cell> = vec![Cell::NOT_FETCHED; width];
-    let mut computed: Vec<Option<Cell>> = vec![None; plan.outputs.len()];
-    let classify_at = |stored_row: &mut [Stored], col: usize| -> Cell {
-        match (
-            stored_row.get_mut(col),
-            plan.candidates.defs.get(col),
-            cand_fetched.get(col),
-        ) {
-            (Some(stored), Some(def), Some(true)) => Cell::classified(def, stored.take(), now),
-            _ => Cell::NOT_FETCHED,
-        }
-    };
-    for r in 0..rows {
-        let stored_row = cand_values
-            .get_mut(r * width..(r + 1) * width)
-            .unwrap_or_default();
-        for &col in &input_cols {
-            row_cells[col] = classify_at(stored_row, col);
-        }
-        for &i in &candidate_outputs {
-            if let Source::OnDemand { def, inputs } = &plan.outputs[i].source {
-                computed[i] = Some(on_demand_cell(
-                    def,
-                    inputs,
-                    &context_cells,
-                    &row_cells,
-                    now,
-                    &mut default_counts[i],
-                ));
-            }
-        }
-        for &i in &candidate_outputs {
-            let cell = match &plan.outputs[i].source {
-                Source::Stored { col, default } => {
-                    let cell = if is_input[*col] {
-                        std::mem::replace(&mut row_cells[*col], Cell::NOT_FETCHED)
-                    } else {
-                        classify_at(stored_row, *col)
-                    };
-                    with_default(cell, default.as_ref(), &mut default_counts[i])
-                }
-                Source::OnDemand { .. } => computed[i].take().unwrap_or(Cell::NOT_FETCHED),
-            };
-            cells.push(cell);
-        }
-    }
-    if context_out
+    // On-demand columns first: they read stored columns before defaults apply and
+    // before those columns move into the answer.
+    let mut answer: Vec<Option<ColumnValues>> = plan.outputs.iter().map(|_| None).collect();
+    for ((out, slot), count) in plan
+        .outputs
         .iter()
-        .chain(&cells)
-        .any(|c| c.status == FeatureStatus::NotFetched)
+        .zip(answer.iter_mut())
+        .zip(default_counts.iter_mut())
     {
-        complete = false;
+        if let (Place::Candidate, Source::OnDemand { def, inputs }) = (out.place, &out.source) {
+            let mut column = ColumnValues::new(DType::Float64, rows, FeatureStatus::NotFound);
+            for r in 0..rows {
+                let (status, value, time) =
+                    on_demand_value(def, inputs, (&ctx_values, &cand_values), r, now, count);
+                column.put_computed(r, status, value, time);
+            }
+            *slot = Some(column);
+        }
+    }
+    for ((out, slot), count) in plan
+        .outputs
+        .iter()
+        .zip(answer.iter_mut())
+        .zip(default_counts.iter_mut())
+    {
+        if let (Place::Candidate, Source::Stored { col, default }) = (out.place, &out.source) {
+            let mut column = cand_values
+                .get_mut(*col)
+                .map(|c| std::mem::replace(c, ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound)))
+                .ok_or_else(|| ReadError::Storage("column out of range".into()))?;
+            if let Some(default) = default {
+                *count += column.apply_default(default);
+            }
+            *slot = Some(column);
+        }
+    }
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    for (out, column) in plan.outputs.iter().zip(answer) {
+        if let Some(column) = column {
+            columns.push(out.column.clone());
+            values.push(column);
+        }
     }
     let defaults = plan
         .outputs
@@ -807,16 +820,13 @@ pub fn rank(
         service: plan.service,
         context: request.context,
         context_columns,
-        context_cells: context_out,
+        context_cells,
         candidate_type: request.candidate_type,
-        columns: candidate_outputs
-            .iter()
-            .map(|&i| plan.outputs[i].column.clone())
-            .collect(),
+        columns,
         candidates: request.candidates,
-        cells,
+        values,
         versions,
-        complete,
+        complete: ctx_complete && cand_complete,
         defaults,
         now_ms: now,
     })

@@ -3,7 +3,7 @@
 //! Requested features are grouped by feature group; each group is read with one
 //! [`lookup_group`] call (hot segment, then one RocksDB call), never one call per
 //! feature. The status of each value (TTL included) is
-//! decided in [`classify`], the one place every read path goes through.
+//! decided by [`Freshness::status`], the one place every read path goes through.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::error::ReadError;
-use super::lookup::{GroupLookup, Stored, lookup_group};
+use super::lookup::{GroupLookup, RowMajor, Stored, lookup_group};
 use super::view::ReadView;
 use crate::codec::key::EntityKey;
 use crate::registry::FeatureDefinition;
@@ -47,9 +47,50 @@ pub struct FeatureVector {
     pub versions: BTreeMap<String, u64>,
 }
 
-/// Decides the status of a stored value for `def` at `now`: the only place TTL and the
-/// freshness SLO apply. Past its TTL a value is `expired` (not returned); past its
-/// freshness SLO (and within its TTL) it is `stale` and returned.
+/// The TTL and freshness SLO of one feature, in milliseconds: the only place they
+/// decide a stored value's status (every read path, single entity or columnar ranking
+/// answer, goes through [`Freshness::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    ttl_ms: Option<i64>,
+    slo_ms: Option<i64>,
+}
+
+impl Freshness {
+    /// The limits of `def`.
+    pub fn of(def: &FeatureDefinition) -> Self {
+        let ms = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        Freshness {
+            ttl_ms: def.spec.ttl.map(ms),
+            slo_ms: def.spec.freshness_slo.map(ms),
+        }
+    }
+
+    /// Limits given in milliseconds.
+    pub fn of_limits(ttl_ms: Option<i64>, slo_ms: Option<i64>) -> Self {
+        Freshness { ttl_ms, slo_ms }
+    }
+
+    /// The status of a stored value (`null` for an explicit null) with `event_time`
+    /// at `now`. Past its TTL a value is `expired` (not returned); past its freshness
+    /// SLO (and within its TTL) it is `stale` and returned.
+    #[inline]
+    pub fn status(self, null: bool, event_time: TimestampMs, now: TimestampMs) -> FeatureStatus {
+        let age = now.saturating_sub(event_time);
+        if self.ttl_ms.is_some_and(|ttl| age > ttl) {
+            FeatureStatus::Expired
+        } else if null {
+            FeatureStatus::Null
+        } else if self.slo_ms.is_some_and(|slo| age > slo) {
+            FeatureStatus::Stale
+        } else {
+            FeatureStatus::Present
+        }
+    }
+}
+
+/// Decides the status of a stored value for `def` at `now` (see [`Freshness`]); the
+/// value is returned only with `present` and `stale`.
 #[inline]
 pub fn classify(
     def: &FeatureDefinition,
@@ -59,22 +100,9 @@ pub fn classify(
     let Some((value, event_time)) = stored else {
         return (FeatureStatus::NotFound, None, None);
     };
-    if let Some(ttl) = def.spec.ttl {
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        if now.saturating_sub(event_time) > ttl_ms {
-            return (FeatureStatus::Expired, None, Some(event_time));
-        }
-    }
-    if value == Value::Null {
-        return (FeatureStatus::Null, None, Some(event_time));
-    }
-    if let Some(slo) = def.spec.freshness_slo {
-        let slo_ms = i64::try_from(slo.as_millis()).unwrap_or(i64::MAX);
-        if now.saturating_sub(event_time) > slo_ms {
-            return (FeatureStatus::Stale, Some(value), Some(event_time));
-        }
-    }
-    (FeatureStatus::Present, Some(value), Some(event_time))
+    let status = Freshness::of(def).status(value == Value::Null, event_time, now);
+    let value = matches!(status, FeatureStatus::Present | FeatureStatus::Stale).then_some(value);
+    (status, value, Some(event_time))
 }
 
 /// The age of a value with `event_time` at `now` (0 for a value from the future).
@@ -137,10 +165,13 @@ pub fn read_entity<S: AsRef<str>>(
             group,
             wanted: &wanted,
             defs: &defs,
-            width: defs.len(),
             now,
         };
-        if let Some(version) = lookup_group(view, &request, &entities, &mut found)? {
+        let mut out = RowMajor {
+            out: &mut found,
+            width: defs.len(),
+        };
+        if let Some(version) = lookup_group(view, &request, &entities, &mut out)? {
             versions.insert((*group).to_owned(), version);
         }
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Segment, SegmentWriter, ValueRef,
+    FieldInput, FieldSpec, FieldValue, MappedSegment, Row, Segment, SegmentWriter,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -127,6 +127,13 @@ impl HotSegment {
 #[derive(Debug, Clone)]
 pub struct PreparedFields(Vec<(usize, usize)>);
 
+impl PreparedFields {
+    /// `(segment field, slot)` pairs, for [`Row::get`].
+    pub fn pairs(&self) -> &[(usize, usize)] {
+        &self.0
+    }
+}
+
 impl HotSegment {
     /// Resolves `(feature, slot)` pairs to `(segment field, slot)` once, so a batch of
     /// lookups does no per-entity, per-feature search. Features the segment does not
@@ -142,41 +149,18 @@ impl HotSegment {
         )
     }
 
-    /// [`HotSegment::lookup`] with fields resolved by [`HotSegment::prepare`].
+    /// Looks up `count` entity ids (`id_of(i)`) and calls `visit(i, row)` for each, in
+    /// order, with `None` for ids the segment does not hold.
     #[inline]
-    pub fn lookup_prepared(
-        &self,
-        entity_id: &[u8],
-        fields: &PreparedFields,
-        found: &mut [Option<(Value, TimestampMs)>],
-    ) -> bool {
-        let Some(row) = self.segment.find(entity_id) else {
-            return false;
-        };
-        for &(field, slot) in &fields.0 {
-            let value = match row.get(field) {
-                FieldValue::Absent => None,
-                FieldValue::Null(t) => Some((Value::Null, t)),
-                FieldValue::Present { event_time, value } => Some((owned(value), event_time)),
-            };
-            if let Some(target) = found.get_mut(slot) {
-                *target = value;
-            }
+    pub fn find_each<'s, 'k>(
+        &'s self,
+        count: usize,
+        id_of: impl Fn(usize) -> &'k [u8],
+        mut visit: impl FnMut(usize, Option<Row<'s>>),
+    ) {
+        for i in 0..count {
+            visit(i, self.segment.find(id_of(i)));
         }
-        true
-    }
-}
-
-/// An owned copy of a segment value; scalars inline (the per-value hot path of batched
-/// lookups), the rest through `ValueRef::to_value`.
-#[inline(always)]
-fn owned(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Float32(v) => Value::Float32(v),
-        ValueRef::Float64(v) => Value::Float64(v),
-        ValueRef::Int64(v) => Value::Int64(v),
-        ValueRef::Bool(v) => Value::Bool(v),
-        other => other.to_value(),
     }
 }
 

@@ -193,7 +193,7 @@ fn column(response: &RankResponse, name: &str) -> Vec<(FeatureStatus, Option<f64
         .unwrap_or_else(|| panic!("no column {name}"));
     (0..response.candidates.len())
         .map(|r| {
-            let cell = &response.row(r)[c];
+            let cell = &response.cell(r, c);
             (cell.status, value(cell))
         })
         .collect()
@@ -356,7 +356,8 @@ fn deadline_zero_marks_everything_not_fetched() {
     let response = store.rank(req).expect("rank");
     assert!(!response.complete);
     assert_eq!(response.candidates.len(), 4);
-    for cell in response.all_cells() {
+    let rows = (0..response.candidates.len()).flat_map(|r| response.row(r));
+    for cell in response.context_cells.iter().cloned().chain(rows) {
         assert_eq!(cell.status, NotFetched);
         assert_eq!(cell.value, None);
     }

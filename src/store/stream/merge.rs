@@ -12,7 +12,7 @@ use std::sync::Arc;
 use rocksdb::{BoundColumnFamily, ReadOptions};
 
 use super::super::error::ReadError;
-use super::super::lookup::{GroupLookup, Stored};
+use super::super::lookup::{GroupLookup, Stored, StoredSink};
 use super::super::view::ReadView;
 use crate::codec::EntityKey;
 use crate::codec::stream::{Tile, tile_key};
@@ -25,18 +25,17 @@ fn storage(e: rocksdb::Error) -> ReadError {
 }
 
 /// Merges the streamed values and aggregates of `request` for `entities` into `out`
-/// (entity-major, as [`super::super::lookup::lookup_group`] fills it), at time `now`.
+/// (as [`super::super::lookup::lookup_group`] filled it), at time `request.now`.
 pub fn merge_stream(
     view: &ReadView,
     cf: &Arc<BoundColumnFamily<'_>>,
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
-    out: &mut [Stored],
+    out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
     let now = request.now;
-    let width = request.width;
     let mut keys: Vec<Vec<u8>> = Vec::with_capacity(entities.len() * request.wanted.len());
-    let mut targets: Vec<usize> = Vec::with_capacity(keys.capacity());
+    let mut targets: Vec<(usize, usize)> = Vec::with_capacity(keys.capacity());
     let mut aggregates: Vec<(usize, &AggregateSpec)> = Vec::new();
     for &(_, column) in request.wanted {
         if let Some(aggregate) = &request.defs[column].spec.aggregate {
@@ -47,34 +46,33 @@ pub fn merge_stream(
         for &(fid, column) in request.wanted {
             if request.defs[column].spec.aggregate.is_none() {
                 keys.push(entity.feature_key(fid));
-                targets.push(e * width + column);
+                targets.push((e, column));
             }
         }
     }
     if !keys.is_empty() {
         let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
         let results = view.db().batched_multi_get_cf(cf, keys.iter(), sorted);
-        for (result, slot) in results.into_iter().zip(targets) {
+        for (result, (e, column)) in results.into_iter().zip(targets) {
             let Some(bytes) = result.map_err(storage)? else {
                 continue;
             };
-            let column = slot % width.max(1);
             let stored = decode_value(&bytes).map_err(|source| ReadError::Corrupt {
                 feature: request.defs[column].qualified_name(),
                 source,
             })?;
-            let keep_batch = out[slot]
-                .as_ref()
-                .is_some_and(|(_, batch_time)| *batch_time > stored.event_time);
+            let keep_batch = out
+                .stored_time(e, column)
+                .is_some_and(|batch_time| batch_time > stored.event_time);
             if !keep_batch {
-                out[slot] = Some((stored.value, stored.event_time));
+                out.put_stored(e, column, Some((stored.value, stored.event_time)));
             }
         }
     }
     for (e, entity) in entities.iter().enumerate() {
         for &(column, aggregate) in &aggregates {
             let def = request.defs[column];
-            out[e * width + column] = evaluate(view, cf, entity, def, aggregate, now)?;
+            out.put_stored(e, column, evaluate(view, cf, entity, def, aggregate, now)?);
         }
     }
     Ok(())
