@@ -258,7 +258,10 @@ mod tests {
     #[test]
     fn similarity_and_dot_product() {
         let (a, b) = (v(&[1.0, 0.0]), v(&[1.0, 1.0]));
-        let inputs = [Some((InputValue::of(&a), None)), Some((InputValue::of(&b), None))];
+        let inputs = [
+            Some((InputValue::of(&a), None)),
+            Some((InputValue::of(&b), None)),
+        ];
         let cos = evaluate(OnDemandOp::CosineSimilarity, &inputs, 0).expect("defined");
         assert!((cos - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
         assert_eq!(evaluate(OnDemandOp::DotProduct, &inputs, 0), Some(1.0));
@@ -266,13 +269,20 @@ mod tests {
         assert_eq!(
             evaluate(
                 OnDemandOp::CosineSimilarity,
-                &[Some((InputValue::of(&a), None)), Some((InputValue::of(&zero), None))],
+                &[
+                    Some((InputValue::of(&a), None)),
+                    Some((InputValue::of(&zero), None))
+                ],
                 0
             ),
             None
         );
         assert_eq!(
-            evaluate(OnDemandOp::DotProduct, &[Some((InputValue::of(&a), None)), None], 0),
+            evaluate(
+                OnDemandOp::DotProduct,
+                &[Some((InputValue::of(&a), None)), None],
+                0
+            ),
             None
         );
     }
@@ -281,16 +291,34 @@ mod tests {
     fn ratio_and_time_since() {
         let (a, b, z) = (Value::Int64(3), Value::Float32(4.0), Value::Float64(0.0));
         assert_eq!(
-            evaluate(OnDemandOp::Ratio, &[Some((InputValue::of(&a), None)), Some((InputValue::of(&b), None))], 0),
+            evaluate(
+                OnDemandOp::Ratio,
+                &[
+                    Some((InputValue::of(&a), None)),
+                    Some((InputValue::of(&b), None))
+                ],
+                0
+            ),
             Some(0.75)
         );
         assert_eq!(
-            evaluate(OnDemandOp::Ratio, &[Some((InputValue::of(&a), None)), Some((InputValue::of(&z), None))], 0),
+            evaluate(
+                OnDemandOp::Ratio,
+                &[
+                    Some((InputValue::of(&a), None)),
+                    Some((InputValue::of(&z), None))
+                ],
+                0
+            ),
             None
         );
         let visit = Value::Int64(10_000);
         assert_eq!(
-            evaluate(OnDemandOp::TimeSince, &[Some((InputValue::of(&visit), Some(1)))], 70_000),
+            evaluate(
+                OnDemandOp::TimeSince,
+                &[Some((InputValue::of(&visit), Some(1)))],
+                70_000
+            ),
             Some(60.0)
         );
         let other = Value::Float32(1.0);

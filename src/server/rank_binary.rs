@@ -1,33 +1,45 @@
 //! The binary encoding of a ranking response (`Content-Type:
-//! application/x-featstore-rank`), for hosts that want no number parsing.
+//! application/x-featstore-rank`), for hosts that want no number parsing: candidate
+//! values come column by column, each fixed-width column as one dense little-endian
+//! array a client can use in place (500 float32 values are 2,000 contiguous bytes).
 //!
 //! All integers little-endian; `str` is a u32 byte length then UTF-8 bytes.
 //!
 //! ```text
-//! response := "FSRK" u8:version(1) u8:complete u8:time_width i64:now_ms
+//! response := "FSRK" u8:version(2) u8:complete u8:time_width i64:now_ms
 //!             str:service (empty: none) str:candidate_type
 //!             u32:n_context_entities (str:entity_type str:id)*
 //!             u32:n_times i64:time*                 -- distinct event times
 //!             u32:n_context_columns column*  cell*  -- one cell per context column
 //!             u32:n_columns column*
-//!             u32:n_rows (str:id cell*n_columns)*
+//!             u32:n_rows str:id*                    -- candidate ids, in the order asked
+//!             block*                                -- one per column, in column order
 //!             u32:n_versions (str:group u64:version)*
 //!             u32:n_defaults (str:feature u64:count)*
 //! column   := str:name str:feature u8:dtype u32:dim
-//! cell     := u8:status time_index [value]
+//! cell     := u8:status time_index [value]          -- value only for P, S, D
+//! block    := u8:status * n_rows
+//!             time_index * n_rows
+//!             values
+//! values   := int64, float64, float32, bool, float32 vector: n_rows values, dense
+//!               (i64, f64, f32, u8, dim x f32 each): the row's value where its status
+//!               carries one, zero otherwise
+//!             string, bytes: one value (str; u32 length then bytes) per row whose
+//!               status carries one, in row order
 //! ```
 //!
 //! `time_index` indexes the `time` table; it is a u8 (`0xFF`: none) when the table has
 //! fewer than 255 entries (`time_width` 1, the common case: batch data shares a few
 //! event times), else a u32 (`0xFFFFFFFF`: none; `time_width` 4).
 //!
-//! `status` is the letter of [`status_letter`] (`P`, `S`, `U`, `N`, `X`, `D`, `F`); a value
-//! follows only for `P`, `S` and `D` (the statuses that carry one), in the column's dtype: `dtype` 1 int64 (i64), 2 float64
-//! (f64), 3 float32 (f32), 4 bool (u8), 5 string (str), 6 bytes (u32 length, bytes),
-//! 7 float32 vector (u32 dim, f32 * dim) -- the value tags of storage-format.md.
+//! `status` is the letter of [`status_letter`] (`P`, `S`, `U`, `N`, `X`, `D`, `F`);
+//! `P` (present), `S` (stale) and `D` (defaulted) carry a value. `dtype` is the value
+//! tag of storage-format.md: 1 int64, 2 float64, 3 float32, 4 bool, 5 string, 6 bytes,
+//! 7 float32 vector (with its `dim`; 0 for the others). A context value is written as
+//! in a block, one value: a vector as u32 dim then dim x f32.
 //!
-//! Version 2 (this one) differs from version 1 only in that `S` (stale) cells carry
-//! their value; version 1 dropped it.
+//! Version 1 wrote candidates row by row (id then one cell per column) and dropped
+//! the value of stale cells; [`decode`] reads version 2 only.
 //!
 //! Stateless; safe from any thread.
 
@@ -123,31 +135,68 @@ fn put_cell(out: &mut Vec<u8>, cell: &Cell, time: u32, narrow: bool) {
     }
 }
 
-/// Writes candidate `row`'s cell of `column`.
-#[inline]
-fn put_column_cell(out: &mut Vec<u8>, column: &ColumnValues, row: usize, time: u32, narrow: bool) {
-    let status = column.status(row);
-    put_status_time(out, status, time, narrow);
-    if !carries_value(status_letter(status)) {
-        return;
+/// Writes one column's block: statuses, time indexes, values (grammar in the module
+/// docs).
+fn put_block(out: &mut Vec<u8>, column: &ColumnValues, times: &[u32], narrow: bool) {
+    let statuses = column.statuses();
+    out.extend(statuses.iter().map(|s| status_letter(*s)));
+    if narrow {
+        out.extend(times.iter().map(|t| u8::try_from(*t).unwrap_or(u8::MAX)));
+    } else {
+        for t in times {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
     }
+    let carries = |r: usize| {
+        statuses
+            .get(r)
+            .is_some_and(|s| carries_value(status_letter(*s)))
+    };
     match column.data() {
         ColumnData::Float32(v) => {
-            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+            for (r, x) in v.iter().enumerate() {
+                let x = if carries(r) { *x } else { 0.0 };
+                out.extend_from_slice(&x.to_le_bytes());
+            }
         }
         ColumnData::Float64(v) => {
-            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+            for (r, x) in v.iter().enumerate() {
+                let x = if carries(r) { *x } else { 0.0 };
+                out.extend_from_slice(&x.to_le_bytes());
+            }
         }
         ColumnData::Int64(v) => {
-            out.extend_from_slice(&v.get(row).copied().unwrap_or_default().to_le_bytes());
+            for (r, x) in v.iter().enumerate() {
+                let x = if carries(r) { *x } else { 0 };
+                out.extend_from_slice(&x.to_le_bytes());
+            }
         }
-        ColumnData::Bool(v) => out.push(u8::from(v.get(row) == Some(&true))),
-        ColumnData::Float32Vector { .. } => {
-            put_f32s(out, column.data().vector(row).unwrap_or_default());
+        ColumnData::Bool(v) => {
+            out.extend(
+                v.iter()
+                    .enumerate()
+                    .map(|(r, x)| u8::from(carries(r) && *x)),
+            );
+        }
+        ColumnData::Float32Vector { dim, values } => {
+            for (r, vector) in values.chunks_exact((*dim).max(1)).enumerate() {
+                let keep = carries(r);
+                for x in vector {
+                    out.extend_from_slice(&(if keep { *x } else { 0.0 }).to_le_bytes());
+                }
+            }
         }
         ColumnData::Other(v) => {
-            if let Some(Some(value)) = v.get(row) {
-                put_value(out, value);
+            for (r, value) in v.iter().enumerate() {
+                if carries(r) {
+                    match value {
+                        Some(Value::String(s)) => put_str(out, s.as_bytes()),
+                        Some(Value::Bytes(b)) => put_str(out, b),
+                        // A string or bytes column holds only those values; a cell
+                        // that carries one always has it.
+                        _ => put_str(out, b""),
+                    }
+                }
             }
         }
     }
@@ -155,9 +204,7 @@ fn put_column_cell(out: &mut Vec<u8>, column: &ColumnValues, row: usize, time: u
 
 /// Encodes `response` (grammar in the module docs).
 pub fn encode(response: &RankResponse) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        256 + response.candidates.len() * (response.width() * 9 + 16),
-    );
+    let mut out = Vec::with_capacity(256 + response.candidates.len() * (response.width() * 9 + 16));
     let times = TimeIndex::of(response);
     let narrow = times.times().len() < usize::from(u8::MAX);
     out.extend_from_slice(MAGIC);
@@ -185,11 +232,11 @@ pub fn encode(response: &RankResponse) -> Vec<u8> {
     }
     put_columns(&mut out, &response.columns);
     put_u32(&mut out, response.candidates.len());
-    for (r, id) in response.candidates.iter().enumerate() {
+    for id in &response.candidates {
         put_str(&mut out, id.as_bytes());
-        for (c, column) in response.values.iter().enumerate() {
-            put_column_cell(&mut out, column, r, times.at(c, r), narrow);
-        }
+    }
+    for (column, indexes) in response.values.iter().zip(&times.columns) {
+        put_block(&mut out, column, indexes, narrow);
     }
     put_u32(&mut out, response.versions.len());
     for (group, version) in &response.versions {
@@ -254,20 +301,19 @@ impl<'a> Reader<'a> {
         let n = self.u32()? as usize;
         String::from_utf8(self.bytes(n)?.to_vec()).ok()
     }
-    fn columns(&mut self) -> Option<Vec<(String, u8)>> {
+    fn columns(&mut self) -> Option<Vec<(String, u8, u32)>> {
         let n = self.u32()?;
         (0..n)
             .map(|_| {
                 let name = self.string()?;
                 let _feature = self.string()?;
                 let tag = self.u8()?;
-                let _dim = self.u32()?;
-                Some((name, tag))
+                let dim = self.u32()?;
+                Some((name, tag, dim))
             })
             .collect()
     }
-    fn cell(&mut self, tag_: u8, times: &[i64], narrow: bool) -> Option<DecodedCell> {
-        let status = self.u8()?;
+    fn time(&mut self, times: &[i64], narrow: bool) -> Option<Option<TimestampMs>> {
         let t = if narrow {
             match self.u8()? {
                 u8::MAX => NO_TIME_INDEX,
@@ -276,15 +322,23 @@ impl<'a> Reader<'a> {
         } else {
             self.u32()?
         };
-        let time = if t == NO_TIME_INDEX {
-            None
+        if t == NO_TIME_INDEX {
+            Some(None)
         } else {
-            Some(*times.get(t as usize)?)
-        };
-        if !carries_value(status) {
-            return Some((status, time, None));
+            Some(Some(*times.get(t as usize)?))
         }
-        let value = match tag_ {
+    }
+    fn f32s(&mut self, n: usize) -> Option<Vec<f32>> {
+        let raw = self.bytes(n.checked_mul(4)?)?;
+        Some(
+            raw.chunks_exact(4)
+                .map(|c| c.try_into().map(f32::from_le_bytes).unwrap_or(f32::NAN))
+                .collect(),
+        )
+    }
+    /// One fixed-width value of a block, or a string/bytes value.
+    fn value(&mut self, tag_: u8, dim: u32) -> Option<Value> {
+        Some(match tag_ {
             tag::INT64 => Value::Int64(self.i64()?),
             tag::FLOAT64 => Value::Float64(f64::from_le_bytes(self.bytes(8)?.try_into().ok()?)),
             tag::FLOAT32 => Value::Float32(f32::from_le_bytes(self.bytes(4)?.try_into().ok()?)),
@@ -294,16 +348,46 @@ impl<'a> Reader<'a> {
                 let n = self.u32()? as usize;
                 Value::Bytes(self.bytes(n)?.to_vec())
             }
-            tag::FLOAT32_VECTOR => {
-                let n = self.u32()? as usize;
-                let raw = self.bytes(n.checked_mul(4)?)?;
-                Value::Float32Vector(
-                    raw.chunks_exact(4)
-                        .map(|c| c.try_into().map(f32::from_le_bytes).unwrap_or(f32::NAN))
-                        .collect(),
-                )
-            }
+            tag::FLOAT32_VECTOR => Value::Float32Vector(self.f32s(dim as usize)?),
             _ => return None,
+        })
+    }
+    /// One column's block: a cell per row.
+    fn block(
+        &mut self,
+        (tag_, dim): (u8, u32),
+        rows: usize,
+        times: &[i64],
+        narrow: bool,
+    ) -> Option<Vec<DecodedCell>> {
+        let statuses = self.bytes(rows)?;
+        let mut cells = statuses
+            .iter()
+            .map(|s| Some((*s, self.time(times, narrow)?, None)))
+            .collect::<Option<Vec<DecodedCell>>>()?;
+        let dense = !matches!(tag_, tag::STRING | tag::BYTES);
+        for cell in &mut cells {
+            if dense || carries_value(cell.0) {
+                let value = self.value(tag_, dim)?;
+                if carries_value(cell.0) {
+                    cell.2 = Some(value);
+                }
+            }
+        }
+        Some(cells)
+    }
+    /// A context cell.
+    fn cell(&mut self, (tag_, dim): (u8, u32), times: &[i64], narrow: bool) -> Option<DecodedCell> {
+        let status = self.u8()?;
+        let time = self.time(times, narrow)?;
+        if !carries_value(status) {
+            return Some((status, time, None));
+        }
+        let value = if tag_ == tag::FLOAT32_VECTOR {
+            let n = self.u32()? as usize;
+            Value::Float32Vector(self.f32s(n)?)
+        } else {
+            self.value(tag_, dim)?
         };
         Some((status, time, Some(value)))
     }
@@ -333,20 +417,19 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
     let ctx_cols = r.columns()?;
     let context_cells = ctx_cols
         .iter()
-        .map(|(_, t)| r.cell(*t, &times, narrow))
+        .map(|(_, t, d)| r.cell((*t, *d), &times, narrow))
         .collect::<Option<Vec<_>>>()?;
     let cols = r.columns()?;
-    let n = r.u32()?;
-    let rows = (0..n)
-        .map(|_| {
-            let id = r.string()?;
-            let cells = cols
-                .iter()
-                .map(|(_, t)| r.cell(*t, &times, narrow))
-                .collect::<Option<Vec<_>>>()?;
-            Some((id, cells))
-        })
-        .collect::<Option<Vec<_>>>()?;
+    let n = r.u32()? as usize;
+    let ids = (0..n).map(|_| r.string()).collect::<Option<Vec<_>>>()?;
+    let mut rows: Vec<(String, Vec<DecodedCell>)> =
+        ids.into_iter().map(|id| (id, Vec::new())).collect();
+    for (_, t, d) in &cols {
+        let cells = r.block((*t, *d), n, &times, narrow)?;
+        for ((_, row), cell) in rows.iter_mut().zip(cells) {
+            row.push(cell);
+        }
+    }
     let n = r.u32()?;
     for _ in 0..n {
         r.string()?;
@@ -363,9 +446,9 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
         service,
         candidate_type,
         context,
-        context_columns: ctx_cols.into_iter().map(|(n, _)| n).collect(),
+        context_columns: ctx_cols.into_iter().map(|(n, _, _)| n).collect(),
         context_cells,
-        columns: cols.into_iter().map(|(n, _)| n).collect(),
+        columns: cols.into_iter().map(|(n, _, _)| n).collect(),
         rows,
     })
 }
@@ -382,7 +465,11 @@ mod tests {
     fn column_values(rows: usize) -> ColumnValues {
         let mut column = ColumnValues::new(DType::Int64, rows, FeatureStatus::NotFound);
         for r in (0..rows).filter(|r| r % 3 != 0) {
-            let time = if r % 3 == 2 { 1000 + r as i64 } else { -(r as i64) };
+            let time = if r % 3 == 2 {
+                1000 + r as i64
+            } else {
+                -(r as i64)
+            };
             column.put_stored(r, Some((Value::Int64(r as i64), time)));
         }
         column.judge(Freshness::of_limits(None, Some(1_000)), 1_500);
@@ -443,5 +530,65 @@ mod tests {
                 "every present or stale cell carries its value"
             );
         }
+    }
+
+    #[test]
+    fn round_trips_every_column_type() {
+        let dtypes = [
+            DType::Float32,
+            DType::Float64,
+            DType::Bool,
+            DType::String,
+            DType::Bytes,
+            DType::Float32Vector { dim: 3 },
+        ];
+        let rows = 7;
+        let mut answer = response(rows);
+        answer.columns.clear();
+        answer.values.clear();
+        let value_at = |dtype: DType, r: usize| match dtype {
+            DType::Float32 => Value::Float32(r as f32 * 0.5),
+            DType::Float64 => Value::Float64(r as f64 * 0.25),
+            DType::Bool => Value::Bool(r.is_multiple_of(2)),
+            DType::String => Value::String(format!("s{r}")),
+            DType::Bytes => Value::Bytes(vec![r as u8; r]),
+            _ => Value::Float32Vector(vec![r as f32, 1.0, -2.0]),
+        };
+        for (i, dtype) in dtypes.into_iter().enumerate() {
+            let mut column = ColumnValues::new(dtype, rows, FeatureStatus::NotFound);
+            for r in (0..rows).filter(|r| (r + i) % 4 != 0) {
+                let stored = if r % 5 == 1 {
+                    Value::Null
+                } else {
+                    value_at(dtype, r)
+                };
+                column.put_stored(r, Some((stored, 10 * r as i64)));
+            }
+            column.judge(Freshness::of_limits(Some(1_000), Some(30)), 60);
+            answer.columns.push(RankColumn {
+                name: format!("c{i}"),
+                feature: format!("c{i}@1"),
+                dtype,
+                on_demand: false,
+            });
+            answer.values.push(column);
+        }
+        answer.context_columns = vec![answer.columns[5].clone()];
+        answer.context_cells = vec![answer.cell(2, 5)];
+        let decoded = decode(&encode(&answer)).expect("decodes");
+        assert_eq!(decoded.columns.len(), 6);
+        let expect = |c: &Cell| (status_letter(c.status), c.event_time, c.value.clone());
+        assert_eq!(
+            decoded.context_cells,
+            vec![expect(&answer.context_cells[0])]
+        );
+        let mut statuses = std::collections::BTreeSet::new();
+        for (r, (_, cells)) in decoded.rows.iter().enumerate() {
+            for (c, cell) in cells.iter().enumerate() {
+                assert_eq!(cell, &expect(&answer.cell(r, c)), "row {r} column {c}");
+                statuses.insert(cell.0);
+            }
+        }
+        assert_eq!(statuses, [b'N', b'P', b'S', b'U'].into_iter().collect());
     }
 }

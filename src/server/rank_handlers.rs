@@ -105,9 +105,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
     let binary = wants_binary(&req);
     let request = parse_rank(&read_body(req).await?)?;
     let answer = state.store.rank(request)?;
-    state
-        .metrics
-        .observe_features(answer.statuses());
+    state.metrics.observe_features(answer.statuses());
     for (feature, count) in &answer.defaults {
         state.metrics.observe_defaults(feature, *count);
     }

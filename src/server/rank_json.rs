@@ -106,7 +106,13 @@ impl TimeIndex {
                 column
                     .event_times()
                     .iter()
-                    .map(|&t| if t == NO_TIME { NO_TIME_INDEX } else { table.slot(t) })
+                    .map(|&t| {
+                        if t == NO_TIME {
+                            NO_TIME_INDEX
+                        } else {
+                            table.slot(t)
+                        }
+                    })
                     .collect()
             })
             .collect();
@@ -249,7 +255,13 @@ fn push_column_value(out: &mut Vec<u8>, column: &ColumnValues, row: usize) {
         }),
         ColumnData::Float32Vector { .. } => {
             out.push(b'[');
-            for (i, x) in column.data().vector(row).unwrap_or_default().iter().enumerate() {
+            for (i, x) in column
+                .data()
+                .vector(row)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 if i > 0 {
                     out.push(b',');
                 }

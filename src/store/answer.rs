@@ -23,8 +23,8 @@
 //! Thread-safety: plain owned data.
 
 use super::read::Freshness;
-use featstore_format::segment::{FieldValue, ValueRef};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
+use featstore_format::segment::{FieldValue, ValueRef};
 
 /// `event_time` of a row that has none.
 pub const NO_TIME: TimestampMs = TimestampMs::MIN;
@@ -111,7 +111,9 @@ impl ColumnData {
             ColumnData::Float64(v) => v.get(row).map(|x| Value::Float64(*x)),
             ColumnData::Float32(v) => v.get(row).map(|x| Value::Float32(*x)),
             ColumnData::Bool(v) => v.get(row).map(|x| Value::Bool(*x)),
-            ColumnData::Float32Vector { .. } => self.vector(row).map(|x| Value::Float32Vector(x.to_vec())),
+            ColumnData::Float32Vector { .. } => {
+                self.vector(row).map(|x| Value::Float32Vector(x.to_vec()))
+            }
             ColumnData::Other(v) => v.get(row).cloned().flatten(),
         }
     }
@@ -337,7 +339,13 @@ impl ColumnValues {
     }
 
     /// Sets row `row` to a computed float64 (an on-demand column's value).
-    pub fn put_computed(&mut self, row: usize, status: FeatureStatus, value: f64, time: TimestampMs) {
+    pub fn put_computed(
+        &mut self,
+        row: usize,
+        status: FeatureStatus,
+        value: f64,
+        time: TimestampMs,
+    ) {
         if let ColumnData::Float64(v) = &mut self.data {
             set(v, row, value);
         }
@@ -361,7 +369,10 @@ mod tests {
         ));
         assert!(c.put_field(1, FieldValue::Null(1_000)));
         assert!(c.put_stored(2, Some((Value::Float32(1.0), 10))));
-        assert!(!c.put_stored(3, Some((Value::Int64(1), 10))), "type mismatch");
+        assert!(
+            !c.put_stored(3, Some((Value::Int64(1), 10))),
+            "type mismatch"
+        );
         assert_eq!(c.stored_time(0), Some(1_000));
         assert_eq!(c.stored_time(3), None);
         let freshness = Freshness::of_limits(Some(500), None);
@@ -383,7 +394,10 @@ mod tests {
     fn vectors_pack_per_row() {
         let mut c = ColumnValues::new(DType::Float32Vector { dim: 2 }, 2, FeatureStatus::NotFound);
         assert!(c.put_stored(1, Some((Value::Float32Vector(vec![1.0, 2.0]), 5))));
-        assert!(!c.put_stored(0, Some((Value::Float32Vector(vec![1.0]), 5))), "wrong dim");
+        assert!(
+            !c.put_stored(0, Some((Value::Float32Vector(vec![1.0]), 5))),
+            "wrong dim"
+        );
         assert_eq!(c.data().vector(1), Some(&[1.0f32, 2.0][..]));
         assert_eq!(c.value(1), Some(Value::Float32Vector(vec![1.0, 2.0])));
         assert_eq!(c.status(0), FeatureStatus::NotFound);

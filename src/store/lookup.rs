@@ -58,7 +58,8 @@ pub struct RowMajor<'a> {
 impl RowMajor<'_> {
     #[inline]
     fn slot(&mut self, entity: usize, column: usize) -> Option<&mut Stored> {
-        self.out.get_mut(entity.checked_mul(self.width)?.checked_add(column)?)
+        self.out
+            .get_mut(entity.checked_mul(self.width)?.checked_add(column)?)
     }
 }
 

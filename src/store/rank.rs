@@ -31,9 +31,7 @@ use super::view::ReadView;
 use crate::codec::key::EntityKey;
 use crate::registry::defaults::parse_default;
 use crate::registry::entity::composite_id;
-use crate::registry::on_demand::{
-    Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate,
-};
+use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
 use crate::registry::{FeatureDefinition, Registry};
 use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
 
@@ -793,7 +791,12 @@ pub fn rank(
         if let (Place::Candidate, Source::Stored { col, default }) = (out.place, &out.source) {
             let mut column = cand_values
                 .get_mut(*col)
-                .map(|c| std::mem::replace(c, ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound)))
+                .map(|c| {
+                    std::mem::replace(
+                        c,
+                        ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound),
+                    )
+                })
                 .ok_or_else(|| ReadError::Storage("column out of range".into()))?;
             if let Some(default) = default {
                 *count += column.apply_default(default);
