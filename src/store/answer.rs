@@ -78,7 +78,7 @@ impl ColumnData {
             (ColumnData::Int64(v), ValueRef::Int64(x)) => set(v, row, x),
             (ColumnData::Bool(v), ValueRef::Bool(x)) => set(v, row, x),
             (ColumnData::Float32Vector { dim, values }, ValueRef::F32Vector(x)) => {
-                x.len() == *dim && fill(values, row, *dim, x.iter())
+                x.len() == *dim && fill_le(values, row, *dim, x.as_bytes())
             }
             (ColumnData::Other(v), value @ (ValueRef::Str(_) | ValueRef::Bytes(_))) => {
                 set(v, row, Some(value.to_value()))
@@ -168,6 +168,22 @@ fn fill(values: &mut [f32], row: usize, dim: usize, x: impl Iterator<Item = f32>
     };
     for (slot, x) in slots.iter_mut().zip(x) {
         *slot = x;
+    }
+    true
+}
+
+/// Copies `dim` little-endian f32s from `bytes` into row `row` of `values`: a plain
+/// loop over fixed 4-byte chunks, which the compiler turns into wide copies.
+#[inline]
+fn fill_le(values: &mut [f32], row: usize, dim: usize, bytes: &[u8]) -> bool {
+    let Some(slots) = row
+        .checked_mul(dim)
+        .and_then(|start| values.get_mut(start..start.checked_add(dim)?))
+    else {
+        return false;
+    };
+    for (slot, chunk) in slots.iter_mut().zip(bytes.as_chunks::<4>().0) {
+        *slot = f32::from_le_bytes(*chunk);
     }
     true
 }
