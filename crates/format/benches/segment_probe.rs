@@ -9,7 +9,10 @@
 //! `probe/find+read50/*`: ids drawn uniformly (every lookup misses the CPU caches: the
 //! worst case), from Zipf(0.99) over randomly placed entities (popular products and
 //! active users, as ranking traffic is), and from a 1,000-entity segment that stays in
-//! L2 (a hot entity: the CPU cost alone). `index+read50/*` compares the segment's
+//! L2 (a hot entity: the CPU cost alone). `probe/find+read50/batch500_*`: a ranking
+//! request of 500 ids (uniform or Zipf) with all 50 fields of each read, by a loop of
+//! `find` and by one `find_batch`; criterion reports time per request and ids/s
+//! (divide the median by 500 for time per id). `index+read50/*` compares the segment's
 //! open-addressing index with the alternatives it was chosen over, reading the same 50
 //! fields of the same mapped rows: a std `HashMap` built at open (SipHash) and binary
 //! search over sorted ids (what a sorted, fst- or sparkey-like layout costs).
@@ -27,7 +30,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use featstore_format::segment::{
     FieldInput, FieldSpec, FieldValue, MappedSegment, Row, Segment, SegmentWriter, ValueRef,
 };
@@ -185,6 +188,62 @@ fn probe_and_read<D: AsRef<[u8]>>(
     }
 }
 
+/// Ids a ranking request looks up in one go, for the `batch500_*` cases.
+const BATCH: usize = 500;
+
+/// The ids of the next request: `BATCH` consecutive precomputed ids, wrapping.
+fn next_batch<'i>(ids: &'i [[u8; ID_LEN]], next: &mut usize) -> &'i [[u8; ID_LEN]] {
+    if *next + BATCH > ids.len() {
+        *next = 0;
+    }
+    let batch = &ids[*next..*next + BATCH];
+    *next += BATCH;
+    batch
+}
+
+/// One request of `BATCH` ids, a `find` per id, each row's 50 fields read.
+fn batch_by_find<D: AsRef<[u8]>>(
+    segment: &Segment<D>,
+    ids: &[[u8; ID_LEN]],
+) -> impl FnMut() -> f32 {
+    let mut next = 0;
+    let mut out = [(0.0, 0); FIELDS];
+    move || {
+        let mut sum = 0.0;
+        for id in black_box(next_batch(ids, &mut next)) {
+            if let Some(row) = segment.find(id) {
+                read_fields(&row, &mut out);
+            }
+            sum += black_box(&mut out)[0].0;
+        }
+        sum
+    }
+}
+
+/// The same request through one `find_batch`.
+fn batch_by_find_batch<D: AsRef<[u8]>>(
+    segment: &Segment<D>,
+    ids: &[[u8; ID_LEN]],
+) -> impl FnMut() -> f32 {
+    let mut next = 0;
+    let mut out = [(0.0, 0); FIELDS];
+    move || {
+        let mut sum = 0.0;
+        let batch = black_box(next_batch(ids, &mut next));
+        segment.find_batch(
+            batch.len(),
+            |i| &batch[i],
+            |_, row| {
+                if let Some(row) = row {
+                    read_fields(&row, &mut out);
+                }
+                sum += black_box(&mut out)[0].0;
+            },
+        );
+        sum
+    }
+}
+
 fn benches(c: &mut Criterion) {
     let started = Instant::now();
     let bytes = build(ENTITIES);
@@ -288,6 +347,18 @@ fn benches(c: &mut Criterion) {
             segment.find(black_box(id)).is_some()
         })
     });
+    // A ranking request: 500 ids, all 50 fields of each, by a loop of find and by one
+    // find_batch (the same work as 500 find+read50 iterations). Last in the group, as
+    // the throughput (per id) applies to every case after it.
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (name, ids) in [("uniform", &hits), ("zipf0.99", &zipf)] {
+        group.bench_function(format!("find+read50/batch500_find_loop_{name}"), |b| {
+            b.iter(batch_by_find(&mapped, ids))
+        });
+        group.bench_function(format!("find+read50/batch500_find_batch_{name}"), |b| {
+            b.iter(batch_by_find_batch(&mapped, ids))
+        });
+    }
     group.finish();
 
     // The index choice: the same lookup-and-read of 50 fields from the same mapped

@@ -7,7 +7,7 @@
 //! * `index` — the hash function, slot packing, the table build and the probe.
 //! * `schema` — field records, the group name, the fingerprint and the row layout.
 //! * `row` — [`Row`], [`FieldValue`], [`ValueRef`], [`F32Slice`]: zero-copy field reads.
-//! * `reader` — [`Segment`]: validation at open, `find`, `iter`.
+//! * `reader` — [`Segment`]: validation at open, `find`, `find_batch`, `iter`.
 //! * `writer` — [`SegmentWriter`]: rows in, durable file out.
 //! * `mmap` — [`MappedSegment`]: the one `Mmap` and the crate's only `unsafe`.
 //! * [`testing`] — checksum resealing for corruption tests and fuzzers.

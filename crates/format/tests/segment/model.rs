@@ -132,6 +132,14 @@ fn check_against_model<D: AsRef<[u8]>>(
             prop_assert!(segment.find(id).is_none(), "absent {:?} found", id);
         }
     }
+    // find_batch answers as find does, over stored and absent ids interleaved (up to
+    // 60 ids: several 16-id chunks and a partial one).
+    let mut lookups: Vec<Vec<u8>> = Vec::new();
+    for i in 0..rows.len().max(absent.len()) {
+        lookups.extend(rows.get(i).map(|(id, _)| id.clone()));
+        lookups.extend(absent.get(i).cloned());
+    }
+    crate::batch::check_batch(segment, &lookups);
     let order: Vec<&[u8]> = segment.iter().map(|r| r.entity_id()).collect();
     let want: Vec<&[u8]> = rows.iter().map(|(id, _)| id.as_slice()).collect();
     prop_assert_eq!(order, want);
