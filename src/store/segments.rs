@@ -150,17 +150,16 @@ impl HotSegment {
     }
 
     /// Looks up `count` entity ids (`id_of(i)`) and calls `visit(i, row)` for each, in
-    /// order, with `None` for ids the segment does not hold.
+    /// order, with `None` for ids the segment does not hold. The memory accesses of
+    /// several ids overlap (see `Segment::find_batch`).
     #[inline]
     pub fn find_each<'s, 'k>(
         &'s self,
         count: usize,
         id_of: impl Fn(usize) -> &'k [u8],
-        mut visit: impl FnMut(usize, Option<Row<'s>>),
+        visit: impl FnMut(usize, Option<Row<'s>>),
     ) {
-        for i in 0..count {
-            visit(i, self.segment.find(id_of(i)));
-        }
+        self.segment.find_batch(count, id_of, visit);
     }
 }
 
