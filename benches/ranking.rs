@@ -11,6 +11,10 @@
 
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
+/// The allocator the `featstore` binary runs with.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

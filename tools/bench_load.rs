@@ -4,6 +4,11 @@
 //!
 //! `featstore-bench-load [ENTITIES] [FEATURES] [DIR]` (defaults 1000000 50, a temp dir).
 
+/// mimalloc, as in production: per-request answer buffers are many small, short-lived
+/// allocations.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use anyhow::{Context, Result};

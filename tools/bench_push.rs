@@ -15,6 +15,11 @@
 //! `featstore-bench-push [http] [SECONDS] [EVENTS_PER_PUSH] [FEATURES] [PRODUCERS,..] [RATE]`
 //! (defaults 5 10 10 1,8,64 0).
 
+/// mimalloc, as in production: per-request answer buffers are many small, short-lived
+/// allocations.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

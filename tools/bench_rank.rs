@@ -12,6 +12,11 @@
 //! process (server and client together, from /proc/self/stat), a conservative per-core
 //! figure.
 
+/// mimalloc, as in production: per-request answer buffers are many small, short-lived
+/// allocations.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //! that changes state works either on a data directory (`--data`) or, with `--server`,
 //! through a running server's HTTP API (RocksDB allows one process per directory).
 
+/// mimalloc, as in production: per-request answer buffers are many small, short-lived
+/// allocations.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
-use featstore_format::segment::{FieldValue, ValueRef};
+use featstore_format::segment::{FieldValue, Row, ValueRef};
 
 use super::answer::ColumnValues;
 use super::error::ReadError;
@@ -41,6 +41,16 @@ pub type Stored = Option<(Value, TimestampMs)>;
 pub trait StoredSink {
     /// Records a field borrowed from the hot segment.
     fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>);
+    /// Records segment field `field` of every found row (`rows[e]` for entity `e`;
+    /// `None`: not in the segment, left untouched) into `column`.
+    #[inline]
+    fn put_rows(&mut self, column: usize, field: usize, rows: &[Option<Row<'_>>]) {
+        for (e, row) in rows.iter().enumerate() {
+            if let Some(row) = row {
+                self.put_field(e, column, row.get(field));
+            }
+        }
+    }
     /// Records an owned stored value (RocksDB, the stream); `None`: nothing stored.
     fn put_stored(&mut self, entity: usize, column: usize, stored: Stored);
     /// The event time of what is recorded for (entity, column), value or null.
@@ -121,6 +131,15 @@ impl StoredSink for ColumnSink<'_> {
         }
     }
 
+    #[inline]
+    fn put_rows(&mut self, column: usize, field: usize, rows: &[Option<Row<'_>>]) {
+        if let Some(c) = self.columns.get_mut(column)
+            && !c.put_rows(field, rows)
+        {
+            self.mismatch.get_or_insert(column);
+        }
+    }
+
     fn put_stored(&mut self, entity: usize, column: usize, stored: Stored) {
         if let Some(c) = self.columns.get_mut(column)
             && !c.put_stored(entity, stored)
@@ -180,19 +199,29 @@ fn lookup_batch(
     match &active.segment {
         Some(segment) => {
             // Field positions are resolved once per call, not per entity.
-            let fields = segment.prepare(request.wanted);
-            let fields = fields.pairs();
-            segment.find_each(
-                entities.len(),
-                |e| entities.get(e).map_or(&[][..], EntityKey::id),
-                |e, row| match row {
-                    Some(row) => {
-                        for &(field, column) in fields {
-                            out.put_field(e, column, row.get(field));
-                        }
+            let prepared = segment.prepare(request.wanted);
+            let id_of = |e: usize| entities.get(e).map_or(&[][..], EntityKey::id);
+            let mut rows = Vec::with_capacity(entities.len());
+            segment.find_each(entities.len(), id_of, |_, row| rows.push(row));
+            // Vectors and strings live outside the row, one more dependent miss each:
+            // every row's are touched before any is read, so those misses overlap.
+            if !prepared.out_of_line().is_empty() {
+                for row in rows.iter().flatten() {
+                    for &field in prepared.out_of_line() {
+                        row.prefetch_value(field);
                     }
-                    None => misses.push(e),
-                },
+                }
+            }
+            // Column at a time: one field of every row, so a columnar sink writes each
+            // column sequentially with one type dispatch.
+            for &(field, column) in prepared.pairs() {
+                out.put_rows(column, field, &rows);
+            }
+            misses.extend(
+                rows.iter()
+                    .enumerate()
+                    .filter(|(_, row)| row.is_none())
+                    .map(|(e, _)| e),
             );
         }
         None => misses.extend(0..entities.len()),

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
-use crate::types::{FeatureId, TimestampMs, Value};
+use crate::types::{DType, FeatureId, TimestampMs, Value};
 
 /// Where a version's segment is, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,12 +125,21 @@ impl HotSegment {
 /// The segment's field positions of a lookup's wanted features, resolved once per
 /// batch of entities (see [`HotSegment::prepare`]).
 #[derive(Debug, Clone)]
-pub struct PreparedFields(Vec<(usize, usize)>);
+pub struct PreparedFields {
+    pairs: Vec<(usize, usize)>,
+    out_of_line: Vec<usize>,
+}
 
 impl PreparedFields {
     /// `(segment field, slot)` pairs, for [`Row::get`].
     pub fn pairs(&self) -> &[(usize, usize)] {
-        &self.0
+        &self.pairs
+    }
+
+    /// The segment fields among them whose values are stored out of line (strings,
+    /// bytes, vectors), for [`Row::prefetch_value`].
+    pub fn out_of_line(&self) -> &[usize] {
+        &self.out_of_line
     }
 }
 
@@ -139,14 +148,26 @@ impl HotSegment {
     /// lookups does no per-entity, per-feature search. Features the segment does not
     /// hold are left out (their slots stay untouched, as in [`HotSegment::lookup`]).
     pub fn prepare(&self, wanted: &[(FeatureId, usize)]) -> PreparedFields {
-        PreparedFields(
-            wanted
-                .iter()
-                .filter_map(|&(feature, slot)| {
-                    self.segment.field_index(feature).map(|field| (field, slot))
+        let pairs: Vec<(usize, usize)> = wanted
+            .iter()
+            .filter_map(|&(feature, slot)| {
+                self.segment.field_index(feature).map(|field| (field, slot))
+            })
+            .collect();
+        let fields = self.segment.fields();
+        let out_of_line = pairs
+            .iter()
+            .map(|&(field, _)| field)
+            .filter(|&field| {
+                fields.get(field).is_some_and(|f| {
+                    matches!(
+                        f.field_type,
+                        DType::String | DType::Bytes | DType::Float32Vector { .. }
+                    )
                 })
-                .collect(),
-        )
+            })
+            .collect();
+        PreparedFields { pairs, out_of_line }
     }
 
     /// Looks up `count` entity ids (`id_of(i)`) and calls `visit(i, row)` for each, in

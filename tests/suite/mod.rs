@@ -7,6 +7,7 @@ mod crash;
 mod end_to_end;
 mod loading;
 mod ranking;
+mod ranking_model;
 mod registry;
 mod restart;
 mod segments;

@@ -190,7 +190,7 @@ const BATCH_CHUNK: usize = 16;
 /// of a row's lines at once instead of a few at a time as field reads reach them. A
 /// prefetch in safe code: `black_box` keeps the loads from being optimised away.
 #[inline]
-fn warm(bytes: &[u8]) {
+pub(crate) fn warm(bytes: &[u8]) {
     const LINE: usize = 64;
     let mut acc = bytes.last().copied().unwrap_or_default();
     let mut at = 0;
