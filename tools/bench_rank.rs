@@ -5,7 +5,8 @@
 //! features) one after another on one keep-alive connection, in JSON and in the binary
 //! encoding, and prints latency percentiles and entity rows per second.
 //!
-//! `featstore-bench-rank [PRODUCTS] [REQUESTS] [SERVER_THREADS]` (defaults 100000 2000 2).
+//! `featstore-bench-rank [PRODUCTS] [REQUESTS] [SERVER_THREADS]` (defaults 100000 2000 2);
+//! `FEATSTORE_BENCH_ENCODINGS=binary` (or `json`) measures one encoding only.
 //!
 //! Latency is measured by the client: from writing the request to having read the whole
 //! response body. "Rows/s per CPU" divides the rows answered by the CPU time of the whole
@@ -162,10 +163,15 @@ fn main() -> Result<()> {
         "{:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>16}",
         "encoding", "median", "p90", "p99", "max", "mean", "resp bytes", "rows/s per CPU"
     );
+    // `FEATSTORE_BENCH_ENCODINGS=binary` (or `json`) runs one encoding only.
+    let only = std::env::var("FEATSTORE_BENCH_ENCODINGS").unwrap_or_default();
     for (label, accept) in [
         ("json", "application/json"),
         ("binary", BINARY_CONTENT_TYPE),
     ] {
+        if !only.is_empty() && !only.split(',').any(|e| e.trim() == label) {
+            continue;
+        }
         let mut client = Client::connect(addr)?;
         let mut size = 0;
         for (i, body) in bodies.iter().cycle().take(requests / 10 + 1).enumerate() {

@@ -234,16 +234,26 @@ impl Metrics {
     pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
         let mut counts = [0u64; STATUS_ORDER.len()];
         for status in statuses {
-            let slot = match status {
-                FeatureStatus::Present => 0,
-                FeatureStatus::NotFound => 1,
-                FeatureStatus::Expired => 2,
-                FeatureStatus::Null => 3,
-                FeatureStatus::Stale => 4,
-                FeatureStatus::Defaulted => 5,
-                FeatureStatus::NotFetched => 6,
-            };
-            counts[slot] += 1;
+            counts[status_slot(*status)] += 1;
+        }
+        self.observe_status_counts(&counts);
+    }
+
+    /// Counts the values of a ranking answer by status: the context's, then each
+    /// column's slice (one tight loop per column instead of one chained iterator).
+    pub fn observe_feature_columns<'a>(
+        &self,
+        context: impl IntoIterator<Item = &'a FeatureStatus>,
+        columns: impl IntoIterator<Item = &'a [FeatureStatus]>,
+    ) {
+        let mut counts = [0u64; STATUS_ORDER.len()];
+        for status in context {
+            counts[status_slot(*status)] += 1;
+        }
+        for column in columns {
+            for status in column {
+                counts[status_slot(*status)] += 1;
+            }
         }
         self.observe_status_counts(&counts);
     }
@@ -351,6 +361,20 @@ const STATUS_ORDER: [FeatureStatus; 7] = [
 
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The index of `status` in [`STATUS_ORDER`].
+#[inline]
+fn status_slot(status: FeatureStatus) -> usize {
+    match status {
+        FeatureStatus::Present => 0,
+        FeatureStatus::NotFound => 1,
+        FeatureStatus::Expired => 2,
+        FeatureStatus::Null => 3,
+        FeatureStatus::Stale => 4,
+        FeatureStatus::Defaulted => 5,
+        FeatureStatus::NotFetched => 6,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -105,7 +105,10 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
     let binary = wants_binary(&req);
     let request = parse_rank(&read_body(req).await?)?;
     let answer = state.store.rank(request)?;
-    state.metrics.observe_features(answer.statuses());
+    state.metrics.observe_feature_columns(
+        answer.context_cells.iter().map(|c| &c.status),
+        answer.values.iter().map(|c| c.statuses()),
+    );
     for (feature, count) in &answer.defaults {
         state.metrics.observe_defaults(feature, *count);
     }

@@ -293,17 +293,17 @@ impl ColumnValues {
         true
     }
 
-    /// Records segment field `field` of every found row (`rows[r]` for row `r`; `None`
-    /// rows are left untouched), step 1. Float32 columns, the common case, take a
+    /// Records segment field `field` of every found row (`rows[i]` for row `first + i`;
+    /// `None` rows are left untouched), step 1. Float32 columns, the common case, take a
     /// loop with no per-value type dispatch. False when some value's type is not the
     /// column's (those rows are left `not_found`).
     #[inline]
-    pub fn put_rows(&mut self, field: usize, rows: &[Option<Row<'_>>]) -> bool {
+    pub fn put_rows(&mut self, field: usize, first: usize, rows: &[Option<Row<'_>>]) -> bool {
         let ColumnData::Float32(values) = &mut self.data else {
             let mut ok = true;
-            for (r, row) in rows.iter().enumerate() {
+            for (i, row) in rows.iter().enumerate() {
                 if let Some(row) = row {
-                    ok &= self.put_field(r, row.get(field));
+                    ok &= self.put_field(first + i, row.get(field));
                 }
             }
             return ok;
@@ -311,8 +311,9 @@ impl ColumnValues {
         let mut ok = true;
         let cells = values
             .iter_mut()
-            .zip(self.status.iter_mut())
-            .zip(self.event_time.iter_mut());
+            .skip(first)
+            .zip(self.status.iter_mut().skip(first))
+            .zip(self.event_time.iter_mut().skip(first));
         for (((value, status), time), row) in cells.zip(rows) {
             let Some(row) = row else {
                 continue;

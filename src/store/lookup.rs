@@ -41,13 +41,13 @@ pub type Stored = Option<(Value, TimestampMs)>;
 pub trait StoredSink {
     /// Records a field borrowed from the hot segment.
     fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>);
-    /// Records segment field `field` of every found row (`rows[e]` for entity `e`;
-    /// `None`: not in the segment, left untouched) into `column`.
+    /// Records segment field `field` of every found row (`rows[i]` for entity
+    /// `first + i`; `None`: not in the segment, left untouched) into `column`.
     #[inline]
-    fn put_rows(&mut self, column: usize, field: usize, rows: &[Option<Row<'_>>]) {
-        for (e, row) in rows.iter().enumerate() {
+    fn put_rows(&mut self, column: usize, field: usize, first: usize, rows: &[Option<Row<'_>>]) {
+        for (i, row) in rows.iter().enumerate() {
             if let Some(row) = row {
-                self.put_field(e, column, row.get(field));
+                self.put_field(first + i, column, row.get(field));
             }
         }
     }
@@ -132,9 +132,9 @@ impl StoredSink for ColumnSink<'_> {
     }
 
     #[inline]
-    fn put_rows(&mut self, column: usize, field: usize, rows: &[Option<Row<'_>>]) {
+    fn put_rows(&mut self, column: usize, field: usize, first: usize, rows: &[Option<Row<'_>>]) {
         if let Some(c) = self.columns.get_mut(column)
-            && !c.put_rows(field, rows)
+            && !c.put_rows(field, first, rows)
         {
             self.mismatch.get_or_insert(column);
         }
@@ -152,6 +152,9 @@ impl StoredSink for ColumnSink<'_> {
         self.columns.get(column)?.stored_time(entity)
     }
 }
+
+/// Rows recorded column by column at a time (see `lookup_batch`).
+const ROW_BLOCK: usize = 32;
 
 /// Up to this many features of one group are fetched with MultiGet; more use a scan.
 const MULTI_GET_MAX: usize = 4;
@@ -212,10 +215,13 @@ fn lookup_batch(
                     }
                 }
             }
-            // Column at a time: one field of every row, so a columnar sink writes each
-            // column sequentially with one type dispatch.
-            for &(field, column) in prepared.pairs() {
-                out.put_rows(column, field, &rows);
+            // Column at a time within blocks of rows: one field of every row of a block,
+            // so a columnar sink writes runs of each column with one type dispatch,
+            // while the block's rows (5 cache lines each for 50 floats) stay in L1.
+            for (b, block) in rows.chunks(ROW_BLOCK).enumerate() {
+                for &(field, column) in prepared.pairs() {
+                    out.put_rows(column, field, b * ROW_BLOCK, block);
+                }
             }
             misses.extend(
                 rows.iter()
