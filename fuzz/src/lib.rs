@@ -52,6 +52,28 @@ fn check_segment(data: &[u8]) {
             assert_eq!(row.entity_id(), &data[..len]);
         }
     }
+    // Batched lookups (stored ids and prefixes of the input, interleaved) answer as
+    // `find` does; prefetching out-of-line values only reads.
+    let mut ids: Vec<&[u8]> = segment.iter().map(|row| row.entity_id()).collect();
+    ids.extend((0..=data.len().min(24)).map(|len| &data[..len]));
+    let third = ids.len() / 3;
+    ids.rotate_left(third);
+    segment.find_batch(
+        ids.len(),
+        |i| ids[i],
+        |i, row| {
+            assert_eq!(
+                row.map(|r| r.index()),
+                segment.find(ids[i]).map(|r| r.index()),
+                "find_batch and find disagree on id {i}"
+            );
+            if let Some(row) = row {
+                for field in 0..segment.fields().len() {
+                    row.prefetch_value(field);
+                }
+            }
+        },
+    );
 
     let mut writer = SegmentWriter::new(
         segment.group(),

@@ -7,9 +7,10 @@
 //! each stored feature placed on the context or the candidates, composite entity types
 //! keyed from the context ids and each candidate id, on-demand inputs added as hidden
 //! columns), then *executed*: one [`lookup_group`] call per feature group for all
-//! candidates at once, into one preallocated entity-major buffer; then each value is
-//! classified by [`classify`] (the one place TTL applies), defaults are applied, and
-//! on-demand features are evaluated per row.
+//! candidates at once, recording straight into typed columns ([`ColumnValues`]: a
+//! status, an event time and a value per row); each column is then judged for TTL and
+//! freshness ([`Freshness`], the one place they apply), on-demand features are
+//! evaluated per row from the columns, and defaults applied per column.
 //!
 //! Deadline: before each group's lookup the elapsed time is checked against the
 //! request's deadline; once it has passed, the remaining groups are not read and their
