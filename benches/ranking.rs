@@ -21,7 +21,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use featstore::datagen::ranking::{RankingCorpus, ranking_candidates, write_ranking_corpus};
 use featstore::loader::LoadRequest;
 use featstore::server::{rank_binary, rank_json};
+use featstore::store::PushEvent;
 use featstore::store::rank::{FeatureSelection, RankRequest};
+use featstore::types::{Value, now_ms};
 use featstore::{FeatureStore, StoreConfig};
 
 const CANDIDATES: usize = 500;
@@ -72,9 +74,26 @@ fn bench_ranking(c: &mut Criterion) {
         Some(corpus.products as usize)
     );
 
+    // The same data, plus one streamed value of one product feature: the group then
+    // has a stream column family, which every ranking read merges.
+    let streamed = load(&dir.path().join("streamed"), &corpus, 4 << 30);
+    streamed
+        .push(vec![PushEvent {
+            entity_type: "product".into(),
+            entity_id: "p0".into(),
+            event_time: now_ms(),
+            features: vec![(corpus.feature_names[0].clone(), Value::Float32(1.0))],
+            event_id: None,
+        }])
+        .expect("push");
+
     let mut group = c.benchmark_group("rank");
     group.throughput(Throughput::Elements(CANDIDATES as u64));
-    for (label, store) in [("hot_segment", &hot), ("rocksdb", &cold)] {
+    for (label, store) in [
+        ("hot_segment", &hot),
+        ("hot_segment_streamed_group", &streamed),
+        ("rocksdb", &cold),
+    ] {
         let mut n = 0u64;
         group.bench_function(format!("{label}/500x(50+2)"), |b| {
             b.iter_batched(

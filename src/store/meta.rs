@@ -24,6 +24,9 @@ pub const NEXT_FEATURE_ID_KEY: &[u8] = b"registry/next_id";
 pub const DEFINITION_PREFIX: &str = "registry/def/";
 /// Prefix of load record keys: `load/{group}/{version:020}`.
 pub const LOAD_PREFIX: &str = "load/";
+/// Prefix of the per-group sets of features that ever received a pushed value:
+/// `stream/features/{group}` -> JSON list of feature ids.
+pub const STREAMED_PREFIX: &str = "stream/features/";
 
 /// The meta key of a definition.
 pub fn definition_key(name: &str, version: u32) -> Vec<u8> {
@@ -201,4 +204,31 @@ pub fn read_load_records(db: &DB, group: &str) -> Result<BTreeMap<u64, LoadRecor
         out.insert(record.version, record);
     }
     Ok(out)
+}
+
+/// The features of each group that ever received a pushed value (see
+/// [`STREAMED_PREFIX`]).
+pub fn read_streamed_features(
+    db: &DB,
+) -> Result<BTreeMap<String, std::collections::BTreeSet<FeatureId>>, StoreError> {
+    let mut out = BTreeMap::new();
+    for (group, bytes) in read_prefix(db, STREAMED_PREFIX)? {
+        let key = format!("{STREAMED_PREFIX}{group}");
+        let ids: std::collections::BTreeSet<FeatureId> = decode(key.as_bytes(), &bytes)?;
+        out.insert(group, ids);
+    }
+    Ok(out)
+}
+
+/// Persists (synced) the streamed features of `group`.
+pub fn write_streamed_features(
+    db: &DB,
+    group: &str,
+    features: &std::collections::BTreeSet<FeatureId>,
+) -> Result<(), StoreError> {
+    put(
+        db,
+        format!("{STREAMED_PREFIX}{group}").as_bytes(),
+        &encode(features)?,
+    )
 }

@@ -40,7 +40,7 @@ pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
 pub use read::{FeatureReading, FeatureVector};
 pub use stream::{PushError, PushEvent, PushOutcome};
-pub use view::ReadView;
+pub use view::{ReadView, StreamedFeatures};
 
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
@@ -112,6 +112,8 @@ struct AdminState {
     next_feature_id: FeatureId,
     /// Mapped hot segments, by the column family name of their version.
     segments: HashMap<String, Arc<HotSegment>>,
+    /// Features that ever received a pushed value, per group (persisted in meta).
+    streamed: Arc<StreamedFeatures>,
 }
 
 /// Access counters by entity type; replaced (copy on write) when an entity type appears.
@@ -191,7 +193,14 @@ impl FeatureStore {
         }
         let registry = Arc::new(registry);
         let segments = Self::map_active_segments(&dir, &manifest);
-        let view = ReadView::build(db.clone(), registry.clone(), &manifest, &segments)?;
+        let streamed = Arc::new(stream::load_streamed_features(&db, &registry)?);
+        let view = ReadView::build(
+            db.clone(),
+            registry.clone(),
+            &manifest,
+            &segments,
+            streamed.clone(),
+        )?;
         let stream = stream::StreamState::start(&db, &options, &registry)?;
         let store = FeatureStore {
             db,
@@ -205,6 +214,7 @@ impl FeatureStore {
                 registry,
                 next_feature_id,
                 segments,
+                streamed,
             }),
             stream,
         };
@@ -490,6 +500,7 @@ impl FeatureStore {
             state.registry.clone(),
             &state.manifest,
             &state.segments,
+            state.streamed.clone(),
         )?;
         self.view.store(Arc::new(view));
         Ok(())

@@ -8,7 +8,7 @@
 //! handles alive: a version dropped meanwhile stays readable until its last view is
 //! released, then RocksDB deletes its files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use rocksdb::{BoundColumnFamily, DB};
@@ -19,6 +19,13 @@ use super::manifest::Manifest;
 use super::segments::HotSegment;
 use super::stream::stream_cf_name;
 use crate::registry::Registry;
+use crate::types::FeatureId;
+
+/// Per group, the features that ever received a pushed value: the stream merge of a
+/// read looks up only those (a group with one streamed feature does not cost a stream
+/// lookup per feature read). A feature enters its set, durably, before its first
+/// pushed value is written; sets only grow.
+pub type StreamedFeatures = BTreeMap<String, BTreeSet<FeatureId>>;
 
 /// The column family handles of a view, keyed by group.
 pub struct GroupHandles<'db> {
@@ -48,6 +55,7 @@ self_cell!(
 /// An immutable snapshot for reads. Cheap to share (`Arc`), never mutated.
 pub struct ReadView {
     registry: Arc<Registry>,
+    streamed: Arc<StreamedFeatures>,
     handles: Handles,
 }
 
@@ -59,6 +67,7 @@ impl ReadView {
         registry: Arc<Registry>,
         manifest: &Manifest,
         segments: &HashMap<String, Arc<HotSegment>>,
+        streamed: Arc<StreamedFeatures>,
     ) -> Result<Self, StoreError> {
         let handles = Handles::try_new(db, |db| {
             let mut map = HashMap::new();
@@ -97,7 +106,11 @@ impl ReadView {
                 .collect();
             Ok::<_, StoreError>(GroupHandles { batch: map, stream })
         })?;
-        Ok(ReadView { registry, handles })
+        Ok(ReadView {
+            registry,
+            streamed,
+            handles,
+        })
     }
 
     /// The registry snapshot of this view.
@@ -118,6 +131,16 @@ impl ReadView {
     /// The stream column family of `group`, once it received a push.
     pub fn stream(&self, group: &str) -> Option<&Arc<BoundColumnFamily<'_>>> {
         self.handles.borrow_dependent().stream.get(group)
+    }
+
+    /// The features of `group` that ever received a pushed value.
+    pub fn streamed_features(&self, group: &str) -> Option<&BTreeSet<FeatureId>> {
+        self.streamed.get(group)
+    }
+
+    /// Every group's streamed features.
+    pub fn streamed(&self) -> &Arc<StreamedFeatures> {
+        &self.streamed
     }
 
     /// Active version number of every group that has one.

@@ -392,3 +392,60 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn streamed_feature_sets_survive_restarts_and_are_rebuilt_when_missing() {
+    let (dir, store) = loaded_store(10);
+    store
+        .push(vec![event(
+            "i1",
+            BATCH_TIME + 1,
+            &[("item_a", Value::Float64(7.0))],
+        )])
+        .expect("push");
+    let pushed = (
+        FeatureStatus::Present,
+        Some(Value::Float64(7.0)),
+        Some(BATCH_TIME + 1),
+    );
+    assert_eq!(read(&store, "i1", "item_a"), pushed);
+    // A feature never pushed is not looked up in the stream, and reads its batch value.
+    assert_eq!(
+        read(&store, "i2", "item_b").0,
+        FeatureStatus::Present,
+        "batch values of other features"
+    );
+    drop(store);
+
+    let path = dir.path().join("store");
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    assert_eq!(
+        read(&store, "i1", "item_a"),
+        pushed,
+        "the set was persisted"
+    );
+    drop(store);
+
+    // A store written before the sets existed has none: open rebuilds it from the
+    // stream column family's keys.
+    {
+        let db_path = path.join("db");
+        let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), &db_path).expect("list");
+        let db =
+            rocksdb::DB::open_cf(&rocksdb::Options::default(), &db_path, &names).expect("raw open");
+        let meta = db.cf_handle("meta").expect("meta cf");
+        db.delete_cf(&meta, b"stream/features/items")
+            .expect("delete the set");
+    }
+    let store = FeatureStore::open(&path, small_config()).expect("reopen");
+    assert_eq!(read(&store, "i1", "item_a"), pushed, "the set was rebuilt");
+    // A feature pushed for the first time after that is merged from its first value.
+    store
+        .push(vec![event(
+            "i3",
+            BATCH_TIME + 5,
+            &[("item_b", Value::Float64(9.0))],
+        )])
+        .expect("push");
+    assert_eq!(read(&store, "i3", "item_b").1, Some(Value::Float64(9.0)));
+}

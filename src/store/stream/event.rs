@@ -118,6 +118,8 @@ impl PushError {
 #[derive(Debug, Clone)]
 pub(crate) struct ValueWrite {
     pub group: Arc<str>,
+    /// The feature written.
+    pub feature: FeatureId,
     pub key: Vec<u8>,
     pub event_time: TimestampMs,
     /// Encoded as in batch column families (tag, event time, payload).
@@ -284,6 +286,7 @@ pub(crate) fn prepare(
         encode_value(value, event.event_time, &mut encoded);
         prepared.values.push(ValueWrite {
             group: aggregates.group(&def.spec.group),
+            feature: def.id,
             key: entity.feature_key(def.id),
             event_time: event.event_time,
             encoded,

@@ -2,6 +2,10 @@
 //! latest values into what the batch version answered, and evaluates windowed
 //! aggregates from their tiles.
 //!
+//! Only the features in the group's streamed set ([`ReadView::streamed_features`]) are
+//! looked up: a feature enters that set durably before its first pushed value is
+//! written, so the others have none.
+//!
 //! Merge rule, per entity and feature: the value with the newer event time wins; on
 //! equal event times the streamed value wins. So a batch version loaded later with
 //! older event times never hides a fresher streamed value, and a streamed value older
@@ -18,7 +22,7 @@ use crate::codec::EntityKey;
 use crate::codec::stream::{Tile, tile_key};
 use crate::codec::value::decode_value;
 use crate::registry::{AggregateFunction, AggregateSpec, FeatureDefinition};
-use crate::types::{TimestampMs, Value};
+use crate::types::{FeatureId, TimestampMs, Value};
 
 fn storage(e: rocksdb::Error) -> ReadError {
     ReadError::Storage(e.to_string())
@@ -34,20 +38,33 @@ pub fn merge_stream(
     out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
     let now = request.now;
-    let mut keys: Vec<Vec<u8>> = Vec::with_capacity(entities.len() * request.wanted.len());
-    let mut targets: Vec<(usize, usize)> = Vec::with_capacity(keys.capacity());
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut targets: Vec<(usize, usize)> = Vec::new();
     let mut aggregates: Vec<(usize, &AggregateSpec)> = Vec::new();
     for &(_, column) in request.wanted {
         if let Some(aggregate) = &request.defs[column].spec.aggregate {
             aggregates.push((column, aggregate));
         }
     }
+    // Only features that ever received a pushed value can have one: the others are
+    // not looked up (a group with one streamed feature costs one key per entity).
+    let streamed: Vec<(FeatureId, usize)> = match view.streamed_features(request.group) {
+        Some(set) => request
+            .wanted
+            .iter()
+            .filter(|(fid, column)| {
+                set.contains(fid) && request.defs[*column].spec.aggregate.is_none()
+            })
+            .copied()
+            .collect(),
+        None => Vec::new(),
+    };
+    keys.reserve(entities.len() * streamed.len());
+    targets.reserve(keys.capacity());
     for (e, entity) in entities.iter().enumerate() {
-        for &(fid, column) in request.wanted {
-            if request.defs[column].spec.aggregate.is_none() {
-                keys.push(entity.feature_key(fid));
-                targets.push((e, column));
-            }
+        for &(fid, column) in &streamed {
+            keys.push(entity.feature_key(fid));
+            targets.push((e, column));
         }
     }
     if !keys.is_empty() {

@@ -31,14 +31,50 @@ use event::{AggregateIndex, Prepared, prepare};
 pub use event::{PushError, PushEvent, PushOutcome, Rejection, parse_events};
 use retention::{RetentionTable, SharedRetention};
 
-use super::{FeatureStore, StoreError};
+use rocksdb::DB;
+
+use super::view::StreamedFeatures;
+use super::{FeatureStore, StoreError, meta};
+use crate::codec::stream::{StreamKey, decode_stream_key};
 use crate::registry::Registry;
-use crate::types::{TimestampMs, now_ms};
+use crate::types::{FeatureId, TimestampMs, now_ms};
 
 /// Prefix of stream column family names: `stream.{group}`.
 pub const STREAM_CF_PREFIX: &str = "stream.";
 /// Column family of event-id markers.
 pub const EVENTS_CF: &str = "stream_events";
+
+/// The streamed-feature sets persisted in meta. A group with a stream column family
+/// but no persisted set (a store written before the sets existed) gets its set from one
+/// scan of that column family's keys, which is then persisted.
+pub(crate) fn load_streamed_features(
+    db: &DB,
+    registry: &Registry,
+) -> Result<StreamedFeatures, StoreError> {
+    let mut streamed = meta::read_streamed_features(db)?;
+    for group in registry.groups() {
+        let group = &group.name;
+        if streamed.contains_key(group) {
+            continue;
+        }
+        let Some(cf) = db.cf_handle(&stream_cf_name(group)) else {
+            continue;
+        };
+        let mut features = BTreeSet::new();
+        let mut iter = db.raw_iterator_cf(&cf);
+        iter.seek_to_first();
+        while let Some(key) = iter.key() {
+            if let Ok(StreamKey::Value(feature)) = decode_stream_key(key) {
+                features.insert(feature);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        meta::write_streamed_features(db, group, &features)?;
+        streamed.insert(group.clone(), features);
+    }
+    Ok(streamed)
+}
 
 /// The column family holding `group`'s streamed values.
 pub fn stream_cf_name(group: &str) -> String {
@@ -157,8 +193,11 @@ impl FeatureStore {
         self.stream.committer.submit(prepared)
     }
 
-    /// Creates the stream column families `prepared` needs and publishes a view that
-    /// holds them. Only a group's first push takes the admin lock.
+    /// Creates the stream column families `prepared` needs, records (durably) the
+    /// features it writes for the first time in their group's streamed set, and
+    /// publishes a view that holds both, all before any of its values is written: a
+    /// read never misses a pushed value. Only a group's first push, and a feature's,
+    /// take the admin lock.
     fn ensure_stream_cfs(
         &self,
         view: &super::ReadView,
@@ -174,15 +213,39 @@ impl FeatureStore {
             })
             .filter(|g| view.stream(g).is_none())
             .collect();
-        if missing.is_empty() {
+        let new_features: BTreeSet<(&str, FeatureId)> = prepared
+            .iter()
+            .flat_map(|p| p.values.iter().map(|v| (&*v.group, v.feature)))
+            .filter(|(g, f)| !view.streamed_features(g).is_some_and(|set| set.contains(f)))
+            .collect();
+        if missing.is_empty() && new_features.is_empty() {
             return Ok(());
         }
-        let state = self.admin.lock();
+        let mut state = self.admin.lock();
         for group in missing {
             let name = stream_cf_name(group);
             if self.db.cf_handle(&name).is_none() {
                 self.db.create_cf(&name, &self.options.stream_cf())?;
             }
+        }
+        if !new_features.is_empty() {
+            let mut streamed = (*state.streamed).clone();
+            let mut changed = BTreeSet::new();
+            for (group, feature) in new_features {
+                if streamed
+                    .entry(group.to_owned())
+                    .or_default()
+                    .insert(feature)
+                {
+                    changed.insert(group);
+                }
+            }
+            for group in changed {
+                if let Some(set) = streamed.get(group) {
+                    meta::write_streamed_features(&self.db, group, set)?;
+                }
+            }
+            state.streamed = Arc::new(streamed);
         }
         self.publish(&state)
     }
