@@ -103,17 +103,21 @@ impl TimeIndex {
             .values
             .iter()
             .map(|column| {
-                column
-                    .event_times()
-                    .iter()
-                    .map(|&t| {
-                        if t == NO_TIME {
-                            NO_TIME_INDEX
-                        } else {
-                            table.slot(t)
-                        }
-                    })
-                    .collect()
+                let times = column.event_times();
+                let mut slot = |t: TimestampMs| {
+                    if t == NO_TIME {
+                        NO_TIME_INDEX
+                    } else {
+                        table.slot(t)
+                    }
+                };
+                match times.first() {
+                    // Batch columns often share one event time: one lookup, one fill.
+                    Some(&first) if times.iter().all(|&t| t == first) => {
+                        vec![slot(first); times.len()]
+                    }
+                    _ => times.iter().map(|&t| slot(t)).collect(),
+                }
             })
             .collect();
         TimeIndex {

@@ -374,6 +374,10 @@ impl ColumnValues {
 
     /// Step 2: applies `freshness` at `now` to every stored value or null.
     pub fn judge(&mut self, freshness: Freshness, now: TimestampMs) {
+        if freshness.is_unlimited() {
+            // No TTL and no SLO: every stored value and null keeps its status.
+            return;
+        }
         for (status, &time) in self.status.iter_mut().zip(&self.event_time) {
             if matches!(*status, FeatureStatus::Present | FeatureStatus::Null) {
                 *status = freshness.status(*status == FeatureStatus::Null, time, now);
@@ -384,6 +388,15 @@ impl ColumnValues {
     /// Serves `default` in every row with nothing usable (`not_found`, `null`,
     /// `expired`), marking it `defaulted` with no event time. Returns how many rows.
     pub fn apply_default(&mut self, default: &Value) -> u64 {
+        let unusable = |s: &FeatureStatus| {
+            matches!(
+                s,
+                FeatureStatus::NotFound | FeatureStatus::Null | FeatureStatus::Expired
+            )
+        };
+        if !self.status.iter().any(unusable) {
+            return 0;
+        }
         let mut count = 0;
         for row in 0..self.status.len() {
             if matches!(

@@ -71,6 +71,11 @@ impl Freshness {
         Freshness { ttl_ms, slo_ms }
     }
 
+    /// True when the feature has neither a TTL nor a freshness SLO (every status stays).
+    pub fn is_unlimited(self) -> bool {
+        self.ttl_ms.is_none() && self.slo_ms.is_none()
+    }
+
     /// The status of a stored value (`null` for an explicit null) with `event_time`
     /// at `now`. Past its TTL a value is `expired` (not returned); past its freshness
     /// SLO (and within its TTL) it is `stale` and returned.
