@@ -251,8 +251,10 @@ impl Metrics {
             counts[status_slot(*status)] += 1;
         }
         for column in columns {
-            for status in column {
-                counts[status_slot(*status)] += 1;
+            // One vectorizable count per status over the column's status bytes, rather
+            // than one dependent increment per value.
+            for (count, status) in counts.iter_mut().zip(STATUS_ORDER) {
+                *count += column.iter().filter(|s| **s == status).count() as u64;
             }
         }
         self.observe_status_counts(&counts);
@@ -412,6 +414,36 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
+    }
+
+    #[test]
+    fn column_counts_match_per_value_counts() {
+        use FeatureStatus::*;
+        let columns: [&[FeatureStatus]; 2] = [
+            &[Present, Stale, Null, Present],
+            &[Defaulted, NotFound, Expired, NotFetched, Present],
+        ];
+        let context = [Present, Null];
+        let by_column = Metrics::new();
+        by_column.observe_feature_columns(&context, columns);
+        let by_value = Metrics::new();
+        by_value.observe_features(context.iter().chain(columns.iter().copied().flatten()));
+        let a = by_column.render(&[]).expect("encodes");
+        let b = by_value.render(&[]).expect("encodes");
+        let sorted = |text: &str| {
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(sorted(&a), sorted(&b));
+        assert!(
+            a.contains(r#"featstore_features_served_total{status="present"} 4"#),
+            "{a}"
+        );
+        assert!(
+            a.contains(r#"featstore_features_served_total{status="null"} 2"#),
+            "{a}"
+        );
     }
 
     #[test]
