@@ -6,7 +6,9 @@
 //! encoding, and prints latency percentiles and entity rows per second.
 //!
 //! `featstore-bench-rank [PRODUCTS] [REQUESTS] [SERVER_THREADS]` (defaults 100000 2000 2);
-//! `FEATSTORE_BENCH_ENCODINGS=binary` (or `json`) measures one encoding only.
+//! `FEATSTORE_BENCH_ENCODINGS=binary` (or `json`) measures one encoding only;
+//! `FEATSTORE_BENCH_CANDIDATES=N` sends N candidates instead of 500 (1: the round trip
+//! with almost no work, the HTTP floor of the machine at that moment).
 //!
 //! Latency is measured by the client: from writing the request to having read the whole
 //! response body. "Rows/s per CPU" divides the rows answered by the CPU time of the whole
@@ -29,6 +31,7 @@ use featstore::loader::LoadRequest;
 use featstore::server::rank_json::BINARY_CONTENT_TYPE;
 use featstore::{FeatureStore, StoreConfig};
 
+/// Candidates per request unless `FEATSTORE_BENCH_CANDIDATES` says otherwise.
 const CANDIDATES: usize = 500;
 const DISTINCT_BODIES: u64 = 64;
 
@@ -118,6 +121,12 @@ fn main() -> Result<()> {
     let requests: usize = arg(&args, 1, 2000)?;
     let threads: usize = arg(&args, 2, 2)?;
 
+    let candidates: usize = match std::env::var("FEATSTORE_BENCH_CANDIDATES") {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("FEATSTORE_BENCH_CANDIDATES `{v}` is not a number"))?,
+        Err(_) => CANDIDATES,
+    };
     let temp = tempfile::tempdir()?;
     let started = Instant::now();
     let corpus = write_ranking_corpus(&temp.path().join("data"), products, 50, 32, 7)?;
@@ -152,11 +161,11 @@ fn main() -> Result<()> {
     });
     let addr = addr_rx.recv().context("server did not start")?;
     let bodies: Vec<String> = (0..DISTINCT_BODIES)
-        .map(|n| ranking_request_json(n, &corpus, CANDIDATES))
+        .map(|n| ranking_request_json(n, &corpus, candidates))
         .collect();
 
     println!(
-        "request: 1 user + 1 retailer + {CANDIDATES} products x ({} features: 50 float32 + 2 on-demand), {requests} requests, one connection, {threads} server threads",
+        "request: 1 user + 1 retailer + {candidates} products x ({} features: 50 float32 + 2 on-demand), {requests} requests, one connection, {threads} server threads",
         corpus.feature_names.len()
     );
     println!(
@@ -208,11 +217,11 @@ fn main() -> Result<()> {
             us(percentile(&latencies, 0.99)),
             us(percentile(&latencies, 1.0)),
             us(mean),
-            (requests * CANDIDATES) as f64 / cpu,
+            (requests * candidates) as f64 / cpu,
         );
         eprintln!(
             "  {label}: {:.0} rows/s wall on one connection; process CPU {:.2}s over {:.2}s",
-            (requests * CANDIDATES) as f64 / wall,
+            (requests * candidates) as f64 / wall,
             cpu,
             wall
         );

@@ -18,15 +18,19 @@
 //!             u32:n_defaults (str:feature u64:count)*
 //! column   := str:name str:feature u8:dtype u32:dim
 //! cell     := u8:status time_index [value]          -- value only for P, S, D
-//! block    := u8:status * n_rows
-//!             time_index * n_rows
-//!             values
+//! block    := statuses time_indexes values
+//! statuses := u8:0 u8:status * n_rows | u8:1 u8:status         -- 1: every row's
+//! time_indexes := u8:0 time_index * n_rows | u8:1 time_index   -- 1: every row's
 //! values   := int64, float64, float32, bool, float32 vector: n_rows values, dense
 //!               (i64, f64, f32, u8, dim x f32 each): the row's value where its status
 //!               carries one, zero otherwise
 //!             string, bytes: one value (str; u32 length then bytes) per row whose
 //!               status carries one, in row order
 //! ```
+//!
+//! A column whose rows all share one status (or one time index, as a batch column
+//! loaded at one event time does) writes it once, after mode byte 1; otherwise mode
+//! byte 0 and one per row.
 //!
 //! `time_index` indexes the `time` table; it is a u8 (`0xFF`: none) when the table has
 //! fewer than 255 entries (`time_width` 1, the common case: batch data shares a few
@@ -135,11 +139,43 @@ fn put_cell(out: &mut Vec<u8>, cell: &Cell, time: u32, narrow: bool) {
     }
 }
 
+/// `mode` byte of a status or time-index run: one entry per row follows.
+const PER_ROW: u8 = 0;
+/// `mode` byte of a status or time-index run: one entry, every row's, follows.
+const UNIFORM: u8 = 1;
+
+/// The value every item of `items` has, if they all have one (and there is one).
+fn uniform<T: Copy + PartialEq>(items: &[T]) -> Option<T> {
+    let first = *items.first()?;
+    all_equal(items, first).then_some(first)
+}
+
+/// True when every item equals `value`: compared 64 at a time without early exit
+/// inside a chunk, so the comparison vectorizes.
+#[inline]
+pub(crate) fn all_equal<T: Copy + PartialEq>(items: &[T], value: T) -> bool {
+    items
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(true, |same, x| same & (*x == value)))
+}
+
 /// Writes one column's block: statuses, time indexes, values (grammar in the module
 /// docs).
 fn put_block(out: &mut Vec<u8>, column: &ColumnValues, times: &[u32], narrow: bool) {
     let statuses = column.statuses();
-    out.extend(statuses.iter().map(|s| status_letter(*s)));
+    let uniform_status = uniform(statuses);
+    match uniform_status {
+        Some(status) => out.extend_from_slice(&[UNIFORM, status_letter(status)]),
+        None => {
+            out.push(PER_ROW);
+            out.extend(statuses.iter().map(|s| status_letter(*s)));
+        }
+    }
+    let (mode, times) = match uniform(times) {
+        Some(_) => (UNIFORM, times.get(..1).unwrap_or_default()),
+        None => (PER_ROW, times),
+    };
+    out.push(mode);
     if narrow {
         out.extend(times.iter().map(|t| u8::try_from(*t).unwrap_or(u8::MAX)));
     } else {
@@ -147,12 +183,21 @@ fn put_block(out: &mut Vec<u8>, column: &ColumnValues, times: &[u32], narrow: bo
             out.extend_from_slice(&t.to_le_bytes());
         }
     }
+    // Every row carries a value (the common case): no per-row check.
+    let all_carry = uniform_status.is_some_and(|s| carries_value(status_letter(s)));
     let carries = |r: usize| {
-        statuses
-            .get(r)
-            .is_some_and(|s| carries_value(status_letter(*s)))
+        all_carry
+            || statuses
+                .get(r)
+                .is_some_and(|s| carries_value(status_letter(*s)))
     };
     match column.data() {
+        ColumnData::Float32(v) if all_carry => {
+            out.reserve(v.len() * size_of::<f32>());
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
         ColumnData::Float32(v) => {
             for (r, x) in v.iter().enumerate() {
                 let x = if carries(r) { *x } else { 0.0 };
@@ -360,11 +405,23 @@ impl<'a> Reader<'a> {
         times: &[i64],
         narrow: bool,
     ) -> Option<Vec<DecodedCell>> {
-        let statuses = self.bytes(rows)?;
-        let mut cells = statuses
-            .iter()
-            .map(|s| Some((*s, self.time(times, narrow)?, None)))
-            .collect::<Option<Vec<DecodedCell>>>()?;
+        let statuses: Vec<u8> = match self.u8()? {
+            PER_ROW => self.bytes(rows)?.to_vec(),
+            UNIFORM => vec![self.u8()?; rows],
+            _ => return None,
+        };
+        let row_times: Vec<Option<TimestampMs>> = match self.u8()? {
+            PER_ROW => (0..rows)
+                .map(|_| self.time(times, narrow))
+                .collect::<Option<_>>()?,
+            UNIFORM => vec![self.time(times, narrow)?; rows],
+            _ => return None,
+        };
+        let mut cells: Vec<DecodedCell> = statuses
+            .into_iter()
+            .zip(row_times)
+            .map(|(s, t)| (s, t, None))
+            .collect();
         let dense = !matches!(tag_, tag::STRING | tag::BYTES);
         for cell in &mut cells {
             if dense || carries_value(cell.0) {
@@ -573,10 +630,22 @@ mod tests {
             });
             answer.values.push(column);
         }
+        // A column whose rows share one status and one event time (written once each).
+        let mut uniform_column = ColumnValues::new(DType::Float32, rows, FeatureStatus::NotFound);
+        for r in 0..rows {
+            uniform_column.put_stored(r, Some((Value::Float32(r as f32), 50)));
+        }
+        answer.columns.push(RankColumn {
+            name: "u".into(),
+            feature: "u@1".into(),
+            dtype: DType::Float32,
+            on_demand: false,
+        });
+        answer.values.push(uniform_column);
         answer.context_columns = vec![answer.columns[5].clone()];
         answer.context_cells = vec![answer.cell(2, 5)];
         let decoded = decode(&encode(&answer)).expect("decodes");
-        assert_eq!(decoded.columns.len(), 6);
+        assert_eq!(decoded.columns.len(), 7);
         let expect = |c: &Cell| (status_letter(c.status), c.event_time, c.value.clone());
         assert_eq!(
             decoded.context_cells,

@@ -113,7 +113,7 @@ impl TimeIndex {
                 };
                 match times.first() {
                     // Batch columns often share one event time: one lookup, one fill.
-                    Some(&first) if times.iter().all(|&t| t == first) => {
+                    Some(&first) if super::rank_binary::all_equal(times, first) => {
                         vec![slot(first); times.len()]
                     }
                     _ => times.iter().map(|&t| slot(t)).collect(),
