@@ -48,7 +48,7 @@
 //! Stateless; safe from any thread.
 
 use crate::codec::value::tag;
-use crate::store::answer::{ColumnData, ColumnValues};
+use crate::store::answer::{ColumnData, ColumnValues, all_items};
 use crate::store::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
 
@@ -59,8 +59,6 @@ use super::rank_json::{NO_TIME_INDEX, TimeIndex, status_letter};
 pub const MAGIC: &[u8; 4] = b"FSRK";
 /// Encoding version written after the magic.
 pub const VERSION: u8 = 2;
-/// Time index meaning "no event time".
-pub const NO_TIME: u32 = NO_TIME_INDEX;
 
 fn put_u32(out: &mut Vec<u8>, v: usize) {
     out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_le_bytes());
@@ -147,16 +145,7 @@ const UNIFORM: u8 = 1;
 /// The value every item of `items` has, if they all have one (and there is one).
 fn uniform<T: Copy + PartialEq>(items: &[T]) -> Option<T> {
     let first = *items.first()?;
-    all_equal(items, first).then_some(first)
-}
-
-/// True when every item equals `value`: compared 64 at a time without early exit
-/// inside a chunk, so the comparison vectorizes.
-#[inline]
-pub(crate) fn all_equal<T: Copy + PartialEq>(items: &[T], value: T) -> bool {
-    items
-        .chunks(64)
-        .all(|chunk| chunk.iter().fold(true, |same, x| same & (*x == value)))
+    all_items(items, |x| *x == first).then_some(first)
 }
 
 /// Writes one column's block: statuses, time indexes, values (grammar in the module

@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::answer::{ColumnData, ColumnValues, NO_TIME};
+use crate::store::answer::{ColumnData, ColumnValues, NO_TIME, all_items};
 use crate::store::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
@@ -113,7 +113,7 @@ impl TimeIndex {
                 };
                 match times.first() {
                     // Batch columns often share one event time: one lookup, one fill.
-                    Some(&first) if super::rank_binary::all_equal(times, first) => {
+                    Some(&first) if all_items(times, |t| *t == first) => {
                         vec![slot(first); times.len()]
                     }
                     _ => times.iter().map(|&t| slot(t)).collect(),

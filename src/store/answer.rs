@@ -78,7 +78,14 @@ impl ColumnData {
             (ColumnData::Int64(v), ValueRef::Int64(x)) => set(v, row, x),
             (ColumnData::Bool(v), ValueRef::Bool(x)) => set(v, row, x),
             (ColumnData::Float32Vector { dim, values }, ValueRef::F32Vector(x)) => {
-                x.len() == *dim && fill_le(values, row, *dim, x.as_bytes())
+                let components = x.as_bytes().as_chunks::<4>().0;
+                x.len() == *dim
+                    && fill(
+                        values,
+                        row,
+                        *dim,
+                        components.iter().map(|c| f32::from_le_bytes(*c)),
+                    )
             }
             (ColumnData::Other(v), value @ (ValueRef::Str(_) | ValueRef::Bytes(_))) => {
                 set(v, row, Some(value.to_value()))
@@ -158,6 +165,8 @@ fn set<T>(v: &mut [T], row: usize, x: T) -> bool {
     }
 }
 
+/// Copies `x` into row `row` (`dim` components) of `values`; false when the row lies
+/// outside. A loop over fixed-size items, which the compiler turns into wide copies.
 #[inline]
 fn fill(values: &mut [f32], row: usize, dim: usize, x: impl Iterator<Item = f32>) -> bool {
     let Some(slots) = row
@@ -172,20 +181,13 @@ fn fill(values: &mut [f32], row: usize, dim: usize, x: impl Iterator<Item = f32>
     true
 }
 
-/// Copies `dim` little-endian f32s from `bytes` into row `row` of `values`: a plain
-/// loop over fixed 4-byte chunks, which the compiler turns into wide copies.
+/// True when `pred` holds for every item: checked 64 items at a time without early
+/// exit inside a chunk, so the check vectorizes (answers are scanned per column).
 #[inline]
-fn fill_le(values: &mut [f32], row: usize, dim: usize, bytes: &[u8]) -> bool {
-    let Some(slots) = row
-        .checked_mul(dim)
-        .and_then(|start| values.get_mut(start..start.checked_add(dim)?))
-    else {
-        return false;
-    };
-    for (slot, chunk) in slots.iter_mut().zip(bytes.as_chunks::<4>().0) {
-        *slot = f32::from_le_bytes(*chunk);
-    }
-    true
+pub fn all_items<T>(items: &[T], pred: impl Fn(&T) -> bool) -> bool {
+    items
+        .chunks(64)
+        .all(|chunk| chunk.iter().fold(true, |ok, x| ok & pred(x)))
 }
 
 /// One column of a ranking answer (see the module docs).
@@ -394,12 +396,7 @@ impl ColumnValues {
                 FeatureStatus::NotFound | FeatureStatus::Null | FeatureStatus::Expired
             )
         };
-        // Compared 64 at a time without early exit, so the check vectorizes.
-        let none_unusable = self
-            .status
-            .chunks(64)
-            .all(|chunk| !chunk.iter().fold(false, |any, s| any | unusable(s)));
-        if none_unusable {
+        if all_items(&self.status, |s| !unusable(s)) {
             return 0;
         }
         let mut count = 0;

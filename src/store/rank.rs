@@ -146,14 +146,6 @@ impl RankResponse {
         self.values.iter().map(|c| cell_of(c, row)).collect()
     }
 
-    /// Every value's status, context first, then column by column.
-    pub fn statuses(&self) -> impl Iterator<Item = &FeatureStatus> {
-        self.context_cells
-            .iter()
-            .map(|c| &c.status)
-            .chain(self.values.iter().flat_map(|c| c.statuses()))
-    }
-
     /// Values answered per candidate row (the number of columns).
     pub fn width(&self) -> usize {
         self.values.len()
@@ -640,21 +632,6 @@ fn cell_of(column: &ColumnValues, row: usize) -> Cell {
     }
 }
 
-#[inline]
-fn with_default(cell: Cell, default: Option<&Value>, count: &mut u64) -> Cell {
-    match (cell.status, default) {
-        (FeatureStatus::NotFound | FeatureStatus::Null | FeatureStatus::Expired, Some(d)) => {
-            *count += 1;
-            Cell {
-                status: FeatureStatus::Defaulted,
-                value: Some(d.clone()),
-                event_time: None,
-            }
-        }
-        _ => cell,
-    }
-}
-
 /// An on-demand input from row `row` of `column`: `None` when it has no usable value.
 #[inline]
 fn input_of(column: &ColumnValues, row: usize) -> Option<Input<'_>> {
@@ -745,21 +722,28 @@ pub fn rank(
         if out.place != Place::Context {
             continue;
         }
-        let cell = match &out.source {
-            Source::Stored { col, default } => match ctx_values.get(*col) {
-                Some(c) => with_default(cell_of(c, 0), default.as_ref(), count),
-                None => Cell::NOT_FETCHED,
-            },
+        // The context is a one-row answer: defaults and computed values go through the
+        // same column operations as the candidates'.
+        let column = match &out.source {
+            Source::Stored { col, default } => {
+                let mut column = ctx_values
+                    .get(*col)
+                    .cloned()
+                    .ok_or_else(|| ReadError::Storage("column out of range".into()))?;
+                if let Some(default) = default {
+                    *count += column.apply_default(default);
+                }
+                column
+            }
             Source::OnDemand { def, inputs } => {
                 let (status, value, time) =
                     on_demand_value(def, inputs, (&ctx_values, &[]), 0, now, count);
-                Cell {
-                    status,
-                    value: (status != FeatureStatus::NotFetched).then_some(Value::Float64(value)),
-                    event_time: (time != NO_TIME).then_some(time),
-                }
+                let mut column = ColumnValues::new(DType::Float64, 1, FeatureStatus::NotFound);
+                column.put_computed(0, status, value, time);
+                column
             }
         };
+        let cell = cell_of(&column, 0);
         context_columns.push(out.column.clone());
         context_cells.push(cell);
     }

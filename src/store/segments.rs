@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Row, Segment, SegmentWriter,
+    FieldInput, FieldSpec, MappedSegment, Row, Segment, SegmentWriter,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -93,33 +93,6 @@ impl HotSegment {
     pub fn entity_count(&self) -> usize {
         self.segment.entity_count()
     }
-
-    /// Fills `found[slot]` for each `(feature, slot)` of `wanted` from the entity's row.
-    /// Returns false (and fills nothing) when the segment does not hold the entity.
-    pub fn lookup(
-        &self,
-        entity_id: &[u8],
-        wanted: &[(FeatureId, usize)],
-        found: &mut [Option<(Value, TimestampMs)>],
-    ) -> bool {
-        let Some(row) = self.segment.find(entity_id) else {
-            return false;
-        };
-        for &(feature, slot) in wanted {
-            let Some(field) = self.segment.field_index(feature) else {
-                continue;
-            };
-            let value = match row.get(field) {
-                FieldValue::Absent => None,
-                FieldValue::Null(t) => Some((Value::Null, t)),
-                FieldValue::Present { event_time, value } => Some((value.to_value(), event_time)),
-            };
-            if let Some(target) = found.get_mut(slot) {
-                *target = value;
-            }
-        }
-        true
-    }
 }
 
 /// The segment's field positions of a lookup's wanted features, resolved once per
@@ -146,7 +119,7 @@ impl PreparedFields {
 impl HotSegment {
     /// Resolves `(feature, slot)` pairs to `(segment field, slot)` once, so a batch of
     /// lookups does no per-entity, per-feature search. Features the segment does not
-    /// hold are left out (their slots stay untouched, as in [`HotSegment::lookup`]).
+    /// hold are left out (their slots are never written).
     pub fn prepare(&self, wanted: &[(FeatureId, usize)]) -> PreparedFields {
         let pairs: Vec<(usize, usize)> = wanted
             .iter()
