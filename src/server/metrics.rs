@@ -232,11 +232,7 @@ impl Metrics {
 
     /// Counts the readings of one read response by status.
     pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
-        let mut counts = [0u64; STATUS_ORDER.len()];
-        for status in statuses {
-            counts[status_slot(*status)] += 1;
-        }
-        self.observe_status_counts(&counts);
+        self.observe_feature_columns(statuses, std::iter::empty());
     }
 
     /// Counts the values of a ranking answer by status: the context's, then each
