@@ -42,6 +42,11 @@ struct Target {
     /// Base URL of a running server (e.g. http://127.0.0.1:7070); overrides --data.
     #[arg(long, global = true)]
     server: Option<String>,
+    /// Engine settings for a store opened directly: a TOML file of memory budgets and
+    /// tunables (`block_cache_bytes`, `write_buffer_bytes`, `hot_segment_bytes`, ...;
+    /// README, "Memory"). Absent: the defaults.
+    #[arg(long, global = true)]
+    store_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -248,7 +253,16 @@ enum VersionsAction {
 }
 
 fn open(target: &Target) -> Result<FeatureStore> {
-    FeatureStore::open(&target.data, StoreConfig::default())
+    let config = match &target.store_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading store config {}", path.display()))?;
+            toml::from_str::<StoreConfig>(&text)
+                .with_context(|| format!("store config {}", path.display()))?
+        }
+        None => StoreConfig::default(),
+    };
+    FeatureStore::open(&target.data, config)
         .with_context(|| format!("opening store in {}", target.data.display()))
 }
 

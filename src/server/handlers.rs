@@ -286,6 +286,10 @@ pub async fn handle(
             state
                 .metrics
                 .set_stream_newest(&state.store.stream_newest_event_times(), now_ms());
+            state.metrics.set_memory(
+                &state.store.memory_usage(),
+                crate::store::memory::process_resident_bytes(),
+            );
             let text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

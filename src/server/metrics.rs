@@ -15,6 +15,14 @@
 //!   value, the time from its event time to when it was durable and readable.
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
 //!   event time pushed to the group since the server started.
+//! * `featstore_memory_bytes{pool}`: what each memory pool of the engine holds at scrape
+//!   time (`block_cache`, `block_cache_pinned`, `memtables`, `memtables_unflushed`,
+//!   `write_buffers`, `table_readers`, `hot_segments_mapped`), from RocksDB's own
+//!   accounting; see `store::memory` for what bounds each.
+//! * `featstore_memory_budget_bytes{pool}`: the configured budgets (`block_cache`,
+//!   `write_buffers`).
+//! * `featstore_batch_column_families`: batch column families open (one per kept version).
+//! * `process_resident_memory_bytes`: the process's resident set size.
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -33,6 +41,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::MemoryUsage;
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
@@ -102,10 +111,20 @@ struct ServedCounters {
     not_fetched: Counter,
 }
 
+/// The `pool` label of the memory gauges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct PoolLabels {
+    pool: &'static str,
+}
+
 struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    memory: Family<PoolLabels, Gauge>,
+    memory_budget: Family<PoolLabels, Gauge>,
+    batch_column_families: Gauge,
+    resident: Gauge,
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -196,6 +215,30 @@ impl Metrics {
             "Age of the newest event time pushed to each group since start",
             newest_age.clone(),
         );
+        let memory = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "featstore_memory_bytes",
+            "Bytes held by each memory pool of the engine, from RocksDB's accounting",
+            memory.clone(),
+        );
+        let memory_budget = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "featstore_memory_budget_bytes",
+            "Configured budget of each bounded memory pool",
+            memory_budget.clone(),
+        );
+        let batch_column_families = Gauge::default();
+        registry.register(
+            "featstore_batch_column_families",
+            "Batch column families open, one per kept group version",
+            batch_column_families.clone(),
+        );
+        let resident = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident set size of the process",
+            resident.clone(),
+        );
         Metrics {
             requests,
             latency,
@@ -206,6 +249,10 @@ impl Metrics {
                 registry,
                 active_versions,
                 newest_age,
+                memory,
+                memory_budget,
+                batch_column_families,
+                resident,
             }),
         }
     }
@@ -320,6 +367,42 @@ impl Metrics {
                     feature: feature.to_owned(),
                 })
                 .inc_by(count);
+        }
+    }
+
+    /// Sets the memory gauges from one reading of the store's pools and the process's
+    /// resident size (when the platform reports it).
+    pub fn set_memory(&self, usage: &MemoryUsage, resident_bytes: Option<u64>) {
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let scrape = self.scrape.lock();
+        for (pool, bytes) in [
+            ("block_cache", usage.block_cache_usage),
+            ("block_cache_pinned", usage.block_cache_pinned),
+            ("memtables", usage.memtables),
+            ("memtables_unflushed", usage.memtables_unflushed),
+            ("write_buffers", usage.write_buffer_usage),
+            ("table_readers", usage.table_readers),
+            ("hot_segments_mapped", usage.hot_segments_mapped),
+        ] {
+            scrape
+                .memory
+                .get_or_create(&PoolLabels { pool })
+                .set(gauge(bytes));
+        }
+        for (pool, bytes) in [
+            ("block_cache", usage.block_cache_capacity),
+            ("write_buffers", usage.write_buffer_budget),
+        ] {
+            scrape
+                .memory_budget
+                .get_or_create(&PoolLabels { pool })
+                .set(gauge(bytes));
+        }
+        scrape
+            .batch_column_families
+            .set(gauge(usage.batch_column_families));
+        if let Some(bytes) = resident_bytes {
+            scrape.resident.set(gauge(bytes));
         }
     }
 
@@ -467,5 +550,34 @@ mod tests {
         assert!(first.contains(r#"group="old""#));
         let second = metrics.render(&[]).expect("encodes");
         assert!(!second.contains(r#"group="old""#), "{second}");
+    }
+
+    #[test]
+    fn memory_pools_and_budgets_are_exported() {
+        let metrics = Metrics::new();
+        let usage = MemoryUsage {
+            block_cache_capacity: 512 << 20,
+            block_cache_usage: 3_000,
+            memtables: 2_048,
+            write_buffer_budget: 128 << 20,
+            write_buffer_usage: 2_100,
+            table_readers: 77,
+            batch_column_families: 12,
+            ..MemoryUsage::default()
+        };
+        metrics.set_memory(&usage, Some(9_999));
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            r#"featstore_memory_bytes{pool="block_cache"} 3000"#,
+            r#"featstore_memory_bytes{pool="memtables"} 2048"#,
+            r#"featstore_memory_bytes{pool="write_buffers"} 2100"#,
+            r#"featstore_memory_bytes{pool="table_readers"} 77"#,
+            r#"featstore_memory_budget_bytes{pool="block_cache"} 536870912"#,
+            r#"featstore_memory_budget_bytes{pool="write_buffers"} 134217728"#,
+            "featstore_batch_column_families 12",
+            "process_resident_memory_bytes 9999",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
     }
 }

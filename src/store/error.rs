@@ -57,6 +57,9 @@ pub enum StoreError {
     /// No such registry object (feature definition, service...).
     #[error("{0}")]
     NotRegistered(String),
+    /// A [`crate::StoreConfig`] value is out of range; the message names the setting.
+    #[error("invalid store config: {0}")]
+    InvalidConfig(String),
     /// Metadata in the `meta` column family is unreadable.
     #[error("corrupt metadata at `{key}`: {reason}")]
     CorruptMeta {

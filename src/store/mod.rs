@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod lookup;
 pub mod manifest;
+pub mod memory;
 pub mod meta;
 pub mod options;
 pub mod rank;
@@ -38,6 +39,7 @@ use serde::Serialize;
 
 pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
+pub use memory::MemoryUsage;
 pub use read::{FeatureReading, FeatureVector};
 pub use stream::{PushError, PushEvent, PushOutcome};
 pub use view::{ReadView, StreamedFeatures};
@@ -158,6 +160,7 @@ impl FeatureStore {
     /// version left `loading` and any column family the manifest does not name are
     /// dropped, so no partial version survives a crash.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
+        config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let db_path = dir.join("db");
         let scratch = dir.join("tmp");
@@ -167,7 +170,7 @@ impl FeatureStore {
             std::fs::remove_dir_all(&scratch)
                 .map_err(io_err(format!("clean {}", scratch.display())))?;
         }
-        let options = EngineOptions::new(config.block_cache_bytes);
+        let options = EngineOptions::new(config.block_cache_bytes, config.write_buffer_bytes);
         let db_opts = options.db();
         let mut names = DB::list_cf(&db_opts, &db_path).unwrap_or_default();
         if !names.iter().any(|n| n == META_CF) {
@@ -448,6 +451,24 @@ impl FeatureStore {
             }
         }
         Ok(changed)
+    }
+
+    /// What the engine's memory pools hold now (see [`memory`]). Walks every column
+    /// family's properties: call it for metrics or diagnostics, not per request.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let (hot_segments_mapped, column_families) = {
+            let state = self.admin.lock();
+            let mapped = state.segments.values().map(|s| s.mapped_bytes()).sum();
+            let batch = state
+                .manifest
+                .groups
+                .values()
+                .map(|g| g.versions.len() as u64)
+                .sum::<u64>();
+            (mapped, batch)
+        };
+        self.options
+            .memory_usage(&self.db, hot_segments_mapped, column_families)
     }
 
     /// The store's configuration.

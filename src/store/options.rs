@@ -1,16 +1,32 @@
-//! RocksDB options, tuned for point reads of immutable batch data.
+//! RocksDB options by column family role, and the shared memory budgets.
 //!
-//! Why each choice:
-//! * **One shared LRU block cache** for all column families, so hundreds of group
-//!   versions share one memory budget instead of each growing its own.
+//! Roles (see `storage-format.md`, "Column families"):
+//! * **batch** (`batch.{group}.v{n}`): written only by SST ingestion (files land in the
+//!   bottommost level, non-overlapping), read by point lookups and entity scans. Their
+//!   memtables stay empty, so they get the smallest write buffer and no memtable bloom
+//!   filter: with RocksDB's default 64 MiB write buffer and a prefix bloom ratio of 0.1,
+//!   each empty memtable allocated a 6.4 MiB bloom filter at creation, and 1,200 kept
+//!   versions held 7.7 GB for no data (`featstore-bench-scale`, storage-format.md).
+//! * **stream** (`stream.{group}`, `stream_events`): written through the WAL and
+//!   memtables. Every memtable of the database draws on one **write buffer manager**
+//!   (`write_buffer_bytes`, stalling writers beyond it), so 400 pushed groups cannot hold
+//!   400 x 64 MiB; no memtable bloom either, since an empty bloom costs its full size in
+//!   every stream family whether or not it is pushed to.
+//! * **meta**: small, written rarely.
+//!
+//! Shared by every role:
+//! * **One LRU block cache** (`block_cache_bytes`) for data blocks **and** index and
+//!   filter blocks. Indexes and filters are **partitioned** (4 KiB partitions behind a
+//!   small top-level index that stays pinned), cached with high priority: a read loads
+//!   one 4 KiB filter partition and one index partition, never a whole multi-megabyte
+//!   filter, so their memory is bounded by the cache instead of growing with the number
+//!   of keys (at 100M entities x 50 features, whole filters would be about 6 GB per
+//!   version outside any budget). An earlier layout kept whole, unpartitioned filters
+//!   in the cache and uniform random reads evicted and re-read them at 14 ms a read;
+//!   partitioning is what makes caching them affordable.
 //! * **Bloom filters (10 bits/key, ~1% false positives) on whole keys and on the entity
 //!   prefix**: a read of an entity missing from a version costs a filter probe, no data
-//!   block. Index and filter blocks stay resident in the table readers, outside the
-//!   block cache: a batch version is larger than the cache, and when index and filter
-//!   blocks competed with data blocks for it, uniform random reads evicted them and every
-//!   read re-loaded a multi-megabyte filter (14 ms per read in `benches/read_path.rs`
-//!   with 1M entities, against microseconds with them resident). Their memory is about
-//!   1.5 bytes per key.
+//!   block.
 //! * **Entity-key prefix extractor** (`codec::key::entity_prefix_len`): an entity scan
 //!   uses the prefix bloom and stops at the entity's last key.
 //! * **Hash index inside data blocks** (`BinaryAndHash`): a point lookup inside a block
@@ -18,17 +34,20 @@
 //! * **4 KiB blocks, LZ4**: one entity's 50 features (~1.5 KiB) fit in one block; LZ4
 //!   decompresses faster than the read costs otherwise. Keys share the entity prefix, so
 //!   RocksDB's delta encoding stores the entity id about once per restart interval.
-//! * Batch column families are written only by SST ingestion (files land in the
-//!   bottommost level, non-overlapping), so their memtables stay empty.
+//!
+//! Invariant: the options a column family is opened with depend only on its name and
+//! the [`EngineOptions`], so SST files written by the loader (with [`EngineOptions::batch_cf`])
+//! always match the family they are ingested into.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, DataBlockIndexType, Options,
-    SliceTransform,
+    SliceTransform, WriteBufferManager,
 };
 
+use super::memory::MemoryUsage;
 use super::stream::retention::{FilterKind, RetentionFilterFactory, SharedRetention};
 use super::stream::{EVENTS_CF, STREAM_CF_PREFIX};
 use crate::codec::key::entity_prefix_len;
@@ -37,6 +56,20 @@ use crate::codec::key::entity_prefix_len;
 pub const META_CF: &str = "meta";
 /// Prefix of batch column family names: `batch.{group}.v{version}`.
 pub const BATCH_CF_PREFIX: &str = "batch.";
+
+/// Write buffer of a batch column family. Nothing writes to it (ingestion bypasses the
+/// memtable), so the smallest size RocksDB handles well: its arena blocks are an eighth.
+const BATCH_WRITE_BUFFER_BYTES: usize = 1 << 20;
+/// Write buffer of the meta column family (a few small records per registry change or
+/// load).
+const META_WRITE_BUFFER_BYTES: usize = 4 << 20;
+/// Largest write buffer of one stream column family; smaller budgets give each an
+/// eighth of the budget, so several groups can fill before the manager flushes.
+const STREAM_WRITE_BUFFER_MAX_BYTES: usize = 64 << 20;
+/// Smallest write buffer of one stream column family.
+const STREAM_WRITE_BUFFER_MIN_BYTES: usize = 1 << 20;
+/// Size of an index or filter partition.
+const METADATA_BLOCK_BYTES: u64 = 4 << 10;
 
 /// The column family that holds `version` of `group`.
 pub fn batch_cf_name(group: &str, version: u64) -> String {
@@ -54,18 +87,27 @@ fn in_entity_domain(key: &[u8]) -> bool {
     entity_prefix_len(key).is_some()
 }
 
-/// Options shared by every column family open in one engine.
+/// Options shared by every column family open in one engine: the block cache, the write
+/// buffer manager, and the retention table of the compaction filters.
 pub struct EngineOptions {
     cache: Cache,
+    block_cache_bytes: usize,
+    write_buffers: WriteBufferManager,
+    write_buffer_bytes: usize,
     /// Retention limits read by the stream column families' compaction filters.
     retention: SharedRetention,
 }
 
 impl EngineOptions {
-    /// Creates the shared block cache.
-    pub fn new(block_cache_bytes: usize) -> Self {
+    /// Creates the shared block cache of `block_cache_bytes` and the write buffer
+    /// manager that bounds all memtables together to `write_buffer_bytes` (writers stall
+    /// beyond it until a flush frees memory).
+    pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> Self {
         EngineOptions {
             cache: Cache::new_lru_cache(block_cache_bytes),
+            block_cache_bytes,
+            write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, true),
+            write_buffer_bytes,
             retention: Arc::new(ArcSwap::from_pointee(Default::default())),
         }
     }
@@ -84,49 +126,76 @@ impl EngineOptions {
         opts.set_max_open_files(-1);
         opts.set_keep_log_file_num(5);
         opts.set_bytes_per_sync(1 << 20);
+        opts.set_write_buffer_manager(&self.write_buffers);
+        // The default column family holds nothing; it still has a memtable.
+        opts.set_write_buffer_size(BATCH_WRITE_BUFFER_BYTES);
         opts
     }
 
-    /// Options of the `meta` column family: small, written rarely, default tuning.
-    pub fn meta_cf(&self) -> Options {
-        let mut opts = Options::default();
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&self.cache);
-        opts.set_block_based_table_factory(&table);
-        opts
-    }
-
-    /// Options of a batch column family, and of the SST files written for it (the two
-    /// must agree so the files' filters match the column family's prefix extractor).
-    pub fn batch_cf(&self) -> Options {
+    /// Table options every role shares: the one block cache, partitioned index and
+    /// filters charged to it (see the module docs).
+    fn table(&self) -> BlockBasedOptions {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         table.set_block_size(4 << 10);
         table.set_format_version(5);
         table.set_bloom_filter(10.0, false);
         table.set_whole_key_filtering(true);
-        table.set_cache_index_and_filter_blocks(false);
-        table.set_index_type(BlockBasedIndexType::BinarySearch);
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(METADATA_BLOCK_BYTES as usize);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_optimize_filters_for_memory(true);
         table.set_data_block_index_type(DataBlockIndexType::BinaryAndHash);
+        table
+    }
 
+    /// Point reads by entity key and entity scans: table options, LZ4, the entity
+    /// prefix extractor.
+    fn entity_keyed(&self, write_buffer_bytes: usize) -> Options {
         let mut opts = Options::default();
-        opts.set_block_based_table_factory(&table);
+        opts.set_block_based_table_factory(&self.table());
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_prefix_extractor(SliceTransform::create(
             "featstore.entity_prefix.v1",
             entity_prefix,
             Some(in_entity_domain),
         ));
-        opts.set_memtable_prefix_bloom_ratio(0.1);
+        opts.set_memtable_prefix_bloom_ratio(0.0);
+        opts.set_write_buffer_size(write_buffer_bytes);
         opts.set_level_compaction_dynamic_level_bytes(true);
         opts
     }
 
-    /// Options of a `stream.{group}` column family: the batch tuning (point reads by
-    /// entity key, prefix scans of tiles), written through the memtable and WAL, with
-    /// the retention compaction filter.
+    /// Options of the `meta` column family: small, written rarely.
+    pub fn meta_cf(&self) -> Options {
+        let mut opts = Options::default();
+        opts.set_block_based_table_factory(&self.table());
+        opts.set_write_buffer_size(META_WRITE_BUFFER_BYTES);
+        opts
+    }
+
+    /// Options of a batch column family, and of the SST files written for it (the two
+    /// must agree so the files' filters match the column family's prefix extractor).
+    pub fn batch_cf(&self) -> Options {
+        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES);
+        opts.set_max_write_buffer_number(2);
+        opts
+    }
+
+    /// The write buffer of one stream column family under the shared budget.
+    fn stream_write_buffer_bytes(&self) -> usize {
+        (self.write_buffer_bytes / 8)
+            .clamp(STREAM_WRITE_BUFFER_MIN_BYTES, STREAM_WRITE_BUFFER_MAX_BYTES)
+    }
+
+    /// Options of a `stream.{group}` column family: point reads by entity key and
+    /// prefix scans of tiles, written through the memtable and WAL under the shared write
+    /// buffer budget, with the retention compaction filter.
     pub fn stream_cf(&self) -> Options {
-        let mut opts = self.batch_cf();
+        let mut opts = self.entity_keyed(self.stream_write_buffer_bytes());
         opts.set_compaction_filter_factory(RetentionFilterFactory::new(
             self.retention.clone(),
             FilterKind::Stream,
@@ -134,14 +203,49 @@ impl EngineOptions {
         opts
     }
 
-    /// Options of the `stream_events` column family (event-id markers).
+    /// Options of the `stream_events` column family (event-id markers), written on
+    /// every push like the stream families.
     pub fn events_cf(&self) -> Options {
         let mut opts = self.meta_cf();
+        opts.set_write_buffer_size(self.stream_write_buffer_bytes());
         opts.set_compaction_filter_factory(RetentionFilterFactory::new(
             self.retention.clone(),
             FilterKind::Markers,
         ));
         opts
+    }
+
+    /// Reads RocksDB's memory accounting for `db` (opened with these options).
+    pub fn memory_usage(
+        &self,
+        db: &rocksdb::DB,
+        hot_segments_mapped: u64,
+        batch_column_families: u64,
+    ) -> MemoryUsage {
+        let stats = rocksdb::perf::get_memory_usage_stats(Some(&[db]), None);
+        let (memtables, memtables_unflushed, table_readers) = match stats {
+            Ok(s) => (
+                s.mem_table_total,
+                s.mem_table_unflushed,
+                s.mem_table_readers_total,
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "RocksDB memory usage unavailable");
+                (0, 0, 0)
+            }
+        };
+        MemoryUsage {
+            block_cache_capacity: self.block_cache_bytes as u64,
+            block_cache_usage: self.cache.get_usage() as u64,
+            block_cache_pinned: self.cache.get_pinned_usage() as u64,
+            write_buffer_budget: self.write_buffer_bytes as u64,
+            write_buffer_usage: self.write_buffers.get_usage() as u64,
+            memtables,
+            memtables_unflushed,
+            table_readers,
+            hot_segments_mapped,
+            batch_column_families,
+        }
     }
 
     /// Options for a column family found on disk at open, chosen by its name.

@@ -93,6 +93,11 @@ impl HotSegment {
     pub fn entity_count(&self) -> usize {
         self.segment.entity_count()
     }
+
+    /// Bytes of the mapped file.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.segment.as_bytes().len() as u64
+    }
 }
 
 /// The segment's field positions of a lookup's wanted features, resolved once per

@@ -20,6 +20,7 @@ pub fn temp_store() -> (tempfile::TempDir, FeatureStore) {
 pub fn small_config() -> StoreConfig {
     StoreConfig {
         block_cache_bytes: 8 << 20,
+        write_buffer_bytes: 8 << 20,
         keep_versions: 3,
         load_memory_bytes: 8 << 20,
         sst_target_bytes: 4 << 20,
