@@ -181,6 +181,12 @@ fn read_names(args: &Args) -> Vec<Vec<String>> {
 }
 
 fn reopen(args: &Args, dir: &Path) -> Result<()> {
+    // The store logs where its open time went ("store opened"); the parent prints it.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .init();
     let started = Instant::now();
     let store = FeatureStore::open(dir, config(args))?;
     let open_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -355,6 +361,10 @@ fn main() -> Result<()> {
         );
     };
     let r: Reopened = serde_json::from_str(json)?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if let Some(line) = stderr.lines().find(|l| l.contains("store opened")) {
+        println!("restart: {}", line.trim());
+    }
     println!("restart: open               {:.0} ms", r.open_ms);
     println!(
         "restart: rss after open     {:.0} MiB",

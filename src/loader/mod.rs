@@ -127,6 +127,16 @@ pub struct LoadRecord {
     pub activated: bool,
 }
 
+/// Where [`build_files`]' SST files go: the options of the column family they are
+/// ingested into, and the key prefix of the version inside it.
+#[derive(Clone, Copy)]
+pub struct SstTarget<'o> {
+    /// The target column family's options (filters and prefix extractor must match).
+    pub options: &'o rocksdb::Options,
+    /// Prefix of every key ([`crate::codec::key::VersionPrefix`]).
+    pub key_prefix: &'o [u8],
+}
+
 /// Result of [`build_files`]: SST files ready to ingest and the facts for the record.
 #[derive(Debug)]
 pub struct BuiltFiles {
@@ -203,7 +213,7 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
 pub fn build_files(
     request: &LoadRequest,
     columns: &HashMap<String, FeatureColumn>,
-    sst_options: &rocksdb::Options,
+    target: &SstTarget<'_>,
     scratch: &Path,
     memory_budget: usize,
     sst_target_bytes: u64,
@@ -251,13 +261,15 @@ pub fn build_files(
         return Err(LoadError::EmptyInput(path_text));
     }
 
-    let mut writer = SstSetWriter::new(sst_options, scratch, sst_target_bytes).with_progress(|n| {
-        progress(LoadProgress {
-            phase: "write",
-            values: n,
-            elapsed_secs: started.elapsed().as_secs_f64(),
-        })
-    });
+    let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
+        .with_key_prefix(target.key_prefix)
+        .with_progress(|n| {
+            progress(LoadProgress {
+                phase: "write",
+                values: n,
+                elapsed_secs: started.elapsed().as_secs_f64(),
+            })
+        });
     let duplicates = sorter.finish(&mut writer)?;
     let (files, stats) = writer.finish()?;
     let sst_files = files.len();

@@ -3,6 +3,8 @@
 //! Files are written with the batch column family's own options, so their filters and
 //! prefix extractor match the column family they are ingested into. Keys arrive strictly
 //! increasing, so consecutive files never overlap and all land in the bottommost level.
+//! Every key is written under the version's key prefix (layout 2), so the files of one
+//! load hold exactly one version's key range.
 
 use std::path::{Path, PathBuf};
 
@@ -33,6 +35,9 @@ pub struct SstSetWriter<'o> {
     last_entity: Vec<u8>,
     stats: SstStats,
     on_record: Option<Box<dyn FnMut(u64) + 'o>>,
+    /// The version prefix, then the key being written.
+    prefixed: Vec<u8>,
+    prefix_len: usize,
 }
 
 impl<'o> SstSetWriter<'o> {
@@ -47,7 +52,16 @@ impl<'o> SstSetWriter<'o> {
             last_entity: Vec::new(),
             stats: SstStats::default(),
             on_record: None,
+            prefixed: Vec::new(),
+            prefix_len: 0,
         }
+    }
+
+    /// Writes every key under `prefix` (the version's [`crate::codec::key::VersionPrefix`]).
+    pub fn with_key_prefix(mut self, prefix: &[u8]) -> Self {
+        self.prefixed = prefix.to_vec();
+        self.prefix_len = prefix.len();
+        self
     }
 
     /// Calls `f(records written)` every 1,048,576 records (progress reporting).
@@ -94,8 +108,10 @@ impl SortedSink for SstSetWriter<'_> {
             self.current = Some(writer);
         }
         if let Some(writer) = self.current.as_mut() {
+            self.prefixed.truncate(self.prefix_len);
+            self.prefixed.extend_from_slice(key);
             writer
-                .put(key, value)
+                .put(&self.prefixed, value)
                 .map_err(|e| LoadError::Sst(e.to_string()))?;
         }
         if new_entity {

@@ -28,8 +28,8 @@ use featstore_format::segment::{FieldValue, Row, ValueRef};
 use super::answer::ColumnValues;
 use super::error::ReadError;
 use super::stream::merge::merge_stream;
-use super::view::ReadView;
-use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
+use super::view::{ActiveVersion, ReadView};
+use crate::codec::key::{EntityKey, VersionPrefix, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
 use crate::registry::FeatureDefinition;
 use crate::types::{FeatureId, TimestampMs, Value};
@@ -236,14 +236,14 @@ fn lookup_batch(
         return Ok(Some(active.version));
     }
     if request.wanted.len() <= MULTI_GET_MAX {
-        multi_get(view, &active.cf, request, entities, &misses, out)?;
+        multi_get(view, active, request, entities, &misses, out)?;
     } else {
         // One iterator, re-seeked per entity (each seek sets the prefix bound).
         let mut opts = ReadOptions::default();
         opts.set_prefix_same_as_start(true);
         let mut iter = view.db().raw_iterator_cf_opt(&active.cf, opts);
         for &e in &misses {
-            scan_entity(&mut iter, request, &entities[e], e, out)?;
+            scan_entity(&mut iter, active.prefix, request, &entities[e], e, out)?;
         }
     }
     Ok(Some(active.version))
@@ -270,17 +270,19 @@ fn storage(e: rocksdb::Error) -> ReadError {
 /// One batched MultiGet over every (missed entity, wanted feature) key.
 fn multi_get(
     view: &ReadView,
-    cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+    active: &ActiveVersion<'_>,
     request: &GroupLookup<'_>,
     entities: &[EntityKey],
     misses: &[usize],
     out: &mut impl StoredSink,
 ) -> Result<(), ReadError> {
+    let cf = &active.cf;
+    let prefix = active.prefix.as_bytes();
     let mut keys: Vec<Vec<u8>> = Vec::with_capacity(misses.len() * request.wanted.len());
     let mut targets: Vec<(usize, usize)> = Vec::with_capacity(keys.capacity());
     for &e in misses {
         for &(fid, column) in request.wanted {
-            keys.push(entities[e].feature_key(fid));
+            keys.push(entities[e].feature_key_under(prefix, fid));
             targets.push((e, column));
         }
     }
@@ -299,6 +301,7 @@ fn multi_get(
 /// One prefix scan over the entity's keys, picking the wanted features.
 fn scan_entity(
     iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+    version: VersionPrefix,
     request: &GroupLookup<'_>,
     entity: &EntityKey,
     e: usize,
@@ -308,11 +311,14 @@ fn scan_entity(
     let Some(&(first_fid, _)) = wanted.first() else {
         return Ok(());
     };
-    iter.seek(entity.feature_key(first_fid));
+    iter.seek(entity.feature_key_under(version.as_bytes(), first_fid));
     let prefix_len = entity.as_bytes().len();
     let mut next = 0;
     while iter.valid() && next < wanted.len() {
         let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        let Some(key) = version.strip(key) else {
             break;
         };
         if entity_prefix_len(key) != Some(prefix_len) || !key.starts_with(entity.as_bytes()) {

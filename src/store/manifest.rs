@@ -9,10 +9,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::key::VersionPrefix;
 use crate::types::TimestampMs;
 
-/// Version of the manifest document's shape (see storage-format.md).
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Version of the manifest document's shape (see storage-format.md). 2 added
+/// [`VersionEntry::family`] (batch layout 2: one column family per group).
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// Oldest manifest shape this build reads: version 1 entries have no `family` and keep
+/// their data in a column family of their own (batch layout 1).
+pub const MANIFEST_OLDEST_READABLE: u32 = 1;
 
 /// Lifecycle of one batch version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,8 +35,13 @@ pub enum VersionState {
 pub struct VersionEntry {
     /// Version number, unique and increasing within the group.
     pub version: u64,
-    /// Column family holding the version's data.
+    /// The version's name, `batch.{group}.v{version}`: the name of its hot segment file,
+    /// and, when `family` is absent (layout 1), the column family holding its data.
     pub cf_name: String,
+    /// The group's versions column family holding the data (layout 2), under the key
+    /// prefix [`VersionPrefix::of`]`(version)`. Absent in entries written by layout 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
     /// Lifecycle state.
     pub state: VersionState,
     /// When the version was allocated.
@@ -39,6 +49,17 @@ pub struct VersionEntry {
     /// The version's hot segment, if one was built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<super::segments::SegmentInfo>,
+}
+
+impl VersionEntry {
+    /// Where the version's data lives: the column family and the key prefix of every
+    /// key of the version inside it.
+    pub fn location(&self) -> (&str, VersionPrefix) {
+        match &self.family {
+            Some(family) => (family, VersionPrefix::of(self.version)),
+            None => (&self.cf_name, VersionPrefix::none()),
+        }
+    }
 }
 
 /// Versions of one group.
@@ -159,6 +180,7 @@ mod tests {
                 .map(|v| VersionEntry {
                     version: *v,
                     cf_name: format!("batch.g.v{v}"),
+                    family: Some("versions.g".into()),
                     state: VersionState::Ready,
                     created_at_ms: 0,
                     segment: None,

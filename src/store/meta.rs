@@ -128,16 +128,24 @@ pub fn read_manifest(db: &DB) -> Result<Manifest, StoreError> {
         None => Ok(Manifest::default()),
         Some(bytes) => {
             let manifest: Manifest = decode(MANIFEST_KEY, &bytes)?;
-            if manifest.format_version != super::manifest::MANIFEST_FORMAT_VERSION {
+            let supported = super::manifest::MANIFEST_OLDEST_READABLE
+                ..=super::manifest::MANIFEST_FORMAT_VERSION;
+            if !supported.contains(&manifest.format_version) {
                 return Err(StoreError::CorruptMeta {
                     key: "manifest".into(),
                     reason: format!(
-                        "format version {} is not supported by this build (expects {})",
+                        "format version {} is not supported by this build (reads {} to {}): \
+                         the data directory was written by a newer featstore; run that version",
                         manifest.format_version,
-                        super::manifest::MANIFEST_FORMAT_VERSION
+                        supported.start(),
+                        supported.end()
                     ),
                 });
             }
+            // Rewritten at the current version with the next change; version 1 entries
+            // keep their meaning (no `family`: layout 1).
+            let mut manifest = manifest;
+            manifest.format_version = super::manifest::MANIFEST_FORMAT_VERSION;
             Ok(manifest)
         }
     }

@@ -24,6 +24,7 @@ pub mod read;
 pub mod registry_ops;
 pub mod segments;
 pub mod stream;
+pub mod version_range;
 pub mod view;
 
 use std::collections::HashMap;
@@ -44,13 +45,17 @@ pub use read::{FeatureReading, FeatureVector};
 pub use stream::{PushError, PushEvent, PushOutcome};
 pub use view::{ReadView, StreamedFeatures};
 
+use crate::codec::key::{VersionPrefix, version_of_key};
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
 use manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
-use options::{BATCH_CF_PREFIX, EngineOptions, META_CF, batch_cf_name};
+use options::{
+    BATCH_CF_PREFIX, EngineOptions, META_CF, VERSIONS_CF_PREFIX, batch_cf_name, versions_cf_name,
+};
 use segments::{HotSegment, Selection};
+use version_range::VersionRange;
 
 /// What `apply` did with one definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,6 +121,8 @@ struct AdminState {
     segments: HashMap<String, Arc<HotSegment>>,
     /// Features that ever received a pushed value, per group (persisted in meta).
     streamed: Arc<StreamedFeatures>,
+    /// Key ranges of the layout-2 versions the manifest names, by version name.
+    ranges: HashMap<String, Arc<VersionRange>>,
 }
 
 /// Access counters by entity type; replaced (copy on write) when an entity type appears.
@@ -170,6 +177,7 @@ impl FeatureStore {
             std::fs::remove_dir_all(&scratch)
                 .map_err(io_err(format!("clean {}", scratch.display())))?;
         }
+        let opened = Instant::now();
         let options = EngineOptions::new(config.block_cache_bytes, config.write_buffer_bytes);
         let db_opts = options.db();
         let mut names = DB::list_cf(&db_opts, &db_path).unwrap_or_default();
@@ -180,6 +188,7 @@ impl FeatureStore {
             .iter()
             .map(|n| rocksdb::ColumnFamilyDescriptor::new(n, options.for_existing_cf(n)));
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, &db_path, descriptors)?);
+        let rocksdb_ms = opened.elapsed().as_millis();
 
         let definitions = meta::read_definitions(&db)?;
         let mut registry = Registry::from_definitions(definitions);
@@ -194,6 +203,8 @@ impl FeatureStore {
         if recovered {
             meta::write_manifest(&db, &manifest, None)?;
         }
+        Self::delete_orphan_ranges(&db, &names, &manifest)?;
+        let ranges = Self::version_ranges(&db, &manifest);
         let registry = Arc::new(registry);
         let segments = Self::map_active_segments(&dir, &manifest);
         let streamed = Arc::new(stream::load_streamed_features(&db, &registry)?);
@@ -202,6 +213,7 @@ impl FeatureStore {
             registry.clone(),
             &manifest,
             &segments,
+            &ranges,
             streamed.clone(),
         )?;
         let stream = stream::StreamState::start(&db, &options, &registry)?;
@@ -218,11 +230,20 @@ impl FeatureStore {
                 next_feature_id,
                 segments,
                 streamed,
+                ranges,
             }),
             stream,
         };
+        let state_ms = opened.elapsed().as_millis() - rocksdb_ms;
         store.load_access_counts()?;
         store.rebuild_unusable_segments();
+        tracing::info!(
+            column_families = names.len(),
+            rocksdb_ms,
+            state_ms,
+            total_ms = opened.elapsed().as_millis(),
+            "store opened"
+        );
         Ok(store)
     }
 
@@ -266,12 +287,25 @@ impl FeatureStore {
             StoreError::Segment(format!("{group} v{version}: no load record to size it"))
         })?;
         let cf_name = batch_cf_name(group, version);
-        let cf = self.db.cf_handle(&cf_name).ok_or_else(|| {
+        let (family, prefix) = {
+            let state = self.admin.lock();
+            let entry = state
+                .manifest
+                .groups
+                .get(group)
+                .and_then(|gm| gm.entry(version))
+                .ok_or_else(|| {
+                    StoreError::Segment(format!("{group} v{version}: not in the manifest"))
+                })?;
+            let (family, prefix) = entry.location();
+            (family.to_owned(), prefix)
+        };
+        let cf = self.db.cf_handle(&family).ok_or_else(|| {
             StoreError::Segment(format!(
-                "{group} v{version}: column family {cf_name} is missing"
+                "{group} v{version}: column family {family} is missing"
             ))
         })?;
-        let built = self.build_segment(group, version, &cf, record)?;
+        let built = self.build_segment(group, version, &cf, prefix, record)?;
         let mut state = self.admin.lock();
         let mut next = state.manifest.clone();
         if let Some(entry) = next
@@ -471,6 +505,73 @@ impl FeatureStore {
             .memory_usage(&self.db, hot_segments_mapped, column_families)
     }
 
+    /// Deletes the key ranges of versions that a versions column family holds but the
+    /// manifest does not name (a load or a drop interrupted by a crash). Finds them with
+    /// one seek per version present, never a scan.
+    fn delete_orphan_ranges(
+        db: &DB,
+        cf_names: &[String],
+        manifest: &Manifest,
+    ) -> Result<(), StoreError> {
+        for family in cf_names
+            .iter()
+            .filter(|n| n.starts_with(VERSIONS_CF_PREFIX))
+        {
+            let Some(cf) = db.cf_handle(family) else {
+                continue;
+            };
+            let named: std::collections::HashSet<u64> = manifest
+                .groups
+                .values()
+                .flat_map(|g| g.versions.iter())
+                .filter(|v| v.family.as_deref() == Some(family.as_str()))
+                .map(|v| v.version)
+                .collect();
+            let mut orphans = Vec::new();
+            {
+                let mut opts = rocksdb::ReadOptions::default();
+                opts.set_total_order_seek(true);
+                let mut iter = db.raw_iterator_cf_opt(&cf, opts);
+                iter.seek_to_first();
+                while let Some(version) = iter.key().and_then(version_of_key) {
+                    if !named.contains(&version) {
+                        orphans.push(version);
+                    }
+                    match VersionPrefix::of(version).upper_bound() {
+                        Some(next) => iter.seek(next),
+                        None => break,
+                    }
+                }
+                iter.status()?;
+            }
+            for version in orphans {
+                tracing::warn!(
+                    family = family.as_str(),
+                    version,
+                    "deleting keys of a version the manifest does not name"
+                );
+                VersionRange::delete_now(db, family, VersionPrefix::of(version))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The key ranges of every layout-2 version the manifest names.
+    fn version_ranges(db: &Arc<DB>, manifest: &Manifest) -> HashMap<String, Arc<VersionRange>> {
+        manifest
+            .groups
+            .values()
+            .flat_map(|g| g.versions.iter())
+            .filter_map(|entry| {
+                let family = entry.family.as_ref()?;
+                Some((
+                    entry.cf_name.clone(),
+                    VersionRange::new(db.clone(), family, VersionPrefix::of(entry.version)),
+                ))
+            })
+            .collect()
+    }
+
     /// The store's configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.config
@@ -521,6 +622,7 @@ impl FeatureStore {
             state.registry.clone(),
             &state.manifest,
             &state.segments,
+            &state.ranges,
             state.streamed.clone(),
         )?;
         self.view.store(Arc::new(view));
@@ -635,9 +737,14 @@ impl FeatureStore {
             let version = gm.next_version.max(1);
             gm.next_version = version + 1;
             let cf_name = batch_cf_name(&request.group, version);
+            let family = versions_cf_name(&request.group);
+            if self.db.cf_handle(&family).is_none() {
+                self.db.create_cf(&family, &self.options.versions_cf())?;
+            }
             gm.versions.push(VersionEntry {
                 version,
                 cf_name: cf_name.clone(),
+                family: Some(family),
                 state: VersionState::Loading,
                 created_at_ms: now_ms(),
                 segment: None,
@@ -675,11 +782,16 @@ impl FeatureStore {
     ) -> Result<LoadRecord, StoreError> {
         std::fs::create_dir_all(scratch)
             .map_err(io_err(format!("create {}", scratch.display())))?;
-        let sst_options = self.options.batch_cf();
+        let sst_options = self.options.versions_cf();
+        let prefix = VersionPrefix::of(version);
+        let family = versions_cf_name(&request.group);
         let built = loader::build_files(
             request,
             columns,
-            &sst_options,
+            &loader::SstTarget {
+                options: &sst_options,
+                key_prefix: prefix.as_bytes(),
+            },
             scratch,
             self.config.load_memory_bytes,
             self.config.sst_target_bytes,
@@ -687,13 +799,12 @@ impl FeatureStore {
         )?;
 
         let ingest_started = Instant::now();
-        self.db.create_cf(cf_name, &self.options.batch_cf())?;
         let cf = self
             .db
-            .cf_handle(cf_name)
+            .cf_handle(&family)
             .ok_or_else(|| StoreError::CorruptMeta {
-                key: cf_name.to_owned(),
-                reason: "column family vanished after creation".into(),
+                key: family.clone(),
+                reason: "versions column family vanished after creation".into(),
             })?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
@@ -701,7 +812,7 @@ impl FeatureStore {
             .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
         let ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let segment_started = Instant::now();
-        let segment = self.build_segment(&request.group, version, &cf, &built.record)?;
+        let segment = self.build_segment(&request.group, version, &cf, prefix, &built.record)?;
         drop(cf);
 
         let mut record = built.record;
@@ -721,6 +832,10 @@ impl FeatureStore {
         if let Some((_, mapped)) = segment {
             state.segments.insert(cf_name.to_owned(), mapped);
         }
+        state.ranges.insert(
+            cf_name.to_owned(),
+            VersionRange::new(self.db.clone(), &family, prefix),
+        );
         if request.activate {
             gm.activate(version);
         }
@@ -739,6 +854,7 @@ impl FeatureStore {
         group: &str,
         version: u64,
         cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        prefix: VersionPrefix,
         record: &LoadRecord,
     ) -> Result<Option<(segments::SegmentInfo, Arc<HotSegment>)>, StoreError> {
         let budget = self.config.hot_segment_bytes;
@@ -804,14 +920,14 @@ impl FeatureStore {
             dir: &dir,
             file: &file,
         };
-        let Some(info) = segments::build(&self.db, cf, &target, fields, &selection)? else {
+        let Some(info) = segments::build(&self.db, cf, prefix, &target, fields, &selection)? else {
             return Ok(None);
         };
         let mapped = HotSegment::open(&dir.join(&info.file))?;
         Ok(Some((info, Arc::new(mapped))))
     }
 
-    /// Removes a failed load's version from the manifest and drops its column family.
+    /// Removes a failed load's version from the manifest and deletes its keys.
     fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
         let segment = Self::segments_dir(&self.dir).join(segments::file_name(cf_name));
         if segment.exists() {
@@ -824,11 +940,12 @@ impl FeatureStore {
         }
         if let Err(e) = self.commit_manifest(&mut state, next, None) {
             tracing::error!(group, version, error = %e, "could not remove failed version; it is dropped at next open");
+            return;
         }
-        if self.db.cf_handle(cf_name).is_some()
-            && let Err(e) = self.db.drop_cf(cf_name)
-        {
-            tracing::error!(cf = cf_name, error = %e, "could not drop column family of failed load");
+        state.ranges.remove(cf_name);
+        let family = versions_cf_name(group);
+        if let Err(e) = VersionRange::delete_now(&self.db, &family, VersionPrefix::of(version)) {
+            tracing::error!(group, version, error = %e, "could not delete keys of failed load; they are deleted at next open");
         }
     }
 
@@ -981,7 +1098,12 @@ impl FeatureStore {
                     tracing::warn!(path = %path.display(), error = %e, "could not delete segment");
                 }
             }
-            self.db.drop_cf(&entry.cf_name)?;
+            match state.ranges.remove(&entry.cf_name) {
+                // Deleted now, or when the last view reading it is released.
+                Some(range) => range.doom(),
+                None if entry.family.is_none() => self.db.drop_cf(&entry.cf_name)?,
+                None => {}
+            }
         }
         Ok(doomed)
     }

@@ -50,12 +50,16 @@ use rocksdb::{
 use super::memory::MemoryUsage;
 use super::stream::retention::{FilterKind, RetentionFilterFactory, SharedRetention};
 use super::stream::{EVENTS_CF, STREAM_CF_PREFIX};
-use crate::codec::key::entity_prefix_len;
+use crate::codec::key::{entity_prefix_len, versioned_entity_prefix_len};
 
 /// Name of the column family holding the registry, manifest and load records.
 pub const META_CF: &str = "meta";
-/// Prefix of batch column family names: `batch.{group}.v{version}`.
+/// Prefix of the layout-1 batch column family names, one per version:
+/// `batch.{group}.v{version}`. Stores written before layout 2 keep serving from them
+/// until those versions are dropped; no new one is created.
 pub const BATCH_CF_PREFIX: &str = "batch.";
+/// Prefix of the versions column family names, one per group: `versions.{group}`.
+pub const VERSIONS_CF_PREFIX: &str = "versions.";
 
 /// Write buffer of a batch column family. Nothing writes to it (ingestion bypasses the
 /// memtable), so the smallest size RocksDB handles well: its arena blocks are an eighth.
@@ -74,6 +78,22 @@ const METADATA_BLOCK_BYTES: u64 = 4 << 10;
 /// The column family that holds `version` of `group`.
 pub fn batch_cf_name(group: &str, version: u64) -> String {
     format!("{BATCH_CF_PREFIX}{group}.v{version}")
+}
+
+/// The column family that holds every batch version of `group` (layout 2).
+pub fn versions_cf_name(group: &str) -> String {
+    format!("{VERSIONS_CF_PREFIX}{group}")
+}
+
+fn versioned_entity_prefix(key: &[u8]) -> &[u8] {
+    match versioned_entity_prefix_len(key) {
+        Some(len) => key.get(..len).unwrap_or(key),
+        None => key,
+    }
+}
+
+fn in_versioned_entity_domain(key: &[u8]) -> bool {
+    versioned_entity_prefix_len(key).is_some()
 }
 
 fn entity_prefix(key: &[u8]) -> &[u8] {
@@ -152,17 +172,13 @@ impl EngineOptions {
         table
     }
 
-    /// Point reads by entity key and entity scans: table options, LZ4, the entity
-    /// prefix extractor.
-    fn entity_keyed(&self, write_buffer_bytes: usize) -> Options {
+    /// Point reads by entity key and entity scans: table options, LZ4, and a prefix
+    /// extractor that cuts a key after its entity key.
+    fn entity_keyed(&self, write_buffer_bytes: usize, extractor: SliceTransform) -> Options {
         let mut opts = Options::default();
         opts.set_block_based_table_factory(&self.table());
         opts.set_compression_type(DBCompressionType::Lz4);
-        opts.set_prefix_extractor(SliceTransform::create(
-            "featstore.entity_prefix.v1",
-            entity_prefix,
-            Some(in_entity_domain),
-        ));
+        opts.set_prefix_extractor(extractor);
         opts.set_memtable_prefix_bloom_ratio(0.0);
         opts.set_write_buffer_size(write_buffer_bytes);
         opts.set_level_compaction_dynamic_level_bytes(true);
@@ -177,10 +193,33 @@ impl EngineOptions {
         opts
     }
 
-    /// Options of a batch column family, and of the SST files written for it (the two
-    /// must agree so the files' filters match the column family's prefix extractor).
+    /// The prefix extractor of stream and layout-1 batch families: the entity key.
+    fn entity_extractor() -> SliceTransform {
+        SliceTransform::create(
+            "featstore.entity_prefix.v1",
+            entity_prefix,
+            Some(in_entity_domain),
+        )
+    }
+
+    /// Options of a group's versions column family (`versions.{group}`), and of the
+    /// SST files the loader writes for it (the two must agree so the files' filters
+    /// match the family's prefix extractor: version prefix + entity key).
+    pub fn versions_cf(&self) -> Options {
+        let extractor = SliceTransform::create(
+            "featstore.versioned_entity_prefix.v1",
+            versioned_entity_prefix,
+            Some(in_versioned_entity_domain),
+        );
+        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES, extractor);
+        opts.set_max_write_buffer_number(2);
+        opts
+    }
+
+    /// Options of a layout-1 batch column family (`batch.{group}.v{version}`, one per
+    /// version), opened to serve stores written before layout 2.
     pub fn batch_cf(&self) -> Options {
-        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES);
+        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES, Self::entity_extractor());
         opts.set_max_write_buffer_number(2);
         opts
     }
@@ -195,7 +234,8 @@ impl EngineOptions {
     /// prefix scans of tiles, written through the memtable and WAL under the shared write
     /// buffer budget, with the retention compaction filter.
     pub fn stream_cf(&self) -> Options {
-        let mut opts = self.entity_keyed(self.stream_write_buffer_bytes());
+        let mut opts =
+            self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
         opts.set_compaction_filter_factory(RetentionFilterFactory::new(
             self.retention.clone(),
             FilterKind::Stream,
@@ -250,7 +290,9 @@ impl EngineOptions {
 
     /// Options for a column family found on disk at open, chosen by its name.
     pub fn for_existing_cf(&self, name: &str) -> Options {
-        if name.starts_with(BATCH_CF_PREFIX) {
+        if name.starts_with(VERSIONS_CF_PREFIX) {
+            self.versions_cf()
+        } else if name.starts_with(BATCH_CF_PREFIX) {
             self.batch_cf()
         } else if name.starts_with(STREAM_CF_PREFIX) {
             self.stream_cf()

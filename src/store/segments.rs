@@ -23,7 +23,7 @@ use rocksdb::{BoundColumnFamily, DB, ReadOptions};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use crate::codec::key::{EntityKey, decode_key, entity_prefix_len};
+use crate::codec::key::{EntityKey, VersionPrefix, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
 use crate::types::{DType, FeatureId, TimestampMs, Value};
 
@@ -175,11 +175,12 @@ pub struct SegmentTarget<'a> {
     pub file: &'a str,
 }
 
-/// Builds the segment of one version from its column family into `dir/{file}`.
-/// Returns `None` when the selection holds no entity.
+/// Builds the segment of one version from its keys (under `version_prefix` in `cf`)
+/// into `dir/{file}`. Returns `None` when the selection holds no entity.
 pub fn build(
     db: &DB,
     cf: &Arc<BoundColumnFamily<'_>>,
+    version_prefix: VersionPrefix,
     target: &SegmentTarget<'_>,
     fields: Vec<FieldSpec>,
     selection: &Selection,
@@ -219,14 +220,21 @@ pub fn build(
         reason: e.to_string(),
     };
 
-    let mut iter = db.raw_iterator_cf_opt(cf, ReadOptions::default());
+    // The version's key range only, in total order (entities cross prefixes).
+    let mut opts = ReadOptions::default();
+    opts.set_total_order_seek(true);
+    if let Some(upper) = version_prefix.upper_bound() {
+        opts.set_iterate_lower_bound(version_prefix.as_bytes().to_vec());
+        opts.set_iterate_upper_bound(upper.to_vec());
+    }
+    let mut iter = db.raw_iterator_cf_opt(cf, opts);
     let scan_entity = |iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
                        writer: &mut SegmentWriter,
                        row: &mut Vec<Option<(TimestampMs, Value)>>,
                        only_prefix: Option<&[u8]>|
      -> Result<bool, StoreError> {
         // Reads the entity the iterator is on; leaves the iterator on the next one.
-        let Some(first) = iter.key() else {
+        let Some(first) = iter.key().and_then(|k| version_prefix.strip(k)) else {
             return Ok(false);
         };
         let prefix_len = entity_prefix_len(first).unwrap_or(first.len());
@@ -238,6 +246,9 @@ pub fn build(
         let entity = entity.to_vec();
         while iter.valid() {
             let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let Some(key) = version_prefix.strip(key) else {
                 break;
             };
             if !key.starts_with(&prefix) || entity_prefix_len(key) != Some(prefix_len) {
@@ -258,9 +269,11 @@ pub fn build(
 
     match selection {
         Selection::All => {
-            iter.seek_to_first();
+            iter.seek(version_prefix.as_bytes());
             while iter.valid() {
-                scan_entity(&mut iter, &mut writer, &mut row, None)?;
+                if !scan_entity(&mut iter, &mut writer, &mut row, None)? {
+                    break;
+                }
             }
         }
         Selection::Only(ids) => {
@@ -271,7 +284,7 @@ pub fn build(
             keys.sort();
             keys.dedup();
             for key in &keys {
-                iter.seek(key.as_bytes());
+                iter.seek([version_prefix.as_bytes(), key.as_bytes()].concat());
                 if iter.valid() {
                     scan_entity(&mut iter, &mut writer, &mut row, Some(key.as_bytes()))?;
                 }

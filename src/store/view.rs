@@ -5,8 +5,9 @@
 //! one with an atomic pointer swap (`ArcSwap`); a reader loads the current view once per
 //! request and uses only it, so it sees exactly one version of each group even while a
 //! swap happens, and takes no lock that a writer holds. A view keeps its column family
-//! handles alive: a version dropped meanwhile stays readable until its last view is
-//! released, then RocksDB deletes its files.
+//! handles and version ranges alive: a version dropped meanwhile stays readable until
+//! its last view is released, then its files are deleted (by RocksDB for a layout-1
+//! column family, by [`super::version_range`] for a layout-2 key range).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use super::StoreError;
 use super::manifest::Manifest;
 use super::segments::HotSegment;
 use super::stream::stream_cf_name;
+use super::version_range::VersionRange;
+use crate::codec::key::VersionPrefix;
 use crate::registry::Registry;
 use crate::types::FeatureId;
 
@@ -38,8 +41,12 @@ pub struct GroupHandles<'db> {
 pub struct ActiveVersion<'db> {
     /// The version number.
     pub version: u64,
-    /// Handle to its column family.
+    /// Handle to the column family holding it.
     pub cf: Arc<BoundColumnFamily<'db>>,
+    /// Prefix of its keys in that column family (empty for layout 1).
+    pub prefix: VersionPrefix,
+    /// Its key range's hold (layout 2), keeping the range until the view is released.
+    pub range: Option<Arc<VersionRange>>,
     /// Its hot segment, when one is mapped.
     pub segment: Option<Arc<HotSegment>>,
 }
@@ -67,6 +74,7 @@ impl ReadView {
         registry: Arc<Registry>,
         manifest: &Manifest,
         segments: &HashMap<String, Arc<HotSegment>>,
+        ranges: &HashMap<String, Arc<VersionRange>>,
         streamed: Arc<StreamedFeatures>,
     ) -> Result<Self, StoreError> {
         let handles = Handles::try_new(db, |db| {
@@ -77,13 +85,13 @@ impl ReadView {
                     key: "manifest".into(),
                     reason: format!("group {group}: active version {version} is not listed"),
                 })?;
+                let (family, prefix) = entry.location();
                 let cf = db
-                    .cf_handle(&entry.cf_name)
+                    .cf_handle(family)
                     .ok_or_else(|| StoreError::CorruptMeta {
                         key: "manifest".into(),
                         reason: format!(
-                            "group {group}: column family {} of active version {version} is missing",
-                            entry.cf_name
+                            "group {group}: column family {family} of active version {version} is missing"
                         ),
                     })?;
                 let segment = segments.get(&entry.cf_name).cloned();
@@ -92,6 +100,8 @@ impl ReadView {
                     ActiveVersion {
                         version,
                         cf,
+                        prefix,
+                        range: ranges.get(&entry.cf_name).cloned(),
                         segment,
                     },
                 );

@@ -1,5 +1,6 @@
 //! State survives a restart, and a load interrupted before its commit leaves nothing.
 
+use featstore::codec::key::{VersionPrefix, encode_key_into, version_of_key};
 use featstore::loader::LoadRequest;
 use featstore::types::Value;
 use featstore::{
@@ -53,15 +54,20 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
             .load(&LoadRequest::new("items", csv), &|_| {})
             .expect("load");
     }
-    // Simulate a crash after step 1 (allocate) and 3 (column family created): the
-    // manifest names version 2 as loading and its column family exists.
+    // Simulate a crash after step 1 (allocate) and 3 (keys ingested): the manifest
+    // names version 2 as loading and its keys are in the group's versions column
+    // family; version 99's keys belong to no manifest entry (a drop cut short); and a
+    // layout-1 column family the manifest does not name is left over.
+    let key_of = |version: u64, entity: &[u8]| {
+        let mut key = VersionPrefix::of(version).as_bytes().to_vec();
+        encode_key_into(entity, 1, &mut key).expect("key");
+        key
+    };
     {
-        let db = rocksdb::DB::open_cf(
-            &rocksdb::Options::default(),
-            path.join("db"),
-            ["meta", "batch.items.v1", "stream_events"],
-        )
-        .expect("raw open");
+        let names =
+            rocksdb::DB::list_cf(&rocksdb::Options::default(), path.join("db")).expect("list");
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path.join("db"), &names)
+            .expect("raw open");
         let meta = db.cf_handle("meta").expect("meta");
         let mut manifest: featstore::store::manifest::Manifest = serde_json::from_slice(
             &db.get_cf(&meta, b"manifest")
@@ -73,6 +79,7 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
         group.versions.push(VersionEntry {
             version: 2,
             cf_name: "batch.items.v2".into(),
+            family: Some("versions.items".into()),
             state: VersionState::Loading,
             created_at_ms: 0,
             segment: None,
@@ -85,8 +92,12 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
         )
         .expect("put");
         drop(meta);
-        db.create_cf("batch.items.v2", &rocksdb::Options::default())
-            .expect("create cf");
+        let versions = db.cf_handle("versions.items").expect("versions family");
+        db.put_cf(&versions, key_of(2, b"e1"), b"half-loaded")
+            .expect("put");
+        db.put_cf(&versions, key_of(99, b"e1"), b"orphan")
+            .expect("put");
+        drop(versions);
         db.create_cf("batch.items.v99", &rocksdb::Options::default())
             .expect("orphan cf");
     }
@@ -95,12 +106,18 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
     assert_eq!(versions.versions.len(), 1, "{versions:?}");
     assert_eq!(versions.active, Some(1));
     drop(store);
-    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), path.join("db")).expect("list");
-    assert!(
-        !cfs.iter()
-            .any(|c| c == "batch.items.v2" || c == "batch.items.v99"),
-        "{cfs:?}"
-    );
+    let names = rocksdb::DB::list_cf(&rocksdb::Options::default(), path.join("db")).expect("list");
+    assert!(!names.iter().any(|c| c == "batch.items.v99"), "{names:?}");
+    {
+        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path.join("db"), &names)
+            .expect("raw open");
+        let versions = db.cf_handle("versions.items").expect("versions family");
+        let left: Vec<u64> = db
+            .iterator_cf(&versions, rocksdb::IteratorMode::Start)
+            .map(|item| version_of_key(&item.expect("read").0).expect("versioned key"))
+            .collect();
+        assert!(!left.is_empty() && left.iter().all(|v| *v == 1), "{left:?}");
+    }
     // The next load gets a fresh number, never reusing 2.
     let store = FeatureStore::open(&path, small_config()).expect("reopen");
     let csv = write_items_csv(dir.path(), 3, 10);

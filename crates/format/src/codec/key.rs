@@ -4,6 +4,11 @@
 //! Entity key: `u16` big-endian length, then the entity id's bytes. Feature id: `u32`
 //! big-endian. Big-endian makes byte order equal numeric order, which RocksDB's bytewise
 //! comparator relies on.
+//!
+//! In a group's versions column family (`versions.{group}`) every key starts with the
+//! [`VersionPrefix`] of the batch version it belongs to: `u64` big-endian version ‖
+//! entity key ‖ feature id, so each version is one contiguous key range that a drop
+//! removes with one range deletion.
 
 // Keys are big-endian by design: RocksDB compares keys bytewise, and big-endian makes
 // byte order equal numeric order. This is the only place the project uses big-endian.
@@ -21,6 +26,68 @@ pub const MAX_ENTITY_ID_LEN: usize = 1024;
 pub const ENTITY_LEN_PREFIX: usize = size_of::<u16>();
 /// Bytes of the feature id suffix.
 pub const FEATURE_ID_LEN: usize = size_of::<u32>();
+
+/// Bytes of the version prefix of keys in a versions column family.
+pub const VERSION_PREFIX_LEN: usize = size_of::<u64>();
+
+/// The key prefix of one batch version inside its group's versions column family, or
+/// the empty prefix of a version stored in a column family of its own (layout 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VersionPrefix {
+    bytes: [u8; VERSION_PREFIX_LEN],
+    len: u8,
+}
+
+impl VersionPrefix {
+    /// The prefix of `version`: its number, big-endian.
+    pub fn of(version: u64) -> Self {
+        VersionPrefix {
+            bytes: version.to_be_bytes(),
+            len: VERSION_PREFIX_LEN as u8,
+        }
+    }
+
+    /// No prefix: the version owns its column family.
+    pub fn none() -> Self {
+        VersionPrefix {
+            bytes: [0; VERSION_PREFIX_LEN],
+            len: 0,
+        }
+    }
+
+    /// The prefix bytes (empty for [`VersionPrefix::none`]).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The exclusive upper bound of the version's key range: the next version's prefix,
+    /// or `None` for the empty prefix and for `u64::MAX`.
+    pub fn upper_bound(&self) -> Option<[u8; VERSION_PREFIX_LEN]> {
+        if self.len == 0 {
+            return None;
+        }
+        let version = u64::from_be_bytes(self.bytes);
+        version.checked_add(1).map(u64::to_be_bytes)
+    }
+
+    /// `key` without this prefix, or `None` if it does not start with it.
+    pub fn strip<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
+        key.strip_prefix(self.as_bytes())
+    }
+}
+
+/// The version of a key in a versions column family, or `None` if it is too short.
+pub fn version_of_key(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; VERSION_PREFIX_LEN] = key.get(..VERSION_PREFIX_LEN)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Length of the version prefix plus entity key of a key in a versions column family,
+/// or `None` if `key` is too short. The versions column families' prefix extractor.
+pub fn versioned_entity_prefix_len(key: &[u8]) -> Option<usize> {
+    let rest = key.get(VERSION_PREFIX_LEN..)?;
+    entity_prefix_len(rest).map(|n| VERSION_PREFIX_LEN + n)
+}
 
 /// An encoded entity key (length prefix + id bytes), the common prefix of an entity's rows.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -42,6 +109,16 @@ impl EntityKey {
     /// The entity id, without its length prefix.
     pub fn id(&self) -> &[u8] {
         &self.0[ENTITY_LEN_PREFIX..]
+    }
+
+    /// The stored key of `feature` for this entity under a version prefix (see
+    /// [`VersionPrefix`]; empty for a layout-1 column family).
+    pub fn feature_key_under(&self, prefix: &[u8], feature: FeatureId) -> Vec<u8> {
+        let mut key = Vec::with_capacity(prefix.len() + self.0.len() + FEATURE_ID_LEN);
+        key.extend_from_slice(prefix);
+        key.extend_from_slice(&self.0);
+        key.extend_from_slice(&feature.to_be_bytes());
+        key
     }
 
     /// The full stored key of `feature` for this entity.
@@ -136,7 +213,33 @@ mod tests {
         assert!(EntityKey::new(&[b'x'; MAX_ENTITY_ID_LEN]).is_ok());
     }
 
+    #[test]
+    fn version_prefix_layout_matches_storage_format_doc() {
+        // storage-format.md, "Keys": version 3 of a versions column family.
+        let prefix = VersionPrefix::of(3);
+        let mut key = prefix.as_bytes().to_vec();
+        encode_key_into(b"u7", 5, &mut key).expect("valid");
+        assert_eq!(key, [0, 0, 0, 0, 0, 0, 0, 3, 0, 2, b'u', b'7', 0, 0, 0, 5]);
+        assert_eq!(versioned_entity_prefix_len(&key), Some(12));
+        assert_eq!(version_of_key(&key), Some(3));
+        assert_eq!(prefix.strip(&key), Some(&key[8..]));
+        assert_eq!(prefix.upper_bound(), Some(4u64.to_be_bytes()));
+        assert_eq!(VersionPrefix::of(u64::MAX).upper_bound(), None);
+        assert_eq!(VersionPrefix::none().as_bytes(), b"");
+        assert_eq!(VersionPrefix::none().strip(&key), Some(&key[..]));
+    }
+
     proptest! {
+        #[test]
+        fn versions_are_contiguous_ranges(v in 0u64..u64::MAX, id in proptest::collection::vec(any::<u8>(), 1..16), fid: u32) {
+            let mut key = VersionPrefix::of(v).as_bytes().to_vec();
+            encode_key_into(&id, fid, &mut key).expect("valid");
+            prop_assert!(key.as_slice() >= VersionPrefix::of(v).as_bytes());
+            if let Some(upper) = VersionPrefix::of(v).upper_bound() {
+                prop_assert!(key.as_slice() < &upper[..]);
+            }
+        }
+
         #[test]
         fn keys_round_trip(id in proptest::collection::vec(any::<u8>(), 1..64), fid: u32) {
             let mut key = Vec::new();
