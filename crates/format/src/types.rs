@@ -27,20 +27,7 @@ pub fn now_ms() -> TimestampMs {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Parses an event time: integer milliseconds since the epoch, or an RFC 3339 timestamp
-/// (`2026-11-21T00:00:00Z`).
-pub fn parse_timestamp_ms(text: &str) -> Result<TimestampMs, String> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let time = humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("`{text}` is neither epoch milliseconds nor RFC 3339: {e}"))?;
-    let since = time
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| format!("`{text}` is before 1970"))?;
-    i64::try_from(since.as_millis()).map_err(|_| format!("`{text}` is out of range"))
-}
+pub use crate::time::{TimestampError, parse_timestamp_ms};
 
 /// The type of a feature's values, fixed per (feature, version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -380,12 +367,5 @@ mod tests {
             Ok(Value::Bytes(vec![10, 11]))
         );
         assert!(Value::parse_text("0a0", DType::Bytes).is_err());
-    }
-
-    #[test]
-    fn timestamps_parse_as_millis_or_rfc3339() {
-        assert_eq!(parse_timestamp_ms("1000"), Ok(1000));
-        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:01Z"), Ok(1000));
-        assert!(parse_timestamp_ms("yesterday").is_err());
     }
 }

@@ -531,7 +531,7 @@ impl TimeCache {
         if s.is_empty() {
             return Ok(None);
         }
-        let ms = parse_timestamp_ms(s)?;
+        let ms = parse_timestamp_ms(s).map_err(|e| e.to_string())?;
         self.last_text.clear();
         self.last_text.extend_from_slice(text);
         self.last = Some(ms);

@@ -301,6 +301,60 @@ fn csv_nulls_are_emitted_and_empty_entities_rejected() {
 }
 
 #[test]
+fn text_event_times_apply_their_offsets_in_csv_and_parquet() {
+    // Issue 12: `+02:00` with a fraction was read as `Z`; without a fraction, and
+    // `-05:30`, were refused.
+    let base: TimestampMs = 1_763_789_600_000; // 2025-11-22T05:33:20Z
+    let hour: TimestampMs = 3_600_000;
+    let texts = [
+        "2025-11-22T05:33:20.123+02:00",
+        "2025-11-22T05:33:20+09:00",
+        "2025-11-22T05:33:20-05:30",
+        "2025-11-22T05:33:20.5z",
+    ];
+    let want = [
+        base - 2 * hour + 123,
+        base - 9 * hour,
+        base + 5 * hour + hour / 2,
+        base + 500,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("entity_id,event_time,clicks\n");
+    for (i, t) in texts.iter().enumerate() {
+        csv.push_str(&format!("u{i},{t},1\n"));
+    }
+    let path = write_file(dir.path(), "times.csv", &csv);
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    let times: Vec<TimestampMs> = recs.iter().map(|r| r.time).collect();
+    assert_eq!(times, want);
+
+    let path = write_parquet(
+        dir.path(),
+        "times.parquet",
+        vec![
+            (
+                "entity_id",
+                Arc::new(StringArray::from(vec!["u0", "u1", "u2", "u3"])) as ArrayRef,
+            ),
+            ("event_time", Arc::new(StringArray::from(texts.to_vec()))),
+            ("clicks", Arc::new(Int64Array::from(vec![1, 1, 1, 1]))),
+        ],
+    );
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    let times: Vec<TimestampMs> = recs.iter().map(|r| r.time).collect();
+    assert_eq!(times, want);
+
+    let path = write_file(
+        dir.path(),
+        "naive.csv",
+        "entity_id,event_time,clicks\nu1,2025-11-22T05:33:20,1\n",
+    );
+    let (row, column, reason) = bad_row(read(&path, &InputOptions::default()).unwrap_err());
+    assert_eq!((row, column.as_str()), (1, "event_time"));
+    assert!(reason.contains("no UTC offset"), "{reason}");
+}
+
+#[test]
 fn csv_event_times_accept_rfc3339() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(
