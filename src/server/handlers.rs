@@ -316,12 +316,15 @@ fn get_features(
 ) -> Result<HttpResponse, ApiError> {
     let pairs = query(req, &["names"])?;
     let names = feature_names(&pairs);
-    if names.is_empty() {
-        return Err(ApiError::bad_request(
-            "no feature names given: add ?names=a,b,c",
-        ));
-    }
-    let vector = state.store.get_features(entity_type, entity_id, &names)?;
+    // The store checks the entity type, then the id, then the names.
+    let vector = match state.store.get_features(entity_type, entity_id, &names) {
+        Err(ReadError::NoFeatures) => {
+            return Err(ApiError::bad_request(
+                "no feature names given: add ?names=a,b,c",
+            ));
+        }
+        result => result?,
+    };
     state
         .metrics
         .observe_features(vector.features.iter().map(|r| &r.status));
@@ -689,7 +692,12 @@ mod tests {
             404
         );
         assert_eq!(
-            read_error_status(&ReadError::InvalidEntityId("empty".into())),
+            read_error_status(&ReadError::InvalidEntityId(
+                crate::registry::Registry::default()
+                    .entity_id_rule("product")
+                    .check(b"")
+                    .expect_err("empty")
+            )),
             400
         );
         assert_eq!(read_error_status(&ReadError::NoFeatures), 400);

@@ -3,6 +3,7 @@
 
 use crate::codec::CodecError;
 use crate::loader::LoadError;
+use crate::registry::entity::EntityIdError;
 
 /// An engine operation (open, registry change, load, version management) failed.
 #[derive(Debug, thiserror::Error)]
@@ -88,9 +89,10 @@ pub enum ReadError {
         /// The entity type of the request.
         requested: String,
     },
-    /// The entity id cannot be encoded (empty or too long).
-    #[error("invalid entity id: {0}")]
-    InvalidEntityId(String),
+    /// The entity id is not a valid id of its entity type (empty, too long, not UTF-8,
+    /// or a composite id without exactly its type's components).
+    #[error(transparent)]
+    InvalidEntityId(#[from] EntityIdError),
     /// The request names no feature.
     #[error("no feature names given")]
     NoFeatures,

@@ -655,9 +655,15 @@ impl FeatureStore {
         std::fs::create_dir_all(scratch)
             .map_err(io_err(format!("create {}", scratch.display())))?;
         let sst_options = self.options.batch_cf();
+        let registry = self.registry();
+        let entity_type = registry
+            .group(&request.group)
+            .map(|g| g.entity_type.as_str())
+            .unwrap_or_default();
         let built = loader::build_files(
             request,
             columns,
+            registry.entity_id_rule(entity_type),
             &sst_options,
             scratch,
             self.config.load_memory_bytes,

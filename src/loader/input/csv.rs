@@ -9,8 +9,8 @@ use std::path::Path;
 use csv::{ByteRecord, ReaderBuilder};
 
 use super::{
-    ENTITY_ID, EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
-    InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, plan_columns, set_from_text,
+    EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat, InputOptions,
+    InputSummary, Plan, Record, TimeCache, VALUE, plan_columns, set_from_text,
 };
 use crate::types::Value;
 
@@ -78,9 +78,6 @@ pub(super) fn read_csv(
                 }
                 rows += 1;
                 let entity_id = field(&record, entity);
-                if entity_id.is_empty() {
-                    return Err(bad_row(rows, ENTITY_ID, "entity_id is empty".to_owned()));
-                }
                 let fc = lookup
                     .lookup(field(&record, feature))
                     .map_err(|r| bad_row(rows, FEATURE_NAME, r))?;
@@ -111,9 +108,6 @@ pub(super) fn read_csv(
             }
             rows += 1;
             let entity_id = field(&record, entity);
-            if entity_id.is_empty() {
-                return Err(bad_row(rows, ENTITY_ID, "entity_id is empty".to_owned()));
-            }
             let event_time = times
                 .resolve(time.map(|t| field(&record, t)), default_time)
                 .map_err(|r| bad_row(rows, EVENT_TIME, r))?;

@@ -565,7 +565,8 @@ impl<'a> EntityCol<'a> {
         !matches!(self, EntityCol::Text(_))
     }
 
-    /// The id at `i`; integers are written into `buf`. Null or empty ids are errors.
+    /// The id at `i`; integers are written into `buf`. Null ids are errors; the loader
+    /// checks the rest (`EntityIdRule::check`).
     fn get<'s>(&'s self, i: usize, buf: &'s mut Vec<u8>) -> Result<&'s [u8], String> {
         fn render(buf: &mut Vec<u8>, v: impl std::fmt::Display) -> &[u8] {
             buf.clear();
@@ -582,7 +583,6 @@ impl<'a> EntityCol<'a> {
         };
         match id {
             None => Err("entity_id is null".to_owned()),
-            Some([]) => Err("entity_id is empty".to_owned()),
             Some(id) => Ok(id),
         }
     }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::codec::EntityKey;
 use crate::codec::stream::{event_marker_key, tile_key};
 use crate::codec::value::encode_value;
 use crate::registry::{AggregateSpec, Registry};
@@ -223,8 +222,10 @@ pub(crate) fn prepare(
     if !registry.has_entity_type(&event.entity_type) {
         return Err(format!("unknown entity type `{}`", event.entity_type));
     }
-    let entity = EntityKey::new(event.entity_id.as_bytes())
-        .map_err(|e| format!("invalid entity id: {e}"))?;
+    let entity = registry
+        .entity_id_rule(&event.entity_type)
+        .key(&event.entity_id)
+        .map_err(|e| e.to_string())?;
     if event.event_time > now.saturating_add(MAX_FUTURE_SKEW_MS) {
         return Err(format!(
             "event time {} is more than {} s in the future (now {now})",
