@@ -7,6 +7,7 @@ mod crash;
 mod end_to_end;
 mod entity_ids;
 mod event_times;
+mod exact_strings;
 mod loading;
 mod ranking;
 mod ranking_model;

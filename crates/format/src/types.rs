@@ -152,9 +152,18 @@ impl Value {
 
     /// Parses the textual form of a value of type `dtype` (CSV cells, query strings).
     ///
-    /// An empty cell is `Null`. Vectors are written `[0.1, 0.2]` or `0.1 0.2`; bytes as
-    /// hex. Floats must be finite or NaN; `inf` is accepted as written.
+    /// An empty cell is `Null`. A string is taken exactly as written, spaces included.
+    /// Other types ignore surrounding whitespace (a blank cell is `Null`): a number has
+    /// one meaning however it is padded. Vectors are written `[0.1, 0.2]` or `0.1 0.2`;
+    /// bytes as hex. Floats must be finite or NaN; `inf` is accepted as written.
     pub fn parse_text(text: &str, dtype: DType) -> Result<Value, String> {
+        if dtype == DType::String {
+            return Ok(if text.is_empty() {
+                Value::Null
+            } else {
+                Value::String(text.to_owned())
+            });
+        }
         let text = text.trim();
         if text.is_empty() {
             return Ok(Value::Null);
@@ -367,5 +376,31 @@ mod tests {
             Ok(Value::Bytes(vec![10, 11]))
         );
         assert!(Value::parse_text("0a0", DType::Bytes).is_err());
+    }
+
+    #[test]
+    fn text_strings_are_exact_and_numbers_ignore_padding() {
+        assert_eq!(
+            Value::parse_text("  padded  ", DType::String),
+            Ok(Value::String("  padded  ".into()))
+        );
+        assert_eq!(
+            Value::parse_text(" ", DType::String),
+            Ok(Value::String(" ".into()))
+        );
+        assert_eq!(Value::parse_text("", DType::String), Ok(Value::Null));
+        assert_eq!(
+            Value::parse_text(" 42 ", DType::Int64),
+            Ok(Value::Int64(42))
+        );
+        assert_eq!(
+            Value::parse_text("\t1.5 ", DType::Float64),
+            Ok(Value::Float64(1.5))
+        );
+        assert_eq!(
+            Value::parse_text(" true", DType::Bool),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(Value::parse_text("   ", DType::Float32), Ok(Value::Null));
     }
 }

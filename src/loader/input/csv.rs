@@ -9,8 +9,8 @@ use std::path::Path;
 use csv::{ByteRecord, ReaderBuilder};
 
 use super::{
-    EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat, InputOptions,
-    InputSummary, Plan, Record, TimeCache, VALUE, plan_columns, set_from_text,
+    EVENT_TIME, EmptyText, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
+    InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, plan_columns, set_from_text,
 };
 use crate::types::Value;
 
@@ -84,7 +84,7 @@ pub(super) fn read_csv(
                 let event_time = times
                     .resolve(time.map(|t| field(&record, t)), default_time)
                     .map_err(|r| bad_row(rows, EVENT_TIME, r))?;
-                set_from_text(&mut slot, field(&record, value), fc.dtype)
+                set_from_text(&mut slot, field(&record, value), fc.dtype, EmptyText::Null)
                     .map_err(|r| bad_row(rows, VALUE, r))?;
                 sink(Record {
                     row: rows,
@@ -112,9 +112,9 @@ pub(super) fn read_csv(
                 .resolve(time.map(|t| field(&record, t)), default_time)
                 .map_err(|r| bad_row(rows, EVENT_TIME, r))?;
             for &(col, fc) in &columns {
-                set_from_text(&mut slot, field(&record, col), fc.dtype).map_err(|r| {
-                    bad_row(rows, names.get(col).map(String::as_str).unwrap_or("?"), r)
-                })?;
+                set_from_text(&mut slot, field(&record, col), fc.dtype, EmptyText::Null).map_err(
+                    |r| bad_row(rows, names.get(col).map(String::as_str).unwrap_or("?"), r),
+                )?;
                 sink(Record {
                     row: rows,
                     entity_id,

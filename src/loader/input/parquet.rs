@@ -29,10 +29,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{
-    ENTITY_ID, EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
-    InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, no_event_time, plan_columns,
-    set_bytes, set_from_binary, set_from_bool, set_from_float, set_from_int, set_from_text,
-    set_vector,
+    ENTITY_ID, EVENT_TIME, EmptyText, FEATURE_NAME, FeatureCache, FeatureColumn, InputError,
+    InputFormat, InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, no_event_time,
+    plan_columns, set_bytes, set_from_binary, set_from_bool, set_from_float, set_from_int,
+    set_from_text, set_vector,
 };
 use crate::types::{DType, TimestampMs, Value};
 
@@ -868,7 +868,7 @@ impl<'a> ValueCol<'a> {
                 }
             }
             ValueCol::Text(t) => match t.get(i) {
-                Some(text) => set_from_text(slot, text, dtype),
+                Some(text) => set_from_text(slot, text, dtype, EmptyText::Value),
                 None => {
                     *slot = Value::Null;
                     Ok(())

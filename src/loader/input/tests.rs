@@ -142,7 +142,7 @@ fn csv_long_reads_every_row() {
             rec(1, "u1", CLICKS, 1000, Value::Int64(42)),
             rec(2, "u1", CTR, 1000, Value::Float32(0.25)),
             rec(3, "u2", EMB, 2000, Value::Float32Vector(vec![1.0, 2.5])),
-            rec(4, "u2", NAME, 2000, Value::String("alice".to_owned())),
+            rec(4, "u2", NAME, 2000, Value::String("  alice ".to_owned())),
             rec(5, "u3", ACTIVE, 3000, Value::Bool(true)),
             rec(6, "u3", BLOB, 3000, Value::Bytes(vec![10, 11])),
         ]
@@ -274,20 +274,28 @@ fn empty_event_time_cells_use_the_default_or_fail() {
 }
 
 #[test]
-fn csv_nulls_are_emitted() {
+fn csv_nulls_are_emitted_and_strings_kept_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(
         dir.path(),
         "in.csv",
-        "entity_id,feature_name,event_time,value\nu1,clicks,1,\nu1,name,1,\"  \"\nu1,emb,1,\n",
+        "entity_id,feature_name,event_time,value\nu1,clicks,1,\nu1,name,1,\"  \"\nu1,emb,1,\n\
+         u1,name,2,  padded  \nu1,name,3,\"  quoted, padded  \"\nu1,clicks,4, 7 \nu1,name,5,\n",
     );
     let (_, recs) = read(&path, &InputOptions::default()).unwrap();
     assert_eq!(
         recs,
         vec![
             rec(1, "u1", CLICKS, 1, Value::Null),
-            rec(2, "u1", NAME, 1, Value::Null),
+            // Issue 12: a string is what the cell holds, spaces included; only an
+            // empty cell is null.
+            rec(2, "u1", NAME, 1, Value::String("  ".into())),
             rec(3, "u1", EMB, 1, Value::Null),
+            rec(4, "u1", NAME, 2, Value::String("  padded  ".into())),
+            rec(5, "u1", NAME, 3, Value::String("  quoted, padded  ".into())),
+            // Numbers ignore surrounding spaces (documented in README, "Input files").
+            rec(6, "u1", CLICKS, 4, Value::Int64(7)),
+            rec(7, "u1", NAME, 5, Value::Null),
         ]
     );
 }
@@ -310,6 +318,35 @@ fn entity_ids_reach_the_sink_untouched() {
     })
     .unwrap();
     assert_eq!(ids, vec![b" u1 ".to_vec(), Vec::new(), b"p\xff".to_vec()]);
+}
+
+#[test]
+fn parquet_strings_are_exact_and_empty_strings_are_not_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        dir.path(),
+        "strings.parquet",
+        vec![
+            (
+                "entity_id",
+                Arc::new(StringArray::from(vec!["u1", "u2", "u3"])) as ArrayRef,
+            ),
+            ("event_time", Arc::new(Int64Array::from(vec![1, 1, 1]))),
+            (
+                "name",
+                Arc::new(StringArray::from(vec![Some("  padded  "), Some(""), None])),
+            ),
+        ],
+    );
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    assert_eq!(
+        recs,
+        vec![
+            rec(1, "u1", NAME, 1, Value::String("  padded  ".into())),
+            rec(2, "u2", NAME, 1, Value::String(String::new())),
+            rec(3, "u3", NAME, 1, Value::Null),
+        ]
+    );
 }
 
 #[test]
