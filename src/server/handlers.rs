@@ -278,11 +278,13 @@ pub async fn handle(
         | Route::ListServices
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
-        Route::Healthz | Route::Readyz => {
-            Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
-        }
+        Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
+        Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {
             let groups = state.store.groups();
+            state
+                .metrics
+                .set_stream_writer(&state.store.stream_writer_health());
             state
                 .metrics
                 .set_stream_newest(&state.store.stream_newest_event_times(), now_ms());
@@ -578,10 +580,36 @@ async fn load(
     ok_json(&record)
 }
 
-/// The HTTP status of a failed push.
+/// Seconds a client is asked to wait (`Retry-After`) before pushing again while the
+/// stream writer cannot write.
+pub const PUSH_RETRY_AFTER_SECS: u32 = 1;
+
+/// `GET /readyz`: 200 `ok` while the store can serve reads and take pushes; 503 with
+/// the reason while the stream writer cannot write (reads are still served).
+pub fn readiness(store: &FeatureStore) -> HttpResponse {
+    let health = store.stream_writer_health();
+    if health.healthy {
+        return response(StatusCode::OK, "text/plain; charset=utf-8", "ok");
+    }
+    let mut resp = response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        format!("not ready: {}\n", health.describe()),
+    );
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(PUSH_RETRY_AFTER_SECS),
+    );
+    resp
+}
+
+/// The HTTP status of a failed push: 400 for the caller's mistakes, 503 while the
+/// stream writer cannot write (push again later), 500 otherwise.
 pub fn push_error_status(e: &PushError) -> StatusCode {
     if e.is_client_error() {
         StatusCode::BAD_REQUEST
+    } else if e.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     }
@@ -598,7 +626,14 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
         _ => &[],
     };
     let body = serde_json::json!({"error": e.to_string(), "rejected": rejected});
-    json_response(status, body.to_string().into_bytes())
+    let mut resp = json_response(status, body.to_string().into_bytes());
+    if e.is_unavailable() {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(PUSH_RETRY_AFTER_SECS),
+        );
+    }
+    resp
 }
 
 /// `POST /v1/push`: all events applied (200 with counts), or none (400 listing every

@@ -15,6 +15,11 @@
 //!   value, the time from its event time to when it was durable and readable.
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
 //!   event time pushed to the group since the server started.
+//! * `featstore_stream_writer_healthy`: 1 while the stream writer accepts pushes, 0
+//!   while it cannot write after a failed write or sync (it retries by itself).
+//! * `featstore_stream_write_failures_total`: failed stream writes and WAL syncs since
+//!   the store was opened; `featstore_stream_writer_recoveries_total`: times the writer
+//!   recovered from them. All three refreshed from the store on each scrape.
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -33,6 +38,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::store::WriterHealth;
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
@@ -106,6 +112,9 @@ struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    writer_healthy: Gauge,
+    write_failures: Counter,
+    writer_recoveries: Counter,
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -196,6 +205,25 @@ impl Metrics {
             "Age of the newest event time pushed to each group since start",
             newest_age.clone(),
         );
+        let writer_healthy = Gauge::default();
+        writer_healthy.set(1);
+        registry.register(
+            "featstore_stream_writer_healthy",
+            "1 while the stream writer accepts pushes, 0 while it cannot write after a failed write or sync",
+            writer_healthy.clone(),
+        );
+        let write_failures = Counter::default();
+        registry.register(
+            "featstore_stream_write_failures",
+            "Failed stream writes and WAL syncs since the store was opened",
+            write_failures.clone(),
+        );
+        let writer_recoveries = Counter::default();
+        registry.register(
+            "featstore_stream_writer_recoveries",
+            "Times the stream writer recovered from a failed write or sync",
+            writer_recoveries.clone(),
+        );
         Metrics {
             requests,
             latency,
@@ -206,6 +234,9 @@ impl Metrics {
                 registry,
                 active_versions,
                 newest_age,
+                writer_healthy,
+                write_failures,
+                writer_recoveries,
             }),
         }
     }
@@ -310,6 +341,17 @@ impl Metrics {
                 })
                 .set(now.saturating_sub(*t).max(0) as f64 / 1000.0);
         }
+    }
+
+    /// Sets the stream writer's gauge and counters from the store's `health`.
+    pub fn set_stream_writer(&self, health: &WriterHealth) {
+        let scrape = self.scrape.lock();
+        scrape.writer_healthy.set(i64::from(health.healthy));
+        let catch_up = |counter: &Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&scrape.write_failures, health.failures);
+        catch_up(&scrape.writer_recoveries, health.recoveries);
     }
 
     /// Adds `count` defaulted values of `feature` (`name@version`).

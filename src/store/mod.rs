@@ -39,7 +39,7 @@ use serde::Serialize;
 pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
 pub use read::{FeatureReading, FeatureVector};
-pub use stream::{PushError, PushEvent, PushOutcome};
+pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};

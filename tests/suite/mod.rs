@@ -14,6 +14,7 @@ mod ranking_model;
 mod registry;
 mod restart;
 mod segments;
+mod stream_recovery;
 mod streaming;
 mod streaming_http;
 mod versions;

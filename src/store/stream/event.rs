@@ -95,12 +95,22 @@ pub enum PushError {
         /// Events in the request.
         events: usize,
     },
-    /// Writing failed; the push is not durable.
+    /// Writing failed; the push is not durable and was not acknowledged.
     #[error("storage error: {0}")]
     Storage(String),
-    /// An earlier write failed (e.g. fsync); the store refuses writes until reopened.
-    #[error("the stream writer stopped after a failed write; reopen the store: {0}")]
-    Poisoned(String),
+    /// The stream writer's write or WAL sync of this push failed (a full or failing
+    /// disk): the push was not acknowledged, may or may not have been written, and
+    /// pushes are refused until the writer has recovered (see `commit`).
+    #[error(
+        "{0}; the push is not durable and was not acknowledged (push it again: a replay is \
+         harmless); pushes are refused until the stream writer has recovered"
+    )]
+    WriteFailed(String),
+    /// The stream writer cannot write since an earlier write or sync failed; nothing of
+    /// this push was written. The writer retries by itself (see `commit`); push again
+    /// later.
+    #[error("push refused, nothing was written: {0}; push again later")]
+    Unavailable(String),
 }
 
 impl PushError {
@@ -110,6 +120,12 @@ impl PushError {
             self,
             PushError::Malformed(_) | PushError::Empty | PushError::Rejected { .. }
         )
+    }
+
+    /// True when the push failed because the stream writer cannot write now (a failed
+    /// write or sync, or an outage after one): pushing again later can succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, PushError::Unavailable(_) | PushError::WriteFailed(_))
     }
 }
 
