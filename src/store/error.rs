@@ -12,6 +12,13 @@ pub enum StoreError {
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// Another process holds the store's directory (RocksDB allows one process per
+    /// directory): typically a running server.
+    #[error("the data directory {} is in use by another process", dir.display())]
+    DirectoryInUse {
+        /// The store's directory.
+        dir: std::path::PathBuf,
+    },
     /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -148,6 +148,14 @@ impl std::fmt::Debug for FeatureStore {
     }
 }
 
+/// True when RocksDB refused to open because another process (or another open store
+/// in this one) holds the database's `LOCK` file.
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let message = e.as_ref();
+    e.kind() == rocksdb::ErrorKind::IOError
+        && (message.contains("While lock file") || message.contains("lock hold by current process"))
+}
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Io { context, source }
@@ -176,7 +184,14 @@ impl FeatureStore {
         let descriptors = names
             .iter()
             .map(|n| rocksdb::ColumnFamilyDescriptor::new(n, options.for_existing_cf(n)));
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, &db_path, descriptors)?);
+        let db = DB::open_cf_descriptors(&db_opts, &db_path, descriptors).map_err(|e| {
+            if is_lock_error(&e) {
+                StoreError::DirectoryInUse { dir: dir.clone() }
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
+        let db = Arc::new(db);
 
         let definitions = meta::read_definitions(&db)?;
         let mut registry = Registry::from_definitions(definitions);

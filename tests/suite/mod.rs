@@ -9,6 +9,7 @@ mod entity_ids;
 mod event_times;
 mod exact_strings;
 mod loading;
+mod operations;
 mod ranking;
 mod ranking_model;
 mod registry;
