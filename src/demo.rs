@@ -66,16 +66,29 @@ pub fn prepare(
             "curl -s -XPOST 'http://{addr}/v1/push' -d '{{\"events\":[{{\"entity_type\":\"product\",\"entity_id\":\"p42\",\"event_time\":'$(date +%s000)',\"features\":{{\"product_price\":11.9}}}}]}}'"
         ),
         format!(
-            "curl -s -XPOST 'http://{addr}/v1/groups/product_daily/loads' -d '{{\"input\":\"{}\"}}'",
-            files
-                .loads
-                .iter()
-                .find(|g| g.group == "product_daily")
-                .map(|g| g.path.display().to_string())
-                .unwrap_or_default()
+            "curl -s -XPOST 'http://{addr}/v1/groups/product_daily/loads' -d '{}'",
+            load_body(
+                files
+                    .loads
+                    .iter()
+                    .find(|g| g.group == "product_daily")
+                    .map(|g| g.path.as_path())
+                    .unwrap_or(Path::new("product_daily.parquet"))
+            )
         ),
         format!("curl -s -XPOST 'http://{addr}/v1/groups/product_daily/rollback'"),
         format!("curl -s 'http://{addr}/metrics'"),
     ];
     Ok(DemoSummary { loads, examples })
+}
+
+/// The body of a load request for `path`, made absolute (the server refuses relative
+/// paths: they would name a file relative to its own working directory), JSON-escaped
+/// and quoted for a shell's single quotes.
+pub fn load_body(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let body = serde_json::json!({ "input": absolute.display().to_string() }).to_string();
+    body.replace('\'', "'\\''")
 }

@@ -49,12 +49,25 @@ struct Target {
     store_config: Option<PathBuf>,
 }
 
+/// The data directory `serve` opens (a server has no `--server` to talk to).
+#[derive(clap::Args, Clone)]
+struct ServeData {
+    /// Data directory of the store (no other process may have it open).
+    #[arg(long, default_value = "featstore-data")]
+    data: PathBuf,
+    /// Engine settings: a TOML file of memory budgets and tunables
+    /// (`block_cache_bytes`, `write_buffer_bytes`, `hot_segment_bytes`, ...; README,
+    /// "Memory"). Absent: the defaults.
+    #[arg(long)]
+    store_config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the store over HTTP.
     Serve {
         #[command(flatten)]
-        target: Target,
+        target: ServeData,
         /// Address to bind (loopback by default: featstore runs as a sidecar).
         #[arg(long, default_value = "127.0.0.1:7070")]
         addr: SocketAddr,
@@ -253,17 +266,33 @@ enum VersionsAction {
 }
 
 fn open(target: &Target) -> Result<FeatureStore> {
-    let config = match &target.store_config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading store config {}", path.display()))?;
-            toml::from_str::<StoreConfig>(&text)
-                .with_context(|| format!("store config {}", path.display()))?
-        }
-        None => StoreConfig::default(),
+    open_dir(&target.data, target.store_config.as_deref(), true)
+}
+
+/// The engine settings in `path` (TOML of `StoreConfig`), or the defaults.
+fn store_config(path: Option<&Path>) -> Result<StoreConfig> {
+    let Some(path) = path else {
+        return Ok(StoreConfig::default());
     };
-    FeatureStore::open(&target.data, config)
-        .with_context(|| format!("opening store in {}", target.data.display()))
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading store config {}", path.display()))?;
+    toml::from_str::<StoreConfig>(&text).with_context(|| format!("store config {}", path.display()))
+}
+
+/// Opens the store in `dir`; a directory held by another process (a running server)
+/// is explained once, with what to do instead (`--server`, when the command has it).
+fn open_dir(dir: &Path, config: Option<&Path>, has_server_flag: bool) -> Result<FeatureStore> {
+    match FeatureStore::open(dir, store_config(config)?) {
+        Ok(store) => Ok(store),
+        Err(e @ featstore::store::StoreError::DirectoryInUse { .. }) if has_server_flag => bail!(
+            "{e}: if a featstore server is running on it, send the command to the server with \
+             --server http://ADDR (e.g. --server http://127.0.0.1:7070) instead of --data"
+        ),
+        Err(e @ featstore::store::StoreError::DirectoryInUse { .. }) => {
+            bail!("{e}: is a featstore server already running on it?")
+        }
+        Err(e) => Err(e).with_context(|| format!("opening store in {}", dir.display())),
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -356,7 +385,11 @@ fn progress_printer(started: std::time::Instant) -> impl Fn(featstore::loader::L
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { target, addr } => {
-            let store = Arc::new(open(&target)?);
+            let store = Arc::new(open_dir(
+                &target.data,
+                target.store_config.as_deref(),
+                false,
+            )?);
             runtime()?.block_on(serve(store, addr, None))
         }
         Command::Apply { file, target } => {
@@ -737,13 +770,33 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
     runtime()?.block_on(serve(Arc::new(store), addr, exit_after))
 }
 
+/// `error: ` and the error's chain, each cause once: a cause whose text the message
+/// already holds (a wrapper that prints its source) is not repeated.
+fn error_message(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
 fn main() {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: log files and collectors get text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     if let Err(e) = run(Cli::parse()) {
         // A closed stdout (`featstore ... | head`) is not a failure.
@@ -753,7 +806,7 @@ fn main() {
         }) {
             std::process::exit(0);
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_message(&e));
         std::process::exit(1);
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::key::encode_key_into;
 use crate::codec::value::encode_value;
 use crate::registry::Registry;
+use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
 use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
 use sorter::ExternalSorter;
@@ -208,11 +209,17 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
     columns
 }
 
-/// Reads `request.input`, validates every value against `columns` and writes sorted SST
-/// files into `scratch` with `sst_options`. The first bad row fails the whole build.
+/// Reads `request.input`, validates every entity id with `ids` and every value against
+/// `columns`, and writes sorted SST files for `target` into `scratch`. The first bad
+/// row fails the whole build.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the inputs of one build, each from a different owner (request, registry, engine options, config)"
+)]
 pub fn build_files(
     request: &LoadRequest,
     columns: &HashMap<String, FeatureColumn>,
+    ids: EntityIdRule<'_>,
     target: &SstTarget<'_>,
     scratch: &Path,
     memory_budget: usize,
@@ -232,6 +239,13 @@ pub fn build_files(
     let summary = read_input(&request.input, &request.options, columns, &mut |record| {
         key.clear();
         value.clear();
+        ids.check(record.entity_id)
+            .map_err(|e| InputError::BadRow {
+                path: path_text.clone(),
+                row: record.row,
+                column: "entity_id".into(),
+                reason: e.to_string(),
+            })?;
         encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
             InputError::BadRow {
                 path: path_text.clone(),

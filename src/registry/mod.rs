@@ -193,6 +193,16 @@ impl Registry {
         self.by_id.is_empty()
     }
 
+    /// How ids of `entity_type` are checked ([`entity::EntityIdRule::check`]: the one
+    /// check every load, push and read applies): composite if the type is declared as
+    /// one, plain otherwise.
+    pub fn entity_id_rule<'r>(&'r self, entity_type: &'r str) -> entity::EntityIdRule<'r> {
+        entity::EntityIdRule::new(
+            entity_type,
+            self.catalog.entity_type(entity_type).map(|spec| &**spec),
+        )
+    }
+
     /// Composite entity types, on-demand features and services.
     pub fn catalog(&self) -> &Arc<catalog::Catalog> {
         &self.catalog

@@ -278,11 +278,13 @@ pub async fn handle(
         | Route::ListServices
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
-        Route::Healthz | Route::Readyz => {
-            Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok"))
-        }
+        Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
+        Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {
             let groups = state.store.groups();
+            state
+                .metrics
+                .set_stream_writer(&state.store.stream_writer_health());
             state
                 .metrics
                 .set_stream_newest(&state.store.stream_newest_event_times(), now_ms());
@@ -320,12 +322,15 @@ fn get_features(
 ) -> Result<HttpResponse, ApiError> {
     let pairs = query(req, &["names"])?;
     let names = feature_names(&pairs);
-    if names.is_empty() {
-        return Err(ApiError::bad_request(
-            "no feature names given: add ?names=a,b,c",
-        ));
-    }
-    let vector = state.store.get_features(entity_type, entity_id, &names)?;
+    // The store checks the entity type, then the id, then the names.
+    let vector = match state.store.get_features(entity_type, entity_id, &names) {
+        Err(ReadError::NoFeatures) => {
+            return Err(ApiError::bad_request(
+                "no feature names given: add ?names=a,b,c",
+            ));
+        }
+        result => result?,
+    };
     state
         .metrics
         .observe_features(vector.features.iter().map(|r| &r.status));
@@ -579,10 +584,36 @@ async fn load(
     ok_json(&record)
 }
 
-/// The HTTP status of a failed push.
+/// Seconds a client is asked to wait (`Retry-After`) before pushing again while the
+/// stream writer cannot write.
+pub const PUSH_RETRY_AFTER_SECS: u32 = 1;
+
+/// `GET /readyz`: 200 `ok` while the store can serve reads and take pushes; 503 with
+/// the reason while the stream writer cannot write (reads are still served).
+pub fn readiness(store: &FeatureStore) -> HttpResponse {
+    let health = store.stream_writer_health();
+    if health.healthy {
+        return response(StatusCode::OK, "text/plain; charset=utf-8", "ok");
+    }
+    let mut resp = response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "text/plain; charset=utf-8",
+        format!("not ready: {}\n", health.describe()),
+    );
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(PUSH_RETRY_AFTER_SECS),
+    );
+    resp
+}
+
+/// The HTTP status of a failed push: 400 for the caller's mistakes, 503 while the
+/// stream writer cannot write (push again later), 500 otherwise.
 pub fn push_error_status(e: &PushError) -> StatusCode {
     if e.is_client_error() {
         StatusCode::BAD_REQUEST
+    } else if e.is_unavailable() {
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     }
@@ -599,7 +630,14 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
         _ => &[],
     };
     let body = serde_json::json!({"error": e.to_string(), "rejected": rejected});
-    json_response(status, body.to_string().into_bytes())
+    let mut resp = json_response(status, body.to_string().into_bytes());
+    if e.is_unavailable() {
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(PUSH_RETRY_AFTER_SECS),
+        );
+    }
+    resp
 }
 
 /// `POST /v1/push`: all events applied (200 with counts), or none (400 listing every
@@ -693,7 +731,12 @@ mod tests {
             404
         );
         assert_eq!(
-            read_error_status(&ReadError::InvalidEntityId("empty".into())),
+            read_error_status(&ReadError::InvalidEntityId(
+                crate::registry::Registry::default()
+                    .entity_id_rule("product")
+                    .check(b"")
+                    .expect_err("empty")
+            )),
             400
         );
         assert_eq!(read_error_status(&ReadError::NoFeatures), 400);

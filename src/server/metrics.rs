@@ -23,6 +23,11 @@
 //!   `write_buffers`).
 //! * `featstore_batch_column_families`: batch column families open (one per kept version).
 //! * `process_resident_memory_bytes`: the process's resident set size.
+//! * `featstore_stream_writer_healthy`: 1 while the stream writer accepts pushes, 0
+//!   while it cannot write after a failed write or sync (it retries by itself).
+//! * `featstore_stream_write_failures_total`: failed stream writes and WAL syncs since
+//!   the store was opened; `featstore_stream_writer_recoveries_total`: times the writer
+//!   recovered from them. All three refreshed from the store on each scrape.
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -42,6 +47,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::store::MemoryUsage;
+use crate::store::WriterHealth;
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
@@ -125,6 +131,9 @@ struct Scrape {
     memory_budget: Family<PoolLabels, Gauge>,
     batch_column_families: Gauge,
     resident: Gauge,
+    writer_healthy: Gauge,
+    write_failures: Counter,
+    writer_recoveries: Counter,
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -239,6 +248,25 @@ impl Metrics {
             "Resident set size of the process",
             resident.clone(),
         );
+        let writer_healthy = Gauge::default();
+        writer_healthy.set(1);
+        registry.register(
+            "featstore_stream_writer_healthy",
+            "1 while the stream writer accepts pushes, 0 while it cannot write after a failed write or sync",
+            writer_healthy.clone(),
+        );
+        let write_failures = Counter::default();
+        registry.register(
+            "featstore_stream_write_failures",
+            "Failed stream writes and WAL syncs since the store was opened",
+            write_failures.clone(),
+        );
+        let writer_recoveries = Counter::default();
+        registry.register(
+            "featstore_stream_writer_recoveries",
+            "Times the stream writer recovered from a failed write or sync",
+            writer_recoveries.clone(),
+        );
         Metrics {
             requests,
             latency,
@@ -253,6 +281,9 @@ impl Metrics {
                 memory_budget,
                 batch_column_families,
                 resident,
+                writer_healthy,
+                write_failures,
+                writer_recoveries,
             }),
         }
     }
@@ -357,6 +388,17 @@ impl Metrics {
                 })
                 .set(now.saturating_sub(*t).max(0) as f64 / 1000.0);
         }
+    }
+
+    /// Sets the stream writer's gauge and counters from the store's `health`.
+    pub fn set_stream_writer(&self, health: &WriterHealth) {
+        let scrape = self.scrape.lock();
+        scrape.writer_healthy.set(i64::from(health.healthy));
+        let catch_up = |counter: &Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&scrape.write_failures, health.failures);
+        catch_up(&scrape.writer_recoveries, health.recoveries);
     }
 
     /// Adds `count` defaulted values of `feature` (`name@version`).

@@ -31,7 +31,7 @@
 //! | GET | `/v1/entity-types`, `/v1/on-demand-features`, `/v1/feature-services` | listings |
 //! | POST | `/v1/feature-services/{name}/versions/{version}/retire` | the service |
 //! | GET | `/v1/lineage` | `{"features": [FeatureUsers..]}` |
-//! | GET | `/healthz`, `/readyz` | `ok` |
+//! | GET | `/healthz`, `/readyz` | `ok` (`/readyz`: 503 and the reason while the stream writer cannot write) |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
 //! Errors are `{"error": "<message>"}` with a 4xx/5xx status.

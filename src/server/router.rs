@@ -2,7 +2,8 @@
 //! percent-decoded path parameters.
 //!
 //! The table is a fixed list of templates (`/v1/groups/{group}/versions`); a `{..}`
-//! segment matches any one non-empty segment. A path that matches some template but
+//! segment matches any one non-empty segment, except an entity id, which may be empty
+//! so that the handler answers 400 naming it rather than a 404. A path that matches some template but
 //! not with this method is a 405 (with the methods that would match), one that
 //! matches none a 404. Stateless; safe from any thread.
 
@@ -53,7 +54,7 @@ pub enum Route {
     Lineage,
     /// `GET /healthz`: the process is up.
     Healthz,
-    /// `GET /readyz`: the store is open.
+    /// `GET /readyz`: the store is open and the stream writer can write.
     Readyz,
     /// `GET /metrics`: Prometheus exposition.
     Metrics,
@@ -138,6 +139,12 @@ impl Route {
         }
     }
 
+    /// True for a parameter that may be an empty segment: the entity id, which the
+    /// store's id check refuses with a message naming it.
+    fn may_be_empty(self, param: &str) -> bool {
+        self == Route::GetFeatures && param == "{entity_id}"
+    }
+
     /// The raw (still percent-encoded) parameters of `path` if it fits the template.
     fn match_path(self, path: &str) -> Option<Vec<&str>> {
         let mut params = Vec::new();
@@ -147,7 +154,7 @@ impl Route {
             match (want.next(), have.next()) {
                 (None, None) => return Some(params),
                 (Some(w), Some(h)) if w.starts_with('{') => {
-                    if h.is_empty() {
+                    if h.is_empty() && !self.may_be_empty(w) {
                         return None;
                     }
                     params.push(h);
@@ -301,7 +308,6 @@ mod tests {
             "/v1/features/product",
             "/v1/features/product/p1/extra",
             "/v1/features//p1",
-            "/v1/features/product/",
             "/healthz/",
             "/v2/groups",
             "/v1/groups/g/versions/3",
@@ -310,6 +316,19 @@ mod tests {
             assert_eq!(match_route(&Method::GET, path), Match::NotFound, "{path}");
             assert_eq!(match_route(&Method::POST, path), Match::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn an_empty_entity_id_reaches_the_handler() {
+        // Issue 12: the handler answers 400 naming the (empty) id, not 404.
+        assert_eq!(
+            found(Method::GET, "/v1/features/product/"),
+            (Route::GetFeatures, vec!["product", ""])
+        );
+        assert_eq!(
+            match_route(&Method::GET, "/v1/groups//versions"),
+            Match::NotFound
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::codec::CodecError;
 use crate::loader::LoadError;
+use crate::registry::entity::EntityIdError;
 
 /// An engine operation (open, registry change, load, version management) failed.
 #[derive(Debug, thiserror::Error)]
@@ -11,6 +12,13 @@ pub enum StoreError {
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// Another process holds the store's directory (RocksDB allows one process per
+    /// directory): typically a running server.
+    #[error("the data directory {} is in use by another process", dir.display())]
+    DirectoryInUse {
+        /// The store's directory.
+        dir: std::path::PathBuf,
+    },
     /// A file-system operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -91,9 +99,10 @@ pub enum ReadError {
         /// The entity type of the request.
         requested: String,
     },
-    /// The entity id cannot be encoded (empty or too long).
-    #[error("invalid entity id: {0}")]
-    InvalidEntityId(String),
+    /// The entity id is not a valid id of its entity type (empty, too long, not UTF-8,
+    /// or a composite id without exactly its type's components).
+    #[error(transparent)]
+    InvalidEntityId(#[from] EntityIdError),
     /// The request names no feature.
     #[error("no feature names given")]
     NoFeatures,

@@ -42,7 +42,7 @@ pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
 pub use memory::MemoryUsage;
 pub use read::{FeatureReading, FeatureVector};
-pub use stream::{PushError, PushEvent, PushOutcome};
+pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
 use crate::codec::key::{VersionPrefix, version_of_key};
@@ -157,6 +157,14 @@ impl std::fmt::Debug for FeatureStore {
     }
 }
 
+/// True when RocksDB refused to open because another process (or another open store
+/// in this one) holds the database's `LOCK` file.
+fn is_lock_error(e: &rocksdb::Error) -> bool {
+    let message = e.as_ref();
+    e.kind() == rocksdb::ErrorKind::IOError
+        && (message.contains("While lock file") || message.contains("lock hold by current process"))
+}
+
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
     let context = context.into();
     move |source| StoreError::Io { context, source }
@@ -187,7 +195,14 @@ impl FeatureStore {
         let descriptors = names
             .iter()
             .map(|n| rocksdb::ColumnFamilyDescriptor::new(n, options.for_existing_cf(n)));
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, &db_path, descriptors)?);
+        let db = DB::open_cf_descriptors(&db_opts, &db_path, descriptors).map_err(|e| {
+            if is_lock_error(&e) {
+                StoreError::DirectoryInUse { dir: dir.clone() }
+            } else {
+                StoreError::Rocks(e)
+            }
+        })?;
+        let db = Arc::new(db);
         let rocksdb_ms = opened.elapsed().as_millis();
 
         let definitions = meta::read_definitions(&db)?;
@@ -306,19 +321,37 @@ impl FeatureStore {
             ))
         })?;
         let built = self.build_segment(group, version, &cf, prefix, record)?;
+        drop(cf);
         let mut state = self.admin.lock();
         let mut next = state.manifest.clone();
-        if let Some(entry) = next
+        let Some(entry) = next
             .groups
             .get_mut(group)
             .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
-        {
-            entry.segment = built.as_ref().map(|(info, _)| info.clone());
-        }
+        else {
+            // Dropped while the segment was built: nothing to attach it to.
+            return Ok(());
+        };
+        entry.segment = built.as_ref().map(|(info, _)| info.clone());
         if let Some((_, segment)) = built {
             state.segments.insert(cf_name, segment);
         }
         self.commit_manifest(&mut state, next, None)
+    }
+
+    /// After `version` of `group` was activated without its unusable segment: rebuilds
+    /// the segment from the version's column family. A failure is logged, and the
+    /// version keeps being served from RocksDB, with identical answers.
+    fn rebuild_activated_segment(&self, group: &str, version: u64) {
+        match self.rebuild_segment(group, version) {
+            Ok(()) => tracing::info!(group, version, "hot segment rebuilt after activation"),
+            Err(e) => tracing::error!(
+                group,
+                version,
+                error = %e,
+                "hot segment rebuild failed; serving that version from RocksDB"
+            ),
+        }
     }
 
     fn segments_dir(dir: &Path) -> PathBuf {
@@ -362,24 +395,35 @@ impl FeatureStore {
         mapped
     }
 
-    /// Maps the segment of `entry` if it has one and it is not mapped yet. A corrupt
-    /// file is an error: the version must not activate on it.
-    fn ensure_segment(
-        &self,
-        state: &mut AdminState,
-        entry: &VersionEntry,
-    ) -> Result<(), StoreError> {
+    /// Maps the segment of `entry`, about to be activated, if it has one and it is not
+    /// mapped yet. Returns true when the file is unusable (corrupt, missing, another
+    /// format): the version then activates without it, served from RocksDB with
+    /// identical answers (a segment is a cache of its version), and the caller rebuilds
+    /// it once the activation is committed, as open does for the active versions. A
+    /// corrupt segment is never mapped.
+    fn ensure_segment(&self, state: &mut AdminState, entry: &VersionEntry) -> bool {
         let Some(info) = &entry.segment else {
-            return Ok(());
+            return false;
         };
         if state.segments.contains_key(&entry.cf_name) {
-            return Ok(());
+            return false;
         }
-        let segment = HotSegment::open(&Self::segments_dir(&self.dir).join(&info.file))?;
-        state
-            .segments
-            .insert(entry.cf_name.clone(), Arc::new(segment));
-        Ok(())
+        match HotSegment::open(&Self::segments_dir(&self.dir).join(&info.file)) {
+            Ok(segment) => {
+                state
+                    .segments
+                    .insert(entry.cf_name.clone(), Arc::new(segment));
+                false
+            }
+            Err(e) => {
+                tracing::error!(
+                    cf = entry.cf_name.as_str(),
+                    error = %e,
+                    "hot segment unusable; activating the version from RocksDB and rebuilding the segment"
+                );
+                true
+            }
+        }
     }
 
     /// The access counter of `entity_type`, created on first use.
@@ -785,9 +829,15 @@ impl FeatureStore {
         let sst_options = self.options.versions_cf();
         let prefix = VersionPrefix::of(version);
         let family = versions_cf_name(&request.group);
+        let registry = self.registry();
+        let entity_type = registry
+            .group(&request.group)
+            .map(|g| g.entity_type.as_str())
+            .unwrap_or_default();
         let built = loader::build_files(
             request,
             columns,
+            registry.entity_id_rule(entity_type),
             &loader::SstTarget {
                 options: &sst_options,
                 key_prefix: prefix.as_bytes(),
@@ -1012,8 +1062,20 @@ impl FeatureStore {
             .collect()
     }
 
-    /// Makes `version` of `group` the one served, atomically for all readers.
+    /// Makes `version` of `group` the one served, atomically for all readers. If its hot
+    /// segment file is unusable (corrupt or missing), the version is served from
+    /// RocksDB from the moment it is active, and the segment is rebuilt before this
+    /// returns (a failed rebuild is logged; the version stays active).
     pub fn activate(&self, group: &str, version: u64) -> Result<(), StoreError> {
+        if self.activate_locked(group, version)? {
+            self.rebuild_activated_segment(group, version);
+        }
+        Ok(())
+    }
+
+    /// [`activate`](Self::activate) under the admin lock; true when the segment must be
+    /// rebuilt.
+    fn activate_locked(&self, group: &str, version: u64) -> Result<bool, StoreError> {
         let mut state = self.admin.lock();
         let gm = Self::group_manifest(&state, group)?;
         let entry = gm
@@ -1029,16 +1091,27 @@ impl FeatureStore {
             });
         }
         let entry = entry.clone();
-        self.ensure_segment(&mut state, &entry)?;
+        let rebuild = self.ensure_segment(&mut state, &entry);
         let mut next = state.manifest.clone();
         if let Some(gm) = next.groups.get_mut(group) {
             gm.activate(version);
         }
-        self.commit_manifest(&mut state, next, None)
+        self.commit_manifest(&mut state, next, None)?;
+        Ok(rebuild)
     }
 
     /// Re-activates the version that was active before the current one. Returns it.
+    /// An unusable hot segment of that version is handled as by
+    /// [`activate`](Self::activate).
     pub fn rollback(&self, group: &str) -> Result<u64, StoreError> {
+        let (target, rebuild) = self.rollback_locked(group)?;
+        if rebuild {
+            self.rebuild_activated_segment(group, target);
+        }
+        Ok(target)
+    }
+
+    fn rollback_locked(&self, group: &str) -> Result<(u64, bool), StoreError> {
         let mut state = self.admin.lock();
         let mut next = state.manifest.clone();
         let gm = next
@@ -1048,11 +1121,12 @@ impl FeatureStore {
         let target = gm
             .rollback()
             .ok_or_else(|| StoreError::NoPreviousVersion(group.to_owned()))?;
-        if let Some(entry) = gm.entry(target).cloned() {
-            self.ensure_segment(&mut state, &entry)?;
-        }
+        let rebuild = match gm.entry(target).cloned() {
+            Some(entry) => self.ensure_segment(&mut state, &entry),
+            None => false,
+        };
         self.commit_manifest(&mut state, next, None)?;
-        Ok(target)
+        Ok((target, rebuild))
     }
 
     /// Drops all but the newest `keep` versions of `group` (never the active one).

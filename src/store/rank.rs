@@ -31,7 +31,7 @@ use super::read::Freshness;
 use super::view::ReadView;
 use crate::codec::key::EntityKey;
 use crate::registry::defaults::parse_default;
-use crate::registry::entity::composite_id;
+use crate::registry::entity::{EntityIdError, composite_id};
 use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
 use crate::registry::{FeatureDefinition, Registry};
 use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
@@ -180,6 +180,22 @@ pub enum RankError {
     /// The same feature is asked twice.
     #[error("feature `{0}` is asked more than once")]
     Duplicate(String),
+    /// A context id is not a valid id of its entity type.
+    #[error("context `{entity_type}`: {source}")]
+    InvalidContextId {
+        /// The context entity type.
+        entity_type: String,
+        /// Why the id is invalid.
+        source: EntityIdError,
+    },
+    /// A candidate id is not a valid id of the candidates' entity type.
+    #[error("candidate {index}: {source}")]
+    InvalidCandidateId {
+        /// Position of the candidate in the request, from 0.
+        index: usize,
+        /// Why the id is invalid.
+        source: EntityIdError,
+    },
     /// The context names an entity type twice.
     #[error("the context names entity type `{0}` more than once")]
     DuplicateContext(String),
@@ -460,10 +476,23 @@ fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, R
             max: MAX_CANDIDATES,
         });
     }
-    for (i, (entity_type, _)) in request.context.iter().enumerate() {
+    for (i, (entity_type, id)) in request.context.iter().enumerate() {
         if request.context[..i].iter().any(|(t, _)| t == entity_type) {
             return Err(RankError::DuplicateContext(entity_type.clone()));
         }
+        registry
+            .entity_id_rule(entity_type)
+            .check(id.as_bytes())
+            .map_err(|source| RankError::InvalidContextId {
+                entity_type: entity_type.clone(),
+                source,
+            })?;
+    }
+    let candidate_ids = registry.entity_id_rule(candidate_type);
+    for (index, id) in request.candidates.iter().enumerate() {
+        candidate_ids
+            .check(id.as_bytes())
+            .map_err(|source| RankError::InvalidCandidateId { index, source })?;
     }
     let (service, names): (Option<String>, Vec<(&str, &str)>) = match &request.features {
         FeatureSelection::Names(names) => (
@@ -529,11 +558,15 @@ fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, R
 }
 
 /// Encodes one key per candidate (or one for the context) of each key space used.
-fn keys(space: &KeySpace, request: &RankRequest) -> Result<Vec<EntityKey>, ReadError> {
-    let encode = |id: &str| {
-        EntityKey::new(id.as_bytes())
-            .map_err(|e| ReadError::InvalidEntityId(format!("`{id}`: {e}")))
-    };
+/// Every id was checked by [`plan`]; a composite id made of checked components can
+/// still be too long, which `key` reports.
+fn keys(
+    registry: &Registry,
+    space: &KeySpace,
+    request: &RankRequest,
+) -> Result<Vec<EntityKey>, ReadError> {
+    let rule = registry.entity_id_rule(&space.entity_type);
+    let encode = |id: &str| rule.key(id).map_err(ReadError::from);
     match space.place() {
         Place::Context => Ok(vec![encode(&space.id(&request.context, ""))?]),
         Place::Candidate if !space.composite => {
@@ -580,7 +613,7 @@ fn fetch(
             let space = plan_spaces
                 .get(*space)
                 .ok_or_else(|| ReadError::Storage("key space out of range".into()))?;
-            *slot = Some(keys(space, request)?);
+            *slot = Some(keys(view.registry(), space, request)?);
         }
         let entities = slot.as_deref().unwrap_or_default();
         let mut wanted = wanted.clone();

@@ -13,7 +13,6 @@ use serde::Serialize;
 use super::error::ReadError;
 use super::lookup::{GroupLookup, RowMajor, Stored, lookup_group};
 use super::view::ReadView;
-use crate::codec::key::EntityKey;
 use crate::registry::FeatureDefinition;
 use crate::types::{FeatureId, FeatureStatus, TimestampMs, Value};
 
@@ -127,11 +126,10 @@ pub fn read_entity<S: AsRef<str>>(
     if !registry.has_entity_type(entity_type) {
         return Err(ReadError::UnknownEntityType(entity_type.to_owned()));
     }
+    let entity = registry.entity_id_rule(entity_type).key(entity_id)?;
     if names.is_empty() {
         return Err(ReadError::NoFeatures);
     }
-    let entity = EntityKey::new(entity_id.as_bytes())
-        .map_err(|e| ReadError::InvalidEntityId(e.to_string()))?;
 
     let mut defs: Vec<&Arc<FeatureDefinition>> = Vec::with_capacity(names.len());
     let mut shared_names: Vec<Option<&Arc<str>>> = Vec::with_capacity(names.len());

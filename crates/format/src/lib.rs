@@ -2,6 +2,8 @@
 //! and can be fuzzed on their own.
 //!
 //! * [`types`] — dtypes, values, timestamps, read statuses (the shared data model).
+//! * [`time`] — the one parser of event times given as text (epoch milliseconds or
+//!   RFC 3339 with its offset).
 //! * [`codec`] — the RocksDB key and value encodings (`storage-format.md`, "Keys",
 //!   "Values").
 //! * [`segment`] — hot segment files: read-only, memory-mapped tables of a group
@@ -13,4 +15,5 @@
 
 pub mod codec;
 pub mod segment;
+pub mod time;
 pub mod types;

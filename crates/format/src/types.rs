@@ -27,20 +27,7 @@ pub fn now_ms() -> TimestampMs {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Parses an event time: integer milliseconds since the epoch, or an RFC 3339 timestamp
-/// (`2026-11-21T00:00:00Z`).
-pub fn parse_timestamp_ms(text: &str) -> Result<TimestampMs, String> {
-    let text = text.trim();
-    if let Ok(ms) = text.parse::<i64>() {
-        return Ok(ms);
-    }
-    let time = humantime::parse_rfc3339_weak(text)
-        .map_err(|e| format!("`{text}` is neither epoch milliseconds nor RFC 3339: {e}"))?;
-    let since = time
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| format!("`{text}` is before 1970"))?;
-    i64::try_from(since.as_millis()).map_err(|_| format!("`{text}` is out of range"))
-}
+pub use crate::time::{TimestampError, parse_timestamp_ms};
 
 /// The type of a feature's values, fixed per (feature, version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,9 +152,18 @@ impl Value {
 
     /// Parses the textual form of a value of type `dtype` (CSV cells, query strings).
     ///
-    /// An empty cell is `Null`. Vectors are written `[0.1, 0.2]` or `0.1 0.2`; bytes as
-    /// hex. Floats must be finite or NaN; `inf` is accepted as written.
+    /// An empty cell is `Null`. A string is taken exactly as written, spaces included.
+    /// Other types ignore surrounding whitespace (a blank cell is `Null`): a number has
+    /// one meaning however it is padded. Vectors are written `[0.1, 0.2]` or `0.1 0.2`;
+    /// bytes as hex. Floats must be finite or NaN; `inf` is accepted as written.
     pub fn parse_text(text: &str, dtype: DType) -> Result<Value, String> {
+        if dtype == DType::String {
+            return Ok(if text.is_empty() {
+                Value::Null
+            } else {
+                Value::String(text.to_owned())
+            });
+        }
         let text = text.trim();
         if text.is_empty() {
             return Ok(Value::Null);
@@ -383,9 +379,28 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_parse_as_millis_or_rfc3339() {
-        assert_eq!(parse_timestamp_ms("1000"), Ok(1000));
-        assert_eq!(parse_timestamp_ms("1970-01-01T00:00:01Z"), Ok(1000));
-        assert!(parse_timestamp_ms("yesterday").is_err());
+    fn text_strings_are_exact_and_numbers_ignore_padding() {
+        assert_eq!(
+            Value::parse_text("  padded  ", DType::String),
+            Ok(Value::String("  padded  ".into()))
+        );
+        assert_eq!(
+            Value::parse_text(" ", DType::String),
+            Ok(Value::String(" ".into()))
+        );
+        assert_eq!(Value::parse_text("", DType::String), Ok(Value::Null));
+        assert_eq!(
+            Value::parse_text(" 42 ", DType::Int64),
+            Ok(Value::Int64(42))
+        );
+        assert_eq!(
+            Value::parse_text("\t1.5 ", DType::Float64),
+            Ok(Value::Float64(1.5))
+        );
+        assert_eq!(
+            Value::parse_text(" true", DType::Bool),
+            Ok(Value::Bool(true))
+        );
+        assert_eq!(Value::parse_text("   ", DType::Float32), Ok(Value::Null));
     }
 }

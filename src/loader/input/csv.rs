@@ -9,7 +9,7 @@ use std::path::Path;
 use csv::{ByteRecord, ReaderBuilder};
 
 use super::{
-    ENTITY_ID, EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
+    EVENT_TIME, EmptyText, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
     InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, plan_columns, set_from_text,
 };
 use crate::types::Value;
@@ -78,16 +78,13 @@ pub(super) fn read_csv(
                 }
                 rows += 1;
                 let entity_id = field(&record, entity);
-                if entity_id.is_empty() {
-                    return Err(bad_row(rows, ENTITY_ID, "entity_id is empty".to_owned()));
-                }
                 let fc = lookup
                     .lookup(field(&record, feature))
                     .map_err(|r| bad_row(rows, FEATURE_NAME, r))?;
                 let event_time = times
                     .resolve(time.map(|t| field(&record, t)), default_time)
                     .map_err(|r| bad_row(rows, EVENT_TIME, r))?;
-                set_from_text(&mut slot, field(&record, value), fc.dtype)
+                set_from_text(&mut slot, field(&record, value), fc.dtype, EmptyText::Null)
                     .map_err(|r| bad_row(rows, VALUE, r))?;
                 sink(Record {
                     row: rows,
@@ -111,16 +108,13 @@ pub(super) fn read_csv(
             }
             rows += 1;
             let entity_id = field(&record, entity);
-            if entity_id.is_empty() {
-                return Err(bad_row(rows, ENTITY_ID, "entity_id is empty".to_owned()));
-            }
             let event_time = times
                 .resolve(time.map(|t| field(&record, t)), default_time)
                 .map_err(|r| bad_row(rows, EVENT_TIME, r))?;
             for &(col, fc) in &columns {
-                set_from_text(&mut slot, field(&record, col), fc.dtype).map_err(|r| {
-                    bad_row(rows, names.get(col).map(String::as_str).unwrap_or("?"), r)
-                })?;
+                set_from_text(&mut slot, field(&record, col), fc.dtype, EmptyText::Null).map_err(
+                    |r| bad_row(rows, names.get(col).map(String::as_str).unwrap_or("?"), r),
+                )?;
                 sink(Record {
                     row: rows,
                     entity_id,

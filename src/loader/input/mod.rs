@@ -531,7 +531,7 @@ impl TimeCache {
         if s.is_empty() {
             return Ok(None);
         }
-        let ms = parse_timestamp_ms(s)?;
+        let ms = parse_timestamp_ms(s).map_err(|e| e.to_string())?;
         self.last_text.clear();
         self.last_text.extend_from_slice(text);
         self.last = Some(ms);
@@ -558,19 +558,35 @@ pub(crate) fn no_event_time() -> String {
     "event_time is empty and no default event time was given".to_owned()
 }
 
+/// What an empty text cell of a `string` feature means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmptyText {
+    /// Null: CSV has no other way to write one.
+    Null,
+    /// The empty string: Parquet has real nulls.
+    Value,
+}
+
 /// Sets `slot` from a text cell (CSV, Utf8 Parquet) per `dtype`, reusing the slot's
-/// string buffer for `string` features. Empty (after trimming) is null.
-pub(crate) fn set_from_text(slot: &mut Value, text: &[u8], dtype: DType) -> Result<(), String> {
+/// string buffer for `string` features. Strings are kept exactly, spaces included, so
+/// a value reads back as a push of the same string would; an empty string cell is
+/// null or `""` per `empty`. Other dtypes follow [`Value::parse_text`] (surrounding
+/// whitespace ignored, blank is null).
+pub(crate) fn set_from_text(
+    slot: &mut Value,
+    text: &[u8],
+    dtype: DType,
+    empty: EmptyText,
+) -> Result<(), String> {
     let text = std::str::from_utf8(text).map_err(|_| "value is not valid UTF-8".to_owned())?;
     if dtype == DType::String {
-        let t = text.trim();
-        if t.is_empty() {
+        if text.is_empty() && empty == EmptyText::Null {
             *slot = Value::Null;
         } else if let Value::String(buf) = slot {
             buf.clear();
-            buf.push_str(t);
+            buf.push_str(text);
         } else {
-            *slot = Value::String(t.to_owned());
+            *slot = Value::String(text.to_owned());
         }
         return Ok(());
     }
@@ -670,7 +686,7 @@ pub(crate) fn set_from_binary(slot: &mut Value, v: &[u8], dtype: DType) -> Resul
             set_bytes(slot, v);
             Ok(())
         }
-        DType::String => set_from_text(slot, v, dtype),
+        DType::String => set_from_text(slot, v, dtype, EmptyText::Value),
         other => Err(format!("a binary value cannot be stored as {other}")),
     }
 }

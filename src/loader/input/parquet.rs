@@ -29,10 +29,10 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{
-    ENTITY_ID, EVENT_TIME, FEATURE_NAME, FeatureCache, FeatureColumn, InputError, InputFormat,
-    InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, no_event_time, plan_columns,
-    set_bytes, set_from_binary, set_from_bool, set_from_float, set_from_int, set_from_text,
-    set_vector,
+    ENTITY_ID, EVENT_TIME, EmptyText, FEATURE_NAME, FeatureCache, FeatureColumn, InputError,
+    InputFormat, InputOptions, InputSummary, Plan, Record, TimeCache, VALUE, no_event_time,
+    plan_columns, set_bytes, set_from_binary, set_from_bool, set_from_float, set_from_int,
+    set_from_text, set_vector,
 };
 use crate::types::{DType, TimestampMs, Value};
 
@@ -565,7 +565,8 @@ impl<'a> EntityCol<'a> {
         !matches!(self, EntityCol::Text(_))
     }
 
-    /// The id at `i`; integers are written into `buf`. Null or empty ids are errors.
+    /// The id at `i`; integers are written into `buf`. Null ids are errors; the loader
+    /// checks the rest (`EntityIdRule::check`).
     fn get<'s>(&'s self, i: usize, buf: &'s mut Vec<u8>) -> Result<&'s [u8], String> {
         fn render(buf: &mut Vec<u8>, v: impl std::fmt::Display) -> &[u8] {
             buf.clear();
@@ -582,7 +583,6 @@ impl<'a> EntityCol<'a> {
         };
         match id {
             None => Err("entity_id is null".to_owned()),
-            Some([]) => Err("entity_id is empty".to_owned()),
             Some(id) => Ok(id),
         }
     }
@@ -868,7 +868,7 @@ impl<'a> ValueCol<'a> {
                 }
             }
             ValueCol::Text(t) => match t.get(i) {
-                Some(text) => set_from_text(slot, text, dtype),
+                Some(text) => set_from_text(slot, text, dtype, EmptyText::Value),
                 None => {
                     *slot = Value::Null;
                     Ok(())

@@ -142,7 +142,7 @@ fn csv_long_reads_every_row() {
             rec(1, "u1", CLICKS, 1000, Value::Int64(42)),
             rec(2, "u1", CTR, 1000, Value::Float32(0.25)),
             rec(3, "u2", EMB, 2000, Value::Float32Vector(vec![1.0, 2.5])),
-            rec(4, "u2", NAME, 2000, Value::String("alice".to_owned())),
+            rec(4, "u2", NAME, 2000, Value::String("  alice ".to_owned())),
             rec(5, "u3", ACTIVE, 3000, Value::Bool(true)),
             rec(6, "u3", BLOB, 3000, Value::Bytes(vec![10, 11])),
         ]
@@ -274,30 +274,133 @@ fn empty_event_time_cells_use_the_default_or_fail() {
 }
 
 #[test]
-fn csv_nulls_are_emitted_and_empty_entities_rejected() {
+fn csv_nulls_are_emitted_and_strings_kept_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(
         dir.path(),
         "in.csv",
-        "entity_id,feature_name,event_time,value\nu1,clicks,1,\nu1,name,1,\"  \"\nu1,emb,1,\n",
+        "entity_id,feature_name,event_time,value\nu1,clicks,1,\nu1,name,1,\"  \"\nu1,emb,1,\n\
+         u1,name,2,  padded  \nu1,name,3,\"  quoted, padded  \"\nu1,clicks,4, 7 \nu1,name,5,\n",
     );
     let (_, recs) = read(&path, &InputOptions::default()).unwrap();
     assert_eq!(
         recs,
         vec![
             rec(1, "u1", CLICKS, 1, Value::Null),
-            rec(2, "u1", NAME, 1, Value::Null),
+            // Issue 12: a string is what the cell holds, spaces included; only an
+            // empty cell is null.
+            rec(2, "u1", NAME, 1, Value::String("  ".into())),
             rec(3, "u1", EMB, 1, Value::Null),
+            rec(4, "u1", NAME, 2, Value::String("  padded  ".into())),
+            rec(5, "u1", NAME, 3, Value::String("  quoted, padded  ".into())),
+            // Numbers ignore surrounding spaces (documented in README, "Input files").
+            rec(6, "u1", CLICKS, 4, Value::Int64(7)),
+            rec(7, "u1", NAME, 5, Value::Null),
         ]
     );
+}
+
+#[test]
+fn entity_ids_reach_the_sink_untouched() {
+    // The readers hand ids over exactly; the loader checks them (one check for every
+    // path, `EntityIdRule::check`), empty and non-UTF-8 ones included.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.csv");
+    std::fs::write(
+        &path,
+        b"entity_id,event_time,clicks\n u1 ,1,1\n,1,2\np\xff,1,3\n".as_slice(),
+    )
+    .unwrap();
+    let mut ids: Vec<Vec<u8>> = Vec::new();
+    read_input(&path, &InputOptions::default(), &features(), &mut |r| {
+        ids.push(r.entity_id.to_vec());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ids, vec![b" u1 ".to_vec(), Vec::new(), b"p\xff".to_vec()]);
+}
+
+#[test]
+fn parquet_strings_are_exact_and_empty_strings_are_not_null() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_parquet(
+        dir.path(),
+        "strings.parquet",
+        vec![
+            (
+                "entity_id",
+                Arc::new(StringArray::from(vec!["u1", "u2", "u3"])) as ArrayRef,
+            ),
+            ("event_time", Arc::new(Int64Array::from(vec![1, 1, 1]))),
+            (
+                "name",
+                Arc::new(StringArray::from(vec![Some("  padded  "), Some(""), None])),
+            ),
+        ],
+    );
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    assert_eq!(
+        recs,
+        vec![
+            rec(1, "u1", NAME, 1, Value::String("  padded  ".into())),
+            rec(2, "u2", NAME, 1, Value::String(String::new())),
+            rec(3, "u3", NAME, 1, Value::Null),
+        ]
+    );
+}
+
+#[test]
+fn text_event_times_apply_their_offsets_in_csv_and_parquet() {
+    // Issue 12: `+02:00` with a fraction was read as `Z`; without a fraction, and
+    // `-05:30`, were refused.
+    let base: TimestampMs = 1_763_789_600_000; // 2025-11-22T05:33:20Z
+    let hour: TimestampMs = 3_600_000;
+    let texts = [
+        "2025-11-22T05:33:20.123+02:00",
+        "2025-11-22T05:33:20+09:00",
+        "2025-11-22T05:33:20-05:30",
+        "2025-11-22T05:33:20.5z",
+    ];
+    let want = [
+        base - 2 * hour + 123,
+        base - 9 * hour,
+        base + 5 * hour + hour / 2,
+        base + 500,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("entity_id,event_time,clicks\n");
+    for (i, t) in texts.iter().enumerate() {
+        csv.push_str(&format!("u{i},{t},1\n"));
+    }
+    let path = write_file(dir.path(), "times.csv", &csv);
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    let times: Vec<TimestampMs> = recs.iter().map(|r| r.time).collect();
+    assert_eq!(times, want);
+
+    let path = write_parquet(
+        dir.path(),
+        "times.parquet",
+        vec![
+            (
+                "entity_id",
+                Arc::new(StringArray::from(vec!["u0", "u1", "u2", "u3"])) as ArrayRef,
+            ),
+            ("event_time", Arc::new(StringArray::from(texts.to_vec()))),
+            ("clicks", Arc::new(Int64Array::from(vec![1, 1, 1, 1]))),
+        ],
+    );
+    let (_, recs) = read(&path, &InputOptions::default()).unwrap();
+    let times: Vec<TimestampMs> = recs.iter().map(|r| r.time).collect();
+    assert_eq!(times, want);
 
     let path = write_file(
         dir.path(),
-        "e.csv",
-        "entity_id,event_time,clicks\nu1,1,1\n,1,2\n",
+        "naive.csv",
+        "entity_id,event_time,clicks\nu1,2025-11-22T05:33:20,1\n",
     );
-    let (row, column, _) = bad_row(read(&path, &InputOptions::default()).unwrap_err());
-    assert_eq!((row, column.as_str()), (2, "entity_id"));
+    let (row, column, reason) = bad_row(read(&path, &InputOptions::default()).unwrap_err());
+    assert_eq!((row, column.as_str()), (1, "event_time"));
+    assert!(reason.contains("no UTC offset"), "{reason}");
 }
 
 #[test]

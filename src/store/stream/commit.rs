@@ -1,4 +1,5 @@
-//! The committer: makes pushes durable with group commit, in a two-stage pipeline.
+//! The committer: makes pushes durable with group commit, in a two-stage pipeline, and
+//! keeps the stream writable across transient write failures.
 //!
 //! Producers validate their events, queue them on a crossbeam channel and block on a
 //! reply. The **writer** thread takes every job queued (up to [`MAX_GROUP_VALUES`]
@@ -20,17 +21,57 @@
 //! maximum over every value ever pushed, whatever the arrival order, and a replay
 //! changes nothing.
 //!
+//! # Failed writes and recovery
+//!
+//! When a write or a WAL sync fails (a full disk, an I/O error), the jobs of that group
+//! commit are answered with the error and the writer becomes **unavailable**
+//! ([`WriterHealth`]): every push is refused at once with
+//! [`PushError::Unavailable`], before anything of it is written, until a recovery
+//! probe succeeds. The writer probes by itself, after 100 ms and then at doubling
+//! intervals of at most [`MAX_PROBE_INTERVAL`], also when no push arrives. A probe:
+//!
+//! 1. flushes the memtables of every stream column family and of `stream_events` to
+//!    SST files. Values written before the failure (readable, maybe not synced) then
+//!    no longer depend on the WAL, whose state after a failed sync is unknown; so a
+//!    later push judged against them by the event-time rule (and acknowledged as
+//!    `ignored_older`, or as a duplicate event id) cannot lose its effect in a crash;
+//! 2. writes one probe key ([`PROBE_KEY`] in the `default` column family) and syncs the
+//!    WAL.
+//!
+//! Only when both succeed does the writer accept pushes again. If RocksDB itself
+//! stopped writes after the failure, the probe fails until RocksDB has recovered (it
+//! does so by itself once space is freed, for a full disk); an error it does not
+//! recover from keeps the writer unavailable, with RocksDB's reason, until a restart.
+//!
+//! What is retried and what is lost: the writer retries only its probe, never a push.
+//! A push answered with an error was never acknowledged; its values may or may not
+//! have been written (a failed sync leaves them readable, and the next probe makes
+//! them durable) and the producer should send it again: under the event-time rule a
+//! replay changes nothing, and an event id makes a replayed event a duplicate. No
+//! acknowledged push is lost.
+//!
+//! # Fault injection
+//!
+//! [`StreamFault`] (set with `FeatureStore::inject_stream_fault`) makes the writer's
+//! next writes, syncs and probes fail before they reach RocksDB, as a failing disk
+//! would, until it is cleared: the seam the recovery tests use. It costs one mutex
+//! lock per group commit when unset.
+//!
 //! Thread-safety contract: the writer alone writes stream column families, so its
-//! read-decide-write is not raced by another writer. A failed write or sync poisons the
-//! committer: every later push fails until the store is reopened (the WAL's state after
-//! a failed fsync is unknown).
+//! read-decide-write is not raced by another writer. The health state is one
+//! `parking_lot::Mutex` shared by producers (a read per push), the writer and the
+//! syncer (on failure and recovery).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 use parking_lot::Mutex;
-use rocksdb::{DB, WriteBatch, WriteOptions};
+use rocksdb::{DB, FlushOptions, WriteBatch, WriteOptions};
+use serde::Serialize;
 
 use super::event::{Prepared, PushError, PushOutcome};
 use super::{EVENTS_CF, stream_cf_name};
@@ -48,22 +89,170 @@ type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 /// with the WAL sync off the path, see README "Streaming pushes").
 pub const MAX_GROUP_VALUES: usize = 20_000;
 
+/// The first recovery probe runs this long after a failure.
+pub const FIRST_PROBE_DELAY: Duration = Duration::from_millis(100);
+
+/// Longest wait between two recovery probes (the delay doubles up to it).
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The key the recovery probe writes in the `default` column family (value: the probe
+/// time, `i64` ms little-endian). Nothing reads it.
+pub const PROBE_KEY: &[u8] = b"featstore.stream_probe";
+
 /// Called after each durable commit with, per group, the event times of the values
 /// that became readable and the time they did.
 pub type CommitObserver = Arc<dyn Fn(&str, &[TimestampMs], TimestampMs) + Send + Sync>;
 
-struct Job {
-    events: Vec<Prepared>,
-    reply: Sender<Result<PushOutcome, PushError>>,
+/// An injected failure of the stream writer's I/O (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFault {
+    /// Writes fail with this message before reaching RocksDB: nothing is written.
+    Write(String),
+    /// WAL syncs fail with this message: the group's values were written (readable)
+    /// but are not acknowledged.
+    Sync(String),
 }
 
-/// State shared between producers, the committer thread and the metrics.
+/// Whether the stream writer can write, as `/readyz`, the metrics and pushes report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WriterHealth {
+    /// True when pushes are accepted.
+    pub healthy: bool,
+    /// While unavailable: the failure that stopped writes, or the last failed probe's.
+    pub reason: Option<String>,
+    /// While unavailable: when writes stopped, ms since the epoch.
+    pub since_ms: Option<TimestampMs>,
+    /// While unavailable: recovery probes that failed so far.
+    pub failed_probes: u64,
+    /// Failed writes and syncs since the store was opened.
+    pub failures: u64,
+    /// Times the writer recovered since the store was opened.
+    pub recoveries: u64,
+}
+
+impl WriterHealth {
+    /// A one-line description for errors and `/readyz`.
+    pub fn describe(&self) -> String {
+        match (&self.reason, self.since_ms) {
+            (Some(reason), Some(since)) => format!(
+                "the stream writer cannot write since {} ms ago: {reason}; it retries by itself \
+                 ({} failed probe{})",
+                now_ms().saturating_sub(since).max(0),
+                self.failed_probes,
+                if self.failed_probes == 1 { "" } else { "s" }
+            ),
+            _ => "the stream writer is writing".to_owned(),
+        }
+    }
+}
+
+/// Why the writer is unavailable, and when it probes next.
+#[derive(Debug)]
+struct Outage {
+    reason: String,
+    since_ms: TimestampMs,
+    failed_probes: u64,
+    next_probe: Instant,
+    delay: Duration,
+}
+
+/// State shared between producers, the committer threads and the metrics.
 #[derive(Default)]
 pub(crate) struct Shared {
-    poisoned: Mutex<Option<String>>,
+    /// `Some` while the writer is unavailable.
+    outage: Mutex<Option<Outage>>,
+    failures: AtomicU64,
+    recoveries: AtomicU64,
+    fault: Mutex<Option<StreamFault>>,
     /// Newest event time written per group since open.
     pub newest: Mutex<std::collections::HashMap<String, TimestampMs>>,
     pub observer: Mutex<Option<CommitObserver>>,
+}
+
+impl Shared {
+    /// The current health.
+    pub fn health(&self) -> WriterHealth {
+        let outage = self.outage.lock();
+        WriterHealth {
+            healthy: outage.is_none(),
+            reason: outage.as_ref().map(|o| o.reason.clone()),
+            since_ms: outage.as_ref().map(|o| o.since_ms),
+            failed_probes: outage.as_ref().map_or(0, |o| o.failed_probes),
+            failures: self.failures.load(Ordering::Relaxed),
+            recoveries: self.recoveries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The refusal for a push while unavailable, or `None` when writing.
+    fn refusal(&self) -> Option<PushError> {
+        if self.outage.lock().is_none() {
+            return None;
+        }
+        Some(PushError::Unavailable(self.health().describe()))
+    }
+
+    /// Records a failed write or sync: the writer becomes unavailable (or stays so).
+    fn failed(&self, reason: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut outage = self.outage.lock();
+        if outage.is_none() {
+            tracing::error!(error = %reason, "stream write failed; refusing pushes until a recovery probe succeeds");
+            *outage = Some(Outage {
+                reason: reason.to_owned(),
+                since_ms: now_ms(),
+                failed_probes: 0,
+                next_probe: Instant::now() + FIRST_PROBE_DELAY,
+                delay: FIRST_PROBE_DELAY,
+            });
+        }
+    }
+
+    /// How long until the next probe is due: `None` when writing.
+    fn until_probe(&self) -> Option<Duration> {
+        self.outage
+            .lock()
+            .as_ref()
+            .map(|o| o.next_probe.saturating_duration_since(Instant::now()))
+    }
+
+    fn probe_failed(&self, reason: String) {
+        let mut outage = self.outage.lock();
+        if let Some(o) = outage.as_mut() {
+            o.failed_probes += 1;
+            o.delay = (o.delay * 2).min(MAX_PROBE_INTERVAL);
+            o.next_probe = Instant::now() + o.delay;
+            if o.reason != reason {
+                tracing::warn!(error = %reason, "stream writer recovery probe failed");
+            }
+            o.reason = reason;
+        }
+    }
+
+    fn recovered(&self) {
+        let mut outage = self.outage.lock();
+        if let Some(o) = outage.take() {
+            self.recoveries.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                failed_probes = o.failed_probes,
+                down_ms = now_ms().saturating_sub(o.since_ms),
+                "stream writer recovered; accepting pushes again"
+            );
+        }
+    }
+
+    fn fault(&self) -> Option<StreamFault> {
+        self.fault.lock().clone()
+    }
+
+    /// Sets or clears the injected fault.
+    pub fn inject(&self, fault: Option<StreamFault>) {
+        *self.fault.lock() = fault;
+    }
+}
+
+struct Job {
+    events: Vec<Prepared>,
+    reply: Sender<Result<PushOutcome, PushError>>,
 }
 
 /// Jobs written (readable) and waiting for the WAL sync.
@@ -80,19 +269,22 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    /// Starts the thread writing to `db`.
+    /// Starts the threads writing to `db`.
     pub fn start(db: Arc<DB>) -> std::io::Result<Self> {
         let (tx, rx) = channel::unbounded();
         let (written_tx, written_rx) = channel::unbounded();
+        // The syncer wakes the writer when a sync fails, so that it probes even when no
+        // push arrives.
+        let (wake_tx, wake_rx) = channel::bounded(1);
         let shared = Arc::new(Shared::default());
         let (writer_db, writer_shared) = (db.clone(), shared.clone());
         let writer = std::thread::Builder::new()
             .name("featstore-commit".into())
-            .spawn(move || run_writer(&writer_db, &rx, &written_tx, &writer_shared))?;
+            .spawn(move || run_writer(&writer_db, &rx, &wake_rx, &written_tx, &writer_shared))?;
         let syncer_shared = shared.clone();
         let syncer = std::thread::Builder::new()
             .name("featstore-sync".into())
-            .spawn(move || run_syncer(&db, &written_rx, &syncer_shared))?;
+            .spawn(move || run_syncer(&db, &written_rx, &wake_tx, &syncer_shared))?;
         Ok(Committer {
             tx: Some(tx),
             threads: vec![writer, syncer],
@@ -102,9 +294,8 @@ impl Committer {
 
     /// Queues `events` and waits until they are durable (or refused).
     pub fn submit(&self, events: Vec<Prepared>) -> Result<PushOutcome, PushError> {
-        let poisoned = self.shared.poisoned.lock().clone();
-        if let Some(reason) = poisoned {
-            return Err(PushError::Poisoned(reason));
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(refusal);
         }
         let (reply, answer) = channel::bounded(1);
         let stopped = || PushError::Storage("the stream writer has stopped".into());
@@ -128,14 +319,6 @@ impl Drop for Committer {
     }
 }
 
-fn poison(shared: &Shared, reason: &str) {
-    tracing::error!(error = %reason, "stream write failed; refusing further pushes");
-    let mut poisoned = shared.poisoned.lock();
-    if poisoned.is_none() {
-        *poisoned = Some(reason.to_owned());
-    }
-}
-
 fn fail(jobs: Vec<Job>, e: &PushError) {
     for job in jobs {
         // A producer that gave up waiting is no error of ours.
@@ -143,9 +326,54 @@ fn fail(jobs: Vec<Job>, e: &PushError) {
     }
 }
 
-/// Stage 1: group, decide, write (readable, not yet durable).
-fn run_writer(db: &DB, rx: &Receiver<Job>, written: &Sender<Written>, shared: &Shared) {
-    while let Ok(first) = rx.recv() {
+/// The error for the jobs whose write or sync failed with `reason`.
+fn failed_write(reason: &str) -> PushError {
+    PushError::WriteFailed(reason.to_owned())
+}
+
+/// What the writer waits for.
+enum Wait {
+    Job(Job),
+    Wake,
+    ProbeDue,
+    Closed,
+}
+
+/// Stage 1: group, decide, write (readable, not yet durable); and the recovery probes.
+fn run_writer(
+    db: &DB,
+    rx: &Receiver<Job>,
+    wake: &Receiver<()>,
+    written: &Sender<Written>,
+    shared: &Shared,
+) {
+    // Stream column families this writer has written: what a probe must flush.
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    touched.insert(EVENTS_CF.to_owned());
+    loop {
+        let wait = match shared.until_probe() {
+            None => channel::select! {
+                recv(rx) -> job => job.map_or(Wait::Closed, Wait::Job),
+                recv(wake) -> _ => Wait::Wake,
+            },
+            Some(due) => channel::select! {
+                recv(rx) -> job => job.map_or(Wait::Closed, Wait::Job),
+                recv(wake) -> _ => Wait::Wake,
+                default(due) => Wait::ProbeDue,
+            },
+        };
+        let first = match wait {
+            Wait::Closed => return,
+            Wait::Wake => continue,
+            Wait::ProbeDue => {
+                probe(db, &touched, shared);
+                continue;
+            }
+            Wait::Job(job) => job,
+        };
+        if shared.until_probe().is_some_and(|due| due.is_zero()) {
+            probe(db, &touched, shared);
+        }
         let mut values: usize = first.events.iter().map(|e| e.values.len()).sum();
         let mut jobs = vec![first];
         while values < MAX_GROUP_VALUES {
@@ -157,12 +385,11 @@ fn run_writer(db: &DB, rx: &Receiver<Job>, written: &Sender<Written>, shared: &S
                 Err(_) => break,
             }
         }
-        let poisoned = shared.poisoned.lock().clone();
-        if let Some(reason) = poisoned {
-            fail(jobs, &PushError::Poisoned(reason));
+        if let Some(refusal) = shared.refusal() {
+            fail(jobs, &refusal);
             continue;
         }
-        match commit(db, &jobs, shared) {
+        match commit(db, &jobs, shared, &mut touched) {
             Ok(outcomes) => {
                 if let Err(channel::SendError(w)) = written.send(Written { jobs, outcomes }) {
                     fail(
@@ -171,30 +398,56 @@ fn run_writer(db: &DB, rx: &Receiver<Job>, written: &Sender<Written>, shared: &S
                     );
                 }
             }
-            Err(e) => {
-                if let PushError::Storage(reason) = &e {
-                    poison(shared, reason);
-                }
-                fail(jobs, &e);
+            Err(Failure::Write(reason)) => {
+                shared.failed(&reason);
+                fail(jobs, &failed_write(&reason));
             }
+            Err(Failure::Other(e)) => fail(jobs, &e),
         }
     }
 }
 
+/// One recovery probe (see the module docs); marks the writer available on success.
+fn probe(db: &DB, touched: &BTreeSet<String>, shared: &Shared) {
+    match try_probe(db, touched, shared) {
+        Ok(()) => shared.recovered(),
+        Err(reason) => shared.probe_failed(reason),
+    }
+}
+
+fn try_probe(db: &DB, touched: &BTreeSet<String>, shared: &Shared) -> Result<(), String> {
+    if let Some(StreamFault::Write(m) | StreamFault::Sync(m)) = shared.fault() {
+        return Err(format!("recovery probe failed: {m}"));
+    }
+    let handles: Vec<_> = touched.iter().filter_map(|n| db.cf_handle(n)).collect();
+    let refs: Vec<_> = handles.iter().collect();
+    let mut flush = FlushOptions::default();
+    flush.set_wait(true);
+    db.flush_cfs_opt(&refs, &flush)
+        .map_err(|e| format!("recovery probe: flushing the stream column families failed: {e}"))?;
+    db.put(PROBE_KEY, now_ms().to_le_bytes())
+        .map_err(|e| format!("recovery probe: write failed: {e}"))?;
+    db.flush_wal(true)
+        .map_err(|e| format!("recovery probe: WAL sync failed: {e}"))
+}
+
 /// Stage 2: one WAL sync for every batch written meanwhile, then the acknowledgements.
-fn run_syncer(db: &DB, rx: &Receiver<Written>, shared: &Shared) {
+fn run_syncer(db: &DB, rx: &Receiver<Written>, wake: &Sender<()>, shared: &Shared) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
             batches.push(more);
         }
-        let poisoned = shared.poisoned.lock().clone();
-        let synced = match poisoned {
-            Some(reason) => Err(PushError::Poisoned(reason)),
-            None => db.flush_wal(true).map_err(|e| {
-                let reason = format!("WAL sync failed: {e}");
-                poison(shared, &reason);
-                PushError::Storage(reason)
+        let synced = match shared.health().reason {
+            // Written while an earlier sync failed: a sync now would not prove the
+            // earlier writes these were judged against are durable, so they are not
+            // acknowledged (the probe makes whatever became readable durable).
+            Some(reason) => Err(failed_write(&format!("not synced: {reason}"))),
+            None => sync_wal(db, shared).map_err(|reason| {
+                shared.failed(&reason);
+                // Full: a wake-up is already pending.
+                let _ = wake.try_send(());
+                failed_write(&reason)
             }),
         };
         for batch in batches {
@@ -207,6 +460,28 @@ fn run_syncer(db: &DB, rx: &Receiver<Written>, shared: &Shared) {
                 Err(e) => fail(batch.jobs, e),
             }
         }
+    }
+}
+
+fn sync_wal(db: &DB, shared: &Shared) -> Result<(), String> {
+    if let Some(StreamFault::Sync(m)) = shared.fault() {
+        return Err(format!("WAL sync failed: {m}"));
+    }
+    db.flush_wal(true)
+        .map_err(|e| format!("WAL sync failed: {e}"))
+}
+
+/// Why a commit failed.
+enum Failure {
+    /// The write itself failed: the writer becomes unavailable.
+    Write(String),
+    /// Anything else (a read, a corrupt stored value): only these jobs fail.
+    Other(PushError),
+}
+
+impl From<PushError> for Failure {
+    fn from(e: PushError) -> Self {
+        Failure::Other(e)
     }
 }
 
@@ -253,7 +528,12 @@ fn multi_get(
         .collect()
 }
 
-fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, PushError> {
+fn commit(
+    db: &DB,
+    jobs: &[Job],
+    shared: &Shared,
+    touched: &mut BTreeSet<String>,
+) -> Result<Vec<PushOutcome>, Failure> {
     // 1. Every key touched, per group.
     let mut groups: FastMap<Arc<str>, GroupWork> = FastMap::default();
     let mut markers: FastMap<Vec<u8>, bool> = FastMap::default();
@@ -327,6 +607,9 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
             if let Some(slot) = work.tiles.get_mut(&key) {
                 slot.tile = tile;
             }
+        }
+        if !touched.contains(&name) {
+            touched.insert(name.clone());
         }
         names.insert(group.clone(), name);
     }
@@ -428,8 +711,11 @@ fn commit(db: &DB, jobs: &[Job], shared: &Shared) -> Result<Vec<PushOutcome>, Pu
         }
     }
     if !batch.is_empty() {
+        if let Some(StreamFault::Write(m)) = shared.fault() {
+            return Err(Failure::Write(format!("write failed: {m}")));
+        }
         db.write_opt(batch, &WriteOptions::default())
-            .map_err(storage)?;
+            .map_err(|e| Failure::Write(format!("write failed: {e}")))?;
     }
 
     // 5. Freshness: what became readable, and when.

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::codec::EntityKey;
 use crate::codec::stream::{event_marker_key, tile_key};
 use crate::codec::value::encode_value;
 use crate::registry::{AggregateSpec, Registry};
@@ -96,12 +95,22 @@ pub enum PushError {
         /// Events in the request.
         events: usize,
     },
-    /// Writing failed; the push is not durable.
+    /// Writing failed; the push is not durable and was not acknowledged.
     #[error("storage error: {0}")]
     Storage(String),
-    /// An earlier write failed (e.g. fsync); the store refuses writes until reopened.
-    #[error("the stream writer stopped after a failed write; reopen the store: {0}")]
-    Poisoned(String),
+    /// The stream writer's write or WAL sync of this push failed (a full or failing
+    /// disk): the push was not acknowledged, may or may not have been written, and
+    /// pushes are refused until the writer has recovered (see `commit`).
+    #[error(
+        "{0}; the push is not durable and was not acknowledged (push it again: a replay is \
+         harmless); pushes are refused until the stream writer has recovered"
+    )]
+    WriteFailed(String),
+    /// The stream writer cannot write since an earlier write or sync failed; nothing of
+    /// this push was written. The writer retries by itself (see `commit`); push again
+    /// later.
+    #[error("push refused, nothing was written: {0}; push again later")]
+    Unavailable(String),
 }
 
 impl PushError {
@@ -111,6 +120,12 @@ impl PushError {
             self,
             PushError::Malformed(_) | PushError::Empty | PushError::Rejected { .. }
         )
+    }
+
+    /// True when the push failed because the stream writer cannot write now (a failed
+    /// write or sync, or an outage after one): pushing again later can succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, PushError::Unavailable(_) | PushError::WriteFailed(_))
     }
 }
 
@@ -223,8 +238,10 @@ pub(crate) fn prepare(
     if !registry.has_entity_type(&event.entity_type) {
         return Err(format!("unknown entity type `{}`", event.entity_type));
     }
-    let entity = EntityKey::new(event.entity_id.as_bytes())
-        .map_err(|e| format!("invalid entity id: {e}"))?;
+    let entity = registry
+        .entity_id_rule(&event.entity_type)
+        .key(&event.entity_id)
+        .map_err(|e| e.to_string())?;
     if event.event_time > now.saturating_add(MAX_FUTURE_SKEW_MS) {
         return Err(format!(
             "event time {} is more than {} s in the future (now {now})",

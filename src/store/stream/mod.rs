@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use commit::CommitObserver;
+pub use commit::{CommitObserver, StreamFault, WriterHealth};
 use event::{AggregateIndex, Prepared, prepare};
 pub use event::{PushError, PushEvent, PushOutcome, Rejection, parse_events};
 use retention::{RetentionTable, SharedRetention};
@@ -254,6 +254,22 @@ impl FeatureStore {
     /// freshness metrics with it). Replaces any earlier one.
     pub fn set_commit_observer(&self, observer: CommitObserver) {
         *self.stream.committer.shared.observer.lock() = Some(observer);
+    }
+
+    /// Whether the stream writer can write: after a failed write or WAL sync it refuses
+    /// pushes until a recovery probe succeeds (see [`commit`], "Failed writes and
+    /// recovery"). `/readyz` and the metrics report this.
+    pub fn stream_writer_health(&self) -> WriterHealth {
+        self.stream.committer.shared.health()
+    }
+
+    /// Fault injection, for tests and crash tests: while `Some`, the stream writer's
+    /// writes ([`StreamFault::Write`]) or WAL syncs ([`StreamFault::Sync`]), and every
+    /// recovery probe, fail with the given message before reaching RocksDB, as a full
+    /// or failing disk would make them fail; `None` lets them through again, and the
+    /// writer then recovers by itself. Never set in production.
+    pub fn inject_stream_fault(&self, fault: Option<StreamFault>) {
+        self.stream.committer.shared.inject(fault);
     }
 
     /// Newest event time pushed per group since the store was opened.
