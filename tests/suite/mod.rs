@@ -8,6 +8,7 @@ mod end_to_end;
 mod entity_ids;
 mod event_times;
 mod exact_strings;
+mod layout;
 mod loading;
 mod operations;
 mod ranking;
