@@ -21,7 +21,7 @@
 //!   accounting; see `store::memory` for what bounds each.
 //! * `featstore_memory_budget_bytes{pool}`: the configured budgets (`block_cache`,
 //!   `write_buffers`).
-//! * `featstore_batch_column_families`: batch column families open (one per kept version).
+//! * `featstore_batch_versions`: batch versions kept (active and rollback targets).
 //! * `process_resident_memory_bytes`: the process's resident set size.
 //! * `featstore_stream_writer_healthy`: 1 while the stream writer accepts pushes, 0
 //!   while it cannot write after a failed write or sync (it retries by itself).
@@ -129,7 +129,7 @@ struct Scrape {
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     memory: Family<PoolLabels, Gauge>,
     memory_budget: Family<PoolLabels, Gauge>,
-    batch_column_families: Gauge,
+    batch_versions: Gauge,
     resident: Gauge,
     writer_healthy: Gauge,
     write_failures: Counter,
@@ -236,11 +236,11 @@ impl Metrics {
             "Configured budget of each bounded memory pool",
             memory_budget.clone(),
         );
-        let batch_column_families = Gauge::default();
+        let batch_versions = Gauge::default();
         registry.register(
-            "featstore_batch_column_families",
-            "Batch column families open, one per kept group version",
-            batch_column_families.clone(),
+            "featstore_batch_versions",
+            "Batch versions kept, active ones and rollback targets",
+            batch_versions.clone(),
         );
         let resident = Gauge::default();
         registry.register(
@@ -279,7 +279,7 @@ impl Metrics {
                 newest_age,
                 memory,
                 memory_budget,
-                batch_column_families,
+                batch_versions,
                 resident,
                 writer_healthy,
                 write_failures,
@@ -440,9 +440,7 @@ impl Metrics {
                 .get_or_create(&PoolLabels { pool })
                 .set(gauge(bytes));
         }
-        scrape
-            .batch_column_families
-            .set(gauge(usage.batch_column_families));
+        scrape.batch_versions.set(gauge(usage.batch_versions));
         if let Some(bytes) = resident_bytes {
             scrape.resident.set(gauge(bytes));
         }
@@ -604,7 +602,7 @@ mod tests {
             write_buffer_budget: 128 << 20,
             write_buffer_usage: 2_100,
             table_readers: 77,
-            batch_column_families: 12,
+            batch_versions: 12,
             ..MemoryUsage::default()
         };
         metrics.set_memory(&usage, Some(9_999));
@@ -616,7 +614,7 @@ mod tests {
             r#"featstore_memory_bytes{pool="table_readers"} 77"#,
             r#"featstore_memory_budget_bytes{pool="block_cache"} 536870912"#,
             r#"featstore_memory_budget_bytes{pool="write_buffers"} 134217728"#,
-            "featstore_batch_column_families 12",
+            "featstore_batch_versions 12",
             "process_resident_memory_bytes 9999",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -41,8 +41,8 @@ pub struct MemoryUsage {
     pub table_readers: u64,
     /// Bytes of mapped hot segment files (file-backed, reclaimable).
     pub hot_segments_mapped: u64,
-    /// Batch column families (one per kept group version).
-    pub batch_column_families: u64,
+    /// Batch versions the manifest names (kept for rollback or active).
+    pub batch_versions: u64,
 }
 
 impl MemoryUsage {
@@ -61,7 +61,7 @@ impl fmt::Display for MemoryUsage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "block cache {:.1}/{:.0} MiB (pinned {:.1}), memtables {:.1} MiB (write buffers {:.1}/{:.0} MiB), table readers {:.1} MiB, hot segments {:.1} MiB mapped, {} batch column families",
+            "block cache {:.1}/{:.0} MiB (pinned {:.1}), memtables {:.1} MiB (write buffers {:.1}/{:.0} MiB), table readers {:.1} MiB, hot segments {:.1} MiB mapped, {} batch versions",
             mib(self.block_cache_usage),
             mib(self.block_cache_capacity),
             mib(self.block_cache_pinned),
@@ -70,7 +70,7 @@ impl fmt::Display for MemoryUsage {
             mib(self.write_buffer_budget),
             mib(self.table_readers),
             mib(self.hot_segments_mapped),
-            self.batch_column_families,
+            self.batch_versions,
         )
     }
 }

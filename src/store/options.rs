@@ -260,7 +260,7 @@ impl EngineOptions {
         &self,
         db: &rocksdb::DB,
         hot_segments_mapped: u64,
-        batch_column_families: u64,
+        batch_versions: u64,
     ) -> MemoryUsage {
         let stats = rocksdb::perf::get_memory_usage_stats(Some(&[db]), None);
         let (memtables, memtables_unflushed, table_readers) = match stats {
@@ -284,7 +284,7 @@ impl EngineOptions {
             memtables_unflushed,
             table_readers,
             hot_segments_mapped,
-            batch_column_families,
+            batch_versions,
         }
     }
 
