@@ -13,6 +13,14 @@
 //! featstore-bench-scale [--groups 400] [--features 25] [--versions 3] [--entities 200]
 //!                       [--big-groups 0] [--big-entities 1000000] [--reads 5000]
 //!                       [--block-cache-mib 512] [--hot-segment-mib 1024] [--dir DIR]
+//!                       [--push-groups 0] [--push-rounds 4] [--write-buffer-mib 128]
+//! ```
+//!
+//! `--push-groups G` then pushes `--push-rounds` batches of 500 events (every feature
+//! of the group) to each of G groups, round-robin, and prints the most memory all
+//! memtables held at once (sampled after every push) against the budget.
+//!
+//! ```text
 //! ```
 //!
 //! Reads are single-entity GETs of the 50 features of one entity type (its two groups),
@@ -56,6 +64,16 @@ struct Args {
     /// Entities per big group.
     #[arg(long, default_value_t = 1_000_000)]
     big_entities: u64,
+    /// Groups (of the small shape) that receive streamed pushes, to show that all
+    /// memtables together stay within `write_buffer_bytes`.
+    #[arg(long, default_value_t = 0)]
+    push_groups: usize,
+    /// Pushes per streamed group, each of 500 events x all the group's features.
+    #[arg(long, default_value_t = 4)]
+    push_rounds: usize,
+    /// Budget of all memtables together, MiB.
+    #[arg(long, default_value_t = 128)]
+    write_buffer_mib: usize,
     /// Timed GETs per measurement.
     #[arg(long, default_value_t = 5000)]
     reads: usize,
@@ -115,6 +133,7 @@ fn config(args: &Args) -> StoreConfig {
     StoreConfig {
         block_cache_bytes: args.block_cache_mib << 20,
         hot_segment_bytes: args.hot_segment_mib << 20,
+        write_buffer_bytes: args.write_buffer_mib << 20,
         ..StoreConfig::default()
     }
 }
@@ -167,6 +186,54 @@ fn time_big_reads(store: &FeatureStore, args: &Args, seed: u64) -> Result<Option
     }
     times.sort_unstable();
     Ok(Some((percentile(&times, 0.5), percentile(&times, 0.99))))
+}
+
+/// Pushes to `push_groups` groups and reports the memtables' peak against the budget.
+fn push_load(store: &FeatureStore, args: &Args) -> Result<()> {
+    use featstore::store::PushEvent;
+    use featstore::types::Value;
+    let groups = args.push_groups.min(args.groups);
+    let started = Instant::now();
+    let mut peak = 0u64;
+    let mut values = 0u64;
+    let mut event_time = featstore::types::now_ms();
+    for round in 0..args.push_rounds {
+        for g in 0..groups {
+            event_time += 1;
+            let events: Vec<PushEvent> = (0..500u64)
+                .map(|e| PushEvent {
+                    entity_type: entity_type_of(g),
+                    entity_id: format!("s{round}_{e}"),
+                    event_time,
+                    features: (0..args.features)
+                        .map(|k| {
+                            (
+                                format!("{}_f{k:02}", group_name(g)),
+                                Value::Float32(e as f32 + k as f32),
+                            )
+                        })
+                        .collect(),
+                    event_id: None,
+                })
+                .collect();
+            values += store.push(events)?.values_written;
+            peak = peak.max(store.memory_usage().write_buffer_usage);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let usage = store.memory_usage();
+    println!(
+        "pushes to {groups} groups      {values} values in {secs:.1} s ({:.0} values/s)",
+        values as f64 / secs
+    );
+    println!(
+        "memtables under pushes      peak {:.1} MiB, now {:.1} MiB, budget {:.0} MiB",
+        peak as f64 / (1 << 20) as f64,
+        usage.write_buffer_usage as f64 / (1 << 20) as f64,
+        usage.write_buffer_budget as f64 / (1 << 20) as f64
+    );
+    println!("rss after pushes            {:.0} MiB", rss_mib());
+    Ok(())
 }
 
 /// Feature names read per entity type: all features of its two groups.
@@ -309,6 +376,10 @@ fn main() -> Result<()> {
     println!("rss after reads             {rss_read:.0} MiB");
     println!("rocksdb memory              {}", store.memory_usage());
 
+    if args.push_groups > 0 {
+        push_load(&store, &args)?;
+    }
+
     for (b, file) in big_files.iter().enumerate() {
         let group = group_name(args.groups + 2 * b);
         let t = Instant::now();
@@ -343,6 +414,7 @@ fn main() -> Result<()> {
             format!("--entities={}", args.entities),
             format!("--reads={}", args.reads),
             format!("--block-cache-mib={}", args.block_cache_mib),
+            format!("--write-buffer-mib={}", args.write_buffer_mib),
             format!("--hot-segment-mib={}", args.hot_segment_mib),
             format!("--big-groups={}", args.big_groups),
             format!("--big-entities={}", args.big_entities),

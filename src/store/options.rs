@@ -1,12 +1,13 @@
 //! RocksDB options by column family role, and the shared memory budgets.
 //!
 //! Roles (see `storage-format.md`, "Column families"):
-//! * **batch** (`batch.{group}.v{n}`): written only by SST ingestion (files land in the
-//!   bottommost level, non-overlapping), read by point lookups and entity scans. Their
-//!   memtables stay empty, so they get the smallest write buffer and no memtable bloom
-//!   filter: with RocksDB's default 64 MiB write buffer and a prefix bloom ratio of 0.1,
-//!   each empty memtable allocated a 6.4 MiB bloom filter at creation, and 1,200 kept
-//!   versions held 7.7 GB for no data (`featstore-bench-scale`, storage-format.md).
+//! * **batch** (`versions.{group}`, one per group; and layout-1 `batch.{group}.v{n}`,
+//!   one per version, read until dropped): written only by SST ingestion (files land in
+//!   the bottommost level, non-overlapping), read by point lookups and entity scans.
+//!   Their memtables stay empty, so they get the smallest write buffer and no memtable
+//!   bloom filter: with RocksDB's default 64 MiB write buffer and a prefix bloom ratio of
+//!   0.1, each empty memtable allocated a 6.4 MiB bloom filter at creation, and 1,200
+//!   kept versions held 7.7 GB for no data (`featstore-bench-scale`, README "Memory").
 //! * **stream** (`stream.{group}`, `stream_events`): written through the WAL and
 //!   memtables. Every memtable of the database draws on one **write buffer manager**
 //!   (`write_buffer_bytes`, stalling writers beyond it), so 400 pushed groups cannot hold
@@ -27,8 +28,10 @@
 //! * **Bloom filters (10 bits/key, ~1% false positives) on whole keys and on the entity
 //!   prefix**: a read of an entity missing from a version costs a filter probe, no data
 //!   block.
-//! * **Entity-key prefix extractor** (`codec::key::entity_prefix_len`): an entity scan
-//!   uses the prefix bloom and stops at the entity's last key.
+//! * **Entity-key prefix extractor** (`codec::key::entity_prefix_len`; in versions
+//!   families the version prefix plus the entity key,
+//!   `codec::key::versioned_entity_prefix_len`): an entity scan uses the prefix bloom
+//!   and stops at the entity's last key.
 //! * **Hash index inside data blocks** (`BinaryAndHash`): a point lookup inside a block
 //!   is one hash probe rather than a binary search over restart points.
 //! * **4 KiB blocks, LZ4**: one entity's 50 features (~1.5 KiB) fit in one block; LZ4
@@ -36,8 +39,8 @@
 //!   RocksDB's delta encoding stores the entity id about once per restart interval.
 //!
 //! Invariant: the options a column family is opened with depend only on its name and
-//! the [`EngineOptions`], so SST files written by the loader (with [`EngineOptions::batch_cf`])
-//! always match the family they are ingested into.
+//! the [`EngineOptions`], so SST files written by the loader (with
+//! [`EngineOptions::versions_cf`]) always match the family they are ingested into.
 
 use std::sync::Arc;
 
