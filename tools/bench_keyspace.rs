@@ -28,7 +28,11 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "measure.rs"]
+mod measure;
+use measure::{percentile_us, rss_mib};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
@@ -108,23 +112,6 @@ struct Args {
     /// Internal: which step a child process runs.
     #[arg(long, hide = true)]
     step: Option<String>,
-}
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e6
 }
 
 type Extractor = fn(&[u8]) -> &[u8];
@@ -265,7 +252,7 @@ fn read_latency(db: &DB, layout: Layout, args: &Args, version: u64) -> Result<(f
         }
     }
     times.sort_unstable();
-    Ok((pct(&times, 0.5), pct(&times, 0.99)))
+    Ok((percentile_us(&times, 0.5), percentile_us(&times, 0.99)))
 }
 
 fn child(args: &Args, layout: Layout, step: &str, work: &Path) -> Result<()> {
@@ -287,8 +274,8 @@ fn child(args: &Args, layout: Layout, step: &str, work: &Path) -> Result<()> {
             times.sort_unstable();
             println!(
                 "RESULT load_p50_ms={:.2} load_p99_ms={:.2} rss_built_mib={:.0}",
-                pct(&times, 0.5) / 1e3,
-                pct(&times, 0.99) / 1e3,
+                percentile_us(&times, 0.5) / 1e3,
+                percentile_us(&times, 0.99) / 1e3,
                 rss_mib()
             );
         }
@@ -319,8 +306,8 @@ fn child(args: &Args, layout: Layout, step: &str, work: &Path) -> Result<()> {
             let (p50, _) = read_latency(&db, layout, args, next)?;
             println!(
                 "RESULT drop_p50_ms={:.2} drop_p99_ms={:.2} read_after_drop_p50_us={p50:.1}",
-                pct(&times, 0.5) / 1e3,
-                pct(&times, 0.99) / 1e3
+                percentile_us(&times, 0.5) / 1e3,
+                percentile_us(&times, 0.99) / 1e3
             );
         }
         other => bail!("unknown step {other}"),

@@ -33,7 +33,11 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+#[path = "measure.rs"]
+mod measure;
+use measure::{percentile_us, rss_mib};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -104,23 +108,6 @@ struct Reopened {
     memory: String,
 }
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1e6
-}
-
 fn group_name(g: usize) -> String {
     format!("g{g:04}")
 }
@@ -159,7 +146,7 @@ fn time_reads(
         }
     }
     times.sort_unstable();
-    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+    Ok((percentile_us(&times, 0.5), percentile_us(&times, 0.99)))
 }
 
 /// Times `reads` GETs of all features of one big group, random entities.
@@ -185,7 +172,10 @@ fn time_big_reads(store: &FeatureStore, args: &Args, seed: u64) -> Result<Option
         times.push(started.elapsed());
     }
     times.sort_unstable();
-    Ok(Some((percentile(&times, 0.5), percentile(&times, 0.99))))
+    Ok(Some((
+        percentile_us(&times, 0.5),
+        percentile_us(&times, 0.99),
+    )))
 }
 
 /// Pushes to `push_groups` groups and reports the memtables' peak against the budget.
@@ -368,8 +358,8 @@ fn main() -> Result<()> {
     println!(
         "small loads                 {} in {loads_secs:.1} s: p50 {:.1} ms, p99 {:.1} ms",
         load_times.len(),
-        percentile(&load_times, 0.5) / 1e3,
-        percentile(&load_times, 0.99) / 1e3
+        percentile_us(&load_times, 0.5) / 1e3,
+        percentile_us(&load_times, 0.99) / 1e3
     );
     println!("rss after small loads       {rss_loaded:.0} MiB");
     println!("get 50 features (2 groups)  p50 {read_p50:.1} us, p99 {read_p99:.1} us");
