@@ -10,6 +10,9 @@ use rocksdb::{DB, IteratorMode, Options};
 
 use super::common::{item_specs, small_config, write_items_csv};
 
+/// One stored key and value, as RocksDB's iterator returns them.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 fn raw_open(path: &std::path::Path) -> DB {
     let names = DB::list_cf(&Options::default(), path.join("db")).expect("list");
     DB::open_cf(&Options::default(), path.join("db"), &names).expect("raw open")
@@ -45,7 +48,7 @@ fn item_a(store: &FeatureStore, id: &str) -> Option<Value> {
 fn downgrade_to_layout_1(path: &std::path::Path) {
     let db = raw_open(path);
     let versions = db.cf_handle("versions.items").expect("versions family");
-    let rows: Vec<(Box<[u8]>, Box<[u8]>)> = db
+    let rows: Vec<KeyValue> = db
         .iterator_cf(&versions, IteratorMode::Start)
         .map(|item| item.expect("read"))
         .collect();
