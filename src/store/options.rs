@@ -75,6 +75,9 @@ const META_WRITE_BUFFER_BYTES: usize = 4 << 20;
 const STREAM_WRITE_BUFFER_MAX_BYTES: usize = 64 << 20;
 /// Smallest write buffer of one stream column family.
 const STREAM_WRITE_BUFFER_MIN_BYTES: usize = 1 << 20;
+/// Database options set by name (see [`EngineOptions::db`]). Background opening
+/// requires that table statistics are not read at open.
+const ASYNC_OPEN_OPTIONS: &str = "open_files_async=true;skip_stats_update_on_db_open=true";
 /// Size of an index or filter partition.
 const METADATA_BLOCK_BYTES: u64 = 4 << 10;
 
@@ -152,7 +155,19 @@ impl EngineOptions {
         opts.set_write_buffer_manager(&self.write_buffers);
         // The default column family holds nothing; it still has a memtable.
         opts.set_write_buffer_size(BATCH_WRITE_BUFFER_BYTES);
-        opts
+        // Open SST files in the background after `DB::open` returns instead of before
+        // (every file is kept open, `max_open_files` -1): at 1,200 files the RocksDB part
+        // of a restart fell from 0.73 to 0.22 s (`featstore-bench-scale`). A file that
+        // fails to open then surfaces as a read error of that version rather than a
+        // failed open. Not exposed by the Rust binding, hence the options string; the
+        // C++ objects set above (write buffer manager) are shared, not copied.
+        match opts.get_options_from_string(ASYNC_OPEN_OPTIONS) {
+            Ok(with_async_open) => with_async_open,
+            Err(e) => {
+                tracing::warn!(error = %e, "RocksDB refused background file opening; opening files before serving");
+                opts
+            }
+        }
     }
 
     /// Table options every role shares: the one block cache, partitioned index and
