@@ -9,13 +9,15 @@
 //! connection failed, e.g. closed by the server while the client was still sending),
 //! the resident set
 //! before the pushes (`VmRSS`) and its peak (`VmHWM` of `/proc/PID/status`), and the
-//! peak growth per body byte of the pushes the server processed (answered 200 or 400).
+//! peak growth per body byte of the pushes the server processed (answered 200 or 400;
+//! a 503 was refused before its body was kept).
 //!
 //! `featstore-push-memory [--featstore PATH] [--mb 14.8] [--scenarios valid:1,valid:8,rejected:1,rejected:8,rejected:16] [-- SERVE_ARGS..]`
 //!
 //! `--featstore` defaults to the `featstore` binary next to this one; give an older
-//! build to compare. Arguments after `--` go to `featstore serve`. Linux only
-//! (`/proc`).
+//! build to compare. Arguments after `--` go to `featstore serve` (e.g.
+//! `--memory-wait 60s` to let every push wait for request memory instead of being
+//! refused). Linux only (`/proc`).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

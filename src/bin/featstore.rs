@@ -19,6 +19,7 @@ use featstore::loader::LoadRequest;
 use featstore::loader::input::{InputFormat, Layout};
 use featstore::registry::DefinitionFilter;
 use featstore::registry::file::read_registry_file;
+use featstore::server::ServerConfig;
 use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::parse_timestamp_ms;
 use featstore::{FeatureStore, StoreConfig};
@@ -53,6 +54,8 @@ enum Command {
         /// Address to bind (loopback by default: featstore runs as a sidecar).
         #[arg(long, default_value = "127.0.0.1:7070")]
         addr: SocketAddr,
+        #[command(flatten)]
+        limits: ServeLimits,
     },
     /// Register registry objects from a TOML file.
     Apply {
@@ -302,7 +305,12 @@ fn encode_component(text: &str) -> String {
         .collect()
 }
 
-async fn serve(store: Arc<FeatureStore>, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
+async fn serve(
+    store: Arc<FeatureStore>,
+    addr: SocketAddr,
+    config: ServerConfig,
+    exit_after: Option<u64>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -315,8 +323,35 @@ async fn serve(store: Arc<FeatureStore>, addr: SocketAddr, exit_after: Option<u6
             }
         }
     };
-    featstore::server::run(store, listener, shutdown).await?;
+    featstore::server::run_with(store, listener, config, shutdown).await?;
     Ok(())
+}
+
+/// The server's resource bounds (README, "Limits and load shedding").
+#[derive(clap::Args)]
+struct ServeLimits {
+    /// Largest request body, bytes (413 beyond).
+    #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Memory all in-flight request bodies may take together, bytes (their size plus
+    /// an estimate of their decoded size).
+    #[arg(long, default_value_t = ServerConfig::default().request_memory_bytes)]
+    request_memory_bytes: usize,
+    /// How long a request waits for request memory before a 503.
+    #[arg(long, default_value_t = ServerConfig::default().memory_wait.into())]
+    memory_wait: humantime::Duration,
+}
+
+impl ServeLimits {
+    fn config(&self) -> Result<ServerConfig> {
+        let config = ServerConfig {
+            max_body_bytes: self.max_body_bytes,
+            request_memory_bytes: self.request_memory_bytes,
+            memory_wait: self.memory_wait.into(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -341,9 +376,14 @@ fn progress_printer(started: std::time::Instant) -> impl Fn(featstore::loader::L
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { target, addr } => {
+        Command::Serve {
+            target,
+            addr,
+            limits,
+        } => {
+            let config = limits.config()?;
             let store = Arc::new(open(&target)?);
-            runtime()?.block_on(serve(store, addr, None))
+            runtime()?.block_on(serve(store, addr, config, None))
         }
         Command::Apply { file, target } => {
             let objects = read_registry_file(&file)?;
@@ -720,7 +760,12 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
         eprintln!("  {example}");
     }
     eprintln!();
-    runtime()?.block_on(serve(Arc::new(store), addr, exit_after))
+    runtime()?.block_on(serve(
+        Arc::new(store),
+        addr,
+        ServerConfig::default(),
+        exit_after,
+    ))
 }
 
 fn main() {

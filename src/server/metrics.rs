@@ -15,6 +15,12 @@
 //!   value, the time from its event time to when it was durable and readable.
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
 //!   event time pushed to the group since the server started.
+//! * `featstore_http_refused_total{reason}`: requests refused without being served, by
+//!   [`Refusal`] (`memory`, `body_too_large`); each is also in the requests counter
+//!   with its status.
+//! * Gauges, at scrape time: `featstore_http_request_memory_reserved_bytes` (of
+//!   `featstore_http_request_memory_limit_bytes`) and
+//!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -33,6 +39,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::refusal::Refusal;
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
@@ -52,6 +59,22 @@ struct RequestLabels {
 struct RouteLabels {
     method: &'static str,
     route: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The server's load at scrape time (see the gauges in the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerLoad {
+    /// Request memory reserved.
+    pub memory_reserved_bytes: usize,
+    /// The request memory budget.
+    pub memory_limit_bytes: usize,
+    /// Body bytes received and held.
+    pub body_bytes_in_flight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -106,6 +129,48 @@ struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    load: LoadGauges,
+}
+
+/// The [`ServerLoad`] gauges.
+#[derive(Default)]
+struct LoadGauges {
+    memory_reserved_bytes: Gauge,
+    memory_limit_bytes: Gauge,
+    body_bytes_in_flight: Gauge,
+}
+
+impl LoadGauges {
+    fn register(&self, registry: &mut Registry) {
+        for (name, help, gauge) in [
+            (
+                "featstore_http_request_memory_reserved_bytes",
+                "Request memory reserved by requests in flight (bodies and their decoded estimate)",
+                &self.memory_reserved_bytes,
+            ),
+            (
+                "featstore_http_request_memory_limit_bytes",
+                "The request memory budget",
+                &self.memory_limit_bytes,
+            ),
+            (
+                "featstore_http_request_body_bytes_in_flight",
+                "Request body bytes received and held by requests in flight",
+                &self.body_bytes_in_flight,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+
+    fn set(&self, load: &ServerLoad) {
+        let set = |gauge: &Gauge, v: usize| {
+            gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.memory_reserved_bytes, load.memory_reserved_bytes);
+        set(&self.memory_limit_bytes, load.memory_limit_bytes);
+        set(&self.body_bytes_in_flight, load.body_bytes_in_flight);
+    }
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -116,6 +181,8 @@ pub struct Metrics {
     served: ServedCounters,
     stream_lag: LagFamily,
     defaults: Family<FeatureLabels, Counter>,
+    /// One counter per [`Refusal`], in [`Refusal::ALL`] order.
+    refused: [Counter; Refusal::ALL.len()],
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -196,16 +263,33 @@ impl Metrics {
             "Age of the newest event time pushed to each group since start",
             newest_age.clone(),
         );
+        let refused_family = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "featstore_http_refused",
+            "Requests refused without being served (load shedding and limits), by reason",
+            refused_family.clone(),
+        );
+        let refused = Refusal::ALL.map(|reason| {
+            refused_family
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .clone()
+        });
+        let load = LoadGauges::default();
+        load.register(&mut registry);
         Metrics {
             requests,
             latency,
             served,
             stream_lag,
             defaults,
+            refused,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
                 newest_age,
+                load,
             }),
         }
     }
@@ -228,6 +312,20 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { method, route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one request refused for `reason`.
+    pub fn observe_refused(&self, reason: Refusal) {
+        if let Some(slot) = Refusal::ALL.iter().position(|r| *r == reason)
+            && let Some(counter) = self.refused.get(slot)
+        {
+            counter.inc();
+        }
+    }
+
+    /// Sets the load gauges.
+    pub fn set_server_load(&self, load: &ServerLoad) {
+        self.scrape.lock().load.set(load);
     }
 
     /// Counts the readings of one read response by status.
@@ -453,6 +551,28 @@ mod tests {
             r#"featstore_stream_lag_seconds_bucket{le="1.0",group="clicks"} 2"#,
             r#"featstore_stream_lag_seconds_count{group="clicks"} 2"#,
             r#"featstore_stream_newest_age_seconds{group="clicks"} 2.01"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn refusals_and_load_are_exported() {
+        let metrics = Metrics::new();
+        metrics.observe_refused(Refusal::Memory);
+        metrics.observe_refused(Refusal::Memory);
+        metrics.set_server_load(&ServerLoad {
+            memory_reserved_bytes: 4096,
+            memory_limit_bytes: 1 << 20,
+            body_bytes_in_flight: 100,
+        });
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            r#"featstore_http_refused_total{reason="memory"} 2"#,
+            r#"featstore_http_refused_total{reason="body_too_large"} 0"#,
+            "featstore_http_request_memory_reserved_bytes 4096",
+            "featstore_http_request_memory_limit_bytes 1048576",
+            "featstore_http_request_body_bytes_in_flight 100",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -3,8 +3,11 @@
 //!
 //! # Layout
 //!
-//! * this module — [`run`]: the accept loop, one task per connection, graceful
+//! * this module — [`run_with`]: the accept loop, one task per connection, graceful
 //!   shutdown; and the dispatch of one request (route, handle, record metrics).
+//! * [`config`] — [`ServerConfig`]: resource bounds.
+//! * [`budget`] — the request memory budget and bounded body reads.
+//! * [`refusal`] — why a request was refused: statuses and metrics labels.
 //! * [`router`] — route table, 404/405.
 //! * [`handlers`] — one function per endpoint, error-to-status mapping.
 //! * [`json`] — the read response encoder (the hot path).
@@ -34,19 +37,24 @@
 //! | GET | `/healthz`, `/readyz` | `ok` |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
-//! Errors are `{"error": "<message>"}` with a 4xx/5xx status.
+//! Errors are `{"error": "<message>"}` with a 4xx/5xx status. Requests refused by a
+//! resource bound are 503 with `Retry-After` (or 413), see README "Limits and load
+//! shedding".
 //!
 //! Thread-safety contract: [`run`] owns the listener; each connection runs on its own
 //! task and shares one `Arc<AppState>` (the store, `Send + Sync`, and atomic metrics).
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
+pub mod budget;
+pub mod config;
 pub mod handlers;
 pub mod json;
 pub mod metrics;
 pub mod rank_binary;
 pub mod rank_handlers;
 pub mod rank_json;
+pub mod refusal;
 pub mod router;
 pub mod url;
 
@@ -65,6 +73,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::FeatureStore;
+use budget::MemoryBudget;
+pub use config::{ConfigError, ServerConfig};
 use handlers::{AppState, HttpResponse};
 use metrics::Metrics;
 use router::{Match, decode_params, match_route};
@@ -79,17 +89,34 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
-/// lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]); idle keep-alive
-/// connections close at once.
+/// Serves `store` on `listener` with the default [`ServerConfig`] until `shutdown`
+/// completes (see [`run_with`]).
 pub async fn run(
     store: Arc<FeatureStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with(store, listener, ServerConfig::default(), shutdown).await
+}
+
+/// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
+/// lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]); idle keep-alive
+/// connections close at once. `config` is validated first (an invalid one is an
+/// `InvalidInput` error).
+pub async fn run_with(
+    store: Arc<FeatureStore>,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let state = Arc::new(AppState {
         store,
         metrics: Metrics::new(),
+        budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
+        config,
     });
     let lag = state.metrics.stream_lag();
     state
@@ -230,7 +257,7 @@ pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse 
             let response = match decode_params(&params) {
                 Ok(params) => handlers::handle(state, route, params, req)
                     .await
-                    .unwrap_or_else(handlers::ApiError::into_response),
+                    .unwrap_or_else(|e| refusal_response(state, e)),
                 Err(e) => handlers::ApiError::bad_request(format!("bad path: {e}")).into_response(),
             };
             (route.template(), response)
@@ -243,6 +270,14 @@ pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse 
         started.elapsed(),
     );
     response
+}
+
+/// The response of a failed request, counting it when it is a refusal.
+fn refusal_response(state: &AppState, e: handlers::ApiError) -> HttpResponse {
+    if let Some(reason) = e.refused {
+        state.metrics.observe_refused(reason);
+    }
+    e.into_response()
 }
 
 /// A bounded `method` label: standard methods by name, anything else `other`.

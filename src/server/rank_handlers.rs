@@ -103,8 +103,10 @@ fn wants_binary(req: &Request<Incoming>) -> bool {
 
 async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let binary = wants_binary(&req);
-    let request = parse_rank(&read_body(req).await?)?;
+    let body = read_body(state, Route::Rank, req).await?;
+    let request = parse_rank(&body)?;
     let answer = state.store.rank(request)?;
+    drop(body);
     state.metrics.observe_feature_columns(
         answer.context_cells.iter().map(|c| &c.status),
         answer.values.iter().map(|c| c.statuses()),
@@ -154,14 +156,16 @@ pub async fn handle(
     match route {
         Route::Rank => rank(state, req).await,
         Route::ApplyRegistry => {
-            let body = read_body(req).await?;
+            let body = read_body(state, Route::ApplyRegistry, req).await?;
             let objects: RegistryObjects = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("invalid registry objects: {e}")))?;
             if objects.is_empty() {
                 return Err(ApiError::bad_request("no registry objects given"));
             }
             let store = state.store.clone();
-            ok_json(&blocking(move || store.apply_objects(objects)).await?)
+            let report = blocking(move || store.apply_objects(objects)).await?;
+            drop(body);
+            ok_json(&report)
         }
         Route::DeleteDefinition => {
             let name = take(&mut params, 0);

@@ -90,6 +90,11 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `featstore::server::run` for `store` on 127.0.0.1:0.
     pub fn start(store: Arc<FeatureStore>) -> Self {
+        Self::start_with(store, featstore::server::ServerConfig::default())
+    }
+
+    /// Starts `featstore::server::run_with` for `store` and `config` on 127.0.0.1:0.
+    pub fn start_with(store: Arc<FeatureStore>, config: featstore::server::ServerConfig) -> Self {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -105,7 +110,7 @@ impl TestServer {
                 addr_tx
                     .send(listener.local_addr().expect("addr"))
                     .expect("send addr");
-                featstore::server::run(store, listener, async {
+                featstore::server::run_with(store, listener, config, async {
                     let _ = shutdown_rx.await;
                 })
                 .await

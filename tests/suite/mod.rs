@@ -5,6 +5,7 @@ pub mod common;
 mod concurrent_swap;
 mod crash;
 mod end_to_end;
+mod limits;
 mod loading;
 mod ranking;
 mod ranking_model;

@@ -1,0 +1,205 @@
+//! Issue 12, resource bounds of the HTTP server, against a real server on loopback:
+//!
+//! * request bodies had no shared memory bound: now a push that does not fit in the
+//!   request memory budget waits, then gets 503 with `Retry-After`.
+//!
+//! Counts are small and every wait is bounded: stalled clients are loopback sockets
+//! held by the test, closed when it ends.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use featstore::server::ServerConfig;
+
+use super::common::{TestServer, get, item_specs, post, temp_store};
+
+/// A server and its store's directory, removed after the server stopped.
+struct Served {
+    server: TestServer,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Served {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+/// Registers the `items` features (float64 `item_a`..) and starts a server.
+fn server(config: ServerConfig) -> Served {
+    let (dir, store) = temp_store();
+    let store = Arc::new(store);
+    store.apply(item_specs()).expect("apply specs");
+    Served {
+        server: TestServer::start_with(store, config),
+        _dir: dir,
+    }
+}
+
+/// A push body of `events` events, padded with spaces to exactly `len` bytes when given.
+fn push_body(events: usize, len: Option<usize>) -> String {
+    let events: Vec<String> = (0..events)
+        .map(|n| {
+            format!(
+                r#"{{"entity_type":"item","entity_id":"i{n}","event_time":1700000000000,"features":{{"item_a":{n}}}}}"#
+            )
+        })
+        .collect();
+    let mut body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+    if let Some(len) = len {
+        assert!(body.len() <= len, "{} > {len}", body.len());
+        body.extend(std::iter::repeat_n(' ', len - body.len()));
+    }
+    body
+}
+
+/// A raw connection that sends a request head and part of its body, then stalls.
+struct Stalled {
+    stream: TcpStream,
+}
+
+impl Stalled {
+    fn push(addr: SocketAddr, body: &str, sent: usize) -> Stalled {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        let head = format!(
+            "POST /v1/push HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        stream
+            .write_all(&body.as_bytes()[..sent])
+            .expect("part of the body");
+        stream.flush().expect("flush");
+        Stalled { stream }
+    }
+
+    /// Sends the rest of `body` (from `sent`).
+    fn finish(&mut self, body: &str, sent: usize) {
+        self.stream
+            .write_all(&body.as_bytes()[sent..])
+            .expect("rest of the body");
+    }
+}
+
+/// The value of `metric` (a full sample name with labels) in the exposition.
+fn metric(server: &TestServer, sample: &str) -> f64 {
+    let (status, text) = get(&server.url("/metrics"));
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {sample} in\n{text}"))
+}
+
+/// Sends one request on a raw connection and reads the status line and headers.
+fn raw_request(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("reading {request:?}: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn pushes_share_one_memory_budget_and_the_excess_gets_503() {
+    let max_body = 64 << 10;
+    let config = ServerConfig {
+        max_body_bytes: max_body,
+        memory_wait: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    // Exactly one largest body (with its decoded estimate) fits.
+    let config = ServerConfig {
+        request_memory_bytes: config.min_request_memory_bytes(),
+        ..config
+    };
+    let server = server(config);
+    let big = push_body(10, Some(max_body - 1024));
+    let mut first = Stalled::push(server.addr, &big, 100);
+    // The first push holds its reservation while its body trickles in.
+    let mut reserved = 0.0;
+    for _ in 0..200 {
+        reserved = metric(&server, "featstore_http_request_memory_reserved_bytes");
+        if reserved > 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(reserved >= big.len() as f64 * 20.0, "reserved {reserved}");
+
+    // 2 KiB with its estimate does not fit in what is left (20 KiB).
+    let small = push_body(3, Some(2 << 10));
+    let answer = raw_request(
+        server.addr,
+        &format!(
+            "POST /v1/push HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{small}",
+            small.len()
+        ),
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    assert_eq!(
+        metric(&server, r#"featstore_http_refused_total{reason="memory"}"#),
+        1.0
+    );
+
+    first.finish(&big, 100);
+    first
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let answer = read_response(&mut first.stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (status, body) = post(&server.url("/v1/push"), &small);
+    assert_eq!(status, 200, "room again once the first is done: {body}");
+    assert_eq!(
+        metric(&server, "featstore_http_request_memory_reserved_bytes"),
+        0.0
+    );
+    let (status, body) = post(&server.url("/v1/push"), &push_body(1, Some(max_body + 1)));
+    assert_eq!(status, 413, "{body}");
+}
+
+/// Reads one whole response (head and `content-length` body) from a keep-alive stream;
+/// returns the head.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).expect("read head");
+        assert!(
+            n > 0,
+            "closed mid-head: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&out).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).expect("body");
+    head
+}
