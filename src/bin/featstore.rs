@@ -340,6 +340,18 @@ struct ServeLimits {
     /// How long a request waits for request memory before a 503.
     #[arg(long, default_value_t = ServerConfig::default().memory_wait.into())]
     memory_wait: humantime::Duration,
+    /// A body must arrive whole within this time (408 beyond).
+    #[arg(long, default_value_t = ServerConfig::default().body_timeout.into())]
+    body_timeout: humantime::Duration,
+    /// A request head must arrive within this time; also the idle keep-alive time.
+    #[arg(long, default_value_t = ServerConfig::default().header_timeout.into())]
+    header_timeout: humantime::Duration,
+    /// Connections served at once, or `auto` (from the descriptor limit).
+    #[arg(long, default_value = "auto")]
+    max_connections: MaxConnections,
+    /// Extra connections, beyond --max-connections, that may only ask health checks.
+    #[arg(long, default_value_t = ServerConfig::default().health_connections)]
+    health_connections: usize,
 }
 
 impl ServeLimits {
@@ -348,9 +360,35 @@ impl ServeLimits {
             max_body_bytes: self.max_body_bytes,
             request_memory_bytes: self.request_memory_bytes,
             memory_wait: self.memory_wait.into(),
+            body_timeout: self.body_timeout.into(),
+            header_timeout: self.header_timeout.into(),
+            max_connections: self.max_connections.0,
+            health_connections: self.health_connections,
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// `--max-connections`: a count or `auto`.
+#[derive(Clone, Copy)]
+struct MaxConnections(Option<usize>);
+
+impl std::str::FromStr for MaxConnections {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(MaxConnections(None)),
+            _ => s.parse().map(|n| MaxConnections(Some(n))),
+        }
+    }
+}
+
+/// Raises the descriptor limit toward the hard limit before the store opens its files.
+fn raise_fd_limit() {
+    match featstore::server::fd_limit::raise() {
+        Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the descriptor limit"),
     }
 }
 
@@ -382,6 +420,7 @@ fn run(cli: Cli) -> Result<()> {
             limits,
         } => {
             let config = limits.config()?;
+            raise_fd_limit();
             let store = Arc::new(open(&target)?);
             runtime()?.block_on(serve(store, addr, config, None))
         }

@@ -9,6 +9,10 @@
 //! with 503 and `Retry-After`; one that could never fit (the estimate alone exceeds
 //! the budget) is 413. A body without `Content-Length` reserves as its chunks arrive.
 //!
+//! A body must also arrive whole within `body_timeout` of the head being read (408
+//! beyond, and the connection is closed), so a client that stalls mid-body holds its
+//! connection and its reservation for a bounded time.
+//!
 //! Thread-safety contract: the budget is a tokio [`Semaphore`] (fair: a large request
 //! waiting is not overtaken forever by small ones) counted in KiB; the in-flight byte
 //! count is an atomic. Both are shared by all connection tasks; nothing here blocks a
@@ -175,6 +179,8 @@ pub struct BodyLimits {
     pub decode_factor: usize,
     /// Longest wait for room in the budget.
     pub memory_wait: Duration,
+    /// The whole body must have arrived by then.
+    pub deadline: Instant,
 }
 
 /// A request body read whole, with the budget it holds until dropped.
@@ -271,14 +277,17 @@ pub async fn read_body(
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let mut body = req.into_body();
-    let mut reservation = match budget.reserve(cost(first), wait_until).await {
+    let mut reservation = match budget
+        .reserve(cost(first), wait_until.min(limits.deadline))
+        .await
+    {
         Ok(reservation) => reservation,
         Err(e) => {
             // A client still sending would see its connection closed, not the 503: read
             // the body to its end first, keeping none of it (a client that waits for
             // `100 Continue` has sent nothing, and is answered at once).
             if e == BudgetError::Busy && !expects_continue {
-                discard(&mut body, limits.max_bytes).await;
+                discard(&mut body, limits.deadline, limits.max_bytes).await;
             }
             return Err(budget_error(e, cost(first), budget));
         }
@@ -286,13 +295,21 @@ pub async fn read_body(
     let mut covered = first;
     let mut buf: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
     let mut receiving = Receiving { budget, bytes: 0 };
+    let timed_out = || {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )
+        .refused(Refusal::BodyTimeout)
+    };
     loop {
-        let frame = match body.frame().await {
-            None => break,
-            Some(Err(e)) => {
+        let frame = match tokio::time::timeout_at(limits.deadline.into(), body.frame()).await {
+            Err(_) => return Err(timed_out()),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
                 return Err(ApiError::bad_request(format!("reading request body: {e}")));
             }
-            Some(Ok(frame)) => frame,
+            Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else {
             continue;
@@ -305,7 +322,7 @@ pub async fn read_body(
             let step = (len - covered)
                 .max(CHUNKED_STEP)
                 .min(limits.max_bytes - covered);
-            let until = Instant::now() + limits.memory_wait;
+            let until = (Instant::now() + limits.memory_wait).min(limits.deadline);
             budget
                 .grow(&mut reservation, cost(step), until)
                 .await
@@ -325,11 +342,12 @@ pub async fn read_body(
     })
 }
 
-/// Reads `body` to its end, dropping its bytes, so the connection can carry the
-/// answer; gives up (the connection then closes) after `max` bytes.
-async fn discard(body: &mut Incoming, max: usize) {
+/// Reads `body` to its end by `deadline`, dropping its bytes, so the connection can
+/// carry the answer; gives up (the connection then closes) past the deadline or after
+/// `max` bytes.
+async fn discard(body: &mut Incoming, deadline: Instant, max: usize) {
     let mut seen = 0usize;
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline.into(), body.frame()).await {
         if let Ok(data) = frame.into_data() {
             seen += data.len();
             if seen > max {

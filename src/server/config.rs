@@ -1,6 +1,8 @@
 //! The server's resource bounds ([`ServerConfig`]), with sidecar defaults.
 //!
-//! Every bound here is enforced by one module: request memory by [`super::budget`].
+//! Every bound here is enforced by one module: request memory and body reads by
+//! [`super::budget`], the connection cap and the health reserve by
+//! [`super::connections`].
 //! The README's "Limits and load shedding" section documents what each refusal looks
 //! like on the wire.
 
@@ -19,6 +21,18 @@ pub struct ServerConfig {
     pub request_memory_bytes: usize,
     /// How long a request waits for room in the memory budget.
     pub memory_wait: Duration,
+    /// A body must arrive whole within this time of its request head (408 beyond).
+    pub body_timeout: Duration,
+    /// A request head must arrive whole within this time; also how long an idle
+    /// keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// Connections served at once. `None`: derived from the descriptor limit at start
+    /// ([`super::connections::auto_max_connections`]).
+    pub max_connections: Option<usize>,
+    /// Connections accepted beyond `max_connections` that may only ask `/healthz`,
+    /// `/readyz` and `/metrics` (anything else gets 503); beyond these, connections are
+    /// closed at once.
+    pub health_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +41,10 @@ impl Default for ServerConfig {
             max_body_bytes: 16 << 20,
             request_memory_bytes: 512 << 20,
             memory_wait: Duration::from_millis(500),
+            body_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            max_connections: None,
+            health_connections: 16,
         }
     }
 }
@@ -60,8 +78,8 @@ impl ServerConfig {
             .saturating_mul(1 + super::budget::MAX_DECODE_FACTOR)
     }
 
-    /// Checks every bound: positive sizes, and a memory budget that can hold the
-    /// largest body with its decoded estimate.
+    /// Checks every bound: positive sizes and times, and a memory budget that can hold
+    /// the largest body with its decoded estimate.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes == 0 {
             return Err(invalid("max-body-bytes", "must be at least 1"));
@@ -76,6 +94,17 @@ impl ServerConfig {
                     self.max_body_bytes
                 ),
             ));
+        }
+        for (setting, value) in [
+            ("body-timeout", self.body_timeout),
+            ("header-timeout", self.header_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(setting, "must be longer than 0"));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(invalid("max-connections", "must be at least 1"));
         }
         Ok(())
     }
@@ -93,11 +122,13 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut ServerConfig);
-        let cases: [(&str, Change); 2] = [
+        let cases: [(&str, Change); 4] = [
             ("max-body-bytes", |c| c.max_body_bytes = 0),
             ("request-memory-bytes", |c| {
                 c.request_memory_bytes = c.min_request_memory_bytes() - 1;
             }),
+            ("body-timeout", |c| c.body_timeout = Duration::ZERO),
+            ("max-connections", |c| c.max_connections = Some(0)),
         ];
         for (setting, change) in cases {
             let mut config = ServerConfig::default();

@@ -7,8 +7,8 @@
 //! no lock and are fast.
 //!
 //! Thread-safety contract: handlers share only [`AppState`]: an `Arc` of the store
-//! (`Send + Sync`), the atomic metrics, and the request memory budget (see
-//! [`budget`]).
+//! (`Send + Sync`), the atomic metrics, and the server's limits (request memory, the
+//! connection count), each synchronized on its own (see their modules).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budget::{self, Body, BodyLimits, MemoryBudget};
 use super::config::ServerConfig;
+use super::connections::ConnectionLimiter;
 use super::json;
 use super::metrics::{self, Metrics, ServerLoad};
 use super::refusal::{RETRY_AFTER_SECS, Refusal};
@@ -50,12 +51,16 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Request memory shared by all connections.
     pub budget: Arc<MemoryBudget>,
+    /// The connection cap.
+    pub connections: ConnectionLimiter,
 }
 
 impl AppState {
     /// The load gauges now.
     pub fn load(&self) -> ServerLoad {
         ServerLoad {
+            open_connections: self.connections.open(),
+            max_connections: self.connections.max(),
             memory_reserved_bytes: self.budget.reserved_bytes(),
             memory_limit_bytes: self.budget.total_bytes(),
             body_bytes_in_flight: self.budget.body_bytes(),
@@ -233,6 +238,7 @@ pub(super) async fn read_body(
         max_bytes: config.max_body_bytes,
         decode_factor: budget::decode_factor(route),
         memory_wait: config.memory_wait,
+        deadline: std::time::Instant::now() + config.body_timeout,
     };
     budget::read_body(&state.budget, limits, req).await
 }

@@ -16,9 +16,12 @@
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
 //!   event time pushed to the group since the server started.
 //! * `featstore_http_refused_total{reason}`: requests refused without being served, by
-//!   [`Refusal`] (`memory`, `body_too_large`); each is also in the requests counter
-//!   with its status.
-//! * Gauges, at scrape time: `featstore_http_request_memory_reserved_bytes` (of
+//!   [`Refusal`] (`memory`, `body_timeout`, `body_too_large`, `connection_limit`);
+//!   each is also in the requests counter with its status.
+//! * `featstore_http_connections_refused_total`: connections closed at accept, beyond
+//!   the connection cap and the health reserve.
+//! * Gauges, at scrape time: `featstore_http_open_connections`,
+//!   `featstore_http_max_connections`, `featstore_http_request_memory_reserved_bytes` (of
 //!   `featstore_http_request_memory_limit_bytes`) and
 //!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
@@ -69,6 +72,10 @@ struct ReasonLabels {
 /// The server's load at scrape time (see the gauges in the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerLoad {
+    /// Connections open (normal and health-only).
+    pub open_connections: usize,
+    /// The cap of normal connections.
+    pub max_connections: usize,
     /// Request memory reserved.
     pub memory_reserved_bytes: usize,
     /// The request memory budget.
@@ -135,6 +142,8 @@ struct Scrape {
 /// The [`ServerLoad`] gauges.
 #[derive(Default)]
 struct LoadGauges {
+    open_connections: Gauge,
+    max_connections: Gauge,
     memory_reserved_bytes: Gauge,
     memory_limit_bytes: Gauge,
     body_bytes_in_flight: Gauge,
@@ -143,6 +152,16 @@ struct LoadGauges {
 impl LoadGauges {
     fn register(&self, registry: &mut Registry) {
         for (name, help, gauge) in [
+            (
+                "featstore_http_open_connections",
+                "Connections open, normal and health-only",
+                &self.open_connections,
+            ),
+            (
+                "featstore_http_max_connections",
+                "The cap of normal connections",
+                &self.max_connections,
+            ),
             (
                 "featstore_http_request_memory_reserved_bytes",
                 "Request memory reserved by requests in flight (bodies and their decoded estimate)",
@@ -167,6 +186,8 @@ impl LoadGauges {
         let set = |gauge: &Gauge, v: usize| {
             gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
         };
+        set(&self.open_connections, load.open_connections);
+        set(&self.max_connections, load.max_connections);
         set(&self.memory_reserved_bytes, load.memory_reserved_bytes);
         set(&self.memory_limit_bytes, load.memory_limit_bytes);
         set(&self.body_bytes_in_flight, load.body_bytes_in_flight);
@@ -183,6 +204,7 @@ pub struct Metrics {
     defaults: Family<FeatureLabels, Counter>,
     /// One counter per [`Refusal`], in [`Refusal::ALL`] order.
     refused: [Counter; Refusal::ALL.len()],
+    connections_refused: Counter,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -276,6 +298,12 @@ impl Metrics {
                 })
                 .clone()
         });
+        let connections_refused = Counter::default();
+        registry.register(
+            "featstore_http_connections_refused",
+            "Connections closed at accept, beyond the connection cap and the health reserve",
+            connections_refused.clone(),
+        );
         let load = LoadGauges::default();
         load.register(&mut registry);
         Metrics {
@@ -285,6 +313,7 @@ impl Metrics {
             stream_lag,
             defaults,
             refused,
+            connections_refused,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
@@ -321,6 +350,11 @@ impl Metrics {
         {
             counter.inc();
         }
+    }
+
+    /// Counts one connection closed at accept.
+    pub fn observe_connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Sets the load gauges.
@@ -559,17 +593,25 @@ mod tests {
     #[test]
     fn refusals_and_load_are_exported() {
         let metrics = Metrics::new();
+        metrics.observe_refused(Refusal::BodyTimeout);
+        metrics.observe_refused(Refusal::BodyTimeout);
         metrics.observe_refused(Refusal::Memory);
-        metrics.observe_refused(Refusal::Memory);
+        metrics.observe_connection_refused();
         metrics.set_server_load(&ServerLoad {
+            open_connections: 3,
+            max_connections: 712,
             memory_reserved_bytes: 4096,
             memory_limit_bytes: 1 << 20,
             body_bytes_in_flight: 100,
         });
         let text = metrics.render(&[]).expect("encodes");
         for needle in [
-            r#"featstore_http_refused_total{reason="memory"} 2"#,
-            r#"featstore_http_refused_total{reason="body_too_large"} 0"#,
+            r#"featstore_http_refused_total{reason="body_timeout"} 2"#,
+            r#"featstore_http_refused_total{reason="memory"} 1"#,
+            r#"featstore_http_refused_total{reason="connection_limit"} 0"#,
+            "featstore_http_connections_refused_total 1",
+            "featstore_http_open_connections 3",
+            "featstore_http_max_connections 712",
             "featstore_http_request_memory_reserved_bytes 4096",
             "featstore_http_request_memory_limit_bytes 1048576",
             "featstore_http_request_body_bytes_in_flight 100",

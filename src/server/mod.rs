@@ -7,6 +7,8 @@
 //!   shutdown; and the dispatch of one request (route, handle, record metrics).
 //! * [`config`] — [`ServerConfig`]: resource bounds.
 //! * [`budget`] — the request memory budget and bounded body reads.
+//! * [`connections`] — the connection cap and the health-only reserve;
+//!   [`fd_limit`] — the descriptor limit it is derived from.
 //! * [`refusal`] — why a request was refused: statuses and metrics labels.
 //! * [`router`] — route table, 404/405.
 //! * [`handlers`] — one function per endpoint, error-to-status mapping.
@@ -38,7 +40,7 @@
 //! | GET | `/metrics` | OpenMetrics text |
 //!
 //! Errors are `{"error": "<message>"}` with a 4xx/5xx status. Requests refused by a
-//! resource bound are 503 with `Retry-After` (or 413), see README "Limits and load
+//! resource bound are 503 with `Retry-After` (or 408/413), see README "Limits and load
 //! shedding".
 //!
 //! Thread-safety contract: [`run`] owns the listener; each connection runs on its own
@@ -48,6 +50,8 @@
 
 pub mod budget;
 pub mod config;
+pub mod connections;
+pub mod fd_limit;
 pub mod handlers;
 pub mod json;
 pub mod metrics;
@@ -75,16 +79,15 @@ use tokio::task::JoinSet;
 use crate::FeatureStore;
 use budget::MemoryBudget;
 pub use config::{ConfigError, ServerConfig};
+use connections::{Admit, ConnectionLimiter, HEALTH_HEADER_TIMEOUT, OpenConnection};
 use handlers::{AppState, HttpResponse};
 use metrics::Metrics;
+use refusal::Refusal;
 use router::{Match, decode_params, match_route};
 
 /// How long in-flight requests may run after shutdown before their connections are
 /// dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A client must send its request head within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -97,6 +100,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     run_with(store, listener, ServerConfig::default(), shutdown).await
+}
+
+/// The connection cap `config` asks for, or the one derived from the descriptor limit.
+fn max_connections(config: &ServerConfig) -> usize {
+    if let Some(max) = config.max_connections {
+        return max;
+    }
+    match fd_limit::current() {
+        Ok(limit) => connections::auto_max_connections(
+            limit.soft,
+            fd_limit::open_descriptors().unwrap_or(64),
+            config.health_connections,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "descriptor limit unknown; capping connections at 512");
+            512
+        }
+    }
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
@@ -116,6 +137,7 @@ pub async fn run_with(
         store,
         metrics: Metrics::new(),
         budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
+        connections: ConnectionLimiter::new(max_connections(&config), config.health_connections),
         config,
     });
     let lag = state.metrics.stream_lag();
@@ -129,7 +151,11 @@ pub async fn run_with(
     let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving HTTP");
+        tracing::info!(
+            %addr,
+            max_connections = state.connections.max(),
+            "serving HTTP"
+        );
     }
 
     loop {
@@ -138,7 +164,21 @@ pub async fn run_with(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(state.clone(), stream, stop_rx.clone()));
+                    let (open, health_only) = match state.connections.admit() {
+                        Admit::Serve(open) => (open, false),
+                        Admit::HealthOnly(open) => (open, true),
+                        Admit::Refuse => {
+                            state.metrics.observe_connection_refused();
+                            drop(stream);
+                            continue;
+                        }
+                    };
+                    let connection = Connection {
+                        state: state.clone(),
+                        open,
+                        health_only,
+                    };
+                    connections.spawn(serve_connection(connection, stream, stop_rx.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -205,24 +245,43 @@ fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// What one connection's requests share.
+struct Connection {
+    state: Arc<AppState>,
+    /// Its slot under the connection cap.
+    open: OpenConnection,
+    /// Beyond the cap: health checks only, one request.
+    health_only: bool,
+}
+
 /// Serves one connection until the client closes it or shutdown is signalled.
 async fn serve_connection(
-    state: Arc<AppState>,
+    connection: Connection,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let Connection {
+        state,
+        open,
+        health_only,
+    } = connection;
+    let header_timeout = if health_only {
+        HEALTH_HEADER_TIMEOUT.min(state.config.header_timeout)
+    } else {
+        state.config.header_timeout
+    };
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(dispatch(&state, req).await) }
+        async move { Ok::<_, Infallible>(dispatch(&state, health_only, req).await) }
     });
     let mut builder = http1::Builder::new();
     builder
-        .keep_alive(true)
+        .keep_alive(!health_only)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     let mut draining = false;
     loop {
@@ -231,6 +290,7 @@ async fn serve_connection(
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                drop(open);
                 return;
             }
             // Err: the sender is gone, which also means shutdown.
@@ -243,8 +303,9 @@ async fn serve_connection(
 }
 
 /// Routes one request, answers it and records its metrics. Never fails: every error is
-/// a JSON response.
-pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse {
+/// a JSON response. On a health-only connection, anything but a health check is
+/// refused.
+async fn dispatch(state: &AppState, health_only: bool, req: Request<Incoming>) -> HttpResponse {
     let started = Instant::now();
     let method = req.method().clone();
     let (route_label, response) = match match_route(&method, req.uri().path()) {
@@ -253,6 +314,18 @@ pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse 
             template,
             handlers::method_not_allowed(method.as_str(), template, &allow),
         ),
+        Match::Found { route, params } if health_only && !route.is_health_check() => {
+            drop(params);
+            let refused = handlers::ApiError::new(
+                hyper::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the server is at its connection limit ({}); this connection may only ask /healthz, /readyz and /metrics",
+                    state.connections.max()
+                ),
+            )
+            .refused(Refusal::ConnectionLimit);
+            (route.template(), refusal_response(state, refused))
+        }
         Match::Found { route, params } => {
             let response = match decode_params(&params) {
                 Ok(params) => handlers::handle(state, route, params, req)

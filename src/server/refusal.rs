@@ -13,42 +13,49 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 pub enum Refusal {
     /// No room in the request memory budget within `memory_wait` (503).
     Memory,
+    /// The body did not arrive within `body_timeout` (408, connection closed).
+    BodyTimeout,
     /// The body, or its decoded estimate, is too large ever to be accepted (413).
     BodyTooLarge,
+    /// A request other than a health check on a connection beyond
+    /// `max_connections` (503, connection closed).
+    ConnectionLimit,
 }
 
 impl Refusal {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [Refusal; 2] = [Refusal::Memory, Refusal::BodyTooLarge];
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Memory,
+        Refusal::BodyTimeout,
+        Refusal::BodyTooLarge,
+        Refusal::ConnectionLimit,
+    ];
 
     /// The answer's status.
     pub fn status(self) -> StatusCode {
         match self {
+            Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Memory => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Memory | Refusal::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     /// True when the answer closes the connection (`Connection: close`): a body is
-    /// left unread.
+    /// left unread, or the connection is one beyond the cap.
     pub fn closes_connection(self) -> bool {
-        matches!(self, Refusal::BodyTooLarge)
+        matches!(
+            self,
+            Refusal::BodyTimeout | Refusal::BodyTooLarge | Refusal::ConnectionLimit
+        )
     }
 
     /// The metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Memory => "memory",
+            Refusal::BodyTimeout => "body_timeout",
             Refusal::BodyTooLarge => "body_too_large",
+            Refusal::ConnectionLimit => "connection_limit",
         }
     }
-}
-
-/// A refusal with its message (the status is in [`Refusal`]'s docs).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
-    /// Why.
-    pub reason: Refusal,
-    /// For the client.
-    pub message: String,
 }

@@ -138,6 +138,11 @@ impl Route {
         }
     }
 
+    /// Health checks and metrics: answered on the connections beyond the cap.
+    pub fn is_health_check(self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+
     /// The raw (still percent-encoded) parameters of `path` if it fits the template.
     fn match_path(self, path: &str) -> Option<Vec<&str>> {
         let mut params = Vec::new();

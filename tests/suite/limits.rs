@@ -1,7 +1,11 @@
 //! Issue 12, resource bounds of the HTTP server, against a real server on loopback:
 //!
 //! * request bodies had no shared memory bound: now a push that does not fit in the
-//!   request memory budget waits, then gets 503 with `Retry-After`.
+//!   request memory budget waits, then gets 503 with `Retry-After`;
+//! * connections that stalled mid-body were held forever, and enough of them stopped
+//!   the server from accepting anything, `/healthz` included: now bodies time out
+//!   (408, connection closed), connections are capped, and health checks keep a
+//!   reserve of connections.
 //!
 //! Counts are small and every wait is bounded: stalled clients are loopback sockets
 //! held by the test, closed when it ends.
@@ -81,6 +85,27 @@ impl Stalled {
         self.stream
             .write_all(&body.as_bytes()[sent..])
             .expect("rest of the body");
+    }
+
+    /// Reads until the server closes the connection (at most `wait`); returns what came.
+    fn read_to_close(&mut self, wait: Duration) -> String {
+        self.stream
+            .set_read_timeout(Some(wait))
+            .expect("read timeout");
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!(
+                    "no close within {wait:?} ({e}); got {:?}",
+                    String::from_utf8_lossy(&out)
+                ),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
@@ -174,6 +199,82 @@ fn pushes_share_one_memory_budget_and_the_excess_gets_503() {
     );
     let (status, body) = post(&server.url("/v1/push"), &push_body(1, Some(max_body + 1)));
     assert_eq!(status, 413, "{body}");
+}
+
+#[test]
+fn stalled_bodies_time_out_and_health_checks_keep_a_reserve() {
+    let config = ServerConfig {
+        max_connections: Some(12),
+        health_connections: 2,
+        body_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let server = server(config);
+    let body = push_body(2, Some(1000));
+    // Every normal slot is held by a client that stops mid-body.
+    let mut stalled: Vec<Stalled> = (0..12)
+        .map(|_| Stalled::push(server.addr, &body, 10))
+        .collect();
+    for _ in 0..200 {
+        if metric(&server, "featstore_http_request_body_bytes_in_flight") >= 120.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // (The metrics scrapes above used the reserve too.)
+    let (status, body_text) = get(&server.url("/healthz"));
+    assert_eq!(status, 200, "{body_text}");
+    let (status, _) = get(&server.url("/readyz"));
+    assert_eq!(status, 200);
+    // Beyond the cap, anything but a health check is refused and the connection closed.
+    let answer = raw_request(server.addr, "GET /v1/groups HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    // Beyond the reserve too, a connection is closed as soon as it is accepted.
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let mut extra = Stalled {
+        stream: TcpStream::connect(server.addr).expect("connect"),
+    };
+    assert_eq!(extra.read_to_close(Duration::from_secs(5)), "");
+    drop(held);
+
+    // The stalled bodies are answered 408 and closed after the body timeout.
+    for s in &mut stalled {
+        let answer = s.read_to_close(Duration::from_secs(10));
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    // Slots are free again once the server has ended those connections (just after
+    // the clients saw them closed).
+    let mut answer = (0, String::new());
+    for _ in 0..200 {
+        answer = post(&server.url("/v1/push"), &push_body(2, None));
+        if answer.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert_eq!(
+        metric(
+            &server,
+            r#"featstore_http_refused_total{reason="body_timeout"}"#
+        ),
+        12.0
+    );
+    assert_eq!(
+        metric(
+            &server,
+            r#"featstore_http_refused_total{reason="connection_limit"}"#
+        ),
+        1.0
+    );
+    assert!(metric(&server, "featstore_http_connections_refused_total") >= 1.0);
+    assert_eq!(metric(&server, "featstore_http_max_connections"), 12.0);
 }
 
 /// Reads one whole response (head and `content-length` body) from a keep-alive stream;
