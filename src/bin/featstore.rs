@@ -346,6 +346,13 @@ struct ServeLimits {
     /// A request head must arrive within this time; also the idle keep-alive time.
     #[arg(long, default_value_t = ServerConfig::default().header_timeout.into())]
     header_timeout: humantime::Duration,
+    /// Refuse (503) a request that waited longer than this to start while the server
+    /// was backlogged, or `off`.
+    #[arg(long, default_value_t = QueueTime(ServerConfig::default().max_queue_time))]
+    max_queue_time: QueueTime,
+    /// Requests in their work phase at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
     /// Connections served at once, or `auto` (from the descriptor limit).
     #[arg(long, default_value = "auto")]
     max_connections: MaxConnections,
@@ -362,11 +369,38 @@ impl ServeLimits {
             memory_wait: self.memory_wait.into(),
             body_timeout: self.body_timeout.into(),
             header_timeout: self.header_timeout.into(),
+            max_queue_time: self.max_queue_time.0,
+            max_concurrent_requests: self.max_concurrent_requests,
             max_connections: self.max_connections.0,
             health_connections: self.health_connections,
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// `--max-queue-time`: a duration or `off`.
+#[derive(Clone, Copy)]
+struct QueueTime(Option<std::time::Duration>);
+
+impl std::str::FromStr for QueueTime {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(QueueTime(None)),
+            _ => s
+                .parse::<humantime::Duration>()
+                .map(|d| QueueTime(Some(d.into()))),
+        }
+    }
+}
+
+impl std::fmt::Display for QueueTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(d) => humantime::Duration::from(d).fmt(f),
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use hyper::body::Incoming;
 use hyper::header;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::admission::Slot;
 use super::handlers::ApiError;
 use super::refusal::Refusal;
 use super::router::Route;
@@ -188,7 +189,17 @@ pub struct BodyLimits {
 pub struct Body {
     bytes: Bytes,
     _reservation: Reservation,
+    /// The work slot taken after the body was read (see [`super::admission`]).
+    _slot: Option<Slot>,
     budget: Arc<MemoryBudget>,
+}
+
+impl Body {
+    /// Keeps `slot` for as long as the body lives.
+    pub fn with_slot(mut self, slot: Slot) -> Self {
+        self._slot = Some(slot);
+        self
+    }
 }
 
 impl std::ops::Deref for Body {
@@ -338,6 +349,7 @@ pub async fn read_body(
     Ok(Body {
         bytes: Bytes::from(buf),
         _reservation: reservation,
+        _slot: None,
         budget: budget.clone(),
     })
 }

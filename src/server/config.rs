@@ -1,10 +1,9 @@
-//! The server's resource bounds ([`ServerConfig`]), with sidecar defaults.
+//! The server's resource bounds and timeouts ([`ServerConfig`]), with sidecar defaults.
 //!
-//! Every bound here is enforced by one module: request memory and body reads by
-//! [`super::budget`], the connection cap and the health reserve by
-//! [`super::connections`].
-//! The README's "Limits and load shedding" section documents what each refusal looks
-//! like on the wire.
+//! Every bound here is enforced by one module: request memory by [`super::budget`],
+//! admission (queueing time, concurrency, deadlines) by [`super::admission`], the
+//! connection cap and the health reserve by [`super::connections`]. The README's "Limits and load shedding" section documents what
+//! each refusal looks like on the wire.
 
 use std::time::Duration;
 
@@ -26,6 +25,13 @@ pub struct ServerConfig {
     /// A request head must arrive whole within this time; also how long an idle
     /// keep-alive connection is kept.
     pub header_timeout: Duration,
+    /// A request that waited longer than this to be started, in the runtime's queue
+    /// behind other connections (see [`super::admission`]) or for a concurrency slot,
+    /// is refused with 503. `None`: never refused for waiting.
+    pub max_queue_time: Option<Duration>,
+    /// Requests in their work phase at once (after the body is read); more wait for a
+    /// slot up to `max_queue_time`.
+    pub max_concurrent_requests: usize,
     /// Connections served at once. `None`: derived from the descriptor limit at start
     /// ([`super::connections::auto_max_connections`]).
     pub max_connections: Option<usize>,
@@ -43,6 +49,8 @@ impl Default for ServerConfig {
             memory_wait: Duration::from_millis(500),
             body_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(30),
+            max_queue_time: Some(Duration::from_millis(1)),
+            max_concurrent_requests: 256,
             max_connections: None,
             health_connections: 16,
         }
@@ -103,6 +111,15 @@ impl ServerConfig {
                 return Err(invalid(setting, "must be longer than 0"));
             }
         }
+        if self.max_queue_time.is_some_and(|d| d.is_zero()) {
+            return Err(invalid(
+                "max-queue-time",
+                "must be longer than 0 (or off: never refuse for waiting)",
+            ));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid("max-concurrent-requests", "must be at least 1"));
+        }
         if self.max_connections == Some(0) {
             return Err(invalid("max-connections", "must be at least 1"));
         }
@@ -122,12 +139,16 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         type Change = fn(&mut ServerConfig);
-        let cases: [(&str, Change); 4] = [
+        let cases: [(&str, Change); 6] = [
             ("max-body-bytes", |c| c.max_body_bytes = 0),
             ("request-memory-bytes", |c| {
                 c.request_memory_bytes = c.min_request_memory_bytes() - 1;
             }),
             ("body-timeout", |c| c.body_timeout = Duration::ZERO),
+            ("max-queue-time", |c| {
+                c.max_queue_time = Some(Duration::ZERO)
+            }),
+            ("max-concurrent-requests", |c| c.max_concurrent_requests = 0),
             ("max-connections", |c| c.max_connections = Some(0)),
         ];
         for (setting, change) in cases {
@@ -136,5 +157,10 @@ mod tests {
             let err = config.validate().expect_err(setting);
             assert!(err.to_string().contains(setting), "{setting}: {err}");
         }
+        let off = ServerConfig {
+            max_queue_time: None,
+            ..ServerConfig::default()
+        };
+        off.validate().expect("queue-time shedding may be off");
     }
 }

@@ -7,8 +7,8 @@
 //! no lock and are fast.
 //!
 //! Thread-safety contract: handlers share only [`AppState`]: an `Arc` of the store
-//! (`Send + Sync`), the atomic metrics, and the server's limits (request memory, the
-//! connection count), each synchronized on its own (see their modules).
+//! (`Send + Sync`), the atomic metrics, and the server's limits (request memory,
+//! admission, the connection count), each synchronized on its own (see their modules).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,12 +20,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::admission::{Admission, RequestTiming};
 use super::budget::{self, Body, BodyLimits, MemoryBudget};
 use super::config::ServerConfig;
 use super::connections::ConnectionLimiter;
 use super::json;
 use super::metrics::{self, Metrics, ServerLoad};
-use super::refusal::{RETRY_AFTER_SECS, Refusal};
+use super::refusal::{RETRY_AFTER_SECS, Refusal, Refused};
 use super::router::Route;
 use super::url::parse_query;
 use crate::FeatureStore;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub config: ServerConfig,
     /// Request memory shared by all connections.
     pub budget: Arc<MemoryBudget>,
+    /// Queueing, concurrency and deadline checks.
+    pub admission: Admission,
     /// The connection cap.
     pub connections: ConnectionLimiter,
 }
@@ -61,6 +64,7 @@ impl AppState {
         ServerLoad {
             open_connections: self.connections.open(),
             max_connections: self.connections.max(),
+            requests_in_flight: self.admission.in_flight(),
             memory_reserved_bytes: self.budget.reserved_bytes(),
             memory_limit_bytes: self.budget.total_bytes(),
             body_bytes_in_flight: self.budget.body_bytes(),
@@ -117,6 +121,12 @@ impl ApiError {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        ApiError::new(r.reason.status(), r.message).refused(r.reason)
     }
 }
 
@@ -227,12 +237,14 @@ where
 }
 
 /// Reads the whole body of a `route` request within the server's limits (see
-/// [`budget`]): the returned body holds its share of request memory until dropped.
+/// [`budget`]), then takes its work slot (see [`super::admission`]): the returned body
+/// holds both until dropped.
 pub(super) async fn read_body(
     state: &AppState,
     route: Route,
     req: Request<Incoming>,
 ) -> Result<Body, ApiError> {
+    let timing = request_timing(&req);
     let config = &state.config;
     let limits = BodyLimits {
         max_bytes: config.max_body_bytes,
@@ -240,7 +252,20 @@ pub(super) async fn read_body(
         memory_wait: config.memory_wait,
         deadline: std::time::Instant::now() + config.body_timeout,
     };
-    budget::read_body(&state.budget, limits, req).await
+    let body = budget::read_body(&state.budget, limits, req).await?;
+    let slot = state.admission.enter(timing.deadline).await?;
+    Ok(body.with_slot(slot))
+}
+
+/// The arrival and deadline dispatch recorded for `req`.
+pub(super) fn request_timing(req: &Request<Incoming>) -> RequestTiming {
+    req.extensions()
+        .get::<RequestTiming>()
+        .copied()
+        .unwrap_or_else(|| RequestTiming {
+            arrived: std::time::Instant::now(),
+            deadline: None,
+        })
 }
 
 /// Decoded query pairs; any key outside `allowed` is refused, naming it.
@@ -413,7 +438,7 @@ async fn apply_definitions(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    // The body holds the request's memory until the answer is made.
+    // The body holds the request's memory and work slot until the answer is made.
     let body = read_body(state, Route::ApplyDefinitions, req).await?;
     let specs = parse_specs(&body)?;
     let store = state.store.clone();
@@ -659,7 +684,7 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
 async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let body = read_body(state, Route::Push, req).await?;
     let store = state.store.clone();
-    // The body (and the memory it holds) lives until the push is done.
+    // The body (and the memory and slot it holds) lives until the push is done.
     let result = tokio::task::spawn_blocking(move || store.push_json(&body))
         .await
         .map_err(|e| {

@@ -16,12 +16,16 @@
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
 //!   event time pushed to the group since the server started.
 //! * `featstore_http_refused_total{reason}`: requests refused without being served, by
-//!   [`Refusal`] (`memory`, `body_timeout`, `body_too_large`, `connection_limit`);
-//!   each is also in the requests counter with its status.
+//!   [`Refusal`] (`queue_time`, `concurrency`, `deadline`, `memory`, `body_timeout`,
+//!   `body_too_large`, `connection_limit`); each is also in the requests counter with
+//!   its status.
 //! * `featstore_http_connections_refused_total`: connections closed at accept, beyond
 //!   the connection cap and the health reserve.
+//! * `featstore_http_queue_seconds`: per request, the time from its arrival (its
+//!   connection being woken) to its dispatch, refused requests included.
 //! * Gauges, at scrape time: `featstore_http_open_connections`,
-//!   `featstore_http_max_connections`, `featstore_http_request_memory_reserved_bytes` (of
+//!   `featstore_http_max_connections`, `featstore_http_requests_in_flight` (in their
+//!   work phase), `featstore_http_request_memory_reserved_bytes` (of
 //!   `featstore_http_request_memory_limit_bytes`) and
 //!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
@@ -69,6 +73,12 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// Upper bounds of the queueing-time buckets, in seconds: 10 µs to 1 s.
+const QUEUE_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
 /// The server's load at scrape time (see the gauges in the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerLoad {
@@ -76,6 +86,8 @@ pub struct ServerLoad {
     pub open_connections: usize,
     /// The cap of normal connections.
     pub max_connections: usize,
+    /// Requests in their work phase.
+    pub requests_in_flight: usize,
     /// Request memory reserved.
     pub memory_reserved_bytes: usize,
     /// The request memory budget.
@@ -144,6 +156,7 @@ struct Scrape {
 struct LoadGauges {
     open_connections: Gauge,
     max_connections: Gauge,
+    requests_in_flight: Gauge,
     memory_reserved_bytes: Gauge,
     memory_limit_bytes: Gauge,
     body_bytes_in_flight: Gauge,
@@ -161,6 +174,11 @@ impl LoadGauges {
                 "featstore_http_max_connections",
                 "The cap of normal connections",
                 &self.max_connections,
+            ),
+            (
+                "featstore_http_requests_in_flight",
+                "Requests in their work phase (holding a concurrency slot)",
+                &self.requests_in_flight,
             ),
             (
                 "featstore_http_request_memory_reserved_bytes",
@@ -188,6 +206,7 @@ impl LoadGauges {
         };
         set(&self.open_connections, load.open_connections);
         set(&self.max_connections, load.max_connections);
+        set(&self.requests_in_flight, load.requests_in_flight);
         set(&self.memory_reserved_bytes, load.memory_reserved_bytes);
         set(&self.memory_limit_bytes, load.memory_limit_bytes);
         set(&self.body_bytes_in_flight, load.body_bytes_in_flight);
@@ -205,6 +224,7 @@ pub struct Metrics {
     /// One counter per [`Refusal`], in [`Refusal::ALL`] order.
     refused: [Counter; Refusal::ALL.len()],
     connections_refused: Counter,
+    queue_time: Histogram,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -304,6 +324,12 @@ impl Metrics {
             "Connections closed at accept, beyond the connection cap and the health reserve",
             connections_refused.clone(),
         );
+        let queue_time = Histogram::new(QUEUE_BUCKETS);
+        registry.register(
+            "featstore_http_queue_seconds",
+            "Time from a request's arrival (its connection woken) to its dispatch",
+            queue_time.clone(),
+        );
         let load = LoadGauges::default();
         load.register(&mut registry);
         Metrics {
@@ -314,6 +340,7 @@ impl Metrics {
             defaults,
             refused,
             connections_refused,
+            queue_time,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
@@ -355,6 +382,11 @@ impl Metrics {
     /// Counts one connection closed at accept.
     pub fn observe_connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Records how long a request waited between arrival and dispatch.
+    pub fn observe_queue_time(&self, waited: Duration) {
+        self.queue_time.observe(waited.as_secs_f64());
     }
 
     /// Sets the load gauges.
@@ -593,25 +625,29 @@ mod tests {
     #[test]
     fn refusals_and_load_are_exported() {
         let metrics = Metrics::new();
-        metrics.observe_refused(Refusal::BodyTimeout);
-        metrics.observe_refused(Refusal::BodyTimeout);
+        metrics.observe_refused(Refusal::QueueTime);
+        metrics.observe_refused(Refusal::QueueTime);
         metrics.observe_refused(Refusal::Memory);
         metrics.observe_connection_refused();
+        metrics.observe_queue_time(Duration::from_micros(300));
         metrics.set_server_load(&ServerLoad {
             open_connections: 3,
             max_connections: 712,
+            requests_in_flight: 1,
             memory_reserved_bytes: 4096,
             memory_limit_bytes: 1 << 20,
             body_bytes_in_flight: 100,
         });
         let text = metrics.render(&[]).expect("encodes");
         for needle in [
-            r#"featstore_http_refused_total{reason="body_timeout"} 2"#,
+            r#"featstore_http_refused_total{reason="queue_time"} 2"#,
             r#"featstore_http_refused_total{reason="memory"} 1"#,
             r#"featstore_http_refused_total{reason="connection_limit"} 0"#,
             "featstore_http_connections_refused_total 1",
+            r#"featstore_http_queue_seconds_bucket{le="0.0005"} 1"#,
             "featstore_http_open_connections 3",
             "featstore_http_max_connections 712",
+            "featstore_http_requests_in_flight 1",
             "featstore_http_request_memory_reserved_bytes 4096",
             "featstore_http_request_memory_limit_bytes 1048576",
             "featstore_http_request_body_bytes_in_flight 100",

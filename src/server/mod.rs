@@ -4,12 +4,13 @@
 //! # Layout
 //!
 //! * this module — [`run_with`]: the accept loop, one task per connection, graceful
-//!   shutdown; and the dispatch of one request (route, handle, record metrics).
-//! * [`config`] — [`ServerConfig`]: resource bounds.
+//!   shutdown; and the dispatch of one request (route, admit, handle, record metrics).
+//! * [`config`] — [`ServerConfig`]: resource bounds and timeouts.
+//! * [`admission`] — queueing time, concurrency and deadlines: which requests start.
+//! * [`refusal`] — why a request was refused: statuses and metrics labels.
 //! * [`budget`] — the request memory budget and bounded body reads.
 //! * [`connections`] — the connection cap and the health-only reserve;
 //!   [`fd_limit`] — the descriptor limit it is derived from.
-//! * [`refusal`] — why a request was refused: statuses and metrics labels.
 //! * [`router`] — route table, 404/405.
 //! * [`handlers`] — one function per endpoint, error-to-status mapping.
 //! * [`json`] — the read response encoder (the hot path).
@@ -48,6 +49,7 @@
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
+pub mod admission;
 pub mod budget;
 pub mod config;
 pub mod connections;
@@ -77,13 +79,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::FeatureStore;
+use admission::{Admission, ArrivalClock, RequestTiming, Timed};
 use budget::MemoryBudget;
 pub use config::{ConfigError, ServerConfig};
 use connections::{Admit, ConnectionLimiter, HEALTH_HEADER_TIMEOUT, OpenConnection};
 use handlers::{AppState, HttpResponse};
 use metrics::Metrics;
 use refusal::Refusal;
-use router::{Match, decode_params, match_route};
+use router::{Match, Route, decode_params, match_route};
 
 /// How long in-flight requests may run after shutdown before their connections are
 /// dropped.
@@ -137,6 +140,7 @@ pub async fn run_with(
         store,
         metrics: Metrics::new(),
         budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
+        admission: Admission::new(config.max_concurrent_requests, config.max_queue_time),
         connections: ConnectionLimiter::new(max_connections(&config), config.health_connections),
         config,
     });
@@ -164,7 +168,7 @@ pub async fn run_with(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let (open, health_only) = match state.connections.admit() {
+                    let health_only = match state.connections.admit() {
                         Admit::Serve(open) => (open, false),
                         Admit::HealthOnly(open) => (open, true),
                         Admit::Refuse => {
@@ -173,12 +177,17 @@ pub async fn run_with(
                             continue;
                         }
                     };
+                    let clock = state.admission.clock();
                     let connection = Connection {
                         state: state.clone(),
-                        open,
-                        health_only,
+                        clock: clock.clone(),
+                        open: health_only.0,
+                        health_only: health_only.1,
                     };
-                    connections.spawn(serve_connection(connection, stream, stop_rx.clone()));
+                    connections.spawn(Timed::new(
+                        serve_connection(connection, stream, stop_rx.clone()),
+                        clock,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -248,6 +257,7 @@ fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
 /// What one connection's requests share.
 struct Connection {
     state: Arc<AppState>,
+    clock: Arc<ArrivalClock>,
     /// Its slot under the connection cap.
     open: OpenConnection,
     /// Beyond the cap: health checks only, one request.
@@ -265,6 +275,7 @@ async fn serve_connection(
     }
     let Connection {
         state,
+        clock,
         open,
         health_only,
     } = connection;
@@ -275,7 +286,8 @@ async fn serve_connection(
     };
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(dispatch(&state, health_only, req).await) }
+        let clock = clock.clone();
+        async move { Ok::<_, Infallible>(dispatch(&state, &clock, health_only, req).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -302,11 +314,20 @@ async fn serve_connection(
     }
 }
 
-/// Routes one request, answers it and records its metrics. Never fails: every error is
-/// a JSON response. On a health-only connection, anything but a health check is
-/// refused.
-async fn dispatch(state: &AppState, health_only: bool, req: Request<Incoming>) -> HttpResponse {
+/// Routes one request read on a connection whose wakes `clock` records, admits it
+/// (see [`admission`]; health checks are always answered), answers it and records its
+/// metrics. Never fails: every error is a JSON response.
+async fn dispatch(
+    state: &AppState,
+    clock: &ArrivalClock,
+    health_only: bool,
+    mut req: Request<Incoming>,
+) -> HttpResponse {
     let started = Instant::now();
+    let arrival = clock.arrival();
+    state
+        .metrics
+        .observe_queue_time(started.saturating_duration_since(arrival.at));
     let method = req.method().clone();
     let (route_label, response) = match match_route(&method, req.uri().path()) {
         Match::NotFound => ("unmatched", handlers::not_found(req.uri().path())),
@@ -314,24 +335,21 @@ async fn dispatch(state: &AppState, health_only: bool, req: Request<Incoming>) -
             template,
             handlers::method_not_allowed(method.as_str(), template, &allow),
         ),
-        Match::Found { route, params } if health_only && !route.is_health_check() => {
-            drop(params);
-            let refused = handlers::ApiError::new(
-                hyper::StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the server is at its connection limit ({}); this connection may only ask /healthz, /readyz and /metrics",
-                    state.connections.max()
-                ),
-            )
-            .refused(Refusal::ConnectionLimit);
-            (route.template(), refusal_response(state, refused))
-        }
         Match::Found { route, params } => {
-            let response = match decode_params(&params) {
-                Ok(params) => handlers::handle(state, route, params, req)
-                    .await
-                    .unwrap_or_else(|e| refusal_response(state, e)),
-                Err(e) => handlers::ApiError::bad_request(format!("bad path: {e}")).into_response(),
+            let admitted = admit(state, route, arrival, started, health_only, req.headers()).await;
+            let response = match (admitted, decode_params(&params)) {
+                (Err(refused), _) => refused,
+                (Ok(_), Err(e)) => {
+                    handlers::ApiError::bad_request(format!("bad path: {e}")).into_response()
+                }
+                (Ok((slot, timing)), Ok(params)) => {
+                    req.extensions_mut().insert(timing);
+                    let response = handlers::handle(state, route, params, req)
+                        .await
+                        .unwrap_or_else(|e| refusal_response(state, e));
+                    drop(slot);
+                    response
+                }
             };
             (route.template(), response)
         }
@@ -343,6 +361,53 @@ async fn dispatch(state: &AppState, health_only: bool, req: Request<Incoming>) -
         started.elapsed(),
     );
     response
+}
+
+/// The admission checks of one routed request: `Ok` with its work slot and timing when
+/// it may start (health checks and body-reading routes get no slot here: the former
+/// need none, the latter take theirs once the body is in), or the refusal's response.
+async fn admit(
+    state: &AppState,
+    route: Route,
+    arrival: admission::Arrival,
+    now: Instant,
+    health_only: bool,
+    headers: &hyper::HeaderMap,
+) -> Result<(Option<admission::Slot>, RequestTiming), HttpResponse> {
+    let mut timing = RequestTiming {
+        arrived: arrival.at,
+        deadline: None,
+    };
+    if route.is_health_check() {
+        return Ok((None, timing));
+    }
+    if health_only {
+        let refused = handlers::ApiError::new(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server is at its connection limit ({}); this connection may only ask /healthz, /readyz and /metrics",
+                state.connections.max()
+            ),
+        )
+        .refused(Refusal::ConnectionLimit);
+        return Err(refusal_response(state, refused));
+    }
+    timing.deadline = admission::header_deadline(headers, arrival.at)
+        .map_err(|e| handlers::ApiError::bad_request(e).into_response())?;
+    let refuse = |r| refusal_response(state, handlers::ApiError::from(r));
+    state
+        .admission
+        .check_queue(arrival, now, timing.deadline)
+        .map_err(refuse)?;
+    if route.reads_body() {
+        return Ok((None, timing));
+    }
+    let slot = state
+        .admission
+        .enter(timing.deadline)
+        .await
+        .map_err(refuse)?;
+    Ok((Some(slot), timing))
 }
 
 /// The response of a failed request, counting it when it is a refusal.

@@ -11,6 +11,12 @@ pub const RETRY_AFTER_SECS: u32 = 1;
 /// `featstore_http_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Refusal {
+    /// Waited in the runtime's queue longer than `max_queue_time` (503).
+    QueueTime,
+    /// No work slot free within `max_queue_time` (503).
+    Concurrency,
+    /// The caller's deadline passed before work could start (503).
+    Deadline,
     /// No room in the request memory budget within `memory_wait` (503).
     Memory,
     /// The body did not arrive within `body_timeout` (408, connection closed).
@@ -24,7 +30,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order metrics list them.
-    pub const ALL: [Refusal; 4] = [
+    pub const ALL: [Refusal; 7] = [
+        Refusal::QueueTime,
+        Refusal::Concurrency,
+        Refusal::Deadline,
         Refusal::Memory,
         Refusal::BodyTimeout,
         Refusal::BodyTooLarge,
@@ -36,7 +45,11 @@ impl Refusal {
         match self {
             Refusal::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Refusal::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Memory | Refusal::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::QueueTime
+            | Refusal::Concurrency
+            | Refusal::Deadline
+            | Refusal::Memory
+            | Refusal::ConnectionLimit => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -52,10 +65,22 @@ impl Refusal {
     /// The metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
+            Refusal::QueueTime => "queue_time",
+            Refusal::Concurrency => "concurrency",
+            Refusal::Deadline => "deadline",
             Refusal::Memory => "memory",
             Refusal::BodyTimeout => "body_timeout",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::ConnectionLimit => "connection_limit",
         }
     }
+}
+
+/// A refusal with its message (the status is in [`Refusal`]'s docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Why.
+    pub reason: Refusal,
+    /// For the client.
+    pub message: String,
 }

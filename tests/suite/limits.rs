@@ -5,7 +5,10 @@
 //! * connections that stalled mid-body were held forever, and enough of them stopped
 //!   the server from accepting anything, `/healthz` included: now bodies time out
 //!   (408, connection closed), connections are capped, and health checks keep a
-//!   reserve of connections.
+//!   reserve of connections;
+//! * nothing was shed under load: now a request that waited too long behind others,
+//!   or whose deadline passed, is refused with 503 before any work, while health
+//!   checks are always answered.
 //!
 //! Counts are small and every wait is bounded: stalled clients are loopback sockets
 //! held by the test, closed when it ends.
@@ -275,6 +278,105 @@ fn stalled_bodies_time_out_and_health_checks_keep_a_reserve() {
     );
     assert!(metric(&server, "featstore_http_connections_refused_total") >= 1.0);
     assert_eq!(metric(&server, "featstore_http_max_connections"), 12.0);
+}
+
+#[test]
+fn passed_deadlines_are_refused_before_work_but_health_checks_are_answered() {
+    let server = server(ServerConfig::default());
+    let answer = raw_request(
+        server.addr,
+        "GET /v1/features/item/i1?names=item_a HTTP/1.1\r\nhost: t\r\nx-featstore-deadline-ms: 0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    let answer = raw_request(
+        server.addr,
+        "GET /healthz HTTP/1.1\r\nhost: t\r\nx-featstore-deadline-ms: 0\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = raw_request(
+        server.addr,
+        "GET /v1/groups HTTP/1.1\r\nhost: t\r\nx-featstore-deadline-ms: soon\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // A ranking read with `deadline_ms: 0` still means "fetch nothing", never a refusal.
+    let (status, body) = post(
+        &server.url("/v1/rank"),
+        r#"{"candidates":{"entity_type":"item","ids":["i1"]},"features":["item_a"],"deadline_ms":0}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        metric(
+            &server,
+            r#"featstore_http_refused_total{reason="deadline"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn requests_that_waited_behind_a_backlog_are_shed_and_health_checks_are_not() {
+    let config = ServerConfig {
+        // Shed anything that waited at all behind enough other connections.
+        max_queue_time: Some(Duration::from_nanos(1)),
+        ..ServerConfig::default()
+    };
+    let server = server(config);
+    // Bursts: every connection's request is written before the server can read them
+    // all, so most wait behind the others.
+    let connections = 64;
+    let mut streams: Vec<TcpStream> = (0..connections)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let (mut ok, mut shed, mut health_ok, mut rounds) = (0, 0, 0, 0);
+    while rounds < 50 && (ok == 0 || shed == 0) {
+        rounds += 1;
+        for (n, stream) in streams.iter_mut().enumerate() {
+            let path = if n % 8 == 0 {
+                "/healthz"
+            } else {
+                "/v1/features/item/i1?names=item_a,item_b,item_c,item_label"
+            };
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
+                .expect("write");
+        }
+        for (n, stream) in streams.iter_mut().enumerate() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let head = read_response(stream);
+            match (n % 8 == 0, head.get(..12).unwrap_or_default()) {
+                (true, "HTTP/1.1 200") => health_ok += 1,
+                (false, "HTTP/1.1 200") => ok += 1,
+                (false, "HTTP/1.1 503") => {
+                    assert!(
+                        head.to_ascii_lowercase().contains("retry-after: 1"),
+                        "{head}"
+                    );
+                    shed += 1;
+                }
+                _ => panic!("unexpected answer: {head}"),
+            }
+        }
+    }
+    assert_eq!(
+        health_ok,
+        rounds * connections / 8,
+        "every health check answered"
+    );
+    assert!(shed > 0, "nothing shed ({ok} served)");
+    assert!(ok > 0, "nothing served ({shed} shed)");
+    assert_eq!(
+        metric(
+            &server,
+            r#"featstore_http_refused_total{reason="queue_time"}"#
+        ),
+        shed as f64
+    );
 }
 
 /// Reads one whole response (head and `content-length` body) from a keep-alive stream;
