@@ -318,9 +318,7 @@ async fn serve(
     let shutdown = async move {
         match exit_after {
             Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            None => featstore::server::shutdown_signal().await,
         }
     };
     featstore::server::run_with(store, listener, config, shutdown).await?;
@@ -359,6 +357,9 @@ struct ServeLimits {
     /// Extra connections, beyond --max-connections, that may only ask health checks.
     #[arg(long, default_value_t = ServerConfig::default().health_connections)]
     health_connections: usize,
+    /// On SIGTERM or SIGINT, how long in-flight requests may finish before exit.
+    #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.into())]
+    shutdown_grace: humantime::Duration,
 }
 
 impl ServeLimits {
@@ -373,6 +374,7 @@ impl ServeLimits {
             max_concurrent_requests: self.max_concurrent_requests,
             max_connections: self.max_connections.0,
             health_connections: self.health_connections,
+            shutdown_grace: self.shutdown_grace.into(),
         };
         config.validate()?;
         Ok(config)

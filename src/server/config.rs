@@ -2,7 +2,8 @@
 //!
 //! Every bound here is enforced by one module: request memory by [`super::budget`],
 //! admission (queueing time, concurrency, deadlines) by [`super::admission`], the
-//! connection cap and the health reserve by [`super::connections`]. The README's "Limits and load shedding" section documents what
+//! connection cap and the health reserve by [`super::connections`], the drain bound by
+//! [`super::run_with`]. The README's "Limits and load shedding" section documents what
 //! each refusal looks like on the wire.
 
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub struct ServerConfig {
     /// `/readyz` and `/metrics` (anything else gets 503); beyond these, connections are
     /// closed at once.
     pub health_connections: usize,
+    /// How long in-flight requests may run after shutdown begins (SIGTERM, SIGINT)
+    /// before their connections are dropped.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +57,7 @@ impl Default for ServerConfig {
             max_concurrent_requests: 256,
             max_connections: None,
             health_connections: 16,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! * this module — [`run_with`]: the accept loop, one task per connection, graceful
-//!   shutdown; and the dispatch of one request (route, admit, handle, record metrics).
+//!   shutdown ([`shutdown_signal`]: SIGTERM or SIGINT); and the dispatch of one
+//!   request (route, admit, handle, record metrics).
 //! * [`config`] — [`ServerConfig`]: resource bounds and timeouts.
 //! * [`admission`] — queueing time, concurrency and deadlines: which requests start.
 //! * [`refusal`] — why a request was refused: statuses and metrics labels.
@@ -88,10 +89,6 @@ use metrics::Metrics;
 use refusal::Refusal;
 use router::{Match, Route, decode_params, match_route};
 
-/// How long in-flight requests may run after shutdown before their connections are
-/// dropped.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -124,7 +121,7 @@ fn max_connections(config: &ServerConfig) -> usize {
 }
 
 /// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
-/// lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]); idle keep-alive
+/// lets in-flight requests finish (at most `config.shutdown_grace`); idle keep-alive
 /// connections close at once. `config` is validated first (an invalid one is an
 /// `InvalidInput` error).
 pub async fn run_with(
@@ -201,10 +198,15 @@ pub async fn run_with(
     }
 
     drop(listener);
-    tracing::info!(connections = connections.len(), "shutting down");
+    let grace = state.config.shutdown_grace;
+    tracing::info!(
+        connections = connections.len(),
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: draining in-flight requests"
+    );
     // Receivers only wait for `true`, so a send error (no connection left) is harmless.
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout(grace, async {
         while let Some(done) = connections.join_next().await {
             log_connection_end(done);
         }
@@ -224,7 +226,31 @@ pub async fn run_with(
         Ok(Err(e)) => tracing::warn!(error = %e, "could not persist access counts at shutdown"),
         Err(e) => tracing::warn!(error = %e, "access count persistence task failed"),
     }
+    tracing::info!("shut down");
     Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C), whichever comes first: the signals a
+/// sidecar manager or a terminal send to stop the server gracefully.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops gracefully")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("SIGINT received");
 }
 
 /// How often the access counts that choose each version's hot entities are persisted.

@@ -12,6 +12,7 @@ mod ranking_model;
 mod registry;
 mod restart;
 mod segments;
+mod shutdown;
 mod streaming;
 mod streaming_http;
 mod versions;
