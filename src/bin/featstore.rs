@@ -308,6 +308,7 @@ fn encode_component(text: &str) -> String {
 async fn serve(
     store: Arc<FeatureStore>,
     addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
     config: ServerConfig,
     exit_after: Option<u64>,
 ) -> Result<()> {
@@ -315,19 +316,37 @@ async fn serve(
         .await
         .with_context(|| format!("binding {addr}"))?;
     eprintln!("featstore serving on http://{}", listener.local_addr()?);
+    let health = match health_addr {
+        Some(addr) => {
+            let health = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the health address {addr}"))?;
+            eprintln!("featstore health checks on http://{}", health.local_addr()?);
+            Some(health)
+        }
+        None => None,
+    };
     let shutdown = async move {
         match exit_after {
             Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
             None => featstore::server::shutdown_signal().await,
         }
     };
-    featstore::server::run_with(store, listener, config, shutdown).await?;
+    let listeners = featstore::server::Listeners {
+        api: listener,
+        health,
+    };
+    featstore::server::run_on(store, listeners, config, shutdown).await?;
     Ok(())
 }
 
-/// The server's resource bounds (README, "Limits and load shedding").
+/// The server's resource bounds and health listener (README, "Limits and load
+/// shedding").
 #[derive(clap::Args)]
 struct ServeLimits {
+    /// Also answer /healthz, /readyz and /metrics (only) on this address, from a
+    /// thread of their own, so probes stay fast when the API is overloaded.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
     /// Largest request body, bytes (413 beyond).
     #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -430,6 +449,9 @@ fn raise_fd_limit() {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
+        // Readable sockets noticed within a few tasks: the server's load shedding
+        // measures how long requests wait from there.
+        .event_interval(featstore::server::admission::EVENT_INTERVAL)
         .enable_all()
         .build()?)
 }
@@ -458,7 +480,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = limits.config()?;
             raise_fd_limit();
             let store = Arc::new(open(&target)?);
-            runtime()?.block_on(serve(store, addr, config, None))
+            runtime()?.block_on(serve(store, addr, limits.health_addr, config, None))
         }
         Command::Apply { file, target } => {
             let objects = read_registry_file(&file)?;
@@ -838,6 +860,7 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
     runtime()?.block_on(serve(
         Arc::new(store),
         addr,
+        None,
         ServerConfig::default(),
         exit_after,
     ))

@@ -11,10 +11,17 @@
 //!   503: its caller has mostly given up, and serving it would make every request
 //!   behind it later too. Refusing is cheap (no body read, no store call), so the
 //!   queue drains. The second condition tells our own backlog from a host that starves
-//!   the process of CPU: a lone client delayed by the scheduler is still served. And
-//!   after [`MAX_SHED_IN_A_ROW`] refusals in a row the next late request is served:
-//!   with so many connections that even refusing every request cannot bring the wait
-//!   under the bound, refusing all of them would serve nobody.
+//!   the process of CPU: a lone client delayed by the scheduler is still served. And a
+//!   late request is refused only while refusing can help: when the connections
+//!   waiting ahead, each refused at the measured cost of a refusal, would still take
+//!   longer than the bound to get through, refusing every request would serve nobody
+//!   and shorten nothing, so the request is served (the queue is then as long as the
+//!   connections make it: Little's law).
+//!
+//!   The arrival is only as accurate as the runtime is prompt to notice readable
+//!   sockets: it must poll for I/O every few tasks ([`EVENT_INTERVAL`]), not every 61
+//!   (tokio's default), or a request can wait unseen in its socket for 61 other
+//!   requests first.
 //! * **Concurrency.** At most `max_concurrent_requests` requests are in their work
 //!   phase at once ([`Admission::enter`]); a request that finds none free waits for one
 //!   up to `max_queue_time`, then gets 503. This bounds what waits on the blocking pool
@@ -34,7 +41,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -52,9 +59,17 @@ pub const DEADLINE_HEADER: &str = "x-featstore-deadline-ms";
 /// it is refused for its queueing time (see the module docs).
 pub const MIN_QUEUED_TO_SHED: usize = 8;
 
-/// Refusals for queueing time in a row after which a late request is served anyway, so
-/// at least one request in `MAX_SHED_IN_A_ROW + 1` is (see the module docs).
-pub const MAX_SHED_IN_A_ROW: u32 = 3;
+/// Tasks a runtime serving the API runs between two polls for I/O (tokio's
+/// `event_interval`; its default is 61): how late, at most, a readable connection is
+/// noticed, and so how much of a request's wait its arrival misses (see the module
+/// docs). An I/O poll costs about a microsecond; a read, tens.
+pub const EVENT_INTERVAL: u32 = 2;
+
+/// The cost of a refusal assumed until one is measured, ns.
+const REFUSAL_NS_INITIAL: u64 = 10_000;
+
+/// The least refusal cost the estimate may fall to, ns.
+const REFUSAL_NS_MIN: u64 = 1_000;
 
 /// The shared admission state of one server.
 #[derive(Debug)]
@@ -62,10 +77,52 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     max_concurrent: usize,
     max_queue_time: Option<Duration>,
+    queue: Arc<Queue>,
+}
+
+/// What the admission of one server and its connections' clocks share.
+#[derive(Debug)]
+struct Queue {
     /// Connection tasks woken and not yet polled, over all connections.
-    waiting: Arc<AtomicUsize>,
-    /// Refusals for queueing time since the last request served.
-    shed_in_a_row: AtomicU32,
+    waiting: AtomicUsize,
+    /// What refusing a request costs, ns: a running average over the connection polls
+    /// that refused one for its queueing time (the whole poll: head parsed, answer
+    /// written), each sample capped at 4x the average so a poll the OS interrupted
+    /// moves it little.
+    refusal_ns: AtomicU64,
+}
+
+impl Queue {
+    fn new() -> Self {
+        Queue {
+            waiting: AtomicUsize::new(0),
+            refusal_ns: AtomicU64::new(REFUSAL_NS_INITIAL),
+        }
+    }
+
+    /// True when refusing a late request can bring the wait of those behind under
+    /// `limit`: the `ahead` connections waiting, each refused, take less than it.
+    /// Otherwise the estimate is lowered a little, so an estimate grown too large is
+    /// tried again. Racy between threads, which only blurs the estimate.
+    fn refusing_helps(&self, ahead: usize, limit: Duration) -> bool {
+        let cost = self.refusal_ns.load(Ordering::Relaxed);
+        let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        if (ahead as u64).saturating_mul(cost) < limit {
+            return true;
+        }
+        self.refusal_ns
+            .store((cost - cost / 64).max(REFUSAL_NS_MIN), Ordering::Relaxed);
+        false
+    }
+
+    /// Adds one measured refusal of `ns`.
+    fn record_refusal(&self, ns: u64) {
+        let cost = self.refusal_ns.load(Ordering::Relaxed);
+        let sample = ns.min(cost.saturating_mul(4));
+        let next = (cost * 15 + sample) / 16;
+        self.refusal_ns
+            .store(next.max(REFUSAL_NS_MIN), Ordering::Relaxed);
+    }
 }
 
 /// A work slot, given back on drop.
@@ -82,19 +139,23 @@ impl Admission {
             slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             max_queue_time,
-            waiting: Arc::new(AtomicUsize::new(0)),
-            shed_in_a_row: AtomicU32::new(0),
+            queue: Arc::new(Queue::new()),
         }
     }
 
     /// The clock of a newly accepted connection, counted in [`Admission::waiting`].
     pub fn clock(&self) -> Arc<ArrivalClock> {
-        ArrivalClock::new(self.waiting.clone())
+        ArrivalClock::new(self.queue.clone())
     }
 
     /// Connection tasks woken and waiting for a worker thread now.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.queue.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The estimated cost of refusing a request.
+    pub fn refusal_cost(&self) -> Duration {
+        Duration::from_nanos(self.queue.refusal_ns.load(Ordering::Relaxed))
     }
 
     /// Requests in their work phase now.
@@ -115,8 +176,7 @@ impl Admission {
         if let Some(limit) = self.max_queue_time
             && waited > limit
             && arrival.behind >= MIN_QUEUED_TO_SHED
-            // Racy between threads, which only blurs the one-in-N bound a little.
-            && self.shed_in_a_row.fetch_add(1, Ordering::Relaxed) < MAX_SHED_IN_A_ROW
+            && self.queue.refusing_helps(arrival.behind, limit)
         {
             return Err(Refused {
                 reason: Refusal::QueueTime,
@@ -127,7 +187,6 @@ impl Admission {
                 ),
             });
         }
-        self.shed_in_a_row.store(0, Ordering::Relaxed);
         check_deadline(deadline, now)
     }
 
@@ -250,8 +309,13 @@ pub struct ArrivalClock {
     current: AtomicU64,
     /// Others waiting when the current poll began.
     behind: AtomicUsize,
-    /// The server's count of woken, not yet polled connection tasks.
-    waiting: Arc<AtomicUsize>,
+    /// When the current poll began, [`mono_ns`].
+    poll_started: AtomicU64,
+    /// Set by [`ArrivalClock::note_refusal`] during a poll, taken at its end.
+    refused: AtomicBool,
+    /// The server's count of woken, not yet polled connection tasks, and its refusal
+    /// cost.
+    queue: Arc<Queue>,
     /// The task's own waker, called after the record.
     task: Mutex<Option<Waker>>,
 }
@@ -259,15 +323,30 @@ pub struct ArrivalClock {
 impl ArrivalClock {
     /// A clock whose first poll counts from now (the accept); the new task counts as
     /// waiting until then.
-    fn new(waiting: Arc<AtomicUsize>) -> Arc<Self> {
-        waiting.fetch_add(1, Ordering::Relaxed);
+    fn new(queue: Arc<Queue>) -> Arc<Self> {
+        queue.waiting.fetch_add(1, Ordering::Relaxed);
         Arc::new(ArrivalClock {
             woken: AtomicU64::new(mono_ns()),
             current: AtomicU64::new(0),
             behind: AtomicUsize::new(0),
-            waiting,
+            poll_started: AtomicU64::new(0),
+            refused: AtomicBool::new(false),
+            queue,
             task: Mutex::new(None),
         })
+    }
+
+    /// A clock of its own, counted nowhere: for connections served outside the API's
+    /// runtime (the health listener), whose requests skip admission. Its arrival is
+    /// always the dispatch time.
+    pub fn detached() -> Arc<Self> {
+        ArrivalClock::new(Arc::new(Queue::new()))
+    }
+
+    /// Records that the current poll refused a request for its queueing time: the
+    /// poll's duration is a sample of what a refusal costs.
+    pub fn note_refusal(&self) {
+        self.refused.store(true, Ordering::Relaxed);
     }
 
     /// The arrival of the request being dispatched in the current poll.
@@ -283,12 +362,14 @@ impl ArrivalClock {
 
     /// Called at the start of each poll: takes the recorded wake.
     fn begin_poll(&self) {
+        let now = mono_ns();
+        self.poll_started.store(now, Ordering::Relaxed);
         let woken = self.woken.swap(0, Ordering::Relaxed);
         let arrival = match woken {
             // No wake recorded (a poll nobody asked for): count from now.
-            0 | ENDED => mono_ns(),
+            0 | ENDED => now,
             ns => {
-                let left = self.waiting.fetch_sub(1, Ordering::Relaxed);
+                let left = self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
                 self.behind.store(left.saturating_sub(1), Ordering::Relaxed);
                 ns
             }
@@ -296,12 +377,21 @@ impl ArrivalClock {
         self.current.store(arrival, Ordering::Relaxed);
     }
 
+    /// Called at the end of each poll: a poll that refused a request is a sample of
+    /// the refusal cost.
+    fn end_poll(&self) {
+        if self.refused.swap(false, Ordering::Relaxed) {
+            let started = self.poll_started.load(Ordering::Relaxed);
+            self.queue.record_refusal(mono_ns().saturating_sub(started));
+        }
+    }
+
     /// Called when the task ends: a pending record leaves the count, later wakes are
     /// ignored.
     fn end(&self) {
         let woken = self.woken.swap(ENDED, Ordering::Relaxed);
         if woken != 0 && woken != ENDED {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.queue.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -319,7 +409,7 @@ impl Wake for ArrivalClock {
             .compare_exchange(0, mono_ns(), Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            self.waiting.fetch_add(1, Ordering::Relaxed);
+            self.queue.waiting.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(task) = self.task.lock().as_ref() {
             task.wake_by_ref();
@@ -363,9 +453,12 @@ impl<F: Future> Future for Timed<F> {
                 *task = Some(cx.waker().clone());
             }
         }
-        this.inner
+        let done = this
+            .inner
             .as_mut()
-            .poll(&mut Context::from_waker(&this.waker))
+            .poll(&mut Context::from_waker(&this.waker));
+        this.clock.end_poll();
+        done
     }
 }
 
@@ -416,21 +509,37 @@ mod tests {
     }
 
     #[test]
-    fn after_enough_refusals_in_a_row_a_late_request_is_served() {
-        let admission = Admission::new(4, Some(Duration::from_millis(2)));
+    fn a_late_request_is_served_when_refusing_cannot_shorten_the_wait() {
+        let admission = Admission::new(4, Some(Duration::from_millis(1)));
         let now = Instant::now();
-        let late = Arrival {
+        let late = |behind| Arrival {
             at: now.checked_sub(Duration::from_millis(3)).expect("past"),
-            behind: 100,
+            behind,
         };
-        for _round in 0..3 {
-            for _ in 0..MAX_SHED_IN_A_ROW {
-                admission.check_queue(late, now, None).expect_err("shed");
-            }
-            admission
-                .check_queue(late, now, None)
-                .expect("one in MAX_SHED_IN_A_ROW + 1 is served");
+        // 10 us a refusal (the initial estimate): 50 ahead take 0.5 ms, under the
+        // bound, so refusing helps; 200 ahead would take 2 ms even if all were refused.
+        admission
+            .check_queue(late(50), now, None)
+            .expect_err("shed");
+        admission
+            .check_queue(late(200), now, None)
+            .expect("served: refusing cannot bring 200 under 1 ms");
+        // Cheaper refusals measured: now refusing 200 helps.
+        for _ in 0..200 {
+            admission.queue.record_refusal(2_000);
         }
+        assert!(admission.refusal_cost() < Duration::from_micros(3));
+        admission
+            .check_queue(late(200), now, None)
+            .expect_err("shed");
+    }
+
+    #[test]
+    fn one_slow_refusal_moves_the_estimate_little() {
+        let queue = Queue::new();
+        queue.record_refusal(50_000_000);
+        let cost = queue.refusal_ns.load(Ordering::Relaxed);
+        assert!(cost <= REFUSAL_NS_INITIAL * 2, "{cost}");
     }
 
     #[test]

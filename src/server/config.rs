@@ -27,8 +27,8 @@ pub struct ServerConfig {
     /// keep-alive connection is kept.
     pub header_timeout: Duration,
     /// A request that waited longer than this to be started, in the runtime's queue
-    /// behind other connections (see [`super::admission`]) or for a concurrency slot,
-    /// is refused with 503. `None`: never refused for waiting.
+    /// behind other connections or for a concurrency slot, is refused with 503 (on the
+    /// conditions of [`super::admission`]). `None`: never refused for waiting.
     pub max_queue_time: Option<Duration>,
     /// Requests in their work phase at once (after the body is read); more wait for a
     /// slot up to `max_queue_time`.
@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Connections accepted beyond `max_connections` that may only ask `/healthz`,
     /// `/readyz` and `/metrics` (anything else gets 503); beyond these, connections are
-    /// closed at once.
+    /// closed at once. Also the cap of the health listener's connections.
     pub health_connections: usize,
     /// How long in-flight requests may run after shutdown begins (SIGTERM, SIGINT)
     /// before their connections are dropped.

@@ -12,6 +12,7 @@
 //! * [`budget`] — the request memory budget and bounded body reads.
 //! * [`connections`] — the connection cap and the health-only reserve;
 //!   [`fd_limit`] — the descriptor limit it is derived from.
+//! * [`health`] — the optional health listener, on a thread and runtime of its own.
 //! * [`router`] — route table, 404/405.
 //! * [`handlers`] — one function per endpoint, error-to-status mapping.
 //! * [`json`] — the read response encoder (the hot path).
@@ -56,6 +57,7 @@ pub mod config;
 pub mod connections;
 pub mod fd_limit;
 pub mod handlers;
+pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod rank_binary;
@@ -92,6 +94,16 @@ use router::{Match, Route, decode_params, match_route};
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// The sockets a server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The API, health checks included.
+    pub api: TcpListener,
+    /// Health checks and metrics only, answered by a thread and runtime of their own
+    /// (see [`health`]), so they stay fast when the API's runtime is saturated.
+    pub health: Option<std::net::TcpListener>,
+}
+
 /// Serves `store` on `listener` with the default [`ServerConfig`] until `shutdown`
 /// completes (see [`run_with`]).
 pub async fn run(
@@ -120,16 +132,34 @@ fn max_connections(config: &ServerConfig) -> usize {
     }
 }
 
-/// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
-/// lets in-flight requests finish (at most `config.shutdown_grace`); idle keep-alive
-/// connections close at once. `config` is validated first (an invalid one is an
-/// `InvalidInput` error).
+/// Serves `store` on `listener` until `shutdown` completes (see [`run_on`]).
 pub async fn run_with(
     store: Arc<FeatureStore>,
     listener: TcpListener,
     config: ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let listeners = Listeners {
+        api: listener,
+        health: None,
+    };
+    run_on(store, listeners, config, shutdown).await
+}
+
+/// Serves `store` on `listeners` until `shutdown` completes, then stops accepting and
+/// lets in-flight requests finish (at most `config.shutdown_grace`); idle keep-alive
+/// connections close at once. `config` is validated first (an invalid one is an
+/// `InvalidInput` error).
+pub async fn run_on(
+    store: Arc<FeatureStore>,
+    listeners: Listeners,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let Listeners {
+        api: listener,
+        health,
+    } = listeners;
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -147,6 +177,9 @@ pub async fn run_with(
         .set_commit_observer(Arc::new(move |group, event_times, readable| {
             Metrics::observe_stream_commit(&lag, group, event_times, readable);
         }));
+    let health = health
+        .map(|listener| health::HealthServer::start(state.clone(), listener))
+        .transpose()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));
@@ -165,9 +198,9 @@ pub async fn run_with(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    let health_only = match state.connections.admit() {
-                        Admit::Serve(open) => (open, false),
-                        Admit::HealthOnly(open) => (open, true),
+                    let (open, kind) = match state.connections.admit() {
+                        Admit::Serve(open) => (open, ConnKind::Api),
+                        Admit::HealthOnly(open) => (open, ConnKind::HealthReserve),
                         Admit::Refuse => {
                             state.metrics.observe_connection_refused();
                             drop(stream);
@@ -178,8 +211,8 @@ pub async fn run_with(
                     let connection = Connection {
                         state: state.clone(),
                         clock: clock.clone(),
-                        open: health_only.0,
-                        health_only: health_only.1,
+                        open,
+                        kind,
                     };
                     connections.spawn(Timed::new(
                         serve_connection(connection, stream, stop_rx.clone()),
@@ -198,6 +231,9 @@ pub async fn run_with(
     }
 
     drop(listener);
+    if let Some(health) = health {
+        health.stop();
+    }
     let grace = state.config.shutdown_grace;
     tracing::info!(
         connections = connections.len(),
@@ -280,14 +316,24 @@ fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// What a connection may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnKind {
+    /// Anything.
+    Api,
+    /// Beyond the cap: health checks only (anything else gets 503), one request.
+    HealthReserve,
+    /// On the health listener: health checks only (anything else gets 404).
+    HealthListener,
+}
+
 /// What one connection's requests share.
 struct Connection {
     state: Arc<AppState>,
     clock: Arc<ArrivalClock>,
     /// Its slot under the connection cap.
     open: OpenConnection,
-    /// Beyond the cap: health checks only, one request.
-    health_only: bool,
+    kind: ConnKind,
 }
 
 /// Serves one connection until the client closes it or shutdown is signalled.
@@ -303,21 +349,22 @@ async fn serve_connection(
         state,
         clock,
         open,
-        health_only,
+        kind,
     } = connection;
-    let header_timeout = if health_only {
-        HEALTH_HEADER_TIMEOUT.min(state.config.header_timeout)
-    } else {
-        state.config.header_timeout
+    let header_timeout = match kind {
+        ConnKind::Api => state.config.header_timeout,
+        ConnKind::HealthReserve | ConnKind::HealthListener => {
+            HEALTH_HEADER_TIMEOUT.min(state.config.header_timeout)
+        }
     };
     let service = service_fn(move |req| {
         let state = state.clone();
         let clock = clock.clone();
-        async move { Ok::<_, Infallible>(dispatch(&state, &clock, health_only, req).await) }
+        async move { Ok::<_, Infallible>(dispatch(&state, &clock, kind, req).await) }
     });
     let mut builder = http1::Builder::new();
     builder
-        .keep_alive(!health_only)
+        .keep_alive(kind != ConnKind::HealthReserve)
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
@@ -346,7 +393,7 @@ async fn serve_connection(
 async fn dispatch(
     state: &AppState,
     clock: &ArrivalClock,
-    health_only: bool,
+    kind: ConnKind,
     mut req: Request<Incoming>,
 ) -> HttpResponse {
     let started = Instant::now();
@@ -362,7 +409,7 @@ async fn dispatch(
             handlers::method_not_allowed(method.as_str(), template, &allow),
         ),
         Match::Found { route, params } => {
-            let admitted = admit(state, route, arrival, started, health_only, req.headers()).await;
+            let admitted = admit(state, clock, route, started, kind, req.headers()).await;
             let response = match (admitted, decode_params(&params)) {
                 (Err(refused), _) => refused,
                 (Ok(_), Err(e)) => {
@@ -394,12 +441,13 @@ async fn dispatch(
 /// need none, the latter take theirs once the body is in), or the refusal's response.
 async fn admit(
     state: &AppState,
+    clock: &ArrivalClock,
     route: Route,
-    arrival: admission::Arrival,
     now: Instant,
-    health_only: bool,
+    kind: ConnKind,
     headers: &hyper::HeaderMap,
 ) -> Result<(Option<admission::Slot>, RequestTiming), HttpResponse> {
+    let arrival = clock.arrival();
     let mut timing = RequestTiming {
         arrived: arrival.at,
         deadline: None,
@@ -407,7 +455,17 @@ async fn admit(
     if route.is_health_check() {
         return Ok((None, timing));
     }
-    if health_only {
+    if kind == ConnKind::HealthListener {
+        return Err(handlers::ApiError::new(
+            hyper::StatusCode::NOT_FOUND,
+            format!(
+                "{} is not served here: this listener answers only /healthz, /readyz and /metrics",
+                route.template()
+            ),
+        )
+        .into_response());
+    }
+    if kind == ConnKind::HealthReserve {
         let refused = handlers::ApiError::new(
             hyper::StatusCode::SERVICE_UNAVAILABLE,
             format!(
@@ -420,7 +478,12 @@ async fn admit(
     }
     timing.deadline = admission::header_deadline(headers, arrival.at)
         .map_err(|e| handlers::ApiError::bad_request(e).into_response())?;
-    let refuse = |r| refusal_response(state, handlers::ApiError::from(r));
+    let refuse = |r: refusal::Refused| {
+        if r.reason == Refusal::QueueTime {
+            clock.note_refusal();
+        }
+        refusal_response(state, handlers::ApiError::from(r))
+    };
     state
         .admission
         .check_queue(arrival, now, timing.deadline)

@@ -5,7 +5,7 @@
 //! * connections that stalled mid-body were held forever, and enough of them stopped
 //!   the server from accepting anything, `/healthz` included: now bodies time out
 //!   (408, connection closed), connections are capped, and health checks keep a
-//!   reserve of connections;
+//!   reserve of connections, or a listener of their own;
 //! * nothing was shed under load: now a request that waited too long behind others,
 //!   or whose deadline passed, is refused with 503 before any work, while health
 //!   checks are always answered.
@@ -37,11 +37,16 @@ impl std::ops::Deref for Served {
 
 /// Registers the `items` features (float64 `item_a`..) and starts a server.
 fn server(config: ServerConfig) -> Served {
+    server_on(config, false)
+}
+
+/// [`server`], with a health listener when `health` is set.
+fn server_on(config: ServerConfig, health: bool) -> Served {
     let (dir, store) = temp_store();
     let store = Arc::new(store);
     store.apply(item_specs()).expect("apply specs");
     Served {
-        server: TestServer::start_with(store, config),
+        server: TestServer::start_on(store, config, health),
         _dir: dir,
     }
 }
@@ -281,6 +286,35 @@ fn stalled_bodies_time_out_and_health_checks_keep_a_reserve() {
 }
 
 #[test]
+fn the_health_listener_answers_health_checks_only_whatever_the_api_holds() {
+    let config = ServerConfig {
+        max_connections: Some(4),
+        health_connections: 4,
+        ..ServerConfig::default()
+    };
+    let server = server_on(config, true);
+    let health = server.health_addr.expect("health listener");
+    // Every API connection, normal and health-only, is taken.
+    let body = push_body(2, Some(1000));
+    let _stalled: Vec<Stalled> = (0..4)
+        .map(|_| Stalled::push(server.addr, &body, 10))
+        .collect();
+    let _idle: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    let mut extra = Stalled {
+        stream: TcpStream::connect(server.addr).expect("connect"),
+    };
+    assert_eq!(extra.read_to_close(Duration::from_secs(5)), "");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let answer = raw_request(health, &format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+    let answer = raw_request(health, "GET /v1/groups HTTP/1.1\r\nhost: t\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}
+
+#[test]
 fn passed_deadlines_are_refused_before_work_but_health_checks_are_answered() {
     let server = server(ServerConfig::default());
     let answer = raw_request(
@@ -320,14 +354,24 @@ fn passed_deadlines_are_refused_before_work_but_health_checks_are_answered() {
 #[test]
 fn requests_that_waited_behind_a_backlog_are_shed_and_health_checks_are_not() {
     let config = ServerConfig {
-        // Shed anything that waited at all behind enough other connections.
-        max_queue_time: Some(Duration::from_nanos(1)),
+        max_queue_time: Some(Duration::from_micros(300)),
         ..ServerConfig::default()
     };
     let server = server(config);
-    // Bursts: every connection's request is written before the server can read them
-    // all, so most wait behind the others.
-    let connections = 64;
+    // Bursts: every connection's request (a ranking read of 100 candidates, slower to
+    // answer than to send) is written before the server can read them all, so those at
+    // the back wait behind the others: the last 30 or so (the ones whose queue ahead
+    // refusals can clear within the bound) are shed.
+    let connections = 128;
+    let ids: Vec<String> = (0..100).map(|n| format!("\"i{n}\"")).collect();
+    let rank = format!(
+        r#"{{"candidates":{{"entity_type":"item","ids":[{}]}},"features":["item_a","item_b","item_c","item_label"]}}"#,
+        ids.join(",")
+    );
+    let rank_request = format!(
+        "POST /v1/rank HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{rank}",
+        rank.len()
+    );
     let mut streams: Vec<TcpStream> = (0..connections)
         .map(|_| TcpStream::connect(server.addr).expect("connect"))
         .collect();
@@ -335,14 +379,12 @@ fn requests_that_waited_behind_a_backlog_are_shed_and_health_checks_are_not() {
     while rounds < 50 && (ok == 0 || shed == 0) {
         rounds += 1;
         for (n, stream) in streams.iter_mut().enumerate() {
-            let path = if n % 8 == 0 {
-                "/healthz"
+            let request = if n % 8 == 0 {
+                "GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n"
             } else {
-                "/v1/features/item/i1?names=item_a,item_b,item_c,item_label"
+                rank_request.as_str()
             };
-            stream
-                .write_all(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").as_bytes())
-                .expect("write");
+            stream.write_all(request.as_bytes()).expect("write");
         }
         for (n, stream) in streams.iter_mut().enumerate() {
             stream
