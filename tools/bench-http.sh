@@ -105,9 +105,12 @@ for group in bench_product bench_user; do
     "$FS" load --group "$group" --input "$WORK/data/$group.csv" --data "$WORK/store" >/dev/null 2>"$WORK/load-$group.log"
 done
 
+# Load shedding off: these runs measure capacity and latency against the floor and
+# Redis, which shed nothing (tools/bench-shed.sh measures shedding).
+SERVE_ARGS=(--max-queue-time off)
 log "starting featstore on 127.0.0.1:$FS_PORT"
 RUST_LOG=warn "${SERVER_PIN[@]}" "$FS" serve --data "$WORK/store" --addr "127.0.0.1:$FS_PORT" \
-    2>"$WORK/featstore.log" &
+    "${SERVE_ARGS[@]}" 2>"$WORK/featstore.log" &
 FS_PID=$!
 PIDS+=("$FS_PID")
 wait_port "$FS_PORT" "$FS_PID"
@@ -213,7 +216,7 @@ if [ ${#SERVER_PIN[@]} -gt 0 ]; then
     kill "$FS_PID" 2>/dev/null || true
     wait "$FS_PID" 2>/dev/null || true
     RUST_LOG=warn TOKIO_WORKER_THREADS=$CPUS "$FS" serve --data "$WORK/store" --addr "127.0.0.1:$FS_PORT" \
-        2>>"$WORK/featstore.log" &
+        "${SERVE_ARGS[@]}" 2>>"$WORK/featstore.log" &
     FS_PID=$!
     PIDS+=("$FS_PID")
     wait_port "$FS_PORT" "$FS_PID"

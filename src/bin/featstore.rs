@@ -19,6 +19,7 @@ use featstore::loader::LoadRequest;
 use featstore::loader::input::{InputFormat, Layout};
 use featstore::registry::DefinitionFilter;
 use featstore::registry::file::read_registry_file;
+use featstore::server::ServerConfig;
 use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::parse_timestamp_ms;
 use featstore::{FeatureStore, StoreConfig};
@@ -71,6 +72,8 @@ enum Command {
         /// Address to bind (loopback by default: featstore runs as a sidecar).
         #[arg(long, default_value = "127.0.0.1:7070")]
         addr: SocketAddr,
+        #[command(flatten)]
+        limits: ServeLimits,
     },
     /// Register registry objects from a TOML file.
     Apply {
@@ -345,25 +348,153 @@ fn encode_component(text: &str) -> String {
         .collect()
 }
 
-async fn serve(store: Arc<FeatureStore>, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
+async fn serve(
+    store: Arc<FeatureStore>,
+    addr: SocketAddr,
+    health_addr: Option<SocketAddr>,
+    config: ServerConfig,
+    exit_after: Option<u64>,
+) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     eprintln!("featstore serving on http://{}", listener.local_addr()?);
+    let health = match health_addr {
+        Some(addr) => {
+            let health = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding the health address {addr}"))?;
+            eprintln!("featstore health checks on http://{}", health.local_addr()?);
+            Some(health)
+        }
+        None => None,
+    };
     let shutdown = async move {
         match exit_after {
             Some(secs) => tokio::time::sleep(std::time::Duration::from_secs(secs)).await,
-            None => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            None => featstore::server::shutdown_signal().await,
         }
     };
-    featstore::server::run(store, listener, shutdown).await?;
+    let listeners = featstore::server::Listeners {
+        api: listener,
+        health,
+    };
+    featstore::server::run_on(store, listeners, config, shutdown).await?;
     Ok(())
+}
+
+/// The server's resource bounds and health listener (README, "Limits and load
+/// shedding").
+#[derive(clap::Args)]
+struct ServeLimits {
+    /// Also answer /healthz, /readyz and /metrics (only) on this address, from a
+    /// thread of their own, so probes stay fast when the API is overloaded.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
+    /// Largest request body, bytes (413 beyond).
+    #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Memory all in-flight request bodies may take together, bytes (their size plus
+    /// an estimate of their decoded size).
+    #[arg(long, default_value_t = ServerConfig::default().request_memory_bytes)]
+    request_memory_bytes: usize,
+    /// How long a request waits for request memory before a 503.
+    #[arg(long, default_value_t = ServerConfig::default().memory_wait.into())]
+    memory_wait: humantime::Duration,
+    /// A body must arrive whole within this time (408 beyond).
+    #[arg(long, default_value_t = ServerConfig::default().body_timeout.into())]
+    body_timeout: humantime::Duration,
+    /// A request head must arrive within this time; also the idle keep-alive time.
+    #[arg(long, default_value_t = ServerConfig::default().header_timeout.into())]
+    header_timeout: humantime::Duration,
+    /// Refuse (503) a request that waited longer than this to start while the server
+    /// was backlogged, or `off`.
+    #[arg(long, default_value_t = QueueTime(ServerConfig::default().max_queue_time))]
+    max_queue_time: QueueTime,
+    /// Requests in their work phase at once.
+    #[arg(long, default_value_t = ServerConfig::default().max_concurrent_requests)]
+    max_concurrent_requests: usize,
+    /// Connections served at once, or `auto` (from the descriptor limit).
+    #[arg(long, default_value = "auto")]
+    max_connections: MaxConnections,
+    /// Extra connections, beyond --max-connections, that may only ask health checks.
+    #[arg(long, default_value_t = ServerConfig::default().health_connections)]
+    health_connections: usize,
+    /// On SIGTERM or SIGINT, how long in-flight requests may finish before exit.
+    #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.into())]
+    shutdown_grace: humantime::Duration,
+}
+
+impl ServeLimits {
+    fn config(&self) -> Result<ServerConfig> {
+        let config = ServerConfig {
+            max_body_bytes: self.max_body_bytes,
+            request_memory_bytes: self.request_memory_bytes,
+            memory_wait: self.memory_wait.into(),
+            body_timeout: self.body_timeout.into(),
+            header_timeout: self.header_timeout.into(),
+            max_queue_time: self.max_queue_time.0,
+            max_concurrent_requests: self.max_concurrent_requests,
+            max_connections: self.max_connections.0,
+            health_connections: self.health_connections,
+            shutdown_grace: self.shutdown_grace.into(),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// `--max-queue-time`: a duration or `off`.
+#[derive(Clone, Copy)]
+struct QueueTime(Option<std::time::Duration>);
+
+impl std::str::FromStr for QueueTime {
+    type Err = humantime::DurationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(QueueTime(None)),
+            _ => s
+                .parse::<humantime::Duration>()
+                .map(|d| QueueTime(Some(d.into()))),
+        }
+    }
+}
+
+impl std::fmt::Display for QueueTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("off"),
+            Some(d) => humantime::Duration::from(d).fmt(f),
+        }
+    }
+}
+
+/// `--max-connections`: a count or `auto`.
+#[derive(Clone, Copy)]
+struct MaxConnections(Option<usize>);
+
+impl std::str::FromStr for MaxConnections {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(MaxConnections(None)),
+            _ => s.parse().map(|n| MaxConnections(Some(n))),
+        }
+    }
+}
+
+/// Raises the descriptor limit toward the hard limit before the store opens its files.
+fn raise_fd_limit() {
+    match featstore::server::fd_limit::raise() {
+        Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the descriptor limit"),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
+        // Readable sockets noticed within a few tasks: the server's load shedding
+        // measures how long requests wait from there.
+        .event_interval(featstore::server::admission::EVENT_INTERVAL)
         .enable_all()
         .build()?)
 }
@@ -384,13 +515,19 @@ fn progress_printer(started: std::time::Instant) -> impl Fn(featstore::loader::L
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve { target, addr } => {
+        Command::Serve {
+            target,
+            addr,
+            limits,
+        } => {
+            let config = limits.config()?;
+            raise_fd_limit();
             let store = Arc::new(open_dir(
                 &target.data,
                 target.store_config.as_deref(),
                 false,
             )?);
-            runtime()?.block_on(serve(store, addr, None))
+            runtime()?.block_on(serve(store, addr, limits.health_addr, config, None))
         }
         Command::Apply { file, target } => {
             let objects = read_registry_file(&file)?;
@@ -767,7 +904,13 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
         eprintln!("  {example}");
     }
     eprintln!();
-    runtime()?.block_on(serve(Arc::new(store), addr, exit_after))
+    runtime()?.block_on(serve(
+        Arc::new(store),
+        addr,
+        None,
+        ServerConfig::default(),
+        exit_after,
+    ))
 }
 
 /// `error: ` and the error's chain, each cause once: a cause whose text the message

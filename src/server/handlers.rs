@@ -6,21 +6,27 @@
 //! which wait for their WAL sync) run on the blocking pool; reads run inline, they take
 //! no lock and are fast.
 //!
-//! Thread-safety contract: handlers share only [`AppState`] (an `Arc` of the store,
-//! which is `Send + Sync`, and the atomic metrics).
+//! Thread-safety contract: handlers share only [`AppState`]: an `Arc` of the store
+//! (`Send + Sync`), the atomic metrics, and the server's limits (request memory,
+//! admission, the connection count), each synchronized on its own (see their modules).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::admission::{Admission, RequestTiming};
+use super::budget::{self, Body, BodyLimits, MemoryBudget};
+use super::config::ServerConfig;
+use super::connections::ConnectionLimiter;
 use super::json;
-use super::metrics::{self, Metrics};
+use super::metrics::{self, Metrics, ServerLoad};
+use super::refusal::{RETRY_AFTER_SECS, Refusal, Refused};
 use super::router::Route;
 use super::url::parse_query;
 use crate::FeatureStore;
@@ -28,11 +34,9 @@ use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
 use crate::loader::{LoadError, LoadProgress, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
 use crate::store::PushError;
+use crate::store::stream::Rejection;
 use crate::store::{ReadError, StoreError};
 use crate::types::{TimestampMs, now_ms, parse_timestamp_ms};
-
-/// Largest request body accepted; larger ones are answered 413.
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -44,6 +48,28 @@ pub struct AppState {
     pub store: Arc<FeatureStore>,
     /// The server's metrics.
     pub metrics: Metrics,
+    /// The server's settings.
+    pub config: ServerConfig,
+    /// Request memory shared by all connections.
+    pub budget: Arc<MemoryBudget>,
+    /// Queueing, concurrency and deadline checks.
+    pub admission: Admission,
+    /// The connection cap.
+    pub connections: ConnectionLimiter,
+}
+
+impl AppState {
+    /// The load gauges now.
+    pub fn load(&self) -> ServerLoad {
+        ServerLoad {
+            open_connections: self.connections.open(),
+            max_connections: self.connections.max(),
+            requests_in_flight: self.admission.in_flight(),
+            memory_reserved_bytes: self.budget.reserved_bytes(),
+            memory_limit_bytes: self.budget.total_bytes(),
+            body_bytes_in_flight: self.budget.body_bytes(),
+        }
+    }
 }
 
 /// A request that failed: answered as `{"error": message}` with `status`.
@@ -53,6 +79,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Human-readable reason, naming the offending thing.
     pub message: String,
+    /// Set when the request was refused without being served (counted by reason).
+    pub refused: Option<Refusal>,
 }
 
 impl ApiError {
@@ -61,7 +89,14 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            refused: None,
         }
+    }
+
+    /// Marks the error as a refusal for `reason`.
+    pub fn refused(mut self, reason: Refusal) -> Self {
+        self.refused = Some(reason);
+        self
     }
 
     /// A 400 Bad Request.
@@ -69,12 +104,29 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
-    /// The `{"error": ..}` response; server errors are also logged.
+    /// The `{"error": ..}` response; server errors are also logged, except refusals
+    /// (counted instead: under overload there is one per shed request). A 503 asks the
+    /// client to retry after [`RETRY_AFTER_SECS`]; a refusal that leaves a body unread
+    /// closes the connection.
     pub fn into_response(self) -> HttpResponse {
-        if self.status.is_server_error() {
+        if self.status.is_server_error() && self.refused.is_none() {
             tracing::error!(status = self.status.as_u16(), error = %self.message, "request failed");
         }
-        json_response(self.status, json::error_body(&self.message))
+        let mut resp = json_response(self.status, json::error_body(&self.message));
+        let headers = resp.headers_mut();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.refused.is_some_and(Refusal::closes_connection) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(r: Refused) -> Self {
+        ApiError::new(r.reason.status(), r.message).refused(r.reason)
     }
 }
 
@@ -184,30 +236,36 @@ where
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] with a 413.
-pub(super) async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-        )
+/// Reads the whole body of a `route` request within the server's limits (see
+/// [`budget`]), then takes its work slot (see [`super::admission`]): the returned body
+/// holds both until dropped.
+pub(super) async fn read_body(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Body, ApiError> {
+    let timing = request_timing(&req);
+    let config = &state.config;
+    let limits = BodyLimits {
+        max_bytes: config.max_body_bytes,
+        decode_factor: budget::decode_factor(route),
+        memory_wait: config.memory_wait,
+        deadline: std::time::Instant::now() + config.body_timeout,
     };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
-    }
+    let body = budget::read_body(&state.budget, limits, req).await?;
+    let slot = state.admission.enter(timing.deadline).await?;
+    Ok(body.with_slot(slot))
+}
+
+/// The arrival and deadline dispatch recorded for `req`.
+pub(super) fn request_timing(req: &Request<Incoming>) -> RequestTiming {
+    req.extensions()
+        .get::<RequestTiming>()
+        .copied()
+        .unwrap_or_else(|| RequestTiming {
+            arrived: std::time::Instant::now(),
+            deadline: None,
+        })
 }
 
 /// Decoded query pairs; any key outside `allowed` is refused, naming it.
@@ -292,6 +350,7 @@ pub async fn handle(
                 &state.store.memory_usage(),
                 crate::store::memory::process_resident_bytes(),
             );
+            state.metrics.set_server_load(&state.load());
             let text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -388,9 +447,12 @@ async fn apply_definitions(
     state: &AppState,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let specs = parse_specs(&read_body(req).await?)?;
+    // The body holds the request's memory and work slot until the answer is made.
+    let body = read_body(state, Route::ApplyDefinitions, req).await?;
+    let specs = parse_specs(&body)?;
     let store = state.store.clone();
     let results = blocking(move || store.apply(specs)).await?;
+    drop(body);
     ok_json(&ApplyResponse { results })
 }
 
@@ -567,7 +629,8 @@ async fn load(
     group: String,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = parse_load(group, &read_body(req).await?)?;
+    let body = read_body(state, Route::Load, req).await?;
+    let request = parse_load(group, &body)?;
     let store = state.store.clone();
     let record = blocking(move || {
         store.load(&request, &|p: LoadProgress| {
@@ -581,6 +644,7 @@ async fn load(
         })
     })
     .await?;
+    drop(body);
     ok_json(&record)
 }
 
@@ -629,8 +693,25 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
         PushError::Rejected { rejections, .. } => rejections.as_slice(),
         _ => &[],
     };
-    let body = serde_json::json!({"error": e.to_string(), "rejected": rejected});
-    let mut resp = json_response(status, body.to_string().into_bytes());
+    // Encoded straight from the rejections: a document tree of a large refused push
+    // would cost several times the answer.
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        error: String,
+        rejected: &'a [Rejection],
+    }
+    let answer = Answer {
+        error: e.to_string(),
+        rejected,
+    };
+    let mut resp = match serde_json::to_vec(&answer) {
+        Ok(body) => json_response(status, body),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding response: {e}"),
+        )
+        .into_response(),
+    };
     if e.is_unavailable() {
         resp.headers_mut().insert(
             header::RETRY_AFTER,
@@ -643,8 +724,9 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
 /// `POST /v1/push`: all events applied (200 with counts), or none (400 listing every
 /// bad event).
 async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let body = read_body(req).await?;
+    let body = read_body(state, Route::Push, req).await?;
     let store = state.store.clone();
+    // The body (and the memory and slot it holds) lives until the push is done.
     let result = tokio::task::spawn_blocking(move || store.push_json(&body))
         .await
         .map_err(|e| {

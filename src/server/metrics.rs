@@ -28,6 +28,19 @@
 //! * `featstore_stream_write_failures_total`: failed stream writes and WAL syncs since
 //!   the store was opened; `featstore_stream_writer_recoveries_total`: times the writer
 //!   recovered from them. All three refreshed from the store on each scrape.
+//! * `featstore_http_refused_total{reason}`: requests refused without being served, by
+//!   [`Refusal`] (`queue_time`, `concurrency`, `deadline`, `memory`, `body_timeout`,
+//!   `body_too_large`, `connection_limit`); each is also in the requests counter with
+//!   its status.
+//! * `featstore_http_connections_refused_total`: connections closed at accept, beyond
+//!   the connection cap and the health reserve.
+//! * `featstore_http_queue_seconds`: per request, the time from its arrival (its
+//!   connection being woken) to its dispatch, refused requests included.
+//! * Gauges, at scrape time: `featstore_http_open_connections`,
+//!   `featstore_http_max_connections`, `featstore_http_requests_in_flight` (in their
+//!   work phase), `featstore_http_request_memory_reserved_bytes` (of
+//!   `featstore_http_request_memory_limit_bytes`) and
+//!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -46,6 +59,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::refusal::Refusal;
 use crate::store::MemoryUsage;
 use crate::store::WriterHealth;
 use crate::types::{FeatureStatus, TimestampMs};
@@ -67,6 +81,34 @@ struct RequestLabels {
 struct RouteLabels {
     method: &'static str,
     route: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Upper bounds of the queueing-time buckets, in seconds: 10 µs to 1 s.
+const QUEUE_BUCKETS: [f64; 14] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// The server's load at scrape time (see the gauges in the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerLoad {
+    /// Connections open (normal and health-only).
+    pub open_connections: usize,
+    /// The cap of normal connections.
+    pub max_connections: usize,
+    /// Requests in their work phase.
+    pub requests_in_flight: usize,
+    /// Request memory reserved.
+    pub memory_reserved_bytes: usize,
+    /// The request memory budget.
+    pub memory_limit_bytes: usize,
+    /// Body bytes received and held.
+    pub body_bytes_in_flight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -134,6 +176,69 @@ struct Scrape {
     writer_healthy: Gauge,
     write_failures: Counter,
     writer_recoveries: Counter,
+    load: LoadGauges,
+}
+
+/// The [`ServerLoad`] gauges.
+#[derive(Default)]
+struct LoadGauges {
+    open_connections: Gauge,
+    max_connections: Gauge,
+    requests_in_flight: Gauge,
+    memory_reserved_bytes: Gauge,
+    memory_limit_bytes: Gauge,
+    body_bytes_in_flight: Gauge,
+}
+
+impl LoadGauges {
+    fn register(&self, registry: &mut Registry) {
+        for (name, help, gauge) in [
+            (
+                "featstore_http_open_connections",
+                "Connections open, normal and health-only",
+                &self.open_connections,
+            ),
+            (
+                "featstore_http_max_connections",
+                "The cap of normal connections",
+                &self.max_connections,
+            ),
+            (
+                "featstore_http_requests_in_flight",
+                "Requests in their work phase (holding a concurrency slot)",
+                &self.requests_in_flight,
+            ),
+            (
+                "featstore_http_request_memory_reserved_bytes",
+                "Request memory reserved by requests in flight (bodies and their decoded estimate)",
+                &self.memory_reserved_bytes,
+            ),
+            (
+                "featstore_http_request_memory_limit_bytes",
+                "The request memory budget",
+                &self.memory_limit_bytes,
+            ),
+            (
+                "featstore_http_request_body_bytes_in_flight",
+                "Request body bytes received and held by requests in flight",
+                &self.body_bytes_in_flight,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+    }
+
+    fn set(&self, load: &ServerLoad) {
+        let set = |gauge: &Gauge, v: usize| {
+            gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.open_connections, load.open_connections);
+        set(&self.max_connections, load.max_connections);
+        set(&self.requests_in_flight, load.requests_in_flight);
+        set(&self.memory_reserved_bytes, load.memory_reserved_bytes);
+        set(&self.memory_limit_bytes, load.memory_limit_bytes);
+        set(&self.body_bytes_in_flight, load.body_bytes_in_flight);
+    }
 }
 
 /// The server's metrics. One per server, shared by all connections.
@@ -144,6 +249,10 @@ pub struct Metrics {
     served: ServedCounters,
     stream_lag: LagFamily,
     defaults: Family<FeatureLabels, Counter>,
+    /// One counter per [`Refusal`], in [`Refusal::ALL`] order.
+    refused: [Counter; Refusal::ALL.len()],
+    connections_refused: Counter,
+    queue_time: Histogram,
     // Scrape-only state (see the module docs for why one mutex).
     scrape: Mutex<Scrape>,
 }
@@ -267,12 +376,42 @@ impl Metrics {
             "Times the stream writer recovered from a failed write or sync",
             writer_recoveries.clone(),
         );
+        let refused_family = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "featstore_http_refused",
+            "Requests refused without being served (load shedding and limits), by reason",
+            refused_family.clone(),
+        );
+        let refused = Refusal::ALL.map(|reason| {
+            refused_family
+                .get_or_create(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+                .clone()
+        });
+        let connections_refused = Counter::default();
+        registry.register(
+            "featstore_http_connections_refused",
+            "Connections closed at accept, beyond the connection cap and the health reserve",
+            connections_refused.clone(),
+        );
+        let queue_time = Histogram::new(QUEUE_BUCKETS);
+        registry.register(
+            "featstore_http_queue_seconds",
+            "Time from a request's arrival (its connection woken) to its dispatch",
+            queue_time.clone(),
+        );
+        let load = LoadGauges::default();
+        load.register(&mut registry);
         Metrics {
             requests,
             latency,
             served,
             stream_lag,
             defaults,
+            refused,
+            connections_refused,
+            queue_time,
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
@@ -284,6 +423,7 @@ impl Metrics {
                 writer_healthy,
                 write_failures,
                 writer_recoveries,
+                load,
             }),
         }
     }
@@ -306,6 +446,30 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { method, route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one request refused for `reason`.
+    pub fn observe_refused(&self, reason: Refusal) {
+        if let Some(slot) = Refusal::ALL.iter().position(|r| *r == reason)
+            && let Some(counter) = self.refused.get(slot)
+        {
+            counter.inc();
+        }
+    }
+
+    /// Counts one connection closed at accept.
+    pub fn observe_connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
+    /// Records how long a request waited between arrival and dispatch.
+    pub fn observe_queue_time(&self, waited: Duration) {
+        self.queue_time.observe(waited.as_secs_f64());
+    }
+
+    /// Sets the load gauges.
+    pub fn set_server_load(&self, load: &ServerLoad) {
+        self.scrape.lock().load.set(load);
     }
 
     /// Counts the readings of one read response by status.
@@ -576,6 +740,40 @@ mod tests {
             r#"featstore_stream_lag_seconds_bucket{le="1.0",group="clicks"} 2"#,
             r#"featstore_stream_lag_seconds_count{group="clicks"} 2"#,
             r#"featstore_stream_newest_age_seconds{group="clicks"} 2.01"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn refusals_and_load_are_exported() {
+        let metrics = Metrics::new();
+        metrics.observe_refused(Refusal::QueueTime);
+        metrics.observe_refused(Refusal::QueueTime);
+        metrics.observe_refused(Refusal::Memory);
+        metrics.observe_connection_refused();
+        metrics.observe_queue_time(Duration::from_micros(300));
+        metrics.set_server_load(&ServerLoad {
+            open_connections: 3,
+            max_connections: 712,
+            requests_in_flight: 1,
+            memory_reserved_bytes: 4096,
+            memory_limit_bytes: 1 << 20,
+            body_bytes_in_flight: 100,
+        });
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            r#"featstore_http_refused_total{reason="queue_time"} 2"#,
+            r#"featstore_http_refused_total{reason="memory"} 1"#,
+            r#"featstore_http_refused_total{reason="connection_limit"} 0"#,
+            "featstore_http_connections_refused_total 1",
+            r#"featstore_http_queue_seconds_bucket{le="0.0005"} 1"#,
+            "featstore_http_open_connections 3",
+            "featstore_http_max_connections 712",
+            "featstore_http_requests_in_flight 1",
+            "featstore_http_request_memory_reserved_bytes 4096",
+            "featstore_http_request_memory_limit_bytes 1048576",
+            "featstore_http_request_body_bytes_in_flight 100",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -3,8 +3,16 @@
 //!
 //! # Layout
 //!
-//! * this module — [`run`]: the accept loop, one task per connection, graceful
-//!   shutdown; and the dispatch of one request (route, handle, record metrics).
+//! * this module — [`run_with`]: the accept loop, one task per connection, graceful
+//!   shutdown ([`shutdown_signal`]: SIGTERM or SIGINT); and the dispatch of one
+//!   request (route, admit, handle, record metrics).
+//! * [`config`] — [`ServerConfig`]: resource bounds and timeouts.
+//! * [`admission`] — queueing time, concurrency and deadlines: which requests start.
+//! * [`refusal`] — why a request was refused: statuses and metrics labels.
+//! * [`budget`] — the request memory budget and bounded body reads.
+//! * [`connections`] — the connection cap and the health-only reserve;
+//!   [`fd_limit`] — the descriptor limit it is derived from.
+//! * [`health`] — the optional health listener, on a thread and runtime of its own.
 //! * [`router`] — route table, 404/405.
 //! * [`handlers`] — one function per endpoint, error-to-status mapping.
 //! * [`json`] — the read response encoder (the hot path).
@@ -34,19 +42,28 @@
 //! | GET | `/healthz`, `/readyz` | `ok` (`/readyz`: 503 and the reason while the stream writer cannot write) |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
-//! Errors are `{"error": "<message>"}` with a 4xx/5xx status.
+//! Errors are `{"error": "<message>"}` with a 4xx/5xx status. Requests refused by a
+//! resource bound are 503 with `Retry-After` (or 408/413), see README "Limits and load
+//! shedding".
 //!
 //! Thread-safety contract: [`run`] owns the listener; each connection runs on its own
 //! task and shares one `Arc<AppState>` (the store, `Send + Sync`, and atomic metrics).
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
+pub mod admission;
+pub mod budget;
+pub mod config;
+pub mod connections;
+pub mod fd_limit;
 pub mod handlers;
+pub mod health;
 pub mod json;
 pub mod metrics;
 pub mod rank_binary;
 pub mod rank_handlers;
 pub mod rank_json;
+pub mod refusal;
 pub mod router;
 pub mod url;
 
@@ -65,31 +82,94 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::FeatureStore;
+use admission::{Admission, ArrivalClock, RequestTiming, Timed};
+use budget::MemoryBudget;
+pub use config::{ConfigError, ServerConfig};
+use connections::{Admit, ConnectionLimiter, HEALTH_HEADER_TIMEOUT, OpenConnection};
 use handlers::{AppState, HttpResponse};
 use metrics::Metrics;
-use router::{Match, decode_params, match_route};
-
-/// How long in-flight requests may run after shutdown before their connections are
-/// dropped.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// A client must send its request head within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use refusal::Refusal;
+use router::{Match, Route, decode_params, match_route};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Serves `store` on `listener` until `shutdown` completes, then stops accepting and
-/// lets in-flight requests finish (at most [`SHUTDOWN_GRACE`]); idle keep-alive
-/// connections close at once.
+/// The sockets a server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The API, health checks included.
+    pub api: TcpListener,
+    /// Health checks and metrics only, answered by a thread and runtime of their own
+    /// (see [`health`]), so they stay fast when the API's runtime is saturated.
+    pub health: Option<std::net::TcpListener>,
+}
+
+/// Serves `store` on `listener` with the default [`ServerConfig`] until `shutdown`
+/// completes (see [`run_with`]).
 pub async fn run(
     store: Arc<FeatureStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_with(store, listener, ServerConfig::default(), shutdown).await
+}
+
+/// The connection cap `config` asks for, or the one derived from the descriptor limit.
+fn max_connections(config: &ServerConfig) -> usize {
+    if let Some(max) = config.max_connections {
+        return max;
+    }
+    match fd_limit::current() {
+        Ok(limit) => connections::auto_max_connections(
+            limit.soft,
+            fd_limit::open_descriptors().unwrap_or(64),
+            config.health_connections,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "descriptor limit unknown; capping connections at 512");
+            512
+        }
+    }
+}
+
+/// Serves `store` on `listener` until `shutdown` completes (see [`run_on`]).
+pub async fn run_with(
+    store: Arc<FeatureStore>,
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let listeners = Listeners {
+        api: listener,
+        health: None,
+    };
+    run_on(store, listeners, config, shutdown).await
+}
+
+/// Serves `store` on `listeners` until `shutdown` completes, then stops accepting and
+/// lets in-flight requests finish (at most `config.shutdown_grace`); idle keep-alive
+/// connections close at once. `config` is validated first (an invalid one is an
+/// `InvalidInput` error).
+pub async fn run_on(
+    store: Arc<FeatureStore>,
+    listeners: Listeners,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let Listeners {
+        api: listener,
+        health,
+    } = listeners;
+    config
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let state = Arc::new(AppState {
         store,
         metrics: Metrics::new(),
+        budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
+        admission: Admission::new(config.max_concurrent_requests, config.max_queue_time),
+        connections: ConnectionLimiter::new(max_connections(&config), config.health_connections),
+        config,
     });
     let lag = state.metrics.stream_lag();
     state
@@ -97,12 +177,19 @@ pub async fn run(
         .set_commit_observer(Arc::new(move |group, event_times, readable| {
             Metrics::observe_stream_commit(&lag, group, event_times, readable);
         }));
+    let health = health
+        .map(|listener| health::HealthServer::start(state.clone(), listener))
+        .transpose()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "serving HTTP");
+        tracing::info!(
+            %addr,
+            max_connections = state.connections.max(),
+            "serving HTTP"
+        );
     }
 
     loop {
@@ -111,7 +198,26 @@ pub async fn run(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    connections.spawn(serve_connection(state.clone(), stream, stop_rx.clone()));
+                    let (open, kind) = match state.connections.admit() {
+                        Admit::Serve(open) => (open, ConnKind::Api),
+                        Admit::HealthOnly(open) => (open, ConnKind::HealthReserve),
+                        Admit::Refuse => {
+                            state.metrics.observe_connection_refused();
+                            drop(stream);
+                            continue;
+                        }
+                    };
+                    let clock = state.admission.clock();
+                    let connection = Connection {
+                        state: state.clone(),
+                        clock: clock.clone(),
+                        open,
+                        kind,
+                    };
+                    connections.spawn(Timed::new(
+                        serve_connection(connection, stream, stop_rx.clone()),
+                        clock,
+                    ));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -125,10 +231,18 @@ pub async fn run(
     }
 
     drop(listener);
-    tracing::info!(connections = connections.len(), "shutting down");
+    if let Some(health) = health {
+        health.stop();
+    }
+    let grace = state.config.shutdown_grace;
+    tracing::info!(
+        connections = connections.len(),
+        grace_secs = grace.as_secs_f64(),
+        "shutting down: draining in-flight requests"
+    );
     // Receivers only wait for `true`, so a send error (no connection left) is harmless.
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+    let drained = tokio::time::timeout(grace, async {
         while let Some(done) = connections.join_next().await {
             log_connection_end(done);
         }
@@ -148,7 +262,31 @@ pub async fn run(
         Ok(Err(e)) => tracing::warn!(error = %e, "could not persist access counts at shutdown"),
         Err(e) => tracing::warn!(error = %e, "access count persistence task failed"),
     }
+    tracing::info!("shut down");
     Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C), whichever comes first: the signals a
+/// sidecar manager or a terminal send to stop the server gracefully.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => tracing::info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops gracefully")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("SIGINT received");
 }
 
 /// How often the access counts that choose each version's hot entities are persisted.
@@ -178,24 +316,57 @@ fn log_connection_end(done: Result<(), tokio::task::JoinError>) {
     }
 }
 
+/// What a connection may ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnKind {
+    /// Anything.
+    Api,
+    /// Beyond the cap: health checks only (anything else gets 503), one request.
+    HealthReserve,
+    /// On the health listener: health checks only (anything else gets 404).
+    HealthListener,
+}
+
+/// What one connection's requests share.
+struct Connection {
+    state: Arc<AppState>,
+    clock: Arc<ArrivalClock>,
+    /// Its slot under the connection cap.
+    open: OpenConnection,
+    kind: ConnKind,
+}
+
 /// Serves one connection until the client closes it or shutdown is signalled.
 async fn serve_connection(
-    state: Arc<AppState>,
+    connection: Connection,
     stream: TcpStream,
     mut stop: watch::Receiver<bool>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let Connection {
+        state,
+        clock,
+        open,
+        kind,
+    } = connection;
+    let header_timeout = match kind {
+        ConnKind::Api => state.config.header_timeout,
+        ConnKind::HealthReserve | ConnKind::HealthListener => {
+            HEALTH_HEADER_TIMEOUT.min(state.config.header_timeout)
+        }
+    };
     let service = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(dispatch(&state, req).await) }
+        let clock = clock.clone();
+        async move { Ok::<_, Infallible>(dispatch(&state, &clock, kind, req).await) }
     });
     let mut builder = http1::Builder::new();
     builder
-        .keep_alive(true)
+        .keep_alive(kind != ConnKind::HealthReserve)
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     let mut draining = false;
     loop {
@@ -204,6 +375,7 @@ async fn serve_connection(
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                drop(open);
                 return;
             }
             // Err: the sender is gone, which also means shutdown.
@@ -215,10 +387,20 @@ async fn serve_connection(
     }
 }
 
-/// Routes one request, answers it and records its metrics. Never fails: every error is
-/// a JSON response.
-pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse {
+/// Routes one request read on a connection whose wakes `clock` records, admits it
+/// (see [`admission`]; health checks are always answered), answers it and records its
+/// metrics. Never fails: every error is a JSON response.
+async fn dispatch(
+    state: &AppState,
+    clock: &ArrivalClock,
+    kind: ConnKind,
+    mut req: Request<Incoming>,
+) -> HttpResponse {
     let started = Instant::now();
+    let arrival = clock.arrival();
+    state
+        .metrics
+        .observe_queue_time(started.saturating_duration_since(arrival.at));
     let method = req.method().clone();
     let (route_label, response) = match match_route(&method, req.uri().path()) {
         Match::NotFound => ("unmatched", handlers::not_found(req.uri().path())),
@@ -227,11 +409,20 @@ pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse 
             handlers::method_not_allowed(method.as_str(), template, &allow),
         ),
         Match::Found { route, params } => {
-            let response = match decode_params(&params) {
-                Ok(params) => handlers::handle(state, route, params, req)
-                    .await
-                    .unwrap_or_else(handlers::ApiError::into_response),
-                Err(e) => handlers::ApiError::bad_request(format!("bad path: {e}")).into_response(),
+            let admitted = admit(state, clock, route, started, kind, req.headers()).await;
+            let response = match (admitted, decode_params(&params)) {
+                (Err(refused), _) => refused,
+                (Ok(_), Err(e)) => {
+                    handlers::ApiError::bad_request(format!("bad path: {e}")).into_response()
+                }
+                (Ok((slot, timing)), Ok(params)) => {
+                    req.extensions_mut().insert(timing);
+                    let response = handlers::handle(state, route, params, req)
+                        .await
+                        .unwrap_or_else(|e| refusal_response(state, e));
+                    drop(slot);
+                    response
+                }
             };
             (route.template(), response)
         }
@@ -243,6 +434,77 @@ pub async fn dispatch(state: &AppState, req: Request<Incoming>) -> HttpResponse 
         started.elapsed(),
     );
     response
+}
+
+/// The admission checks of one routed request: `Ok` with its work slot and timing when
+/// it may start (health checks and body-reading routes get no slot here: the former
+/// need none, the latter take theirs once the body is in), or the refusal's response.
+async fn admit(
+    state: &AppState,
+    clock: &ArrivalClock,
+    route: Route,
+    now: Instant,
+    kind: ConnKind,
+    headers: &hyper::HeaderMap,
+) -> Result<(Option<admission::Slot>, RequestTiming), HttpResponse> {
+    let arrival = clock.arrival();
+    let mut timing = RequestTiming {
+        arrived: arrival.at,
+        deadline: None,
+    };
+    if route.is_health_check() {
+        return Ok((None, timing));
+    }
+    if kind == ConnKind::HealthListener {
+        return Err(handlers::ApiError::new(
+            hyper::StatusCode::NOT_FOUND,
+            format!(
+                "{} is not served here: this listener answers only /healthz, /readyz and /metrics",
+                route.template()
+            ),
+        )
+        .into_response());
+    }
+    if kind == ConnKind::HealthReserve {
+        let refused = handlers::ApiError::new(
+            hyper::StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the server is at its connection limit ({}); this connection may only ask /healthz, /readyz and /metrics",
+                state.connections.max()
+            ),
+        )
+        .refused(Refusal::ConnectionLimit);
+        return Err(refusal_response(state, refused));
+    }
+    timing.deadline = admission::header_deadline(headers, arrival.at)
+        .map_err(|e| handlers::ApiError::bad_request(e).into_response())?;
+    let refuse = |r: refusal::Refused| {
+        if r.reason == Refusal::QueueTime {
+            clock.note_refusal();
+        }
+        refusal_response(state, handlers::ApiError::from(r))
+    };
+    state
+        .admission
+        .check_queue(arrival, now, timing.deadline)
+        .map_err(refuse)?;
+    if route.reads_body() {
+        return Ok((None, timing));
+    }
+    let slot = state
+        .admission
+        .enter(timing.deadline)
+        .await
+        .map_err(refuse)?;
+    Ok((Some(slot), timing))
+}
+
+/// The response of a failed request, counting it when it is a refusal.
+fn refusal_response(state: &AppState, e: handlers::ApiError) -> HttpResponse {
+    if let Some(reason) = e.refused {
+        state.metrics.observe_refused(reason);
+    }
+    e.into_response()
 }
 
 /// A bounded `method` label: standard methods by name, anything else `other`.

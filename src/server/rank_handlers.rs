@@ -16,6 +16,7 @@
 //! connection's task, like single-entity reads: it takes no lock.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -24,9 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use super::handlers::{
     ApiError, AppState, HttpResponse, blocking, json_response, ok_json, read_body,
-    read_error_status, response,
+    read_error_status, request_timing, response,
 };
 use super::rank_json::{BINARY_CONTENT_TYPE, encode_json};
+use super::refusal::{Refusal, Refused};
 use super::router::Route;
 use crate::registry::file::RegistryObjects;
 use crate::registry::service::ServiceDefinition;
@@ -101,10 +103,44 @@ fn wants_binary(req: &Request<Incoming>) -> bool {
         .any(|v| v.contains(BINARY_CONTENT_TYPE))
 }
 
+/// The deadline left to a ranking read that starts now: its own `deadline_ms` and the
+/// deadline header both count from arrival. `Err` when one had passed before the read
+/// could start; `deadline_ms: 0` keeps its meaning (fetch nothing) and is never refused.
+fn remaining_deadline(
+    request: &RankRequest,
+    arrived: Instant,
+    header: Option<Instant>,
+    now: Instant,
+) -> Result<Option<Duration>, Refused> {
+    let passed = || Refused {
+        reason: Refusal::Deadline,
+        message: "the request's deadline passed before it could be started".into(),
+    };
+    let own = match request.deadline {
+        Some(d) if d.is_zero() => return Ok(Some(Duration::ZERO)),
+        Some(d) => Some(arrived + d),
+        None => None,
+    };
+    let until = match (own, header) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match until {
+        None => Ok(None),
+        Some(until) if until <= now => Err(passed()),
+        Some(until) => Ok(Some(until - now)),
+    }
+}
+
 async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let binary = wants_binary(&req);
-    let request = parse_rank(&read_body(req).await?)?;
+    let timing = request_timing(&req);
+    let body = read_body(state, Route::Rank, req).await?;
+    let mut request = parse_rank(&body)?;
+    request.deadline =
+        remaining_deadline(&request, timing.arrived, timing.deadline, Instant::now())?;
     let answer = state.store.rank(request)?;
+    drop(body);
     state.metrics.observe_feature_columns(
         answer.context_cells.iter().map(|c| &c.status),
         answer.values.iter().map(|c| c.statuses()),
@@ -154,14 +190,16 @@ pub async fn handle(
     match route {
         Route::Rank => rank(state, req).await,
         Route::ApplyRegistry => {
-            let body = read_body(req).await?;
+            let body = read_body(state, Route::ApplyRegistry, req).await?;
             let objects: RegistryObjects = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("invalid registry objects: {e}")))?;
             if objects.is_empty() {
                 return Err(ApiError::bad_request("no registry objects given"));
             }
             let store = state.store.clone();
-            ok_json(&blocking(move || store.apply_objects(objects)).await?)
+            let report = blocking(move || store.apply_objects(objects)).await?;
+            drop(body);
+            ok_json(&report)
         }
         Route::DeleteDefinition => {
             let name = take(&mut params, 0);
@@ -237,6 +275,49 @@ mod tests {
         assert_eq!(
             req.features,
             FeatureSelection::Service("ranker_v3@2".into())
+        );
+    }
+
+    #[test]
+    fn ranking_deadlines_count_from_arrival() {
+        let arrived = Instant::now();
+        let ms = Duration::from_millis;
+        let with = |deadline: Option<u64>| RankRequest {
+            deadline: deadline.map(ms),
+            ..parse_rank(br#"{"candidates":{"entity_type":"p","ids":[]},"features":["a"]}"#)
+                .expect("parses")
+        };
+        // 3 ms of a 10 ms deadline spent waiting: 7 ms left for the read.
+        assert_eq!(
+            remaining_deadline(&with(Some(10)), arrived, None, arrived + ms(3)),
+            Ok(Some(ms(7)))
+        );
+        // The header's deadline is earlier.
+        assert_eq!(
+            remaining_deadline(
+                &with(Some(10)),
+                arrived,
+                Some(arrived + ms(5)),
+                arrived + ms(3)
+            ),
+            Ok(Some(ms(2)))
+        );
+        assert_eq!(
+            remaining_deadline(&with(None), arrived, Some(arrived + ms(5)), arrived + ms(3)),
+            Ok(Some(ms(2)))
+        );
+        // Passed while queued: refused without work.
+        let refused = remaining_deadline(&with(Some(10)), arrived, None, arrived + ms(10))
+            .expect_err("passed");
+        assert_eq!(refused.reason, Refusal::Deadline);
+        // 0 means "fetch nothing", whatever the wait.
+        assert_eq!(
+            remaining_deadline(&with(Some(0)), arrived, None, arrived + ms(50)),
+            Ok(Some(Duration::ZERO))
+        );
+        assert_eq!(
+            remaining_deadline(&with(None), arrived, None, arrived + ms(50)),
+            Ok(None)
         );
     }
 

@@ -145,6 +145,24 @@ impl Route {
         self == Route::GetFeatures && param == "{entity_id}"
     }
 
+    /// Health checks and metrics: answered whatever the load (never queued or refused
+    /// by admission) and on the connections beyond the cap.
+    pub fn is_health_check(self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+
+    /// Routes whose handler reads a request body (they take their work slot after it).
+    pub fn reads_body(self) -> bool {
+        matches!(
+            self,
+            Route::ApplyDefinitions
+                | Route::Load
+                | Route::Push
+                | Route::Rank
+                | Route::ApplyRegistry
+        )
+    }
+
     /// The raw (still percent-encoded) parameters of `path` if it fits the template.
     fn match_path(self, path: &str) -> Option<Vec<&str>> {
         let mut params = Vec::new();

@@ -84,6 +84,8 @@ pub fn write_items_csv(dir: &Path, version: u64, entities: u64) -> PathBuf {
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where its health listener listens, when it has one.
+    pub health_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -91,6 +93,23 @@ pub struct TestServer {
 impl TestServer {
     /// Starts `featstore::server::run` for `store` on 127.0.0.1:0.
     pub fn start(store: Arc<FeatureStore>) -> Self {
+        Self::start_with(store, featstore::server::ServerConfig::default())
+    }
+
+    /// Starts `featstore::server::run_with` for `store` and `config` on 127.0.0.1:0.
+    pub fn start_with(store: Arc<FeatureStore>, config: featstore::server::ServerConfig) -> Self {
+        Self::start_on(store, config, false)
+    }
+
+    /// Starts `featstore::server::run_on` for `store` and `config` on 127.0.0.1:0, with
+    /// a health listener on another ephemeral port when `health` is set.
+    pub fn start_on(
+        store: Arc<FeatureStore>,
+        config: featstore::server::ServerConfig,
+        health: bool,
+    ) -> Self {
+        let health = health.then(|| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let health_addr = health.as_ref().map(|l| l.local_addr().expect("addr"));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -106,7 +125,11 @@ impl TestServer {
                 addr_tx
                     .send(listener.local_addr().expect("addr"))
                     .expect("send addr");
-                featstore::server::run(store, listener, async {
+                let listeners = featstore::server::Listeners {
+                    api: listener,
+                    health,
+                };
+                featstore::server::run_on(store, listeners, config, async {
                     let _ = shutdown_rx.await;
                 })
                 .await
@@ -116,6 +139,7 @@ impl TestServer {
         let addr = addr_rx.recv().expect("server address");
         TestServer {
             addr,
+            health_addr,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
         }

@@ -62,6 +62,7 @@
 //! `parking_lot::Mutex` shared by producers (a read per push), the writer and the
 //! syncer (on failure and recovery).
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -485,12 +486,13 @@ impl From<PushError> for Failure {
     }
 }
 
-/// A latest value: its event time and encoded bytes.
-type Latest = (TimestampMs, Vec<u8>);
+/// A latest value: its event time and encoded bytes (read from the store, or borrowed
+/// from the pushed value that replaced it).
+type Latest<'a> = (TimestampMs, Cow<'a, [u8]>);
 
 /// The stored latest value of one key during a commit.
-struct ValueSlot {
-    current: Option<Latest>,
+struct ValueSlot<'a> {
+    current: Option<Latest<'a>>,
     dirty: bool,
 }
 
@@ -499,11 +501,12 @@ struct TileSlot {
     dirty: bool,
 }
 
-/// Keys one commit touches in one group's column family.
+/// Keys one commit touches in one group's column family, borrowed from the jobs (a
+/// commit's working set is then its maps and the write batch, not copies of every key).
 #[derive(Default)]
-struct GroupWork {
-    values: FastMap<Vec<u8>, ValueSlot>,
-    tiles: FastMap<Vec<u8>, TileSlot>,
+struct GroupWork<'a> {
+    values: FastMap<&'a [u8], ValueSlot<'a>>,
+    tiles: FastMap<&'a [u8], TileSlot>,
     /// Event times of the values that became the latest value.
     applied: Vec<TimestampMs>,
 }
@@ -516,16 +519,27 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> PushError {
     PushError::Storage(format!("corrupt stored {what}: {e}"))
 }
 
-/// Reads the stored values of `keys` (sorted) in `cf`.
-fn multi_get(
+/// Keys per MultiGet call: RocksDB allocates per-key lookup state for a whole call,
+/// so one push of many values is read in slices of this many keys.
+const MULTI_GET_KEYS: usize = 4096;
+
+/// Reads the stored values of `keys` (sorted) in `cf`, handing each one found to
+/// `found` with its key.
+fn multi_get<'k>(
     db: &DB,
     cf: &impl rocksdb::AsColumnFamilyRef,
-    keys: &[&Vec<u8>],
-) -> Result<Vec<Option<Vec<u8>>>, PushError> {
-    db.batched_multi_get_cf(cf, keys.iter(), true)
-        .into_iter()
-        .map(|r| r.map(|v| v.map(|s| s.to_vec())).map_err(storage))
-        .collect()
+    keys: &[&'k [u8]],
+    mut found: impl FnMut(&'k [u8], Vec<u8>) -> Result<(), PushError>,
+) -> Result<(), PushError> {
+    for chunk in keys.chunks(MULTI_GET_KEYS) {
+        let results = db.batched_multi_get_cf(cf, chunk.iter(), true);
+        for (key, result) in chunk.iter().zip(results) {
+            if let Some(value) = result.map_err(storage)? {
+                found(key, value.to_vec())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn commit(
@@ -535,15 +549,15 @@ fn commit(
     touched: &mut BTreeSet<String>,
 ) -> Result<Vec<PushOutcome>, Failure> {
     // 1. Every key touched, per group.
-    let mut groups: FastMap<Arc<str>, GroupWork> = FastMap::default();
-    let mut markers: FastMap<Vec<u8>, bool> = FastMap::default();
+    let mut groups: FastMap<Arc<str>, GroupWork<'_>> = FastMap::default();
+    let mut markers: FastMap<&[u8], bool> = FastMap::default();
     for event in jobs.iter().flat_map(|j| &j.events) {
         for v in &event.values {
             groups
                 .entry(v.group.clone())
                 .or_default()
                 .values
-                .entry(v.key.clone())
+                .entry(v.key.as_slice())
                 .or_insert(ValueSlot {
                     current: None,
                     dirty: false,
@@ -554,60 +568,44 @@ fn commit(
                 .entry(t.group.clone())
                 .or_default()
                 .tiles
-                .entry(t.key.clone())
+                .entry(t.key.as_slice())
                 .or_insert(TileSlot {
                     tile: Tile::default(),
                     dirty: false,
                 });
         }
         if let Some(marker) = &event.marker {
-            markers.insert(marker.clone(), false);
+            markers.insert(marker.as_slice(), false);
         }
     }
 
-    // 2. Their stored state: one batched MultiGet per column family and key kind.
+    // 2. Their stored state: batched MultiGets per column family and key kind.
     let mut names: FastMap<Arc<str>, String> = FastMap::default();
     for (group, work) in &mut groups {
         let name = stream_cf_name(group);
         let cf = db
             .cf_handle(&name)
             .ok_or_else(|| PushError::Storage(format!("column family {name} is missing")))?;
-        let mut keys: Vec<&Vec<u8>> = work.values.keys().collect();
+        let mut keys: Vec<&[u8]> = work.values.keys().copied().collect();
         keys.sort_unstable();
-        let found = multi_get(db, &cf, &keys)?;
-        let loaded: Vec<(Vec<u8>, Latest)> = keys
-            .into_iter()
-            .zip(found)
-            .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
-            .map(|(k, v)| {
-                decode_event_time(&v)
-                    .map(|t| (k, (t, v)))
-                    .map_err(|e| corrupt("value", e))
-            })
-            .collect::<Result<_, _>>()?;
-        for (key, current) in loaded {
-            if let Some(slot) = work.values.get_mut(&key) {
-                slot.current = Some(current);
+        let values = &mut work.values;
+        multi_get(db, &cf, &keys, |key, v| {
+            let time = decode_event_time(&v).map_err(|e| corrupt("value", e))?;
+            if let Some(slot) = values.get_mut(key) {
+                slot.current = Some((time, Cow::Owned(v)));
             }
-        }
-        let mut keys: Vec<&Vec<u8>> = work.tiles.keys().collect();
+            Ok(())
+        })?;
+        let mut keys: Vec<&[u8]> = work.tiles.keys().copied().collect();
         keys.sort_unstable();
-        let found = multi_get(db, &cf, &keys)?;
-        let loaded: Vec<(Vec<u8>, Tile)> = keys
-            .into_iter()
-            .zip(found)
-            .filter_map(|(k, v)| v.map(|v| (k.clone(), v)))
-            .map(|(k, v)| {
-                Tile::decode(&v)
-                    .map(|t| (k, t))
-                    .map_err(|e| corrupt("tile", e))
-            })
-            .collect::<Result<_, _>>()?;
-        for (key, tile) in loaded {
-            if let Some(slot) = work.tiles.get_mut(&key) {
+        let tiles = &mut work.tiles;
+        multi_get(db, &cf, &keys, |key, v| {
+            let tile = Tile::decode(&v).map_err(|e| corrupt("tile", e))?;
+            if let Some(slot) = tiles.get_mut(key) {
                 slot.tile = tile;
             }
-        }
+            Ok(())
+        })?;
         if !touched.contains(&name) {
             touched.insert(name.clone());
         }
@@ -617,18 +615,12 @@ fn commit(
         .cf_handle(EVENTS_CF)
         .ok_or_else(|| PushError::Storage(format!("column family {EVENTS_CF} is missing")))?;
     if !markers.is_empty() {
-        let mut keys: Vec<&Vec<u8>> = markers.keys().collect();
+        let mut keys: Vec<&[u8]> = markers.keys().copied().collect();
         keys.sort_unstable();
-        let found = multi_get(db, &events_cf, &keys)?;
-        let seen: Vec<Vec<u8>> = keys
-            .into_iter()
-            .zip(found)
-            .filter(|(_, v)| v.is_some())
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in seen {
+        multi_get(db, &events_cf, &keys, |key, _| {
             markers.insert(key, true);
-        }
+            Ok(())
+        })?;
     }
 
     // 3. The event-time rule, in queue order.
@@ -638,7 +630,7 @@ fn commit(
         let mut outcome = PushOutcome::default();
         for event in &job.events {
             if let Some(marker) = &event.marker {
-                match markers.get_mut(marker) {
+                match markers.get_mut(marker.as_slice()) {
                     Some(true) => {
                         outcome.duplicates += 1;
                         continue;
@@ -656,15 +648,15 @@ fn commit(
                 let Some(work) = groups.get_mut(&v.group) else {
                     continue;
                 };
-                let Some(slot) = work.values.get_mut(&v.key) else {
+                let Some(slot) = work.values.get_mut(v.key.as_slice()) else {
                     continue;
                 };
                 let newer = match &slot.current {
                     None => true,
-                    Some((t, bytes)) => (v.event_time, &v.encoded) > (*t, bytes),
+                    Some((t, bytes)) => (v.event_time, v.encoded.as_slice()) > (*t, &**bytes),
                 };
                 if newer {
-                    slot.current = Some((v.event_time, v.encoded.clone()));
+                    slot.current = Some((v.event_time, Cow::Borrowed(&v.encoded)));
                     slot.dirty = true;
                     work.applied.push(v.event_time);
                     outcome.values_written += 1;
@@ -675,7 +667,7 @@ fn commit(
             for t in &event.tiles {
                 if let Some(slot) = groups
                     .get_mut(&t.group)
-                    .and_then(|w| w.tiles.get_mut(&t.key))
+                    .and_then(|w| w.tiles.get_mut(t.key.as_slice()))
                 {
                     slot.tile.add(t.value, t.event_time);
                     slot.dirty = true;
@@ -693,18 +685,22 @@ fn commit(
         let Some(cf) = names.get(group).and_then(|n| db.cf_handle(n)) else {
             continue;
         };
-        let mut values: Vec<(&Vec<u8>, &Vec<u8>)> = work
+        let mut values: Vec<(&[u8], &[u8])> = work
             .values
             .iter()
             .filter(|(_, slot)| slot.dirty)
-            .filter_map(|(key, slot)| slot.current.as_ref().map(|(_, bytes)| (key, bytes)))
+            .filter_map(|(key, slot)| slot.current.as_ref().map(|(_, bytes)| (*key, &**bytes)))
             .collect();
         values.sort_unstable();
         for (key, bytes) in values {
             batch.put_cf(&cf, key, bytes);
         }
-        let mut tiles: Vec<(&Vec<u8>, &TileSlot)> =
-            work.tiles.iter().filter(|(_, slot)| slot.dirty).collect();
+        let mut tiles: Vec<(&[u8], &TileSlot)> = work
+            .tiles
+            .iter()
+            .filter(|(_, slot)| slot.dirty)
+            .map(|(key, slot)| (*key, slot))
+            .collect();
         tiles.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (key, slot) in tiles {
             batch.put_cf(&cf, key, slot.tile.encode());

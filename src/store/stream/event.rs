@@ -1,5 +1,5 @@
-//! Pushed events: their library and JSON forms, and validation against the registry
-//! into the keys and encoded values the committer writes.
+//! Pushed events: their library form, and validation against the registry into the
+//! keys and encoded values the committer writes (the JSON form is [`super::body`]).
 //!
 //! Validation runs on the producer's thread, before anything is queued, so a request
 //! with a bad event is refused whole and costs the committer nothing.
@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::codec::stream::{event_marker_key, tile_key};
 use crate::codec::value::encode_value;
 use crate::registry::{AggregateSpec, Registry};
-use crate::types::{DType, FeatureId, TimestampMs, Value, parse_timestamp_ms};
+use crate::types::{FeatureId, TimestampMs, Value};
 
 /// An event more than this far in the future (ms) is refused: a producer with a wrong
 /// clock must not pin a value that no correct event could then replace.
@@ -328,117 +328,4 @@ pub(crate) fn prepare(
         }
     }
     Ok(prepared)
-}
-
-/// Converts a JSON value to a value of `dtype`.
-pub fn value_from_json(json: &serde_json::Value, dtype: DType) -> Result<Value, String> {
-    use serde_json::Value as J;
-    let wrong = || format!("{json} is not a valid {dtype}");
-    Ok(match (json, dtype) {
-        (J::Null, _) => Value::Null,
-        (J::Number(n), DType::Int64) => Value::Int64(n.as_i64().ok_or_else(wrong)?),
-        (J::Number(n), DType::Float64) => Value::Float64(n.as_f64().ok_or_else(wrong)?),
-        (J::Number(n), DType::Float32) => Value::Float32(n.as_f64().ok_or_else(wrong)? as f32),
-        (J::Bool(b), DType::Bool) => Value::Bool(*b),
-        (J::String(s), DType::String) => Value::String(s.clone()),
-        (J::String(s), DType::Bytes) => Value::parse_text(s, DType::Bytes)?,
-        (J::Array(items), DType::Float32Vector { dim }) => {
-            if items.len() != dim as usize {
-                return Err(format!(
-                    "vector has {} components, the feature's dimension is {dim}",
-                    items.len()
-                ));
-            }
-            Value::Float32Vector(
-                items
-                    .iter()
-                    .map(|x| x.as_f64().map(|f| f as f32).ok_or_else(wrong))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        _ => return Err(wrong()),
-    })
-}
-
-fn event_from_json(registry: &Registry, json: &serde_json::Value) -> Result<PushEvent, String> {
-    let object = json
-        .as_object()
-        .ok_or_else(|| "an event must be a JSON object".to_owned())?;
-    for key in object.keys() {
-        if !matches!(
-            key.as_str(),
-            "entity_type" | "entity_id" | "event_time" | "features" | "event_id"
-        ) {
-            return Err(format!(
-                "unknown field `{key}`; expected entity_type, entity_id, event_time, features, event_id"
-            ));
-        }
-    }
-    let text = |field: &str| -> Result<String, String> {
-        match object.get(field) {
-            Some(serde_json::Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("`{field}` must be a string")),
-            None => Err(format!("`{field}` is missing")),
-        }
-    };
-    let entity_type = text("entity_type")?;
-    let entity_id = text("entity_id")?;
-    let event_time = match object.get("event_time") {
-        Some(serde_json::Value::Number(n)) => n
-            .as_i64()
-            .ok_or_else(|| format!("event_time {n} is not an integer of milliseconds"))?,
-        Some(serde_json::Value::String(s)) => {
-            parse_timestamp_ms(s).map_err(|e| format!("event_time: {e}"))?
-        }
-        Some(_) => return Err("`event_time` must be epoch milliseconds or RFC 3339 text".into()),
-        None => return Err("`event_time` is missing".into()),
-    };
-    let event_id = match object.get("event_id") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("`event_id` must be a string".into()),
-    };
-    let features = object
-        .get("features")
-        .and_then(|f| f.as_object())
-        .ok_or_else(|| "`features` must be an object of name: value".to_owned())?;
-    let mut values = Vec::with_capacity(features.len());
-    for (name, json) in features {
-        let def = registry
-            .resolve(name)
-            .ok_or_else(|| format!("unknown feature `{name}`"))?;
-        let value =
-            value_from_json(json, def.spec.dtype).map_err(|e| format!("feature `{name}`: {e}"))?;
-        values.push((name.clone(), value));
-    }
-    Ok(PushEvent {
-        entity_type,
-        entity_id,
-        event_time,
-        features: values,
-        event_id,
-    })
-}
-
-/// Parses a push body `{"events": [..]}`, typing each value by its registered dtype:
-/// one result per event, in request order (an `Err` holds why that event is invalid).
-pub fn parse_events(
-    registry: &Registry,
-    body: &[u8],
-) -> Result<Vec<Result<PushEvent, String>>, PushError> {
-    let json: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| PushError::Malformed(e.to_string()))?;
-    let events = json
-        .as_object()
-        .filter(|o| o.len() == 1)
-        .and_then(|o| o.get("events"))
-        .and_then(|e| e.as_array())
-        .ok_or_else(|| PushError::Malformed("expected {\"events\": [..]}".into()))?;
-    if events.is_empty() {
-        return Err(PushError::Empty);
-    }
-    Ok(events
-        .iter()
-        .map(|event| event_from_json(registry, event))
-        .collect())
 }

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! * [`event`] — pushed events, validation against the registry, the JSON body.
+//! * [`event`] — pushed events and their validation against the registry.
+//! * [`body`] — the JSON push body, parsed and validated event by event.
 //! * [`commit`] — the committer thread (group commit, event-time rule).
 //! * [`merge`] — the read side, called by [`super::lookup::lookup_group`].
 //! * [`retention`] — TTL and window limits, and the compaction filter applying them.
@@ -16,6 +17,7 @@
 //! Thread-safety contract: [`FeatureStore::push`] may be called from any number of
 //! threads; they share one committer (see [`commit`]). Reads never wait for pushes.
 
+pub mod body;
 pub mod commit;
 pub mod event;
 pub mod merge;
@@ -26,9 +28,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+pub use body::parse_events;
 pub use commit::{CommitObserver, StreamFault, WriterHealth};
 use event::{AggregateIndex, Prepared, prepare};
-pub use event::{PushError, PushEvent, PushOutcome, Rejection, parse_events};
+pub use event::{PushError, PushEvent, PushOutcome, Rejection};
 use retention::{RetentionTable, SharedRetention};
 
 use rocksdb::DB;
@@ -154,13 +157,6 @@ impl FeatureStore {
         self.push_results(results)
     }
 
-    /// Pushes a JSON body `{"events": [..]}` (the HTTP API's form): events that do not
-    /// parse are rejected with the others' validation errors, all in one answer.
-    pub fn push_json(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
-        let parsed = parse_events(&self.view().registry().clone(), body)?;
-        self.push_results(parsed)
-    }
-
     fn push_results(
         &self,
         events: Vec<Result<PushEvent, String>>,
@@ -188,7 +184,17 @@ impl FeatureStore {
             });
         }
         drop(aggregates);
-        self.ensure_stream_cfs(&view, &prepared)
+        self.commit_prepared(&view, prepared)
+    }
+
+    /// Makes validated events durable (see [`FeatureStore::push`]); every push path
+    /// ends here.
+    fn commit_prepared(
+        &self,
+        view: &super::ReadView,
+        prepared: Vec<Prepared>,
+    ) -> Result<PushOutcome, PushError> {
+        self.ensure_stream_cfs(view, &prepared)
             .map_err(|e| PushError::Storage(e.to_string()))?;
         self.stream.committer.submit(prepared)
     }

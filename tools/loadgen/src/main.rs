@@ -197,7 +197,8 @@ enum Command {
         #[arg(long)]
         entity_type: String,
     },
-    /// Print the largest FIELD of the closed-loop runs of SYSTEM and SHAPE.
+    /// Print the largest FIELD of the closed-loop runs of SYSTEM and SHAPE (with
+    /// --median, the median; with --mode, of the open-loop runs or all of them).
     Stat {
         /// Results (JSON lines).
         #[arg(long)]
@@ -208,9 +209,16 @@ enum Command {
         /// Shape label.
         #[arg(long)]
         shape: String,
-        /// throughput, rows_per_s or mean_response_bytes.
+        /// throughput, rows_per_s, mean_response_bytes, ok, refused, p50_us, p99_us or
+        /// refused_p99_us.
         #[arg(long, default_value = "throughput")]
         field: String,
+        /// The median of the runs instead of the largest value.
+        #[arg(long)]
+        median: bool,
+        /// Runs of this mode: closed, open or any.
+        #[arg(long, default_value = "closed")]
+        mode: String,
     },
     /// Write the Markdown report and its PNG charts.
     Report {
@@ -246,7 +254,7 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
 fn print_result(r: &RunResult) {
     let rate = r.rate.map_or(String::new(), |x| format!(" rate {x:.0}/s"));
     println!(
-        "{} {} {} c={}{rate}: {} ok, {} errors ({}), {:.0} req/s, {:.0} rows/s, p50 {:.1} us, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}, {:.0} B/answer, send lag p99 {:.1} us",
+        "{} {} {} c={}{rate}: {} ok, {} errors ({}), {:.0} req/s, {:.0} rows/s, p50 {:.1} us, p90 {:.1}, p99 {:.1}, p99.9 {:.1}, max {:.1}, {:.0} B/answer, send lag p99 {:.1} us, {} refused (503) p99 {:.1} us",
         r.system,
         r.shape,
         r.mode,
@@ -262,7 +270,9 @@ fn print_result(r: &RunResult) {
         r.p999_us,
         r.max_us,
         r.mean_response_bytes,
-        r.send_lag_p99_us
+        r.send_lag_p99_us,
+        r.refused,
+        r.refused_p99_us
     );
 }
 
@@ -430,34 +440,55 @@ fn main() -> Result<()> {
             system,
             shape,
             field,
+            median,
+            mode,
         } => {
             let runs: Vec<RunResult> = output::read_jsonl(&results)?;
+            if !pick_known(&field) {
+                bail!(
+                    "unknown field `{field}`: use throughput, rows_per_s, mean_response_bytes, ok, refused, p50_us, p99_us or refused_p99_us"
+                );
+            }
             let pick = |r: &RunResult| match field.as_str() {
-                "throughput" => Some(r.throughput),
-                "rows_per_s" => Some(r.rows_per_s),
-                "mean_response_bytes" => Some(r.mean_response_bytes),
-                _ => None,
+                "throughput" => r.throughput,
+                "rows_per_s" => r.rows_per_s,
+                "mean_response_bytes" => r.mean_response_bytes,
+                "ok" => r.ok as f64,
+                "refused" => r.refused as f64,
+                "p50_us" => r.p50_us,
+                "p99_us" => r.p99_us,
+                _ => r.refused_p99_us,
             };
-            let best = runs
+            let mut values: Vec<f64> = runs
                 .iter()
                 .filter(|r| {
-                    r.system == system && r.shape == shape && r.mode == "closed" && r.ok > 0
+                    r.system == system
+                        && r.shape == shape
+                        && (mode == "any" || r.mode == mode)
+                        && r.ok > 0
                 })
-                .filter_map(pick)
-                .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| a.max(v)))
-                });
-            match best {
-                Some(v) => {
+                .map(pick)
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let value = if median {
+                values.get(values.len() / 2).copied()
+            } else {
+                values.last().copied()
+            };
+            // Counts and rates as whole numbers (scripts do arithmetic on them).
+            let latency = field.ends_with("_us");
+            match value {
+                Some(v) if !latency => {
                     println!("{v:.0}");
                     Ok(())
                 }
-                None if pick_known(&field) => bail!(
-                    "no closed-loop {system} {shape} run in {}",
-                    results.display()
-                ),
+                Some(v) => {
+                    println!("{v:.1}");
+                    Ok(())
+                }
                 None => bail!(
-                    "unknown field `{field}`: use throughput, rows_per_s or mean_response_bytes"
+                    "no {mode}-loop {system} {shape} run in {}",
+                    results.display()
                 ),
             }
         }
@@ -487,5 +518,15 @@ fn main() -> Result<()> {
 }
 
 fn pick_known(field: &str) -> bool {
-    matches!(field, "throughput" | "rows_per_s" | "mean_response_bytes")
+    matches!(
+        field,
+        "throughput"
+            | "rows_per_s"
+            | "mean_response_bytes"
+            | "ok"
+            | "refused"
+            | "p50_us"
+            | "p99_us"
+            | "refused_p99_us"
+    )
 }

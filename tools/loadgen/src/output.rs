@@ -177,6 +177,8 @@ mod tests {
             mean_us: 120.0,
             mean_response_bytes: 4096.0,
             send_lag_p99_us: 3.5,
+            refused: 0,
+            refused_p99_us: 0.0,
         }
     }
 

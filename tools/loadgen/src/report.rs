@@ -430,6 +430,8 @@ mod tests {
             mean_us: p99 / 2.0,
             mean_response_bytes: 4000.0,
             send_lag_p99_us: 0.0,
+            refused: 0,
+            refused_p99_us: 0.0,
         }
     }
 

@@ -216,6 +216,9 @@ async fn drive(
         match outcome {
             Ok(Ok(bytes)) => recorder.ok(latency_since(origin, done), op.rows(), bytes),
             Ok(Err(failure)) => {
+                if failure.status.is_some_and(|s| s.as_u16() == 503) {
+                    recorder.refused(latency_since(origin, done));
+                }
                 let connect = failure.class == ErrorClass::Connect;
                 recorder.error(failure.class, || failure.message.clone());
                 if !failure.reusable {

@@ -1,5 +1,7 @@
 //! What a run measures: a latency histogram of answered requests, counts of failed
-//! ones by class, and the summary ([`RunResult`]) written to CSV and JSON.
+//! ones by class, a latency histogram of the requests the server refused with 503
+//! (load shedding: how fast the excess is turned away), and the summary
+//! ([`RunResult`]) written to CSV and JSON.
 //!
 //! Latencies are recorded in nanoseconds into an HdrHistogram with 3 significant
 //! digits (0.1% resolution) from 1 ns to 60 s; longer ones are clamped to 60 s. A
@@ -131,6 +133,9 @@ pub struct Recorder {
     /// Open loop: how late each request went out after its intended time, ns. Large
     /// values mean the load generator itself could not keep the schedule.
     pub send_lag: Histogram<u64>,
+    /// Latencies of requests answered 503 (refused by the server's load shedding), ns;
+    /// they are counted in `errors` too.
+    pub refused: Histogram<u64>,
 }
 
 impl Default for Recorder {
@@ -165,6 +170,7 @@ impl Recorder {
         Recorder {
             histogram: new_histogram(),
             send_lag: new_histogram(),
+            refused: new_histogram(),
             errors: ErrorCounts::default(),
             rows: 0,
             response_bytes: 0,
@@ -177,6 +183,11 @@ impl Recorder {
         self.histogram.saturating_record(nanos(latency));
         self.rows += rows;
         self.response_bytes += bytes as u64;
+    }
+
+    /// Records the latency of a request the server refused with 503.
+    pub fn refused(&mut self, latency: Duration) {
+        self.refused.saturating_record(nanos(latency));
     }
 
     /// Records how late an open-loop request was sent.
@@ -196,6 +207,7 @@ impl Recorder {
     pub fn merge(&mut self, other: &Recorder) {
         add_clamped(&mut self.histogram, &other.histogram);
         add_clamped(&mut self.send_lag, &other.send_lag);
+        add_clamped(&mut self.refused, &other.refused);
         self.errors.merge(&other.errors);
         self.rows += other.rows;
         self.response_bytes += other.response_bytes;
@@ -256,6 +268,12 @@ pub struct RunResult {
     /// server, fell behind.
     #[serde(default)]
     pub send_lag_p99_us: f64,
+    /// Requests answered 503 (refused by load shedding; also in `errors.http_5xx`).
+    #[serde(default)]
+    pub refused: u64,
+    /// 99th percentile latency of the refused requests, µs (0 when none).
+    #[serde(default)]
+    pub refused_p99_us: f64,
 }
 
 /// How a run was configured, for its summary.
@@ -326,6 +344,12 @@ impl RunResult {
             } else {
                 us(recorder.send_lag.value_at_quantile(0.99))
             },
+            refused: recorder.refused.len(),
+            refused_p99_us: if recorder.refused.is_empty() {
+                0.0
+            } else {
+                us(recorder.refused.value_at_quantile(0.99))
+            },
         }
     }
 }
@@ -343,6 +367,7 @@ mod tests {
         r.error(ErrorClass::Timeout, || "slow".into());
         r.error(ErrorClass::of_status(404), || "gone".into());
         r.error(ErrorClass::of_status(503), || "down".into());
+        r.refused(Duration::from_micros(40));
         let labels = RunLabels {
             system: "x".into(),
             shape: "get".into(),
@@ -366,6 +391,8 @@ mod tests {
         assert!(near(res.p90_us, 900.0), "{}", res.p90_us);
         assert!(near(res.p99_us, 990.0), "{}", res.p99_us);
         assert!(near(res.p999_us, 999.0), "{}", res.p999_us);
+        assert_eq!(res.refused, 1);
+        assert!(near(res.refused_p99_us, 40.0), "{}", res.refused_p99_us);
         assert!(near(res.max_us, 1000.0), "{}", res.max_us);
         assert_eq!(res.mode, "closed");
         assert_eq!(r.last_error.as_deref(), Some("timeout: slow"));
