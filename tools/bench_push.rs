@@ -85,7 +85,13 @@ fn http_push(store: Arc<FeatureStore>) -> Result<PushFn> {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             addr_tx.send(listener.local_addr()?)?;
-            featstore::server::run(store, listener, std::future::pending()).await?;
+            // Shedding off: the benchmark measures throughput at saturation, where
+            // a refused push would end the run.
+            let config = featstore::server::ServerConfig {
+                max_queue_time: None,
+                ..featstore::server::ServerConfig::default()
+            };
+            featstore::server::run_with(store, listener, config, std::future::pending()).await?;
             Ok(())
         })
     });

@@ -152,7 +152,13 @@ fn main() -> Result<()> {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             addr_tx.send(listener.local_addr()?)?;
-            featstore::server::run(store, listener, async {
+            // Shedding off: the benchmark measures latency and throughput at
+            // saturation, not refusals.
+            let config = featstore::server::ServerConfig {
+                max_queue_time: None,
+                ..featstore::server::ServerConfig::default()
+            };
+            featstore::server::run_with(store, listener, config, async {
                 let _ = stop_rx.await;
             })
             .await?;

@@ -31,7 +31,8 @@
 //!   arrival. One that is already past when its work would start is refused with 503
 //!   without doing the work.
 //!
-//! `/healthz`, `/readyz` and `/metrics` skip all three ([`Route::is_health_check`]):
+//! `/healthz`, `/readyz` and `/metrics` skip all three
+//! ([`Route::is_health_check`](super::router::Route::is_health_check)):
 //! they are answered whatever the load.
 //!
 //! Thread-safety contract: [`Admission`] is shared by every connection (a tokio

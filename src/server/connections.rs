@@ -31,7 +31,7 @@ const AUTO_MIN_CONNECTIONS: usize = 16;
 const FD_HEADROOM: u64 = 256;
 
 /// The connection cap for a soft descriptor limit of `soft` when `open` descriptors are
-/// in use already: what is left after [`FD_HEADROOM`] (or a quarter of the limit,
+/// in use already: what is left after 256 descriptors (or a quarter of the limit,
 /// whichever is more) and the health reserve, within 16..=[`AUTO_MAX_CONNECTIONS`].
 pub fn auto_max_connections(soft: u64, open: usize, health_connections: usize) -> usize {
     let headroom = FD_HEADROOM.max(soft / 4);

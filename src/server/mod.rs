@@ -46,8 +46,10 @@
 //! resource bound are 503 with `Retry-After` (or 408/413), see README "Limits and load
 //! shedding".
 //!
-//! Thread-safety contract: [`run`] owns the listener; each connection runs on its own
-//! task and shares one `Arc<AppState>` (the store, `Send + Sync`, and atomic metrics).
+//! Thread-safety contract: [`run_on`] owns the listeners; each connection runs on its
+//! own task and shares one `Arc<AppState>` (the store, `Send + Sync`, atomic metrics,
+//! and the limits, each synchronized on its own), also with the health listener's
+//! thread.
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
