@@ -39,13 +39,16 @@ fn item_a(store: &FeatureStore, id: &str) -> Option<Value> {
     vector.features[0].value.clone()
 }
 
+/// A stored key and its value.
+type KeyValue = (Box<[u8]>, Box<[u8]>);
+
 /// Rewrites a one-version layout-2 store as layout 1 wrote it: the version's keys,
 /// without their version prefix, in `batch.items.v1`; a format-1 manifest whose entry
 /// names no family.
 fn downgrade_to_layout_1(path: &std::path::Path) {
     let db = raw_open(path);
     let versions = db.cf_handle("versions.items").expect("versions family");
-    let rows: Vec<(Box<[u8]>, Box<[u8]>)> = db
+    let rows: Vec<KeyValue> = db
         .iterator_cf(&versions, IteratorMode::Start)
         .map(|item| item.expect("read"))
         .collect();
