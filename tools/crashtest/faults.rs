@@ -229,6 +229,16 @@ impl Scenario {
         }
     }
 
+    /// Whether the fault fails RocksDB's own writes (its WAL or files), so that a
+    /// failed operation leaves the database unable to write: `/readyz` must then say
+    /// so even if no push has failed yet.
+    pub fn fails_the_database(self) -> bool {
+        matches!(
+            self,
+            Scenario::MetaFull | Scenario::MetaSyncFails | Scenario::LoadDbSyncFails
+        )
+    }
+
     /// What the failing operations are: pushes, a manifest-writing admin operation, or
     /// a load.
     pub fn target(self) -> Target {

@@ -852,7 +852,14 @@ impl Run {
                 "event_time": time,
                 "features": {LIVE_N: seq, LIVE_S: data::live_label(seq as u64)}}]})
             .to_string();
-            match client.post("/v1/push", &body) {
+            let reply = client.post("/v1/push", &body);
+            self.shared.trace(format!(
+                "replay {seq}: {}",
+                reply
+                    .as_ref()
+                    .map_or_else(|e| e.clone(), |r| r.body.clone())
+            ));
+            match reply {
                 Ok(r) if r.status == 200 => {
                     let duplicates = r.json().get("duplicates").and_then(|d| d.as_u64());
                     if duplicates != Some(1) {
@@ -1342,6 +1349,12 @@ impl Run {
         *lock(&self.shared.armed) = Some(ArmedFault {
             text: faults::describe(errno),
         });
+        // Only the operation under test writes while a database fault is armed.
+        let quiet = scenario.fails_the_database();
+        self.shared.paused.store(quiet, Ordering::SeqCst);
+        if quiet {
+            std::thread::sleep(Duration::from_millis(30));
+        }
         self.shim()?.arm(&fault)?;
         match scenario.target() {
             Target::Push => std::thread::sleep(Duration::from_millis(rng.random_range(200..600))),
@@ -1374,6 +1387,10 @@ impl Run {
                 std::thread::sleep(until.saturating_duration_since(Instant::now()));
             }
         }
+        if quiet {
+            self.check_not_ready(client, killer, scenario, faults::describe(errno));
+            self.shared.paused.store(false, Ordering::SeqCst);
+        }
         let stats = self.faults.entry(scenario).or_default().clone();
         let before_recovered = stats.recovered;
         let mut stats = FaultStats {
@@ -1401,6 +1418,31 @@ impl Run {
         let recovered = stats.recovered > before_recovered;
         self.faults.insert(scenario, stats);
         Ok(recovered)
+    }
+
+    /// After an operation failed because the database could not write: `/readyz` must
+    /// answer 503 naming the error (within a second), not `ok`, although no push
+    /// failed yet.
+    fn check_not_ready(&self, client: &Client, killer: &Killer, scenario: Scenario, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut last = String::new();
+        while Instant::now() < deadline && !killer.killed() {
+            match client.get("/readyz") {
+                Ok(r) if r.status == 503 && r.body.contains(text) => return,
+                Ok(r) => last = format!("{} {}", r.status, r.body.trim()),
+                Err(_) => return,
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !killer.killed() {
+            self.violation(
+                "unclear",
+                format!(
+                    "`{}`: an operation failed with `{text}`, the database cannot write, but /readyz answers {last}",
+                    scenario.name()
+                ),
+            );
+        }
     }
 
     /// After a fault was cleared: whether pushes, loads and version changes work again

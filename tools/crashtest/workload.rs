@@ -60,6 +60,8 @@ pub struct Shared {
     pub time_base: i64,
     /// 5xx answers seen while a fault was armed.
     pub fault_errors: AtomicU64,
+    /// Producers wait while set (so a fault hits only the operation under test).
+    pub paused: AtomicBool,
     /// The operations log (`ops.log` in the working directory).
     pub trace: Mutex<Option<std::io::BufWriter<std::fs::File>>>,
 }
@@ -82,6 +84,7 @@ impl Shared {
             armed: Mutex::new(None),
             time_base,
             fault_errors: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
             trace: Mutex::new(None),
         }
     }
@@ -160,6 +163,9 @@ fn rfc3339_with_offset(t: i64, offset_min: i64) -> String {
     )
 }
 
+/// How the server's answer to a push that wrote nothing begins (`PushError::Unavailable`).
+const NOTHING_WRITTEN: &str = "push refused, nothing was written";
+
 /// A new push request of 1 to 4 events: body and sequence numbers.
 fn new_push(shared: &Shared, rng: &mut ChaCha8Rng) -> (String, Vec<usize>) {
     let mut events = Vec::new();
@@ -207,7 +213,10 @@ pub fn send_push(shared: &Shared, client: &Client, body: &str, seqs: &[usize]) -
             }
             SendOutcome::Acked
         }
-        Ok(r) if r.status == 503 => {
+        // 503 is answered both when nothing was written (the writer was already down)
+        // and when this push's own write or sync failed (it may be stored): only the
+        // message tells them apart.
+        Ok(r) if r.status == 503 && r.error().starts_with(NOTHING_WRITTEN) => {
             shared.judge_failure("a push", r.status, &r.error());
             SendOutcome::Refused
         }
@@ -238,6 +247,8 @@ pub fn send_push(shared: &Shared, client: &Client, body: &str, seqs: &[usize]) -
         }
     }
     lock(&shared.stream).sent(seqs, outcome);
+    let status = result.as_ref().map_or(0, |r| r.status);
+    shared.trace(format!("push {seqs:?}: {status} {outcome:?}"));
     outcome
 }
 
@@ -245,6 +256,10 @@ pub fn send_push(shared: &Shared, client: &Client, body: &str, seqs: &[usize]) -
 pub fn producer(shared: Arc<Shared>, client: Client, stop: Arc<AtomicBool>, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     while !stop.load(Ordering::Relaxed) {
+        if shared.paused.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         let retry = if rng.random_bool(0.3) {
             lock(&shared.retries).pop()
         } else {
@@ -368,7 +383,13 @@ pub fn check_live(
                         .reads_checked
                         .fetch_add(1, Ordering::Relaxed);
                 }
-                Err((kind, detail)) => shared.violation(kind, detail),
+                Err((kind, detail)) => {
+                    shared.violation(kind, detail);
+                    let stream = lock(&shared.stream);
+                    for seq in &stream.by_user[user] {
+                        shared.trace(format!("  u{user} event {seq}: {:?}", stream.events[*seq]));
+                    }
+                }
             }
         }
     }
@@ -379,7 +400,7 @@ pub fn check_live(
 pub fn reader(shared: Arc<Shared>, client: Client, stop: Arc<AtomicBool>, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let names = data::batch_feature_names().join(",");
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) && !shared.failed() {
         let pick = rng.random_range(0..100);
         if pick < 45 {
             let e = rng.random_range(0..POOL);
