@@ -5,6 +5,7 @@ pub mod common;
 mod concurrent_swap;
 mod crash;
 mod crash_found;
+mod crash_harness;
 mod end_to_end;
 mod entity_ids;
 mod event_times;

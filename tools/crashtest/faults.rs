@@ -190,6 +190,34 @@ impl Scenario {
         Scenario::Countdown,
     ];
 
+    /// The scenario of a command-line name (see `--scenarios`).
+    pub fn parse(name: &str) -> Result<Scenario, String> {
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.flag() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.flag()).collect();
+                format!(
+                    "unknown scenario `{name}`; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Its command-line name.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Scenario::PushWalFull => "push-wal-full",
+            Scenario::PushWalSyncFails => "push-wal-sync",
+            Scenario::MetaFull => "meta-full",
+            Scenario::MetaSyncFails => "meta-sync",
+            Scenario::LoadScratchFull => "load-scratch-full",
+            Scenario::LoadSegmentFull => "load-segment-full",
+            Scenario::LoadDbSyncFails => "load-db-sync",
+            Scenario::Countdown => "countdown",
+        }
+    }
+
     /// A short name for reports.
     pub fn name(self) -> &'static str {
         match self {

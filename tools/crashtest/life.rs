@@ -30,8 +30,6 @@ const KEEP: usize = 3;
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long after listening `/readyz` must answer 200.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long the server gets to recover by itself after a fault is cleared.
-const RECOVERY_TIMEOUT: Duration = Duration::from_secs(12);
 /// A life without another kill trigger ends after this long.
 const MAX_LIFE: Duration = Duration::from_secs(4);
 /// Request timeout (a load of a few hundred rows takes milliseconds).
@@ -171,6 +169,10 @@ pub struct FaultStats {
     recovered: u64,
     restart_needed: u64,
     killed_while_failing: u64,
+    /// Restarts tried while the fault still failed: the open failed naming the error.
+    open_failed_clearly: u64,
+    /// Restarts tried while the fault still failed: the store opened anyway.
+    opened_anyway: u64,
     slowest_recovery: Duration,
 }
 
@@ -233,6 +235,8 @@ pub struct Run {
     uncertain_in_life: bool,
     /// The fault of this life is armed (or its effects may still be in the way).
     fault_mode: bool,
+    /// A fault to keep failing while the next life first tries to open the store.
+    open_on_failing_disk: Option<(Scenario, faults::Fault)>,
 }
 
 fn life_seed(seed: u64, life: u64, salt: u64) -> u64 {
@@ -303,6 +307,7 @@ impl Run {
             whole_checks: 0,
             uncertain_in_life: false,
             fault_mode: false,
+            open_on_failing_disk: None,
         })
     }
 
@@ -405,7 +410,14 @@ impl Run {
         let every = self.args.fault_every;
         let scenario =
             (self.shim.is_some() && self.registered && every > 0 && life.is_multiple_of(every))
-                .then(|| Scenario::ALL[((life / every) as usize) % Scenario::ALL.len()]);
+                .then(|| {
+                    let pool: &[Scenario] = if self.args.scenarios.is_empty() {
+                        &Scenario::ALL
+                    } else {
+                        &self.args.scenarios
+                    };
+                    pool[((life / every) as usize) % pool.len()]
+                });
         let kill = match scenario {
             Some(_) => KillAt::AfterFault(rng.random_range(50..400)),
             None => self.choose_kill(&mut rng),
@@ -422,9 +434,10 @@ impl Run {
         if self.args.verbose {
             println!("crashtest: {banner}");
         }
+        if let Some((scenario, fault)) = self.open_on_failing_disk.take() {
+            self.open_while_failing(scenario, &fault, life)?;
+        }
         let server = Arc::new(Mutex::new(Server::spawn(&self.launch, &banner)?));
-        *self.kill_points.entry(kill.name()).or_default() += 1;
-
         if let KillAt::Startup(ms) = kill {
             std::thread::sleep(Duration::from_millis(ms));
             let mut s = lock(&server);
@@ -432,8 +445,15 @@ impl Run {
             let _ = s.wait_listening(Duration::ZERO);
             s.kill();
             self.last.listened = s.listened();
+            let point = if s.listened() {
+                "just after open, before any request"
+            } else {
+                kill.name()
+            };
+            *self.kill_points.entry(point).or_default() += 1;
             return Ok(());
         }
+        *self.kill_points.entry(kill.name()).or_default() += 1;
         let base = match lock(&server).wait_listening(LISTEN_TIMEOUT) {
             Ok(base) => base,
             Err(e) => {
@@ -1402,6 +1422,10 @@ impl Run {
             killer.kill_now();
             self.shim()?.disarm()?;
             stats.killed_while_failing += 1;
+            // Half of those restart once while the disk still fails.
+            if rng.random_bool(0.5) {
+                self.open_on_failing_disk = Some((scenario, fault.clone()));
+            }
         } else {
             self.shim()?.disarm()?;
             let started = Instant::now();
@@ -1418,6 +1442,53 @@ impl Run {
         let recovered = stats.recovered > before_recovered;
         self.faults.insert(scenario, stats);
         Ok(recovered)
+    }
+
+    /// Starts the server while `fault` still fails: it must either open or exit with an
+    /// error naming the fault; either way the next start (fault cleared) needs no
+    /// repair, which the life that follows checks.
+    fn open_while_failing(
+        &mut self,
+        scenario: Scenario,
+        fault: &faults::Fault,
+        life: u64,
+    ) -> Result<()> {
+        self.shim()?.arm(fault)?;
+        let text = faults::describe(fault.errno);
+        let banner = format!("life {life}: open while `{}` still fails", scenario.name());
+        self.shared.trace(&banner);
+        let log_start = std::fs::metadata(&self.launch.log).map_or(0, |m| m.len());
+        let mut server = Server::spawn(&self.launch, &banner)?;
+        let opened = server.wait_listening(LISTEN_TIMEOUT).is_ok();
+        server.kill();
+        drop(server);
+        self.shim()?.disarm()?;
+        let stats = self.faults.entry(scenario).or_default();
+        if opened {
+            stats.opened_anyway += 1;
+            *self
+                .kill_points
+                .entry("right after opening on a failing disk")
+                .or_default() += 1;
+            return Ok(());
+        }
+        stats.open_failed_clearly += 1;
+        let log = std::fs::read(&self.launch.log).unwrap_or_default();
+        let tail = String::from_utf8_lossy(
+            log.get(usize::try_from(log_start).unwrap_or(0)..)
+                .unwrap_or(&[]),
+        )
+        .into_owned();
+        if !tail.contains(text) {
+            stats.open_failed_clearly -= 1;
+            self.violation(
+                "unclear",
+                format!(
+                    "the store failed to open while `{text}` failed, without saying so: {tail}"
+                ),
+            );
+        }
+        Ok(())
     }
 
     /// After an operation failed because the database could not write: `/readyz` must
@@ -1446,7 +1517,7 @@ impl Run {
     }
 
     /// After a fault was cleared: whether pushes, loads and version changes work again
-    /// within [`RECOVERY_TIMEOUT`], by themselves.
+    /// within `--recovery-wait`, by themselves.
     fn recovers(
         &mut self,
         client: &Client,
@@ -1455,7 +1526,7 @@ impl Run {
         group: Group,
         scenario: Scenario,
     ) -> Result<bool> {
-        let deadline = Instant::now() + RECOVERY_TIMEOUT;
+        let deadline = Instant::now() + self.args.recovery_wait;
         let mut pushed = false;
         let mut loaded = scenario.target() == Target::Push;
         while Instant::now() < deadline && !killer.killed() {
@@ -1528,8 +1599,16 @@ impl Run {
         let episodes: u64 = self.faults.values().map(|f| f.episodes).sum();
         println!("  fault episodes: {episodes}");
         for (scenario, f) in &self.faults {
+            let reopened = if f.killed_while_failing > 0 {
+                format!(
+                    " (then started while it still failed: the open failed naming the error {}, opened anyway {})",
+                    f.open_failed_clearly, f.opened_anyway
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "    {}: {} episodes, {} calls failed, {} requests failed, recovered by itself {} (slowest {:.1}s), restart needed {}, killed while failing {}",
+                "    {}: {} episodes, {} calls failed, {} requests failed; recovered by itself {} (slowest {:.1}s), restart needed {}, killed while failing {}{reopened}",
                 scenario.name(),
                 f.episodes,
                 f.injected,
@@ -1537,7 +1616,7 @@ impl Run {
                 f.recovered,
                 f.slowest_recovery.as_secs_f64(),
                 f.restart_needed,
-                f.killed_while_failing
+                f.killed_while_failing,
             );
         }
         for v in violations.iter().take(20) {

@@ -68,6 +68,16 @@ pub struct Args {
     /// Inject a fault in every Nth server life (0: never).
     #[arg(long, default_value_t = 6)]
     pub fault_every: u64,
+    /// Only these fault scenarios, in turn (default: all). Names: push-wal-full,
+    /// push-wal-sync, meta-full, meta-sync, load-scratch-full, load-segment-full,
+    /// load-db-sync, countdown.
+    #[arg(long, value_delimiter = ',', value_parser = faults::Scenario::parse)]
+    pub scenarios: Vec<faults::Scenario>,
+    /// How long a server gets to recover by itself once a fault is cleared, before the
+    /// test concludes it needs a restart (RocksDB looks for free space again every 5 s
+    /// after a full disk).
+    #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
+    pub recovery_wait: Duration,
     /// The long run: 1,000 kills within 25 minutes (overrides --kills and --duration).
     #[arg(long)]
     pub long: bool,

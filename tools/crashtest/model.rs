@@ -122,7 +122,7 @@ pub struct Listing {
 
 /// One read answer whose load could not be told yet (the entity is absent from the
 /// version, or all its values are null, and the version is not identified).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Deferred {
     /// The version that answered.
     pub version: u64,
@@ -663,6 +663,90 @@ mod tests {
         assert!(g.observe(&listing));
         assert_eq!(g.candidates.len(), 1);
         assert!(!g.apply(Certainty::Acked, |s| s.activate(9)));
+    }
+
+    fn got(cell: Option<Cell>, load: u64) -> Got {
+        Got {
+            status: match cell {
+                None => Status::NotFound,
+                Some(Cell::Null) => Status::Null,
+                Some(_) => Status::Present,
+            },
+            cell: cell.filter(|c| *c != Cell::Null),
+            event_time: Some(load_time(load)),
+        }
+    }
+
+    #[test]
+    fn reads_of_one_load_pass_and_mixes_and_wrong_values_do_not() {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut g = GroupModel::default();
+        for load in [1, 2] {
+            let input = LoadInput::generate(Group::B2, load, &mut rng);
+            g.inputs.insert(load, input);
+        }
+        g.learn(1, 1).expect("learn");
+        g.learn(2, 2).expect("learn");
+        // An entity of load 1 whose first feature is a value in both loads.
+        let e = g.inputs[&1]
+            .entities
+            .iter()
+            .find(|e| {
+                !matches!(g.inputs[&1].expected(*e, 0), Some(Cell::Null))
+                    && crate::data::cell(Group::B2, 2, *e, 0) != Cell::Null
+            })
+            .expect("such an entity");
+        let answer = |load: u64| -> Vec<Got> {
+            (0..3)
+                .map(|f| got(g.inputs[&load].expected(e, f), load))
+                .collect()
+        };
+        let right = answer(1);
+        assert!(g.clone_check(Some(1), e, &right).is_ok());
+        // Version 2 answering load 1's values is a mix of versions.
+        assert_eq!(
+            g.clone_check(Some(2), e, &right).map_err(|v| v.0),
+            Err("mixed")
+        );
+        // One feature from another load in the same answer.
+        let mut mixed = right.clone();
+        mixed[0] = got(Some(crate::data::cell(Group::B2, 2, e, 0)), 2);
+        assert_eq!(
+            g.clone_check(Some(1), e, &mixed).map_err(|v| v.0),
+            Err("mixed")
+        );
+        // A value missing from a present entity.
+        let mut partial = right.clone();
+        partial[0] = got(None, 1);
+        assert_eq!(
+            g.clone_check(Some(1), e, &partial).map_err(|v| v.0),
+            Err("partial")
+        );
+        // No version answered, yet values came.
+        assert_eq!(
+            g.clone_check(None, e, &right).map_err(|v| v.0),
+            Err("mixed")
+        );
+    }
+
+    impl GroupModel {
+        fn clone_check(
+            &self,
+            version: Option<u64>,
+            e: usize,
+            got: &[Got],
+        ) -> Result<Option<Deferred>, (&'static str, String)> {
+            let mut copy = GroupModel {
+                candidates: self.candidates.clone(),
+                version_of: self.version_of.clone(),
+                load_of: self.load_of.clone(),
+                inputs: self.inputs.clone(),
+                deferred: Vec::new(),
+                overflowed: false,
+            };
+            copy.check_entity(Group::B2, version, e, got, 1)
+        }
     }
 
     #[test]

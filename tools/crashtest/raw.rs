@@ -399,3 +399,47 @@ fn whole(
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::LoadInput;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_version_is_whole_only_with_every_cell_exactly() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let input = LoadInput::generate(Group::B1, 4, &mut rng);
+        let ids: BTreeMap<u32, (Group, usize)> =
+            BTreeMap::from([(7, (Group::B1, 0)), (8, (Group::B1, 1))]);
+        let mut keys: Vec<RawKey> = Vec::new();
+        for e in input.entities.iter() {
+            for (f, id) in [(0, 7u32), (1, 8u32)] {
+                let cell = input.expected(e, f).expect("in the input");
+                keys.push((
+                    format!("e{e}").into_bytes(),
+                    id,
+                    encode(&cell, load_time(4)),
+                ));
+            }
+        }
+        assert_eq!(whole(Group::B1, &input, &keys, &ids), None);
+        let mut missing = keys.clone();
+        missing.pop();
+        assert!(whole(Group::B1, &input, &missing, &ids).is_some());
+        let mut wrong = keys.clone();
+        wrong[0].2 = encode(&Cell::Int(-1), load_time(4));
+        assert!(whole(Group::B1, &input, &wrong, &ids).is_some());
+        let mut foreign = keys;
+        foreign.push((b"e999".to_vec(), 7, encode(&Cell::Null, 0)));
+        assert!(whole(Group::B1, &input, &foreign, &ids).is_some());
+    }
+
+    #[test]
+    fn keys_split_as_documented() {
+        // storage-format.md: version 3, entity `u7`, feature 5.
+        let key = [0, 0, 0, 0, 0, 0, 0, 3, 0, 2, 0x75, 0x37, 0, 0, 0, 5];
+        assert_eq!(split_key(&key), Some((3, &b"u7"[..], 5)));
+        assert_eq!(split_key(&key[..12]), None);
+    }
+}
