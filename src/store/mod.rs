@@ -476,10 +476,13 @@ impl FeatureStore {
         let map = self.access.load_full();
         for (entity_type, counter) in map.iter() {
             let top = counter.top(self.config.access_tracking_entities);
-            meta::put(
-                &self.db,
-                format!("{ACCESS_PREFIX}{entity_type}").as_bytes(),
-                &access::encode_counts(&top),
+            self.checked_write(
+                "persisting access counts",
+                meta::put(
+                    &self.db,
+                    format!("{ACCESS_PREFIX}{entity_type}").as_bytes(),
+                    &access::encode_counts(&top),
+                ),
             )?;
         }
         Ok(())
@@ -681,9 +684,25 @@ impl FeatureStore {
         next: Manifest,
         record: Option<&LoadRecord>,
     ) -> Result<(), StoreError> {
-        meta::write_manifest(&self.db, &next, record)?;
+        self.checked_write(
+            "writing the manifest",
+            meta::write_manifest(&self.db, &next, record),
+        )?;
         state.manifest = next;
         self.publish(state)
+    }
+
+    /// Passes `result` through; a RocksDB I/O error (a full disk, a failed sync) is
+    /// also reported to the stream writer, because RocksDB may refuse every write after
+    /// it: pushes are then refused and `/readyz` says why until a probe write succeeds
+    /// (see [`stream::commit`], "Failed writes and recovery"). `what` names the write.
+    fn checked_write<T>(&self, what: &str, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Rocks(e)) = &result
+            && e.kind() == rocksdb::ErrorKind::IOError
+        {
+            self.stream.report_failure(&format!("{what} failed: {e}"));
+        }
+        result
     }
 
     /// Registers or updates definitions, all or nothing. An incompatible change to an
@@ -753,7 +772,10 @@ impl FeatureStore {
             return Ok(outcomes);
         }
         stream::check_aggregate_sources(&registry, &changed)?;
-        meta::write_definitions(&self.db, &changed, next_id)?;
+        self.checked_write(
+            "writing feature definitions",
+            meta::write_definitions(&self.db, &changed, next_id),
+        )?;
         state.next_feature_id = next_id;
         state.registry = Arc::new(registry);
         self.stream.refresh(&state.registry);
@@ -783,7 +805,12 @@ impl FeatureStore {
             let cf_name = batch_cf_name(&request.group, version);
             let family = versions_cf_name(&request.group);
             if self.db.cf_handle(&family).is_none() {
-                self.db.create_cf(&family, &self.options.versions_cf())?;
+                self.checked_write(
+                    "creating a versions column family",
+                    self.db
+                        .create_cf(&family, &self.options.versions_cf())
+                        .map_err(StoreError::from),
+                )?;
             }
             gm.versions.push(VersionEntry {
                 version,
@@ -793,7 +820,10 @@ impl FeatureStore {
                 created_at_ms: now_ms(),
                 segment: None,
             });
-            meta::write_manifest(&self.db, &next, None)?;
+            self.checked_write(
+                "writing the manifest",
+                meta::write_manifest(&self.db, &next, None),
+            )?;
             state.manifest = next;
             (version, cf_name)
         };
@@ -858,8 +888,12 @@ impl FeatureStore {
             })?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
-        self.db
-            .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())?;
+        self.checked_write(
+            "ingesting the load's SST files",
+            self.db
+                .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())
+                .map_err(StoreError::from),
+        )?;
         let ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let segment_started = Instant::now();
         let segment = self.build_segment(&request.group, version, &cf, prefix, &built.record)?;

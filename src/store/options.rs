@@ -51,7 +51,9 @@ use rocksdb::{
 };
 
 use super::memory::MemoryUsage;
-use super::stream::retention::{FilterKind, RetentionFilterFactory, SharedRetention};
+use super::stream::retention::{
+    FilterKind, RetentionFilterFactory, RetentionTable, SharedRetention,
+};
 use super::stream::{EVENTS_CF, STREAM_CF_PREFIX};
 use crate::codec::key::{entity_prefix_len, versioned_entity_prefix_len};
 
@@ -134,7 +136,8 @@ impl EngineOptions {
             block_cache_bytes,
             write_buffers: WriteBufferManager::new_write_buffer_manager(write_buffer_bytes, true),
             write_buffer_bytes,
-            retention: Arc::new(ArcSwap::from_pointee(Default::default())),
+            // Removes nothing until the store installs the registry's limits.
+            retention: Arc::new(ArcSwap::from_pointee(RetentionTable::default())),
         }
     }
 

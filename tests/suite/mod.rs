@@ -4,6 +4,8 @@ mod aggregates;
 pub mod common;
 mod concurrent_swap;
 mod crash;
+mod crash_found;
+mod crash_harness;
 mod end_to_end;
 mod entity_ids;
 mod event_times;

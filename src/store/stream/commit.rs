@@ -38,7 +38,14 @@
 //! 2. writes one probe key ([`PROBE_KEY`] in the `default` column family) and syncs the
 //!    WAL.
 //!
-//! Only when both succeed does the writer accept pushes again. If RocksDB itself
+//! Only when both succeed does the writer accept pushes again.
+//!
+//! The store's own RocksDB writes (the manifest, definitions, a load's ingestion) report
+//! their I/O errors here too ([`Committer::report_failure`]): RocksDB may refuse every
+//! write after one, so pushes are refused and `/readyz` names the cause until a probe
+//! succeeds, also when no push has failed yet. The outage keeps the failure that
+//! started it as its reason; later failures (RocksDB often only answers "Seen error.
+//! Skip writing buffer." after a failed sync) are reported beside it. If RocksDB itself
 //! stopped writes after the failure, the probe fails until RocksDB has recovered (it
 //! does so by itself once space is freed, for a full disk); an error it does not
 //! recover from keeps the writer unavailable, with RocksDB's reason, until a restart.
@@ -100,6 +107,20 @@ pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// time, `i64` ms little-endian). Nothing reads it.
 pub const PROBE_KEY: &[u8] = b"featstore.stream_probe";
 
+/// What RocksDB answers every WAL write with after a failed WAL write or sync: it names
+/// no cause (the failure before it does, possibly reported a moment later by the
+/// syncer).
+const ROCKSDB_REFUSAL: &str = "Seen error";
+
+/// How long a write that failed with [`ROCKSDB_REFUSAL`] waits for the syncer to report
+/// the failure that caused it, so that its pushes are told the cause.
+const CAUSE_WAIT: Duration = Duration::from_millis(50);
+
+/// Whether a failure says only that RocksDB refuses to write after an earlier one.
+fn names_no_cause(reason: &str) -> bool {
+    reason.contains(ROCKSDB_REFUSAL)
+}
+
 /// Called after each durable commit with, per group, the event times of the values
 /// that became readable and the time they did.
 pub type CommitObserver = Arc<dyn Fn(&str, &[TimestampMs], TimestampMs) + Send + Sync>;
@@ -119,13 +140,18 @@ pub enum StreamFault {
 pub struct WriterHealth {
     /// True when pushes are accepted.
     pub healthy: bool,
-    /// While unavailable: the failure that stopped writes, or the last failed probe's.
+    /// While unavailable: the failure that stopped writes (the root cause; later
+    /// failures are often only RocksDB refusing to write after it).
     pub reason: Option<String>,
+    /// While unavailable: the latest failure of a write or probe since, when it says
+    /// something other than `reason`.
+    pub last_error: Option<String>,
     /// While unavailable: when writes stopped, ms since the epoch.
     pub since_ms: Option<TimestampMs>,
     /// While unavailable: recovery probes that failed so far.
     pub failed_probes: u64,
-    /// Failed writes and syncs since the store was opened.
+    /// Failed writes and syncs since the store was opened (the writer's own, and the
+    /// store's metadata writes and ingestions, which stop the writer too).
     pub failures: u64,
     /// Times the writer recovered since the store was opened.
     pub recoveries: u64,
@@ -137,10 +163,14 @@ impl WriterHealth {
         match (&self.reason, self.since_ms) {
             (Some(reason), Some(since)) => format!(
                 "the stream writer cannot write since {} ms ago: {reason}; it retries by itself \
-                 ({} failed probe{})",
+                 ({} failed probe{}{})",
                 now_ms().saturating_sub(since).max(0),
                 self.failed_probes,
-                if self.failed_probes == 1 { "" } else { "s" }
+                if self.failed_probes == 1 { "" } else { "s" },
+                match &self.last_error {
+                    Some(last) => format!("; the last failure: {last}"),
+                    None => String::new(),
+                }
             ),
             _ => "the stream writer is writing".to_owned(),
         }
@@ -150,7 +180,10 @@ impl WriterHealth {
 /// Why the writer is unavailable, and when it probes next.
 #[derive(Debug)]
 struct Outage {
+    /// The failure that stopped writes.
     reason: String,
+    /// The latest later failure, if it differs.
+    last_error: Option<String>,
     since_ms: TimestampMs,
     failed_probes: u64,
     next_probe: Instant,
@@ -177,6 +210,7 @@ impl Shared {
         WriterHealth {
             healthy: outage.is_none(),
             reason: outage.as_ref().map(|o| o.reason.clone()),
+            last_error: outage.as_ref().and_then(|o| o.last_error.clone()),
             since_ms: outage.as_ref().map(|o| o.since_ms),
             failed_probes: outage.as_ref().map_or(0, |o| o.failed_probes),
             failures: self.failures.load(Ordering::Relaxed),
@@ -193,18 +227,55 @@ impl Shared {
     }
 
     /// Records a failed write or sync: the writer becomes unavailable (or stays so).
-    fn failed(&self, reason: &str) {
+    /// Returns what to tell the pushes that failed: `reason`, and the root cause when
+    /// an earlier failure had already stopped writes (RocksDB then often only says it
+    /// refuses to write, e.g. "Seen error. Skip writing buffer.").
+    fn failed(&self, reason: &str) -> String {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut outage = self.outage.lock();
-        if outage.is_none() {
-            tracing::error!(error = %reason, "stream write failed; refusing pushes until a recovery probe succeeds");
-            *outage = Some(Outage {
-                reason: reason.to_owned(),
-                since_ms: now_ms(),
-                failed_probes: 0,
-                next_probe: Instant::now() + FIRST_PROBE_DELAY,
-                delay: FIRST_PROBE_DELAY,
-            });
+        match outage.as_mut() {
+            None => {
+                tracing::error!(error = %reason, "stream write failed; refusing pushes until a recovery probe succeeds");
+                *outage = Some(Outage {
+                    reason: reason.to_owned(),
+                    last_error: None,
+                    since_ms: now_ms(),
+                    failed_probes: 0,
+                    next_probe: Instant::now() + FIRST_PROBE_DELAY,
+                    delay: FIRST_PROBE_DELAY,
+                });
+                reason.to_owned()
+            }
+            Some(o) if o.reason == reason => reason.to_owned(),
+            // The failure behind RocksDB's refusal, reported after it: the real reason.
+            Some(o) if names_no_cause(&o.reason) && !names_no_cause(reason) => {
+                tracing::error!(error = %reason, "stream write failed");
+                o.last_error = Some(std::mem::replace(&mut o.reason, reason.to_owned()));
+                reason.to_owned()
+            }
+            Some(o) => {
+                o.last_error = Some(reason.to_owned());
+                format!(
+                    "{reason} (writes have failed since an earlier error: {})",
+                    o.reason
+                )
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) until an outage with a named cause is recorded.
+    fn wait_for_cause(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self
+                .outage
+                .lock()
+                .as_ref()
+                .is_some_and(|o| !names_no_cause(&o.reason))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -222,10 +293,12 @@ impl Shared {
             o.failed_probes += 1;
             o.delay = (o.delay * 2).min(MAX_PROBE_INTERVAL);
             o.next_probe = Instant::now() + o.delay;
-            if o.reason != reason {
+            if o.last_error.as_ref() != Some(&reason) {
                 tracing::warn!(error = %reason, "stream writer recovery probe failed");
             }
-            o.reason = reason;
+            // The root cause stays: a probe after a failed sync often only learns that
+            // RocksDB refuses to write.
+            o.last_error = (reason != o.reason).then_some(reason);
         }
     }
 
@@ -265,6 +338,8 @@ struct Written {
 /// Handle of the committer threads; dropping it drains the queue and joins them.
 pub(crate) struct Committer {
     tx: Option<Sender<Job>>,
+    /// Wakes the writer so that it probes (see [`Committer::report_failure`]).
+    wake: Sender<()>,
     threads: Vec<JoinHandle<()>>,
     pub shared: Arc<Shared>,
 }
@@ -285,12 +360,26 @@ impl Committer {
         let syncer_shared = shared.clone();
         let syncer = std::thread::Builder::new()
             .name("featstore-sync".into())
-            .spawn(move || run_syncer(&db, &written_rx, &wake_tx, &syncer_shared))?;
+            .spawn({
+                let wake_tx = wake_tx.clone();
+                move || run_syncer(&db, &written_rx, &wake_tx, &syncer_shared)
+            })?;
         Ok(Committer {
             tx: Some(tx),
+            wake: wake_tx,
             threads: vec![writer, syncer],
             shared,
         })
+    }
+
+    /// Reports a failed RocksDB write made outside the writer (the store's metadata, a
+    /// load's ingestion): RocksDB may have stopped every write after it, so the writer
+    /// becomes unavailable (pushes refused, `/readyz` at 503 with `reason`) and probes
+    /// until writes work again, as after a failure of its own.
+    pub fn report_failure(&self, reason: &str) {
+        self.shared.failed(reason);
+        // Full: a wake-up is already pending.
+        let _ = self.wake.try_send(());
     }
 
     /// Queues `events` and waits until they are durable (or refused).
@@ -400,8 +489,13 @@ fn run_writer(
                 }
             }
             Err(Failure::Write(reason)) => {
-                shared.failed(&reason);
-                fail(jobs, &failed_write(&reason));
+                // A concurrent sync that failed is the cause; the syncer reports it in a
+                // moment.
+                if names_no_cause(&reason) {
+                    shared.wait_for_cause(CAUSE_WAIT);
+                }
+                let message = shared.failed(&reason);
+                fail(jobs, &failed_write(&message));
             }
             Err(Failure::Other(e)) => fail(jobs, &e),
         }
@@ -445,10 +539,10 @@ fn run_syncer(db: &DB, rx: &Receiver<Written>, wake: &Sender<()>, shared: &Share
             // acknowledged (the probe makes whatever became readable durable).
             Some(reason) => Err(failed_write(&format!("not synced: {reason}"))),
             None => sync_wal(db, shared).map_err(|reason| {
-                shared.failed(&reason);
+                let message = shared.failed(&reason);
                 // Full: a wake-up is already pending.
                 let _ = wake.try_send(());
-                failed_write(&reason)
+                failed_write(&message)
             }),
         };
         for batch in batches {
@@ -729,4 +823,45 @@ fn commit(
         }
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFUSAL: &str = "write failed: IO error: Seen error. Skip writing buffer.";
+    const CAUSE: &str =
+        "WAL sync failed: IO error: While fdatasync: 000075.log: Input/output error";
+
+    #[test]
+    fn the_cause_of_a_refusal_becomes_the_reason_when_reported_after_it() {
+        let shared = Shared::default();
+        assert_eq!(shared.failed(REFUSAL), REFUSAL);
+        assert_eq!(shared.failed(CAUSE), CAUSE);
+        let health = shared.health();
+        assert_eq!(health.reason.as_deref(), Some(CAUSE));
+        assert_eq!(health.last_error.as_deref(), Some(REFUSAL));
+        // A later refusal is told the cause.
+        let told = shared.failed(REFUSAL);
+        assert!(told.contains(REFUSAL) && told.contains(CAUSE), "{told}");
+        assert_eq!(shared.health().failures, 3);
+    }
+
+    #[test]
+    fn the_first_failure_with_a_cause_stays_the_reason() {
+        let shared = Shared::default();
+        shared.failed(CAUSE);
+        let told = shared.failed(REFUSAL);
+        assert!(told.contains(CAUSE), "{told}");
+        shared.probe_failed(format!("recovery probe: {REFUSAL}"));
+        let health = shared.health();
+        assert_eq!(health.reason.as_deref(), Some(CAUSE));
+        assert!(health.describe().contains("Input/output error"));
+        shared.recovered();
+        let health = shared.health();
+        assert_eq!(
+            (health.healthy, health.reason, health.last_error),
+            (true, None, None)
+        );
+    }
 }

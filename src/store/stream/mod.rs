@@ -113,6 +113,11 @@ impl StreamState {
         Ok(state)
     }
 
+    /// See [`commit::Committer::report_failure`].
+    pub fn report_failure(&self, reason: &str) {
+        self.committer.report_failure(reason);
+    }
+
     /// Re-derives the aggregate index and retention table from a new registry.
     pub fn refresh(&self, registry: &Registry) {
         self.aggregates
@@ -231,7 +236,12 @@ impl FeatureStore {
         for group in missing {
             let name = stream_cf_name(group);
             if self.db.cf_handle(&name).is_none() {
-                self.db.create_cf(&name, &self.options.stream_cf())?;
+                self.checked_write(
+                    "creating a stream column family",
+                    self.db
+                        .create_cf(&name, &self.options.stream_cf())
+                        .map_err(StoreError::from),
+                )?;
             }
         }
         if !new_features.is_empty() {
@@ -248,7 +258,10 @@ impl FeatureStore {
             }
             for group in changed {
                 if let Some(set) = streamed.get(group) {
-                    meta::write_streamed_features(&self.db, group, set)?;
+                    self.checked_write(
+                        "recording streamed features",
+                        meta::write_streamed_features(&self.db, group, set),
+                    )?;
                 }
             }
             state.streamed = Arc::new(streamed);

@@ -29,7 +29,12 @@ use crate::types::{FeatureId, TimestampMs, now_ms};
 pub const MIN_DEDUPE_HORIZON_MS: i64 = 24 * 3600 * 1000;
 
 /// Time limits of streamed data, derived from the registry.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// The [`Default`] table removes nothing: it is what compactions see while the store
+/// opens, before the registry is read, when any limit would be a guess (a horizon of 0
+/// there once removed every event-id marker, so acknowledged events pushed again after a
+/// restart were counted again).
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetentionTable {
     /// TTL (ms) of features that have one.
     pub value_ttl: HashMap<FeatureId, i64>,
@@ -37,6 +42,16 @@ pub struct RetentionTable {
     pub tile_retention: HashMap<FeatureId, i64>,
     /// How long event-id markers are kept (ms).
     pub dedupe_horizon: i64,
+}
+
+impl Default for RetentionTable {
+    fn default() -> Self {
+        RetentionTable {
+            value_ttl: HashMap::new(),
+            tile_retention: HashMap::new(),
+            dedupe_horizon: i64::MAX,
+        }
+    }
 }
 
 impl RetentionTable {
@@ -182,5 +197,19 @@ mod tests {
         assert!(table.expired(&tile, &[0; 32], 15_001));
         assert!(table.marker_expired(&0i64.to_le_bytes(), 101));
         assert!(!table.marker_expired(&0i64.to_le_bytes(), 100));
+    }
+
+    #[test]
+    fn the_table_before_the_registry_is_known_removes_nothing() {
+        let table = RetentionTable::default();
+        let entity = EntityKey::new(b"u1").expect("valid");
+        let mut value = Vec::new();
+        encode_value(&Value::Int64(1), i64::MIN, &mut value);
+        assert!(!table.expired(&entity.feature_key(1), &value, i64::MAX));
+        assert!(!table.expired(&tile_key(&entity, 2, i64::MIN), &[0; 32], i64::MAX));
+        assert!(!table.marker_expired(&i64::MIN.to_le_bytes(), i64::MAX));
+        // The registry's table keeps markers for the minimum horizon, not forever.
+        let registered = RetentionTable::from_registry(&Registry::default());
+        assert_eq!(registered.dedupe_horizon, MIN_DEDUPE_HORIZON_MS);
     }
 }
