@@ -199,7 +199,11 @@ enum Answer {
     Ok(serde_json::Value),
     Refused(u16, String),
     Failed(u16, String),
-    Lost,
+    /// No answer, or a 503 of an overloaded server that sheds load (`shed`): not
+    /// known to have happened.
+    Lost {
+        shed: bool,
+    },
 }
 
 /// The whole run.
@@ -389,7 +393,8 @@ impl Run {
 
     fn choose_kill(&self, rng: &mut ChaCha8Rng) -> KillAt {
         match rng.random_range(0..100) {
-            0..8 => KillAt::Startup(rng.random_range(0..120)),
+            // The open of this small store takes some tens of milliseconds.
+            0..8 => KillAt::Startup(rng.random_range(0..60)),
             8..15 => KillAt::Ready,
             15..45 => KillAt::DuringLoad {
                 nth: rng.random_range(1..=2),
@@ -920,9 +925,12 @@ impl Run {
     fn send(&self, client: &Client, path: &str, body: &str) -> Answer {
         match client.post(path, body) {
             Ok(r) if r.status == 200 => Answer::Ok(r.json()),
+            Ok(r) if r.status == 503 && r.error().starts_with("overloaded") => {
+                Answer::Lost { shed: true }
+            }
             Ok(r) if r.status >= 500 => Answer::Failed(r.status, r.error()),
             Ok(r) => Answer::Refused(r.status, r.error()),
-            Err(_) => Answer::Lost,
+            Err(_) => Answer::Lost { shed: false },
         }
     }
 
@@ -1102,10 +1110,10 @@ impl Run {
                 }
                 self.uncertain_load(group, load, activate);
             }
-            Answer::Lost => {
+            Answer::Lost { shed } => {
                 if killed {
                     self.loads.interrupted += 1;
-                } else {
+                } else if !shed {
                     self.violation(
                         "state",
                         format!("load {load}: no answer, and the server was not killed"),
@@ -1179,8 +1187,8 @@ impl Run {
                     |s| s.activate(load),
                 );
             }
-            Answer::Lost => {
-                self.lost_admin(killer, "an activation");
+            Answer::Lost { shed } => {
+                self.lost_admin(killer, shed, "an activation");
                 self.activations.interrupted += 1;
                 self.apply(
                     group,
@@ -1206,8 +1214,8 @@ impl Run {
         }
     }
 
-    fn lost_admin(&self, killer: &Killer, what: &str) {
-        if !killer.killed() {
+    fn lost_admin(&self, killer: &Killer, shed: bool, what: &str) {
+        if !killer.killed() && !shed {
             self.violation(
                 "state",
                 format!("{what}: no answer, and the server was not killed"),
@@ -1260,9 +1268,9 @@ impl Run {
                     s.rollback().is_some()
                 });
             }
-            Answer::Lost => {
+            Answer::Lost { shed } => {
                 self.rollbacks.interrupted += 1;
-                self.lost_admin(killer, "a rollback");
+                self.lost_admin(killer, shed, "a rollback");
                 self.apply(group, Certainty::Uncertain, "a rollback", |s| {
                     s.rollback().is_some()
                 });
@@ -1324,9 +1332,9 @@ impl Run {
                     },
                 );
             }
-            Answer::Lost => {
+            Answer::Lost { shed } => {
                 self.drops.interrupted += 1;
-                self.lost_admin(killer, "a drop");
+                self.lost_admin(killer, shed, "a drop");
                 self.apply(
                     group,
                     Certainty::Uncertain,

@@ -75,8 +75,8 @@ pub struct Args {
     pub scenarios: Vec<faults::Scenario>,
     /// How long a server gets to recover by itself once a fault is cleared, before the
     /// test concludes it needs a restart (RocksDB looks for free space again every 5 s
-    /// after a full disk).
-    #[arg(long, default_value = "7s", value_parser = humantime::parse_duration)]
+    /// after a full disk, and the writer probes at most every 2 s).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub recovery_wait: Duration,
     /// The long run: 1,000 kills within 25 minutes (overrides --kills and --duration).
     #[arg(long)]
