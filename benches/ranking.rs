@@ -18,9 +18,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use featstore::api::{rank_binary, rank_json};
 use featstore::datagen::ranking::{RankingCorpus, ranking_candidates, write_ranking_corpus};
 use featstore::loader::LoadRequest;
-use featstore::server::{rank_binary, rank_json};
 use featstore::store::PushEvent;
 use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::{Value, now_ms};

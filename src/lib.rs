@@ -20,10 +20,15 @@
 //!   reads, ranking reads (`store::rank`), streamed pushes and windowed aggregates.
 //!   [`FeatureStore`] is its public face.
 //! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
+//! * [`api`] — the wire: routes, request and response types, their JSON and binary
+//!   encoders and decoders, shared by the server, the client and the CLI.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
+//! * [`client`] — a blocking, typed Rust client of the HTTP API.
 //! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,
 //!   benchmarks).
 
+pub mod api;
+pub mod client;
 pub mod datagen;
 pub mod demo;
 pub mod loader;

@@ -26,9 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use featstore::api::rank_json::BINARY_CONTENT_TYPE;
 use featstore::datagen::ranking::{ranking_request_json, write_ranking_corpus};
 use featstore::loader::LoadRequest;
-use featstore::server::rank_json::BINARY_CONTENT_TYPE;
 use featstore::{FeatureStore, StoreConfig};
 
 /// Candidates per request unless `FEATSTORE_BENCH_CANDIDATES` says otherwise.

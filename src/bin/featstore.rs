@@ -14,6 +14,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
+use featstore::api::groups::{EventTime, LoadBody};
+use featstore::api::rank::RankBody;
+use featstore::client::{Client, ClientError};
 use featstore::datagen::{Dataset, DatasetConfig};
 use featstore::loader::LoadRequest;
 use featstore::loader::input::{InputFormat, Layout};
@@ -303,49 +306,29 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     Ok(())
 }
 
-/// Sends a request to a running server and prints its JSON answer.
-fn remote(base: &str, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<()> {
-    let url = format!("{}{}", base.trim_end_matches('/'), path);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = match (method, body) {
-        ("GET", _) => agent.get(&url).call(),
-        (_, Some(body)) => agent
-            .post(&url)
-            .header("content-type", "application/json")
-            .send(serde_json::to_vec(&body)?.as_slice()),
-        (_, None) => agent.post(&url).send_empty(),
+/// Prints the answer of a request to a running server as pretty JSON (object keys
+/// sorted). An error answer's body is printed the same way before the error.
+fn remote<T: serde::Serialize>(answer: Result<T, ClientError>) -> Result<()> {
+    match answer {
+        Ok(value) => print_json(&serde_json::to_value(&value)?),
+        Err(ClientError::Server { status, body, .. }) => {
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(json) => print_json(&json)?,
+                Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+            }
+            match ureq::http::StatusCode::from_u16(status) {
+                Ok(status) => bail!("server answered {status}"),
+                Err(_) => bail!("server answered {status}"),
+            }
+        }
+        Err(e) => Err(e.into()),
     }
-    .with_context(|| format!("{method} {url}"))?;
-    let status = response.status();
-    let text = response.body_mut().read_to_string()?;
-    match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-        Err(_) => println!("{text}"),
-    }
-    if !status.is_success() {
-        bail!("server answered {status}");
-    }
-    Ok(())
 }
 
 fn read_stdin() -> Result<Vec<u8>> {
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut std::io::stdin(), &mut body).context("reading stdin")?;
     Ok(body)
-}
-
-fn encode_component(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 async fn serve(
@@ -535,18 +518,10 @@ fn run(cli: Cli) -> Result<()> {
                 && objects.on_demand.is_empty()
                 && objects.service.is_empty();
             match &target.server {
-                Some(base) if only_features => remote(
-                    base,
-                    "POST",
-                    "/v1/feature-definitions",
-                    Some(serde_json::to_value(&objects.feature)?),
-                ),
-                Some(base) => remote(
-                    base,
-                    "POST",
-                    "/v1/registry",
-                    Some(serde_json::to_value(&objects)?),
-                ),
+                Some(base) if only_features => {
+                    remote(Client::new(base).apply_definitions(&objects.feature))
+                }
+                Some(base) => remote(Client::new(base).apply_registry(&objects)),
                 None if only_features => print_json(&open(&target)?.apply(objects.feature)?),
                 None => print_json(&open(&target)?.apply_objects(objects)?),
             }
@@ -588,27 +563,16 @@ fn run(cli: Cli) -> Result<()> {
                 deadline: deadline_ms.map(std::time::Duration::from_millis),
             };
             match &target.server {
-                Some(base) => {
-                    let mut body = serde_json::json!({
-                        "context": request.context.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-                        "candidates": {"entity_type": request.candidate_type, "ids": request.candidates},
-                        "deadline_ms": deadline_ms,
-                    });
-                    match &request.features {
-                        FeatureSelection::Names(n) => body["features"] = serde_json::json!(n),
-                        FeatureSelection::Service(s) => body["service"] = serde_json::json!(s),
-                    }
-                    remote(base, "POST", "/v1/rank", Some(body))
-                }
+                Some(base) => remote(Client::new(base).rank(&RankBody::of(&request))),
                 None => {
                     let answer = open(&target)?.rank(request)?;
-                    let encoded = featstore::server::rank_json::encode_json(&answer);
+                    let encoded = featstore::api::rank_json::encode_json(&answer);
                     print_json(&serde_json::from_slice::<serde_json::Value>(&encoded)?)
                 }
             }
         }
         Command::Lineage { target } => match &target.server {
-            Some(base) => remote(base, "GET", "/v1/lineage", None),
+            Some(base) => remote(Client::new(base).lineage()),
             None => print_json(&open(&target)?.lineage()),
         },
         Command::Load {
@@ -628,15 +592,14 @@ fn run(cli: Cli) -> Result<()> {
             let input = std::fs::canonicalize(&input)
                 .with_context(|| format!("input {}", input.display()))?;
             match &target.server {
-                Some(base) => remote(
-                    base,
-                    "POST",
-                    &format!("/v1/groups/{}/loads", encode_component(&group)),
-                    Some(serde_json::json!({
-                        "input": input, "format": format, "layout": layout,
-                        "activate": !no_activate, "default_event_time": default_event_time,
-                    })),
-                ),
+                Some(base) => {
+                    let mut body = LoadBody::new(input);
+                    body.format = format;
+                    body.layout = layout;
+                    body.activate = !no_activate;
+                    body.default_event_time = default_event_time.map(EventTime::Millis);
+                    remote(Client::new(base).load(&group, &body))
+                }
                 None => {
                     let store = open(&target)?;
                     let mut request = LoadRequest::new(group, input);
@@ -652,12 +615,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Versions { action } => match action {
             VersionsAction::List { group, target } => match &target.server {
-                Some(base) => remote(
-                    base,
-                    "GET",
-                    &format!("/v1/groups/{}/versions", encode_component(&group)),
-                    None,
-                ),
+                Some(base) => remote(Client::new(base).versions(&group)),
                 None => print_json(&open(&target)?.versions(&group)?),
             },
             VersionsAction::Activate {
@@ -665,15 +623,7 @@ fn run(cli: Cli) -> Result<()> {
                 version,
                 target,
             } => match &target.server {
-                Some(base) => remote(
-                    base,
-                    "POST",
-                    &format!(
-                        "/v1/groups/{}/versions/{version}/activate",
-                        encode_component(&group)
-                    ),
-                    None,
-                ),
+                Some(base) => remote(Client::new(base).activate(&group, version)),
                 None => {
                     open(&target)?.activate(&group, version)?;
                     println!("{group}: version {version} active");
@@ -681,12 +631,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             },
             VersionsAction::Rollback { group, target } => match &target.server {
-                Some(base) => remote(
-                    base,
-                    "POST",
-                    &format!("/v1/groups/{}/rollback", encode_component(&group)),
-                    None,
-                ),
+                Some(base) => remote(Client::new(base).rollback(&group)),
                 None => {
                     let version = open(&target)?.rollback(&group)?;
                     println!("{group}: rolled back to version {version}");
@@ -698,15 +643,7 @@ fn run(cli: Cli) -> Result<()> {
                 keep,
                 target,
             } => match &target.server {
-                Some(base) => remote(
-                    base,
-                    "POST",
-                    &format!(
-                        "/v1/groups/{}/drop-old-versions?keep={keep}",
-                        encode_component(&group)
-                    ),
-                    None,
-                ),
+                Some(base) => remote(Client::new(base).drop_old_versions(&group, Some(keep))),
                 None => {
                     let dropped = open(&target)?.drop_old_versions(&group, keep)?;
                     println!("{group}: dropped versions {dropped:?}");
@@ -719,27 +656,21 @@ fn run(cli: Cli) -> Result<()> {
             entity_id,
             names,
             target,
-        } => match &target.server {
-            Some(base) => remote(
-                base,
-                "GET",
-                &format!(
-                    "/v1/features/{}/{}?names={}",
-                    encode_component(&entity_type),
-                    encode_component(&entity_id),
-                    encode_component(&names)
-                ),
-                None,
-            ),
-            None => {
-                let names: Vec<&str> = names
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|n| !n.is_empty())
-                    .collect();
-                print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
+        } => {
+            let names: Vec<&str> = names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect();
+            match &target.server {
+                Some(base) => {
+                    remote(Client::new(base).get_features(&entity_type, &entity_id, &names))
+                }
+                None => {
+                    print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
+                }
             }
-        },
+        }
         Command::Push { file, target } => {
             let body = match file.as_deref() {
                 None => read_stdin()?,
@@ -750,9 +681,9 @@ fn run(cli: Cli) -> Result<()> {
             };
             match &target.server {
                 Some(base) => {
-                    let json: serde_json::Value =
-                        serde_json::from_slice(&body).context("the events are not JSON")?;
-                    remote(base, "POST", "/v1/push", Some(json))
+                    serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                        .context("the events are not JSON")?;
+                    remote(Client::new(base).push_json(&body))
                 }
                 None => match open(&target)?.push_json(&body) {
                     Ok(outcome) => print_json(&outcome),
@@ -782,24 +713,7 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             match &target.server {
-                Some(base) => {
-                    let mut query = Vec::new();
-                    for (k, v) in [
-                        ("entity_type", &filter.entity_type),
-                        ("owner", &filter.owner),
-                        ("tag", &filter.tag),
-                    ] {
-                        if let Some(v) = v {
-                            query.push(format!("{k}={}", encode_component(v)));
-                        }
-                    }
-                    remote(
-                        base,
-                        "GET",
-                        &format!("/v1/feature-definitions?{}", query.join("&")),
-                        None,
-                    )
-                }
+                Some(base) => remote(Client::new(base).definitions(&filter)),
                 None => print_json(&open(&target)?.list_definitions(&filter)),
             }
         }

@@ -10,7 +10,6 @@
 //! (`Send + Sync`), the atomic metrics, and the server's limits (request memory,
 //! admission, the connection count), each synchronized on its own (see their modules).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,25 +17,30 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::admission::{Admission, RequestTiming};
 use super::budget::{self, Body, BodyLimits, MemoryBudget};
 use super::config::ServerConfig;
 use super::connections::ConnectionLimiter;
-use super::json;
 use super::metrics::{self, Metrics, ServerLoad};
 use super::refusal::{RETRY_AFTER_SECS, Refusal, Refused};
 use super::router::Route;
 use super::url::parse_query;
 use crate::FeatureStore;
-use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
-use crate::loader::{LoadError, LoadProgress, LoadRequest};
-use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
+use crate::api::definitions::{
+    ApplyResults, DefinitionList, FILTER_KEYS, definition_filter, parse_specs,
+};
+use crate::api::groups::{
+    ActiveVersion, Dropped, GroupList, GroupVersions, parse_keep, parse_load, parse_version,
+};
+use crate::api::push::PushAnswer;
+use crate::api::{BadRequest, json};
+use crate::loader::input::InputError;
+use crate::loader::{LoadError, LoadProgress};
 use crate::store::PushError;
-use crate::store::stream::Rejection;
 use crate::store::{ReadError, StoreError};
-use crate::types::{TimestampMs, now_ms, parse_timestamp_ms};
+use crate::types::now_ms;
 
 /// The response type of every handler.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -127,6 +131,12 @@ impl ApiError {
 impl From<Refused> for ApiError {
     fn from(r: Refused) -> Self {
         ApiError::new(r.reason.status(), r.message).refused(r.reason)
+    }
+}
+
+impl From<BadRequest> for ApiError {
+    fn from(e: BadRequest) -> Self {
+        ApiError::bad_request(e.0)
     }
 }
 
@@ -308,7 +318,9 @@ pub async fn handle(
         Route::GroupVersions => {
             let group = param(&mut params, 0);
             let store = state.store.clone();
-            ok_json(&blocking(move || store.versions(&group)).await?)
+            ok_json(&GroupVersions::from(
+                blocking(move || store.versions(&group)).await?,
+            ))
         }
         Route::Load => load(state, param(&mut params, 0), req).await,
         Route::Activate => {
@@ -322,7 +334,7 @@ pub async fn handle(
             let name = group.clone();
             let active = blocking(move || store.rollback(&name)).await?;
             ok_json(&ActiveVersion {
-                group: &group,
+                group,
                 active_version: active,
             })
         }
@@ -402,47 +414,6 @@ fn get_features(
     Ok(json_response(StatusCode::OK, body))
 }
 
-/// Parses an apply body: one spec, an array of specs, or `{"features": [..]}`.
-pub fn parse_specs(body: &[u8]) -> Result<Vec<FeatureSpec>, ApiError> {
-    let bad =
-        |e: serde_json::Error| ApiError::bad_request(format!("invalid feature definitions: {e}"));
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let specs = match first {
-        None => {
-            return Err(ApiError::bad_request(
-                "empty body: expected feature definitions",
-            ));
-        }
-        Some(b'[') => serde_json::from_slice::<Vec<FeatureSpec>>(body).map_err(bad)?,
-        Some(b'{') => {
-            let object: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_slice(body).map_err(bad)?;
-            match object.get("features") {
-                Some(features) if object.len() == 1 => {
-                    Vec::<FeatureSpec>::deserialize(features).map_err(bad)?
-                }
-                _ => vec![
-                    FeatureSpec::deserialize(&serde_json::Value::Object(object)).map_err(bad)?,
-                ],
-            }
-        }
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid feature definitions: expected a JSON object or array",
-            ));
-        }
-    };
-    if specs.is_empty() {
-        return Err(ApiError::bad_request("no feature definitions given"));
-    }
-    Ok(specs)
-}
-
-#[derive(Serialize)]
-struct ApplyResponse<T> {
-    results: T,
-}
-
 async fn apply_definitions(
     state: &AppState,
     req: Request<Incoming>,
@@ -453,67 +424,19 @@ async fn apply_definitions(
     let store = state.store.clone();
     let results = blocking(move || store.apply(specs)).await?;
     drop(body);
-    ok_json(&ApplyResponse { results })
-}
-
-/// Builds a listing filter from query pairs; empty values match everything.
-pub fn definition_filter(pairs: Vec<(String, String)>) -> DefinitionFilter {
-    let mut filter = DefinitionFilter::default();
-    for (key, value) in pairs {
-        let value = (!value.is_empty()).then_some(value);
-        match key.as_str() {
-            "entity_type" => filter.entity_type = value,
-            "owner" => filter.owner = value,
-            "tag" => filter.tag = value,
-            "name" => filter.name = value,
-            "group" => filter.group = value,
-            _ => {}
-        }
-    }
-    filter
+    ok_json(&ApplyResults::from(results))
 }
 
 fn list_definitions(state: &AppState, req: &Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let pairs = query(req, &["entity_type", "owner", "tag", "name", "group"])?;
+    let pairs = query(req, &FILTER_KEYS)?;
     let definitions = state.store.list_definitions(&definition_filter(pairs));
-    #[derive(Serialize)]
-    struct Listing<'a> {
-        features: Vec<&'a FeatureDefinition>,
-    }
-    ok_json(&Listing {
-        features: definitions.iter().map(|d| d.as_ref()).collect(),
+    ok_json(&DefinitionList {
+        features: definitions.iter().map(|d| d.as_ref().clone()).collect(),
     })
-}
-
-#[derive(Serialize)]
-struct GroupEntry<'a> {
-    group: &'a str,
-    entity_type: &'a str,
-    active_version: Option<u64>,
 }
 
 fn list_groups(state: &AppState) -> Result<HttpResponse, ApiError> {
-    let groups = state.store.groups();
-    #[derive(Serialize)]
-    struct Groups<'a> {
-        groups: Vec<GroupEntry<'a>>,
-    }
-    ok_json(&Groups {
-        groups: groups
-            .iter()
-            .map(|(group, entity_type, active_version)| GroupEntry {
-                group,
-                entity_type,
-                active_version: *active_version,
-            })
-            .collect(),
-    })
-}
-
-#[derive(Serialize)]
-struct ActiveVersion<'a> {
-    group: &'a str,
-    active_version: u64,
+    ok_json(&GroupList::of(&state.store.groups()))
 }
 
 async fn activate(
@@ -521,14 +444,12 @@ async fn activate(
     group: String,
     version: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let version: u64 = version
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("version `{version}` is not a number")))?;
+    let version = parse_version(version)?;
     let store = state.store.clone();
     let name = group.clone();
     blocking(move || store.activate(&name, version)).await?;
     ok_json(&ActiveVersion {
-        group: &group,
+        group,
         active_version: version,
     })
 }
@@ -540,88 +461,12 @@ async fn drop_old_versions(
 ) -> Result<HttpResponse, ApiError> {
     let mut keep = state.store.config().keep_versions;
     for (_, value) in query(req, &["keep"])? {
-        keep = value.parse().map_err(|_| {
-            ApiError::bad_request(format!("keep `{value}` is not a non-negative number"))
-        })?;
+        keep = parse_keep(&value)?;
     }
     let store = state.store.clone();
     let name = group.clone();
     let dropped = blocking(move || store.drop_old_versions(&name, keep)).await?;
-    #[derive(Serialize)]
-    struct Dropped<'a> {
-        group: &'a str,
-        dropped: Vec<u64>,
-    }
-    ok_json(&Dropped {
-        group: &group,
-        dropped,
-    })
-}
-
-/// An event time in a request: epoch milliseconds or RFC 3339 text.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum EventTime {
-    Millis(TimestampMs),
-    Text(String),
-}
-
-/// Body of `POST /v1/groups/{group}/loads`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadBody {
-    /// Absolute path of a local Parquet or CSV file.
-    input: PathBuf,
-    /// `csv` or `parquet`; detected from the extension when absent.
-    #[serde(default)]
-    format: Option<InputFormat>,
-    /// `long` or `wide`; detected from the columns when absent.
-    #[serde(default)]
-    layout: Option<Layout>,
-    /// Activate the version once ingested (default true).
-    #[serde(default = "default_activate")]
-    activate: bool,
-    /// Event time for rows without one (ms or RFC 3339).
-    #[serde(default)]
-    default_event_time: Option<EventTime>,
-    /// Skip columns that are not features.
-    #[serde(default)]
-    ignore_unknown_columns: bool,
-}
-
-fn default_activate() -> bool {
-    true
-}
-
-/// Parses a load body into the request for `group`.
-pub fn parse_load(group: String, body: &[u8]) -> Result<LoadRequest, ApiError> {
-    let body: LoadBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid load request: {e}")))?;
-    if !body.input.is_absolute() {
-        return Err(ApiError::bad_request(format!(
-            "input `{}` must be an absolute path on the server",
-            body.input.display()
-        )));
-    }
-    let default_event_time = match body.default_event_time {
-        None => None,
-        Some(EventTime::Millis(ms)) => Some(ms),
-        Some(EventTime::Text(text)) => Some(
-            parse_timestamp_ms(&text)
-                .map_err(|e| ApiError::bad_request(format!("default_event_time: {e}")))?,
-        ),
-    };
-    Ok(LoadRequest {
-        group,
-        input: body.input,
-        options: InputOptions {
-            format: body.format,
-            layout: body.layout,
-            default_event_time,
-            ignore_unknown_columns: body.ignore_unknown_columns,
-        },
-        activate: body.activate,
-    })
+    ok_json(&Dropped { group, dropped })
 }
 
 async fn load(
@@ -693,18 +538,7 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
         PushError::Rejected { rejections, .. } => rejections.as_slice(),
         _ => &[],
     };
-    // Encoded straight from the rejections: a document tree of a large refused push
-    // would cost several times the answer.
-    #[derive(Serialize)]
-    struct Answer<'a> {
-        error: String,
-        rejected: &'a [Rejection],
-    }
-    let answer = Answer {
-        error: e.to_string(),
-        rejected,
-    };
-    let mut resp = match serde_json::to_vec(&answer) {
+    let mut resp = match crate::api::error::push_error_body(&e.to_string(), rejected) {
         Ok(body) => json_response(status, body),
         Err(e) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -736,7 +570,7 @@ async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
             )
         })?;
     match result {
-        Ok(outcome) => ok_json(&outcome),
+        Ok(outcome) => ok_json(&PushAnswer::from(outcome)),
         Err(e) => Ok(push_error_response(&e)),
     }
 }
@@ -825,43 +659,21 @@ mod tests {
         assert_eq!(read_error_status(&ReadError::Storage("io".into())), 500);
     }
 
-    const SPEC: &str = r#"{"name":"ctr_7d","entity_type":"product","group":"product_daily","owner":"ranking","dtype":"float32"}"#;
-
     #[test]
-    fn apply_bodies_take_three_shapes() {
-        let one = parse_specs(SPEC.as_bytes()).expect("one spec");
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0].name, "ctr_7d");
-        assert_eq!(one[0].version, 1);
-        let many = parse_specs(format!(" [{SPEC},{SPEC}]").as_bytes()).expect("array");
-        assert_eq!(many.len(), 2);
-        let wrapped =
-            parse_specs(format!(r#"{{"features":[{SPEC}]}}"#).as_bytes()).expect("wrapped");
-        assert_eq!(wrapped, one);
-    }
-
-    #[test]
-    fn bad_apply_bodies_are_400_with_a_reason() {
-        for body in [
-            "",
-            "  ",
-            "42",
-            "{",
-            "[]",
-            r#"{"features":[]}"#,
-            r#"{"name":"x"}"#,
-            r#"{"name":"ctr","entity_type":"p","group":"g","owner":"o","dtype":"float16"}"#,
+    fn bad_bodies_are_400_with_the_parsers_reason() {
+        for (body, err) in [
+            ("42", parse_specs(b"42").expect_err("not definitions")),
+            (
+                "relative input",
+                parse_load("g".into(), br#"{"input":"relative.csv"}"#).expect_err("relative"),
+            ),
+            ("version", parse_version("x").expect_err("not a number")),
         ] {
-            let err = parse_specs(body.as_bytes()).expect_err(body);
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
-            assert!(!err.message.is_empty());
+            let message = err.0.clone();
+            let api = ApiError::from(err);
+            assert_eq!(api.status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(api.message, message);
         }
-        let err = parse_specs(
-            r#"{"name":"ctr","entity_type":"p","group":"g","owner":"o","dtype":"float16"}"#
-                .as_bytes(),
-        )
-        .expect_err("bad dtype");
-        assert!(err.message.contains("float16"), "{}", err.message);
     }
 
     #[test]
@@ -872,60 +684,6 @@ mod tests {
         ];
         assert_eq!(feature_names(&pairs), vec!["a", "b", "c", "d@2"]);
         assert!(feature_names(&[("names".to_owned(), " , ".to_owned())]).is_empty());
-    }
-
-    #[test]
-    fn filters_ignore_empty_values() {
-        let filter = definition_filter(vec![
-            ("owner".to_owned(), "ranking".to_owned()),
-            ("tag".to_owned(), String::new()),
-            ("group".to_owned(), "g".to_owned()),
-        ]);
-        assert_eq!(
-            filter,
-            DefinitionFilter {
-                owner: Some("ranking".into()),
-                group: Some("g".into()),
-                ..DefinitionFilter::default()
-            }
-        );
-    }
-
-    #[test]
-    fn load_bodies_parse_with_defaults() {
-        let req = parse_load("g".into(), br#"{"input":"/data/x.parquet"}"#).expect("minimal");
-        assert_eq!(req.group, "g");
-        assert!(req.activate);
-        assert_eq!(req.options, InputOptions::default());
-        let req = parse_load(
-            "g".into(),
-            br#"{"input":"/d/x.csv","format":"csv","layout":"wide","activate":false,"default_event_time":"1970-01-01T00:00:01Z"}"#,
-        )
-        .expect("full");
-        assert!(!req.activate);
-        assert_eq!(req.options.format, Some(InputFormat::Csv));
-        assert_eq!(req.options.layout, Some(Layout::Wide));
-        assert_eq!(req.options.default_event_time, Some(1000));
-        let req = parse_load(
-            "g".into(),
-            br#"{"input":"/d/x.csv","format":null,"layout":null,"activate":true,"default_event_time":5}"#,
-        )
-        .expect("nulls");
-        assert_eq!(req.options.default_event_time, Some(5));
-    }
-
-    #[test]
-    fn bad_load_bodies_are_400() {
-        for body in [
-            "",
-            r#"{"input":"relative.csv"}"#,
-            r#"{"input":"/x.csv","format":"xlsx"}"#,
-            r#"{"input":"/x.csv","typo":1}"#,
-            r#"{"input":"/x.csv","default_event_time":"yesterday"}"#,
-        ] {
-            let err = parse_load("g".into(), body.as_bytes()).expect_err(body);
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
-        }
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //! * [`connections`] — the connection cap and the health-only reserve;
 //!   [`fd_limit`] — the descriptor limit it is derived from.
 //! * [`health`] — the optional health listener, on a thread and runtime of its own.
-//! * [`router`] — route table, 404/405.
-//! * [`handlers`] — one function per endpoint, error-to-status mapping.
-//! * [`json`] — the read response encoder (the hot path).
+//! * [`router`] — matching requests against the routes of [`crate::api::routes`],
+//!   404/405.
+//! * [`handlers`] — one function per endpoint, error-to-status mapping; the bodies
+//!   they parse and the answers they write are the types and codecs of [`crate::api`].
 //! * [`metrics`] — Prometheus metrics.
 //! * [`url`] — percent-decoding and query parsing.
 //!
@@ -42,7 +43,8 @@
 //! | GET | `/healthz`, `/readyz` | `ok` (`/readyz`: 503 and the reason while the stream writer cannot write) |
 //! | GET | `/metrics` | OpenMetrics text |
 //!
-//! Errors are `{"error": "<message>"}` with a 4xx/5xx status. Requests refused by a
+//! The request and answer shapes are in `docs/wire.md`. Errors are
+//! `{"error": "<message>"}` with a 4xx/5xx status. Requests refused by a
 //! resource bound are 503 with `Retry-After` (or 408/413), see README "Limits and load
 //! shedding".
 //!
@@ -60,11 +62,8 @@ pub mod connections;
 pub mod fd_limit;
 pub mod handlers;
 pub mod health;
-pub mod json;
 pub mod metrics;
-pub mod rank_binary;
 pub mod rank_handlers;
-pub mod rank_json;
 pub mod refusal;
 pub mod router;
 pub mod url;

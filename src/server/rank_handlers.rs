@@ -10,29 +10,31 @@
 //!  "deadline_ms": 5}
 //! ```
 //!
-//! with `"service": "ranker_v3"` (or `"ranker_v3@2"`) instead of `features`. The answer
-//! is JSON ([`super::rank_json`]), or the binary encoding ([`super::rank_binary`]) when
-//! the `Accept` header names [`BINARY_CONTENT_TYPE`]. The read runs inline on the
+//! with `"service": "ranker_v3"` (or `"ranker_v3@2"`) instead of `features`
+//! ([`crate::api::rank::RankBody`]). The answer is JSON ([`crate::api::rank_json`]), or
+//! the binary encoding ([`crate::api::rank_binary`]) when the `Accept` header names
+//! [`BINARY_CONTENT_TYPE`]. The read runs inline on the
 //! connection's task, like single-entity reads: it takes no lock.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
-use serde::{Deserialize, Serialize};
 
 use super::handlers::{
     ApiError, AppState, HttpResponse, blocking, json_response, ok_json, read_body,
     read_error_status, request_timing, response,
 };
-use super::rank_json::{BINARY_CONTENT_TYPE, encode_json};
 use super::refusal::{Refusal, Refused};
 use super::router::Route;
-use crate::registry::file::RegistryObjects;
-use crate::registry::service::ServiceDefinition;
-use crate::store::rank::{FeatureSelection, RankError, RankRequest};
+use crate::api::rank::parse_rank;
+use crate::api::rank_json::{BINARY_CONTENT_TYPE, encode_json};
+use crate::api::registry::{
+    Deleted, EntityTypeList, Lineage, OnDemandList, RegistryApplyReport, ServiceEntry, ServiceList,
+    parse_object_version, parse_registry_objects, sorted_json,
+};
+use crate::store::rank::{RankError, RankRequest};
 
 impl From<RankError> for ApiError {
     fn from(e: RankError) -> Self {
@@ -45,54 +47,6 @@ impl From<RankError> for ApiError {
         };
         ApiError::new(status, e.to_string())
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CandidatesBody {
-    entity_type: String,
-    ids: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RankBody {
-    #[serde(default)]
-    context: BTreeMap<String, String>,
-    candidates: CandidatesBody,
-    #[serde(default)]
-    features: Option<Vec<String>>,
-    #[serde(default)]
-    service: Option<String>,
-    #[serde(default)]
-    deadline_ms: Option<u64>,
-}
-
-/// Parses a `POST /v1/rank` body.
-pub fn parse_rank(body: &[u8]) -> Result<RankRequest, ApiError> {
-    let body: RankBody = serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid ranking request: {e}")))?;
-    let features = match (body.features, body.service) {
-        (Some(names), None) => FeatureSelection::Names(names),
-        (None, Some(service)) => FeatureSelection::Service(service),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "give either `features` or `service`, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "give `features` (a list of names) or `service`",
-            ));
-        }
-    };
-    Ok(RankRequest {
-        context: body.context.into_iter().collect(),
-        candidate_type: body.candidates.entity_type,
-        candidates: body.candidates.ids,
-        features,
-        deadline: body.deadline_ms.map(std::time::Duration::from_millis),
-    })
 }
 
 fn wants_binary(req: &Request<Incoming>) -> bool {
@@ -152,7 +106,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
         response(
             StatusCode::OK,
             BINARY_CONTENT_TYPE,
-            super::rank_binary::encode(&answer),
+            crate::api::rank_binary::encode(&answer),
         )
     } else {
         json_response(StatusCode::OK, encode_json(&answer))
@@ -162,8 +116,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
 }
 
 fn version_param(text: &str) -> Result<u32, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::bad_request(format!("version `{text}` is not a number")))
+    Ok(parse_object_version(text)?)
 }
 
 fn take(params: &mut [String], index: usize) -> String {
@@ -173,11 +126,16 @@ fn take(params: &mut [String], index: usize) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Serialize)]
-struct ServiceListing<'a> {
-    live: bool,
-    #[serde(flatten)]
-    def: &'a ServiceDefinition,
+/// A 200 JSON response of `value` with its object keys sorted (see
+/// [`sorted_json`]).
+fn ok_sorted_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<HttpResponse, ApiError> {
+    let body = sorted_json(value).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding response: {e}"),
+        )
+    })?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
 /// Answers the routes of this module.
@@ -191,15 +149,11 @@ pub async fn handle(
         Route::Rank => rank(state, req).await,
         Route::ApplyRegistry => {
             let body = read_body(state, Route::ApplyRegistry, req).await?;
-            let objects: RegistryObjects = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::bad_request(format!("invalid registry objects: {e}")))?;
-            if objects.is_empty() {
-                return Err(ApiError::bad_request("no registry objects given"));
-            }
+            let objects = parse_registry_objects(&body)?;
             let store = state.store.clone();
             let report = blocking(move || store.apply_objects(objects)).await?;
             drop(body);
-            ok_json(&report)
+            ok_json(&RegistryApplyReport::from(report))
         }
         Route::DeleteDefinition => {
             let name = take(&mut params, 0);
@@ -207,27 +161,34 @@ pub async fn handle(
             let store = state.store.clone();
             let deleted = format!("{name}@{version}");
             blocking(move || store.delete_feature(&name, version)).await?;
-            ok_json(&serde_json::json!({ "deleted": deleted }))
+            ok_sorted_json(&Deleted { deleted })
         }
         Route::ListEntityTypes => {
             let registry = state.store.registry();
-            ok_json(&serde_json::json!({ "entity_types": registry.catalog().entity_types() }))
+            let entity_types = registry.catalog().entity_types();
+            ok_sorted_json(&EntityTypeList {
+                entity_types: entity_types.iter().map(|e| e.as_ref().clone()).collect(),
+            })
         }
         Route::ListOnDemand => {
             let registry = state.store.registry();
-            ok_json(&serde_json::json!({ "on_demand": registry.catalog().on_demand() }))
+            let on_demand = registry.catalog().on_demand();
+            ok_sorted_json(&OnDemandList {
+                on_demand: on_demand.iter().map(|d| d.as_ref().clone()).collect(),
+            })
         }
         Route::ListServices => {
             let registry = state.store.registry();
             let services = registry.catalog().services();
-            let listing: Vec<ServiceListing<'_>> = services
-                .iter()
-                .map(|s| ServiceListing {
-                    live: s.is_live(),
-                    def: s,
-                })
-                .collect();
-            ok_json(&serde_json::json!({ "services": listing }))
+            ok_sorted_json(&ServiceList {
+                services: services
+                    .iter()
+                    .map(|s| ServiceEntry {
+                        live: s.is_live(),
+                        service: s.as_ref().clone(),
+                    })
+                    .collect(),
+            })
         }
         Route::RetireService => {
             let name = take(&mut params, 0);
@@ -235,7 +196,9 @@ pub async fn handle(
             let store = state.store.clone();
             ok_json(&blocking(move || store.retire_service(&name, version)).await?)
         }
-        Route::Lineage => ok_json(&serde_json::json!({ "features": state.store.lineage() })),
+        Route::Lineage => ok_sorted_json(&Lineage {
+            features: state.store.lineage().into_iter().map(Into::into).collect(),
+        }),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("route {} is not handled here", route.template()),
@@ -252,31 +215,6 @@ fn vary_accept(resp: &mut HttpResponse) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rank_bodies_parse() {
-        let req = parse_rank(
-            br#"{"context":{"user":"u1","retailer":"r9"},"candidates":{"entity_type":"product","ids":["p1","p2"]},"features":["a","b"],"deadline_ms":5}"#,
-        )
-        .expect("parses");
-        assert_eq!(
-            req.context,
-            vec![
-                ("retailer".into(), "r9".into()),
-                ("user".into(), "u1".into())
-            ]
-        );
-        assert_eq!(req.candidates, vec!["p1", "p2"]);
-        assert_eq!(req.deadline, Some(std::time::Duration::from_millis(5)));
-        let req = parse_rank(
-            br#"{"candidates":{"entity_type":"product","ids":[]},"service":"ranker_v3@2"}"#,
-        )
-        .expect("service");
-        assert_eq!(
-            req.features,
-            FeatureSelection::Service("ranker_v3@2".into())
-        );
-    }
 
     #[test]
     fn ranking_deadlines_count_from_arrival() {
@@ -319,20 +257,5 @@ mod tests {
             remaining_deadline(&with(None), arrived, None, arrived + ms(50)),
             Ok(None)
         );
-    }
-
-    #[test]
-    fn bad_rank_bodies_are_400() {
-        for body in [
-            "",
-            "{}",
-            r#"{"candidates":{"entity_type":"p","ids":[]}}"#,
-            r#"{"candidates":{"entity_type":"p","ids":[]},"features":["a"],"service":"s"}"#,
-            r#"{"candidates":{"entity_type":"p","ids":[1]},"features":["a"]}"#,
-            r#"{"candidates":{"entity_type":"p","ids":[]},"features":["a"],"typo":1}"#,
-        ] {
-            let err = parse_rank(body.as_bytes()).expect_err(body);
-            assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! Route table: matches a method and a raw request path to a [`Route`] and its
 //! percent-decoded path parameters.
 //!
-//! The table is a fixed list of templates (`/v1/groups/{group}/versions`); a `{..}`
+//! The table is [`Route::ALL`], defined in [`crate::api::routes`] with the path
+//! builders the client uses, so both sides share one list of templates (`/v1/groups/{group}/versions`); a `{..}`
 //! segment matches any one non-empty segment, except an entity id, which may be empty
 //! so that the handler answers 400 naming it rather than a 404. A path that matches some template but
 //! not with this method is a 405 (with the methods that would match), one that
@@ -11,134 +12,11 @@ use hyper::Method;
 
 use super::url::{UrlError, percent_decode};
 
-/// An endpoint of the HTTP API. Its [`template`](Route::template) is also the `route`
-/// label of the request metrics (never the raw path, which would be unbounded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
-    /// `GET /v1/features/{entity_type}/{entity_id}?names=..`: one entity's features.
-    GetFeatures,
-    /// `POST /v1/feature-definitions`: register or update definitions.
-    ApplyDefinitions,
-    /// `GET /v1/feature-definitions?entity_type=&owner=&tag=&name=&group=`.
-    ListDefinitions,
-    /// `GET /v1/groups`: groups and their active version.
-    ListGroups,
-    /// `GET /v1/groups/{group}/versions`.
-    GroupVersions,
-    /// `POST /v1/groups/{group}/loads`: load a local file as a new version.
-    Load,
-    /// `POST /v1/groups/{group}/versions/{version}/activate`.
-    Activate,
-    /// `POST /v1/groups/{group}/rollback`.
-    Rollback,
-    /// `POST /v1/groups/{group}/drop-old-versions?keep=K`.
-    DropOldVersions,
-    /// `POST /v1/push`: push streamed events.
-    Push,
-    /// `POST /v1/rank`: one context, many candidates.
-    Rank,
-    /// `POST /v1/registry`: register features, composite entity types, on-demand
-    /// features and services.
-    ApplyRegistry,
-    /// `DELETE /v1/feature-definitions/{name}/versions/{version}`.
-    DeleteDefinition,
-    /// `GET /v1/entity-types`: composite entity types.
-    ListEntityTypes,
-    /// `GET /v1/on-demand-features`.
-    ListOnDemand,
-    /// `GET /v1/feature-services`.
-    ListServices,
-    /// `POST /v1/feature-services/{name}/versions/{version}/retire`.
-    RetireService,
-    /// `GET /v1/lineage`: which services and on-demand features use which features.
-    Lineage,
-    /// `GET /healthz`: the process is up.
-    Healthz,
-    /// `GET /readyz`: the store is open and the stream writer can write.
-    Readyz,
-    /// `GET /metrics`: Prometheus exposition.
-    Metrics,
-}
+pub use crate::api::routes::Route;
 
+/// The server's side of each route: how its path matches, and how dispatch treats it.
+/// The routes themselves (templates, methods) are defined in [`crate::api::routes`].
 impl Route {
-    /// Every route, in match order.
-    pub const ALL: [Route; 21] = [
-        Route::GetFeatures,
-        Route::ApplyDefinitions,
-        Route::ListDefinitions,
-        Route::ListGroups,
-        Route::GroupVersions,
-        Route::Load,
-        Route::Activate,
-        Route::Rollback,
-        Route::DropOldVersions,
-        Route::Push,
-        Route::Rank,
-        Route::ApplyRegistry,
-        Route::DeleteDefinition,
-        Route::ListEntityTypes,
-        Route::ListOnDemand,
-        Route::ListServices,
-        Route::RetireService,
-        Route::Lineage,
-        Route::Healthz,
-        Route::Readyz,
-        Route::Metrics,
-    ];
-
-    /// The path template, with `{name}` for each parameter.
-    pub fn template(self) -> &'static str {
-        match self {
-            Route::GetFeatures => "/v1/features/{entity_type}/{entity_id}",
-            Route::ApplyDefinitions | Route::ListDefinitions => "/v1/feature-definitions",
-            Route::ListGroups => "/v1/groups",
-            Route::GroupVersions => "/v1/groups/{group}/versions",
-            Route::Load => "/v1/groups/{group}/loads",
-            Route::Activate => "/v1/groups/{group}/versions/{version}/activate",
-            Route::Rollback => "/v1/groups/{group}/rollback",
-            Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
-            Route::Push => "/v1/push",
-            Route::Rank => "/v1/rank",
-            Route::ApplyRegistry => "/v1/registry",
-            Route::DeleteDefinition => "/v1/feature-definitions/{name}/versions/{version}",
-            Route::ListEntityTypes => "/v1/entity-types",
-            Route::ListOnDemand => "/v1/on-demand-features",
-            Route::ListServices => "/v1/feature-services",
-            Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
-            Route::Lineage => "/v1/lineage",
-            Route::Healthz => "/healthz",
-            Route::Readyz => "/readyz",
-            Route::Metrics => "/metrics",
-        }
-    }
-
-    /// The method the route answers.
-    pub fn method(self) -> Method {
-        match self {
-            Route::ApplyDefinitions
-            | Route::Load
-            | Route::Activate
-            | Route::Rollback
-            | Route::DropOldVersions
-            | Route::Push
-            | Route::Rank
-            | Route::ApplyRegistry
-            | Route::RetireService => Method::POST,
-            Route::DeleteDefinition => Method::DELETE,
-            Route::GetFeatures
-            | Route::ListDefinitions
-            | Route::ListGroups
-            | Route::GroupVersions
-            | Route::ListEntityTypes
-            | Route::ListOnDemand
-            | Route::ListServices
-            | Route::Lineage
-            | Route::Healthz
-            | Route::Readyz
-            | Route::Metrics => Method::GET,
-        }
-    }
-
     /// True for a parameter that may be an empty segment: the entity id, which the
     /// store's id check refuses with a message naming it.
     fn may_be_empty(self, param: &str) -> bool {
@@ -347,6 +225,90 @@ mod tests {
             match_route(&Method::GET, "/v1/groups//versions"),
             Match::NotFound
         );
+    }
+
+    /// The server decodes what the client's path builders encode: the same route,
+    /// the same parameters, the same query values.
+    #[test]
+    fn the_clients_paths_match_their_routes() {
+        use crate::api::paths;
+        use crate::registry::DefinitionFilter;
+        let odd = "a/b c?d%e+f#g|h\u{e9}";
+        let cases: Vec<(String, Route, Vec<&str>)> = vec![
+            (
+                paths::features("product", odd, &["x", "y@2"]),
+                Route::GetFeatures,
+                vec!["product", odd],
+            ),
+            (paths::apply_definitions(), Route::ApplyDefinitions, vec![]),
+            (
+                paths::definitions(&DefinitionFilter {
+                    owner: Some(odd.into()),
+                    ..DefinitionFilter::default()
+                }),
+                Route::ListDefinitions,
+                vec![],
+            ),
+            (paths::groups(), Route::ListGroups, vec![]),
+            (paths::versions(odd), Route::GroupVersions, vec![odd]),
+            (paths::load(odd), Route::Load, vec![odd]),
+            (paths::activate(odd, 7), Route::Activate, vec![odd, "7"]),
+            (paths::rollback(odd), Route::Rollback, vec![odd]),
+            (
+                paths::drop_old_versions(odd, Some(2)),
+                Route::DropOldVersions,
+                vec![odd],
+            ),
+            (paths::push(), Route::Push, vec![]),
+            (paths::rank(), Route::Rank, vec![]),
+            (paths::apply_registry(), Route::ApplyRegistry, vec![]),
+            (
+                paths::delete_definition(odd, 3),
+                Route::DeleteDefinition,
+                vec![odd, "3"],
+            ),
+            (paths::entity_types(), Route::ListEntityTypes, vec![]),
+            (paths::on_demand(), Route::ListOnDemand, vec![]),
+            (paths::services(), Route::ListServices, vec![]),
+            (
+                paths::retire_service(odd, 1),
+                Route::RetireService,
+                vec![odd, "1"],
+            ),
+            (paths::lineage(), Route::Lineage, vec![]),
+            (paths::healthz(), Route::Healthz, vec![]),
+            (paths::readyz(), Route::Readyz, vec![]),
+            (paths::metrics(), Route::Metrics, vec![]),
+        ];
+        let mut seen: Vec<Route> = cases.iter().map(|c| c.1).collect();
+        seen.dedup();
+        assert_eq!(seen, Route::ALL.to_vec(), "one case per route, in order");
+        for (path_and_query, route, want) in &cases {
+            let (path, query) = match path_and_query.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (path_and_query.as_str(), None),
+            };
+            let (matched, raw) = found(route.method(), path);
+            assert_eq!(matched, *route, "{path_and_query}");
+            assert_eq!(
+                decode_params(&raw).expect("decodes"),
+                *want,
+                "{path_and_query}"
+            );
+            let pairs = super::super::url::parse_query(query).expect("query decodes");
+            match route {
+                Route::GetFeatures => {
+                    assert_eq!(pairs, vec![("names".to_owned(), "x,y@2".to_owned())]);
+                }
+                Route::ListDefinitions => {
+                    assert_eq!(pairs, vec![("owner".to_owned(), odd.to_owned())]);
+                }
+                Route::DropOldVersions => {
+                    assert_eq!(pairs, vec![("keep".to_owned(), "2".to_owned())]);
+                }
+                _ => assert!(pairs.is_empty(), "{path_and_query}"),
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Integration test modules.
 
 mod aggregates;
+mod client;
 pub mod common;
 mod concurrent_swap;
 mod crash;

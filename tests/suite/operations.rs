@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use featstore::server::handlers::parse_load;
+use featstore::api::groups::parse_load;
 
 fn featstore() -> Command {
     Command::new(env!("CARGO_BIN_EXE_featstore"))

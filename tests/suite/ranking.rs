@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use featstore::api::rank_binary;
 use featstore::loader::LoadRequest;
 use featstore::registry::file::parse_registry_toml;
-use featstore::server::rank_binary;
 use featstore::store::StoreError;
 use featstore::store::rank::{Cell, FeatureSelection, RankRequest, RankResponse, rank};
 use featstore::types::{FeatureStatus, Value};

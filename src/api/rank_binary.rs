@@ -3,47 +3,10 @@
 //! values come column by column, each fixed-width column as one dense little-endian
 //! array a client can use in place (500 float32 values are 2,000 contiguous bytes).
 //!
-//! All integers little-endian; `str` is a u32 byte length then UTF-8 bytes.
-//!
-//! ```text
-//! response := "FSRK" u8:version(2) u8:complete u8:time_width i64:now_ms
-//!             str:service (empty: none) str:candidate_type
-//!             u32:n_context_entities (str:entity_type str:id)*
-//!             u32:n_times i64:time*                 -- distinct event times
-//!             u32:n_context_columns column*  cell*  -- one cell per context column
-//!             u32:n_columns column*
-//!             u32:n_rows str:id*                    -- candidate ids, in the order asked
-//!             block*                                -- one per column, in column order
-//!             u32:n_versions (str:group u64:version)*
-//!             u32:n_defaults (str:feature u64:count)*
-//! column   := str:name str:feature u8:dtype u32:dim
-//! cell     := u8:status time_index [value]          -- value only for P, S, D
-//! block    := statuses time_indexes values
-//! statuses := u8:0 u8:status * n_rows | u8:1 u8:status         -- 1: every row's
-//! time_indexes := u8:0 time_index * n_rows | u8:1 time_index   -- 1: every row's
-//! values   := int64, float64, float32, bool, float32 vector: n_rows values, dense
-//!               (i64, f64, f32, u8, dim x f32 each): the row's value where its status
-//!               carries one, zero otherwise
-//!             string, bytes: one value (str; u32 length then bytes) per row whose
-//!               status carries one, in row order
-//! ```
-//!
-//! A column whose rows all share one status (or one time index, as a batch column
-//! loaded at one event time does) writes it once, after mode byte 1; otherwise mode
-//! byte 0 and one per row.
-//!
-//! `time_index` indexes the `time` table; it is a u8 (`0xFF`: none) when the table has
-//! fewer than 255 entries (`time_width` 1, the common case: batch data shares a few
-//! event times), else a u32 (`0xFFFFFFFF`: none; `time_width` 4).
-//!
-//! `status` is the letter of [`status_letter`] (`P`, `S`, `U`, `N`, `X`, `D`, `F`);
-//! `P` (present), `S` (stale) and `D` (defaulted) carry a value. `dtype` is the value
-//! tag of storage-format.md: 1 int64, 2 float64, 3 float32, 4 bool, 5 string, 6 bytes,
-//! 7 float32 vector (with its `dim`; 0 for the others). A context value is written as
-//! in a block, one value: a vector as u32 dim then dim x f32.
-//!
-//! Version 1 wrote candidates row by row (id then one cell per column) and dropped
-//! the value of stale cells; [`decode`] reads version 2 only.
+//! The grammar, with every field's meaning and the edge cases, is in `docs/wire.md`
+//! ("Binary ranking answer"); [`encode`] and [`decode`] follow it, and the tests here
+//! check the two against each other. Status bytes are the letters of
+//! [`status_letter`]; value tags are those of storage-format.md.
 //!
 //! Stateless; safe from any thread.
 
