@@ -38,6 +38,7 @@ use crate::api::push::PushAnswer;
 use crate::api::{BadRequest, json};
 use crate::loader::input::InputError;
 use crate::loader::{LoadError, LoadProgress};
+use crate::registry::RegistryError;
 use crate::store::PushError;
 use crate::store::{ReadError, StoreError};
 use crate::types::now_ms;
@@ -51,7 +52,7 @@ pub struct AppState {
     /// The store served.
     pub store: Arc<FeatureStore>,
     /// The server's metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The server's settings.
     pub config: ServerConfig,
     /// Request memory shared by all connections.
@@ -157,9 +158,9 @@ pub fn store_error_status(e: &StoreError) -> StatusCode {
     match e {
         StoreError::UnknownGroup(_)
         | StoreError::UnknownVersion { .. }
-        | StoreError::NotRegistered(_) => StatusCode::NOT_FOUND,
-        StoreError::InUse(_) => StatusCode::CONFLICT,
-        StoreError::InvalidDefinition(_) => StatusCode::BAD_REQUEST,
+        | StoreError::Registry(RegistryError::NotRegistered(_)) => StatusCode::NOT_FOUND,
+        StoreError::Registry(RegistryError::InUse(_)) => StatusCode::CONFLICT,
+        StoreError::Registry(_) => StatusCode::BAD_REQUEST,
         // The sink failing is the loader's own scratch space, not the input.
         StoreError::Load(LoadError::Input(InputError::Sink(_))) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -402,9 +403,6 @@ fn get_features(
         }
         result => result?,
     };
-    state
-        .metrics
-        .observe_features(vector.features.iter().map(|r| &r.status));
     let body = json::encode_feature_vector(&vector).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -590,7 +588,7 @@ mod tests {
                 },
                 404,
             ),
-            (StoreError::InvalidDefinition("bad".into()), 400),
+            (StoreError::invalid_definition("bad"), 400),
             (
                 StoreError::Load(LoadError::EmptyInput("/x.csv".into())),
                 400,
@@ -656,7 +654,7 @@ mod tests {
             400
         );
         assert_eq!(read_error_status(&ReadError::NoFeatures), 400);
-        assert_eq!(read_error_status(&ReadError::Storage("io".into())), 500);
+        assert_eq!(read_error_status(&ReadError::Internal("bug".into())), 500);
     }
 
     #[test]

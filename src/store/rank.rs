@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::FeatureStore;
 use super::answer::{ColumnData, ColumnValues, NO_TIME};
 use super::error::ReadError;
 use super::lookup::{ColumnSink, GroupLookup, lookup_group};
@@ -34,7 +33,7 @@ use crate::registry::defaults::parse_default;
 use crate::registry::entity::{EntityIdError, composite_id};
 use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
 use crate::registry::{FeatureDefinition, Registry};
-use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value, now_ms};
+use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value};
 
 /// Most candidates one request may carry.
 pub const MAX_CANDIDATES: usize = 10_000;
@@ -608,11 +607,11 @@ fn fetch(
         }
         let slot = space_keys
             .get_mut(*space)
-            .ok_or_else(|| ReadError::Storage("key space out of range".into()))?;
+            .ok_or_else(|| ReadError::Internal("key space out of range".into()))?;
         if slot.is_none() {
             let space = plan_spaces
                 .get(*space)
-                .ok_or_else(|| ReadError::Storage("key space out of range".into()))?;
+                .ok_or_else(|| ReadError::Internal("key space out of range".into()))?;
             *slot = Some(keys(view.registry(), space, request)?);
         }
         let entities = slot.as_deref().unwrap_or_default();
@@ -631,7 +630,7 @@ fn fetch(
         let version = lookup_group(view, &lookup, entities, &mut sink)?;
         if let Some(column) = sink.mismatch {
             let def = columns.defs.get(column).map(|d| d.qualified_name());
-            return Err(ReadError::Storage(format!(
+            return Err(ReadError::Internal(format!(
                 "a stored value of `{}` is not of its registered dtype",
                 def.unwrap_or_default()
             ))
@@ -762,7 +761,7 @@ pub fn rank(
                 let mut column = ctx_values
                     .get(*col)
                     .cloned()
-                    .ok_or_else(|| ReadError::Storage("column out of range".into()))?;
+                    .ok_or_else(|| ReadError::Internal("column out of range".into()))?;
                 if let Some(default) = default {
                     *count += column.apply_default(default);
                 }
@@ -815,7 +814,7 @@ pub fn rank(
                         ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound),
                     )
                 })
-                .ok_or_else(|| ReadError::Storage("column out of range".into()))?;
+                .ok_or_else(|| ReadError::Internal("column out of range".into()))?;
             if let Some(default) = default {
                 *count += column.apply_default(default);
             }
@@ -851,23 +850,4 @@ pub fn rank(
         defaults,
         now_ms: now,
     })
-}
-
-impl FeatureStore {
-    /// Answers a ranking request: the context's features once and one row per
-    /// candidate, in the order asked (see the module docs of [`crate::store::rank`]).
-    ///
-    /// Candidates are counted for the hot segment's choice of entities once the request
-    /// was accepted (so unknown entity types from requests never create counters).
-    pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
-        let view = self.view();
-        let response = rank(&view, request, now_ms())?;
-        if self.config.hot_segment_bytes > 0 {
-            let counter = self.access_counter(&response.candidate_type);
-            for id in &response.candidates {
-                counter.record(id.as_bytes());
-            }
-        }
-        Ok(response)
-    }
 }

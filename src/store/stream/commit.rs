@@ -103,9 +103,7 @@ pub const FIRST_PROBE_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between two recovery probes (the delay doubles up to it).
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The key the recovery probe writes in the `default` column family (value: the probe
-/// time, `i64` ms little-endian). Nothing reads it.
-pub const PROBE_KEY: &[u8] = b"featstore.stream_probe";
+pub use crate::store::keyspace::PROBE_KEY;
 
 /// What RocksDB answers every WAL write with after a failed WAL write or sync: it names
 /// no cause (the failure before it does, possibly reported a moment later by the
