@@ -311,14 +311,14 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 fn remote<T: serde::Serialize>(answer: Result<T, ClientError>) -> Result<()> {
     match answer {
         Ok(value) => print_json(&serde_json::to_value(&value)?),
-        Err(ClientError::Server { status, body, .. }) => {
-            match serde_json::from_slice::<serde_json::Value>(&body) {
+        Err(ClientError::Server(e)) => {
+            match serde_json::from_slice::<serde_json::Value>(&e.body) {
                 Ok(json) => print_json(&json)?,
-                Err(_) => println!("{}", String::from_utf8_lossy(&body)),
+                Err(_) => println!("{}", String::from_utf8_lossy(&e.body)),
             }
-            match ureq::http::StatusCode::from_u16(status) {
+            match ureq::http::StatusCode::from_u16(e.status) {
                 Ok(status) => bail!("server answered {status}"),
-                Err(_) => bail!("server answered {status}"),
+                Err(_) => bail!("server answered {}", e.status),
             }
         }
         Err(e) => Err(e.into()),

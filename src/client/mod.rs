@@ -53,26 +53,11 @@ pub enum ClientError {
         url: String,
         /// What failed.
         #[source]
-        source: ureq::Error,
+        source: Box<ureq::Error>,
     },
     /// The server answered an error status.
-    #[error("{method} {url}: the server answered {status}: {message}")]
-    Server {
-        /// Request method.
-        method: &'static str,
-        /// Request URL.
-        url: String,
-        /// HTTP status (4xx, 5xx).
-        status: u16,
-        /// The server's message (`error` of the JSON body; the text of a text body).
-        message: String,
-        /// The refused events of a push refused for its events; otherwise empty.
-        rejected: Vec<RejectedEvent>,
-        /// `Retry-After` in seconds, when the server sent one (503: try again then).
-        retry_after_secs: Option<u64>,
-        /// The body as sent.
-        body: Vec<u8>,
-    },
+    #[error("{0}")]
+    Server(Box<ServerError>),
     /// A success answer that is not the route's response type.
     #[error("{method} {url}: the answer does not decode: {reason}")]
     Decode {
@@ -88,21 +73,43 @@ pub enum ClientError {
     Encode(#[source] serde_json::Error),
 }
 
+/// An error status the server answered, with what it said.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{method} {url}: the server answered {status}: {message}")]
+pub struct ServerError {
+    /// Request method.
+    pub method: &'static str,
+    /// Request URL.
+    pub url: String,
+    /// HTTP status (4xx, 5xx).
+    pub status: u16,
+    /// The server's message (`error` of the JSON body; the text of a text body).
+    pub message: String,
+    /// The refused events of a push refused for its events; otherwise empty.
+    pub rejected: Vec<RejectedEvent>,
+    /// `Retry-After` in seconds, when the server sent one (503: try again then).
+    pub retry_after_secs: Option<u64>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
 impl ClientError {
-    /// The HTTP status of a server error; `None` for the other kinds.
-    pub fn status(&self) -> Option<u16> {
+    /// The server's answer, for a server error.
+    pub fn server(&self) -> Option<&ServerError> {
         match self {
-            ClientError::Server { status, .. } => Some(*status),
+            ClientError::Server(e) => Some(e),
             _ => None,
         }
     }
 
+    /// The HTTP status of a server error; `None` for the other kinds.
+    pub fn status(&self) -> Option<u16> {
+        self.server().map(|e| e.status)
+    }
+
     /// The server's message of a server error.
     pub fn server_message(&self) -> Option<&str> {
-        match self {
-            ClientError::Server { message, .. } => Some(message),
-            _ => None,
-        }
+        self.server().map(|e| e.message.as_str())
     }
 }
 
@@ -186,7 +193,7 @@ impl Client {
         let transport = |source| ClientError::Transport {
             method,
             url: url.clone(),
-            source,
+            source: Box::new(source),
         };
         let result = match (method, body) {
             ("GET", _) => with_accept(self.agent.get(&url), accept).call(),
@@ -217,7 +224,7 @@ impl Client {
             });
         }
         let (message, rejected) = error_message(&bytes);
-        Err(ClientError::Server {
+        Err(ClientError::Server(Box::new(ServerError {
             method,
             url,
             status,
@@ -225,7 +232,7 @@ impl Client {
             rejected,
             retry_after_secs,
             body: bytes,
-        })
+        })))
     }
 
     fn get<T: DeserializeOwned>(&self, path: String) -> Result<T, ClientError> {

@@ -208,20 +208,18 @@ fn the_client_pushes_and_reports_refused_events() {
             ],
         })
         .expect_err("refused");
-    match &refused {
-        ClientError::Server {
-            status,
-            message,
-            rejected,
-            ..
-        } => {
-            assert_eq!(*status, 400);
-            assert!(message.contains("1 of 2 events rejected"), "{message}");
-            assert_eq!(rejected.len(), 1);
-            assert_eq!(rejected[0].index, 1);
-        }
-        other => panic!("expected a server error, got {other:?}"),
-    }
+    let Some(answer) = refused.server() else {
+        panic!("expected a server error, got {refused:?}");
+    };
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.message.contains("1 of 2 events rejected"),
+        "{}",
+        answer.message
+    );
+    assert_eq!(answer.rejected.len(), 1);
+    assert_eq!(answer.rejected[0].index, 1);
+    assert_eq!(answer.retry_after_secs, None);
     // Nothing of the refused push was applied.
     let read = client
         .get_features("item", "i1", &["live_stock"])
