@@ -1,6 +1,7 @@
 //! Request handlers: parse the request, call [`FeatureStore`], encode the answer.
 //!
-//! No business logic lives here. Every failure becomes an [`ApiError`] whose status
+//! The parsers, the answer types and their encoders are those of [`crate::api`]; a
+//! parser's [`BadRequest`] is a 400. No business logic lives here. Every failure becomes an [`ApiError`] whose status
 //! comes from one mapping per error type ([`store_error_status`], [`read_error_status`]).
 //! Store calls that may take long (load, apply, activate, rollback, drop, and pushes,
 //! which wait for their WAL sync) run on the blocking pool; reads run inline, they take
