@@ -1,14 +1,28 @@
-//! The storage engine: RocksDB column families holding immutable, versioned batch data,
-//! plus the registry and manifest in the `meta` column family.
+//! The storage kernel, and [`FeatureStore`], the engine's facade.
+//!
+//! The kernel knows ids, versions and bytes, nothing about requests:
+//!
+//! * [`keyspace`] names every column family, meta key and file of the store directory.
+//! * [`versions`] owns version management ([`versions::VersionSet`]): recovery at
+//!   open, a load's version from allocation to completion, activation, rollback, drops.
+//! * [`view`] holds the immutable read views; [`lookup`] probes a version's hot segment
+//!   and column family; [`segments`] and [`access`] build hot segments and count the
+//!   reads that choose their entities; [`stream`] owns pushes and streamed values.
+//! * [`manifest`], [`meta`], [`options`] and [`memory`]: persistence in `meta`,
+//!   RocksDB options by role, the memory model.
 //!
 //! [`FeatureStore`] is the library API (a Rust ranking host can embed it; the HTTP
-//! server is a thin shell over it).
+//! server is a thin shell over it). It is a facade: each method locks what it must,
+//! delegates to the kernel or the query code, publishes the new view, and reports what
+//! happened to the registered observers ([`observe`]), so metrics (and later the
+//! serving and audit logs) see embedded callers like HTTP ones.
 //!
 //! Thread-safety contract: every method takes `&self` and the store is `Send + Sync`.
 //! Reads load the current [`ReadView`] with one atomic pointer load and take no lock.
 //! Writers (registry changes, load commits, activation, drops) serialize on `admin`, a
 //! `parking_lot::Mutex` held only for metadata updates (a synced meta write and a view
 //! swap), never while a load reads its input or writes SST files, and never by readers.
+//! Observers run after the operation, outside the lock.
 
 pub mod access;
 pub mod answer;

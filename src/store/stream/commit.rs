@@ -386,7 +386,7 @@ impl Committer {
             return Err(refusal);
         }
         let (reply, answer) = channel::bounded(1);
-        let stopped = || PushError::Storage("the stream writer has stopped".into());
+        let stopped = || PushError::Internal("the stream writer has stopped".into());
         self.tx
             .as_ref()
             .ok_or_else(stopped)?
@@ -482,7 +482,7 @@ fn run_writer(
                 if let Err(channel::SendError(w)) = written.send(Written { jobs, outcomes }) {
                     fail(
                         w.jobs,
-                        &PushError::Storage("the WAL syncer has stopped".into()),
+                        &PushError::Internal("the WAL syncer has stopped".into()),
                     );
                 }
             }
@@ -604,11 +604,11 @@ struct GroupWork<'a> {
 }
 
 fn storage(e: rocksdb::Error) -> PushError {
-    PushError::Storage(e.to_string())
+    PushError::Storage(e)
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> PushError {
-    PushError::Storage(format!("corrupt stored {what}: {e}"))
+fn corrupt(what: &'static str, source: crate::codec::CodecError) -> PushError {
+    PushError::Corrupt { what, source }
 }
 
 /// Keys per MultiGet call: RocksDB allocates per-key lookup state for a whole call,
@@ -677,7 +677,7 @@ fn commit(
         let name = stream_cf_name(group);
         let cf = db
             .cf_handle(&name)
-            .ok_or_else(|| PushError::Storage(format!("column family {name} is missing")))?;
+            .ok_or_else(|| PushError::Internal(format!("column family {name} is missing")))?;
         let mut keys: Vec<&[u8]> = work.values.keys().copied().collect();
         keys.sort_unstable();
         let values = &mut work.values;
@@ -705,7 +705,7 @@ fn commit(
     }
     let events_cf = db
         .cf_handle(EVENTS_CF)
-        .ok_or_else(|| PushError::Storage(format!("column family {EVENTS_CF} is missing")))?;
+        .ok_or_else(|| PushError::Internal(format!("column family {EVENTS_CF} is missing")))?;
     if !markers.is_empty() {
         let mut keys: Vec<&[u8]> = markers.keys().copied().collect();
         keys.sort_unstable();

@@ -217,7 +217,10 @@ impl FeatureStore {
         prepared: Vec<Prepared>,
     ) -> Result<PushOutcome, PushError> {
         self.ensure_stream_cfs(view, &prepared)
-            .map_err(|e| PushError::Storage(e.to_string()))?;
+            .map_err(|e| match e {
+                StoreError::Rocks(e) => PushError::Storage(e),
+                other => PushError::Internal(other.to_string()),
+            })?;
         self.stream.committer.submit(prepared)
     }
 
