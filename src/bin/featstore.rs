@@ -467,7 +467,7 @@ impl std::str::FromStr for MaxConnections {
 
 /// Raises the descriptor limit toward the hard limit before the store opens its files.
 fn raise_fd_limit() {
-    match featstore::server::fd_limit::raise() {
+    match featstore::server::raise_fd_limit() {
         Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "descriptor limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the descriptor limit"),
     }
@@ -477,7 +477,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         // Readable sockets noticed within a few tasks: the server's load shedding
         // measures how long requests wait from there.
-        .event_interval(featstore::server::admission::EVENT_INTERVAL)
+        .event_interval(featstore::server::EVENT_INTERVAL)
         .enable_all()
         .build()?)
 }

@@ -150,11 +150,13 @@ impl Admission {
     }
 
     /// Connection tasks woken and waiting for a worker thread now.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.queue.waiting.load(Ordering::Relaxed)
     }
 
     /// The estimated cost of refusing a request.
+    #[cfg(test)]
     pub fn refusal_cost(&self) -> Duration {
         Duration::from_nanos(self.queue.refusal_ns.load(Ordering::Relaxed))
     }

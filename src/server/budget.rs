@@ -166,6 +166,7 @@ pub struct Reservation {
 
 impl Reservation {
     /// Bytes reserved.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

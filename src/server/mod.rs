@@ -55,18 +55,18 @@
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
-pub mod admission;
-pub mod budget;
-pub mod config;
-pub mod connections;
-pub mod fd_limit;
-pub mod handlers;
-pub mod health;
+pub(crate) mod admission;
+pub(crate) mod budget;
+pub(crate) mod config;
+pub(crate) mod connections;
+pub(crate) mod fd_limit;
+pub(crate) mod handlers;
+pub(crate) mod health;
 pub mod metrics;
-pub mod rank_handlers;
-pub mod refusal;
-pub mod router;
-pub mod url;
+pub(crate) mod rank_handlers;
+pub(crate) mod refusal;
+pub(crate) mod router;
+pub(crate) mod url;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -86,10 +86,12 @@ use crate::FeatureStore;
 use crate::store::{Observer, ObserverId};
 use admission::{Admission, ArrivalClock, RequestTiming, Timed};
 use budget::MemoryBudget;
+pub use admission::EVENT_INTERVAL;
 pub use config::{ConfigError, ServerConfig};
+pub use fd_limit::{FdLimit, raise as raise_fd_limit};
+pub use metrics::Metrics;
 use connections::{Admit, ConnectionLimiter, HEALTH_HEADER_TIMEOUT, OpenConnection};
 use handlers::{AppState, HttpResponse};
-use metrics::Metrics;
 use refusal::Refusal;
 use router::{Match, Route, decode_params, match_route};
 
