@@ -2,8 +2,13 @@
 //!
 //! [`build_files`] reads the input (validated against the registry), encodes keys and
 //! values, sorts them with bounded memory and writes SST files. It touches no live
-//! state: the engine (`store`) allocates the version, ingests the files into a new
-//! column family and activates it only after everything succeeded.
+//! state: the engine's load pipeline (`store::load`) allocates the version, ingests the
+//! files and commits it only after everything succeeded.
+//!
+//! The sorted stream has more than one consumer: the SST writer, and whatever the
+//! pipeline passes as `consumers` (the hot segment's row feed; later, statistics for a
+//! validation gate). Each sees every unique record once, in ascending key order, while
+//! the SST files are written, so nothing re-reads the version afterwards.
 
 pub mod input;
 pub mod sorter;
@@ -22,7 +27,7 @@ use crate::registry::Registry;
 use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
 use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
-use sorter::ExternalSorter;
+use sorter::{ExternalSorter, SortedSink};
 use sst::SstSetWriter;
 
 /// A batch load failed. Nothing of it became visible.
@@ -46,6 +51,18 @@ pub enum LoadError {
     /// Writing an SST file failed.
     #[error("writing SST file: {0}")]
     Sst(String),
+    /// The load's gate refused the finished version; nothing of it became visible.
+    #[error("load of {group} v{version} refused by the {gate} gate: {reason}")]
+    Refused {
+        /// Which gate.
+        gate: String,
+        /// Group loaded.
+        group: String,
+        /// Version refused.
+        version: u64,
+        /// The gate's reason.
+        reason: String,
+    },
     /// A single record or buffer exceeds 4 GiB.
     #[error("a record or sort buffer exceeds 4 GiB")]
     TooLarge,
@@ -143,6 +160,9 @@ pub struct SstTarget<'o> {
 pub struct BuiltFiles {
     /// SST files, ascending, non-overlapping.
     pub files: Vec<PathBuf>,
+    /// Milliseconds spent reading the input and sorting (spilling runs); the rest of
+    /// `record.build_ms` merged the stream into the SST files and the consumers.
+    pub read_ms: u64,
     /// The load record, without version, ingest time and activation.
     pub record: LoadRecord,
 }
@@ -150,12 +170,34 @@ pub struct BuiltFiles {
 /// Progress of a running load, reported every million values.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadProgress {
-    /// Phase: `"read"` (parsing and sorting) or `"write"` (SST files).
+    /// Phase: `"read"` (parsing and sorting), `"write"` (SST files and the hot
+    /// segment's rows, from the sorted stream), then once each, when the stage ends,
+    /// `"ingest"`, `"segment"` (writing and validating the hot segment) and `"commit"`.
     pub phase: &'static str,
     /// Values processed in this phase.
     pub values: u64,
     /// Seconds since the load started.
     pub elapsed_secs: f64,
+}
+
+/// Hands each record to two sinks, in order.
+struct Tee<'a, 'b> {
+    first: &'a mut dyn SortedSink,
+    second: &'b mut dyn SortedSink,
+}
+
+impl SortedSink for Tee<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        self.first.put(key, value)?;
+        self.second.put(key, value)
+    }
+}
+
+/// A stream consumer that takes nothing.
+impl SortedSink for () {
+    fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), LoadError> {
+        Ok(())
+    }
 }
 
 /// Streams the file once to compute its size and CRC-32.
@@ -210,8 +252,9 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
 }
 
 /// Reads `request.input`, validates every entity id with `ids` and every value against
-/// `columns`, and writes sorted SST files for `target` into `scratch`. The first bad
-/// row fails the whole build.
+/// `columns`, and writes sorted SST files for `target` into `scratch`; `consumers` sees
+/// the same sorted stream (keys without the version prefix) while the files are
+/// written. The first bad row fails the whole build.
 #[expect(
     clippy::too_many_arguments,
     reason = "the inputs of one build, each from a different owner (request, registry, engine options, config)"
@@ -224,6 +267,7 @@ pub fn build_files(
     scratch: &Path,
     memory_budget: usize,
     sst_target_bytes: u64,
+    consumers: &mut dyn SortedSink,
     progress: &dyn Fn(LoadProgress),
 ) -> Result<BuiltFiles, LoadError> {
     let started_at_ms = now_ms();
@@ -274,6 +318,7 @@ pub fn build_files(
     if values_read == 0 {
         return Err(LoadError::EmptyInput(path_text));
     }
+    let read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 
     let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
         .with_key_prefix(target.key_prefix)
@@ -284,12 +329,16 @@ pub fn build_files(
                 elapsed_secs: started.elapsed().as_secs_f64(),
             })
         });
-    let duplicates = sorter.finish(&mut writer)?;
+    let duplicates = sorter.finish(&mut Tee {
+        first: &mut writer,
+        second: consumers,
+    })?;
     let (files, stats) = writer.finish()?;
     let sst_files = files.len();
 
     Ok(BuiltFiles {
         files,
+        read_ms,
         record: LoadRecord {
             group: request.group.clone(),
             version: 0,

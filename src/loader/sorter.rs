@@ -186,6 +186,10 @@ impl ExternalSorter {
         if !self.entries.is_empty() {
             self.spill()?;
         }
+        // Everything is in the runs now: give the buffer back before the merge, so the
+        // stream's consumers (the hot segment's rows) do not add to it.
+        self.arena = Vec::new();
+        self.entries = Vec::new();
         let mut readers = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
             let file = File::open(path)

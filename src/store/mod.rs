@@ -14,6 +14,7 @@ pub mod access;
 pub mod answer;
 pub mod config;
 pub mod error;
+pub mod load;
 pub mod lookup;
 pub mod manifest;
 pub mod memory;
@@ -35,7 +36,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use featstore_swap::SnapshotCell;
 use parking_lot::Mutex;
-use rocksdb::{DB, IngestExternalFileOptions};
+use rocksdb::DB;
 use serde::Serialize;
 
 pub use config::StoreConfig;
@@ -46,15 +47,13 @@ pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
 use crate::codec::key::{VersionPrefix, version_of_key};
-use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
+use crate::loader::{LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
 use manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
-use options::{
-    BATCH_CF_PREFIX, EngineOptions, META_CF, VERSIONS_CF_PREFIX, batch_cf_name, versions_cf_name,
-};
-use segments::{HotSegment, Selection};
+use options::{BATCH_CF_PREFIX, EngineOptions, META_CF, VERSIONS_CF_PREFIX, batch_cf_name};
+use segments::HotSegment;
 use version_range::VersionRange;
 
 /// What `apply` did with one definition.
@@ -785,252 +784,13 @@ impl FeatureStore {
 
     /// Loads a new version of a group from a file, ingests it, and (if asked) activates
     /// it atomically. On any failure nothing becomes visible and the version is removed.
+    /// The stages are in [`load`].
     pub fn load(
         &self,
         request: &LoadRequest,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
-        let registry = self.registry();
-        let group = registry
-            .group(&request.group)
-            .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
-        let columns = loader::group_columns(&registry, &group.name);
-
-        let (version, cf_name) = {
-            let mut state = self.admin.lock();
-            let mut next = state.manifest.clone();
-            let gm = next.groups.entry(request.group.clone()).or_default();
-            let version = gm.next_version.max(1);
-            gm.next_version = version + 1;
-            let cf_name = batch_cf_name(&request.group, version);
-            let family = versions_cf_name(&request.group);
-            if self.db.cf_handle(&family).is_none() {
-                self.checked_write(
-                    "creating a versions column family",
-                    self.db
-                        .create_cf(&family, &self.options.versions_cf())
-                        .map_err(StoreError::from),
-                )?;
-            }
-            gm.versions.push(VersionEntry {
-                version,
-                cf_name: cf_name.clone(),
-                family: Some(family),
-                state: VersionState::Loading,
-                created_at_ms: now_ms(),
-                segment: None,
-            });
-            self.checked_write(
-                "writing the manifest",
-                meta::write_manifest(&self.db, &next, None),
-            )?;
-            state.manifest = next;
-            (version, cf_name)
-        };
-
-        let scratch = self
-            .dir
-            .join("tmp")
-            .join(format!("{}.v{version}", request.group));
-        let result =
-            self.build_and_commit(request, &columns, version, &cf_name, &scratch, progress);
-        if let Err(e) = std::fs::remove_dir_all(&scratch)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
-        }
-        if result.is_err() {
-            self.abandon_version(&request.group, version, &cf_name);
-        }
-        result
-    }
-
-    fn build_and_commit(
-        &self,
-        request: &LoadRequest,
-        columns: &std::collections::HashMap<String, loader::input::FeatureColumn>,
-        version: u64,
-        cf_name: &str,
-        scratch: &Path,
-        progress: &dyn Fn(LoadProgress),
-    ) -> Result<LoadRecord, StoreError> {
-        std::fs::create_dir_all(scratch)
-            .map_err(io_err(format!("create {}", scratch.display())))?;
-        let sst_options = self.options.versions_cf();
-        let prefix = VersionPrefix::of(version);
-        let family = versions_cf_name(&request.group);
-        let registry = self.registry();
-        let entity_type = registry
-            .group(&request.group)
-            .map(|g| g.entity_type.as_str())
-            .unwrap_or_default();
-        let built = loader::build_files(
-            request,
-            columns,
-            registry.entity_id_rule(entity_type),
-            &loader::SstTarget {
-                options: &sst_options,
-                key_prefix: prefix.as_bytes(),
-            },
-            scratch,
-            self.config.load_memory_bytes,
-            self.config.sst_target_bytes,
-            progress,
-        )?;
-
-        let ingest_started = Instant::now();
-        let cf = self
-            .db
-            .cf_handle(&family)
-            .ok_or_else(|| StoreError::CorruptMeta {
-                key: family.clone(),
-                reason: "versions column family vanished after creation".into(),
-            })?;
-        let mut ingest = IngestExternalFileOptions::default();
-        ingest.set_move_files(true);
-        self.checked_write(
-            "ingesting the load's SST files",
-            self.db
-                .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())
-                .map_err(StoreError::from),
-        )?;
-        let ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let segment_started = Instant::now();
-        let segment = self.build_segment(&request.group, version, &cf, prefix, &built.record)?;
-        drop(cf);
-
-        let mut record = built.record;
-        record.version = version;
-        record.ingest_ms = ingest_ms;
-        record.segment_ms =
-            u64::try_from(segment_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        record.activated = request.activate;
-
-        let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        let gm = next.groups.entry(request.group.clone()).or_default();
-        if let Some(entry) = gm.versions.iter_mut().find(|v| v.version == version) {
-            entry.state = VersionState::Ready;
-            entry.segment = segment.as_ref().map(|(info, _)| info.clone());
-        }
-        if let Some((_, mapped)) = segment {
-            state.segments.insert(cf_name.to_owned(), mapped);
-        }
-        state.ranges.insert(
-            cf_name.to_owned(),
-            VersionRange::new(self.db.clone(), &family, prefix),
-        );
-        if request.activate {
-            gm.activate(version);
-        }
-        self.commit_manifest(&mut state, next, Some(&record))?;
-        let keep = self.config.keep_versions.max(1);
-        if let Err(e) = self.drop_locked(&mut state, &request.group, keep) {
-            tracing::warn!(group = request.group.as_str(), error = %e, "could not drop old versions");
-        }
-        Ok(record)
-    }
-
-    /// Builds, maps and validates the hot segment of a freshly ingested version, within
-    /// the configured budget: the whole version if it fits, else its hottest entities.
-    fn build_segment(
-        &self,
-        group: &str,
-        version: u64,
-        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
-        prefix: VersionPrefix,
-        record: &LoadRecord,
-    ) -> Result<Option<(segments::SegmentInfo, Arc<HotSegment>)>, StoreError> {
-        let budget = self.config.hot_segment_bytes;
-        if budget == 0 || record.entities == 0 {
-            return Ok(None);
-        }
-        let registry = self.registry();
-        let Some(info) = registry.group(group) else {
-            return Ok(None);
-        };
-        let fields: Vec<featstore_format::segment::FieldSpec> = info
-            .features
-            .iter()
-            .filter_map(|id| registry.by_id(*id))
-            .map(|d| featstore_format::segment::FieldSpec {
-                feature_id: d.id,
-                field_type: d.spec.dtype,
-            })
-            .collect();
-        let fixed = featstore_format::segment::fixed_bytes_per_entity(&fields, 1)
-            .map_err(|e| StoreError::Segment(format!("{group}: {e}")))?;
-        // Ids beyond the inline prefix and variable-width values: bounded above by the
-        // version's stored bytes per entity.
-        let variable = fields.iter().any(|f| {
-            matches!(
-                f.field_type,
-                crate::types::DType::String
-                    | crate::types::DType::Bytes
-                    | crate::types::DType::Float32Vector { .. }
-            )
-        });
-        let per_entity = fixed.max(1)
-            + if variable {
-                record.sst_bytes / record.entities.max(1)
-            } else {
-                16
-            };
-        let selection = if record.entities.saturating_mul(per_entity) <= budget {
-            Selection::All
-        } else {
-            self.persist_access_counts()?;
-            let k = usize::try_from(budget / per_entity).unwrap_or(usize::MAX);
-            let hot: Vec<Vec<u8>> = self
-                .hottest_entities(&info.entity_type, k)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            if hot.is_empty() {
-                tracing::info!(
-                    group,
-                    version,
-                    "version exceeds the hot segment budget and no access counts exist yet; no segment"
-                );
-                return Ok(None);
-            }
-            Selection::Only(hot)
-        };
-        let dir = Self::segments_dir(&self.dir);
-        let file = segments::file_name(&batch_cf_name(group, version));
-        let target = segments::SegmentTarget {
-            group,
-            version,
-            dir: &dir,
-            file: &file,
-        };
-        let Some(info) = segments::build(&self.db, cf, prefix, &target, fields, &selection)? else {
-            return Ok(None);
-        };
-        let mapped = HotSegment::open(&dir.join(&info.file))?;
-        Ok(Some((info, Arc::new(mapped))))
-    }
-
-    /// Removes a failed load's version from the manifest and deletes its keys.
-    fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
-        let segment = Self::segments_dir(&self.dir).join(segments::file_name(cf_name));
-        if segment.exists() {
-            let _ = std::fs::remove_file(&segment);
-        }
-        let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        if let Some(gm) = next.groups.get_mut(group) {
-            gm.remove(version);
-        }
-        if let Err(e) = self.commit_manifest(&mut state, next, None) {
-            tracing::error!(group, version, error = %e, "could not remove failed version; it is dropped at next open");
-            return;
-        }
-        state.ranges.remove(cf_name);
-        let family = versions_cf_name(group);
-        if let Err(e) = VersionRange::delete_now(&self.db, &family, VersionPrefix::of(version)) {
-            tracing::error!(group, version, error = %e, "could not delete keys of failed load; they are deleted at next open");
-        }
+        self.load_gated(request, &load::AcceptAll, progress)
     }
 
     fn group_manifest<'a>(

@@ -1,0 +1,760 @@
+//! The load pipeline: one batch load of a group, as explicit stages run by
+//! [`LoadPipeline`].
+//!
+//! 1. **allocate**: the next version number of the group, its key prefix in the group's
+//!    versions column family (created on first use), and a manifest entry in state
+//!    `loading`, persisted before any file is written (a crash later leaves a version
+//!    that open removes).
+//! 2. **build**: reads the input file, validates and sorts it with memory bounded by
+//!    `load_memory_bytes` (`crate::loader`), and merges the sorted stream into SST
+//!    files. The stream has several consumers, called with every unique record once,
+//!    in key order, while the files are written: the SST writer and a
+//!    [`StreamConsumers`] list (today the hot segment's rows; a validation feature adds
+//!    its statistics here, and hands them to the gate).
+//! 3. **ingest**: moves the SST files into the versions column family.
+//! 4. **segment**: writes, maps and validates the hot segment whose rows the build
+//!    stage assembled (see [`SegmentStage`]).
+//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`])
+//!    and may refuse it. The default gate, [`AcceptAll`], accepts every version; it is
+//!    the place where data validation plugs in.
+//! 6. **commit**: [`FeatureStore::commit_version`] marks the version ready (and active,
+//!    if asked) in the manifest, publishes the new read view and drops versions beyond
+//!    `keep_versions`.
+//!
+//! A failure in any stage removes the version (`abandon_version`): nothing of it
+//! becomes visible. Each stage's time is reported through the load's progress callback
+//! and logged; the load record keeps build, ingest and segment times.
+//!
+//! Hot segment from the stream: the segment is assembled from the sorted stream while
+//! the SST files are written, never from a scan of the new column family. Which
+//! entities it holds is decided as before, once the version's totals are known
+//! ([`segments::Sizing`]): all of them if the version fits `hot_segment_bytes`, else
+//! the most-read ones. The stage assembles both candidates while the stream passes,
+//! and drops the whole-version one as soon as the entities seen prove it cannot fit.
+//! Where a candidate could not be assembled from the stream (a group with variable-width
+//! values, whose hot-entity count depends on the version's final size), the stage
+//! falls back to the rebuild path (`segments::build`: one seek per hot entity, or a
+//! scan), with identical results.
+//!
+//! Memory: the sorter stays within `load_memory_bytes` while it reads; when it spilled
+//! runs it releases its buffer before the merge. The segment stage holds the segment
+//! under construction (about the size of the finished file, at most
+//! `hot_segment_bytes` plus one row for each candidate), exactly what the segment
+//! build after ingest held before; the segment is the memory the store maps for that
+//! version afterwards. A load's peak is therefore `load_memory_bytes` (sorting) or, in
+//! the merge, the run buffers plus the segment under construction; only an input that
+//! never spilled holds its sort buffer and the segment together.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use featstore_format::segment::FieldSpec;
+use rocksdb::IngestExternalFileOptions;
+
+use super::manifest::{VersionEntry, VersionState};
+use super::options::{batch_cf_name, versions_cf_name};
+use super::segments::{self, HotSegment, SegmentFeed, SegmentInfo, Selection, Sizing};
+use super::version_range::VersionRange;
+use super::{FeatureStore, StoreError, io_err, meta};
+use crate::codec::key::VersionPrefix;
+use crate::loader::sorter::SortedSink;
+use crate::loader::{self, LoadError, LoadProgress, LoadRecord, LoadRequest};
+use crate::registry::Registry;
+use crate::types::now_ms;
+
+/// What the gate sees of a finished version, before it is committed.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionFacts<'a> {
+    /// Group loaded.
+    pub group: &'a str,
+    /// Version built.
+    pub version: u64,
+    /// Its load record: input, counts, sizes, timings.
+    pub record: &'a LoadRecord,
+    /// Its hot segment, if one was built.
+    pub segment: Option<&'a SegmentInfo>,
+}
+
+/// Decides whether a finished version may be committed. Called once per load, after
+/// the version was ingested and its segment built, before the manifest names it.
+///
+/// This is where validation plugs in: a gate that checks the version's statistics
+/// (computed by a [`SortedSink`] added to the stream's consumers) against the group's
+/// expectations refuses a bad version here, and the load fails with
+/// [`LoadError::Refused`], leaving the active version served.
+pub trait LoadGate: Send + Sync {
+    /// The gate's name, for the refusal message.
+    fn name(&self) -> &str;
+
+    /// `Err(reason)` refuses the version.
+    fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String>;
+}
+
+/// The default gate: every version passes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl LoadGate for AcceptAll {
+    fn name(&self) -> &str {
+        "accept-all"
+    }
+
+    fn check(&self, _facts: &VersionFacts<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The consumers of the sorted stream besides the SST writer, called in order with
+/// every record (keys without the version prefix).
+#[derive(Default)]
+pub struct StreamConsumers<'a> {
+    consumers: Vec<&'a mut dyn SortedSink>,
+}
+
+impl<'a> StreamConsumers<'a> {
+    /// Adds a consumer.
+    pub fn push(&mut self, consumer: &'a mut dyn SortedSink) {
+        self.consumers.push(consumer);
+    }
+}
+
+impl SortedSink for StreamConsumers<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        for consumer in &mut self.consumers {
+            consumer.put(key, value)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the allocate stage reserved.
+struct Allocated {
+    version: u64,
+    /// The version's name (the historical column family name), keying segments and
+    /// ranges.
+    cf_name: String,
+    /// The group's versions column family.
+    family: String,
+    prefix: VersionPrefix,
+    scratch: PathBuf,
+}
+
+/// Milliseconds since `t`.
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The segment's fields of `group`: every feature of the group, by id.
+fn segment_fields(registry: &Registry, group: &str) -> Option<(String, Vec<FieldSpec>)> {
+    let info = registry.group(group)?;
+    let fields = info
+        .features
+        .iter()
+        .filter_map(|id| registry.by_id(*id))
+        .map(|d| FieldSpec {
+            feature_id: d.id,
+            field_type: d.spec.dtype,
+        })
+        .collect();
+    Some((info.entity_type.clone(), fields))
+}
+
+/// The segment stage's stream consumer: assembles the candidate segments of the
+/// version being written from the sorted stream.
+///
+/// `whole` takes every entity until the entities seen prove the version cannot fit the
+/// budget (then it is dropped, freeing its memory); `hot` takes the most-read entities
+/// known when the load started, when their number does not depend on the version's
+/// size (groups without variable-width values) and access counts exist. A row error
+/// is kept and reported once the stream ends.
+pub struct SegmentStage {
+    group: String,
+    version: u64,
+    entity_type: String,
+    fields: Vec<FieldSpec>,
+    budget: u64,
+    sizing: Sizing,
+    whole: Option<SegmentFeed>,
+    hot: Option<SegmentFeed>,
+    error: Option<StoreError>,
+}
+
+impl std::fmt::Debug for SegmentStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentStage")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("whole", &self.whole.is_some())
+            .field("hot", &self.hot.is_some())
+            .finish()
+    }
+}
+
+impl SortedSink for SegmentStage {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        if self.error.is_some() {
+            return Ok(());
+        }
+        if let Some(whole) = self.whole.as_mut() {
+            let fed = whole.put(key, value);
+            let outgrown = self.sizing.cannot_fit(whole.entities(), self.budget)
+                || (!self.sizing.is_fixed() && whole.staged_bytes() > self.budget);
+            if let Err(e) = fed {
+                self.error = Some(e);
+            }
+            if outgrown {
+                self.whole = None;
+            }
+        }
+        if let Some(hot) = self.hot.as_mut()
+            && let Err(e) = hot.put(key, value)
+        {
+            self.error = Some(e);
+        }
+        Ok(())
+    }
+}
+
+impl FeatureStore {
+    /// Runs the load pipeline with `gate` deciding whether the finished version is
+    /// committed ([`FeatureStore::load`] passes [`AcceptAll`]).
+    pub fn load_gated(
+        &self,
+        request: &LoadRequest,
+        gate: &dyn LoadGate,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<LoadRecord, StoreError> {
+        LoadPipeline {
+            store: self,
+            gate,
+            progress,
+        }
+        .run(request)
+    }
+}
+
+/// Runs one load through its stages (see the module doc).
+pub struct LoadPipeline<'s> {
+    store: &'s FeatureStore,
+    gate: &'s dyn LoadGate,
+    progress: &'s dyn Fn(LoadProgress),
+}
+
+impl std::fmt::Debug for LoadPipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadPipeline")
+            .field("gate", &self.gate.name())
+            .finish()
+    }
+}
+
+/// Stage times of one load, in milliseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageTimes {
+    allocate: u64,
+    read: u64,
+    write: u64,
+    ingest: u64,
+    segment: u64,
+    gate: u64,
+    commit: u64,
+}
+
+impl LoadPipeline<'_> {
+    /// Loads a new version of `request.group`; on any failure the version is removed
+    /// and nothing of it is visible.
+    pub fn run(&self, request: &LoadRequest) -> Result<LoadRecord, StoreError> {
+        let started = Instant::now();
+        let registry = self.store.registry();
+        let group = registry
+            .group(&request.group)
+            .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
+        let columns = loader::group_columns(&registry, &group.name);
+        let mut times = StageTimes::default();
+        let allocated = self.allocate(request)?;
+        times.allocate = ms_since(started);
+        let result = self.stages(request, &columns, &allocated, started, &mut times);
+        if let Err(e) = std::fs::remove_dir_all(&allocated.scratch)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %allocated.scratch.display(), error = %e, "could not remove load scratch");
+        }
+        match &result {
+            Ok(record) => tracing::info!(
+                group = request.group.as_str(),
+                version = allocated.version,
+                values = record.values_stored,
+                allocate_ms = times.allocate,
+                read_ms = times.read,
+                write_ms = times.write,
+                ingest_ms = times.ingest,
+                segment_ms = times.segment,
+                gate_ms = times.gate,
+                commit_ms = times.commit,
+                total_ms = ms_since(started),
+                "load committed"
+            ),
+            Err(_) => {
+                self.store
+                    .abandon_version(&request.group, allocated.version, &allocated.cf_name)
+            }
+        }
+        result
+    }
+
+    fn report(&self, phase: &'static str, values: u64, started: Instant) {
+        (self.progress)(LoadProgress {
+            phase,
+            values,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// Stage 1: the version number, its key prefix and a `loading` manifest entry.
+    fn allocate(&self, request: &LoadRequest) -> Result<Allocated, StoreError> {
+        let store = self.store;
+        let mut state = store.admin.lock();
+        let mut next = state.manifest.clone();
+        let gm = next.groups.entry(request.group.clone()).or_default();
+        let version = gm.next_version.max(1);
+        gm.next_version = version + 1;
+        let cf_name = batch_cf_name(&request.group, version);
+        let family = versions_cf_name(&request.group);
+        if store.db.cf_handle(&family).is_none() {
+            store.checked_write(
+                "creating a versions column family",
+                store
+                    .db
+                    .create_cf(&family, &store.options.versions_cf())
+                    .map_err(StoreError::from),
+            )?;
+        }
+        gm.versions.push(VersionEntry {
+            version,
+            cf_name: cf_name.clone(),
+            family: Some(family.clone()),
+            state: VersionState::Loading,
+            created_at_ms: now_ms(),
+            segment: None,
+        });
+        store.checked_write(
+            "writing the manifest",
+            meta::write_manifest(&store.db, &next, None),
+        )?;
+        state.manifest = next;
+        let scratch = store
+            .dir
+            .join("tmp")
+            .join(format!("{}.v{version}", request.group));
+        Ok(Allocated {
+            version,
+            cf_name,
+            family,
+            prefix: VersionPrefix::of(version),
+            scratch,
+        })
+    }
+
+    /// Stages 2 to 6.
+    fn stages(
+        &self,
+        request: &LoadRequest,
+        columns: &HashMap<String, loader::input::FeatureColumn>,
+        allocated: &Allocated,
+        started: Instant,
+        times: &mut StageTimes,
+    ) -> Result<LoadRecord, StoreError> {
+        let store = self.store;
+        let scratch = &allocated.scratch;
+        std::fs::create_dir_all(scratch)
+            .map_err(io_err(format!("create {}", scratch.display())))?;
+
+        // Stage 2: build, with the segment's rows assembled from the sorted stream.
+        let mut segment = store.segment_stage(&request.group, allocated.version)?;
+        let built = {
+            let mut consumers = StreamConsumers::default();
+            if let Some(stage) = segment.as_mut() {
+                consumers.push(stage);
+            }
+            self.build(request, columns, allocated, &mut consumers)?
+        };
+        times.read = built.read_ms;
+        times.write = built.record.build_ms.saturating_sub(built.read_ms);
+
+        // Stage 3: ingest.
+        let ingest_started = Instant::now();
+        store.ingest(&allocated.family, built.files.clone())?;
+        let ingest_ms = ms_since(ingest_started);
+        times.ingest = ingest_ms;
+        self.report("ingest", built.record.values_stored, started);
+
+        // Stage 4: segment.
+        let segment_started = Instant::now();
+        let segment = match segment {
+            Some(stage) => store.finish_segment(stage, allocated, &built.record)?,
+            None => None,
+        };
+        let mut record = built.record;
+        record.version = allocated.version;
+        record.ingest_ms = ingest_ms;
+        record.segment_ms = ms_since(segment_started);
+        record.activated = request.activate;
+        times.segment = record.segment_ms;
+        self.report("segment", record.values_stored, started);
+
+        // Stage 5: gate.
+        let gate_started = Instant::now();
+        let facts = VersionFacts {
+            group: &request.group,
+            version: allocated.version,
+            record: &record,
+            segment: segment.as_ref().map(|(info, _)| info),
+        };
+        self.gate.check(&facts).map_err(|reason| {
+            StoreError::Load(LoadError::Refused {
+                gate: self.gate.name().to_owned(),
+                group: request.group.clone(),
+                version: allocated.version,
+                reason,
+            })
+        })?;
+        times.gate = ms_since(gate_started);
+
+        // Stage 6: commit.
+        let commit_started = Instant::now();
+        store.commit_version(
+            &request.group,
+            allocated,
+            segment,
+            &record,
+            request.activate,
+        )?;
+        times.commit = ms_since(commit_started);
+        self.report("commit", record.values_stored, started);
+        Ok(record)
+    }
+
+    /// Stage 2: reads the input once, sorts it and writes the SST files, feeding
+    /// `consumers` from the same sorted stream.
+    fn build(
+        &self,
+        request: &LoadRequest,
+        columns: &HashMap<String, loader::input::FeatureColumn>,
+        allocated: &Allocated,
+        consumers: &mut StreamConsumers<'_>,
+    ) -> Result<loader::BuiltFiles, StoreError> {
+        let store = self.store;
+        let sst_options = store.options.versions_cf();
+        let registry = store.registry();
+        let entity_type = registry
+            .group(&request.group)
+            .map(|g| g.entity_type.as_str())
+            .unwrap_or_default();
+        Ok(loader::build_files(
+            request,
+            columns,
+            registry.entity_id_rule(entity_type),
+            &loader::SstTarget {
+                options: &sst_options,
+                key_prefix: allocated.prefix.as_bytes(),
+            },
+            &allocated.scratch,
+            store.config.load_memory_bytes,
+            store.config.sst_target_bytes,
+            consumers,
+            self.progress,
+        )?)
+    }
+}
+
+impl FeatureStore {
+    /// Stage 3: moves `files` into the versions column family `family`.
+    fn ingest(&self, family: &str, files: Vec<PathBuf>) -> Result<(), StoreError> {
+        let cf = self
+            .db
+            .cf_handle(family)
+            .ok_or_else(|| StoreError::CorruptMeta {
+                key: family.to_owned(),
+                reason: "versions column family vanished after creation".into(),
+            })?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.checked_write(
+            "ingesting the load's SST files",
+            self.db
+                .ingest_external_file_cf_opts(&cf, &ingest, files)
+                .map_err(StoreError::from),
+        )
+    }
+
+    /// The segment stage of a load of `group` at `version`, or `None` when hot segments
+    /// are off or the group has no features.
+    fn segment_stage(&self, group: &str, version: u64) -> Result<Option<SegmentStage>, StoreError> {
+        let budget = self.config.hot_segment_bytes;
+        if budget == 0 {
+            return Ok(None);
+        }
+        let registry = self.registry();
+        let Some((entity_type, fields)) = segment_fields(&registry, group) else {
+            return Ok(None);
+        };
+        let sizing = Sizing::new(group, &fields)?;
+        let whole = SegmentFeed::new(group, version, fields.clone(), &Selection::All)?;
+        // The most-read entities, when their number is known before the version is
+        // written; the counts are persisted if the version turns out not to fit.
+        let hot = if sizing.is_fixed() {
+            let k = sizing.hot_count(0, 0, budget);
+            let ids: Vec<Vec<u8>> = self
+                .hottest_entities(&entity_type, k)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            if ids.is_empty() {
+                None
+            } else {
+                Some(SegmentFeed::new(
+                    group,
+                    version,
+                    fields.clone(),
+                    &Selection::Only(ids),
+                )?)
+            }
+        } else {
+            None
+        };
+        Ok(Some(SegmentStage {
+            group: group.to_owned(),
+            version,
+            entity_type,
+            fields,
+            budget,
+            sizing,
+            whole: Some(whole),
+            hot,
+            error: None,
+        }))
+    }
+
+    /// Stage 4: chooses the segment of the version `record` describes (the same choice
+    /// as [`FeatureStore::build_segment`]), writes it, maps and validates it.
+    fn finish_segment(
+        &self,
+        mut stage: SegmentStage,
+        allocated: &Allocated,
+        record: &LoadRecord,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        if let Some(e) = stage.error.take() {
+            return Err(e);
+        }
+        if record.entities == 0 {
+            return Ok(None);
+        }
+        let fits = stage
+            .sizing
+            .fits(record.entities, record.sst_bytes, stage.budget);
+        let feed = if fits {
+            stage.hot = None;
+            stage.whole.take()
+        } else {
+            stage.whole = None;
+            self.persist_access_counts()?;
+            stage.hot.take()
+        };
+        let dir = FeatureStore::segments_dir(&self.dir);
+        let file = segments::file_name(&allocated.cf_name);
+        let info = match feed {
+            Some(feed) => feed.finish(&dir, &file)?,
+            None => {
+                // Not assembled from the stream (see the module doc): the rebuild path.
+                return self.scan_segment(allocated, record, fits, &stage);
+            }
+        };
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        let mapped = HotSegment::open(&dir.join(&info.file))?;
+        Ok(Some((info, Arc::new(mapped))))
+    }
+
+    /// The segment of a freshly ingested version built from its column family, for a
+    /// candidate the stream could not assemble.
+    fn scan_segment(
+        &self,
+        allocated: &Allocated,
+        record: &LoadRecord,
+        fits: bool,
+        stage: &SegmentStage,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let selection = if fits {
+            Selection::All
+        } else {
+            let k = stage
+                .sizing
+                .hot_count(record.entities, record.sst_bytes, stage.budget);
+            match self.hot_selection(&stage.group, &stage.entity_type, allocated.version, k) {
+                Some(selection) => selection,
+                None => return Ok(None),
+            }
+        };
+        let cf = self
+            .db
+            .cf_handle(&allocated.family)
+            .ok_or_else(|| StoreError::CorruptMeta {
+                key: allocated.family.clone(),
+                reason: "versions column family vanished after creation".into(),
+            })?;
+        self.write_segment(
+            &stage.group,
+            allocated.version,
+            &cf,
+            allocated.prefix,
+            stage.fields.clone(),
+            &selection,
+        )
+    }
+
+    /// The most-read `k` entities of `entity_type`, or `None` (logged) when no access
+    /// counts exist yet.
+    fn hot_selection(
+        &self,
+        group: &str,
+        entity_type: &str,
+        version: u64,
+        k: usize,
+    ) -> Option<Selection> {
+        let hot: Vec<Vec<u8>> = self
+            .hottest_entities(entity_type, k)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if hot.is_empty() {
+            tracing::info!(
+                group,
+                version,
+                "version exceeds the hot segment budget and no access counts exist yet; no segment"
+            );
+            return None;
+        }
+        Some(Selection::Only(hot))
+    }
+
+    /// Builds the segment of `version` from its keys in `cf` and maps it.
+    fn write_segment(
+        &self,
+        group: &str,
+        version: u64,
+        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        prefix: VersionPrefix,
+        fields: Vec<FieldSpec>,
+        selection: &Selection,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let dir = FeatureStore::segments_dir(&self.dir);
+        let file = segments::file_name(&batch_cf_name(group, version));
+        let target = segments::SegmentTarget {
+            group,
+            version,
+            dir: &dir,
+            file: &file,
+        };
+        let Some(info) = segments::build(&self.db, cf, prefix, &target, fields, selection)? else {
+            return Ok(None);
+        };
+        let mapped = HotSegment::open(&dir.join(&info.file))?;
+        Ok(Some((info, Arc::new(mapped))))
+    }
+
+    /// Builds, maps and validates the hot segment of an ingested version from its
+    /// column family, within the configured budget: the whole version if it fits, else
+    /// its hottest entities. The rebuild path (a segment unusable at open or
+    /// activation); a load assembles its segment from its sorted stream instead.
+    pub(super) fn build_segment(
+        &self,
+        group: &str,
+        version: u64,
+        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        prefix: VersionPrefix,
+        record: &LoadRecord,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let budget = self.config.hot_segment_bytes;
+        if budget == 0 || record.entities == 0 {
+            return Ok(None);
+        }
+        let registry = self.registry();
+        let Some((entity_type, fields)) = segment_fields(&registry, group) else {
+            return Ok(None);
+        };
+        let sizing = Sizing::new(group, &fields)?;
+        let selection = if sizing.fits(record.entities, record.sst_bytes, budget) {
+            Selection::All
+        } else {
+            self.persist_access_counts()?;
+            let k = sizing.hot_count(record.entities, record.sst_bytes, budget);
+            match self.hot_selection(group, &entity_type, version, k) {
+                Some(selection) => selection,
+                None => return Ok(None),
+            }
+        };
+        self.write_segment(group, version, cf, prefix, fields, &selection)
+    }
+
+    /// Stage 6: marks the version ready (and active, if `activate`) in the manifest
+    /// with its segment and load record, publishes the new read view, and drops
+    /// versions beyond `keep_versions`. The one place a load changes what is served.
+    fn commit_version(
+        &self,
+        group: &str,
+        allocated: &Allocated,
+        segment: Option<(SegmentInfo, Arc<HotSegment>)>,
+        record: &LoadRecord,
+        activate: bool,
+    ) -> Result<(), StoreError> {
+        let version = allocated.version;
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        let gm = next.groups.entry(group.to_owned()).or_default();
+        if let Some(entry) = gm.versions.iter_mut().find(|v| v.version == version) {
+            entry.state = VersionState::Ready;
+            entry.segment = segment.as_ref().map(|(info, _)| info.clone());
+        }
+        if let Some((_, mapped)) = segment {
+            state.segments.insert(allocated.cf_name.clone(), mapped);
+        }
+        state.ranges.insert(
+            allocated.cf_name.clone(),
+            VersionRange::new(self.db.clone(), &allocated.family, allocated.prefix),
+        );
+        if activate {
+            gm.activate(version);
+        }
+        self.commit_manifest(&mut state, next, Some(record))?;
+        let keep = self.config.keep_versions.max(1);
+        if let Err(e) = self.drop_locked(&mut state, group, keep) {
+            tracing::warn!(group, error = %e, "could not drop old versions");
+        }
+        Ok(())
+    }
+
+    /// Removes a failed load's version from the manifest and deletes its keys.
+    fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
+        let segment = Self::segments_dir(&self.dir).join(segments::file_name(cf_name));
+        if segment.exists() {
+            let _ = std::fs::remove_file(&segment);
+        }
+        let mut state = self.admin.lock();
+        let mut next = state.manifest.clone();
+        if let Some(gm) = next.groups.get_mut(group) {
+            gm.remove(version);
+        }
+        if let Err(e) = self.commit_manifest(&mut state, next, None) {
+            tracing::error!(group, version, error = %e, "could not remove failed version; it is dropped at next open");
+            return;
+        }
+        state.ranges.remove(cf_name);
+        let family = versions_cf_name(group);
+        if let Err(e) = VersionRange::delete_now(&self.db, &family, VersionPrefix::of(version)) {
+            tracing::error!(group, version, error = %e, "could not delete keys of failed load; they are deleted at next open");
+        }
+    }
+}
