@@ -27,7 +27,7 @@ use crate::registry::Registry;
 use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
 use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
-use sorter::{ExternalSorter, SortedSink};
+use sorter::{ExternalSorter, SortedSink, Streamed};
 use sst::SstSetWriter;
 
 /// A batch load failed. Nothing of it became visible.
@@ -191,11 +191,20 @@ impl SortedSink for Tee<'_, '_> {
         self.first.put(key, value)?;
         self.second.put(key, value)
     }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        self.first.restart()?;
+        self.second.restart()
+    }
 }
 
 /// A stream consumer that takes nothing.
 impl SortedSink for () {
     fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), LoadError> {
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
         Ok(())
     }
 }
@@ -275,51 +284,6 @@ pub fn build_files(
     let (source_bytes, source_crc32) = checksum_file(&request.input)?;
     let path_text = request.input.display().to_string();
 
-    let mut sorter = ExternalSorter::new(memory_budget, scratch);
-    let mut key = Vec::with_capacity(64);
-    let mut value = Vec::with_capacity(64);
-    let mut values_read = 0u64;
-    let mut nulls = 0u64;
-    let summary = read_input(&request.input, &request.options, columns, &mut |record| {
-        key.clear();
-        value.clear();
-        ids.check(record.entity_id)
-            .map_err(|e| InputError::BadRow {
-                path: path_text.clone(),
-                row: record.row,
-                column: "entity_id".into(),
-                reason: e.to_string(),
-            })?;
-        encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
-            InputError::BadRow {
-                path: path_text.clone(),
-                row: record.row,
-                column: "entity_id".into(),
-                reason: e.to_string(),
-            }
-        })?;
-        encode_value(record.value, record.event_time, &mut value);
-        if *record.value == crate::types::Value::Null {
-            nulls += 1;
-        }
-        sorter
-            .push(&key, &value)
-            .map_err(|e| InputError::Sink(e.to_string()))?;
-        values_read += 1;
-        if values_read.is_multiple_of(1 << 20) {
-            progress(LoadProgress {
-                phase: "read",
-                values: values_read,
-                elapsed_secs: started.elapsed().as_secs_f64(),
-            });
-        }
-        Ok(())
-    })?;
-    if values_read == 0 {
-        return Err(LoadError::EmptyInput(path_text));
-    }
-    let read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-
     let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
         .with_key_prefix(target.key_prefix)
         .with_progress(|n| {
@@ -329,10 +293,89 @@ pub fn build_files(
                 elapsed_secs: started.elapsed().as_secs_f64(),
             })
         });
-    let duplicates = sorter.finish(&mut Tee {
+    let mut sink = Tee {
         first: &mut writer,
         second: consumers,
-    })?;
+    };
+    // A sorted input streams into the sink as it is read (no run files); one that
+    // turns out unsorted after records were streamed is read again without streaming.
+    let mut streaming = true;
+    let (summary, values_read, nulls, read_ms, duplicates) = loop {
+        let mut sorter = ExternalSorter::new(memory_budget, scratch);
+        let mut key = Vec::with_capacity(64);
+        let mut value = Vec::with_capacity(64);
+        let mut values_read = 0u64;
+        let mut nulls = 0u64;
+        let mut restart = false;
+        let read = read_input(&request.input, &request.options, columns, &mut |record| {
+            key.clear();
+            value.clear();
+            ids.check(record.entity_id)
+                .map_err(|e| InputError::BadRow {
+                    path: path_text.clone(),
+                    row: record.row,
+                    column: "entity_id".into(),
+                    reason: e.to_string(),
+                })?;
+            encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
+                InputError::BadRow {
+                    path: path_text.clone(),
+                    row: record.row,
+                    column: "entity_id".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+            encode_value(record.value, record.event_time, &mut value);
+            if *record.value == crate::types::Value::Null {
+                nulls += 1;
+            }
+            let pushed = if streaming {
+                sorter.push_streaming(&key, &value, &mut sink)
+            } else {
+                sorter.push(&key, &value).map(|()| Streamed::Continue)
+            };
+            match pushed.map_err(|e| InputError::Sink(e.to_string()))? {
+                Streamed::Continue => {}
+                Streamed::Restart => {
+                    restart = true;
+                    return Err(InputError::Sink("input out of order; sorting again".into()));
+                }
+            }
+            values_read += 1;
+            if values_read.is_multiple_of(1 << 20) {
+                progress(LoadProgress {
+                    phase: "read",
+                    values: values_read,
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                });
+            }
+            Ok(())
+        });
+        let summary = match read {
+            Err(_) if restart => None,
+            read => Some(read?),
+        };
+        if let Some(summary) = summary {
+            if values_read == 0 {
+                return Err(LoadError::EmptyInput(path_text));
+            }
+            let read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let duplicates = if streaming {
+                sorter.finish_streaming(&mut sink)?
+            } else {
+                Some(sorter.finish(&mut sink)?)
+            };
+            if let Some(duplicates) = duplicates {
+                break (summary, values_read, nulls, read_ms, duplicates);
+            }
+        }
+        tracing::info!(
+            input = path_text.as_str(),
+            "load input is out of key order past the first sort buffer; sorting it again with run files"
+        );
+        sink.restart()?;
+        streaming = false;
+    };
     let (files, stats) = writer.finish()?;
     let sst_files = files.len();
 

@@ -8,6 +8,13 @@
 //! Duplicate keys (the same entity and feature twice in one input) resolve by event
 //! time: the newest event wins; on equal event times the record that came later in the
 //! input wins. Run files are private scratch data, deleted with the load's temp folder.
+//!
+//! Streaming ([`ExternalSorter::push_streaming`]): while the input is in key order, a
+//! full buffer is not spilled but handed to the sink at once, except the records of its
+//! last key (a duplicate of it may still come), so a sorted input of any size is sorted
+//! in one pass with no run file. If a record then arrives out of order, what the sink
+//! received cannot be merged with the rest: the sorter says so
+//! ([`Streamed::Restart`]), and the caller starts over without streaming.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -23,6 +30,25 @@ use crate::types::TimestampMs;
 pub trait SortedSink {
     /// Takes the next record; keys strictly increase across calls.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError>;
+
+    /// Forgets every record taken, to take the stream again from its start (a
+    /// streaming sort that found its input out of order). The default refuses.
+    fn restart(&mut self) -> Result<(), LoadError> {
+        Err(LoadError::Sst(
+            "this consumer of the sorted stream cannot start over".into(),
+        ))
+    }
+}
+
+/// Whether a streaming sort can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Streamed {
+    /// Go on.
+    Continue,
+    /// The input turned out unsorted after records were handed to the sink: restart
+    /// the sink and sort the input again without streaming.
+    Restart,
 }
 
 #[derive(Clone, Copy)]
@@ -58,6 +84,8 @@ pub struct ExternalSorter {
     scratch: PathBuf,
     runs: Vec<PathBuf>,
     duplicates: u64,
+    /// Whether records went to the sink before `finish` (streaming).
+    streamed: bool,
 }
 
 impl ExternalSorter {
@@ -72,6 +100,7 @@ impl ExternalSorter {
             scratch: scratch.to_path_buf(),
             runs: Vec::new(),
             duplicates: 0,
+            streamed: false,
         }
     }
 
@@ -99,6 +128,11 @@ impl ExternalSorter {
         {
             self.spill()?;
         }
+        self.append(key, value)
+    }
+
+    /// Appends one record to the buffer, whatever its size.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let entry = Entry {
             prefix: key_prefix(key),
             offset: u32::try_from(self.arena.len()).map_err(|_| LoadError::TooLarge)?,
@@ -115,6 +149,65 @@ impl ExternalSorter {
         }
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Adds one record; while the input is in key order, hands a full buffer to `sink`
+    /// instead of spilling it (see the module doc).
+    pub fn push_streaming(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        sink: &mut dyn SortedSink,
+    ) -> Result<Streamed, LoadError> {
+        let record_len = key.len() + value.len();
+        let full = self.arena.len() + record_len + self.entries.len() * size_of::<Entry>()
+            > self.budget
+            && !self.entries.is_empty();
+        if full && self.runs.is_empty() && self.sorted {
+            // The buffer may exceed the budget by the records of its last key.
+            self.stream_buffer(sink)?;
+            self.append(key, value)?;
+        } else if full && self.streamed {
+            return Ok(Streamed::Restart);
+        } else {
+            self.push(key, value)?;
+        }
+        Ok(Streamed::Continue)
+    }
+
+    /// Hands every unique key of the sorted buffer but the last to `sink`, and keeps
+    /// the records of the last key, now at the start of the buffer.
+    fn stream_buffer(&mut self, sink: &mut dyn SortedSink) -> Result<(), LoadError> {
+        let Some(last) = self.entries.last().copied() else {
+            return Ok(());
+        };
+        let mut held_from = self.entries.len();
+        while held_from > 0 && self.compare(&self.entries[held_from - 1], &last) == Ordering::Equal
+        {
+            held_from -= 1;
+        }
+        let held: Vec<(Vec<u8>, Vec<u8>)> = self.entries[held_from..]
+            .iter()
+            .map(|e| (self.key(e).to_vec(), self.value(e).to_vec()))
+            .collect();
+        self.entries.truncate(held_from);
+        self.for_each_unique(|k, v| sink.put(k, v))?;
+        self.streamed = true;
+        self.arena.clear();
+        self.entries.clear();
+        for (key, value) in held {
+            self.append(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    /// [`finish`](Self::finish) after [`push_streaming`](Self::push_streaming): `None`
+    /// when the input turned out unsorted after records were streamed (restart).
+    pub fn finish_streaming(self, sink: &mut dyn SortedSink) -> Result<Option<u64>, LoadError> {
+        if self.streamed && (!self.sorted || !self.runs.is_empty()) {
+            return Ok(None);
+        }
+        self.finish(sink).map(Some)
     }
 
     /// Sorts the buffer (stable: equal keys keep input order) unless already sorted.
@@ -306,6 +399,73 @@ mod tests {
             self.0.push((key.to_vec(), value.to_vec()));
             Ok(())
         }
+        fn restart(&mut self) -> Result<(), LoadError> {
+            self.0.clear();
+            Ok(())
+        }
+    }
+
+    /// As the loader drives a streaming sort: stream, and on `Restart` start the sink
+    /// over and sort again without streaming. Returns the output and whether it
+    /// restarted.
+    fn run_streaming(
+        records: &[(Vec<u8>, i64, i64)],
+        budget: usize,
+    ) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut out = Collect(Vec::new());
+        let mut sorter = ExternalSorter::new(budget, dir.path());
+        sorter.budget = budget;
+        let mut restarted = false;
+        for (key, t, v) in records {
+            let mut value = Vec::new();
+            encode_value(&Value::Int64(*v), *t, &mut value);
+            if sorter.push_streaming(key, &value, &mut out).expect("push") == Streamed::Restart {
+                restarted = true;
+                break;
+            }
+        }
+        if !restarted {
+            match sorter.finish_streaming(&mut out).expect("finish") {
+                Some(_) => return (out.0, false),
+                None => restarted = true,
+            }
+        }
+        out.restart().expect("restart");
+        let again = run(records, budget);
+        assert!(out.0.is_empty());
+        (again, restarted)
+    }
+
+    #[test]
+    fn a_sorted_input_streams_without_run_files_and_keeps_duplicates_across_buffers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sorter = ExternalSorter::new(0, dir.path());
+        sorter.budget = 64;
+        let mut out = Collect(Vec::new());
+        // Every key three times in a row (newest event in the middle): each buffer
+        // boundary falls inside a run of duplicates somewhere.
+        for k in 0u8..40 {
+            for (t, v) in [(1, 10), (3, 30), (2, 20)] {
+                let mut value = Vec::new();
+                encode_value(&Value::Int64(i64::from(k) * 100 + v), t, &mut value);
+                let pushed = sorter.push_streaming(&[k], &value, &mut out).expect("push");
+                assert_eq!(pushed, Streamed::Continue);
+            }
+        }
+        assert!(sorter.runs.is_empty(), "no run file for a sorted input");
+        assert!(sorter.streamed);
+        let duplicates = sorter.finish_streaming(&mut out).expect("finish");
+        assert_eq!(duplicates, Some(80));
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = (0u8..40)
+            .map(|k| {
+                let mut value = Vec::new();
+                encode_value(&Value::Int64(i64::from(k) * 100 + 30), 3, &mut value);
+                (vec![k], value)
+            })
+            .collect();
+        assert_eq!(out.0, expected);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 
     fn run(records: &[(Vec<u8>, i64, i64)], budget: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -338,6 +498,13 @@ mod tests {
                 }
             }
             let got = run(&records, budget);
+            let (streamed, _) = run_streaming(&records, budget);
+            prop_assert_eq!(&streamed, &got);
+            let mut sorted_records = records.clone();
+            sorted_records.sort_by(|a, b| a.0.cmp(&b.0));
+            let (streamed_sorted, restarted) = run_streaming(&sorted_records, budget);
+            prop_assert!(!restarted, "a sorted input never restarts");
+            prop_assert_eq!(&streamed_sorted, &got);
             let expected: Vec<(Vec<u8>, Vec<u8>)> = model
                 .into_iter()
                 .map(|(k, (t, v))| {

@@ -127,6 +127,13 @@ impl SortedSink for StreamConsumers<'_> {
         }
         Ok(())
     }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        for consumer in &mut self.consumers {
+            consumer.restart()?;
+        }
+        Ok(())
+    }
 }
 
 /// What the allocate stage reserved.
@@ -178,6 +185,8 @@ pub struct SegmentStage {
     sizing: Sizing,
     whole: Option<SegmentFeed>,
     hot: Option<SegmentFeed>,
+    /// The selection `hot` was made with, to start it again.
+    hot_ids: Option<Selection>,
     error: Option<StoreError>,
 }
 
@@ -212,6 +221,23 @@ impl SortedSink for SegmentStage {
             && let Err(e) = hot.put(key, value)
         {
             self.error = Some(e);
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        let fresh = |selection: &Selection| {
+            SegmentFeed::new(&self.group, self.version, self.fields.clone(), selection)
+        };
+        let whole = fresh(&Selection::All);
+        let hot = self.hot_ids.as_ref().map(|ids| fresh(ids)).transpose();
+        match (whole, hot) {
+            (Ok(whole), Ok(hot)) => {
+                self.whole = Some(whole);
+                self.hot = hot;
+                self.error = None;
+            }
+            (Err(e), _) | (_, Err(e)) => self.error = Some(e),
         }
         Ok(())
     }
@@ -504,26 +530,21 @@ impl FeatureStore {
         let whole = SegmentFeed::new(group, version, fields.clone(), &Selection::All)?;
         // The most-read entities, when their number is known before the version is
         // written; the counts are persisted if the version turns out not to fit.
-        let hot = if sizing.is_fixed() {
+        let hot_ids = if sizing.is_fixed() {
             let k = sizing.hot_count(0, 0, budget);
             let ids: Vec<Vec<u8>> = self
                 .hottest_entities(&entity_type, k)
                 .into_iter()
                 .map(|(id, _)| id)
                 .collect();
-            if ids.is_empty() {
-                None
-            } else {
-                Some(SegmentFeed::new(
-                    group,
-                    version,
-                    fields.clone(),
-                    &Selection::Only(ids),
-                )?)
-            }
+            (!ids.is_empty()).then_some(Selection::Only(ids))
         } else {
             None
         };
+        let hot = hot_ids
+            .as_ref()
+            .map(|ids| SegmentFeed::new(group, version, fields.clone(), ids))
+            .transpose()?;
         Ok(Some(SegmentStage {
             group: group.to_owned(),
             version,
@@ -533,6 +554,7 @@ impl FeatureStore {
             sizing,
             whole: Some(whole),
             hot,
+            hot_ids,
             error: None,
         }))
     }
