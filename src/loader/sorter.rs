@@ -58,8 +58,9 @@ pub enum Streamed {
 
 #[derive(Clone, Copy)]
 struct Entry {
-    /// First 8 key bytes, big-endian: most comparisons end here without touching the arena.
-    prefix: u64,
+    /// First 16 key bytes, big-endian: most comparisons (keys of ids up to 10 bytes
+    /// whole) end here without touching the arena.
+    prefix: u128,
     offset: u32,
     key_len: u32,
     value_len: u32,
@@ -69,11 +70,11 @@ struct Entry {
     clippy::big_endian_bytes,
     reason = "the prefix must compare like the key bytes it stands for"
 )]
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = key.len().min(8);
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = key.len().min(16);
     buf[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(buf)
+    u128::from_be_bytes(buf)
 }
 
 fn event_time(value: &[u8]) -> TimestampMs {
@@ -96,6 +97,9 @@ pub struct ExternalSorter {
     streaming: bool,
     /// The greatest key handed to the sink while streaming.
     last_emitted: Vec<u8>,
+    /// Where `stream_buffer` copies the records it keeps, reused across flushes.
+    kept_arena: Vec<u8>,
+    kept_entries: Vec<Entry>,
 }
 
 impl ExternalSorter {
@@ -113,6 +117,8 @@ impl ExternalSorter {
             streamed: false,
             streaming: true,
             last_emitted: Vec::new(),
+            kept_arena: Vec::new(),
+            kept_entries: Vec::new(),
         }
     }
 
@@ -219,18 +225,20 @@ impl ExternalSorter {
         if settled < n / 2 {
             return Ok(false);
         }
-        // The kept records, in a fresh buffer (at most a third of the budget: the
-        // buffer is streamed at two thirds, and at least half of it goes).
-        let mut arena = Vec::with_capacity(self.arena.capacity());
-        let mut kept = Vec::with_capacity(self.entries.capacity());
+        // The kept records (at most half of them, a third of the budget: the buffer is
+        // streamed at two thirds) are copied aside and back to the front of the buffer,
+        // whose memory is reused.
+        self.kept_arena.clear();
+        self.kept_entries.clear();
         for e in &self.entries[settled..] {
             let start = e.offset as usize;
             let len = (e.key_len + e.value_len) as usize;
-            kept.push(Entry {
-                offset: u32::try_from(arena.len()).map_err(|_| LoadError::TooLarge)?,
+            self.kept_entries.push(Entry {
+                offset: u32::try_from(self.kept_arena.len()).map_err(|_| LoadError::TooLarge)?,
                 ..*e
             });
-            arena.extend_from_slice(&self.arena[start..start + len]);
+            self.kept_arena
+                .extend_from_slice(&self.arena[start..start + len]);
         }
         self.entries.truncate(settled);
         if let Some(last) = self.entries.last() {
@@ -240,8 +248,10 @@ impl ExternalSorter {
         }
         self.for_each_unique(|k, v| sink.put(k, v))?;
         self.streamed = true;
-        self.arena = arena;
-        self.entries = kept;
+        self.arena.clear();
+        self.arena.extend_from_slice(&self.kept_arena);
+        self.entries.clear();
+        self.entries.extend_from_slice(&self.kept_entries);
         self.sorted = true;
         Ok(true)
     }
@@ -329,6 +339,8 @@ impl ExternalSorter {
         // stream's consumers (the hot segment's rows) do not add to it.
         self.arena = Vec::new();
         self.entries = Vec::new();
+        self.kept_arena = Vec::new();
+        self.kept_entries = Vec::new();
         let mut readers = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
             let file = File::open(path)

@@ -263,6 +263,10 @@ pub struct SegmentFeed {
     writer: SegmentWriter,
     /// Field index of each feature id.
     positions: std::collections::HashMap<FeatureId, usize>,
+    /// Feature id of each field.
+    field_ids: Vec<FeatureId>,
+    /// The field the next record most likely is.
+    next_field: usize,
     /// The entity being assembled: its values, one slot per field.
     row: Vec<Option<(TimestampMs, Value)>>,
     /// Encoded entity key of the entity being assembled; empty before the first record.
@@ -305,6 +309,7 @@ impl SegmentFeed {
             .map(|(i, f)| (f.feature_id, i))
             .collect();
         let row = vec![None; fields.len()];
+        let field_ids = fields.iter().map(|f| f.feature_id).collect();
         let writer = SegmentWriter::new(group, version, fields)
             .map_err(|e| StoreError::Segment(format!("{group} v{version}: {e}")))?;
         let only = match selection {
@@ -321,6 +326,8 @@ impl SegmentFeed {
             version,
             writer,
             positions,
+            field_ids,
+            next_field: 0,
             row,
             current: Vec::new(),
             entity: Vec::new(),
@@ -346,6 +353,7 @@ impl SegmentFeed {
             self.end_entity()?;
             self.current.clear();
             self.current.extend_from_slice(prefix);
+            self.next_field = 0;
             self.taking = self.only.as_ref().is_none_or(|only| only.contains(prefix));
             if self.taking {
                 let (entity, _) = decode_key(key).map_err(|e| self.corrupt(e))?;
@@ -358,7 +366,15 @@ impl SegmentFeed {
             return Ok(());
         }
         let (_, fid) = decode_key(key).map_err(|e| self.corrupt(e))?;
-        if let Some(&i) = self.positions.get(&fid) {
+        // Rows arrive feature by feature in id order: try the field after the last one.
+        let guess = self.next_field;
+        let field = if self.field_ids.get(guess) == Some(&fid) {
+            Some(guess)
+        } else {
+            self.positions.get(&fid).copied()
+        };
+        if let Some(i) = field {
+            self.next_field = i + 1;
             let stored = decode_value(value).map_err(|e| self.corrupt(e))?;
             self.staged += match &stored.value {
                 Value::String(v) => v.len() as u64,
