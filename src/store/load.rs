@@ -780,3 +780,173 @@ impl FeatureStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::file::parse_features_toml;
+    use crate::store::StoreConfig;
+    use crate::types::Value;
+
+    fn specs() -> Vec<crate::registry::FeatureSpec> {
+        let mut toml = String::new();
+        for (name, dtype) in [("a", "float64"), ("b", "float64"), ("label", "string")] {
+            toml.push_str(&format!(
+                "[[feature]]\nname = \"{name}\"\nentity_type = \"item\"\ngroup = \"items\"\n\
+                 owner = \"tests\"\ndtype = \"{dtype}\"\n"
+            ));
+        }
+        parse_features_toml(&toml, "specs").expect("specs")
+    }
+
+    fn store(dir: &std::path::Path) -> FeatureStore {
+        let config = StoreConfig {
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 8 << 20,
+            load_memory_bytes: 1 << 20,
+            sst_target_bytes: 4 << 20,
+            hot_segment_bytes: 64 << 20,
+            ..StoreConfig::default()
+        };
+        let store = FeatureStore::open(dir.join("store"), config).expect("open");
+        store.apply(specs()).expect("apply");
+        store
+    }
+
+    /// Long rows of `entities` items in key order, each value `n + 0.5`, label `l{n}`.
+    fn sorted_csv(entities: u64) -> String {
+        let mut text = String::from("entity_id,feature_name,event_time,value\n");
+        for n in 0..entities {
+            for (feature, value) in [("a", format!("{n}.5")), ("b", format!("{n}.5"))] {
+                text.push_str(&format!("e{n:06},{feature},1000,{value}\n"));
+            }
+            text.push_str(&format!("e{n:06},label,1000,l{n}\n"));
+        }
+        text
+    }
+
+    fn read(store: &FeatureStore, n: u64) -> Vec<Option<Value>> {
+        store
+            .get_features("item", &format!("e{n:06}"), &["a", "b", "label"])
+            .expect("read")
+            .features
+            .into_iter()
+            .map(|f| f.value)
+            .collect()
+    }
+
+    #[test]
+    fn an_input_out_of_order_after_streaming_is_sorted_again_with_the_same_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        let n = 30_000u64;
+        // Several sort buffers in key order (streamed), then a newer value for an
+        // entity streamed long ago: the load starts over with run files.
+        let mut text = sorted_csv(n);
+        text.push_str("e000007,a,2000,99.5\n");
+        let path = dir.path().join("late.csv");
+        std::fs::write(&path, text).expect("write");
+        let phases = std::sync::Mutex::new(Vec::new());
+        let record = store
+            .load(&LoadRequest::new("items", &path), &|p| {
+                phases.lock().expect("lock").push(p.phase);
+            })
+            .expect("load");
+        assert_eq!(record.values_stored, 3 * n);
+        assert_eq!(record.values_read, 3 * n + 1);
+        assert_eq!(record.duplicates, 1);
+        assert_eq!(record.entities, n);
+        assert_eq!(
+            read(&store, 7),
+            [
+                Some(Value::Float64(99.5)),
+                Some(Value::Float64(7.5)),
+                Some(Value::String("l7".into()))
+            ]
+        );
+        assert_eq!(
+            read(&store, n - 1),
+            [
+                Some(Value::Float64(n as f64 - 0.5)),
+                Some(Value::Float64(n as f64 - 0.5)),
+                Some(Value::String(format!("l{}", n - 1)))
+            ]
+        );
+        // The segment was assembled again from the second pass: it holds every
+        // entity once, and answers as RocksDB does.
+        assert_eq!(store.hot_segment_entities("items"), Some(n as usize));
+        let phases = phases.into_inner().expect("lock");
+        for stage in ["ingest", "segment", "commit"] {
+            assert_eq!(
+                phases.iter().filter(|p| **p == stage).count(),
+                1,
+                "{phases:?}"
+            );
+        }
+        // The sorted input alone streams with no restart and gives the same record.
+        let path = dir.path().join("sorted.csv");
+        std::fs::write(&path, sorted_csv(n)).expect("write");
+        let again = store
+            .load(&LoadRequest::new("items", &path), &|_| {})
+            .expect("load");
+        assert_eq!(again.values_stored, 3 * n);
+        assert!(again.sst_bytes > 0);
+        assert_eq!(read(&store, 7)[0], Some(Value::Float64(7.5)));
+        assert_eq!(store.hot_segment_entities("items"), Some(n as usize));
+    }
+
+    struct Refuse;
+    impl LoadGate for Refuse {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String> {
+            Err(format!(
+                "{} entities, segment {:?}",
+                facts.record.entities,
+                facts.segment.map(|s| s.entities)
+            ))
+        }
+    }
+
+    #[test]
+    fn a_refusing_gate_fails_the_load_and_the_active_version_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        let path = dir.path().join("items.csv");
+        std::fs::write(&path, sorted_csv(10)).expect("write");
+        store
+            .load(&LoadRequest::new("items", &path), &|_| {})
+            .expect("first load");
+        std::fs::write(&path, sorted_csv(20)).expect("write");
+        let err = store
+            .load_gated(&LoadRequest::new("items", &path), &Refuse, &|_| {})
+            .expect_err("refused");
+        assert!(
+            matches!(&err, StoreError::Load(LoadError::Refused { gate, version: 2, .. }) if gate == "test"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("20 entities, segment Some(20)"),
+            "{err}"
+        );
+        let versions = store.versions("items").expect("versions");
+        assert_eq!(versions.active, Some(1));
+        assert_eq!(versions.versions.len(), 1);
+        assert_eq!(store.hot_segment_entities("items"), Some(10));
+        let segments: Vec<_> = std::fs::read_dir(dir.path().join("store").join("segments"))
+            .expect("segments dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            segments.len(),
+            1,
+            "the refused version's segment is removed"
+        );
+        // AcceptAll is what `load` uses.
+        store
+            .load_gated(&LoadRequest::new("items", &path), &AcceptAll, &|_| {})
+            .expect("accepted");
+        assert_eq!(store.hot_segment_entities("items"), Some(20));
+    }
+}
