@@ -463,13 +463,12 @@ mod tests {
         }
     }
 
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
     /// As the loader drives a streaming sort: stream, and on `Restart` start the sink
     /// over and sort again without streaming. Returns the output and whether it
     /// restarted.
-    fn run_streaming(
-        records: &[(Vec<u8>, i64, i64)],
-        budget: usize,
-    ) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
+    fn run_streaming(records: &[(Vec<u8>, i64, i64)], budget: usize) -> (Records, bool) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut out = Collect(Vec::new());
         let mut sorter = ExternalSorter::new(budget, dir.path());
@@ -504,8 +503,9 @@ mod tests {
         for batch in 0u16..100 {
             for feature in [3u8, 1, 2, 0, 4] {
                 for entity in batch * 16..batch * 16 + 16 {
-                    let mut key = entity.to_be_bytes().to_vec();
-                    key.push(feature);
+                    // Big-endian, so keys order like entities.
+                    let [lo, hi] = entity.to_le_bytes();
+                    let key = vec![hi, lo, feature];
                     records.push((key, 1, i64::from(entity) * 10 + i64::from(feature)));
                 }
             }

@@ -230,7 +230,7 @@ impl SortedSink for SegmentStage {
             SegmentFeed::new(&self.group, self.version, self.fields.clone(), selection)
         };
         let whole = fresh(&Selection::All);
-        let hot = self.hot_ids.as_ref().map(|ids| fresh(ids)).transpose();
+        let hot = self.hot_ids.as_ref().map(fresh).transpose();
         match (whole, hot) {
             (Ok(whole), Ok(hot)) => {
                 self.whole = Some(whole);

@@ -1,5 +1,7 @@
-//! Hot segments in the engine: building the segment of a new batch version from its
-//! column family, mapping it, and answering reads from it.
+//! Hot segments in the engine: their sizing policy ([`Sizing`]), assembling a
+//! version's rows ([`SegmentFeed`]: fed by a load from its sorted stream, or by
+//! [`build`] from a scan of the version when a segment is rebuilt), mapping them, and
+//! answering reads from them.
 //!
 //! A segment is a cache of one immutable version: it holds the full rows of the
 //! entities it covers, so for those entities it answers exactly what RocksDB would.
