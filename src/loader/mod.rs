@@ -180,6 +180,146 @@ pub struct LoadProgress {
     pub elapsed_secs: f64,
 }
 
+/// Encoded records handed from the input reader's thread to the sorting one.
+struct Chunk {
+    /// Repeated `key_len u32 LE, value_len u32 LE, key, value`.
+    bytes: Vec<u8>,
+}
+
+/// Bytes of encoded records per [`Chunk`].
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks in flight between the threads: the reader runs at most this far ahead.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+impl Chunk {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+    }
+
+    fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (header, tail) = rest.split_first_chunk::<8>()?;
+            let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let value_len =
+                u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let (key, tail) = tail.split_at_checked(key_len)?;
+            let (value, tail) = tail.split_at_checked(value_len)?;
+            rest = tail;
+            Some((key, value))
+        })
+    }
+}
+
+/// What [`read_encoded`] read.
+struct ReadInput {
+    summary: input::InputSummary,
+    values: u64,
+    nulls: u64,
+}
+
+/// Reads, validates and encodes the input on a second thread while `take` sorts the
+/// encoded records on this one, chunk by chunk. Returns `None` when `take` asked for
+/// a restart (the reader is stopped). `progress(values)` is called every 2^20 values.
+fn read_encoded(
+    request: &LoadRequest,
+    columns: &HashMap<String, FeatureColumn>,
+    ids: EntityIdRule<'_>,
+    mut take: impl FnMut(&Chunk) -> Result<Streamed, LoadError>,
+    progress: &dyn Fn(u64),
+) -> Result<Option<ReadInput>, LoadError> {
+    let path_text = request.input.display().to_string();
+    let (full_tx, full_rx) = crossbeam::channel::bounded::<(Chunk, u64, u64)>(CHUNKS_IN_FLIGHT);
+    let (free_tx, free_rx) = crossbeam::channel::bounded::<Chunk>(CHUNKS_IN_FLIGHT + 1);
+    std::thread::scope(|scope| {
+        let path_text = &path_text;
+        let reader = scope.spawn(move || -> Result<input::InputSummary, InputError> {
+            let stopped = || InputError::Sink("the load stopped reading its input".into());
+            let fresh = || Chunk {
+                bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
+            };
+            let mut chunk = fresh();
+            let (mut records, mut nulls) = (0u64, 0u64);
+            let mut key = Vec::with_capacity(64);
+            let mut value = Vec::with_capacity(64);
+            let summary = read_input(&request.input, &request.options, columns, &mut |record| {
+                key.clear();
+                value.clear();
+                ids.check(record.entity_id)
+                    .map_err(|e| InputError::BadRow {
+                        path: path_text.clone(),
+                        row: record.row,
+                        column: "entity_id".into(),
+                        reason: e.to_string(),
+                    })?;
+                encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
+                    InputError::BadRow {
+                        path: path_text.clone(),
+                        row: record.row,
+                        column: "entity_id".into(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                encode_value(record.value, record.event_time, &mut value);
+                if *record.value == crate::types::Value::Null {
+                    nulls += 1;
+                }
+                chunk.push(&key, &value);
+                records += 1;
+                if chunk.bytes.len() >= CHUNK_BYTES {
+                    let mut next = free_rx.try_recv().unwrap_or_else(|_| fresh());
+                    next.bytes.clear();
+                    let full = std::mem::replace(&mut chunk, next);
+                    full_tx
+                        .send((full, records, nulls))
+                        .map_err(|_| stopped())?;
+                    (records, nulls) = (0, 0);
+                }
+                Ok(())
+            })?;
+            if !chunk.bytes.is_empty() {
+                full_tx
+                    .send((chunk, records, nulls))
+                    .map_err(|_| stopped())?;
+            }
+            Ok(summary)
+        });
+        let (mut values, mut nulls) = (0u64, 0u64);
+        let mut taken: Result<Streamed, LoadError> = Ok(Streamed::Continue);
+        for (chunk, chunk_values, chunk_nulls) in full_rx.iter() {
+            taken = take(&chunk);
+            if !matches!(taken, Ok(Streamed::Continue)) {
+                break;
+            }
+            let before = values;
+            values += chunk_values;
+            nulls += chunk_nulls;
+            for step in (before >> 20) + 1..=(values >> 20) {
+                progress(step << 20);
+            }
+            let _ = free_tx.try_send(chunk);
+        }
+        // Stops the reader if it is still running (its next send fails).
+        drop(full_rx);
+        let summary = reader
+            .join()
+            .unwrap_or_else(|_| Err(InputError::Sink("the input reader thread panicked".into())));
+        match taken? {
+            Streamed::Restart => Ok(None),
+            Streamed::Continue => Ok(Some(ReadInput {
+                summary: summary?,
+                values,
+                nulls,
+            })),
+        }
+    })
+}
+
 /// Hands each record to two sinks, in order.
 struct Tee<'a, 'b> {
     first: &'a mut dyn SortedSink,
@@ -302,61 +442,33 @@ pub fn build_files(
     let mut streaming = true;
     let (summary, values_read, nulls, read_ms, duplicates) = loop {
         let mut sorter = ExternalSorter::new(memory_budget, scratch);
-        let mut key = Vec::with_capacity(64);
-        let mut value = Vec::with_capacity(64);
-        let mut values_read = 0u64;
-        let mut nulls = 0u64;
-        let mut restart = false;
-        let read = read_input(&request.input, &request.options, columns, &mut |record| {
-            key.clear();
-            value.clear();
-            ids.check(record.entity_id)
-                .map_err(|e| InputError::BadRow {
-                    path: path_text.clone(),
-                    row: record.row,
-                    column: "entity_id".into(),
-                    reason: e.to_string(),
-                })?;
-            encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
-                InputError::BadRow {
-                    path: path_text.clone(),
-                    row: record.row,
-                    column: "entity_id".into(),
-                    reason: e.to_string(),
+        let read = read_encoded(
+            request,
+            columns,
+            ids,
+            |chunk| {
+                for (key, value) in chunk.records() {
+                    let pushed = if streaming {
+                        sorter.push_streaming(key, value, &mut sink)?
+                    } else {
+                        sorter.push(key, value).map(|()| Streamed::Continue)?
+                    };
+                    if pushed == Streamed::Restart {
+                        return Ok(Streamed::Restart);
+                    }
                 }
-            })?;
-            encode_value(record.value, record.event_time, &mut value);
-            if *record.value == crate::types::Value::Null {
-                nulls += 1;
-            }
-            let pushed = if streaming {
-                sorter.push_streaming(&key, &value, &mut sink)
-            } else {
-                sorter.push(&key, &value).map(|()| Streamed::Continue)
-            };
-            match pushed.map_err(|e| InputError::Sink(e.to_string()))? {
-                Streamed::Continue => {}
-                Streamed::Restart => {
-                    restart = true;
-                    return Err(InputError::Sink("input out of order; sorting again".into()));
-                }
-            }
-            values_read += 1;
-            if values_read.is_multiple_of(1 << 20) {
+                Ok(Streamed::Continue)
+            },
+            &|values| {
                 progress(LoadProgress {
                     phase: "read",
-                    values: values_read,
+                    values,
                     elapsed_secs: started.elapsed().as_secs_f64(),
-                });
-            }
-            Ok(())
-        });
-        let summary = match read {
-            Err(_) if restart => None,
-            read => Some(read?),
-        };
-        if let Some(summary) = summary {
-            if values_read == 0 {
+                })
+            },
+        )?;
+        if let Some(read) = read {
+            if read.values == 0 {
                 return Err(LoadError::EmptyInput(path_text));
             }
             let read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -366,7 +478,7 @@ pub fn build_files(
                 Some(sorter.finish(&mut sink)?)
             };
             if let Some(duplicates) = duplicates {
-                break (summary, values_read, nulls, read_ms, duplicates);
+                break (read.summary, read.values, read.nulls, read_ms, duplicates);
             }
         }
         tracing::info!(
