@@ -36,14 +36,17 @@
 //! falls back to the rebuild path (`segments::build`: one seek per hot entity, or a
 //! scan), with identical results.
 //!
-//! Memory: the sorter stays within `load_memory_bytes` while it reads; when it spilled
-//! runs it releases its buffer before the merge. The segment stage holds the segment
-//! under construction (about the size of the finished file, at most
-//! `hot_segment_bytes` plus one row for each candidate), exactly what the segment
-//! build after ingest held before; the segment is the memory the store maps for that
-//! version afterwards. A load's peak is therefore `load_memory_bytes` (sorting) or, in
-//! the merge, the run buffers plus the segment under construction; only an input that
-//! never spilled holds its sort buffer and the segment together.
+//! Memory: the sort buffer stays within `load_memory_bytes` (streaming or spilling,
+//! see `crate::loader::sorter`), plus at most five 1 MiB chunks of parsed records in
+//! flight from the reader thread. The segment stage holds the segment under
+//! construction, about the size of the finished file: at most `hot_segment_bytes`
+//! (plus one row) for the whole-version candidate, which is dropped as soon as the
+//! version provably exceeds it, and at most the hot-entity count's rows for the other.
+//! That is the memory the built segment had before (it was assembled after ingest),
+//! and the memory the store maps for the version once it is committed; it is charged
+//! to `hot_segment_bytes`, not to the sort budget. While both candidates are assembled
+//! (a version with access counts, until it outgrows the budget) they hold up to twice
+//! that.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
