@@ -1,7 +1,9 @@
 //! Batch loading: a Parquet or CSV export becomes SST files for a new group version.
 //!
-//! [`build_files`] reads the input (validated against the registry), encodes keys and
-//! values, sorts them with bounded memory and writes SST files. It touches no live
+//! [`build_files`] reads the input once (validated against the registry; its size and
+//! CRC-32 are computed from the same read, `input::checksum`), encodes keys and values
+//! on a reader thread, sorts them with bounded memory on the calling one and writes SST
+//! files. It touches no live
 //! state: the engine's load pipeline (`store::load`) allocates the version, ingests the
 //! files and commits it only after everything succeeded.
 //!
@@ -15,7 +17,6 @@ pub mod sorter;
 pub mod sst;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,7 +27,7 @@ use crate::codec::value::encode_value;
 use crate::registry::Registry;
 use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
-use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
+use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input_checksummed};
 use sorter::{ExternalSorter, SortedSink, Streamed};
 use sst::SstSetWriter;
 
@@ -221,6 +222,9 @@ struct ReadInput {
     summary: input::InputSummary,
     values: u64,
     nulls: u64,
+    /// The input's size and CRC-32, from the same read.
+    source_bytes: u64,
+    source_crc32: u32,
 }
 
 /// Reads, validates and encodes the input on a second thread while `take` sorts the
@@ -238,57 +242,65 @@ fn read_encoded(
     let (free_tx, free_rx) = crossbeam::channel::bounded::<Chunk>(CHUNKS_IN_FLIGHT + 1);
     std::thread::scope(|scope| {
         let path_text = &path_text;
-        let reader = scope.spawn(move || -> Result<input::InputSummary, InputError> {
-            let stopped = || InputError::Sink("the load stopped reading its input".into());
-            let fresh = || Chunk {
-                bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
-            };
-            let mut chunk = fresh();
-            let (mut records, mut nulls) = (0u64, 0u64);
-            let mut key = Vec::with_capacity(64);
-            let mut value = Vec::with_capacity(64);
-            let summary = read_input(&request.input, &request.options, columns, &mut |record| {
-                key.clear();
-                value.clear();
-                ids.check(record.entity_id)
-                    .map_err(|e| InputError::BadRow {
-                        path: path_text.clone(),
-                        row: record.row,
-                        column: "entity_id".into(),
-                        reason: e.to_string(),
-                    })?;
-                encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
-                    InputError::BadRow {
-                        path: path_text.clone(),
-                        row: record.row,
-                        column: "entity_id".into(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                encode_value(record.value, record.event_time, &mut value);
-                if *record.value == crate::types::Value::Null {
-                    nulls += 1;
-                }
-                chunk.push(&key, &value);
-                records += 1;
-                if chunk.bytes.len() >= CHUNK_BYTES {
-                    let mut next = free_rx.try_recv().unwrap_or_else(|_| fresh());
-                    next.bytes.clear();
-                    let full = std::mem::replace(&mut chunk, next);
+        let reader = scope.spawn(
+            move || -> Result<(input::InputSummary, u64, u32), InputError> {
+                let stopped = || InputError::Sink("the load stopped reading its input".into());
+                let fresh = || Chunk {
+                    bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
+                };
+                let mut chunk = fresh();
+                let (mut records, mut nulls) = (0u64, 0u64);
+                let mut key = Vec::with_capacity(64);
+                let mut value = Vec::with_capacity(64);
+                let read = read_input_checksummed(
+                    &request.input,
+                    None,
+                    &request.options,
+                    columns,
+                    &mut |record| {
+                        key.clear();
+                        value.clear();
+                        ids.check(record.entity_id)
+                            .map_err(|e| InputError::BadRow {
+                                path: path_text.clone(),
+                                row: record.row,
+                                column: "entity_id".into(),
+                                reason: e.to_string(),
+                            })?;
+                        encode_key_into(record.entity_id, record.feature, &mut key).map_err(
+                            |e| InputError::BadRow {
+                                path: path_text.clone(),
+                                row: record.row,
+                                column: "entity_id".into(),
+                                reason: e.to_string(),
+                            },
+                        )?;
+                        encode_value(record.value, record.event_time, &mut value);
+                        if *record.value == crate::types::Value::Null {
+                            nulls += 1;
+                        }
+                        chunk.push(&key, &value);
+                        records += 1;
+                        if chunk.bytes.len() >= CHUNK_BYTES {
+                            let mut next = free_rx.try_recv().unwrap_or_else(|_| fresh());
+                            next.bytes.clear();
+                            let full = std::mem::replace(&mut chunk, next);
+                            full_tx
+                                .send((full, records, nulls))
+                                .map_err(|_| stopped())?;
+                            (records, nulls) = (0, 0);
+                        }
+                        Ok(())
+                    },
+                )?;
+                if !chunk.bytes.is_empty() {
                     full_tx
-                        .send((full, records, nulls))
+                        .send((chunk, records, nulls))
                         .map_err(|_| stopped())?;
-                    (records, nulls) = (0, 0);
                 }
-                Ok(())
-            })?;
-            if !chunk.bytes.is_empty() {
-                full_tx
-                    .send((chunk, records, nulls))
-                    .map_err(|_| stopped())?;
-            }
-            Ok(summary)
-        });
+                Ok(read)
+            },
+        );
         let (mut values, mut nulls) = (0u64, 0u64);
         let mut taken: Result<Streamed, LoadError> = Ok(Streamed::Continue);
         for (chunk, chunk_values, chunk_nulls) in full_rx.iter() {
@@ -311,11 +323,16 @@ fn read_encoded(
             .unwrap_or_else(|_| Err(InputError::Sink("the input reader thread panicked".into())));
         match taken? {
             Streamed::Restart => Ok(None),
-            Streamed::Continue => Ok(Some(ReadInput {
-                summary: summary?,
-                values,
-                nulls,
-            })),
+            Streamed::Continue => {
+                let (summary, source_bytes, source_crc32) = summary?;
+                Ok(Some(ReadInput {
+                    summary,
+                    values,
+                    nulls,
+                    source_bytes,
+                    source_crc32,
+                }))
+            }
         }
     })
 }
@@ -347,32 +364,6 @@ impl SortedSink for () {
     fn restart(&mut self) -> Result<(), LoadError> {
         Ok(())
     }
-}
-
-/// Streams the file once to compute its size and CRC-32.
-fn checksum_file(path: &Path) -> Result<(u64, u32), LoadError> {
-    let shown = path.display().to_string();
-    let mut file = std::fs::File::open(path).map_err(|e| {
-        LoadError::Input(InputError::Io {
-            path: shown.clone(),
-            source: e,
-        })
-    })?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| LoadError::io(format!("read {shown}"), e))?;
-        if n == 0 {
-            break;
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        hasher.update(chunk);
-        total += n as u64;
-    }
-    Ok((total, hasher.finalize()))
 }
 
 /// The feature names a load of `group` accepts: every registered version as
@@ -421,7 +412,6 @@ pub fn build_files(
 ) -> Result<BuiltFiles, LoadError> {
     let started_at_ms = now_ms();
     let started = Instant::now();
-    let (source_bytes, source_crc32) = checksum_file(&request.input)?;
     let path_text = request.input.display().to_string();
 
     let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
@@ -440,7 +430,7 @@ pub fn build_files(
     // A sorted input streams into the sink as it is read (no run files); one that
     // turns out unsorted after records were streamed is read again without streaming.
     let mut streaming = true;
-    let (summary, values_read, nulls, read_ms, duplicates) = loop {
+    let (read, read_ms, duplicates) = loop {
         let mut sorter = ExternalSorter::new(memory_budget, scratch);
         let read = read_encoded(
             request,
@@ -478,7 +468,7 @@ pub fn build_files(
                 Some(sorter.finish(&mut sink)?)
             };
             if let Some(duplicates) = duplicates {
-                break (read.summary, read.values, read.nulls, read_ms, duplicates);
+                break (read, read_ms, duplicates);
             }
         }
         tracing::info!(
@@ -498,15 +488,15 @@ pub fn build_files(
             group: request.group.clone(),
             version: 0,
             source: path_text,
-            source_bytes,
-            source_crc32,
-            format: summary.format,
-            layout: summary.layout,
-            rows: summary.rows,
-            values_read,
+            source_bytes: read.source_bytes,
+            source_crc32: read.source_crc32,
+            format: read.summary.format,
+            layout: read.summary.layout,
+            rows: read.summary.rows,
+            values_read: read.values,
             values_stored: stats.records,
             duplicates,
-            nulls,
+            nulls: read.nulls,
             entities: stats.entities,
             sst_files,
             sst_bytes: stats.bytes,

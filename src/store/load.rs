@@ -5,9 +5,10 @@
 //!    versions column family (created on first use), and a manifest entry in state
 //!    `loading`, persisted before any file is written (a crash later leaves a version
 //!    that open removes).
-//! 2. **build**: reads the input file, validates and sorts it with memory bounded by
-//!    `load_memory_bytes` (`crate::loader`), and merges the sorted stream into SST
-//!    files. The stream has several consumers, called with every unique record once,
+//! 2. **build**: reads the input file once (on a second thread; its size and CRC-32
+//!    for the load record come from the same read), validates and sorts it with memory
+//!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
+//!    into SST files. The stream has several consumers, called with every unique record once,
 //!    in key order, while the files are written: the SST writer and a
 //!    [`StreamConsumers`] list (today the hot segment's rows; a validation feature adds
 //!    its statistics here, and hands them to the gate).
@@ -856,6 +857,9 @@ mod tests {
             })
             .expect("load");
         assert_eq!(record.values_stored, 3 * n);
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(record.source_bytes, bytes.len() as u64);
+        assert_eq!(record.source_crc32, crc32fast::hash(&bytes));
         assert_eq!(record.values_read, 3 * n + 1);
         assert_eq!(record.duplicates, 1);
         assert_eq!(record.entities, n);
