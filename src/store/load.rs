@@ -38,8 +38,8 @@
 //! scan), with identical results.
 //!
 //! Memory: the sort buffer stays within `load_memory_bytes` (streaming or spilling,
-//! see `crate::loader::sorter`), plus at most five 1 MiB chunks of parsed records in
-//! flight from the reader thread. The segment stage holds the segment under
+//! see `crate::loader::sorter`), plus about ten 1 MiB chunks of parsed records at most
+//! between the reader thread and the sorting one (four in flight, five recycled). The segment stage holds the segment under
 //! construction, about the size of the finished file: at most `hot_segment_bytes`
 //! (plus one row) for the whole-version candidate, which is dropped as soon as the
 //! version provably exceeds it, and at most the hot-entity count's rows for the other.
