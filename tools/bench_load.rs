@@ -47,6 +47,7 @@ fn main() -> Result<()> {
     }
     let store = FeatureStore::open(&store_dir, StoreConfig::default())?;
     store.apply(specs)?;
+    let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let record = store.load(&LoadRequest::new("matrix", &input), &|p| {
         eprintln!(
@@ -55,6 +56,9 @@ fn main() -> Result<()> {
         )
     })?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let values = record.values_stored as f64;
     let raw = values * 4.0;
     println!("entities            {entities}");
@@ -68,6 +72,14 @@ fn main() -> Result<()> {
         "values/s            {:.0} (end to end, hot segment included)",
         values / secs
     );
+    if let Some(cpu) = cpu {
+        // On a shared machine the wall time includes waiting for a core; CPU time
+        // does not.
+        println!(
+            "load cpu seconds    {cpu:.2} (user + system; {:.0} values per cpu second)",
+            values / cpu
+        );
+    }
     println!(
         "values/s to serving {:.0} (read, sort, SST, ingest; without the segment)",
         values / ((record.build_ms + record.ingest_ms) as f64 / 1000.0)
@@ -88,4 +100,16 @@ fn main() -> Result<()> {
         record.sst_bytes as f64 / parquet_bytes as f64
     );
     Ok(())
+}
+
+/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and
+    // 15th fields of the line, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }

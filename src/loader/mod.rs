@@ -1,16 +1,22 @@
 //! Batch loading: a Parquet or CSV export becomes SST files for a new group version.
 //!
-//! [`build_files`] reads the input (validated against the registry), encodes keys and
-//! values, sorts them with bounded memory and writes SST files. It touches no live
-//! state: the engine (`store`) allocates the version, ingests the files into a new
-//! column family and activates it only after everything succeeded.
+//! [`build_files`] reads the input once (validated against the registry; its size and
+//! CRC-32 are computed from the same read, `input::checksum`), encodes keys and values
+//! on a reader thread, sorts them with bounded memory on the calling one and writes SST
+//! files. It touches no live
+//! state: the engine's load pipeline (`store::load`) allocates the version, ingests the
+//! files and commits it only after everything succeeded.
+//!
+//! The sorted stream has more than one consumer: the SST writer, and whatever the
+//! pipeline passes as `consumers` (the hot segment's row feed; later, statistics for a
+//! validation gate). Each sees every unique record once, in ascending key order, while
+//! the SST files are written, so nothing re-reads the version afterwards.
 
 pub mod input;
 pub mod sorter;
 pub mod sst;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,8 +27,8 @@ use crate::codec::value::encode_value;
 use crate::registry::Registry;
 use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
-use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input};
-use sorter::ExternalSorter;
+use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input_checksummed};
+use sorter::{ExternalSorter, SortedSink, Streamed};
 use sst::SstSetWriter;
 
 /// A batch load failed. Nothing of it became visible.
@@ -46,6 +52,18 @@ pub enum LoadError {
     /// Writing an SST file failed.
     #[error("writing SST file: {0}")]
     Sst(String),
+    /// The load's gate refused the finished version; nothing of it became visible.
+    #[error("load of {group} v{version} refused by the {gate} gate: {reason}")]
+    Refused {
+        /// Which gate.
+        gate: String,
+        /// Group loaded.
+        group: String,
+        /// Version refused.
+        version: u64,
+        /// The gate's reason.
+        reason: String,
+    },
     /// A single record or buffer exceeds 4 GiB.
     #[error("a record or sort buffer exceeds 4 GiB")]
     TooLarge,
@@ -143,6 +161,9 @@ pub struct SstTarget<'o> {
 pub struct BuiltFiles {
     /// SST files, ascending, non-overlapping.
     pub files: Vec<PathBuf>,
+    /// Milliseconds spent reading the input and sorting (spilling runs); the rest of
+    /// `record.build_ms` merged the stream into the SST files and the consumers.
+    pub read_ms: u64,
     /// The load record, without version, ingest time and activation.
     pub record: LoadRecord,
 }
@@ -150,7 +171,9 @@ pub struct BuiltFiles {
 /// Progress of a running load, reported every million values.
 #[derive(Debug, Clone, Copy)]
 pub struct LoadProgress {
-    /// Phase: `"read"` (parsing and sorting) or `"write"` (SST files).
+    /// Phase: `"read"` (parsing and sorting), `"write"` (SST files and the hot
+    /// segment's rows, from the sorted stream), then once each, when the stage ends,
+    /// `"ingest"`, `"segment"` (writing and validating the hot segment) and `"commit"`.
     pub phase: &'static str,
     /// Values processed in this phase.
     pub values: u64,
@@ -158,30 +181,189 @@ pub struct LoadProgress {
     pub elapsed_secs: f64,
 }
 
-/// Streams the file once to compute its size and CRC-32.
-fn checksum_file(path: &Path) -> Result<(u64, u32), LoadError> {
-    let shown = path.display().to_string();
-    let mut file = std::fs::File::open(path).map_err(|e| {
-        LoadError::Input(InputError::Io {
-            path: shown.clone(),
-            source: e,
-        })
-    })?;
-    let mut hasher = crc32fast::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| LoadError::io(format!("read {shown}"), e))?;
-        if n == 0 {
-            break;
-        }
-        let chunk = buf.get(..n).unwrap_or_default();
-        hasher.update(chunk);
-        total += n as u64;
+/// Encoded records handed from the input reader's thread to the sorting one.
+struct Chunk {
+    /// Repeated `key_len u32 LE, value_len u32 LE, key, value`.
+    bytes: Vec<u8>,
+}
+
+/// Bytes of encoded records per [`Chunk`].
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks in flight between the threads: the reader runs at most this far ahead.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+impl Chunk {
+    fn push(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
     }
-    Ok((total, hasher.finalize()))
+
+    fn records(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut rest = self.bytes.as_slice();
+        std::iter::from_fn(move || {
+            let (header, tail) = rest.split_first_chunk::<8>()?;
+            let key_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            let value_len =
+                u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+            let (key, tail) = tail.split_at_checked(key_len)?;
+            let (value, tail) = tail.split_at_checked(value_len)?;
+            rest = tail;
+            Some((key, value))
+        })
+    }
+}
+
+/// What [`read_encoded`] read.
+struct ReadInput {
+    summary: input::InputSummary,
+    values: u64,
+    nulls: u64,
+    /// The input's size and CRC-32, from the same read.
+    source_bytes: u64,
+    source_crc32: u32,
+}
+
+/// Reads, validates and encodes the input on a second thread while `take` sorts the
+/// encoded records on this one, chunk by chunk. Returns `None` when `take` asked for
+/// a restart (the reader is stopped). `progress(values)` is called every 2^20 values.
+fn read_encoded(
+    request: &LoadRequest,
+    columns: &HashMap<String, FeatureColumn>,
+    ids: EntityIdRule<'_>,
+    mut take: impl FnMut(&Chunk) -> Result<Streamed, LoadError>,
+    progress: &dyn Fn(u64),
+) -> Result<Option<ReadInput>, LoadError> {
+    let path_text = request.input.display().to_string();
+    let (full_tx, full_rx) = crossbeam::channel::bounded::<(Chunk, u64, u64)>(CHUNKS_IN_FLIGHT);
+    let (free_tx, free_rx) = crossbeam::channel::bounded::<Chunk>(CHUNKS_IN_FLIGHT + 1);
+    std::thread::scope(|scope| {
+        let path_text = &path_text;
+        let reader = scope.spawn(
+            move || -> Result<(input::InputSummary, u64, u32), InputError> {
+                let stopped = || InputError::Sink("the load stopped reading its input".into());
+                let fresh = || Chunk {
+                    bytes: Vec::with_capacity(CHUNK_BYTES + 4096),
+                };
+                let mut chunk = fresh();
+                let (mut records, mut nulls) = (0u64, 0u64);
+                let mut key = Vec::with_capacity(64);
+                let mut value = Vec::with_capacity(64);
+                let read = read_input_checksummed(
+                    &request.input,
+                    None,
+                    &request.options,
+                    columns,
+                    &mut |record| {
+                        key.clear();
+                        value.clear();
+                        ids.check(record.entity_id)
+                            .map_err(|e| InputError::BadRow {
+                                path: path_text.clone(),
+                                row: record.row,
+                                column: "entity_id".into(),
+                                reason: e.to_string(),
+                            })?;
+                        encode_key_into(record.entity_id, record.feature, &mut key).map_err(
+                            |e| InputError::BadRow {
+                                path: path_text.clone(),
+                                row: record.row,
+                                column: "entity_id".into(),
+                                reason: e.to_string(),
+                            },
+                        )?;
+                        encode_value(record.value, record.event_time, &mut value);
+                        if *record.value == crate::types::Value::Null {
+                            nulls += 1;
+                        }
+                        chunk.push(&key, &value);
+                        records += 1;
+                        if chunk.bytes.len() >= CHUNK_BYTES {
+                            let mut next = free_rx.try_recv().unwrap_or_else(|_| fresh());
+                            next.bytes.clear();
+                            let full = std::mem::replace(&mut chunk, next);
+                            full_tx
+                                .send((full, records, nulls))
+                                .map_err(|_| stopped())?;
+                            (records, nulls) = (0, 0);
+                        }
+                        Ok(())
+                    },
+                )?;
+                if !chunk.bytes.is_empty() {
+                    full_tx
+                        .send((chunk, records, nulls))
+                        .map_err(|_| stopped())?;
+                }
+                Ok(read)
+            },
+        );
+        let (mut values, mut nulls) = (0u64, 0u64);
+        let mut taken: Result<Streamed, LoadError> = Ok(Streamed::Continue);
+        for (chunk, chunk_values, chunk_nulls) in full_rx.iter() {
+            taken = take(&chunk);
+            if !matches!(taken, Ok(Streamed::Continue)) {
+                break;
+            }
+            let before = values;
+            values += chunk_values;
+            nulls += chunk_nulls;
+            for step in (before >> 20) + 1..=(values >> 20) {
+                progress(step << 20);
+            }
+            let _ = free_tx.try_send(chunk);
+        }
+        // Stops the reader if it is still running (its next send fails).
+        drop(full_rx);
+        let summary = reader
+            .join()
+            .unwrap_or_else(|_| Err(InputError::Sink("the input reader thread panicked".into())));
+        match taken? {
+            Streamed::Restart => Ok(None),
+            Streamed::Continue => {
+                let (summary, source_bytes, source_crc32) = summary?;
+                Ok(Some(ReadInput {
+                    summary,
+                    values,
+                    nulls,
+                    source_bytes,
+                    source_crc32,
+                }))
+            }
+        }
+    })
+}
+
+/// Hands each record to two sinks, in order.
+struct Tee<'a, 'b> {
+    first: &'a mut dyn SortedSink,
+    second: &'b mut dyn SortedSink,
+}
+
+impl SortedSink for Tee<'_, '_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        self.first.put(key, value)?;
+        self.second.put(key, value)
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        self.first.restart()?;
+        self.second.restart()
+    }
+}
+
+/// A stream consumer that takes nothing.
+impl SortedSink for () {
+    fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), LoadError> {
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        Ok(())
+    }
 }
 
 /// The feature names a load of `group` accepts: every registered version as
@@ -210,8 +392,9 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
 }
 
 /// Reads `request.input`, validates every entity id with `ids` and every value against
-/// `columns`, and writes sorted SST files for `target` into `scratch`. The first bad
-/// row fails the whole build.
+/// `columns`, and writes sorted SST files for `target` into `scratch`; `consumers` sees
+/// the same sorted stream (keys without the version prefix) while the files are
+/// written. The first bad row fails the whole build.
 #[expect(
     clippy::too_many_arguments,
     reason = "the inputs of one build, each from a different owner (request, registry, engine options, config)"
@@ -224,56 +407,12 @@ pub fn build_files(
     scratch: &Path,
     memory_budget: usize,
     sst_target_bytes: u64,
+    consumers: &mut dyn SortedSink,
     progress: &dyn Fn(LoadProgress),
 ) -> Result<BuiltFiles, LoadError> {
     let started_at_ms = now_ms();
     let started = Instant::now();
-    let (source_bytes, source_crc32) = checksum_file(&request.input)?;
     let path_text = request.input.display().to_string();
-
-    let mut sorter = ExternalSorter::new(memory_budget, scratch);
-    let mut key = Vec::with_capacity(64);
-    let mut value = Vec::with_capacity(64);
-    let mut values_read = 0u64;
-    let mut nulls = 0u64;
-    let summary = read_input(&request.input, &request.options, columns, &mut |record| {
-        key.clear();
-        value.clear();
-        ids.check(record.entity_id)
-            .map_err(|e| InputError::BadRow {
-                path: path_text.clone(),
-                row: record.row,
-                column: "entity_id".into(),
-                reason: e.to_string(),
-            })?;
-        encode_key_into(record.entity_id, record.feature, &mut key).map_err(|e| {
-            InputError::BadRow {
-                path: path_text.clone(),
-                row: record.row,
-                column: "entity_id".into(),
-                reason: e.to_string(),
-            }
-        })?;
-        encode_value(record.value, record.event_time, &mut value);
-        if *record.value == crate::types::Value::Null {
-            nulls += 1;
-        }
-        sorter
-            .push(&key, &value)
-            .map_err(|e| InputError::Sink(e.to_string()))?;
-        values_read += 1;
-        if values_read.is_multiple_of(1 << 20) {
-            progress(LoadProgress {
-                phase: "read",
-                values: values_read,
-                elapsed_secs: started.elapsed().as_secs_f64(),
-            });
-        }
-        Ok(())
-    })?;
-    if values_read == 0 {
-        return Err(LoadError::EmptyInput(path_text));
-    }
 
     let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
         .with_key_prefix(target.key_prefix)
@@ -284,25 +423,80 @@ pub fn build_files(
                 elapsed_secs: started.elapsed().as_secs_f64(),
             })
         });
-    let duplicates = sorter.finish(&mut writer)?;
+    let mut sink = Tee {
+        first: &mut writer,
+        second: consumers,
+    };
+    // A sorted input streams into the sink as it is read (no run files); one that
+    // turns out unsorted after records were streamed is read again without streaming.
+    let mut streaming = true;
+    let (read, read_ms, duplicates) = loop {
+        let mut sorter = ExternalSorter::new(memory_budget, scratch);
+        let read = read_encoded(
+            request,
+            columns,
+            ids,
+            |chunk| {
+                for (key, value) in chunk.records() {
+                    let pushed = if streaming {
+                        sorter.push_streaming(key, value, &mut sink)?
+                    } else {
+                        sorter.push(key, value).map(|()| Streamed::Continue)?
+                    };
+                    if pushed == Streamed::Restart {
+                        return Ok(Streamed::Restart);
+                    }
+                }
+                Ok(Streamed::Continue)
+            },
+            &|values| {
+                progress(LoadProgress {
+                    phase: "read",
+                    values,
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                })
+            },
+        )?;
+        if let Some(read) = read {
+            if read.values == 0 {
+                return Err(LoadError::EmptyInput(path_text));
+            }
+            let read_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let duplicates = if streaming {
+                sorter.finish_streaming(&mut sink)?
+            } else {
+                Some(sorter.finish(&mut sink)?)
+            };
+            if let Some(duplicates) = duplicates {
+                break (read, read_ms, duplicates);
+            }
+        }
+        tracing::info!(
+            input = path_text.as_str(),
+            "load input is out of key order past the first sort buffer; sorting it again with run files"
+        );
+        sink.restart()?;
+        streaming = false;
+    };
     let (files, stats) = writer.finish()?;
     let sst_files = files.len();
 
     Ok(BuiltFiles {
         files,
+        read_ms,
         record: LoadRecord {
             group: request.group.clone(),
             version: 0,
             source: path_text,
-            source_bytes,
-            source_crc32,
-            format: summary.format,
-            layout: summary.layout,
-            rows: summary.rows,
-            values_read,
+            source_bytes: read.source_bytes,
+            source_crc32: read.source_crc32,
+            format: read.summary.format,
+            layout: read.summary.layout,
+            rows: read.summary.rows,
+            values_read: read.values,
             values_stored: stats.records,
             duplicates,
-            nulls,
+            nulls: read.nulls,
             entities: stats.entities,
             sst_files,
             sst_bytes: stats.bytes,

@@ -8,6 +8,18 @@
 //! Duplicate keys (the same entity and feature twice in one input) resolve by event
 //! time: the newest event wins; on equal event times the record that came later in the
 //! input wins. Run files are private scratch data, deleted with the load's temp folder.
+//!
+//! Streaming ([`ExternalSorter::push_streaming`]): a full buffer is sorted and its
+//! settled part, the keys below the smallest key among the most recent records, goes
+//! to the sink at once instead of into a run file; the rest stays buffered. An input
+//! in key order, or nearly (wide Parquet arrives column by column within a batch of
+//! rows in entity order), is so sorted in one pass with no run file. When the first
+//! full buffer shows no such order, the sorter spills runs as usual. If a record
+//! arrives below what the sink already received, that cannot be merged with the rest:
+//! the sorter says so ([`Streamed::Restart`]) and the caller starts over without
+//! streaming. While streaming, the buffer is flushed at two thirds of the budget, and
+//! the kept records (at most half of them) are copied out before the rest is freed, so
+//! memory stays within the budget.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -23,12 +35,32 @@ use crate::types::TimestampMs;
 pub trait SortedSink {
     /// Takes the next record; keys strictly increase across calls.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError>;
+
+    /// Forgets every record taken, to take the stream again from its start (a
+    /// streaming sort that found its input out of order). The default refuses.
+    fn restart(&mut self) -> Result<(), LoadError> {
+        Err(LoadError::Sst(
+            "this consumer of the sorted stream cannot start over".into(),
+        ))
+    }
+}
+
+/// Whether a streaming sort can go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Streamed {
+    /// Go on.
+    Continue,
+    /// The input turned out unsorted after records were handed to the sink: restart
+    /// the sink and sort the input again without streaming.
+    Restart,
 }
 
 #[derive(Clone, Copy)]
 struct Entry {
-    /// First 8 key bytes, big-endian: most comparisons end here without touching the arena.
-    prefix: u64,
+    /// First 16 key bytes, big-endian: most comparisons (keys of ids up to 10 bytes
+    /// whole) end here without touching the arena.
+    prefix: u128,
     offset: u32,
     key_len: u32,
     value_len: u32,
@@ -38,11 +70,11 @@ struct Entry {
     clippy::big_endian_bytes,
     reason = "the prefix must compare like the key bytes it stands for"
 )]
-fn key_prefix(key: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    let n = key.len().min(8);
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut buf = [0u8; 16];
+    let n = key.len().min(16);
     buf[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(buf)
+    u128::from_be_bytes(buf)
 }
 
 fn event_time(value: &[u8]) -> TimestampMs {
@@ -58,6 +90,16 @@ pub struct ExternalSorter {
     scratch: PathBuf,
     runs: Vec<PathBuf>,
     duplicates: u64,
+    /// Whether records went to the sink before `finish` (streaming).
+    streamed: bool,
+    /// Whether `push_streaming` still streams (false once the input proved unsorted
+    /// before anything was streamed: it then spills runs as `push` does).
+    streaming: bool,
+    /// The greatest key handed to the sink while streaming.
+    last_emitted: Vec<u8>,
+    /// Where `stream_buffer` copies the records it keeps, reused across flushes.
+    kept_arena: Vec<u8>,
+    kept_entries: Vec<Entry>,
 }
 
 impl ExternalSorter {
@@ -72,6 +114,11 @@ impl ExternalSorter {
             scratch: scratch.to_path_buf(),
             runs: Vec::new(),
             duplicates: 0,
+            streamed: false,
+            streaming: true,
+            last_emitted: Vec::new(),
+            kept_arena: Vec::new(),
+            kept_entries: Vec::new(),
         }
     }
 
@@ -99,6 +146,11 @@ impl ExternalSorter {
         {
             self.spill()?;
         }
+        self.append(key, value)
+    }
+
+    /// Appends one record to the buffer, whatever its size.
+    fn append(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let entry = Entry {
             prefix: key_prefix(key),
             offset: u32::try_from(self.arena.len()).map_err(|_| LoadError::TooLarge)?,
@@ -115,6 +167,103 @@ impl ExternalSorter {
         }
         self.entries.push(entry);
         Ok(())
+    }
+
+    /// Adds one record; while the input is nearly in key order, hands the settled part
+    /// of a full buffer to `sink` instead of spilling it (see the module doc).
+    pub fn push_streaming(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        sink: &mut dyn SortedSink,
+    ) -> Result<Streamed, LoadError> {
+        if self.streaming {
+            if self.streamed && key <= self.last_emitted.as_slice() {
+                return Ok(Streamed::Restart);
+            }
+            let used = self.arena.len()
+                + key.len()
+                + value.len()
+                + self.entries.len() * size_of::<Entry>();
+            if used > self.budget / 3 * 2
+                && !self.entries.is_empty()
+                && !self.stream_buffer(sink)?
+            {
+                if self.streamed {
+                    return Ok(Streamed::Restart);
+                }
+                self.streaming = false;
+            }
+        }
+        if self.streaming {
+            self.append(key, value)?;
+        } else {
+            self.push(key, value)?;
+        }
+        Ok(Streamed::Continue)
+    }
+
+    /// Sorts the buffer and hands `sink` every unique key below the smallest key of the
+    /// last quarter of the records pushed (the settled part: a nearly sorted input, such
+    /// as wide rows read column by column per batch, brings nothing smaller any more),
+    /// keeping the rest. Returns false, handing nothing, when less than half would go.
+    fn stream_buffer(&mut self, sink: &mut dyn SortedSink) -> Result<bool, LoadError> {
+        let n = self.entries.len();
+        let window = (n / 4).max(1);
+        let Some(mut bound) = self.entries.get(n - window).copied() else {
+            return Ok(false);
+        };
+        for e in &self.entries[n - window..] {
+            if self.compare(e, &bound) == Ordering::Less {
+                bound = *e;
+            }
+        }
+        self.sort_buffer();
+        let settled = self
+            .entries
+            .partition_point(|e| self.compare(e, &bound) == Ordering::Less);
+        if settled < n / 2 {
+            return Ok(false);
+        }
+        // The kept records (at most half of them, a third of the budget: the buffer is
+        // streamed at two thirds) are copied aside and back to the front of the buffer,
+        // whose memory is reused.
+        self.kept_arena.clear();
+        self.kept_entries.clear();
+        for e in &self.entries[settled..] {
+            let start = e.offset as usize;
+            let len = (e.key_len + e.value_len) as usize;
+            self.kept_entries.push(Entry {
+                offset: u32::try_from(self.kept_arena.len()).map_err(|_| LoadError::TooLarge)?,
+                ..*e
+            });
+            self.kept_arena
+                .extend_from_slice(&self.arena[start..start + len]);
+        }
+        self.entries.truncate(settled);
+        if let Some(last) = self.entries.last() {
+            self.last_emitted.clear();
+            let key = &self.arena[last.offset as usize..(last.offset + last.key_len) as usize];
+            self.last_emitted.extend_from_slice(key);
+        }
+        self.for_each_unique(|k, v| sink.put(k, v))?;
+        self.streamed = true;
+        self.arena.clear();
+        self.arena.extend_from_slice(&self.kept_arena);
+        self.entries.clear();
+        self.entries.extend_from_slice(&self.kept_entries);
+        self.sorted = true;
+        Ok(true)
+    }
+
+    /// [`finish`](Self::finish) after [`push_streaming`](Self::push_streaming); `None`
+    /// if the sorter cannot finish what it streamed (never expected: a record out of
+    /// order after streaming makes `push_streaming` ask for a restart).
+    pub fn finish_streaming(self, sink: &mut dyn SortedSink) -> Result<Option<u64>, LoadError> {
+        if self.streamed && !self.runs.is_empty() {
+            return Ok(None);
+        }
+        self.finish(sink).map(Some)
     }
 
     /// Sorts the buffer (stable: equal keys keep input order) unless already sorted.
@@ -186,6 +335,12 @@ impl ExternalSorter {
         if !self.entries.is_empty() {
             self.spill()?;
         }
+        // Everything is in the runs now: give the buffer back before the merge, so the
+        // stream's consumers (the hot segment's rows) do not add to it.
+        self.arena = Vec::new();
+        self.entries = Vec::new();
+        self.kept_arena = Vec::new();
+        self.kept_entries = Vec::new();
         let mut readers = Vec::with_capacity(self.runs.len());
         for path in &self.runs {
             let file = File::open(path)
@@ -302,6 +457,104 @@ mod tests {
             self.0.push((key.to_vec(), value.to_vec()));
             Ok(())
         }
+        fn restart(&mut self) -> Result<(), LoadError> {
+            self.0.clear();
+            Ok(())
+        }
+    }
+
+    type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+    /// As the loader drives a streaming sort: stream, and on `Restart` start the sink
+    /// over and sort again without streaming. Returns the output and whether it
+    /// restarted.
+    fn run_streaming(records: &[(Vec<u8>, i64, i64)], budget: usize) -> (Records, bool) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut out = Collect(Vec::new());
+        let mut sorter = ExternalSorter::new(budget, dir.path());
+        sorter.budget = budget;
+        let mut restarted = false;
+        for (key, t, v) in records {
+            let mut value = Vec::new();
+            encode_value(&Value::Int64(*v), *t, &mut value);
+            if sorter.push_streaming(key, &value, &mut out).expect("push") == Streamed::Restart {
+                restarted = true;
+                break;
+            }
+        }
+        if !restarted {
+            match sorter.finish_streaming(&mut out).expect("finish") {
+                Some(_) => return (out.0, false),
+                None => restarted = true,
+            }
+        }
+        out.restart().expect("restart");
+        let again = run(records, budget);
+        assert!(out.0.is_empty());
+        (again, restarted)
+    }
+
+    #[test]
+    fn wide_rows_read_column_by_column_stream_without_run_files() {
+        // Batches of 16 entities in order, each read feature by feature: the records
+        // are out of order within a batch only (80 records, less than a quarter of a
+        // buffer).
+        let mut records = Vec::new();
+        for batch in 0u16..100 {
+            for feature in [3u8, 1, 2, 0, 4] {
+                for entity in batch * 16..batch * 16 + 16 {
+                    // Big-endian, so keys order like entities.
+                    let [lo, hi] = entity.to_le_bytes();
+                    let key = vec![hi, lo, feature];
+                    records.push((key, 1, i64::from(entity) * 10 + i64::from(feature)));
+                }
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sorter = ExternalSorter::new(0, dir.path());
+        sorter.budget = 32 << 10;
+        let mut out = Collect(Vec::new());
+        for (key, t, v) in &records {
+            let mut value = Vec::new();
+            encode_value(&Value::Int64(*v), *t, &mut value);
+            let pushed = sorter.push_streaming(key, &value, &mut out).expect("push");
+            assert_eq!(pushed, Streamed::Continue);
+        }
+        assert!(sorter.streamed && sorter.runs.is_empty());
+        assert_eq!(sorter.finish_streaming(&mut out).expect("finish"), Some(0));
+        assert_eq!(out.0, run(&records, 32 << 10));
+        assert_eq!(out.0.len(), 8000);
+    }
+
+    #[test]
+    fn a_sorted_input_streams_without_run_files_and_keeps_duplicates_across_buffers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sorter = ExternalSorter::new(0, dir.path());
+        sorter.budget = 2048;
+        let mut out = Collect(Vec::new());
+        // Every key three times in a row (newest event in the middle): each buffer
+        // boundary falls inside a run of duplicates somewhere.
+        for k in 0u8..40 {
+            for (t, v) in [(1, 10), (3, 30), (2, 20)] {
+                let mut value = Vec::new();
+                encode_value(&Value::Int64(i64::from(k) * 100 + v), t, &mut value);
+                let pushed = sorter.push_streaming(&[k], &value, &mut out).expect("push");
+                assert_eq!(pushed, Streamed::Continue);
+            }
+        }
+        assert!(sorter.runs.is_empty(), "no run file for a sorted input");
+        assert!(sorter.streamed);
+        let duplicates = sorter.finish_streaming(&mut out).expect("finish");
+        assert_eq!(duplicates, Some(80));
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = (0u8..40)
+            .map(|k| {
+                let mut value = Vec::new();
+                encode_value(&Value::Int64(i64::from(k) * 100 + 30), 3, &mut value);
+                (vec![k], value)
+            })
+            .collect();
+        assert_eq!(out.0, expected);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 
     fn run(records: &[(Vec<u8>, i64, i64)], budget: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -334,6 +587,12 @@ mod tests {
                 }
             }
             let got = run(&records, budget);
+            let (streamed, _) = run_streaming(&records, budget);
+            prop_assert_eq!(&streamed, &got);
+            let mut sorted_records = records.clone();
+            sorted_records.sort_by(|a, b| a.0.cmp(&b.0));
+            let (streamed_sorted, _) = run_streaming(&sorted_records, budget);
+            prop_assert_eq!(&streamed_sorted, &got);
             let expected: Vec<(Vec<u8>, Vec<u8>)> = model
                 .into_iter()
                 .map(|(k, (t, v))| {

@@ -127,4 +127,16 @@ impl SortedSink for SstSetWriter<'_> {
         }
         Ok(())
     }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        // Unfinished: dropped, then deleted with the finished ones.
+        self.current = None;
+        for path in self.files.drain(..) {
+            std::fs::remove_file(&path)
+                .map_err(|e| LoadError::io(format!("remove {}", path.display()), e))?;
+        }
+        self.last_entity.clear();
+        self.stats = SstStats::default();
+        Ok(())
+    }
 }

@@ -84,14 +84,14 @@ use tokio::task::JoinSet;
 
 use crate::FeatureStore;
 use crate::store::{Observer, ObserverId};
+pub use admission::EVENT_INTERVAL;
 use admission::{Admission, ArrivalClock, RequestTiming, Timed};
 use budget::MemoryBudget;
-pub use admission::EVENT_INTERVAL;
 pub use config::{ConfigError, ServerConfig};
-pub use fd_limit::{FdLimit, raise as raise_fd_limit};
-pub use metrics::Metrics;
 use connections::{Admit, ConnectionLimiter, HEALTH_HEADER_TIMEOUT, OpenConnection};
+pub use fd_limit::{FdLimit, raise as raise_fd_limit};
 use handlers::{AppState, HttpResponse};
+pub use metrics::Metrics;
 use refusal::Refusal;
 use router::{Match, Route, decode_params, match_route};
 

@@ -29,6 +29,7 @@ pub mod answer;
 pub mod config;
 pub mod error;
 pub mod keyspace;
+pub mod load;
 pub mod lookup;
 pub mod manifest;
 pub mod memory;
@@ -52,7 +53,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use featstore_swap::SnapshotCell;
 use parking_lot::Mutex;
-use rocksdb::{DB, IngestExternalFileOptions};
+use rocksdb::DB;
 use serde::Serialize;
 
 pub use config::StoreConfig;
@@ -66,16 +67,14 @@ pub use read::{FeatureReading, FeatureVector};
 pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
-use crate::codec::key::VersionPrefix;
-use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
+use crate::loader::{LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
-use keyspace::{META_CF, batch_cf_name};
+use keyspace::META_CF;
 use manifest::VersionState;
 use options::EngineOptions;
-use segments::{HotSegment, Selection};
-use versions::{Allocated, VersionSet};
+use versions::VersionSet;
 
 /// What `apply` did with one definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -633,13 +632,26 @@ impl FeatureStore {
 
     /// Loads a new version of a group from a file, ingests it, and (if asked) activates
     /// it atomically. On any failure nothing becomes visible and the version is removed.
+    /// The stages are in [`load`].
     pub fn load(
         &self,
         request: &LoadRequest,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
+        self.load_gated(request, &load::AcceptAll, progress)
+    }
+
+    /// Loads like [`load`](Self::load), with `gate` deciding whether the finished
+    /// version is committed (see [`load::LoadGate`]); a refusal fails the load and
+    /// nothing of the version becomes visible.
+    pub fn load_gated(
+        &self,
+        request: &LoadRequest,
+        gate: &dyn load::LoadGate,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<LoadRecord, StoreError> {
         let started = Instant::now();
-        let result = self.load_version(request, progress);
+        let result = load::LoadPipeline::new(self, gate, progress).run(request);
         let message = result.as_ref().err().map(ToString::to_string);
         let event = LoadEvent {
             group: &request.group,
@@ -657,201 +669,6 @@ impl FeatureStore {
             self.observe_activation(&request.group, record.version, ActivationCause::Load);
         }
         result
-    }
-
-    fn load_version(
-        &self,
-        request: &LoadRequest,
-        progress: &dyn Fn(LoadProgress),
-    ) -> Result<LoadRecord, StoreError> {
-        let registry = self.registry();
-        let group = registry
-            .group(&request.group)
-            .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
-        let columns = loader::group_columns(&registry, &group.name);
-
-        let allocated = {
-            let mut state = self.admin.lock();
-            self.checked_write(
-                "allocating a version",
-                state
-                    .versions
-                    .allocate(&request.group, &self.options.versions_cf()),
-            )?
-        };
-
-        let scratch = keyspace::load_scratch_dir(&self.dir, &request.group, allocated.version);
-        let result = self.build_and_commit(request, &columns, &allocated, &scratch, progress);
-        if let Err(e) = std::fs::remove_dir_all(&scratch)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
-        }
-        if result.is_err() {
-            self.admin
-                .lock()
-                .versions
-                .abandon(&request.group, &allocated);
-        }
-        result
-    }
-
-    fn build_and_commit(
-        &self,
-        request: &LoadRequest,
-        columns: &std::collections::HashMap<String, loader::input::FeatureColumn>,
-        allocated: &Allocated,
-        scratch: &Path,
-        progress: &dyn Fn(LoadProgress),
-    ) -> Result<LoadRecord, StoreError> {
-        std::fs::create_dir_all(scratch)
-            .map_err(io_err(format!("create {}", scratch.display())))?;
-        let sst_options = self.options.versions_cf();
-        let version = allocated.version;
-        let prefix = allocated.prefix;
-        let family = &allocated.family;
-        let registry = self.registry();
-        let entity_type = registry
-            .group(&request.group)
-            .map(|g| g.entity_type.as_str())
-            .unwrap_or_default();
-        let built = loader::build_files(
-            request,
-            columns,
-            registry.entity_id_rule(entity_type),
-            &loader::SstTarget {
-                options: &sst_options,
-                key_prefix: prefix.as_bytes(),
-            },
-            scratch,
-            self.config.load_memory_bytes,
-            self.config.sst_target_bytes,
-            progress,
-        )?;
-
-        let ingest_started = Instant::now();
-        let cf = self.db.cf_handle(family).ok_or_else(|| {
-            StoreError::Internal(format!(
-                "versions column family {family} vanished after creation"
-            ))
-        })?;
-        let mut ingest = IngestExternalFileOptions::default();
-        ingest.set_move_files(true);
-        self.checked_write(
-            "ingesting the load's SST files",
-            self.db
-                .ingest_external_file_cf_opts(&cf, &ingest, built.files.clone())
-                .map_err(StoreError::from),
-        )?;
-        let ingest_ms = u64::try_from(ingest_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let segment_started = Instant::now();
-        let segment = self.build_segment(&request.group, version, &cf, prefix, &built.record)?;
-        drop(cf);
-
-        let mut record = built.record;
-        record.version = version;
-        record.ingest_ms = ingest_ms;
-        record.segment_ms =
-            u64::try_from(segment_started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        record.activated = request.activate;
-
-        let mut state = self.admin.lock();
-        self.checked_write(
-            "committing the loaded version",
-            state.versions.complete(
-                &request.group,
-                allocated,
-                segment,
-                &record,
-                request.activate,
-            ),
-        )?;
-        self.publish(&state)?;
-        let keep = self.config.keep_versions.max(1);
-        if let Err(e) = self.drop_locked(&mut state, &request.group, keep) {
-            tracing::warn!(group = request.group.as_str(), error = %e, "could not drop old versions");
-        }
-        Ok(record)
-    }
-
-    /// Builds, maps and validates the hot segment of a freshly ingested version, within
-    /// the configured budget: the whole version if it fits, else its hottest entities.
-    fn build_segment(
-        &self,
-        group: &str,
-        version: u64,
-        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
-        prefix: VersionPrefix,
-        record: &LoadRecord,
-    ) -> Result<Option<(segments::SegmentInfo, Arc<HotSegment>)>, StoreError> {
-        let budget = self.config.hot_segment_bytes;
-        if budget == 0 || record.entities == 0 {
-            return Ok(None);
-        }
-        let registry = self.registry();
-        let Some(info) = registry.group(group) else {
-            return Ok(None);
-        };
-        let fields: Vec<featstore_format::segment::FieldSpec> = info
-            .features
-            .iter()
-            .filter_map(|id| registry.by_id(*id))
-            .map(|d| featstore_format::segment::FieldSpec {
-                feature_id: d.id,
-                field_type: d.spec.dtype,
-            })
-            .collect();
-        let fixed = featstore_format::segment::fixed_bytes_per_entity(&fields, 1)
-            .map_err(|e| StoreError::Segment(format!("{group}: {e}")))?;
-        // Ids beyond the inline prefix and variable-width values: bounded above by the
-        // version's stored bytes per entity.
-        let variable = fields.iter().any(|f| {
-            matches!(
-                f.field_type,
-                crate::types::DType::String
-                    | crate::types::DType::Bytes
-                    | crate::types::DType::Float32Vector { .. }
-            )
-        });
-        let per_entity = fixed.max(1)
-            + if variable {
-                record.sst_bytes / record.entities.max(1)
-            } else {
-                16
-            };
-        let selection = if record.entities.saturating_mul(per_entity) <= budget {
-            Selection::All
-        } else {
-            self.persist_access_counts()?;
-            let k = usize::try_from(budget / per_entity).unwrap_or(usize::MAX);
-            let hot: Vec<Vec<u8>> = self
-                .hottest_entities(&info.entity_type, k)
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            if hot.is_empty() {
-                tracing::info!(
-                    group,
-                    version,
-                    "version exceeds the hot segment budget and no access counts exist yet; no segment"
-                );
-                return Ok(None);
-            }
-            Selection::Only(hot)
-        };
-        let dir = keyspace::segments_dir(&self.dir);
-        let file = keyspace::segment_file_name(&batch_cf_name(group, version));
-        let target = segments::SegmentTarget {
-            group,
-            version,
-            dir: &dir,
-            file: &file,
-        };
-        let Some(info) = segments::build(&self.db, cf, prefix, &target, fields, &selection)? else {
-            return Ok(None);
-        };
-        let mapped = HotSegment::open(&dir.join(&info.file))?;
-        Ok(Some((info, Arc::new(mapped))))
     }
 
     /// Lists the versions of `group`.

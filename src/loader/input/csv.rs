@@ -22,6 +22,7 @@ pub(super) fn read_csv(
     path: &Path,
     options: &InputOptions,
     features: &HashMap<String, FeatureColumn>,
+    checksum: &std::sync::Arc<super::checksum::FileChecksum>,
     sink: &mut dyn FnMut(Record<'_>) -> Result<(), InputError>,
 ) -> Result<InputSummary, InputError> {
     let path_s = path.display().to_string();
@@ -33,7 +34,11 @@ pub(super) fn read_csv(
         .has_headers(true)
         .flexible(false)
         .buffer_capacity(BUFFER_CAPACITY)
-        .from_reader(file);
+        .from_reader(super::checksum::ChecksummedRead::new(
+            file,
+            0,
+            checksum.clone(),
+        ));
 
     let header = reader
         .byte_headers()

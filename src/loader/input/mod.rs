@@ -17,6 +17,7 @@
 //! stream with bounded memory and call the sink once per record; the first error (from
 //! the file or from the sink) stops the read.
 
+pub mod checksum;
 mod csv;
 mod parquet;
 
@@ -247,10 +248,38 @@ pub fn read_input(
                 .to_owned(),
         })?,
     };
-    match format {
-        InputFormat::Csv => csv::read_csv(path, options, features, sink),
-        InputFormat::Parquet => parquet::read_parquet(path, options, features, sink),
-    }
+    read_input_checksummed(path, Some(format), options, features, sink).map(|(summary, ..)| summary)
+}
+
+/// [`read_input`], also returning the file's size and CRC-32, computed from the bytes
+/// read (see [`checksum`]): the file is read once.
+pub fn read_input_checksummed(
+    path: &Path,
+    format: Option<InputFormat>,
+    options: &InputOptions,
+    features: &HashMap<String, FeatureColumn>,
+    sink: &mut dyn FnMut(Record<'_>) -> Result<(), InputError>,
+) -> Result<(InputSummary, u64, u32), InputError> {
+    let format = match format.or(options.format) {
+        Some(format) => format,
+        None => InputFormat::from_path(path).ok_or_else(|| InputError::BadSchema {
+            path: path.display().to_string(),
+            reason: "cannot tell the format from the file extension: expected .csv, \
+                     .parquet or .pq, or set the format explicitly"
+                .to_owned(),
+        })?,
+    };
+    let io = |source| InputError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let checksum = checksum::FileChecksum::open(path).map_err(io)?;
+    let summary = match format {
+        InputFormat::Csv => csv::read_csv(path, options, features, &checksum, sink),
+        InputFormat::Parquet => parquet::read_parquet(path, options, features, &checksum, sink),
+    }?;
+    let (bytes, crc) = checksum.finish().map_err(io)?;
+    Ok((summary, bytes, crc))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ pub(super) fn read_parquet(
     path: &Path,
     options: &InputOptions,
     features: &HashMap<String, FeatureColumn>,
+    checksum: &std::sync::Arc<super::checksum::FileChecksum>,
     sink: &mut dyn FnMut(Record<'_>) -> Result<(), InputError>,
 ) -> Result<InputSummary, InputError> {
     let path_s = path.display().to_string();
@@ -54,6 +55,7 @@ pub(super) fn read_parquet(
         source,
     })?;
     let builder = guarded(&path_s, || {
+        let file = super::checksum::ChecksummedFile::new(file, checksum.clone());
         ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| parquet_error(&path_s, e))
     })?;
     let names: Vec<String> = builder

@@ -1,0 +1,900 @@
+//! The load pipeline: one batch load of a group, as explicit stages run by
+//! [`LoadPipeline`].
+//!
+//! 1. **allocate**: the next version number of the group, its key prefix in the group's
+//!    versions column family (created on first use), and a manifest entry in state
+//!    `loading`, persisted before any file is written (a crash later leaves a version
+//!    that open removes).
+//! 2. **build**: reads the input file once (on a second thread; its size and CRC-32
+//!    for the load record come from the same read), validates and sorts it with memory
+//!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
+//!    into SST files. The stream has several consumers, called with every unique record once,
+//!    in key order, while the files are written: the SST writer and a
+//!    [`StreamConsumers`] list (today the hot segment's rows; a validation feature adds
+//!    its statistics here, and hands them to the gate).
+//! 3. **ingest**: moves the SST files into the versions column family.
+//! 4. **segment**: writes, maps and validates the hot segment whose rows the build
+//!    stage assembled (see [`SegmentStage`]).
+//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`])
+//!    and may refuse it. The default gate, [`AcceptAll`], accepts every version; it is
+//!    the place where data validation plugs in.
+//! 6. **commit**: `commit_version` marks the version ready (and active,
+//!    if asked) in the manifest, publishes the new read view and drops versions beyond
+//!    `keep_versions`.
+//!
+//! A failure in any stage removes the version (`VersionSet::abandon`): nothing of it
+//! becomes visible. Each stage's time is reported through the load's progress callback
+//! and logged; the load record keeps build, ingest and segment times.
+//!
+//! Hot segment from the stream: the segment is assembled from the sorted stream while
+//! the SST files are written, never from a scan of the new column family. Which
+//! entities it holds is decided as before, once the version's totals are known
+//! ([`segments::Sizing`]): all of them if the version fits `hot_segment_bytes`, else
+//! the most-read ones. The stage assembles both candidates while the stream passes,
+//! and drops the whole-version one as soon as the entities seen prove it cannot fit.
+//! Where a candidate could not be assembled from the stream (a group with variable-width
+//! values, whose hot-entity count depends on the version's final size), the stage
+//! falls back to the rebuild path (`segments::build`: one seek per hot entity, or a
+//! scan), with identical results.
+//!
+//! Memory: the sort buffer stays within `load_memory_bytes` (streaming or spilling,
+//! see `crate::loader::sorter`), plus about ten 1 MiB chunks of parsed records at most
+//! between the reader thread and the sorting one (four in flight, five recycled). The segment stage holds the segment under
+//! construction, about the size of the finished file: at most `hot_segment_bytes`
+//! (plus one row) for the whole-version candidate, which is dropped as soon as the
+//! version provably exceeds it, and at most the hot-entity count's rows for the other.
+//! That is the memory the built segment had before (it was assembled after ingest),
+//! and the memory the store maps for the version once it is committed; it is charged
+//! to `hot_segment_bytes`, not to the sort budget. While both candidates are assembled
+//! (a version with access counts, until it outgrows the budget) they hold up to twice
+//! that.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use featstore_format::segment::FieldSpec;
+use rocksdb::IngestExternalFileOptions;
+
+use super::keyspace::{self, batch_cf_name};
+use super::segments::{self, HotSegment, SegmentFeed, SegmentInfo, Selection, Sizing};
+use super::versions;
+use super::{FeatureStore, StoreError, io_err};
+use crate::codec::key::VersionPrefix;
+use crate::loader::sorter::SortedSink;
+use crate::loader::{self, LoadError, LoadProgress, LoadRecord, LoadRequest};
+use crate::registry::Registry;
+
+/// What the gate sees of a finished version, before it is committed.
+#[derive(Debug, Clone, Copy)]
+pub struct VersionFacts<'a> {
+    /// Group loaded.
+    pub group: &'a str,
+    /// Version built.
+    pub version: u64,
+    /// Its load record: input, counts, sizes, timings.
+    pub record: &'a LoadRecord,
+    /// Its hot segment, if one was built.
+    pub segment: Option<&'a SegmentInfo>,
+}
+
+/// Decides whether a finished version may be committed. Called once per load, after
+/// the version was ingested and its segment built, before the manifest names it.
+///
+/// This is where validation plugs in: a gate that checks the version's statistics
+/// (computed by a [`SortedSink`] added to the stream's consumers) against the group's
+/// expectations refuses a bad version here, and the load fails with
+/// [`LoadError::Refused`], leaving the active version served.
+pub trait LoadGate: Send + Sync {
+    /// The gate's name, for the refusal message.
+    fn name(&self) -> &str;
+
+    /// `Err(reason)` refuses the version.
+    fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String>;
+}
+
+/// The default gate: every version passes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptAll;
+
+impl LoadGate for AcceptAll {
+    fn name(&self) -> &str {
+        "accept-all"
+    }
+
+    fn check(&self, _facts: &VersionFacts<'_>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The consumers of the sorted stream besides the SST writer, called in order with
+/// every record (keys without the version prefix).
+#[derive(Default)]
+pub struct StreamConsumers<'a> {
+    consumers: Vec<&'a mut dyn SortedSink>,
+}
+
+impl<'a> StreamConsumers<'a> {
+    /// Adds a consumer.
+    pub fn push(&mut self, consumer: &'a mut dyn SortedSink) {
+        self.consumers.push(consumer);
+    }
+}
+
+impl SortedSink for StreamConsumers<'_> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        for consumer in &mut self.consumers {
+            consumer.put(key, value)?;
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        for consumer in &mut self.consumers {
+            consumer.restart()?;
+        }
+        Ok(())
+    }
+}
+
+/// What the allocate stage reserved.
+struct Allocated {
+    version: u64,
+    /// The version's name (the historical column family name), keying segments and
+    /// ranges.
+    cf_name: String,
+    /// The group's versions column family.
+    family: String,
+    prefix: VersionPrefix,
+    scratch: PathBuf,
+    /// The version set's own record of the allocation.
+    slot: versions::Allocated,
+}
+
+/// Milliseconds since `t`.
+fn ms_since(t: Instant) -> u64 {
+    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The segment's fields of `group`: every feature of the group, by id.
+fn segment_fields(registry: &Registry, group: &str) -> Option<(String, Vec<FieldSpec>)> {
+    let info = registry.group(group)?;
+    let fields = info
+        .features
+        .iter()
+        .filter_map(|id| registry.by_id(*id))
+        .map(|d| FieldSpec {
+            feature_id: d.id,
+            field_type: d.spec.dtype,
+        })
+        .collect();
+    Some((info.entity_type.clone(), fields))
+}
+
+/// The segment stage's stream consumer: assembles the candidate segments of the
+/// version being written from the sorted stream.
+///
+/// `whole` takes every entity until the entities seen prove the version cannot fit the
+/// budget (then it is dropped, freeing its memory); `hot` takes the most-read entities
+/// known when the load started, when their number does not depend on the version's
+/// size (groups without variable-width values) and access counts exist. A row error
+/// is kept and reported once the stream ends.
+pub struct SegmentStage {
+    group: String,
+    version: u64,
+    entity_type: String,
+    fields: Vec<FieldSpec>,
+    budget: u64,
+    sizing: Sizing,
+    whole: Option<SegmentFeed>,
+    hot: Option<SegmentFeed>,
+    /// The selection `hot` was made with, to start it again.
+    hot_ids: Option<Selection>,
+    error: Option<StoreError>,
+}
+
+impl std::fmt::Debug for SegmentStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentStage")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("whole", &self.whole.is_some())
+            .field("hot", &self.hot.is_some())
+            .finish()
+    }
+}
+
+impl SortedSink for SegmentStage {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        if self.error.is_some() {
+            return Ok(());
+        }
+        if let Some(whole) = self.whole.as_mut() {
+            let fed = whole.put(key, value);
+            let outgrown = self.sizing.cannot_fit(whole.entities(), self.budget)
+                || (!self.sizing.is_fixed() && whole.staged_bytes() > self.budget);
+            if let Err(e) = fed {
+                self.error = Some(e);
+            }
+            if outgrown {
+                self.whole = None;
+            }
+        }
+        if let Some(hot) = self.hot.as_mut()
+            && let Err(e) = hot.put(key, value)
+        {
+            self.error = Some(e);
+        }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        let fresh = |selection: &Selection| {
+            SegmentFeed::new(&self.group, self.version, self.fields.clone(), selection)
+        };
+        let whole = fresh(&Selection::All);
+        let hot = self.hot_ids.as_ref().map(fresh).transpose();
+        match (whole, hot) {
+            (Ok(whole), Ok(hot)) => {
+                self.whole = Some(whole);
+                self.hot = hot;
+                self.error = None;
+            }
+            (Err(e), _) | (_, Err(e)) => self.error = Some(e),
+        }
+        Ok(())
+    }
+}
+
+impl<'s> LoadPipeline<'s> {
+    /// A pipeline loading into `store`, with `gate` deciding whether the finished
+    /// version is committed ([`FeatureStore::load`] passes [`AcceptAll`]).
+    pub fn new(
+        store: &'s FeatureStore,
+        gate: &'s dyn LoadGate,
+        progress: &'s dyn Fn(LoadProgress),
+    ) -> Self {
+        LoadPipeline {
+            store,
+            gate,
+            progress,
+        }
+    }
+}
+
+/// Runs one load through its stages (see the module doc).
+pub struct LoadPipeline<'s> {
+    store: &'s FeatureStore,
+    gate: &'s dyn LoadGate,
+    progress: &'s dyn Fn(LoadProgress),
+}
+
+impl std::fmt::Debug for LoadPipeline<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadPipeline")
+            .field("gate", &self.gate.name())
+            .finish()
+    }
+}
+
+/// Stage times of one load, in milliseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageTimes {
+    allocate: u64,
+    read: u64,
+    write: u64,
+    ingest: u64,
+    segment: u64,
+    gate: u64,
+    commit: u64,
+}
+
+impl LoadPipeline<'_> {
+    /// Loads a new version of `request.group`; on any failure the version is removed
+    /// and nothing of it is visible.
+    pub fn run(&self, request: &LoadRequest) -> Result<LoadRecord, StoreError> {
+        let started = Instant::now();
+        let registry = self.store.registry();
+        let group = registry
+            .group(&request.group)
+            .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
+        let columns = loader::group_columns(&registry, &group.name);
+        let mut times = StageTimes::default();
+        let allocated = self.allocate(request)?;
+        times.allocate = ms_since(started);
+        let result = self.stages(request, &columns, &allocated, started, &mut times);
+        if let Err(e) = std::fs::remove_dir_all(&allocated.scratch)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %allocated.scratch.display(), error = %e, "could not remove load scratch");
+        }
+        match &result {
+            Ok(record) => tracing::info!(
+                group = request.group.as_str(),
+                version = allocated.version,
+                values = record.values_stored,
+                allocate_ms = times.allocate,
+                read_ms = times.read,
+                write_ms = times.write,
+                ingest_ms = times.ingest,
+                segment_ms = times.segment,
+                gate_ms = times.gate,
+                commit_ms = times.commit,
+                total_ms = ms_since(started),
+                "load committed"
+            ),
+            Err(_) => self
+                .store
+                .admin
+                .lock()
+                .versions
+                .abandon(&request.group, &allocated.slot),
+        }
+        result
+    }
+
+    fn report(&self, phase: &'static str, values: u64, started: Instant) {
+        (self.progress)(LoadProgress {
+            phase,
+            values,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        });
+    }
+
+    /// Stage 1: the version number, its key prefix and a `loading` manifest entry.
+    fn allocate(&self, request: &LoadRequest) -> Result<Allocated, StoreError> {
+        let store = self.store;
+        let slot = {
+            let mut state = store.admin.lock();
+            store.checked_write(
+                "allocating a version",
+                state
+                    .versions
+                    .allocate(&request.group, &store.options.versions_cf()),
+            )?
+        };
+        Ok(Allocated {
+            version: slot.version,
+            cf_name: slot.name.clone(),
+            family: slot.family.clone(),
+            prefix: slot.prefix,
+            scratch: keyspace::load_scratch_dir(&store.dir, &request.group, slot.version),
+            slot,
+        })
+    }
+
+    /// Stages 2 to 6.
+    fn stages(
+        &self,
+        request: &LoadRequest,
+        columns: &HashMap<String, loader::input::FeatureColumn>,
+        allocated: &Allocated,
+        started: Instant,
+        times: &mut StageTimes,
+    ) -> Result<LoadRecord, StoreError> {
+        let store = self.store;
+        let scratch = &allocated.scratch;
+        std::fs::create_dir_all(scratch)
+            .map_err(io_err(format!("create {}", scratch.display())))?;
+
+        // Stage 2: build, with the segment's rows assembled from the sorted stream.
+        let mut segment = store.segment_stage(&request.group, allocated.version)?;
+        let built = {
+            let mut consumers = StreamConsumers::default();
+            if let Some(stage) = segment.as_mut() {
+                consumers.push(stage);
+            }
+            self.build(request, columns, allocated, &mut consumers)?
+        };
+        times.read = built.read_ms;
+        times.write = built.record.build_ms.saturating_sub(built.read_ms);
+
+        // Stage 3: ingest.
+        let ingest_started = Instant::now();
+        store.ingest(&allocated.family, built.files.clone())?;
+        let ingest_ms = ms_since(ingest_started);
+        times.ingest = ingest_ms;
+        self.report("ingest", built.record.values_stored, started);
+
+        // Stage 4: segment.
+        let segment_started = Instant::now();
+        let segment = match segment {
+            Some(stage) => store.finish_segment(stage, allocated, &built.record)?,
+            None => None,
+        };
+        let mut record = built.record;
+        record.version = allocated.version;
+        record.ingest_ms = ingest_ms;
+        record.segment_ms = ms_since(segment_started);
+        record.activated = request.activate;
+        times.segment = record.segment_ms;
+        self.report("segment", record.values_stored, started);
+
+        // Stage 5: gate.
+        let gate_started = Instant::now();
+        let facts = VersionFacts {
+            group: &request.group,
+            version: allocated.version,
+            record: &record,
+            segment: segment.as_ref().map(|(info, _)| info),
+        };
+        self.gate.check(&facts).map_err(|reason| {
+            StoreError::Load(LoadError::Refused {
+                gate: self.gate.name().to_owned(),
+                group: request.group.clone(),
+                version: allocated.version,
+                reason,
+            })
+        })?;
+        times.gate = ms_since(gate_started);
+
+        // Stage 6: commit.
+        let commit_started = Instant::now();
+        store.commit_version(
+            &request.group,
+            allocated,
+            segment,
+            &record,
+            request.activate,
+        )?;
+        times.commit = ms_since(commit_started);
+        self.report("commit", record.values_stored, started);
+        Ok(record)
+    }
+
+    /// Stage 2: reads the input once, sorts it and writes the SST files, feeding
+    /// `consumers` from the same sorted stream.
+    fn build(
+        &self,
+        request: &LoadRequest,
+        columns: &HashMap<String, loader::input::FeatureColumn>,
+        allocated: &Allocated,
+        consumers: &mut StreamConsumers<'_>,
+    ) -> Result<loader::BuiltFiles, StoreError> {
+        let store = self.store;
+        let sst_options = store.options.versions_cf();
+        let registry = store.registry();
+        let entity_type = registry
+            .group(&request.group)
+            .map(|g| g.entity_type.as_str())
+            .unwrap_or_default();
+        Ok(loader::build_files(
+            request,
+            columns,
+            registry.entity_id_rule(entity_type),
+            &loader::SstTarget {
+                options: &sst_options,
+                key_prefix: allocated.prefix.as_bytes(),
+            },
+            &allocated.scratch,
+            store.config.load_memory_bytes,
+            store.config.sst_target_bytes,
+            consumers,
+            self.progress,
+        )?)
+    }
+}
+
+impl FeatureStore {
+    /// Stage 3: moves `files` into the versions column family `family`.
+    fn ingest(&self, family: &str, files: Vec<PathBuf>) -> Result<(), StoreError> {
+        let cf = self.db.cf_handle(family).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "versions column family {family} vanished after creation"
+            ))
+        })?;
+        let mut ingest = IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        self.checked_write(
+            "ingesting the load's SST files",
+            self.db
+                .ingest_external_file_cf_opts(&cf, &ingest, files)
+                .map_err(StoreError::from),
+        )
+    }
+
+    /// The segment stage of a load of `group` at `version`, or `None` when hot segments
+    /// are off or the group has no features.
+    fn segment_stage(&self, group: &str, version: u64) -> Result<Option<SegmentStage>, StoreError> {
+        let budget = self.config.hot_segment_bytes;
+        if budget == 0 {
+            return Ok(None);
+        }
+        let registry = self.registry();
+        let Some((entity_type, fields)) = segment_fields(&registry, group) else {
+            return Ok(None);
+        };
+        let sizing = Sizing::new(group, &fields)?;
+        let whole = SegmentFeed::new(group, version, fields.clone(), &Selection::All)?;
+        // The most-read entities, when their number is known before the version is
+        // written; the counts are persisted if the version turns out not to fit.
+        let hot_ids = if sizing.is_fixed() {
+            let k = sizing.hot_count(0, 0, budget);
+            let ids: Vec<Vec<u8>> = self
+                .hottest_entities(&entity_type, k)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            (!ids.is_empty()).then_some(Selection::Only(ids))
+        } else {
+            None
+        };
+        let hot = hot_ids
+            .as_ref()
+            .map(|ids| SegmentFeed::new(group, version, fields.clone(), ids))
+            .transpose()?;
+        Ok(Some(SegmentStage {
+            group: group.to_owned(),
+            version,
+            entity_type,
+            fields,
+            budget,
+            sizing,
+            whole: Some(whole),
+            hot,
+            hot_ids,
+            error: None,
+        }))
+    }
+
+    /// Stage 4: chooses the segment of the version `record` describes (the same choice
+    /// as [`FeatureStore::build_segment`]), writes it, maps and validates it.
+    fn finish_segment(
+        &self,
+        mut stage: SegmentStage,
+        allocated: &Allocated,
+        record: &LoadRecord,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        if let Some(e) = stage.error.take() {
+            return Err(e);
+        }
+        if record.entities == 0 {
+            return Ok(None);
+        }
+        let fits = stage
+            .sizing
+            .fits(record.entities, record.sst_bytes, stage.budget);
+        let feed = if fits {
+            stage.hot = None;
+            stage.whole.take()
+        } else {
+            stage.whole = None;
+            self.persist_access_counts()?;
+            stage.hot.take()
+        };
+        let dir = keyspace::segments_dir(&self.dir);
+        let file = segments::file_name(&allocated.cf_name);
+        let info = match feed {
+            Some(feed) => feed.finish(&dir, &file)?,
+            None => {
+                // Not assembled from the stream (see the module doc): the rebuild path.
+                return self.scan_segment(allocated, record, fits, &stage);
+            }
+        };
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        let mapped = HotSegment::open(&dir.join(&info.file))?;
+        Ok(Some((info, Arc::new(mapped))))
+    }
+
+    /// The segment of a freshly ingested version built from its column family, for a
+    /// candidate the stream could not assemble.
+    fn scan_segment(
+        &self,
+        allocated: &Allocated,
+        record: &LoadRecord,
+        fits: bool,
+        stage: &SegmentStage,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let selection = if fits {
+            Selection::All
+        } else {
+            let k = stage
+                .sizing
+                .hot_count(record.entities, record.sst_bytes, stage.budget);
+            match self.hot_selection(&stage.group, &stage.entity_type, allocated.version, k) {
+                Some(selection) => selection,
+                None => return Ok(None),
+            }
+        };
+        let cf = self.db.cf_handle(&allocated.family).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "versions column family {} vanished after creation",
+                allocated.family
+            ))
+        })?;
+        self.write_segment(
+            &stage.group,
+            allocated.version,
+            &cf,
+            allocated.prefix,
+            stage.fields.clone(),
+            &selection,
+        )
+    }
+
+    /// The most-read `k` entities of `entity_type`, or `None` (logged) when no access
+    /// counts exist yet.
+    fn hot_selection(
+        &self,
+        group: &str,
+        entity_type: &str,
+        version: u64,
+        k: usize,
+    ) -> Option<Selection> {
+        let hot: Vec<Vec<u8>> = self
+            .hottest_entities(entity_type, k)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        if hot.is_empty() {
+            tracing::info!(
+                group,
+                version,
+                "version exceeds the hot segment budget and no access counts exist yet; no segment"
+            );
+            return None;
+        }
+        Some(Selection::Only(hot))
+    }
+
+    /// Builds the segment of `version` from its keys in `cf` and maps it.
+    fn write_segment(
+        &self,
+        group: &str,
+        version: u64,
+        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        prefix: VersionPrefix,
+        fields: Vec<FieldSpec>,
+        selection: &Selection,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let dir = keyspace::segments_dir(&self.dir);
+        let file = segments::file_name(&batch_cf_name(group, version));
+        let target = segments::SegmentTarget {
+            group,
+            version,
+            dir: &dir,
+            file: &file,
+        };
+        let Some(info) = segments::build(&self.db, cf, prefix, &target, fields, selection)? else {
+            return Ok(None);
+        };
+        let mapped = HotSegment::open(&dir.join(&info.file))?;
+        Ok(Some((info, Arc::new(mapped))))
+    }
+
+    /// Builds, maps and validates the hot segment of an ingested version from its
+    /// column family, within the configured budget: the whole version if it fits, else
+    /// its hottest entities. The rebuild path (a segment unusable at open or
+    /// activation); a load assembles its segment from its sorted stream instead.
+    pub(super) fn build_segment(
+        &self,
+        group: &str,
+        version: u64,
+        cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+        prefix: VersionPrefix,
+        record: &LoadRecord,
+    ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
+        let budget = self.config.hot_segment_bytes;
+        if budget == 0 || record.entities == 0 {
+            return Ok(None);
+        }
+        let registry = self.registry();
+        let Some((entity_type, fields)) = segment_fields(&registry, group) else {
+            return Ok(None);
+        };
+        let sizing = Sizing::new(group, &fields)?;
+        let selection = if sizing.fits(record.entities, record.sst_bytes, budget) {
+            Selection::All
+        } else {
+            self.persist_access_counts()?;
+            let k = sizing.hot_count(record.entities, record.sst_bytes, budget);
+            match self.hot_selection(group, &entity_type, version, k) {
+                Some(selection) => selection,
+                None => return Ok(None),
+            }
+        };
+        self.write_segment(group, version, cf, prefix, fields, &selection)
+    }
+
+    /// Stage 6: marks the version ready (and active, if `activate`) in the manifest
+    /// with its segment and load record, publishes the new read view, and drops
+    /// versions beyond `keep_versions`. The one place a load changes what is served.
+    fn commit_version(
+        &self,
+        group: &str,
+        allocated: &Allocated,
+        segment: Option<(SegmentInfo, Arc<HotSegment>)>,
+        record: &LoadRecord,
+        activate: bool,
+    ) -> Result<(), StoreError> {
+        let mut state = self.admin.lock();
+        self.checked_write(
+            "committing the loaded version",
+            state
+                .versions
+                .complete(group, &allocated.slot, segment, record, activate),
+        )?;
+        self.publish(&state)?;
+        let keep = self.config.keep_versions.max(1);
+        if let Err(e) = self.drop_locked(&mut state, group, keep) {
+            tracing::warn!(group, error = %e, "could not drop old versions");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::file::parse_features_toml;
+    use crate::store::StoreConfig;
+    use crate::types::Value;
+
+    fn specs() -> Vec<crate::registry::FeatureSpec> {
+        let mut toml = String::new();
+        for (name, dtype) in [("a", "float64"), ("b", "float64"), ("label", "string")] {
+            toml.push_str(&format!(
+                "[[feature]]\nname = \"{name}\"\nentity_type = \"item\"\ngroup = \"items\"\n\
+                 owner = \"tests\"\ndtype = \"{dtype}\"\n"
+            ));
+        }
+        parse_features_toml(&toml, "specs").expect("specs")
+    }
+
+    fn store(dir: &std::path::Path) -> FeatureStore {
+        let config = StoreConfig {
+            block_cache_bytes: 8 << 20,
+            write_buffer_bytes: 8 << 20,
+            load_memory_bytes: 1 << 20,
+            sst_target_bytes: 4 << 20,
+            hot_segment_bytes: 64 << 20,
+            ..StoreConfig::default()
+        };
+        let store = FeatureStore::open(dir.join("store"), config).expect("open");
+        store.apply(specs()).expect("apply");
+        store
+    }
+
+    /// Long rows of `entities` items in key order, each value `n + 0.5`, label `l{n}`.
+    fn sorted_csv(entities: u64) -> String {
+        let mut text = String::from("entity_id,feature_name,event_time,value\n");
+        for n in 0..entities {
+            for (feature, value) in [("a", format!("{n}.5")), ("b", format!("{n}.5"))] {
+                text.push_str(&format!("e{n:06},{feature},1000,{value}\n"));
+            }
+            text.push_str(&format!("e{n:06},label,1000,l{n}\n"));
+        }
+        text
+    }
+
+    fn read(store: &FeatureStore, n: u64) -> Vec<Option<Value>> {
+        store
+            .get_features("item", &format!("e{n:06}"), &["a", "b", "label"])
+            .expect("read")
+            .features
+            .into_iter()
+            .map(|f| f.value)
+            .collect()
+    }
+
+    #[test]
+    fn an_input_out_of_order_after_streaming_is_sorted_again_with_the_same_result() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        let n = 30_000u64;
+        // Several sort buffers in key order (streamed), then a newer value for an
+        // entity streamed long ago: the load starts over with run files.
+        let mut text = sorted_csv(n);
+        text.push_str("e000007,a,2000,99.5\n");
+        let path = dir.path().join("late.csv");
+        std::fs::write(&path, text).expect("write");
+        let phases = std::sync::Mutex::new(Vec::new());
+        let record = store
+            .load(&LoadRequest::new("items", &path), &|p| {
+                phases.lock().expect("lock").push(p.phase);
+            })
+            .expect("load");
+        assert_eq!(record.values_stored, 3 * n);
+        let bytes = std::fs::read(&path).expect("read");
+        assert_eq!(record.source_bytes, bytes.len() as u64);
+        assert_eq!(record.source_crc32, crc32fast::hash(&bytes));
+        assert_eq!(record.values_read, 3 * n + 1);
+        assert_eq!(record.duplicates, 1);
+        assert_eq!(record.entities, n);
+        assert_eq!(
+            read(&store, 7),
+            [
+                Some(Value::Float64(99.5)),
+                Some(Value::Float64(7.5)),
+                Some(Value::String("l7".into()))
+            ]
+        );
+        assert_eq!(
+            read(&store, n - 1),
+            [
+                Some(Value::Float64(n as f64 - 0.5)),
+                Some(Value::Float64(n as f64 - 0.5)),
+                Some(Value::String(format!("l{}", n - 1)))
+            ]
+        );
+        // The segment was assembled again from the second pass: it holds every
+        // entity once, and answers as RocksDB does.
+        assert_eq!(store.hot_segment_entities("items"), Some(n as usize));
+        let phases = phases.into_inner().expect("lock");
+        for stage in ["ingest", "segment", "commit"] {
+            assert_eq!(
+                phases.iter().filter(|p| **p == stage).count(),
+                1,
+                "{phases:?}"
+            );
+        }
+        // The sorted input alone streams with no restart and gives the same record.
+        let path = dir.path().join("sorted.csv");
+        std::fs::write(&path, sorted_csv(n)).expect("write");
+        let again = store
+            .load(&LoadRequest::new("items", &path), &|_| {})
+            .expect("load");
+        assert_eq!(again.values_stored, 3 * n);
+        assert!(again.sst_bytes > 0);
+        assert_eq!(read(&store, 7)[0], Some(Value::Float64(7.5)));
+        assert_eq!(store.hot_segment_entities("items"), Some(n as usize));
+    }
+
+    struct Refuse;
+    impl LoadGate for Refuse {
+        fn name(&self) -> &str {
+            "test"
+        }
+        fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String> {
+            Err(format!(
+                "{} entities, segment {:?}",
+                facts.record.entities,
+                facts.segment.map(|s| s.entities)
+            ))
+        }
+    }
+
+    #[test]
+    fn a_refusing_gate_fails_the_load_and_the_active_version_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store(dir.path());
+        let path = dir.path().join("items.csv");
+        std::fs::write(&path, sorted_csv(10)).expect("write");
+        store
+            .load(&LoadRequest::new("items", &path), &|_| {})
+            .expect("first load");
+        std::fs::write(&path, sorted_csv(20)).expect("write");
+        let err = store
+            .load_gated(&LoadRequest::new("items", &path), &Refuse, &|_| {})
+            .expect_err("refused");
+        assert!(
+            matches!(&err, StoreError::Load(LoadError::Refused { gate, version: 2, .. }) if gate == "test"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("20 entities, segment Some(20)"),
+            "{err}"
+        );
+        let versions = store.versions("items").expect("versions");
+        assert_eq!(versions.active, Some(1));
+        assert_eq!(versions.versions.len(), 1);
+        assert_eq!(store.hot_segment_entities("items"), Some(10));
+        let segments: Vec<_> = std::fs::read_dir(dir.path().join("store").join("segments"))
+            .expect("segments dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            segments.len(),
+            1,
+            "the refused version's segment is removed"
+        );
+        // AcceptAll is what `load` uses.
+        store
+            .load_gated(&LoadRequest::new("items", &path), &AcceptAll, &|_| {})
+            .expect("accepted");
+        assert_eq!(store.hot_segment_entities("items"), Some(20));
+    }
+}
