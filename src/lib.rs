@@ -27,6 +27,7 @@
 pub mod datagen;
 pub mod demo;
 pub mod loader;
+pub mod query;
 pub mod registry;
 pub mod server;
 pub mod store;

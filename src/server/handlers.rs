@@ -32,6 +32,7 @@ use super::url::parse_query;
 use crate::FeatureStore;
 use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
 use crate::loader::{LoadError, LoadProgress, LoadRequest};
+use crate::query::Names;
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
 use crate::store::PushError;
 use crate::store::stream::Rejection;
@@ -373,16 +374,34 @@ fn feature_names(pairs: &[(String, String)]) -> Vec<&str> {
         .collect()
 }
 
+/// The names text of a query string that is `names=..` alone with nothing to decode
+/// (no `%`, `+` or `&`): the value as sent, which [`Names::Text`] splits exactly as
+/// [`feature_names`] splits the decoded pairs.
+fn plain_names(query: Option<&str>) -> Option<&str> {
+    let value = query?.strip_prefix("names=")?;
+    (!value.bytes().any(|b| matches!(b, b'%' | b'+' | b'&'))).then_some(value)
+}
+
 fn get_features(
     state: &AppState,
     entity_type: &str,
     entity_id: &str,
     req: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let pairs = query(req, &["names"])?;
-    let names = feature_names(&pairs);
+    // The common request needs no decoding, and its names text is the key of its
+    // cached plan (see `crate::query::cache`); any other query is decoded and checked.
+    let pairs;
+    let listed;
+    let names = match plain_names(req.uri().query()) {
+        Some(text) => Names::Text(text),
+        None => {
+            pairs = query(req, &["names"])?;
+            listed = feature_names(&pairs);
+            Names::List(&listed)
+        }
+    };
     // The store checks the entity type, then the id, then the names.
-    let vector = match state.store.get_features(entity_type, entity_id, &names) {
+    let answer = match state.store.get_entity(entity_type, entity_id, names) {
         Err(ReadError::NoFeatures) => {
             return Err(ApiError::bad_request(
                 "no feature names given: add ?names=a,b,c",
@@ -390,16 +409,11 @@ fn get_features(
         }
         result => result?,
     };
-    state
-        .metrics
-        .observe_features(vector.features.iter().map(|r| &r.status));
-    let body = json::encode_feature_vector(&vector).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding response: {e}"),
-        )
-    })?;
-    Ok(json_response(StatusCode::OK, body))
+    state.metrics.observe_features(answer.statuses());
+    Ok(json_response(
+        StatusCode::OK,
+        super::get_json::encode_entity(&answer),
+    ))
 }
 
 /// Parses an apply body: one spec, an array of specs, or `{"features": [..]}`.

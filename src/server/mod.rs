@@ -58,6 +58,7 @@ pub mod budget;
 pub mod config;
 pub mod connections;
 pub mod fd_limit;
+pub mod get_json;
 pub mod handlers;
 pub mod health;
 pub mod json;

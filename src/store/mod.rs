@@ -11,7 +11,6 @@
 //! swap), never while a load reads its input or writes SST files, and never by readers.
 
 pub mod access;
-pub mod answer;
 pub mod config;
 pub mod error;
 pub mod lookup;
@@ -19,13 +18,14 @@ pub mod manifest;
 pub mod memory;
 pub mod meta;
 pub mod options;
-pub mod rank;
-pub mod read;
 pub mod registry_ops;
 pub mod segments;
 pub mod stream;
 pub mod version_range;
 pub mod view;
+
+// The read planning and answers moved to the query layer; these paths stay for callers.
+pub use crate::query::{answer, rank, read};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,7 @@ pub use view::{ReadView, StreamedFeatures};
 
 use crate::codec::key::{VersionPrefix, version_of_key};
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
+use crate::query::{self, RankError, RankRequest, RankResponse};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
@@ -643,18 +644,48 @@ impl FeatureStore {
         self.view.with(|view| view.registry().clone())
     }
 
-    /// Reads `names` of one entity, in the order given.
+    /// Reads `names` of one entity, in the order given (the row view of
+    /// [`get_entity`](Self::get_entity)).
     pub fn get_features<S: AsRef<str>>(
         &self,
         entity_type: &str,
         entity_id: &str,
         names: &[S],
     ) -> Result<FeatureVector, ReadError> {
-        let vector = self
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        self.get_entity(entity_type, entity_id, query::Names::List(&names))
+            .map(query::EntityAnswer::into_vector)
+    }
+
+    /// Reads `names` of one entity: a one-candidate read of the query layer
+    /// ([`crate::query::entity`]), answered in columns in the order given.
+    pub fn get_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        names: query::Names<'_>,
+    ) -> Result<query::EntityAnswer, ReadError> {
+        let answer = self
             .view
-            .with(|view| read::read_entity(view, entity_type, entity_id, names, now_ms()))?;
+            .with(|view| query::get(view, entity_type, entity_id, names, now_ms()))?;
         self.record_access(entity_type, entity_id);
-        Ok(vector)
+        Ok(answer)
+    }
+
+    /// Answers a ranking request: the context's features once and one row per
+    /// candidate, in the order asked (see [`crate::query::rank`]).
+    ///
+    /// Candidates are counted for the hot segment's choice of entities once the request
+    /// was accepted (so unknown entity types from requests never create counters).
+    pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
+        let response = self.view.with(|view| query::rank(view, request, now_ms()))?;
+        if self.config.hot_segment_bytes > 0 {
+            let counter = self.access_counter(&response.candidate_type);
+            for id in &response.candidates {
+                counter.record(id.as_bytes());
+            }
+        }
+        Ok(response)
     }
 
     /// Definitions matching `filter`.
