@@ -17,8 +17,10 @@
 //! * [`registry`] — feature definitions and the immutable registry snapshot, with
 //!   composite entity types, on-demand features and feature services.
 //! * [`store`] — the RocksDB engine: column families, manifest, versions, read views,
-//!   reads, ranking reads (`store::rank`), streamed pushes and windowed aggregates.
+//!   the stored-value lookup, streamed pushes and windowed aggregates.
 //!   [`FeatureStore`] is its public face.
+//! * [`query`] — the query layer: one planner and one columnar answer for every read
+//!   (single-entity and ranking), TTL, freshness, defaults, on-demand features.
 //! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
 //! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,

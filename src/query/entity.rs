@@ -110,11 +110,7 @@ impl EntityAnswer {
             .map(|(i, column)| {
                 let event_time = column.event_time(0);
                 FeatureReading {
-                    name: self
-                        .plan
-                        .asked(i)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from("")),
+                    name: self.plan.asked(i).cloned().unwrap_or_else(|| Arc::from("")),
                     status: column.status(0),
                     value: column.value(0),
                     event_time,

@@ -377,6 +377,10 @@ pub struct Plan {
     candidates: StoredColumns,
     outputs: Vec<OutColumn>,
     service: Option<String>,
+    /// True when output `i` is stored candidate column `i`, for every `i` (no context,
+    /// no on-demand feature, no feature asked twice): the fetched columns are the
+    /// answer, defaults applied in place.
+    direct: bool,
 }
 
 impl Plan {
@@ -564,7 +568,13 @@ impl Planner<'_, '_> {
         }
         self.context_columns.finish();
         self.candidate_columns.finish();
+        let direct = outputs.len() == self.candidate_columns.defs.len()
+            && outputs.iter().enumerate().all(|(i, o)| {
+                o.place == Place::Candidate
+                    && matches!(o.source, Source::Stored { col, .. } if col == i)
+            });
         Ok(Plan {
+            direct,
             spaces: self.spaces,
             context: self.context_columns,
             candidates: self.candidate_columns,
@@ -889,13 +899,17 @@ fn on_demand_value(
     }
 }
 
-/// A stored column as answered: its default served where nothing usable was found
-/// (the one place defaults apply). Counts the defaulted rows in `count`.
-fn answered(mut column: ColumnValues, default: Option<&Value>, count: &mut u64) -> ColumnValues {
-    if let Some(default) = default {
+/// Serves a stored column's default where nothing usable was found (the one place
+/// defaults apply). Counts the defaulted rows in `count`.
+#[inline]
+fn serve_default(column: &mut ColumnValues, source: &Source, count: &mut u64) {
+    if let Source::Stored {
+        default: Some(default),
+        ..
+    } = source
+    {
         *count += column.apply_default(default);
     }
-    column
 }
 
 /// The executed plan of one read: every place's stored columns, fetched and judged,
@@ -939,6 +953,21 @@ pub(crate) fn execute(
         &mut versions,
     )?;
     let mut defaults = vec![0u64; plan.outputs.len()];
+    if plan.direct {
+        for ((column, out), count) in cand_values
+            .iter_mut()
+            .zip(&plan.outputs)
+            .zip(defaults.iter_mut())
+        {
+            serve_default(column, &out.source, count);
+        }
+        return Ok(Executed {
+            outputs: cand_values,
+            versions,
+            complete: ctx_complete && cand_complete,
+            defaults,
+        });
+    }
     let mut outputs: Vec<Option<ColumnValues>> = plan.outputs.iter().map(|_| None).collect();
     // On-demand columns first: they read stored columns before defaults apply and
     // before those columns move into the answer. The context is a one-row answer:
@@ -981,10 +1010,10 @@ pub(crate) fn execute(
         .zip(defaults.iter_mut())
         .enumerate()
     {
-        let Source::Stored { col, default } = &out.source else {
+        let Source::Stored { col, .. } = &out.source else {
             continue;
         };
-        let column = match out.place {
+        let mut column = match out.place {
             Place::Context => ctx_values.get(*col).cloned().ok_or_else(missing)?,
             Place::Candidate if last_use.get(*col) == Some(&i) => cand_values
                 .get_mut(*col)
@@ -997,12 +1026,15 @@ pub(crate) fn execute(
                 .ok_or_else(missing)?,
             Place::Candidate => cand_values.get(*col).cloned().ok_or_else(missing)?,
         };
-        *slot = Some(answered(column, default.as_ref(), count));
+        serve_default(&mut column, &out.source, count);
+        *slot = Some(column);
     }
     Ok(Executed {
         outputs: outputs
             .into_iter()
-            .map(|c| c.unwrap_or_else(|| ColumnValues::new(DType::Float64, 0, FeatureStatus::NotFound)))
+            .map(|c| {
+                c.unwrap_or_else(|| ColumnValues::new(DType::Float64, 0, FeatureStatus::NotFound))
+            })
             .collect(),
         versions,
         complete: ctx_complete && cand_complete,

@@ -678,7 +678,9 @@ impl FeatureStore {
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
-        let response = self.view.with(|view| query::rank(view, request, now_ms()))?;
+        let response = self
+            .view
+            .with(|view| query::rank(view, request, now_ms()))?;
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
             for id in &response.candidates {

@@ -106,14 +106,15 @@ fn get_bodies_match_the_row_view_byte_for_byte() {
                     ("g_bool", Value::Bool(true)),
                     ("g_str", Value::String("a\"b\n\u{7f}é".into())),
                     ("g_bytes", Value::Bytes(vec![0x0a, 0xff, 0x00])),
-                    (
-                        "g_vec",
-                        Value::Float32Vector(vec![0.5, -2.0, f32::NAN]),
-                    ),
+                    ("g_vec", Value::Float32Vector(vec![0.5, -2.0, f32::NAN])),
                 ],
             ),
             // Past its TTL: expired, with its event time.
-            event("full", now - 7_200_000, vec![("g_f64", Value::Float64(1.5))]),
+            event(
+                "full",
+                now - 7_200_000,
+                vec![("g_f64", Value::Float64(1.5))],
+            ),
             event(
                 "odd",
                 now + 60_000,
@@ -163,7 +164,11 @@ fn get_bodies_match_the_row_view_byte_for_byte() {
                 "{id} {names:?}"
             );
             assert_eq!(
-                store.get_features("thing", id, names).expect("read").features.len(),
+                store
+                    .get_features("thing", id, names)
+                    .expect("read")
+                    .features
+                    .len(),
                 names.len()
             );
         }
@@ -195,7 +200,9 @@ fn get_bodies_match_the_row_view_byte_for_byte() {
         .expect("read");
     assert_eq!(nobody.features[0].status, FeatureStatus::NotFound);
     assert_eq!(nobody.features[0].value, None);
-    let odd = store.get_features("thing", "odd", &["g_f32"]).expect("read");
+    let odd = store
+        .get_features("thing", "odd", &["g_f32"])
+        .expect("read");
     assert_eq!(odd.features[0].age_ms, Some(0), "future event times age 0");
 }
 
@@ -252,11 +259,13 @@ fn errors_are_the_same_with_and_without_a_cached_plan() {
     specs[0].version = 2;
     store.apply(specs).expect("apply v2");
     store
-        .push(vec![event("x", now_ms(), vec![("g_int@2", Value::Int64(5))])])
+        .push(vec![event(
+            "x",
+            now_ms(),
+            vec![("g_int@2", Value::Int64(5))],
+        )])
         .ok();
-    let read = store
-        .get_features("thing", "x", &["g_int"])
-        .expect("read");
+    let read = store.get_features("thing", "x", &["g_int"]).expect("read");
     assert_eq!(read.features[0].name.as_ref(), "g_int");
     let v2 = store.registry().resolve("g_int").map(|d| d.spec.version);
     assert_eq!(v2, Some(2));
