@@ -690,7 +690,7 @@ pub(crate) fn plan_entity(
             RankError::Read(e) => e,
             // An entity plan refuses only with read errors (every feature is of the
             // candidates' entity type, duplicates are allowed).
-            other => ReadError::Storage(format!("planning a single-entity read: {other}")),
+            other => ReadError::Internal(format!("planning a single-entity read: {other}")),
         })
 }
 
@@ -746,7 +746,7 @@ impl<'q> SpaceKeys<'q> {
         spaces: &[KeySpace],
         space: usize,
     ) -> Result<&[EntityKey], ReadError> {
-        let out_of_range = || ReadError::Storage("key space out of range".into());
+        let out_of_range = || ReadError::Internal("key space out of range".into());
         let slot = self.keys.get_mut(space).ok_or_else(out_of_range)?;
         if slot.is_none() {
             let space = spaces.get(space).ok_or_else(out_of_range)?;
@@ -800,7 +800,7 @@ fn fetch(
         let version = lookup_group(view, &lookup, entities, &mut sink)?;
         if let Some(column) = sink.mismatch {
             let def = defs.get(column).map(|d| d.qualified_name());
-            return Err(ReadError::Storage(format!(
+            return Err(ReadError::Internal(format!(
                 "a stored value of `{}` is not of its registered dtype",
                 def.unwrap_or_default()
             )));
@@ -1002,7 +1002,7 @@ pub(crate) fn execute(
             *last = i;
         }
     }
-    let missing = || ReadError::Storage("column out of range".into());
+    let missing = || ReadError::Internal("column out of range".into());
     for (i, ((out, slot), count)) in plan
         .outputs
         .iter()

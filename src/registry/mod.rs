@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod defaults;
 pub mod definition;
 pub mod entity;
+pub mod error;
 pub mod file;
 pub mod on_demand;
 pub mod service;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use aggregate::{AggregateFunction, AggregateSpec};
 pub use definition::{FeatureDefinition, FeatureSpec, Sensitivity};
+pub use error::RegistryError;
 
 use crate::query::cache::PlanCache;
 use crate::types::{FeatureId, Value};

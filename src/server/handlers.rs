@@ -33,6 +33,7 @@ use crate::FeatureStore;
 use crate::loader::input::{InputError, InputFormat, InputOptions, Layout};
 use crate::loader::{LoadError, LoadProgress, LoadRequest};
 use crate::query::Names;
+use crate::registry::RegistryError;
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec};
 use crate::store::PushError;
 use crate::store::stream::Rejection;
@@ -48,7 +49,7 @@ pub struct AppState {
     /// The store served.
     pub store: Arc<FeatureStore>,
     /// The server's metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The server's settings.
     pub config: ServerConfig,
     /// Request memory shared by all connections.
@@ -148,9 +149,9 @@ pub fn store_error_status(e: &StoreError) -> StatusCode {
     match e {
         StoreError::UnknownGroup(_)
         | StoreError::UnknownVersion { .. }
-        | StoreError::NotRegistered(_) => StatusCode::NOT_FOUND,
-        StoreError::InUse(_) => StatusCode::CONFLICT,
-        StoreError::InvalidDefinition(_) => StatusCode::BAD_REQUEST,
+        | StoreError::Registry(RegistryError::NotRegistered(_)) => StatusCode::NOT_FOUND,
+        StoreError::Registry(RegistryError::InUse(_)) => StatusCode::CONFLICT,
+        StoreError::Registry(_) => StatusCode::BAD_REQUEST,
         // The sink failing is the loader's own scratch space, not the input.
         StoreError::Load(LoadError::Input(InputError::Sink(_))) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -409,7 +410,7 @@ fn get_features(
         }
         result => result?,
     };
-    state.metrics.observe_features(answer.statuses());
+    // Statuses are counted by the metrics observer of the store (see `metrics`).
     Ok(json_response(
         StatusCode::OK,
         super::get_json::encode_entity(&answer),
@@ -770,7 +771,7 @@ mod tests {
                 },
                 404,
             ),
-            (StoreError::InvalidDefinition("bad".into()), 400),
+            (StoreError::invalid_definition("bad"), 400),
             (
                 StoreError::Load(LoadError::EmptyInput("/x.csv".into())),
                 400,
@@ -836,7 +837,7 @@ mod tests {
             400
         );
         assert_eq!(read_error_status(&ReadError::NoFeatures), 400);
-        assert_eq!(read_error_status(&ReadError::Storage("io".into())), 500);
+        assert_eq!(read_error_status(&ReadError::Internal("bug".into())), 500);
     }
 
     const SPEC: &str = r#"{"name":"ctr_7d","entity_type":"product","group":"product_daily","owner":"ranking","dtype":"float32"}"#;

@@ -7,6 +7,15 @@
 //!   from 50 µs to 1 s.
 //! * `featstore_features_served_total{status}`: feature readings returned, by status
 //!   (`present`, `not_found`, `expired`, `null`, `stale`, `defaulted`, `not_fetched`).
+//! * `featstore_reads_total{kind}` and `featstore_read_duration_seconds{kind}`: reads
+//!   answered by the engine (`kind`: `entity` or `ranking`) and the engine's time per
+//!   read, whoever called it (HTTP or an embedding host, through the store's observer
+//!   hooks; see `store::observe`).
+//! * `featstore_pushes_total{result}`: pushes by result (`ok`, `rejected`: an event
+//!   failed validation, `refused`: the writer could not take it).
+//! * `featstore_loads_total{group,result}`: batch loads by group and result (`ok`,
+//!   `failed`); `featstore_version_activations_total{group,cause}`: versions made active,
+//!   by cause (`load`, `activate`, `rollback`).
 //! * `featstore_feature_defaults_total{feature}`: values served as the definition's
 //!   default, by feature (`name@version`); one series per feature that ever defaulted.
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
@@ -42,6 +51,11 @@
 //!   `featstore_http_request_memory_limit_bytes`) and
 //!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
+//! The feature, read, push, load, activation and stream-lag series are domain metrics:
+//! [`Metrics`] is an [`Observer`] of the store, registered by the server when it
+//! starts, so they count what the engine did, not what HTTP carried. The rest are
+//! HTTP metrics, recorded by the server itself.
+//!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
 //! taken only by scrapes (refresh + encode, short and never across an await), so two
@@ -60,8 +74,10 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::refusal::Refusal;
-use crate::store::MemoryUsage;
-use crate::store::WriterHealth;
+use crate::store::observe::{
+    ActivationEvent, LoadEvent, Observer, PushReport, ReadAnswer, ReadEvent, StreamCommitEvent,
+};
+use crate::store::{MemoryUsage, WriterHealth};
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
@@ -159,6 +175,39 @@ struct ServedCounters {
     not_fetched: Counter,
 }
 
+/// The `kind` label of the read series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+/// The `result` label of the push series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// The labels of the load series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct LoadLabels {
+    group: String,
+    result: &'static str,
+}
+
+/// The labels of the activation series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ActivationLabels {
+    group: String,
+    cause: &'static str,
+}
+
+/// Read counters and latency, resolved once per kind.
+#[derive(Debug, Clone)]
+struct ReadSeries {
+    count: Counter,
+    seconds: Histogram,
+}
+
 /// The `pool` label of the memory gauges.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct PoolLabels {
@@ -247,6 +296,12 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
     served: ServedCounters,
+    /// Reads answered by the engine: single-entity, ranking.
+    reads: [ReadSeries; 2],
+    /// Pushes: ok, rejected, refused.
+    pushes: [Counter; 3],
+    loads: Family<LoadLabels, Counter>,
+    activations: Family<ActivationLabels, Counter>,
     stream_lag: LagFamily,
     defaults: Family<FeatureLabels, Counter>,
     /// One counter per [`Refusal`], in [`Refusal::ALL`] order.
@@ -308,6 +363,43 @@ impl Metrics {
             defaulted: counter(FeatureStatus::Defaulted),
             not_fetched: counter(FeatureStatus::NotFetched),
         };
+        let read_counts = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "featstore_reads",
+            "Reads answered by the engine, by kind (entity, ranking), whoever called it",
+            read_counts.clone(),
+        );
+        let read_seconds: Family<KindLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "featstore_read_duration_seconds",
+            "Engine time per read, by kind (entity, ranking)",
+            read_seconds.clone(),
+        );
+        let reads = ["entity", "ranking"].map(|kind| ReadSeries {
+            count: read_counts.get_or_create(&KindLabels { kind }).clone(),
+            seconds: read_seconds.get_or_create(&KindLabels { kind }).clone(),
+        });
+        let push_family = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "featstore_pushes",
+            "Pushes by result: ok, rejected (an event failed validation), refused (not written)",
+            push_family.clone(),
+        );
+        let pushes = ["ok", "rejected", "refused"]
+            .map(|result| push_family.get_or_create(&ResultLabels { result }).clone());
+        let loads = Family::<LoadLabels, Counter>::default();
+        registry.register(
+            "featstore_loads",
+            "Batch loads by group and result (ok, failed)",
+            loads.clone(),
+        );
+        let activations = Family::<ActivationLabels, Counter>::default();
+        registry.register(
+            "featstore_version_activations",
+            "Batch versions made active, by group and cause (load, activate, rollback)",
+            activations.clone(),
+        );
         let defaults = Family::<FeatureLabels, Counter>::default();
         registry.register(
             "featstore_feature_defaults",
@@ -407,6 +499,10 @@ impl Metrics {
             requests,
             latency,
             served,
+            reads,
+            pushes,
+            loads,
+            activations,
             stream_lag,
             defaults,
             refused,
@@ -658,6 +754,67 @@ fn status_slot(status: FeatureStatus) -> usize {
         FeatureStatus::Stale => 4,
         FeatureStatus::Defaulted => 5,
         FeatureStatus::NotFetched => 6,
+    }
+}
+
+/// The domain metrics: what the engine answered and did, for every caller.
+impl Observer for Metrics {
+    fn on_read(&self, event: &ReadEvent<'_>) {
+        let series = match event.answer {
+            ReadAnswer::Entity(answer) => {
+                self.observe_features(answer.statuses());
+                &self.reads[0]
+            }
+            ReadAnswer::Ranking(answer) => {
+                self.observe_feature_columns(
+                    answer.context_cells.iter().map(|c| &c.status),
+                    answer.values.iter().map(|c| c.statuses()),
+                );
+                for (feature, count) in &answer.defaults {
+                    self.observe_defaults(feature, *count);
+                }
+                &self.reads[1]
+            }
+        };
+        series.count.inc();
+        series.seconds.observe(event.elapsed.as_secs_f64());
+    }
+
+    fn on_push(&self, event: &PushReport<'_>) {
+        let slot = match event.result {
+            Ok(_) => 0,
+            Err(e) if e.is_client_error() => 1,
+            Err(_) => 2,
+        };
+        self.pushes[slot].inc();
+    }
+
+    fn on_load(&self, event: &LoadEvent<'_>) {
+        let result = if event.result.is_ok() { "ok" } else { "failed" };
+        self.loads
+            .get_or_create(&LoadLabels {
+                group: event.group.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    fn on_activation(&self, event: &ActivationEvent<'_>) {
+        self.activations
+            .get_or_create(&ActivationLabels {
+                group: event.group.to_owned(),
+                cause: event.cause.as_str(),
+            })
+            .inc();
+    }
+
+    fn on_stream_commit(&self, event: &StreamCommitEvent<'_>) {
+        Self::observe_stream_commit(
+            &self.stream_lag,
+            event.group,
+            event.event_times,
+            event.readable_ms,
+        );
     }
 }
 

@@ -85,6 +85,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::FeatureStore;
+use crate::store::{Observer, ObserverId};
 use admission::{Admission, ArrivalClock, RequestTiming, Timed};
 use budget::MemoryBudget;
 pub use config::{ConfigError, ServerConfig};
@@ -135,6 +136,27 @@ fn max_connections(config: &ServerConfig) -> usize {
     }
 }
 
+/// An observer registered on a store, unregistered when dropped.
+struct Subscription {
+    store: Arc<FeatureStore>,
+    id: ObserverId,
+}
+
+impl Subscription {
+    fn new(store: &Arc<FeatureStore>, observer: Arc<dyn Observer>) -> Self {
+        Subscription {
+            store: store.clone(),
+            id: store.add_observer(observer),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.store.remove_observer(self.id);
+    }
+}
+
 /// Serves `store` on `listener` until `shutdown` completes (see [`run_on`]).
 pub async fn run_with(
     store: Arc<FeatureStore>,
@@ -168,18 +190,14 @@ pub async fn run_on(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let state = Arc::new(AppState {
         store,
-        metrics: Metrics::new(),
+        metrics: Arc::new(Metrics::new()),
         budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
         admission: Admission::new(config.max_concurrent_requests, config.max_queue_time),
         connections: ConnectionLimiter::new(max_connections(&config), config.health_connections),
         config,
     });
-    let lag = state.metrics.stream_lag();
-    state
-        .store
-        .set_commit_observer(Arc::new(move |group, event_times, readable| {
-            Metrics::observe_stream_commit(&lag, group, event_times, readable);
-        }));
+    // The domain metrics hear the store for as long as this server runs.
+    let _subscription = Subscription::new(&state.store, state.metrics.clone());
     let health = health
         .map(|listener| health::HealthServer::start(state.clone(), listener))
         .transpose()?;

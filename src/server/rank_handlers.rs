@@ -141,13 +141,6 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
         remaining_deadline(&request, timing.arrived, timing.deadline, Instant::now())?;
     let answer = state.store.rank(request)?;
     drop(body);
-    state.metrics.observe_feature_columns(
-        answer.context_cells.iter().map(|c| &c.status),
-        answer.values.iter().map(|c| c.statuses()),
-    );
-    for (feature, count) in &answer.defaults {
-        state.metrics.observe_defaults(feature, *count);
-    }
     let mut resp = if binary {
         response(
             StatusCode::OK,

@@ -3,6 +3,7 @@
 
 use crate::codec::CodecError;
 use crate::loader::LoadError;
+use crate::registry::RegistryError;
 use crate::registry::entity::EntityIdError;
 
 /// An engine operation (open, registry change, load, version management) failed.
@@ -27,9 +28,9 @@ pub enum StoreError {
         /// Cause.
         source: std::io::Error,
     },
-    /// A definition was refused; the message says why and what to do.
-    #[error("{0}")]
-    InvalidDefinition(String),
+    /// A registry change was refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// No feature is registered in this group.
     #[error("unknown feature group `{0}`: register its features first")]
     UnknownGroup(String),
@@ -58,17 +59,31 @@ pub enum StoreError {
     /// A hot segment could not be built, or a segment file is corrupt.
     #[error("hot segment {0}")]
     Segment(String),
-    /// The registry object is used by live feature services or on-demand features;
-    /// the message names them.
-    #[error("{0}")]
-    InUse(String),
-    /// No such registry object (feature definition, service...).
-    #[error("{0}")]
-    NotRegistered(String),
     /// A [`crate::StoreConfig`] value is out of range; the message names the setting.
     #[error("invalid store config: {0}")]
     InvalidConfig(String),
-    /// Metadata in the `meta` column family is unreadable.
+    /// An internal invariant broke (a bug, not bad input or a storage failure); the
+    /// message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A metadata document in the `meta` column family does not decode.
+    #[error("corrupt metadata at `{key}`: {source}")]
+    MetaDecode {
+        /// Meta key.
+        key: String,
+        /// The JSON decoder's error.
+        source: serde_json::Error,
+    },
+    /// A stored batch value does not decode.
+    #[error("corrupt stored value in {what}: {source}")]
+    CorruptValue {
+        /// Where it was read (group and version).
+        what: String,
+        /// The codec's error.
+        source: CodecError,
+    },
+    /// Metadata in the `meta` column family is inconsistent (a missing family, an
+    /// unsupported format version, a manifest naming what does not exist).
     #[error("corrupt metadata at `{key}`: {reason}")]
     CorruptMeta {
         /// Meta key.
@@ -76,6 +91,23 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl StoreError {
+    /// A registry change refused as invalid or incompatible.
+    pub(crate) fn invalid_definition(message: impl Into<String>) -> Self {
+        StoreError::Registry(RegistryError::Invalid(message.into()))
+    }
+
+    /// A registry change refused because live objects use what it changes.
+    pub(crate) fn in_use(message: impl Into<String>) -> Self {
+        StoreError::Registry(RegistryError::InUse(message.into()))
+    }
+
+    /// A registry object that does not exist.
+    pub(crate) fn not_registered(message: impl Into<String>) -> Self {
+        StoreError::Registry(RegistryError::NotRegistered(message.into()))
+    }
 }
 
 /// A read was refused or failed. Variants other than `Storage` and `Corrupt` are the
@@ -108,7 +140,11 @@ pub enum ReadError {
     NoFeatures,
     /// RocksDB failed.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] rocksdb::Error),
+    /// An internal invariant of the read path broke (a bug, not bad input or a storage
+    /// failure); the message says which.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A stored value does not decode.
     #[error("corrupt value for feature `{feature}`: {source}")]
     Corrupt {
@@ -122,6 +158,9 @@ pub enum ReadError {
 impl ReadError {
     /// True when the caller, not the store, is at fault.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, ReadError::Storage(_) | ReadError::Corrupt { .. })
+        !matches!(
+            self,
+            ReadError::Storage(_) | ReadError::Corrupt { .. } | ReadError::Internal(_)
+        )
     }
 }

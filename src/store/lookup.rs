@@ -264,7 +264,7 @@ fn decode_into(
 }
 
 fn storage(e: rocksdb::Error) -> ReadError {
-    ReadError::Storage(e.to_string())
+    ReadError::Storage(e)
 }
 
 /// One batched MultiGet over every (missed entity, wanted feature) key.

@@ -10,33 +10,14 @@ use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::StoreError;
+use super::keyspace::{
+    DEFINITION_PREFIX, MANIFEST_KEY, META_CF, NEXT_FEATURE_ID_KEY, STREAMED_PREFIX, definition_key,
+    load_group_prefix, load_key, streamed_key,
+};
 use super::manifest::Manifest;
-use super::options::META_CF;
 use crate::loader::LoadRecord;
 use crate::registry::FeatureDefinition;
 use crate::types::FeatureId;
-
-/// Key of the manifest document.
-pub const MANIFEST_KEY: &[u8] = b"manifest";
-/// Key of the next feature id to assign (`u32` little-endian).
-pub const NEXT_FEATURE_ID_KEY: &[u8] = b"registry/next_id";
-/// Prefix of definition keys: `registry/def/{name}@{version:010}`.
-pub const DEFINITION_PREFIX: &str = "registry/def/";
-/// Prefix of load record keys: `load/{group}/{version:020}`.
-pub const LOAD_PREFIX: &str = "load/";
-/// Prefix of the per-group sets of features that ever received a pushed value:
-/// `stream/features/{group}` -> JSON list of feature ids.
-pub const STREAMED_PREFIX: &str = "stream/features/";
-
-/// The meta key of a definition.
-pub fn definition_key(name: &str, version: u32) -> Vec<u8> {
-    format!("{DEFINITION_PREFIX}{name}@{version:010}").into_bytes()
-}
-
-/// The meta key of a load record.
-pub fn load_key(group: &str, version: u64) -> Vec<u8> {
-    format!("{LOAD_PREFIX}{group}/{version:020}").into_bytes()
-}
 
 /// Synced write options: metadata changes survive power loss once acknowledged.
 pub fn synced() -> WriteOptions {
@@ -54,17 +35,15 @@ fn meta_cf(db: &DB) -> Result<std::sync::Arc<rocksdb::BoundColumnFamily<'_>>, St
 }
 
 fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::CorruptMeta {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::MetaDecode {
         key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
+        source,
     })
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::CorruptMeta {
-        key: "(encoding)".into(),
-        reason: e.to_string(),
-    })
+    serde_json::to_vec(value)
+        .map_err(|e| StoreError::Internal(format!("encoding a metadata document: {e}")))
 }
 
 /// Reads every registered definition.
@@ -93,7 +72,7 @@ pub fn read_next_feature_id(db: &DB) -> Result<FeatureId, StoreError> {
                     .as_slice()
                     .try_into()
                     .map_err(|_| StoreError::CorruptMeta {
-                        key: "registry/next_id".into(),
+                        key: String::from_utf8_lossy(NEXT_FEATURE_ID_KEY).into_owned(),
                         reason: format!("{} bytes, expected 4", bytes.len()),
                     })?;
             Ok(FeatureId::from_le_bytes(raw))
@@ -198,7 +177,7 @@ pub fn put(db: &DB, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
 /// Load records of `group`, by version.
 pub fn read_load_records(db: &DB, group: &str) -> Result<BTreeMap<u64, LoadRecord>, StoreError> {
     let cf = meta_cf(db)?;
-    let prefix = format!("{LOAD_PREFIX}{group}/");
+    let prefix = load_group_prefix(group);
     let mut out = BTreeMap::new();
     for item in db.iterator_cf(
         &cf,
@@ -221,8 +200,7 @@ pub fn read_streamed_features(
 ) -> Result<BTreeMap<String, std::collections::BTreeSet<FeatureId>>, StoreError> {
     let mut out = BTreeMap::new();
     for (group, bytes) in read_prefix(db, STREAMED_PREFIX)? {
-        let key = format!("{STREAMED_PREFIX}{group}");
-        let ids: std::collections::BTreeSet<FeatureId> = decode(key.as_bytes(), &bytes)?;
+        let ids: std::collections::BTreeSet<FeatureId> = decode(&streamed_key(&group), &bytes)?;
         out.insert(group, ids);
     }
     Ok(out)
@@ -234,9 +212,5 @@ pub fn write_streamed_features(
     group: &str,
     features: &std::collections::BTreeSet<FeatureId>,
 ) -> Result<(), StoreError> {
-    put(
-        db,
-        format!("{STREAMED_PREFIX}{group}").as_bytes(),
-        &encode(features)?,
-    )
+    put(db, &streamed_key(group), &encode(features)?)
 }

@@ -1,27 +1,44 @@
-//! The storage engine: RocksDB column families holding immutable, versioned batch data,
-//! plus the registry and manifest in the `meta` column family.
+//! The storage kernel, and [`FeatureStore`], the engine's facade.
+//!
+//! The kernel knows ids, versions and bytes, nothing about requests:
+//!
+//! * [`keyspace`] names every column family, meta key and file of the store directory.
+//! * [`versions`] owns version management ([`versions::VersionSet`]): recovery at
+//!   open, a load's version from allocation to completion, activation, rollback, drops.
+//! * [`view`] holds the immutable read views; [`lookup`] probes a version's hot segment
+//!   and column family; [`segments`] and [`access`] build hot segments and count the
+//!   reads that choose their entities; [`stream`] owns pushes and streamed values.
+//! * [`manifest`], [`meta`], [`options`] and [`memory`]: persistence in `meta`,
+//!   RocksDB options by role, the memory model.
 //!
 //! [`FeatureStore`] is the library API (a Rust ranking host can embed it; the HTTP
-//! server is a thin shell over it).
+//! server is a thin shell over it). It is a facade: each method locks what it must,
+//! delegates to the kernel or the query code, publishes the new view, and reports what
+//! happened to the registered observers ([`observe`]), so metrics (and later the
+//! serving and audit logs) see embedded callers like HTTP ones.
 //!
 //! Thread-safety contract: every method takes `&self` and the store is `Send + Sync`.
 //! Reads load the current [`ReadView`] with one atomic pointer load and take no lock.
 //! Writers (registry changes, load commits, activation, drops) serialize on `admin`, a
 //! `parking_lot::Mutex` held only for metadata updates (a synced meta write and a view
 //! swap), never while a load reads its input or writes SST files, and never by readers.
+//! Observers run after the operation, outside the lock.
 
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod keyspace;
 pub mod lookup;
 pub mod manifest;
 pub mod memory;
 pub mod meta;
+pub mod observe;
 pub mod options;
 pub mod registry_ops;
 pub mod segments;
 pub mod stream;
 pub mod version_range;
+pub mod versions;
 pub mod view;
 
 // The read planning and answers moved to the query layer; these paths stay for callers.
@@ -41,22 +58,25 @@ use serde::Serialize;
 pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
 pub use memory::MemoryUsage;
+pub use observe::{
+    ActivationCause, ActivationEvent, LoadEvent, Observer, ObserverId, PushReport, ReadAnswer,
+    ReadEvent, StreamCommitEvent,
+};
 pub use read::{FeatureReading, FeatureVector};
 pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
-use crate::codec::key::{VersionPrefix, version_of_key};
+use crate::codec::key::VersionPrefix;
 use crate::loader::{self, LoadProgress, LoadRecord, LoadRequest};
 use crate::query::{self, RankError, RankRequest, RankResponse};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
-use manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
-use options::{
-    BATCH_CF_PREFIX, EngineOptions, META_CF, VERSIONS_CF_PREFIX, batch_cf_name, versions_cf_name,
-};
+use keyspace::{META_CF, batch_cf_name};
+use manifest::VersionState;
+use options::EngineOptions;
 use segments::{HotSegment, Selection};
-use version_range::VersionRange;
+use versions::{Allocated, VersionSet};
 
 /// What `apply` did with one definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -115,22 +135,16 @@ pub struct GroupVersions {
 
 /// State only writers touch, guarded by `FeatureStore::admin`.
 struct AdminState {
-    manifest: Manifest,
+    /// The manifest and what it names.
+    versions: VersionSet,
     registry: Arc<Registry>,
     next_feature_id: FeatureId,
-    /// Mapped hot segments, by the column family name of their version.
-    segments: HashMap<String, Arc<HotSegment>>,
     /// Features that ever received a pushed value, per group (persisted in meta).
     streamed: Arc<StreamedFeatures>,
-    /// Key ranges of the layout-2 versions the manifest names, by version name.
-    ranges: HashMap<String, Arc<VersionRange>>,
 }
 
 /// Access counters by entity type; replaced (copy on write) when an entity type appears.
 type AccessMap = HashMap<String, Arc<AccessCounter>>;
-
-/// Meta key prefix of persisted access counts: `access/{entity_type}`.
-const ACCESS_PREFIX: &str = "access/";
 
 /// An open feature store.
 pub struct FeatureStore {
@@ -148,6 +162,8 @@ pub struct FeatureStore {
     admin: Mutex<AdminState>,
     // Streamed features: the committer thread and registry-derived tables.
     stream: stream::StreamState,
+    // Told about every answered read, push, load and activation (see [`observe`]).
+    observers: Arc<observe::Observers>,
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -178,8 +194,8 @@ impl FeatureStore {
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let db_path = dir.join("db");
-        let scratch = dir.join("tmp");
+        let db_path = keyspace::db_dir(&dir);
+        let scratch = keyspace::scratch_dir(&dir);
         std::fs::create_dir_all(&db_path)
             .map_err(io_err(format!("create {}", db_path.display())))?;
         if scratch.exists() {
@@ -214,25 +230,30 @@ impl FeatureStore {
             next_feature_id = next_feature_id.max(max + 1);
         }
 
-        let mut manifest = meta::read_manifest(&db)?;
-        let recovered = Self::recover(&db, &names, &mut manifest)?;
-        if recovered {
-            meta::write_manifest(&db, &manifest, None)?;
-        }
-        Self::delete_orphan_ranges(&db, &names, &manifest)?;
-        let ranges = Self::version_ranges(&db, &manifest);
+        let versions = VersionSet::open(db.clone(), &dir, &names)?;
         let registry = Arc::new(registry);
-        let segments = Self::map_active_segments(&dir, &manifest);
         let streamed = Arc::new(stream::load_streamed_features(&db, &registry)?);
         let view = ReadView::build(
             db.clone(),
             registry.clone(),
-            &manifest,
-            &segments,
-            &ranges,
+            versions.manifest(),
+            versions.segments(),
+            versions.ranges(),
             streamed.clone(),
         )?;
         let stream = stream::StreamState::start(&db, &options, &registry)?;
+        let observers = Arc::new(observe::Observers::default());
+        stream.set_commit_observer({
+            let observers = observers.clone();
+            Arc::new(move |group, event_times, readable_ms| {
+                let event = StreamCommitEvent {
+                    group,
+                    event_times,
+                    readable_ms,
+                };
+                observers.each(|o| o.on_stream_commit(&event));
+            })
+        });
         let store = FeatureStore {
             db,
             options,
@@ -241,14 +262,13 @@ impl FeatureStore {
             view: SnapshotCell::new(view),
             access: ArcSwap::from_pointee(AccessMap::new()),
             admin: Mutex::new(AdminState {
-                manifest,
+                versions,
                 registry,
                 next_feature_id,
-                segments,
                 streamed,
-                ranges,
             }),
             stream,
+            observers,
         };
         let state_ms = opened.elapsed().as_millis() - rocksdb_ms;
         store.load_access_counts()?;
@@ -269,20 +289,7 @@ impl FeatureStore {
     /// so this restores hot reads without a reload; until it finishes, and if it fails,
     /// reads of that version go to RocksDB with identical results.
     fn rebuild_unusable_segments(&self) {
-        let unmapped: Vec<(String, u64)> = {
-            let state = self.admin.lock();
-            state
-                .manifest
-                .groups
-                .iter()
-                .filter_map(|(group, gm)| {
-                    let entry = gm.entry(gm.active?)?;
-                    entry.segment.as_ref()?;
-                    let missing = !state.segments.contains_key(&entry.cf_name);
-                    missing.then(|| (group.clone(), entry.version))
-                })
-                .collect()
-        };
+        let unmapped = self.admin.lock().versions.unmapped_active();
         for (group, version) in unmapped {
             match self.rebuild_segment(&group, version) {
                 Ok(()) => tracing::info!(group, version, "hot segment rebuilt"),
@@ -302,20 +309,7 @@ impl FeatureStore {
         let record = records.get(&version).ok_or_else(|| {
             StoreError::Segment(format!("{group} v{version}: no load record to size it"))
         })?;
-        let cf_name = batch_cf_name(group, version);
-        let (family, prefix) = {
-            let state = self.admin.lock();
-            let entry = state
-                .manifest
-                .groups
-                .get(group)
-                .and_then(|gm| gm.entry(version))
-                .ok_or_else(|| {
-                    StoreError::Segment(format!("{group} v{version}: not in the manifest"))
-                })?;
-            let (family, prefix) = entry.location();
-            (family.to_owned(), prefix)
-        };
+        let (family, prefix) = self.admin.lock().versions.location(group, version)?;
         let cf = self.db.cf_handle(&family).ok_or_else(|| {
             StoreError::Segment(format!(
                 "{group} v{version}: column family {family} is missing"
@@ -324,20 +318,14 @@ impl FeatureStore {
         let built = self.build_segment(group, version, &cf, prefix, record)?;
         drop(cf);
         let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        let Some(entry) = next
-            .groups
-            .get_mut(group)
-            .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
-        else {
-            // Dropped while the segment was built: nothing to attach it to.
-            return Ok(());
-        };
-        entry.segment = built.as_ref().map(|(info, _)| info.clone());
-        if let Some((_, segment)) = built {
-            state.segments.insert(cf_name, segment);
+        // False when dropped while the segment was built: nothing to attach it to.
+        if self.checked_write(
+            "attaching a rebuilt segment",
+            state.versions.attach_segment(group, version, built),
+        )? {
+            self.publish(&state)?;
         }
-        self.commit_manifest(&mut state, next, None)
+        Ok(())
     }
 
     /// After `version` of `group` was activated without its unusable segment: rebuilds
@@ -352,78 +340,6 @@ impl FeatureStore {
                 error = %e,
                 "hot segment rebuild failed; serving that version from RocksDB"
             ),
-        }
-    }
-
-    fn segments_dir(dir: &Path) -> PathBuf {
-        dir.join("segments")
-    }
-
-    /// Maps the segments of active versions, and deletes segment files the manifest no
-    /// longer names. A corrupt segment is left out (reads of that version go to
-    /// RocksDB, with identical results) and logged.
-    fn map_active_segments(dir: &Path, manifest: &Manifest) -> HashMap<String, Arc<HotSegment>> {
-        let seg_dir = Self::segments_dir(dir);
-        let named: std::collections::HashSet<&str> = manifest
-            .groups
-            .values()
-            .flat_map(|g| g.versions.iter())
-            .filter_map(|v| v.segment.as_ref().map(|s| s.file.as_str()))
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(&seg_dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !named.contains(name.as_str()) {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        let mut mapped = HashMap::new();
-        for gm in manifest.groups.values() {
-            let Some(entry) = gm.active.and_then(|v| gm.entry(v)) else {
-                continue;
-            };
-            let Some(info) = &entry.segment else { continue };
-            match HotSegment::open(&seg_dir.join(&info.file)) {
-                Ok(segment) => {
-                    mapped.insert(entry.cf_name.clone(), Arc::new(segment));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "hot segment unusable; serving that version from RocksDB")
-                }
-            }
-        }
-        mapped
-    }
-
-    /// Maps the segment of `entry`, about to be activated, if it has one and it is not
-    /// mapped yet. Returns true when the file is unusable (corrupt, missing, another
-    /// format): the version then activates without it, served from RocksDB with
-    /// identical answers (a segment is a cache of its version), and the caller rebuilds
-    /// it once the activation is committed, as open does for the active versions. A
-    /// corrupt segment is never mapped.
-    fn ensure_segment(&self, state: &mut AdminState, entry: &VersionEntry) -> bool {
-        let Some(info) = &entry.segment else {
-            return false;
-        };
-        if state.segments.contains_key(&entry.cf_name) {
-            return false;
-        }
-        match HotSegment::open(&Self::segments_dir(&self.dir).join(&info.file)) {
-            Ok(segment) => {
-                state
-                    .segments
-                    .insert(entry.cf_name.clone(), Arc::new(segment));
-                false
-            }
-            Err(e) => {
-                tracing::error!(
-                    cf = entry.cf_name.as_str(),
-                    error = %e,
-                    "hot segment unusable; activating the version from RocksDB and rebuilding the segment"
-                );
-                true
-            }
         }
     }
 
@@ -460,7 +376,7 @@ impl FeatureStore {
 
     /// Loads persisted access counts, halved so that old traffic fades.
     fn load_access_counts(&self) -> Result<(), StoreError> {
-        for (entity_type, bytes) in meta::read_prefix(&self.db, ACCESS_PREFIX)? {
+        for (entity_type, bytes) in meta::read_prefix(&self.db, keyspace::ACCESS_PREFIX)? {
             let counter = self.access_counter(&entity_type);
             for (id, count) in access::decode_counts(&bytes) {
                 if count / 2 > 0 {
@@ -481,7 +397,7 @@ impl FeatureStore {
                 "persisting access counts",
                 meta::put(
                     &self.db,
-                    format!("{ACCESS_PREFIX}{entity_type}").as_bytes(),
+                    &keyspace::access_key(entity_type),
                     &access::encode_counts(&top),
                 ),
             )?;
@@ -498,126 +414,18 @@ impl FeatureStore {
             .unwrap_or_default()
     }
 
-    /// Drops what an interrupted load left behind. Returns whether the manifest changed.
-    fn recover(db: &DB, cf_names: &[String], manifest: &mut Manifest) -> Result<bool, StoreError> {
-        let mut changed = false;
-        for (group, gm) in manifest.groups.iter_mut() {
-            let stale: Vec<u64> = gm
-                .versions
-                .iter()
-                .filter(|v| v.state == VersionState::Loading)
-                .map(|v| v.version)
-                .collect();
-            for version in stale {
-                tracing::warn!(
-                    group,
-                    version,
-                    "removing version left loading by an interrupted load"
-                );
-                gm.remove(version);
-                changed = true;
-            }
-        }
-        for name in cf_names.iter().filter(|n| n.starts_with(BATCH_CF_PREFIX)) {
-            let known = manifest
-                .groups
-                .values()
-                .flat_map(|g| g.versions.iter())
-                .any(|v| &v.cf_name == name);
-            if !known {
-                tracing::warn!(
-                    cf = name.as_str(),
-                    "dropping column family not named by the manifest"
-                );
-                db.drop_cf(name)?;
-            }
-        }
-        Ok(changed)
-    }
-
     /// What the engine's memory pools hold now (see [`memory`]). Walks every column
     /// family's properties: call it for metrics or diagnostics, not per request.
     pub fn memory_usage(&self) -> MemoryUsage {
         let (hot_segments_mapped, column_families) = {
             let state = self.admin.lock();
-            let mapped = state.segments.values().map(|s| s.mapped_bytes()).sum();
-            let batch = state
-                .manifest
-                .groups
-                .values()
-                .map(|g| g.versions.len() as u64)
-                .sum::<u64>();
-            (mapped, batch)
+            (
+                state.versions.mapped_bytes(),
+                state.versions.version_count(),
+            )
         };
         self.options
             .memory_usage(&self.db, hot_segments_mapped, column_families)
-    }
-
-    /// Deletes the key ranges of versions that a versions column family holds but the
-    /// manifest does not name (a load or a drop interrupted by a crash). Finds them with
-    /// one seek per version present, never a scan.
-    fn delete_orphan_ranges(
-        db: &DB,
-        cf_names: &[String],
-        manifest: &Manifest,
-    ) -> Result<(), StoreError> {
-        for family in cf_names
-            .iter()
-            .filter(|n| n.starts_with(VERSIONS_CF_PREFIX))
-        {
-            let Some(cf) = db.cf_handle(family) else {
-                continue;
-            };
-            let named: std::collections::HashSet<u64> = manifest
-                .groups
-                .values()
-                .flat_map(|g| g.versions.iter())
-                .filter(|v| v.family.as_deref() == Some(family.as_str()))
-                .map(|v| v.version)
-                .collect();
-            let mut orphans = Vec::new();
-            {
-                let mut opts = rocksdb::ReadOptions::default();
-                opts.set_total_order_seek(true);
-                let mut iter = db.raw_iterator_cf_opt(&cf, opts);
-                iter.seek_to_first();
-                while let Some(version) = iter.key().and_then(version_of_key) {
-                    if !named.contains(&version) {
-                        orphans.push(version);
-                    }
-                    match VersionPrefix::of(version).upper_bound() {
-                        Some(next) => iter.seek(next),
-                        None => break,
-                    }
-                }
-                iter.status()?;
-            }
-            for version in orphans {
-                tracing::warn!(
-                    family = family.as_str(),
-                    version,
-                    "deleting keys of a version the manifest does not name"
-                );
-                VersionRange::delete_now(db, family, VersionPrefix::of(version))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The key ranges of every layout-2 version the manifest names.
-    fn version_ranges(db: &Arc<DB>, manifest: &Manifest) -> HashMap<String, Arc<VersionRange>> {
-        manifest
-            .groups
-            .values()
-            .flat_map(|g| g.versions.iter())
-            .filter_map(|entry| {
-                let family = entry.family.as_ref()?;
-                Some((
-                    entry.cf_name.clone(),
-                    VersionRange::new(db.clone(), family, VersionPrefix::of(entry.version)),
-                ))
-            })
-            .collect()
     }
 
     /// The store's configuration.
@@ -644,6 +452,40 @@ impl FeatureStore {
         self.view.with(|view| view.registry().clone())
     }
 
+    /// Registers `observer`: from now on it hears of every answered read, push, load,
+    /// activation and stream commit, whoever asked for them (see [`observe`]).
+    pub fn add_observer(&self, observer: Arc<dyn Observer>) -> ObserverId {
+        self.observers.add(observer)
+    }
+
+    /// Unregisters an observer added by [`add_observer`](Self::add_observer).
+    pub fn remove_observer(&self, id: ObserverId) {
+        self.observers.remove(id);
+    }
+
+    /// Reports an answered read to the observers.
+    fn observe_read(&self, answer: ReadAnswer<'_>, at_ms: TimestampMs, started: Instant) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let event = ReadEvent {
+            answer,
+            at_ms,
+            elapsed: started.elapsed(),
+        };
+        self.observers.each(|o| o.on_read(&event));
+    }
+
+    /// Reports an activation to the observers.
+    fn observe_activation(&self, group: &str, version: u64, cause: ActivationCause) {
+        let event = ActivationEvent {
+            group,
+            version,
+            cause,
+        };
+        self.observers.each(|o| o.on_activation(&event));
+    }
+
     /// Reads `names` of one entity, in the order given (the row view of
     /// [`get_entity`](Self::get_entity)).
     pub fn get_features<S: AsRef<str>>(
@@ -665,10 +507,13 @@ impl FeatureStore {
         entity_id: &str,
         names: query::Names<'_>,
     ) -> Result<query::EntityAnswer, ReadError> {
+        let started = Instant::now();
+        let now = now_ms();
         let answer = self
             .view
-            .with(|view| query::get(view, entity_type, entity_id, names, now_ms()))?;
+            .with(|view| query::get(view, entity_type, entity_id, names, now))?;
         self.record_access(entity_type, entity_id);
+        self.observe_read(ReadAnswer::Entity(&answer), now, started);
         Ok(answer)
     }
 
@@ -678,15 +523,16 @@ impl FeatureStore {
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
-        let response = self
-            .view
-            .with(|view| query::rank(view, request, now_ms()))?;
+        let started = Instant::now();
+        let now = now_ms();
+        let response = self.view.with(|view| query::rank(view, request, now))?;
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
             for id in &response.candidates {
                 counter.record(id.as_bytes());
             }
         }
+        self.observe_read(ReadAnswer::Ranking(&response), now, started);
         Ok(response)
     }
 
@@ -700,29 +546,13 @@ impl FeatureStore {
         let view = ReadView::build(
             self.db.clone(),
             state.registry.clone(),
-            &state.manifest,
-            &state.segments,
-            &state.ranges,
+            state.versions.manifest(),
+            state.versions.segments(),
+            state.versions.ranges(),
             state.streamed.clone(),
         )?;
         self.view.store(Arc::new(view));
         Ok(())
-    }
-
-    /// Persists `next` (with an optional load record), publishes it, and makes it the
-    /// writers' manifest. Nothing changes if the write fails.
-    fn commit_manifest(
-        &self,
-        state: &mut AdminState,
-        next: Manifest,
-        record: Option<&LoadRecord>,
-    ) -> Result<(), StoreError> {
-        self.checked_write(
-            "writing the manifest",
-            meta::write_manifest(&self.db, &next, record),
-        )?;
-        state.manifest = next;
-        self.publish(state)
     }
 
     /// Passes `result` through; a RocksDB I/O error (a full disk, a failed sync) is
@@ -748,11 +578,11 @@ impl FeatureStore {
         let mut outcomes = Vec::new();
         let now = now_ms();
         for spec in specs {
-            spec.validate().map_err(StoreError::InvalidDefinition)?;
+            spec.validate().map_err(StoreError::invalid_definition)?;
             if let Some(group) = registry.group(&spec.group)
                 && group.entity_type != spec.entity_type
             {
-                return Err(StoreError::InvalidDefinition(format!(
+                return Err(StoreError::invalid_definition(format!(
                     "feature `{}`: group `{}` holds entity type `{}`, not `{}`; a group has one entity type",
                     spec.name, spec.group, group.entity_type, spec.entity_type
                 )));
@@ -770,7 +600,7 @@ impl FeatureStore {
                 }
                 Some(old) => {
                     if let Some(reason) = old.spec.incompatibility(&spec) {
-                        return Err(StoreError::InvalidDefinition(reason));
+                        return Err(StoreError::invalid_definition(reason));
                     }
                     let def = FeatureDefinition {
                         id: old.id,
@@ -787,9 +617,9 @@ impl FeatureStore {
                         updated_at_ms: now,
                         spec,
                     };
-                    next_id = next_id.checked_add(1).ok_or_else(|| {
-                        StoreError::InvalidDefinition("feature ids exhausted".into())
-                    })?;
+                    next_id = next_id
+                        .checked_add(1)
+                        .ok_or_else(|| StoreError::invalid_definition("feature ids exhausted"))?;
                     (def, ApplyAction::Created)
                 }
             };
@@ -823,57 +653,60 @@ impl FeatureStore {
         request: &LoadRequest,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
+        let started = Instant::now();
+        let result = self.load_version(request, progress);
+        let message = result.as_ref().err().map(ToString::to_string);
+        let event = LoadEvent {
+            group: &request.group,
+            result: match (&result, &message) {
+                (Ok(record), _) => Ok(record),
+                (Err(_), Some(message)) => Err(message),
+                (Err(_), None) => Err(""),
+            },
+            elapsed: started.elapsed(),
+        };
+        self.observers.each(|o| o.on_load(&event));
+        if let Ok(record) = &result
+            && record.activated
+        {
+            self.observe_activation(&request.group, record.version, ActivationCause::Load);
+        }
+        result
+    }
+
+    fn load_version(
+        &self,
+        request: &LoadRequest,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<LoadRecord, StoreError> {
         let registry = self.registry();
         let group = registry
             .group(&request.group)
             .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
         let columns = loader::group_columns(&registry, &group.name);
 
-        let (version, cf_name) = {
+        let allocated = {
             let mut state = self.admin.lock();
-            let mut next = state.manifest.clone();
-            let gm = next.groups.entry(request.group.clone()).or_default();
-            let version = gm.next_version.max(1);
-            gm.next_version = version + 1;
-            let cf_name = batch_cf_name(&request.group, version);
-            let family = versions_cf_name(&request.group);
-            if self.db.cf_handle(&family).is_none() {
-                self.checked_write(
-                    "creating a versions column family",
-                    self.db
-                        .create_cf(&family, &self.options.versions_cf())
-                        .map_err(StoreError::from),
-                )?;
-            }
-            gm.versions.push(VersionEntry {
-                version,
-                cf_name: cf_name.clone(),
-                family: Some(family),
-                state: VersionState::Loading,
-                created_at_ms: now_ms(),
-                segment: None,
-            });
             self.checked_write(
-                "writing the manifest",
-                meta::write_manifest(&self.db, &next, None),
-            )?;
-            state.manifest = next;
-            (version, cf_name)
+                "allocating a version",
+                state
+                    .versions
+                    .allocate(&request.group, &self.options.versions_cf()),
+            )?
         };
 
-        let scratch = self
-            .dir
-            .join("tmp")
-            .join(format!("{}.v{version}", request.group));
-        let result =
-            self.build_and_commit(request, &columns, version, &cf_name, &scratch, progress);
+        let scratch = keyspace::load_scratch_dir(&self.dir, &request.group, allocated.version);
+        let result = self.build_and_commit(request, &columns, &allocated, &scratch, progress);
         if let Err(e) = std::fs::remove_dir_all(&scratch)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(path = %scratch.display(), error = %e, "could not remove load scratch");
         }
         if result.is_err() {
-            self.abandon_version(&request.group, version, &cf_name);
+            self.admin
+                .lock()
+                .versions
+                .abandon(&request.group, &allocated);
         }
         result
     }
@@ -882,16 +715,16 @@ impl FeatureStore {
         &self,
         request: &LoadRequest,
         columns: &std::collections::HashMap<String, loader::input::FeatureColumn>,
-        version: u64,
-        cf_name: &str,
+        allocated: &Allocated,
         scratch: &Path,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
         std::fs::create_dir_all(scratch)
             .map_err(io_err(format!("create {}", scratch.display())))?;
         let sst_options = self.options.versions_cf();
-        let prefix = VersionPrefix::of(version);
-        let family = versions_cf_name(&request.group);
+        let version = allocated.version;
+        let prefix = allocated.prefix;
+        let family = &allocated.family;
         let registry = self.registry();
         let entity_type = registry
             .group(&request.group)
@@ -912,13 +745,11 @@ impl FeatureStore {
         )?;
 
         let ingest_started = Instant::now();
-        let cf = self
-            .db
-            .cf_handle(&family)
-            .ok_or_else(|| StoreError::CorruptMeta {
-                key: family.clone(),
-                reason: "versions column family vanished after creation".into(),
-            })?;
+        let cf = self.db.cf_handle(family).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "versions column family {family} vanished after creation"
+            ))
+        })?;
         let mut ingest = IngestExternalFileOptions::default();
         ingest.set_move_files(true);
         self.checked_write(
@@ -940,23 +771,17 @@ impl FeatureStore {
         record.activated = request.activate;
 
         let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        let gm = next.groups.entry(request.group.clone()).or_default();
-        if let Some(entry) = gm.versions.iter_mut().find(|v| v.version == version) {
-            entry.state = VersionState::Ready;
-            entry.segment = segment.as_ref().map(|(info, _)| info.clone());
-        }
-        if let Some((_, mapped)) = segment {
-            state.segments.insert(cf_name.to_owned(), mapped);
-        }
-        state.ranges.insert(
-            cf_name.to_owned(),
-            VersionRange::new(self.db.clone(), &family, prefix),
-        );
-        if request.activate {
-            gm.activate(version);
-        }
-        self.commit_manifest(&mut state, next, Some(&record))?;
+        self.checked_write(
+            "committing the loaded version",
+            state.versions.complete(
+                &request.group,
+                allocated,
+                segment,
+                &record,
+                request.activate,
+            ),
+        )?;
+        self.publish(&state)?;
         let keep = self.config.keep_versions.max(1);
         if let Err(e) = self.drop_locked(&mut state, &request.group, keep) {
             tracing::warn!(group = request.group.as_str(), error = %e, "could not drop old versions");
@@ -1029,8 +854,8 @@ impl FeatureStore {
             }
             Selection::Only(hot)
         };
-        let dir = Self::segments_dir(&self.dir);
-        let file = segments::file_name(&batch_cf_name(group, version));
+        let dir = keyspace::segments_dir(&self.dir);
+        let file = keyspace::segment_file_name(&batch_cf_name(group, version));
         let target = segments::SegmentTarget {
             group,
             version,
@@ -1044,39 +869,6 @@ impl FeatureStore {
         Ok(Some((info, Arc::new(mapped))))
     }
 
-    /// Removes a failed load's version from the manifest and deletes its keys.
-    fn abandon_version(&self, group: &str, version: u64, cf_name: &str) {
-        let segment = Self::segments_dir(&self.dir).join(segments::file_name(cf_name));
-        if segment.exists() {
-            let _ = std::fs::remove_file(&segment);
-        }
-        let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        if let Some(gm) = next.groups.get_mut(group) {
-            gm.remove(version);
-        }
-        if let Err(e) = self.commit_manifest(&mut state, next, None) {
-            tracing::error!(group, version, error = %e, "could not remove failed version; it is dropped at next open");
-            return;
-        }
-        state.ranges.remove(cf_name);
-        let family = versions_cf_name(group);
-        if let Err(e) = VersionRange::delete_now(&self.db, &family, VersionPrefix::of(version)) {
-            tracing::error!(group, version, error = %e, "could not delete keys of failed load; they are deleted at next open");
-        }
-    }
-
-    fn group_manifest<'a>(
-        state: &'a AdminState,
-        group: &str,
-    ) -> Result<&'a GroupManifest, StoreError> {
-        state
-            .manifest
-            .groups
-            .get(group)
-            .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))
-    }
-
     /// Lists the versions of `group`.
     pub fn versions(&self, group: &str) -> Result<GroupVersions, StoreError> {
         let (gm, entity_type) = {
@@ -1086,12 +878,7 @@ impl FeatureStore {
                 .group(group)
                 .map(|g| g.entity_type.clone())
                 .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))?;
-            let gm = state
-                .manifest
-                .groups
-                .get(group)
-                .cloned()
-                .unwrap_or_default();
+            let gm = state.versions.group(group).cloned().unwrap_or_default();
             (gm, entity_type)
         };
         let mut records = meta::read_load_records(&self.db, group)?;
@@ -1123,7 +910,7 @@ impl FeatureStore {
             .groups()
             .into_iter()
             .map(|g| {
-                let active = state.manifest.groups.get(&g.name).and_then(|m| m.active);
+                let active = state.versions.group(&g.name).and_then(|m| m.active);
                 (g.name.clone(), g.entity_type.clone(), active)
             })
             .collect()
@@ -1134,7 +921,9 @@ impl FeatureStore {
     /// RocksDB from the moment it is active, and the segment is rebuilt before this
     /// returns (a failed rebuild is logged; the version stays active).
     pub fn activate(&self, group: &str, version: u64) -> Result<(), StoreError> {
-        if self.activate_locked(group, version)? {
+        let rebuild = self.activate_locked(group, version)?;
+        self.observe_activation(group, version, ActivationCause::Activate);
+        if rebuild {
             self.rebuild_activated_segment(group, version);
         }
         Ok(())
@@ -1144,26 +933,11 @@ impl FeatureStore {
     /// rebuilt.
     fn activate_locked(&self, group: &str, version: u64) -> Result<bool, StoreError> {
         let mut state = self.admin.lock();
-        let gm = Self::group_manifest(&state, group)?;
-        let entry = gm
-            .entry(version)
-            .ok_or_else(|| StoreError::UnknownVersion {
-                group: group.to_owned(),
-                version,
-            })?;
-        if entry.state != VersionState::Ready {
-            return Err(StoreError::VersionNotReady {
-                group: group.to_owned(),
-                version,
-            });
-        }
-        let entry = entry.clone();
-        let rebuild = self.ensure_segment(&mut state, &entry);
-        let mut next = state.manifest.clone();
-        if let Some(gm) = next.groups.get_mut(group) {
-            gm.activate(version);
-        }
-        self.commit_manifest(&mut state, next, None)?;
+        let rebuild = self.checked_write(
+            "activating a version",
+            state.versions.activate(group, version),
+        )?;
+        self.publish(&state)?;
         Ok(rebuild)
     }
 
@@ -1172,6 +946,7 @@ impl FeatureStore {
     /// [`activate`](Self::activate).
     pub fn rollback(&self, group: &str) -> Result<u64, StoreError> {
         let (target, rebuild) = self.rollback_locked(group)?;
+        self.observe_activation(group, target, ActivationCause::Rollback);
         if rebuild {
             self.rebuild_activated_segment(group, target);
         }
@@ -1180,27 +955,16 @@ impl FeatureStore {
 
     fn rollback_locked(&self, group: &str) -> Result<(u64, bool), StoreError> {
         let mut state = self.admin.lock();
-        let mut next = state.manifest.clone();
-        let gm = next
-            .groups
-            .get_mut(group)
-            .ok_or_else(|| StoreError::UnknownGroup(group.to_owned()))?;
-        let target = gm
-            .rollback()
-            .ok_or_else(|| StoreError::NoPreviousVersion(group.to_owned()))?;
-        let rebuild = match gm.entry(target).cloned() {
-            Some(entry) => self.ensure_segment(&mut state, &entry),
-            None => false,
-        };
-        self.commit_manifest(&mut state, next, None)?;
-        Ok((target, rebuild))
+        let outcome = self.checked_write("rolling back", state.versions.rollback(group))?;
+        self.publish(&state)?;
+        Ok(outcome)
     }
 
     /// Drops all but the newest `keep` versions of `group` (never the active one).
     /// Readers holding an older view keep reading a dropped version until they finish.
     pub fn drop_old_versions(&self, group: &str, keep: usize) -> Result<Vec<u64>, StoreError> {
         let mut state = self.admin.lock();
-        Self::group_manifest(&state, group)?;
+        state.versions.require_group(group)?;
         self.drop_locked(&mut state, group, keep)
     }
 
@@ -1210,42 +974,12 @@ impl FeatureStore {
         group: &str,
         keep: usize,
     ) -> Result<Vec<u64>, StoreError> {
-        let Some(gm) = state.manifest.groups.get(group) else {
-            return Ok(Vec::new());
-        };
-        let doomed = gm.versions_to_drop(keep);
-        if doomed.is_empty() {
-            return Ok(doomed);
+        let result = state.versions.drop_old(group, keep);
+        // A failure after the manifest was committed (deleting a legacy column family)
+        // still leaves a new manifest to publish; publishing an unchanged one is harmless.
+        if !matches!(&result, Ok(dropped) if dropped.is_empty()) {
+            self.publish(state)?;
         }
-        let doomed_entries: Vec<VersionEntry> = doomed
-            .iter()
-            .filter_map(|v| gm.entry(*v).cloned())
-            .collect();
-        let mut next = state.manifest.clone();
-        if let Some(gm) = next.groups.get_mut(group) {
-            for v in &doomed {
-                gm.remove(*v);
-            }
-        }
-        // Manifest first: a crash before the drops leaves orphans that open() drops.
-        self.commit_manifest(state, next, None)?;
-        for entry in doomed_entries {
-            // Readers still holding an older view keep the mapping (and the column
-            // family handle) alive; unlinking a mapped file is safe.
-            state.segments.remove(&entry.cf_name);
-            if let Some(info) = &entry.segment {
-                let path = Self::segments_dir(&self.dir).join(&info.file);
-                if let Err(e) = std::fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %e, "could not delete segment");
-                }
-            }
-            match state.ranges.remove(&entry.cf_name) {
-                // Deleted now, or when the last view reading it is released.
-                Some(range) => range.doom(),
-                None if entry.family.is_none() => self.db.drop_cf(&entry.cf_name)?,
-                None => {}
-            }
-        }
-        Ok(doomed)
+        self.checked_write("dropping old versions", result)
     }
 }

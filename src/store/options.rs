@@ -50,21 +50,12 @@ use rocksdb::{
     SliceTransform, WriteBufferManager,
 };
 
+use super::keyspace::{BATCH_CF_PREFIX, EVENTS_CF, STREAM_CF_PREFIX, VERSIONS_CF_PREFIX};
 use super::memory::MemoryUsage;
 use super::stream::retention::{
     FilterKind, RetentionFilterFactory, RetentionTable, SharedRetention,
 };
-use super::stream::{EVENTS_CF, STREAM_CF_PREFIX};
 use crate::codec::key::{entity_prefix_len, versioned_entity_prefix_len};
-
-/// Name of the column family holding the registry, manifest and load records.
-pub const META_CF: &str = "meta";
-/// Prefix of the layout-1 batch column family names, one per version:
-/// `batch.{group}.v{version}`. Stores written before layout 2 keep serving from them
-/// until those versions are dropped; no new one is created.
-pub const BATCH_CF_PREFIX: &str = "batch.";
-/// Prefix of the versions column family names, one per group: `versions.{group}`.
-pub const VERSIONS_CF_PREFIX: &str = "versions.";
 
 /// Write buffer of a batch column family. Nothing writes to it (ingestion bypasses the
 /// memtable), so the smallest size RocksDB handles well: its arena blocks are an eighth.
@@ -82,16 +73,6 @@ const STREAM_WRITE_BUFFER_MIN_BYTES: usize = 1 << 20;
 const ASYNC_OPEN_OPTIONS: &str = "open_files_async=true;skip_stats_update_on_db_open=true";
 /// Size of an index or filter partition.
 const METADATA_BLOCK_BYTES: u64 = 4 << 10;
-
-/// The column family that holds `version` of `group`.
-pub fn batch_cf_name(group: &str, version: u64) -> String {
-    format!("{BATCH_CF_PREFIX}{group}.v{version}")
-}
-
-/// The column family that holds every batch version of `group` (layout 2).
-pub fn versions_cf_name(group: &str) -> String {
-    format!("{VERSIONS_CF_PREFIX}{group}")
-}
 
 fn versioned_entity_prefix(key: &[u8]) -> &[u8] {
     match versioned_entity_prefix_len(key) {

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use rocksdb::{DB, WriteBatch};
 use serde::Serialize;
 
-use super::options::META_CF;
+use super::keyspace::{
+    ENTITY_TYPE_PREFIX, META_CF, ON_DEMAND_PREFIX, SERVICE_PREFIX, entity_type_key, versioned_key,
+};
 use super::{ApplyAction, ApplyOutcome, FeatureStore, StoreError, meta};
 use crate::registry::catalog::{Catalog, FeatureUsers};
 use crate::registry::defaults::parse_default;
@@ -21,17 +23,6 @@ use crate::registry::on_demand::{OnDemandDefinition, OnDemandSpec};
 use crate::registry::service::{ServiceDefinition, ServiceSpec};
 use crate::registry::{FeatureDefinition, FeatureSpec, Registry};
 use crate::types::now_ms;
-
-/// Meta key prefix of composite entity types: `registry/entity/{name}`.
-pub const ENTITY_TYPE_PREFIX: &str = "registry/entity/";
-/// Meta key prefix of on-demand features: `registry/on_demand/{name}@{version:010}`.
-pub const ON_DEMAND_PREFIX: &str = "registry/on_demand/";
-/// Meta key prefix of feature services: `registry/service/{name}@{version:010}`.
-pub const SERVICE_PREFIX: &str = "registry/service/";
-
-fn versioned_key(prefix: &str, name: &str, version: u32) -> Vec<u8> {
-    format!("{prefix}{name}@{version:010}").into_bytes()
-}
 
 fn corrupt(key: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::CorruptMeta {
@@ -44,7 +35,10 @@ fn decode_all<T: serde::de::DeserializeOwned>(db: &DB, prefix: &str) -> Result<V
     meta::read_prefix(db, prefix)?
         .into_iter()
         .map(|(key, bytes)| {
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(&format!("{prefix}{key}"), e))
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::MetaDecode {
+                key: format!("{prefix}{key}"),
+                source,
+            })
         })
         .collect()
 }
@@ -75,7 +69,8 @@ fn write_meta(db: &DB, puts: &[(Vec<u8>, Vec<u8>)], deletes: &[Vec<u8>]) -> Resu
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| corrupt("(encoding)", e))
+    serde_json::to_vec(value)
+        .map_err(|e| StoreError::Internal(format!("encoding a registry object: {e}")))
 }
 
 /// What an apply of registry objects did.
@@ -108,10 +103,10 @@ pub(super) fn check_feature_change(
 ) -> Result<(), StoreError> {
     if let Some(default) = &spec.default {
         parse_default(default, spec.dtype)
-            .map_err(|e| StoreError::InvalidDefinition(format!("feature `{}`: {e}", spec.name)))?;
+            .map_err(|e| StoreError::invalid_definition(format!("feature `{}`: {e}", spec.name)))?;
     }
     if registry.catalog().has_on_demand_name(&spec.name) {
-        return Err(StoreError::InvalidDefinition(format!(
+        return Err(StoreError::invalid_definition(format!(
             "feature `{}`: the name belongs to an on-demand feature",
             spec.name
         )));
@@ -121,7 +116,7 @@ pub(super) fn check_feature_change(
     {
         let users = registry.catalog().live_users(&old.qualified_name());
         if !users.is_empty() {
-            return Err(StoreError::InUse(format!(
+            return Err(StoreError::in_use(format!(
                 "feature `{}` is used by live services {}: changing its default changes what they serve; register version {} instead",
                 old.qualified_name(),
                 users.join(", "),
@@ -142,7 +137,7 @@ struct CatalogChange<'a> {
 }
 
 fn invalid(message: String) -> StoreError {
-    StoreError::InvalidDefinition(message)
+    StoreError::invalid_definition(message)
 }
 
 impl CatalogChange<'_> {
@@ -164,10 +159,8 @@ impl CatalogChange<'_> {
             None => ApplyAction::Created,
         };
         if action != ApplyAction::Unchanged {
-            self.puts.push((
-                format!("{ENTITY_TYPE_PREFIX}{}", spec.name).into_bytes(),
-                encode(&spec)?,
-            ));
+            self.puts
+                .push((entity_type_key(&spec.name), encode(&spec)?));
         }
         self.outcome("entity_type", spec.name.clone(), action);
         self.catalog.insert_entity_type(spec);
@@ -213,7 +206,7 @@ impl CatalogChange<'_> {
                     || old.spec.default.to_bits() != spec.default.to_bits();
                 let users = self.catalog.live_users(&qualified);
                 if serving_change && !users.is_empty() {
-                    return Err(StoreError::InUse(format!(
+                    return Err(StoreError::in_use(format!(
                         "on-demand feature `{qualified}` is used by live services {}: a change of operation, inputs or default needs version {}",
                         users.join(", "),
                         spec.version + 1
@@ -369,19 +362,23 @@ impl FeatureStore {
             .remove(&qualified)
             .unwrap_or_default();
         if !users.services.is_empty() {
-            return Err(StoreError::InUse(format!(
+            return Err(StoreError::in_use(format!(
                 "feature `{qualified}` is used by live services {}; retire them first",
                 users.services.join(", ")
             )));
         }
         if let Some(def) = registry.get(name, version) {
             if !users.on_demand.is_empty() {
-                return Err(StoreError::InUse(format!(
+                return Err(StoreError::in_use(format!(
                     "feature `{qualified}` is read by on-demand features {}; delete them first",
                     users.on_demand.join(", ")
                 )));
             }
-            write_meta(&self.db, &[], &[meta::definition_key(name, version)])?;
+            write_meta(
+                &self.db,
+                &[],
+                &[super::keyspace::definition_key(name, version)],
+            )?;
             state.registry = Arc::new(registry.without(def.id));
         } else if registry.catalog().resolve_on_demand(&qualified).is_some() {
             write_meta(
@@ -409,7 +406,7 @@ impl FeatureStore {
             next.set_catalog(Arc::new(rebuilt));
             state.registry = Arc::new(next);
         } else {
-            return Err(StoreError::NotRegistered(format!(
+            return Err(StoreError::not_registered(format!(
                 "no feature `{qualified}` is registered"
             )));
         }
@@ -426,7 +423,7 @@ impl FeatureStore {
         let mut state = self.admin.lock();
         let registry = state.registry.clone();
         let old = registry.catalog().service(name, version).ok_or_else(|| {
-            StoreError::NotRegistered(format!(
+            StoreError::not_registered(format!(
                 "no feature service `{name}@{version}` is registered"
             ))
         })?;

@@ -42,7 +42,7 @@ pub struct SegmentInfo {
 
 /// The file name of the segment of the version stored in column family `cf_name`.
 pub fn file_name(cf_name: &str) -> String {
-    format!("{cf_name}.seg")
+    super::keyspace::segment_file_name(cf_name)
 }
 
 /// Which entities a segment build takes.
@@ -215,9 +215,9 @@ pub fn build(
         row.iter_mut().for_each(|f| *f = None);
         Ok(())
     };
-    let corrupt = |e: crate::codec::CodecError| StoreError::CorruptMeta {
-        key: format!("batch row of {group} v{version}"),
-        reason: e.to_string(),
+    let corrupt = |source: crate::codec::CodecError| StoreError::CorruptValue {
+        what: format!("a batch row of {group} v{version}"),
+        source,
     };
 
     // The version's key range only, in total order (entities cross prefixes).

@@ -16,9 +16,9 @@ use rocksdb::{BoundColumnFamily, DB};
 use self_cell::self_cell;
 
 use super::StoreError;
+use super::keyspace::stream_cf_name;
 use super::manifest::Manifest;
 use super::segments::HotSegment;
-use super::stream::stream_cf_name;
 use super::version_range::VersionRange;
 use crate::codec::key::VersionPrefix;
 use crate::registry::Registry;

@@ -1,7 +1,7 @@
 //! Bugs the crash test (`tools/crashtest`, issue 12) found, each turned into a plain test.
 
+use featstore::store::keyspace::EVENTS_CF;
 use featstore::store::options::EngineOptions;
-use featstore::store::stream::EVENTS_CF;
 use featstore::types::now_ms;
 use rocksdb::{ColumnFamilyDescriptor, DB};
 

@@ -14,6 +14,7 @@ mod get_answer;
 mod layout;
 mod limits;
 mod loading;
+mod observers;
 mod operations;
 mod ranking;
 mod ranking_model;

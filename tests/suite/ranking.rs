@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use featstore::loader::LoadRequest;
+use featstore::registry::RegistryError;
 use featstore::registry::file::parse_registry_toml;
 use featstore::server::rank_binary;
 use featstore::store::StoreError;
@@ -442,7 +443,10 @@ fn services_lineage_and_protection() {
     let err = store
         .delete_feature("product_price", 1)
         .expect_err("in use");
-    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+    assert!(
+        matches!(err, StoreError::Registry(RegistryError::InUse(_))),
+        "{err}"
+    );
     assert!(err.to_string().contains("ranker_v3@1"), "{err}");
     let mut spec = parse_registry_toml(REGISTRY, "r").expect("parses").feature;
     spec.retain(|s| s.name == "product_price");
@@ -450,7 +454,10 @@ fn services_lineage_and_protection() {
     let err = store
         .apply(spec.clone())
         .expect_err("default change refused");
-    assert!(matches!(err, StoreError::InUse(_)), "{err}");
+    assert!(
+        matches!(err, StoreError::Registry(RegistryError::InUse(_))),
+        "{err}"
+    );
     // The dtype never changes under the same version.
     spec[0].default = Some(serde_json::json!(-1.0));
     spec[0].dtype = featstore::types::DType::Float32;

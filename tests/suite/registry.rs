@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use featstore::registry::DefinitionFilter;
+use featstore::registry::{DefinitionFilter, RegistryError};
 use featstore::store::{ApplyAction, StoreError};
 use featstore::types::DType;
 
@@ -22,7 +22,10 @@ fn incompatible_changes_need_a_new_version() {
     let err = store
         .apply(changed.clone())
         .expect_err("dtype change refused");
-    assert!(matches!(err, StoreError::InvalidDefinition(_)));
+    assert!(matches!(
+        err,
+        StoreError::Registry(RegistryError::Invalid(_))
+    ));
     assert!(err.to_string().contains("version 2"), "{err}");
 
     // All or nothing: a refused batch registers none of its definitions.

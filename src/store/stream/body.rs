@@ -69,6 +69,19 @@ impl FeatureStore {
     /// of [`FeatureStore::push`]: events that do not parse are rejected with the others'
     /// validation errors, all in one answer. Each event is validated as it is parsed.
     pub fn push_json(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
+        let started = std::time::Instant::now();
+        let result = self.push_json_unobserved(body);
+        let events = match &result {
+            Ok(outcome) => {
+                usize::try_from(outcome.accepted + outcome.duplicates).unwrap_or(usize::MAX)
+            }
+            Err(PushError::Rejected { events, .. }) => *events,
+            Err(_) => 0,
+        };
+        self.report_push(started, events, result)
+    }
+
+    fn push_json_unobserved(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
         let view = self.view();
         let registry = view.registry();
         let aggregates = self.stream.aggregates.load();

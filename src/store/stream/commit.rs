@@ -103,9 +103,7 @@ pub const FIRST_PROBE_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between two recovery probes (the delay doubles up to it).
 pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The key the recovery probe writes in the `default` column family (value: the probe
-/// time, `i64` ms little-endian). Nothing reads it.
-pub const PROBE_KEY: &[u8] = b"featstore.stream_probe";
+pub use crate::store::keyspace::PROBE_KEY;
 
 /// What RocksDB answers every WAL write with after a failed WAL write or sync: it names
 /// no cause (the failure before it does, possibly reported a moment later by the
@@ -388,7 +386,7 @@ impl Committer {
             return Err(refusal);
         }
         let (reply, answer) = channel::bounded(1);
-        let stopped = || PushError::Storage("the stream writer has stopped".into());
+        let stopped = || PushError::Internal("the stream writer has stopped".into());
         self.tx
             .as_ref()
             .ok_or_else(stopped)?
@@ -484,7 +482,7 @@ fn run_writer(
                 if let Err(channel::SendError(w)) = written.send(Written { jobs, outcomes }) {
                     fail(
                         w.jobs,
-                        &PushError::Storage("the WAL syncer has stopped".into()),
+                        &PushError::Internal("the WAL syncer has stopped".into()),
                     );
                 }
             }
@@ -606,11 +604,11 @@ struct GroupWork<'a> {
 }
 
 fn storage(e: rocksdb::Error) -> PushError {
-    PushError::Storage(e.to_string())
+    PushError::Storage(e)
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> PushError {
-    PushError::Storage(format!("corrupt stored {what}: {e}"))
+fn corrupt(what: &'static str, source: crate::codec::CodecError) -> PushError {
+    PushError::Corrupt { what, source }
 }
 
 /// Keys per MultiGet call: RocksDB allocates per-key lookup state for a whole call,
@@ -679,7 +677,7 @@ fn commit(
         let name = stream_cf_name(group);
         let cf = db
             .cf_handle(&name)
-            .ok_or_else(|| PushError::Storage(format!("column family {name} is missing")))?;
+            .ok_or_else(|| PushError::Internal(format!("column family {name} is missing")))?;
         let mut keys: Vec<&[u8]> = work.values.keys().copied().collect();
         keys.sort_unstable();
         let values = &mut work.values;
@@ -707,7 +705,7 @@ fn commit(
     }
     let events_cf = db
         .cf_handle(EVENTS_CF)
-        .ok_or_else(|| PushError::Storage(format!("column family {EVENTS_CF} is missing")))?;
+        .ok_or_else(|| PushError::Internal(format!("column family {EVENTS_CF} is missing")))?;
     if !markers.is_empty() {
         let mut keys: Vec<&[u8]> = markers.keys().copied().collect();
         keys.sort_unstable();

@@ -95,9 +95,21 @@ pub enum PushError {
         /// Events in the request.
         events: usize,
     },
-    /// Writing failed; the push is not durable and was not acknowledged.
+    /// RocksDB failed; the push is not durable and was not acknowledged.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] rocksdb::Error),
+    /// A stored value or tile the push is judged against does not decode.
+    #[error("corrupt stored {what}: {source}")]
+    Corrupt {
+        /// What was read (`value`, `tile`).
+        what: &'static str,
+        /// The codec's error.
+        source: crate::codec::CodecError,
+    },
+    /// An internal invariant broke (a bug, or the writer's thread is gone); the push is
+    /// not durable and was not acknowledged.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The stream writer's write or WAL sync of this push failed (a full or failing
     /// disk): the push was not acknowledged, may or may not have been written, and
     /// pushes are refused until the writer has recovered (see `commit`).

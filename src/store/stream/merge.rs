@@ -25,7 +25,7 @@ use crate::registry::{AggregateFunction, AggregateSpec, FeatureDefinition};
 use crate::types::{FeatureId, TimestampMs, Value};
 
 fn storage(e: rocksdb::Error) -> ReadError {
-    ReadError::Storage(e.to_string())
+    ReadError::Storage(e)
 }
 
 /// Merges the streamed values and aggregates of `request` for `entities` into `out`

@@ -42,10 +42,7 @@ use crate::codec::stream::{StreamKey, decode_stream_key};
 use crate::registry::Registry;
 use crate::types::{FeatureId, TimestampMs, now_ms};
 
-/// Prefix of stream column family names: `stream.{group}`.
-pub const STREAM_CF_PREFIX: &str = "stream.";
-/// Column family of event-id markers.
-pub const EVENTS_CF: &str = "stream_events";
+pub use super::keyspace::{EVENTS_CF, STREAM_CF_PREFIX, stream_cf_name};
 
 /// The streamed-feature sets persisted in meta. A group with a stream column family
 /// but no persisted set (a store written before the sets existed) gets its set from one
@@ -79,11 +76,6 @@ pub(crate) fn load_streamed_features(
     Ok(streamed)
 }
 
-/// The column family holding `group`'s streamed values.
-pub fn stream_cf_name(group: &str) -> String {
-    format!("{STREAM_CF_PREFIX}{group}")
-}
-
 /// The engine's streaming state.
 pub(crate) struct StreamState {
     committer: commit::Committer,
@@ -113,6 +105,12 @@ impl StreamState {
         Ok(state)
     }
 
+    /// Installs the function called after every durable push commit (the store
+    /// forwards it to its observers). Replaces any earlier one.
+    pub fn set_commit_observer(&self, observer: CommitObserver) {
+        *self.committer.shared.observer.lock() = Some(observer);
+    }
+
     /// See [`commit::Committer::report_failure`].
     pub fn report_failure(&self, reason: &str) {
         self.committer.report_failure(reason);
@@ -138,14 +136,14 @@ pub(crate) fn check_aggregate_sources(
             continue;
         };
         let source = registry.resolve(&aggregate.source).ok_or_else(|| {
-            StoreError::InvalidDefinition(format!(
+            StoreError::invalid_definition(format!(
                 "aggregate feature `{}`: source `{}` is not registered",
                 def.spec.name, aggregate.source
             ))
         })?;
         aggregate
             .check_source(&def.spec, &source.spec)
-            .map_err(StoreError::InvalidDefinition)?;
+            .map_err(StoreError::invalid_definition)?;
     }
     Ok(())
 }
@@ -158,8 +156,27 @@ impl FeatureStore {
     /// Per entity and feature the newest event time wins (see [`commit`]); older values
     /// are ignored and counted in [`PushOutcome::ignored_older`].
     pub fn push(&self, events: Vec<PushEvent>) -> Result<PushOutcome, PushError> {
+        let started = std::time::Instant::now();
+        let count = events.len();
         let results = events.into_iter().map(Ok).collect();
-        self.push_results(results)
+        let result = self.push_results(results);
+        self.report_push(started, count, result)
+    }
+
+    /// Reports a push's result to the observers, and passes it through.
+    pub(super) fn report_push(
+        &self,
+        started: std::time::Instant,
+        events: usize,
+        result: Result<PushOutcome, PushError>,
+    ) -> Result<PushOutcome, PushError> {
+        let report = super::PushReport {
+            events,
+            result: result.as_ref(),
+            elapsed: started.elapsed(),
+        };
+        self.observers.each(|o| o.on_push(&report));
+        result
     }
 
     fn push_results(
@@ -200,7 +217,10 @@ impl FeatureStore {
         prepared: Vec<Prepared>,
     ) -> Result<PushOutcome, PushError> {
         self.ensure_stream_cfs(view, &prepared)
-            .map_err(|e| PushError::Storage(e.to_string()))?;
+            .map_err(|e| match e {
+                StoreError::Rocks(e) => PushError::Storage(e),
+                other => PushError::Internal(other.to_string()),
+            })?;
         self.stream.committer.submit(prepared)
     }
 
@@ -267,12 +287,6 @@ impl FeatureStore {
             state.streamed = Arc::new(streamed);
         }
         self.publish(&state)
-    }
-
-    /// Installs a function called after every durable push commit (the server records
-    /// freshness metrics with it). Replaces any earlier one.
-    pub fn set_commit_observer(&self, observer: CommitObserver) {
-        *self.stream.committer.shared.observer.lock() = Some(observer);
     }
 
     /// Whether the stream writer can write: after a failed write or WAL sync it refuses
