@@ -17,8 +17,10 @@
 //! * [`registry`] — feature definitions and the immutable registry snapshot, with
 //!   composite entity types, on-demand features and feature services.
 //! * [`store`] — the RocksDB engine: column families, manifest, versions, read views,
-//!   reads, ranking reads (`store::rank`), streamed pushes and windowed aggregates.
+//!   the stored-value lookup, streamed pushes and windowed aggregates.
 //!   [`FeatureStore`] is its public face.
+//! * [`query`] — the query layer: one planner and one columnar answer for every read
+//!   (single-entity and ranking), TTL, freshness, defaults, on-demand features.
 //! * [`loader`] — batch ingestion: CSV/Parquet input, external sort, SST files, ingest.
 //! * [`api`] — the wire: routes, request and response types, their JSON and binary
 //!   encoders and decoders, shared by the server, the client and the CLI.
@@ -32,6 +34,7 @@ pub mod client;
 pub mod datagen;
 pub mod demo;
 pub mod loader;
+pub mod query;
 pub mod registry;
 pub mod server;
 pub mod store;

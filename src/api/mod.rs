@@ -37,6 +37,7 @@
 pub mod definitions;
 pub mod error;
 pub mod features;
+pub mod get_json;
 pub mod groups;
 pub mod json;
 pub mod push;

@@ -1,8 +1,9 @@
 //! Per-feature defaults: the literal a definition gives (`default = 0.0` in TOML, any
 //! JSON literal over HTTP) turned into a [`Value`] of the feature's dtype.
 //!
-//! Checked at registration, so a registered default always converts; the ranking read
-//! path converts once per request and column, never per value.
+//! Checked at registration, so a registered default always converts; converted once
+//! more when a registry snapshot is built ([`super::Registry::default_value`]), never
+//! per read.
 
 use crate::types::{DType, Value};
 

@@ -27,7 +27,8 @@ pub use aggregate::{AggregateFunction, AggregateSpec};
 pub use definition::{FeatureDefinition, FeatureSpec, Sensitivity};
 pub use error::RegistryError;
 
-use crate::types::FeatureId;
+use crate::query::cache::PlanCache;
+use crate::types::{FeatureId, Value};
 
 /// The features of one group, which all share its entity type.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +83,10 @@ pub struct Registry {
     entity_types: HashSet<String, ahash::RandomState>,
     /// Composite entity types, on-demand features and services.
     catalog: Arc<catalog::Catalog>,
+    /// Each definition's default, parsed once here rather than per read.
+    defaults: FastMap<FeatureId, Value>,
+    /// Plans of recent single-entity reads of this snapshot (emptied by any change).
+    read_plans: PlanCache,
 }
 
 impl Registry {
@@ -97,6 +102,17 @@ impl Registry {
     /// Adds or replaces a definition (keyed by its id).
     pub fn insert(&mut self, def: FeatureDefinition) {
         let id = def.id;
+        self.read_plans = PlanCache::default();
+        // Checked at registration; a literal that no longer converts serves no default.
+        match def
+            .spec
+            .default
+            .as_ref()
+            .and_then(|literal| defaults::parse_default(literal, def.spec.dtype).ok())
+        {
+            Some(value) => self.defaults.insert(id, value),
+            None => self.defaults.remove(&id),
+        };
         self.entity_types.insert(def.spec.entity_type.clone());
         self.by_name
             .entry(Arc::from(def.spec.name.as_str()))
@@ -119,6 +135,16 @@ impl Registry {
     /// The definition with this id.
     pub fn by_id(&self, id: FeatureId) -> Option<&Arc<FeatureDefinition>> {
         self.by_id.get(&id)
+    }
+
+    /// The default of definition `id`, parsed when the snapshot was built.
+    pub fn default_value(&self, id: FeatureId) -> Option<&Value> {
+        self.defaults.get(&id)
+    }
+
+    /// The cache of single-entity read plans built from this snapshot.
+    pub fn read_plans(&self) -> &PlanCache {
+        &self.read_plans
     }
 
     /// `name@version`, or the newest version of `name` when no version is given.
@@ -213,6 +239,7 @@ impl Registry {
     /// Replaces the catalog.
     pub fn set_catalog(&mut self, catalog: Arc<catalog::Catalog>) {
         self.catalog = catalog;
+        self.read_plans = PlanCache::default();
     }
 
     /// This snapshot without the definition `id` (same catalog).
@@ -223,7 +250,7 @@ impl Registry {
                 .filter(|d| d.id != id)
                 .map(|d| FeatureDefinition::clone(d)),
         );
-        next.catalog = self.catalog.clone();
+        next.set_catalog(self.catalog.clone());
         next
     }
 

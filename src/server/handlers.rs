@@ -39,6 +39,7 @@ use crate::api::push::PushAnswer;
 use crate::api::{BadRequest, json};
 use crate::loader::input::InputError;
 use crate::loader::{LoadError, LoadProgress};
+use crate::query::Names;
 use crate::registry::RegistryError;
 use crate::store::PushError;
 use crate::store::{ReadError, StoreError};
@@ -387,16 +388,34 @@ fn feature_names(pairs: &[(String, String)]) -> Vec<&str> {
         .collect()
 }
 
+/// The names text of a query string that is `names=..` alone with nothing to decode
+/// (no `%`, `+` or `&`): the value as sent, which [`Names::Text`] splits exactly as
+/// [`feature_names`] splits the decoded pairs.
+fn plain_names(query: Option<&str>) -> Option<&str> {
+    let value = query?.strip_prefix("names=")?;
+    (!value.bytes().any(|b| matches!(b, b'%' | b'+' | b'&'))).then_some(value)
+}
+
 fn get_features(
     state: &AppState,
     entity_type: &str,
     entity_id: &str,
     req: &Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
-    let pairs = query(req, &["names"])?;
-    let names = feature_names(&pairs);
+    // The common request needs no decoding, and its names text is the key of its
+    // cached plan (see `crate::query::cache`); any other query is decoded and checked.
+    let pairs;
+    let listed;
+    let names = match plain_names(req.uri().query()) {
+        Some(text) => Names::Text(text),
+        None => {
+            pairs = query(req, &["names"])?;
+            listed = feature_names(&pairs);
+            Names::List(&listed)
+        }
+    };
     // The store checks the entity type, then the id, then the names.
-    let vector = match state.store.get_features(entity_type, entity_id, &names) {
+    let answer = match state.store.get_entity(entity_type, entity_id, names) {
         Err(ReadError::NoFeatures) => {
             return Err(ApiError::bad_request(
                 "no feature names given: add ?names=a,b,c",
@@ -404,13 +423,11 @@ fn get_features(
         }
         result => result?,
     };
-    let body = json::encode_feature_vector(&vector).map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("encoding response: {e}"),
-        )
-    })?;
-    Ok(json_response(StatusCode::OK, body))
+    // Statuses are counted by the metrics observer of the store (see `metrics`).
+    Ok(json_response(
+        StatusCode::OK,
+        crate::api::get_json::encode_entity(&answer),
+    ))
 }
 
 async fn apply_definitions(

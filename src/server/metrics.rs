@@ -761,8 +761,8 @@ fn status_slot(status: FeatureStatus) -> usize {
 impl Observer for Metrics {
     fn on_read(&self, event: &ReadEvent<'_>) {
         let series = match event.answer {
-            ReadAnswer::Entity(vector) => {
-                self.observe_features(vector.features.iter().map(|r| &r.status));
+            ReadAnswer::Entity(answer) => {
+                self.observe_features(answer.statuses());
                 &self.reads[0]
             }
             ReadAnswer::Ranking(answer) => {

@@ -3,8 +3,8 @@
 //!
 //! This is the seam every read path goes through (one entity's vector, a ranking
 //! request's hundreds of candidates): it answers "what is stored", never "what does the
-//! caller see" (TTL, freshness and defaults are decided later, in
-//! [`super::read::classify`]).
+//! caller see" (TTL, freshness and defaults are decided above, in the query layer:
+//! [`crate::query`]).
 //!
 //! Invariants:
 //! - Results go to a [`StoredSink`], addressed by (entity index, column): the

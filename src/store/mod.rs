@@ -25,7 +25,6 @@
 //! Observers run after the operation, outside the lock.
 
 pub mod access;
-pub mod answer;
 pub mod config;
 pub mod error;
 pub mod keyspace;
@@ -36,14 +35,15 @@ pub mod memory;
 pub mod meta;
 pub mod observe;
 pub mod options;
-pub mod rank;
-pub mod read;
 pub mod registry_ops;
 pub mod segments;
 pub mod stream;
 pub mod version_range;
 pub mod versions;
 pub mod view;
+
+// The read planning and answers moved to the query layer; these paths stay for callers.
+pub use crate::query::{answer, rank, read};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,7 @@ pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
 use crate::loader::{LoadProgress, LoadRecord, LoadRequest};
+use crate::query::{self, RankError, RankRequest, RankResponse};
 use crate::registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry};
 use crate::types::{FeatureId, TimestampMs, now_ms};
 use access::AccessCounter;
@@ -484,32 +485,46 @@ impl FeatureStore {
         self.observers.each(|o| o.on_activation(&event));
     }
 
-    /// Reads `names` of one entity, in the order given.
+    /// Reads `names` of one entity, in the order given (the row view of
+    /// [`get_entity`](Self::get_entity)).
     pub fn get_features<S: AsRef<str>>(
         &self,
         entity_type: &str,
         entity_id: &str,
         names: &[S],
     ) -> Result<FeatureVector, ReadError> {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        self.get_entity(entity_type, entity_id, query::Names::List(&names))
+            .map(query::EntityAnswer::into_vector)
+    }
+
+    /// Reads `names` of one entity: a one-candidate read of the query layer
+    /// ([`crate::query::entity`]), answered in columns in the order given.
+    pub fn get_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        names: query::Names<'_>,
+    ) -> Result<query::EntityAnswer, ReadError> {
         let started = Instant::now();
         let now = now_ms();
-        let vector = self
+        let answer = self
             .view
-            .with(|view| read::read_entity(view, entity_type, entity_id, names, now))?;
+            .with(|view| query::get(view, entity_type, entity_id, names, now))?;
         self.record_access(entity_type, entity_id);
-        self.observe_read(ReadAnswer::Entity(&vector), now, started);
-        Ok(vector)
+        self.observe_read(ReadAnswer::Entity(&answer), now, started);
+        Ok(answer)
     }
 
     /// Answers a ranking request: the context's features once and one row per
-    /// candidate, in the order asked (see the module docs of [`crate::store::rank`]).
+    /// candidate, in the order asked (see [`crate::query::rank`]).
     ///
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).
-    pub fn rank(&self, request: rank::RankRequest) -> Result<rank::RankResponse, rank::RankError> {
+    pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
         let started = Instant::now();
         let now = now_ms();
-        let response = rank::rank(&self.view(), request, now)?;
+        let response = self.view.with(|view| query::rank(view, request, now))?;
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
             for id in &response.candidates {

@@ -23,16 +23,16 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::rank::RankResponse;
-use super::read::FeatureVector;
 use super::stream::{PushError, PushOutcome};
 use crate::loader::LoadRecord;
+use crate::query::EntityAnswer;
 use crate::types::TimestampMs;
 
 /// The answer a read returned.
 #[derive(Debug, Clone, Copy)]
 pub enum ReadAnswer<'a> {
     /// A single-entity read.
-    Entity(&'a FeatureVector),
+    Entity(&'a EntityAnswer),
     /// A ranking read: the context once and one row per candidate.
     Ranking(&'a RankResponse),
 }

@@ -33,10 +33,9 @@ impl Recorder {
 impl Observer for Recorder {
     fn on_read(&self, event: &ReadEvent<'_>) {
         match event.answer {
-            ReadAnswer::Entity(vector) => {
-                let statuses: Vec<&str> =
-                    vector.features.iter().map(|r| r.status.as_str()).collect();
-                self.push(format!("get {} {}", vector.entity_id, statuses.join(",")));
+            ReadAnswer::Entity(answer) => {
+                let statuses: Vec<&str> = answer.statuses().map(|s| s.as_str()).collect();
+                self.push(format!("get {} {}", answer.entity_id(), statuses.join(",")));
             }
             ReadAnswer::Ranking(answer) => {
                 self.push(format!("rank {} rows", answer.candidates.len()));

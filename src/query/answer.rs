@@ -1,7 +1,8 @@
 //! The columnar values of a ranking answer: per column, one status, one event time and
 //! one typed value per row (`f32`s in a `Vec<f32>`, vectors packed `dim` floats per
 //! row), so a request of 500 candidates x 50 float features is answered in a few
-//! hundred kilobytes written once, instead of a 56-byte owned cell per value.
+//! hundred kilobytes written once, instead of a 56-byte owned cell per value. A
+//! single-entity read is the one-row case: its scalar rows stay inline ([`Rows`]).
 //!
 //! A [`ColumnValues`] is filled in two steps:
 //! 1. *stored*: lookups record what is stored ([`ColumnValues::put_field`] from the hot
@@ -25,6 +26,11 @@
 use super::read::Freshness;
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
 use featstore_format::segment::{FieldValue, Row, ValueRef};
+use smallvec::SmallVec;
+
+/// The per-row storage of a column: a single-entity read's one row stays inline (a
+/// 50-feature read allocates no buffer per column); ranking answers spill to the heap.
+pub type Rows<T> = SmallVec<[T; 1]>;
 
 /// `event_time` of a row that has none.
 pub const NO_TIME: TimestampMs = TimestampMs::MIN;
@@ -33,13 +39,13 @@ pub const NO_TIME: TimestampMs = TimestampMs::MIN;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnData {
     /// int64 values.
-    Int64(Vec<i64>),
+    Int64(Rows<i64>),
     /// float64 values (on-demand features too).
-    Float64(Vec<f64>),
+    Float64(Rows<f64>),
     /// float32 values.
-    Float32(Vec<f32>),
+    Float32(Rows<f32>),
     /// bool values.
-    Bool(Vec<bool>),
+    Bool(Rows<bool>),
     /// float32 vectors of `dim` components, row `r` at `values[r * dim..(r + 1) * dim]`.
     Float32Vector {
         /// Components per vector.
@@ -54,10 +60,10 @@ pub enum ColumnData {
 impl ColumnData {
     fn zeroed(dtype: DType, rows: usize) -> Self {
         match dtype {
-            DType::Int64 => ColumnData::Int64(vec![0; rows]),
-            DType::Float64 => ColumnData::Float64(vec![0.0; rows]),
-            DType::Float32 => ColumnData::Float32(vec![0.0; rows]),
-            DType::Bool => ColumnData::Bool(vec![false; rows]),
+            DType::Int64 => ColumnData::Int64(Rows::from_elem(0, rows)),
+            DType::Float64 => ColumnData::Float64(Rows::from_elem(0.0, rows)),
+            DType::Float32 => ColumnData::Float32(Rows::from_elem(0.0, rows)),
+            DType::Bool => ColumnData::Bool(Rows::from_elem(false, rows)),
             DType::Float32Vector { dim } => {
                 let dim = dim as usize;
                 ColumnData::Float32Vector {
@@ -193,8 +199,8 @@ pub fn all_items<T>(items: &[T], pred: impl Fn(&T) -> bool) -> bool {
 /// One column of a ranking answer (see the module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnValues {
-    status: Vec<FeatureStatus>,
-    event_time: Vec<TimestampMs>,
+    status: Rows<FeatureStatus>,
+    event_time: Rows<TimestampMs>,
     data: ColumnData,
 }
 
@@ -202,8 +208,8 @@ impl ColumnValues {
     /// `rows` rows of `dtype`, every one `status` with no value and no event time.
     pub fn new(dtype: DType, rows: usize, status: FeatureStatus) -> Self {
         ColumnValues {
-            status: vec![status; rows],
-            event_time: vec![NO_TIME; rows],
+            status: Rows::from_elem(status, rows),
+            event_time: Rows::from_elem(NO_TIME, rows),
             data: ColumnData::zeroed(dtype, rows),
         }
     }

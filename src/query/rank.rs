@@ -1,16 +1,21 @@
-//! Ranking reads: one request carries a context (one user, one retailer...), a list of
-//! candidate entities (hundreds of products) and the features to read (names, or a
-//! feature service); the answer holds the context's features once and one row per
-//! candidate, in the order asked.
+//! The planner and executor of every read, and ranking reads.
 //!
-//! A request is first *planned* against the read view's registry (names resolved once,
-//! each stored feature placed on the context or the candidates, composite entity types
-//! keyed from the context ids and each candidate id, on-demand inputs added as hidden
-//! columns), then *executed*: one [`lookup_group`] call per feature group for all
+//! A ranking request carries a context (one user, one retailer...), a list of candidate
+//! entities (hundreds of products) and the features to read (names, or a feature
+//! service); the answer holds the context's features once and one row per candidate,
+//! in the order asked. A single-entity read is the same read with that entity as the
+//! only candidate and no context ([`plan_entity`]; see [`super::entity`]).
+//!
+//! A read is first *planned* against the read view's registry ([`Plan`]: names resolved
+//! once, each stored feature placed on the context or the candidates, composite entity
+//! types keyed from the context ids and each candidate id, on-demand inputs added as
+//! hidden columns, defaults taken from the registry, where they were parsed once), then
+//! *executed* ([`execute`]): one [`lookup_group`] call per feature group for all
 //! candidates at once, recording straight into typed columns ([`ColumnValues`]: a
 //! status, an event time and a value per row); each column is then judged for TTL and
 //! freshness ([`Freshness`], the one place they apply), on-demand features are
-//! evaluated per row from the columns, and defaults applied per column.
+//! evaluated per row from the columns, and defaults applied per column (ranking reads
+//! only: a single-entity read keeps the raw status).
 //!
 //! Deadline: before each group's lookup the elapsed time is checked against the
 //! request's deadline; once it has passed, the remaining groups are not read and their
@@ -24,15 +29,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::answer::{ColumnData, ColumnValues, NO_TIME};
-use super::error::ReadError;
-use super::lookup::{ColumnSink, GroupLookup, lookup_group};
 use super::read::Freshness;
-use super::view::ReadView;
 use crate::codec::key::EntityKey;
-use crate::registry::defaults::parse_default;
 use crate::registry::entity::{EntityIdError, composite_id};
 use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
 use crate::registry::{FeatureDefinition, Registry};
+use crate::store::error::ReadError;
+use crate::store::lookup::{ColumnSink, GroupLookup, lookup_group};
+use crate::store::view::ReadView;
 use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value};
 
 /// Most candidates one request may carry.
@@ -232,7 +236,7 @@ impl RankError {
 
 /// Where a value comes from: the context row or each candidate's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
+pub(crate) enum Place {
     Context,
     Candidate,
 }
@@ -245,7 +249,8 @@ enum Part {
 }
 
 /// How the key of one entity type is formed for a request.
-struct KeySpace {
+#[derive(Debug)]
+pub(crate) struct KeySpace {
     entity_type: String,
     parts: Vec<Part>,
     composite: bool,
@@ -274,44 +279,64 @@ impl KeySpace {
     }
 }
 
-/// `(group, key space, wanted (feature id, column))` of one group's lookup.
-type GroupColumns<'r> = (&'r str, usize, Vec<(FeatureId, usize)>);
-
-/// The stored columns of one place (context or candidates).
-#[derive(Default)]
-struct StoredColumns<'r> {
-    defs: Vec<&'r Arc<FeatureDefinition>>,
-    /// `(group, key space, wanted (feature id, column) sorted)`, first-seen order.
-    groups: Vec<GroupColumns<'r>>,
-    by_id: Vec<(FeatureId, usize)>,
+/// The stored features one group's lookup reads for one place.
+#[derive(Debug)]
+struct GroupColumns {
+    /// A column of the group (its definition names the group).
+    first: usize,
+    /// The key space of the group's entity type.
+    space: usize,
+    /// `(feature id, column)`, sorted by feature id once planning is done.
+    wanted: Vec<(FeatureId, usize)>,
 }
 
-impl<'r> StoredColumns<'r> {
-    fn column(&mut self, def: &'r Arc<FeatureDefinition>, space: usize) -> usize {
-        if let Some(&(_, col)) = self.by_id.iter().find(|(id, _)| *id == def.id) {
+/// The stored columns of one place (context or candidates).
+#[derive(Debug, Default)]
+struct StoredColumns {
+    defs: Vec<Arc<FeatureDefinition>>,
+    /// Each column's TTL and freshness SLO.
+    freshness: Vec<Freshness>,
+    /// Groups in first-seen order.
+    groups: Vec<GroupColumns>,
+}
+
+impl StoredColumns {
+    fn column(&mut self, def: &Arc<FeatureDefinition>, space: usize) -> usize {
+        if let Some(col) = self.defs.iter().position(|d| d.id == def.id) {
             return col;
         }
         let col = self.defs.len();
-        self.defs.push(def);
-        self.by_id.push((def.id, col));
+        self.defs.push(def.clone());
+        self.freshness.push(Freshness::of(def));
+        let defs = &self.defs;
         match self
             .groups
             .iter_mut()
-            .find(|(g, _, _)| *g == def.spec.group)
+            .find(|g| defs[g.first].spec.group == def.spec.group)
         {
-            Some((_, _, wanted)) => wanted.push((def.id, col)),
-            None => self
-                .groups
-                .push((&def.spec.group, space, vec![(def.id, col)])),
+            Some(g) => g.wanted.push((def.id, col)),
+            None => self.groups.push(GroupColumns {
+                first: col,
+                space,
+                wanted: vec![(def.id, col)],
+            }),
         }
         col
+    }
+
+    fn finish(&mut self) {
+        for g in &mut self.groups {
+            g.wanted.sort_unstable();
+        }
     }
 }
 
 /// What an output column is computed from.
+#[derive(Debug)]
 enum Source {
     Stored {
         col: usize,
+        /// The default served where nothing usable was found (ranking reads only).
         default: Option<Value>,
     },
     OnDemand {
@@ -320,29 +345,77 @@ enum Source {
     },
 }
 
+#[derive(Debug)]
 struct OutColumn {
     column: RankColumn,
+    /// The name as asked, shared by the answers built from a cached plan.
+    asked: Arc<str>,
     place: Place,
     source: Source,
 }
 
-struct Plan<'r> {
+/// How a plan reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A ranking request: on-demand features, defaults, each feature once, features
+    /// placed on the context or the candidates by entity type.
+    Rank,
+    /// One entity's features (a single-entity GET: one candidate, no context): stored
+    /// features of that entity type only, raw statuses (no defaults), a feature may be
+    /// asked twice.
+    Entity,
+}
+
+/// A read resolved against one registry snapshot: which stored columns each place
+/// reads, grouped per feature group, and how each answered column is made from them.
+/// Owned (definitions are shared), so a single-entity read's plan can be cached in
+/// the snapshot it was built from ([`super::cache`]).
+#[derive(Debug)]
+pub struct Plan {
     spaces: Vec<KeySpace>,
-    context: StoredColumns<'r>,
-    candidates: StoredColumns<'r>,
+    context: StoredColumns,
+    candidates: StoredColumns,
     outputs: Vec<OutColumn>,
     service: Option<String>,
+    /// True when output `i` is stored candidate column `i`, for every `i` (no context,
+    /// no on-demand feature, no feature asked twice): the fetched columns are the
+    /// answer, defaults applied in place.
+    direct: bool,
+}
+
+impl Plan {
+    /// Columns answered (the names asked, in order).
+    pub fn width(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Column `i` of the answer.
+    pub fn column(&self, i: usize) -> Option<&RankColumn> {
+        self.outputs.get(i).map(|o| &o.column)
+    }
+
+    /// The name asked for column `i`.
+    pub fn asked(&self, i: usize) -> Option<&Arc<str>> {
+        self.outputs.get(i).map(|o| &o.asked)
+    }
+
+    /// Stored values one entity's read holds (its columns, inputs included).
+    pub(crate) fn stored_columns(&self) -> usize {
+        self.context.defs.len() + self.candidates.defs.len()
+    }
 }
 
 struct Planner<'r, 'q> {
     registry: &'r Registry,
-    request: &'q RankRequest,
+    mode: Mode,
+    candidate_type: &'q str,
+    context: &'q [(String, String)],
     spaces: Vec<KeySpace>,
-    context: StoredColumns<'r>,
-    candidates: StoredColumns<'r>,
+    context_columns: StoredColumns,
+    candidate_columns: StoredColumns,
 }
 
-impl<'r> Planner<'r, '_> {
+impl Planner<'_, '_> {
     /// The key space of `entity_type`, created on first use.
     fn space(&mut self, feature: &str, entity_type: &str) -> Result<usize, RankError> {
         if let Some(i) = self
@@ -352,13 +425,12 @@ impl<'r> Planner<'r, '_> {
         {
             return Ok(i);
         }
-        let request = self.request;
+        let (candidate_type, context) = (self.candidate_type, self.context);
         let simple = |t: &str| -> Option<Part> {
-            if t == request.candidate_type {
+            if t == candidate_type {
                 Some(Part::Candidate)
             } else {
-                request
-                    .context
+                context
                     .iter()
                     .position(|(ct, _)| ct == t)
                     .map(Part::Context)
@@ -367,7 +439,7 @@ impl<'r> Planner<'r, '_> {
         let unplaceable = |t: &str| RankError::Unplaceable {
             feature: feature.to_owned(),
             entity_type: t.to_owned(),
-            candidates: request.candidate_type.clone(),
+            candidates: candidate_type.to_owned(),
         };
         let space = if let Some(part) = simple(entity_type) {
             KeySpace {
@@ -396,25 +468,37 @@ impl<'r> Planner<'r, '_> {
     fn stored(
         &mut self,
         asked: &str,
-        def: &'r Arc<FeatureDefinition>,
+        def: &Arc<FeatureDefinition>,
     ) -> Result<(Place, usize), RankError> {
         let space = self.space(asked, &def.spec.entity_type)?;
         let place = self.spaces[space].place();
         let columns = match place {
-            Place::Context => &mut self.context,
-            Place::Candidate => &mut self.candidates,
+            Place::Context => &mut self.context_columns,
+            Place::Candidate => &mut self.candidate_columns,
         };
         Ok((place, columns.column(def, space)))
     }
 
     fn output(&mut self, asked: &str, pinned: &str) -> Result<OutColumn, RankError> {
         let registry = self.registry;
-        if let Some(def) = registry.resolve(pinned) {
+        if let Some((def, shared)) = registry.resolve_named(pinned) {
+            if self.mode == Mode::Entity && def.spec.entity_type != self.candidate_type {
+                return Err(ReadError::WrongEntityType {
+                    feature: asked.to_owned(),
+                    expected: def.spec.entity_type.clone(),
+                    requested: self.candidate_type.to_owned(),
+                }
+                .into());
+            }
             let (place, col) = self.stored(asked, def)?;
-            let default = match &def.spec.default {
-                // Checked at registration; a literal that no longer converts serves no default.
-                Some(literal) => parse_default(literal, def.spec.dtype).ok(),
-                None => None,
+            let default = match self.mode {
+                // Parsed once, when the registry snapshot was built.
+                Mode::Rank => registry.default_value(def.id).cloned(),
+                Mode::Entity => None,
+            };
+            let asked_shared = match shared {
+                Some(name) if asked == pinned => name.clone(),
+                _ => Arc::from(asked),
             };
             return Ok(OutColumn {
                 column: RankColumn {
@@ -423,11 +507,16 @@ impl<'r> Planner<'r, '_> {
                     dtype: def.spec.dtype,
                     on_demand: false,
                 },
+                asked: asked_shared,
                 place,
                 source: Source::Stored { col, default },
             });
         }
-        let Some(od) = registry.catalog().resolve_on_demand(pinned) else {
+        let on_demand = match self.mode {
+            Mode::Rank => registry.catalog().resolve_on_demand(pinned),
+            Mode::Entity => None,
+        };
+        let Some(od) = on_demand else {
             return Err(ReadError::UnknownFeature(asked.to_owned()).into());
         };
         let mut inputs = Vec::with_capacity(od.resolved_inputs.len());
@@ -449,6 +538,7 @@ impl<'r> Planner<'r, '_> {
                 dtype: DType::Float64,
                 on_demand: true,
             },
+            asked: Arc::from(asked),
             place,
             source: Source::OnDemand {
                 def: od.clone(),
@@ -456,10 +546,46 @@ impl<'r> Planner<'r, '_> {
             },
         })
     }
+
+    /// Plans every `(asked, pinned)` name, in order.
+    fn plan<'n>(
+        mut self,
+        names: impl IntoIterator<Item = (&'n str, &'n str)>,
+        service: Option<String>,
+    ) -> Result<Plan, RankError> {
+        let names = names.into_iter();
+        let mut outputs: Vec<OutColumn> = Vec::with_capacity(names.size_hint().0);
+        for (asked, pinned) in names {
+            let out = self.output(asked, pinned)?;
+            if self.mode == Mode::Rank
+                && outputs
+                    .iter()
+                    .any(|o| o.column.feature == out.column.feature)
+            {
+                return Err(RankError::Duplicate(asked.to_owned()));
+            }
+            outputs.push(out);
+        }
+        self.context_columns.finish();
+        self.candidate_columns.finish();
+        let direct = outputs.len() == self.candidate_columns.defs.len()
+            && outputs.iter().enumerate().all(|(i, o)| {
+                o.place == Place::Candidate
+                    && matches!(o.source, Source::Stored { col, .. } if col == i)
+            });
+        Ok(Plan {
+            direct,
+            spaces: self.spaces,
+            context: self.context_columns,
+            candidates: self.candidate_columns,
+            outputs,
+            service,
+        })
+    }
 }
 
-/// Resolves names (or the service) into a plan.
-fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, RankError> {
+/// Resolves a ranking request's names (or service) into a plan.
+fn plan_rank(registry: &Registry, request: &RankRequest) -> Result<Plan, RankError> {
     let candidate_type = request.candidate_type.as_str();
     let known =
         registry.has_entity_type(candidate_type)
@@ -521,25 +647,17 @@ fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, R
     if names.is_empty() {
         return Err(ReadError::NoFeatures.into());
     }
-    let mut planner = Planner {
+    let planner = Planner {
         registry,
-        request,
+        mode: Mode::Rank,
+        candidate_type,
+        context: &request.context,
         spaces: Vec::new(),
-        context: StoredColumns::default(),
-        candidates: StoredColumns::default(),
+        context_columns: StoredColumns::default(),
+        candidate_columns: StoredColumns::default(),
     };
-    let mut outputs: Vec<OutColumn> = Vec::with_capacity(names.len());
-    for (asked, pinned) in names {
-        let out = planner.output(asked, pinned)?;
-        if outputs
-            .iter()
-            .any(|o| o.column.feature == out.column.feature)
-        {
-            return Err(RankError::Duplicate(asked.to_owned()));
-        }
-        outputs.push(out);
-    }
-    let columns = planner.candidates.defs.len() + outputs.len();
+    let plan = planner.plan(names, service)?;
+    let columns = plan.candidates.defs.len() + plan.outputs.len();
     if request.candidates.len().saturating_mul(columns) > MAX_VALUES {
         return Err(RankError::TooManyValues {
             candidates: request.candidates.len(),
@@ -547,80 +665,132 @@ fn plan<'r>(registry: &'r Registry, request: &RankRequest) -> Result<Plan<'r>, R
             max: MAX_VALUES,
         });
     }
-    Ok(Plan {
-        spaces: planner.spaces,
-        context: planner.context,
-        candidates: planner.candidates,
-        outputs,
-        service,
-    })
+    Ok(plan)
 }
 
-/// Encodes one key per candidate (or one for the context) of each key space used.
-/// Every id was checked by [`plan`]; a composite id made of checked components can
-/// still be too long, which `key` reports.
+/// Plans a read of `names` of one entity of `entity_type`: the ranking planner with
+/// that entity as the only candidate and no context. `names` is not empty.
+pub(crate) fn plan_entity(
+    registry: &Registry,
+    entity_type: &str,
+    names: &[&str],
+) -> Result<Plan, ReadError> {
+    let planner = Planner {
+        registry,
+        mode: Mode::Entity,
+        candidate_type: entity_type,
+        context: &[],
+        spaces: Vec::new(),
+        context_columns: StoredColumns::default(),
+        candidate_columns: StoredColumns::default(),
+    };
+    planner
+        .plan(names.iter().map(|n| (*n, *n)), None)
+        .map_err(|e| match e {
+            RankError::Read(e) => e,
+            // An entity plan refuses only with read errors (every feature is of the
+            // candidates' entity type, duplicates are allowed).
+            other => ReadError::Internal(format!("planning a single-entity read: {other}")),
+        })
+}
+
+/// Encodes one key per candidate (or one for the context) of `space`. Every id was
+/// checked when planning; a composite id made of checked components can still be too
+/// long, which `key` reports.
 fn keys(
     registry: &Registry,
     space: &KeySpace,
-    request: &RankRequest,
+    context: &[(String, String)],
+    candidates: &[String],
 ) -> Result<Vec<EntityKey>, ReadError> {
     let rule = registry.entity_id_rule(&space.entity_type);
     let encode = |id: &str| rule.key(id).map_err(ReadError::from);
     match space.place() {
-        Place::Context => Ok(vec![encode(&space.id(&request.context, ""))?]),
-        Place::Candidate if !space.composite => {
-            request.candidates.iter().map(|c| encode(c)).collect()
-        }
-        Place::Candidate => request
-            .candidates
+        Place::Context => Ok(vec![encode(&space.id(context, ""))?]),
+        Place::Candidate if !space.composite => candidates.iter().map(|c| encode(c)).collect(),
+        Place::Candidate => candidates
             .iter()
-            .map(|c| encode(&space.id(&request.context, c)))
+            .map(|c| encode(&space.id(context, c)))
             .collect(),
+    }
+}
+
+/// The entity keys of a read, per key space of its plan, encoded on first use.
+pub(crate) struct SpaceKeys<'q> {
+    keys: Vec<Option<Vec<EntityKey>>>,
+    context: &'q [(String, String)],
+    candidates: &'q [String],
+}
+
+impl<'q> SpaceKeys<'q> {
+    fn new(plan: &Plan, context: &'q [(String, String)], candidates: &'q [String]) -> Self {
+        SpaceKeys {
+            keys: plan.spaces.iter().map(|_| None).collect(),
+            context,
+            candidates,
+        }
+    }
+
+    /// Keys of a one-entity read whose only key space holds `key`.
+    pub(crate) fn single(key: EntityKey) -> Self {
+        SpaceKeys {
+            keys: vec![Some(vec![key])],
+            context: &[],
+            candidates: &[],
+        }
+    }
+
+    fn get(
+        &mut self,
+        registry: &Registry,
+        spaces: &[KeySpace],
+        space: usize,
+    ) -> Result<&[EntityKey], ReadError> {
+        let out_of_range = || ReadError::Internal("key space out of range".into());
+        let slot = self.keys.get_mut(space).ok_or_else(out_of_range)?;
+        if slot.is_none() {
+            let space = spaces.get(space).ok_or_else(out_of_range)?;
+            *slot = Some(keys(registry, space, self.context, self.candidates)?);
+        }
+        Ok(slot.as_deref().unwrap_or_default())
     }
 }
 
 /// Reads the stored columns of one place into one [`ColumnValues`] per column: one
 /// `lookup_group` per group, until the deadline; then judges each fetched column
-/// (TTL, freshness). Columns of groups not read are `not_fetched`. Returns the columns
-/// and whether every group was read.
+/// (TTL, freshness: the one place they apply). Columns of groups not read are
+/// `not_fetched`. Returns the columns and whether every group was read.
 fn fetch(
     view: &ReadView,
-    columns: &StoredColumns<'_>,
-    (plan_spaces, space_keys): (&[KeySpace], &mut [Option<Vec<EntityKey>>]),
-    (request, now): (&RankRequest, TimestampMs),
-    rows: usize,
+    columns: &StoredColumns,
+    (spaces, keys): (&[KeySpace], &mut SpaceKeys<'_>),
+    (rows, now): (usize, TimestampMs),
     out_of_time: &dyn Fn() -> bool,
     versions: &mut BTreeMap<String, u64>,
-) -> Result<(Vec<ColumnValues>, bool), RankError> {
+) -> Result<(Vec<ColumnValues>, bool), ReadError> {
     let mut values: Vec<ColumnValues> = columns
         .defs
         .iter()
         .map(|d| ColumnValues::new(d.spec.dtype, rows, FeatureStatus::NotFound))
         .collect();
-    let mut fetched = vec![false; values.len()];
-    if rows == 0 {
+    if rows == 0 || columns.groups.is_empty() {
         return Ok((values, true));
     }
-    for (group, space, wanted) in &columns.groups {
+    let defs: Vec<&Arc<FeatureDefinition>> = columns.defs.iter().collect();
+    let mut read_groups = 0;
+    for g in &columns.groups {
         if out_of_time() {
             break;
         }
-        let slot = space_keys
-            .get_mut(*space)
-            .ok_or_else(|| ReadError::Internal("key space out of range".into()))?;
-        if slot.is_none() {
-            let space = plan_spaces
-                .get(*space)
-                .ok_or_else(|| ReadError::Internal("key space out of range".into()))?;
-            *slot = Some(keys(view.registry(), space, request)?);
-        }
-        let entities = slot.as_deref().unwrap_or_default();
-        let mut wanted = wanted.clone();
-        wanted.sort_unstable();
+        let group = defs
+            .get(g.first)
+            .map(|d| d.spec.group.as_str())
+            .unwrap_or_default();
+        let entities = keys.get(view.registry(), spaces, g.space)?;
         let lookup = GroupLookup {
             group,
-            wanted: &wanted,
-            defs: &columns.defs,
+            wanted: &g.wanted,
+            defs: &defs,
             now,
         };
         let mut sink = ColumnSink {
@@ -629,30 +799,45 @@ fn fetch(
         };
         let version = lookup_group(view, &lookup, entities, &mut sink)?;
         if let Some(column) = sink.mismatch {
-            let def = columns.defs.get(column).map(|d| d.qualified_name());
+            let def = defs.get(column).map(|d| d.qualified_name());
             return Err(ReadError::Internal(format!(
                 "a stored value of `{}` is not of its registered dtype",
                 def.unwrap_or_default()
-            ))
-            .into());
+            )));
         }
         if let Some(version) = version {
-            versions.insert((*group).to_owned(), version);
+            if let Some(v) = versions.get_mut(group) {
+                *v = version;
+            } else {
+                versions.insert(group.to_owned(), version);
+            }
         }
-        for &(_, col) in &wanted {
-            if let Some(f) = fetched.get_mut(col) {
-                *f = true;
+        read_groups += 1;
+    }
+    let complete = read_groups == columns.groups.len();
+    let mut fetched = vec![complete; values.len()];
+    if !complete {
+        for g in &columns.groups[..read_groups] {
+            for &(_, col) in &g.wanted {
+                if let Some(f) = fetched.get_mut(col) {
+                    *f = true;
+                }
             }
         }
     }
-    for ((column, def), fetched) in values.iter_mut().zip(&columns.defs).zip(&fetched) {
+    for (((column, def), freshness), fetched) in values
+        .iter_mut()
+        .zip(&columns.defs)
+        .zip(&columns.freshness)
+        .zip(&fetched)
+    {
         if *fetched {
-            column.judge(Freshness::of(def), now);
+            column.judge(*freshness, now);
         } else {
             *column = ColumnValues::new(def.spec.dtype, rows, FeatureStatus::NotFetched);
         }
     }
-    Ok((values, fetched.iter().all(|f| *f)))
+    Ok((values, complete))
 }
 
 /// The cell of `row` in `column`.
@@ -714,6 +899,149 @@ fn on_demand_value(
     }
 }
 
+/// Serves a stored column's default where nothing usable was found (the one place
+/// defaults apply). Counts the defaulted rows in `count`.
+#[inline]
+fn serve_default(column: &mut ColumnValues, source: &Source, count: &mut u64) {
+    if let Source::Stored {
+        default: Some(default),
+        ..
+    } = source
+    {
+        *count += column.apply_default(default);
+    }
+}
+
+/// The executed plan of one read: every place's stored columns, fetched and judged,
+/// then every output column (on-demand features evaluated, defaults applied), in the
+/// plan's order.
+pub(crate) struct Executed {
+    /// Per output column: its values (one row for a context column, one per candidate
+    /// otherwise).
+    pub(crate) outputs: Vec<ColumnValues>,
+    /// Batch version read per group.
+    pub(crate) versions: BTreeMap<String, u64>,
+    /// False when the deadline left some values `not_fetched`.
+    pub(crate) complete: bool,
+    /// Defaulted values per output column.
+    pub(crate) defaults: Vec<u64>,
+}
+
+/// Runs `plan` for `rows` candidates at `now`.
+pub(crate) fn execute(
+    view: &ReadView,
+    plan: &Plan,
+    keys: &mut SpaceKeys<'_>,
+    (rows, now): (usize, TimestampMs),
+    out_of_time: &dyn Fn() -> bool,
+) -> Result<Executed, ReadError> {
+    let mut versions = BTreeMap::new();
+    let (ctx_values, ctx_complete) = fetch(
+        view,
+        &plan.context,
+        (&plan.spaces, keys),
+        (1, now),
+        out_of_time,
+        &mut versions,
+    )?;
+    let (mut cand_values, cand_complete) = fetch(
+        view,
+        &plan.candidates,
+        (&plan.spaces, keys),
+        (rows, now),
+        out_of_time,
+        &mut versions,
+    )?;
+    let mut defaults = vec![0u64; plan.outputs.len()];
+    if plan.direct {
+        for ((column, out), count) in cand_values
+            .iter_mut()
+            .zip(&plan.outputs)
+            .zip(defaults.iter_mut())
+        {
+            serve_default(column, &out.source, count);
+        }
+        return Ok(Executed {
+            outputs: cand_values,
+            versions,
+            complete: ctx_complete && cand_complete,
+            defaults,
+        });
+    }
+    let mut outputs: Vec<Option<ColumnValues>> = plan.outputs.iter().map(|_| None).collect();
+    // On-demand columns first: they read stored columns before defaults apply and
+    // before those columns move into the answer. The context is a one-row answer:
+    // its computed values go through the same column operations as the candidates'.
+    for ((out, slot), count) in plan
+        .outputs
+        .iter()
+        .zip(outputs.iter_mut())
+        .zip(defaults.iter_mut())
+    {
+        if let Source::OnDemand { def, inputs } = &out.source {
+            let (n, candidates): (usize, &[ColumnValues]) = match out.place {
+                Place::Context => (1, &[]),
+                Place::Candidate => (rows, &cand_values),
+            };
+            let mut column = ColumnValues::new(DType::Float64, n, FeatureStatus::NotFound);
+            for r in 0..n {
+                let (status, value, time) =
+                    on_demand_value(def, inputs, (&ctx_values, candidates), r, now, count);
+                column.put_computed(r, status, value, time);
+            }
+            *slot = Some(column);
+        }
+    }
+    // A stored column moves into the answer at its last use (a single-entity read may
+    // ask one feature twice); context columns stay, on-demand inputs may share them.
+    let mut last_use = vec![usize::MAX; cand_values.len()];
+    for (i, out) in plan.outputs.iter().enumerate() {
+        if let (Place::Candidate, Source::Stored { col, .. }) = (out.place, &out.source)
+            && let Some(last) = last_use.get_mut(*col)
+        {
+            *last = i;
+        }
+    }
+    let missing = || ReadError::Internal("column out of range".into());
+    for (i, ((out, slot), count)) in plan
+        .outputs
+        .iter()
+        .zip(outputs.iter_mut())
+        .zip(defaults.iter_mut())
+        .enumerate()
+    {
+        let Source::Stored { col, .. } = &out.source else {
+            continue;
+        };
+        let mut column = match out.place {
+            Place::Context => ctx_values.get(*col).cloned().ok_or_else(missing)?,
+            Place::Candidate if last_use.get(*col) == Some(&i) => cand_values
+                .get_mut(*col)
+                .map(|c| {
+                    std::mem::replace(
+                        c,
+                        ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound),
+                    )
+                })
+                .ok_or_else(missing)?,
+            Place::Candidate => cand_values.get(*col).cloned().ok_or_else(missing)?,
+        };
+        serve_default(&mut column, &out.source, count);
+        *slot = Some(column);
+    }
+    Ok(Executed {
+        outputs: outputs
+            .into_iter()
+            .map(|c| {
+                c.unwrap_or_else(|| ColumnValues::new(DType::Float64, 0, FeatureStatus::NotFound))
+            })
+            .collect(),
+        versions,
+        complete: ctx_complete && cand_complete,
+        defaults,
+    })
+}
+
 /// Answers `request` from `view` at `now`.
 pub fn rank(
     view: &ReadView,
@@ -723,116 +1051,31 @@ pub fn rank(
     let started = Instant::now();
     let deadline = request.deadline;
     let out_of_time = || deadline.is_some_and(|d| started.elapsed() >= d);
-    let plan = plan(view.registry(), &request)?;
+    let plan = plan_rank(view.registry(), &request)?;
     let rows = request.candidates.len();
-    let mut versions = BTreeMap::new();
-    let mut space_keys: Vec<Option<Vec<EntityKey>>> = plan.spaces.iter().map(|_| None).collect();
+    let mut keys = SpaceKeys::new(&plan, &request.context, &request.candidates);
+    let executed = execute(view, &plan, &mut keys, (rows, now), &out_of_time)?;
 
-    let (ctx_values, ctx_complete) = fetch(
-        view,
-        &plan.context,
-        (&plan.spaces, &mut space_keys),
-        (&request, now),
-        1,
-        &out_of_time,
-        &mut versions,
-    )?;
-    let (mut cand_values, cand_complete) = fetch(
-        view,
-        &plan.candidates,
-        (&plan.spaces, &mut space_keys),
-        (&request, now),
-        rows,
-        &out_of_time,
-        &mut versions,
-    )?;
-
-    let mut default_counts = vec![0u64; plan.outputs.len()];
     let mut context_columns = Vec::new();
     let mut context_cells = Vec::new();
-    for (out, count) in plan.outputs.iter().zip(default_counts.iter_mut()) {
-        if out.place != Place::Context {
-            continue;
-        }
-        // The context is a one-row answer: defaults and computed values go through the
-        // same column operations as the candidates'.
-        let column = match &out.source {
-            Source::Stored { col, default } => {
-                let mut column = ctx_values
-                    .get(*col)
-                    .cloned()
-                    .ok_or_else(|| ReadError::Internal("column out of range".into()))?;
-                if let Some(default) = default {
-                    *count += column.apply_default(default);
-                }
-                column
-            }
-            Source::OnDemand { def, inputs } => {
-                let (status, value, time) =
-                    on_demand_value(def, inputs, (&ctx_values, &[]), 0, now, count);
-                let mut column = ColumnValues::new(DType::Float64, 1, FeatureStatus::NotFound);
-                column.put_computed(0, status, value, time);
-                column
-            }
-        };
-        let cell = cell_of(&column, 0);
-        context_columns.push(out.column.clone());
-        context_cells.push(cell);
-    }
-
-    // On-demand columns first: they read stored columns before defaults apply and
-    // before those columns move into the answer.
-    let mut answer: Vec<Option<ColumnValues>> = plan.outputs.iter().map(|_| None).collect();
-    for ((out, slot), count) in plan
-        .outputs
-        .iter()
-        .zip(answer.iter_mut())
-        .zip(default_counts.iter_mut())
-    {
-        if let (Place::Candidate, Source::OnDemand { def, inputs }) = (out.place, &out.source) {
-            let mut column = ColumnValues::new(DType::Float64, rows, FeatureStatus::NotFound);
-            for r in 0..rows {
-                let (status, value, time) =
-                    on_demand_value(def, inputs, (&ctx_values, &cand_values), r, now, count);
-                column.put_computed(r, status, value, time);
-            }
-            *slot = Some(column);
-        }
-    }
-    for ((out, slot), count) in plan
-        .outputs
-        .iter()
-        .zip(answer.iter_mut())
-        .zip(default_counts.iter_mut())
-    {
-        if let (Place::Candidate, Source::Stored { col, default }) = (out.place, &out.source) {
-            let mut column = cand_values
-                .get_mut(*col)
-                .map(|c| {
-                    std::mem::replace(
-                        c,
-                        ColumnValues::new(DType::Bool, 0, FeatureStatus::NotFound),
-                    )
-                })
-                .ok_or_else(|| ReadError::Internal("column out of range".into()))?;
-            if let Some(default) = default {
-                *count += column.apply_default(default);
-            }
-            *slot = Some(column);
-        }
-    }
     let mut columns = Vec::new();
     let mut values = Vec::new();
-    for (out, column) in plan.outputs.iter().zip(answer) {
-        if let Some(column) = column {
-            columns.push(out.column.clone());
-            values.push(column);
+    for (out, column) in plan.outputs.iter().zip(executed.outputs) {
+        match out.place {
+            Place::Context => {
+                context_columns.push(out.column.clone());
+                context_cells.push(cell_of(&column, 0));
+            }
+            Place::Candidate => {
+                columns.push(out.column.clone());
+                values.push(column);
+            }
         }
     }
     let defaults = plan
         .outputs
         .iter()
-        .zip(&default_counts)
+        .zip(&executed.defaults)
         .filter(|(_, n)| **n > 0)
         .map(|(o, n)| (o.column.feature.clone(), *n))
         .collect();
@@ -845,8 +1088,8 @@ pub fn rank(
         columns,
         candidates: request.candidates,
         values,
-        versions,
-        complete: ctx_complete && cand_complete,
+        versions: executed.versions,
+        complete: executed.complete,
         defaults,
         now_ms: now,
     })
