@@ -21,8 +21,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use featstore::api::{rank_binary, rank_json};
 use featstore::datagen::ranking::{RankingCorpus, ranking_candidates, write_ranking_corpus};
 use featstore::loader::LoadRequest;
+use featstore::query::rank::{FeatureSelection, RankRequest};
 use featstore::store::PushEvent;
-use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::{Value, now_ms};
 use featstore::{FeatureStore, StoreConfig};
 

@@ -26,18 +26,69 @@
 //!   encoders and decoders, shared by the server, the client and the CLI.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
 //! * [`client`] — a blocking, typed Rust client of the HTTP API.
-//! * [`datagen`] — the deterministic synthetic marketplace data set (demo, tests,
-//!   benchmarks).
+
+//! # Embedding
+//!
+//! A ranking host in Rust opens the store and reads it in-process; observers hear every
+//! read, push, load and activation (the same hooks the server's metrics use):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! use featstore::{FeatureStore, LoadRequest, Observer, ReadEvent, StoreConfig};
+//!
+//! #[derive(Default)]
+//! struct Reads(AtomicU64);
+//!
+//! impl Observer for Reads {
+//!     fn on_read(&self, _event: &ReadEvent<'_>) {
+//!         self.0.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = FeatureStore::open("/var/lib/featstore", StoreConfig::default())?;
+//! let reads = Arc::new(Reads::default());
+//! store.add_observer(reads.clone());
+//! store.load(&LoadRequest::new("product_daily", "product_daily.parquet"), &|_| {})?;
+//! let vector = store.get_features("product", "p42", &["product_ctr_7d", "product_price"])?;
+//! for reading in &vector.features {
+//!     println!("{}: {:?} ({})", reading.name, reading.value, reading.status.as_str());
+//! }
+//! assert_eq!(reads.0.load(Ordering::Relaxed), 1);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod api;
 pub mod client;
-pub mod datagen;
-pub mod demo;
 pub mod loader;
 pub mod query;
 pub mod registry;
 pub mod server;
 pub mod store;
 
+// The synthetic data set and the demo serve the project's own binaries, tools,
+// benchmarks and tests (which link the library from outside the crate); they are not
+// part of the API an embedding host builds on.
+#[doc(hidden)]
+pub mod datagen;
+#[doc(hidden)]
+pub mod demo;
+
 pub use featstore_format::{codec, types};
-pub use store::{FeatureStore, StoreConfig};
+
+// What an embedding ranking host needs, at the top level.
+pub use loader::{LoadError, LoadProgress, LoadRecord, LoadRequest};
+pub use query::{
+    Cell, EntityAnswer, FeatureSelection, Names, RankColumn, RankError, RankRequest, RankResponse,
+};
+pub use registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry, RegistryError};
+pub use store::{
+    ActivationCause, ActivationEvent, ApplyAction, ApplyOutcome, FeatureReading, FeatureStore,
+    FeatureVector, GroupVersions, LoadEvent, LoadGate, MemoryUsage, Observer, ObserverId,
+    PushError, PushEvent, PushOutcome, PushReport, ReadAnswer, ReadError, ReadEvent, StoreConfig,
+    StoreError, StreamCommitEvent, VersionInfo, WriterHealth,
+};
+pub use types::{DType, FeatureStatus, TimestampMs, Value};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::error::BadRequest;
-use crate::store::rank::{FeatureSelection, RankRequest};
+use crate::query::rank::{FeatureSelection, RankRequest};
 use crate::types::{FeatureStatus, TimestampMs};
 
 /// The candidates of a ranking request.
@@ -220,9 +220,9 @@ impl RankAnswer {
 mod tests {
     use super::*;
     use crate::api::rank_json::{encode_json, status_letter};
-    use crate::store::answer::ColumnValues;
-    use crate::store::rank::{RankColumn, RankResponse};
-    use crate::store::read::Freshness;
+    use crate::query::answer::ColumnValues;
+    use crate::query::rank::{RankColumn, RankResponse};
+    use crate::query::read::Freshness;
     use crate::types::{DType, Value};
 
     #[test]

@@ -11,8 +11,8 @@
 //! Stateless; safe from any thread.
 
 use crate::codec::value::tag;
-use crate::store::answer::{ColumnData, ColumnValues, all_items};
-use crate::store::rank::{Cell, RankColumn, RankResponse};
+use crate::query::answer::{ColumnData, ColumnValues, all_items};
+use crate::query::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
 
 pub use super::rank_json::BINARY_CONTENT_TYPE;
@@ -467,7 +467,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::store::read::Freshness;
+    use crate::query::read::Freshness;
 
     /// Int64 values: every third row not found, the others present (and the second
     /// of every three stale, which carries its value too).

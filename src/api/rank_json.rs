@@ -23,8 +23,8 @@
 
 use std::collections::HashMap;
 
-use crate::store::answer::{ColumnData, ColumnValues, NO_TIME, all_items};
-use crate::store::rank::{Cell, RankColumn, RankResponse};
+use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, all_items};
+use crate::query::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
 /// `Content-Type` of the binary encoding, also the `Accept` value that selects it.

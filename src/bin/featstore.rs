@@ -20,10 +20,10 @@ use featstore::client::{Client, ClientError};
 use featstore::datagen::{Dataset, DatasetConfig};
 use featstore::loader::LoadRequest;
 use featstore::loader::input::{InputFormat, Layout};
+use featstore::query::rank::{FeatureSelection, RankRequest};
 use featstore::registry::DefinitionFilter;
 use featstore::registry::file::read_registry_file;
 use featstore::server::ServerConfig;
-use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::parse_timestamp_ms;
 use featstore::{FeatureStore, StoreConfig};
 

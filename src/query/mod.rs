@@ -33,4 +33,4 @@ pub mod rank;
 pub mod read;
 
 pub use entity::{EntityAnswer, Names, get};
-pub use rank::{RankError, RankRequest, RankResponse, rank};
+pub use rank::{Cell, FeatureSelection, RankColumn, RankError, RankRequest, RankResponse, rank};

@@ -34,7 +34,7 @@ use crate::api::registry::{
     Deleted, EntityTypeList, Lineage, OnDemandList, RegistryApplyReport, ServiceEntry, ServiceList,
     parse_object_version, parse_registry_objects, sorted_json,
 };
-use crate::store::rank::{RankError, RankRequest};
+use crate::query::rank::{RankError, RankRequest};
 
 impl From<RankError> for ApiError {
     fn from(e: RankError) -> Self {

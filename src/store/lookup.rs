@@ -23,14 +23,14 @@ use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
-use featstore_format::segment::{FieldValue, Row, ValueRef};
+use featstore_format::segment::{FieldValue, Row};
 
-use super::answer::ColumnValues;
 use super::error::ReadError;
 use super::stream::merge::merge_stream;
 use super::view::{ActiveVersion, ReadView};
 use crate::codec::key::{EntityKey, VersionPrefix, decode_key, entity_prefix_len};
 use crate::codec::value::decode_value;
+use crate::query::answer::ColumnValues;
 use crate::registry::FeatureDefinition;
 use crate::types::{FeatureId, TimestampMs, Value};
 
@@ -55,60 +55,6 @@ pub trait StoredSink {
     fn put_stored(&mut self, entity: usize, column: usize, stored: Stored);
     /// The event time of what is recorded for (entity, column), value or null.
     fn stored_time(&self, entity: usize, column: usize) -> Option<TimestampMs>;
-}
-
-/// An entity-major buffer: column `c` of entity `e` is `out[e * width + c]`.
-pub struct RowMajor<'a> {
-    /// `entities * width` slots.
-    pub out: &'a mut [Stored],
-    /// Columns per entity.
-    pub width: usize,
-}
-
-impl RowMajor<'_> {
-    #[inline]
-    fn slot(&mut self, entity: usize, column: usize) -> Option<&mut Stored> {
-        self.out
-            .get_mut(entity.checked_mul(self.width)?.checked_add(column)?)
-    }
-}
-
-impl StoredSink for RowMajor<'_> {
-    #[inline]
-    fn put_field(&mut self, entity: usize, column: usize, field: FieldValue<'_>) {
-        let stored = match field {
-            FieldValue::Absent => None,
-            FieldValue::Null(t) => Some((Value::Null, t)),
-            FieldValue::Present { event_time, value } => Some((owned(value), event_time)),
-        };
-        if let Some(slot) = self.slot(entity, column) {
-            *slot = stored;
-        }
-    }
-
-    fn put_stored(&mut self, entity: usize, column: usize, stored: Stored) {
-        if let Some(slot) = self.slot(entity, column) {
-            *slot = stored;
-        }
-    }
-
-    fn stored_time(&self, entity: usize, column: usize) -> Option<TimestampMs> {
-        let at = entity.checked_mul(self.width)?.checked_add(column)?;
-        self.out.get(at)?.as_ref().map(|(_, t)| *t)
-    }
-}
-
-/// An owned copy of a segment value; scalars inline (the per-value hot path), the rest
-/// through `ValueRef::to_value`.
-#[inline(always)]
-fn owned(value: ValueRef<'_>) -> Value {
-    match value {
-        ValueRef::Float32(v) => Value::Float32(v),
-        ValueRef::Float64(v) => Value::Float64(v),
-        ValueRef::Int64(v) => Value::Int64(v),
-        ValueRef::Bool(v) => Value::Bool(v),
-        other => other.to_value(),
-    }
 }
 
 /// Columnar values: entity `e` is row `e` of every column. A stored value whose type

@@ -24,26 +24,23 @@
 //! swap), never while a load reads its input or writes SST files, and never by readers.
 //! Observers run after the operation, outside the lock.
 
-pub mod access;
-pub mod config;
-pub mod error;
+pub(crate) mod access;
+pub(crate) mod config;
+pub(crate) mod error;
 pub mod keyspace;
 pub mod load;
-pub mod lookup;
+pub(crate) mod lookup;
 pub mod manifest;
 pub mod memory;
-pub mod meta;
+pub(crate) mod meta;
 pub mod observe;
 pub mod options;
-pub mod registry_ops;
-pub mod segments;
+pub(crate) mod registry_ops;
+pub(crate) mod segments;
 pub mod stream;
-pub mod version_range;
-pub mod versions;
-pub mod view;
-
-// The read planning and answers moved to the query layer; these paths stay for callers.
-pub use crate::query::{answer, rank, read};
+pub(crate) mod version_range;
+pub(crate) mod versions;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -56,14 +53,17 @@ use parking_lot::Mutex;
 use rocksdb::DB;
 use serde::Serialize;
 
+pub use crate::query::read::{FeatureReading, FeatureVector};
 pub use config::StoreConfig;
 pub use error::{ReadError, StoreError};
+pub use load::{AcceptAll, LoadGate, VersionFacts};
 pub use memory::MemoryUsage;
 pub use observe::{
     ActivationCause, ActivationEvent, LoadEvent, Observer, ObserverId, PushReport, ReadAnswer,
     ReadEvent, StreamCommitEvent,
 };
-pub use read::{FeatureReading, FeatureVector};
+pub use registry_ops::{ObjectOutcome, RegistryApplyReport};
+pub use segments::SegmentInfo;
 pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 

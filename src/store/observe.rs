@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::rank::RankResponse;
 use super::stream::{PushError, PushOutcome};
 use crate::loader::LoadRecord;
 use crate::query::EntityAnswer;
+use crate::query::rank::RankResponse;
 use crate::types::TimestampMs;
 
 /// The answer a read returned.

@@ -121,11 +121,6 @@ impl VersionSet {
         &self.ranges
     }
 
-    /// The directory of hot segment files.
-    pub fn segments_dir(&self) -> &Path {
-        &self.segments_dir
-    }
-
     /// The manifest of `group`, if it ever had a version.
     pub fn group(&self, group: &str) -> Option<&GroupManifest> {
         self.manifest.groups.get(group)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use featstore::FeatureStore;
 use featstore::loader::LoadRequest;
+use featstore::query::rank::{FeatureSelection, RankError, RankRequest};
 use featstore::registry::file::parse_registry_toml;
-use featstore::store::rank::{FeatureSelection, RankError, RankRequest};
 use featstore::store::{PushError, PushEvent, ReadError, StoreError};
 use featstore::types::{Value, now_ms};
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use featstore::loader::LoadRequest;
+use featstore::query::rank::{FeatureSelection, RankRequest};
 use featstore::store::PushEvent;
 use featstore::store::observe::{
     ActivationEvent, LoadEvent, Observer, PushReport, ReadAnswer, ReadEvent, StreamCommitEvent,
 };
-use featstore::store::rank::{FeatureSelection, RankRequest};
 use featstore::types::{Value, now_ms};
 use parking_lot::Mutex;
 

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use featstore::api::rank_binary;
 use featstore::loader::LoadRequest;
+use featstore::query::rank::{Cell, FeatureSelection, RankRequest, RankResponse, rank};
 use featstore::registry::RegistryError;
 use featstore::registry::file::parse_registry_toml;
 use featstore::store::StoreError;
-use featstore::store::rank::{Cell, FeatureSelection, RankRequest, RankResponse, rank};
 use featstore::types::{FeatureStatus, Value};
 use featstore::{FeatureStore, StoreConfig};
 
@@ -529,7 +529,7 @@ fn bad_requests_are_refused_with_reasons() {
     req.features = FeatureSelection::Service("unknown".into());
     assert!(store.rank(req).is_err());
     let mut req = request(&["product_price"]);
-    req.candidates = (0..=featstore::store::rank::MAX_CANDIDATES)
+    req.candidates = (0..=featstore::query::rank::MAX_CANDIDATES)
         .map(|i| format!("p{i}"))
         .collect();
     let err = store.rank(req).expect_err("too many");

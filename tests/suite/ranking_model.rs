@@ -5,9 +5,9 @@
 //! holds, and the three stores must answer identically.
 
 use featstore::loader::LoadRequest;
+use featstore::query::rank::{FeatureSelection, RankRequest, RankResponse, rank};
 use featstore::registry::file::parse_registry_toml;
 use featstore::store::PushEvent;
-use featstore::store::rank::{FeatureSelection, RankRequest, RankResponse, rank};
 use featstore::types::{FeatureStatus, Value, now_ms};
 use featstore::{FeatureStore, StoreConfig};
 use proptest::prelude::*;
