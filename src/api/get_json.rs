@@ -14,6 +14,8 @@ use crate::query::EntityAnswer;
 use crate::query::answer::{ColumnData, ColumnValues};
 use crate::types::{TimestampMs, Value};
 
+use super::rank_json::{FloatFormat, push_value_as};
+
 /// Writes `s` as a JSON string: straight when nothing needs escaping (the common case
 /// for feature names and ids), through serde_json otherwise.
 #[inline]
@@ -34,37 +36,35 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-/// A float as serde_json writes it (`null` when not finite).
+/// Floats as serde_json writes them (`null` when not finite): the bytes the GET
+/// answer always had.
+struct SerdeJson;
+
+impl FloatFormat for SerdeJson {
+    #[inline]
+    fn f32(out: &mut Vec<u8>, v: f32) {
+        // Writing a number into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &v);
+    }
+
+    #[inline]
+    fn f64(out: &mut Vec<u8>, v: f64) {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    }
+}
+
 #[inline]
 fn push_f32(out: &mut Vec<u8>, v: f32) {
-    // Writing a number into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &v);
+    SerdeJson::f32(out, v);
 }
 
 #[inline]
 fn push_f64(out: &mut Vec<u8>, v: f64) {
-    let _ = serde_json::to_writer(&mut *out, &v);
+    SerdeJson::f64(out, v);
 }
 
 fn push_owned(out: &mut Vec<u8>, value: Option<&Value>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    match value {
-        None | Some(Value::Null) => out.extend_from_slice(b"null"),
-        Some(Value::Float32(v)) => push_f32(out, *v),
-        Some(Value::Float64(v)) => push_f64(out, *v),
-        Some(Value::Int64(v)) => push_int(out, *v),
-        Some(Value::Bool(v)) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
-        Some(Value::String(s)) => push_str(out, s),
-        Some(Value::Bytes(b)) => {
-            out.push(b'"');
-            for byte in b {
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0x0f)]);
-            }
-            out.push(b'"');
-        }
-        Some(Value::Float32Vector(v)) => push_vector(out, v),
-    }
+    push_value_as::<SerdeJson>(out, value);
 }
 
 fn push_vector(out: &mut Vec<u8>, v: &[f32]) {

@@ -153,27 +153,57 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
 }
 
 fn push_f32(out: &mut Vec<u8>, v: f32) {
-    if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
-    }
+    Ryu::f32(out, v);
 }
 
 fn push_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
+    Ryu::f64(out, v);
+}
+
+/// How an encoder writes floats. The ranking answer uses ryu's shortest form; the
+/// single-entity answer keeps serde_json's bytes (see `get_json`). Both write `null` for
+/// a non-finite float.
+pub(crate) trait FloatFormat {
+    /// Appends `v`.
+    fn f32(out: &mut Vec<u8>, v: f32);
+    /// Appends `v`.
+    fn f64(out: &mut Vec<u8>, v: f64);
+}
+
+/// ryu's shortest round-trip form.
+pub(crate) struct Ryu;
+
+impl FloatFormat for Ryu {
+    #[inline]
+    fn f32(out: &mut Vec<u8>, v: f32) {
+        if v.is_finite() {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
+    }
+
+    #[inline]
+    fn f64(out: &mut Vec<u8>, v: f64) {
+        if v.is_finite() {
+            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+        } else {
+            out.extend_from_slice(b"null");
+        }
     }
 }
 
 fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
+    push_value_as::<Ryu>(out, value);
+}
+
+/// Appends one value as JSON (`null` for none), floats written by `F`.
+pub(crate) fn push_value_as<F: FloatFormat>(out: &mut Vec<u8>, value: Option<&Value>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match value {
         None | Some(Value::Null) => out.extend_from_slice(b"null"),
-        Some(Value::Float32(v)) => push_f32(out, *v),
-        Some(Value::Float64(v)) => push_f64(out, *v),
+        Some(Value::Float32(v)) => F::f32(out, *v),
+        Some(Value::Float64(v)) => F::f64(out, *v),
         Some(Value::Int64(v)) => push_int(out, *v),
         Some(Value::Bool(v)) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
         Some(Value::String(s)) => push_str(out, s),
@@ -191,7 +221,7 @@ fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                push_f32(out, *x);
+                F::f32(out, *x);
             }
             out.push(b']');
         }
