@@ -168,6 +168,8 @@ pub fn store_error_status(e: &StoreError) -> StatusCode {
             StatusCode::INTERNAL_SERVER_ERROR
         }
         StoreError::Load(LoadError::Input(_) | LoadError::EmptyInput(_)) => StatusCode::BAD_REQUEST,
+        // The version was built but a gate (validation) refused to commit it.
+        StoreError::Load(LoadError::Refused { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
         StoreError::VersionNotReady { .. } | StoreError::NoPreviousVersion(_) => {
             StatusCode::CONFLICT
         }
@@ -607,6 +609,15 @@ mod tests {
                 404,
             ),
             (StoreError::invalid_definition("bad"), 400),
+            (
+                StoreError::Load(LoadError::Refused {
+                    gate: "validation".into(),
+                    group: "g".into(),
+                    version: 2,
+                    reason: "null rate 0.9 above 0.1".into(),
+                }),
+                422,
+            ),
             (
                 StoreError::Load(LoadError::EmptyInput("/x.csv".into())),
                 400,
