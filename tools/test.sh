@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, lints, the test suite (unit, integration,
-# crash-recovery and concurrency tests), and a compile of the benchmarks.
+# crash-recovery and concurrency tests), the API docs' links, and a compile of the
+# benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
@@ -11,6 +12,8 @@ echo "== cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace -- --test-threads 2
+echo "== cargo doc -D warnings (broken or private intra-doc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p featstore -p featstore-format -p featstore-swap
 echo "== loom model check of the version swap protocol"
 # Its own target dir: `--cfg loom` must not invalidate the main build (RocksDB).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR-loom" \

@@ -4,9 +4,9 @@
 //! It owns what a read means, above what is stored: names resolved against the
 //! registry snapshot, features placed on the context or the candidates, TTL and
 //! freshness SLO ([`read::Freshness`]), defaults, on-demand features and deadlines.
-//! The kernel's [`crate::store::lookup`] answers only "what is stored".
+//! The kernel's `crate::store::lookup` answers only "what is stored".
 //!
-//! * [`rank`] — the one planner ([`rank::Plan`]) and executor, and ranking reads.
+//! * `rank` — the one planner ([`rank::Plan`]) and executor, and ranking reads.
 //! * [`entity`] — single-entity reads: the same plan with one candidate and no
 //!   context; plans of repeated name lists are cached ([`cache`]).
 //! * [`answer`] — the one columnar answer ([`answer::ColumnValues`]: per column, a
@@ -19,7 +19,7 @@
 //!   [`answer::ColumnValues::judge`] (through [`read::Freshness::status`]); defaults are
 //!   served in one place, when the executor answers a stored column, and are parsed
 //!   once per registry snapshot, not per read;
-//! - every read path (single entity, ranking) goes through [`rank::execute`];
+//! - every read path (single entity, ranking) goes through `rank::execute`;
 //! - answers keep the order asked.
 //!
 //! Thread-safety: reads are pure functions of one immutable read view; the only shared

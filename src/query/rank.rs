@@ -4,13 +4,13 @@
 //! entities (hundreds of products) and the features to read (names, or a feature
 //! service); the answer holds the context's features once and one row per candidate,
 //! in the order asked. A single-entity read is the same read with that entity as the
-//! only candidate and no context ([`plan_entity`]; see [`super::entity`]).
+//! only candidate and no context (`plan_entity`; see [`super::entity`]).
 //!
 //! A read is first *planned* against the read view's registry ([`Plan`]: names resolved
 //! once, each stored feature placed on the context or the candidates, composite entity
 //! types keyed from the context ids and each candidate id, on-demand inputs added as
 //! hidden columns, defaults taken from the registry, where they were parsed once), then
-//! *executed* ([`execute`]): one [`lookup_group`] call per feature group for all
+//! *executed* (`execute`): one `lookup_group` call per feature group for all
 //! candidates at once, recording straight into typed columns ([`ColumnValues`]: a
 //! status, an event time and a value per row); each column is then judged for TTL and
 //! freshness ([`Freshness`], the one place they apply), on-demand features are

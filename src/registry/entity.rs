@@ -155,7 +155,7 @@ pub enum EntityIdProblem {
 }
 
 /// An entity id that no path accepts: the entity type, the id (quoted, shortened to
-/// [`SHOWN_ID_BYTES`] and with invalid UTF-8 replaced) and the problem.
+/// `SHOWN_ID_BYTES` and with invalid UTF-8 replaced) and the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {entity_type} id `{id}`: {problem}")]
 pub struct EntityIdError {

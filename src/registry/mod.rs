@@ -2,7 +2,7 @@
 //!
 //! [`Registry`] is an immutable snapshot. Writers (apply) build a new snapshot and the
 //! engine swaps it into the read view atomically, so readers never wait on a change.
-//! Persistence lives in `store::meta`; parsing of declarative files in [`file`].
+//! Persistence lives in `store::meta`; parsing of declarative files in `file`.
 
 pub mod aggregate;
 pub mod catalog;

@@ -28,13 +28,13 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// A request that waited longer than this to be started, in the runtime's queue
     /// behind other connections or for a concurrency slot, is refused with 503 (on the
-    /// conditions of [`super::admission`]). `None`: never refused for waiting.
+    /// conditions of `super::admission`). `None`: never refused for waiting.
     pub max_queue_time: Option<Duration>,
     /// Requests in their work phase at once (after the body is read); more wait for a
     /// slot up to `max_queue_time`.
     pub max_concurrent_requests: usize,
     /// Connections served at once. `None`: derived from the descriptor limit at start
-    /// ([`super::connections::auto_max_connections`]).
+    /// (`super::connections::auto_max_connections`).
     pub max_connections: Option<usize>,
     /// Connections accepted beyond `max_connections` that may only ask `/healthz`,
     /// `/readyz` and `/metrics` (anything else gets 503); beyond these, connections are

@@ -37,7 +37,7 @@ pub fn current() -> io::Result<FdLimit> {
     })
 }
 
-/// Raises the soft limit toward the hard one (at most [`RAISE_CEILING`]); returns the
+/// Raises the soft limit toward the hard one (at most `RAISE_CEILING`); returns the
 /// limits in force afterwards. Lowering never happens; a refusal by the system leaves
 /// the limit as it was and is an error.
 #[cfg(unix)]

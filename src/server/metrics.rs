@@ -38,7 +38,7 @@
 //!   the store was opened; `featstore_stream_writer_recoveries_total`: times the writer
 //!   recovered from them. All three refreshed from the store on each scrape.
 //! * `featstore_http_refused_total{reason}`: requests refused without being served, by
-//!   [`Refusal`] (`queue_time`, `concurrency`, `deadline`, `memory`, `body_timeout`,
+//!   `Refusal` (`queue_time`, `concurrency`, `deadline`, `memory`, `body_timeout`,
 //!   `body_too_large`, `connection_limit`); each is also in the requests counter with
 //!   its status.
 //! * `featstore_http_connections_refused_total`: connections closed at accept, beyond

@@ -6,19 +6,19 @@
 //! * this module — [`run_with`]: the accept loop, one task per connection, graceful
 //!   shutdown ([`shutdown_signal`]: SIGTERM or SIGINT); and the dispatch of one
 //!   request (route, admit, handle, record metrics).
-//! * [`config`] — [`ServerConfig`]: resource bounds and timeouts.
-//! * [`admission`] — queueing time, concurrency and deadlines: which requests start.
-//! * [`refusal`] — why a request was refused: statuses and metrics labels.
-//! * [`budget`] — the request memory budget and bounded body reads.
-//! * [`connections`] — the connection cap and the health-only reserve;
-//!   [`fd_limit`] — the descriptor limit it is derived from.
-//! * [`health`] — the optional health listener, on a thread and runtime of its own.
-//! * [`router`] — matching requests against the routes of [`crate::api::routes`],
+//! * `config` — [`ServerConfig`]: resource bounds and timeouts.
+//! * `admission` — queueing time, concurrency and deadlines: which requests start.
+//! * `refusal` — why a request was refused: statuses and metrics labels.
+//! * `budget` — the request memory budget and bounded body reads.
+//! * `connections` — the connection cap and the health-only reserve;
+//!   `fd_limit` — the descriptor limit it is derived from.
+//! * `health` — the optional health listener, on a thread and runtime of its own.
+//! * `router` — matching requests against the routes of [`crate::api::routes`],
 //!   404/405.
-//! * [`handlers`] — one function per endpoint, error-to-status mapping; the bodies
+//! * `handlers` — one function per endpoint, error-to-status mapping; the bodies
 //!   they parse and the answers they write are the types and codecs of [`crate::api`].
 //! * [`metrics`] — Prometheus metrics.
-//! * [`url`] — percent-decoding and query parsing.
+//! * `url` — percent-decoding and query parsing.
 //!
 //! # API
 //!
@@ -34,7 +34,7 @@
 //! | POST | `/v1/groups/{group}/rollback` | `{"group","active_version"}` |
 //! | POST | `/v1/groups/{group}/drop-old-versions?keep=K` | `{"group","dropped"}` |
 //! | POST | `/v1/push` | `PushOutcome`, or 400 `{"error","rejected":[{"index","reason"}..]}` |
-//! | POST | `/v1/rank` | ranking read (see [`rank_handlers`]) |
+//! | POST | `/v1/rank` | ranking read (see `rank_handlers`) |
 //! | POST | `/v1/registry` | `RegistryApplyReport` |
 //! | DELETE | `/v1/feature-definitions/{name}/versions/{version}` | `{"deleted"}` |
 //! | GET | `/v1/entity-types`, `/v1/on-demand-features`, `/v1/feature-services` | listings |
@@ -104,7 +104,7 @@ pub struct Listeners {
     /// The API, health checks included.
     pub api: TcpListener,
     /// Health checks and metrics only, answered by a thread and runtime of their own
-    /// (see [`health`]), so they stay fast when the API's runtime is saturated.
+    /// (see `health`), so they stay fast when the API's runtime is saturated.
     pub health: Option<std::net::TcpListener>,
 }
 

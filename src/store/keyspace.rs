@@ -5,7 +5,7 @@
 //!
 //! It owns names only: how bytes under those names are encoded lives in
 //! `featstore_format::codec` (keys and values of batch and stream families) and in
-//! [`super::meta`] (the JSON documents of the meta family).
+//! `super::meta` (the JSON documents of the meta family).
 //!
 //! Invariants:
 //! * Column family names are disjoint by prefix: `meta`, `stream_events`, `stream.*`,

@@ -29,7 +29,7 @@
 //! Hot segment from the stream: the segment is assembled from the sorted stream while
 //! the SST files are written, never from a scan of the new column family. Which
 //! entities it holds is decided as before, once the version's totals are known
-//! ([`segments::Sizing`]): all of them if the version fits `hot_segment_bytes`, else
+//! (`segments::Sizing`): all of them if the version fits `hot_segment_bytes`, else
 //! the most-read ones. The stage assembles both candidates while the stream passes,
 //! and drops the whole-version one as soon as the entities seen prove it cannot fit.
 //! Where a candidate could not be assembled from the stream (a group with variable-width

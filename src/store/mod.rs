@@ -3,12 +3,12 @@
 //! The kernel knows ids, versions and bytes, nothing about requests:
 //!
 //! * [`keyspace`] names every column family, meta key and file of the store directory.
-//! * [`versions`] owns version management ([`versions::VersionSet`]): recovery at
+//! * `versions` owns version management (`versions::VersionSet`): recovery at
 //!   open, a load's version from allocation to completion, activation, rollback, drops.
-//! * [`view`] holds the immutable read views; [`lookup`] probes a version's hot segment
-//!   and column family; [`segments`] and [`access`] build hot segments and count the
+//! * `view` holds the immutable read views; `lookup` probes a version's hot segment
+//!   and column family; `segments` and `access` build hot segments and count the
 //!   reads that choose their entities; [`stream`] owns pushes and streamed values.
-//! * [`manifest`], [`meta`], [`options`] and [`memory`]: persistence in `meta`,
+//! * [`manifest`], `meta`, [`options`] and [`memory`]: persistence in `meta`,
 //!   RocksDB options by role, the memory model.
 //!
 //! [`FeatureStore`] is the library API (a Rust ranking host can embed it; the HTTP
@@ -517,7 +517,7 @@ impl FeatureStore {
     }
 
     /// Answers a ranking request: the context's features once and one row per
-    /// candidate, in the order asked (see [`crate::query::rank`]).
+    /// candidate, in the order asked (see `crate::query::rank`).
     ///
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).

@@ -48,7 +48,7 @@ pub enum Kind {
     Str,
     /// float64 `L + entity / 1024`.
     Float,
-    /// float32_vector[2] `[L, entity]`.
+    /// `float32_vector[2]` `[L, entity]`.
     Vec2,
 }
 
@@ -181,7 +181,7 @@ pub enum Cell {
     Str(String),
     /// float64.
     Float(f64),
-    /// float32_vector[2].
+    /// `float32_vector[2]`.
     Vec2([f32; 2]),
 }
 

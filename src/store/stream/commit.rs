@@ -41,7 +41,7 @@
 //! Only when both succeed does the writer accept pushes again.
 //!
 //! The store's own RocksDB writes (the manifest, definitions, a load's ingestion) report
-//! their I/O errors here too ([`Committer::report_failure`]): RocksDB may refuse every
+//! their I/O errors here too (`Committer::report_failure`): RocksDB may refuse every
 //! write after one, so pushes are refused and `/readyz` names the cause until a probe
 //! succeeds, also when no push has failed yet. The outage keeps the failure that
 //! started it as its reason; later failures (RocksDB often only answers "Seen error.

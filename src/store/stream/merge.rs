@@ -1,4 +1,4 @@
-//! The stream side of [`super::super::lookup::lookup_group`]: merges a group's streamed
+//! The stream side of `super::super::lookup::lookup_group`: merges a group's streamed
 //! latest values into what the batch version answered, and evaluates windowed
 //! aggregates from their tiles.
 //!
@@ -29,7 +29,7 @@ fn storage(e: rocksdb::Error) -> ReadError {
 }
 
 /// Merges the streamed values and aggregates of `request` for `entities` into `out`
-/// (as [`super::super::lookup::lookup_group`] filled it), at time `request.now`.
+/// (as `super::super::lookup::lookup_group` filled it), at time `request.now`.
 pub fn merge_stream(
     view: &ReadView,
     cf: &Arc<BoundColumnFamily<'_>>,

@@ -6,7 +6,7 @@
 //! * [`event`] — pushed events and their validation against the registry.
 //! * [`body`] — the JSON push body, parsed and validated event by event.
 //! * [`commit`] — the committer thread (group commit, event-time rule).
-//! * [`merge`] — the read side, called by [`super::lookup::lookup_group`].
+//! * [`merge`] — the read side, called by `super::lookup::lookup_group`.
 //! * [`retention`] — TTL and window limits, and the compaction filter applying them.
 //!
 //! Streamed values live in one column family per group, `stream.{group}`, created on
