@@ -569,7 +569,7 @@ impl FeatureStore {
             Some(feed) => feed.finish(&dir, &file)?,
             None => {
                 // Not assembled from the stream (see the module doc): the rebuild path.
-                return self.scan_segment(allocated, record, fits, &stage);
+                return self.scan_segment(allocated, record, &stage);
             }
         };
         let Some(info) = info else {
@@ -585,19 +585,17 @@ impl FeatureStore {
         &self,
         allocated: &Allocated,
         record: &LoadRecord,
-        fits: bool,
         stage: &SegmentStage,
     ) -> Result<Option<(SegmentInfo, Arc<HotSegment>)>, StoreError> {
-        let selection = if fits {
-            Selection::All
-        } else {
-            let k = stage
-                .sizing
-                .hot_count(record.entities, record.sst_bytes, stage.budget);
-            match self.hot_selection(&stage.group, &stage.entity_type, allocated.version, k) {
-                Some(selection) => selection,
-                None => return Ok(None),
-            }
+        let Some(selection) = self.scan_selection(
+            &stage.group,
+            &stage.entity_type,
+            allocated.version,
+            &stage.sizing,
+            record,
+            stage.budget,
+        ) else {
+            return Ok(None);
         };
         let cf = self.db.cf_handle(&allocated.family).ok_or_else(|| {
             StoreError::Internal(format!(
@@ -615,15 +613,22 @@ impl FeatureStore {
         )
     }
 
-    /// The most-read `k` entities of `entity_type`, or `None` (logged) when no access
-    /// counts exist yet.
-    fn hot_selection(
+    /// The entities a segment built from the version's column family takes: all of
+    /// them when the version `record` describes fits `budget`, else the most-read ones
+    /// of `entity_type`, or `None` (logged) when no access counts exist yet.
+    fn scan_selection(
         &self,
         group: &str,
         entity_type: &str,
         version: u64,
-        k: usize,
+        sizing: &Sizing,
+        record: &LoadRecord,
+        budget: u64,
     ) -> Option<Selection> {
+        if sizing.fits(record.entities, record.sst_bytes, budget) {
+            return Some(Selection::All);
+        }
+        let k = sizing.hot_count(record.entities, record.sst_bytes, budget);
         let hot: Vec<Vec<u8>> = self
             .hottest_entities(entity_type, k)
             .into_iter()
@@ -686,15 +691,13 @@ impl FeatureStore {
             return Ok(None);
         };
         let sizing = Sizing::new(group, &fields)?;
-        let selection = if sizing.fits(record.entities, record.sst_bytes, budget) {
-            Selection::All
-        } else {
+        if !sizing.fits(record.entities, record.sst_bytes, budget) {
             self.persist_access_counts()?;
-            let k = sizing.hot_count(record.entities, record.sst_bytes, budget);
-            match self.hot_selection(group, &entity_type, version, k) {
-                Some(selection) => selection,
-                None => return Ok(None),
-            }
+        }
+        let Some(selection) =
+            self.scan_selection(group, &entity_type, version, &sizing, record, budget)
+        else {
+            return Ok(None);
         };
         self.write_segment(group, version, cf, prefix, fields, &selection)
     }

@@ -239,16 +239,7 @@ pub fn read_input(
     features: &HashMap<String, FeatureColumn>,
     sink: &mut dyn FnMut(Record<'_>) -> Result<(), InputError>,
 ) -> Result<InputSummary, InputError> {
-    let format = match options.format {
-        Some(format) => format,
-        None => InputFormat::from_path(path).ok_or_else(|| InputError::BadSchema {
-            path: path.display().to_string(),
-            reason: "cannot tell the format from the file extension: expected .csv, \
-                     .parquet or .pq, or set the format explicitly"
-                .to_owned(),
-        })?,
-    };
-    read_input_checksummed(path, Some(format), options, features, sink).map(|(summary, ..)| summary)
+    read_input_checksummed(path, None, options, features, sink).map(|(summary, ..)| summary)
 }
 
 /// [`read_input`], also returning the file's size and CRC-32, computed from the bytes
