@@ -31,6 +31,7 @@ use std::process::Command;
 use std::time::Instant;
 
 #[path = "measure.rs"]
+#[allow(dead_code)]
 mod measure;
 use measure::{percentile_us, rss_mib};
 

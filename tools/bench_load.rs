@@ -16,6 +16,10 @@ use featstore::datagen::write_float_matrix;
 use featstore::loader::LoadRequest;
 use featstore::{FeatureStore, StoreConfig};
 
+#[path = "measure.rs"]
+#[allow(dead_code)]
+mod measure;
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let entities: u64 = args
@@ -47,7 +51,7 @@ fn main() -> Result<()> {
     }
     let store = FeatureStore::open(&store_dir, StoreConfig::default())?;
     store.apply(specs)?;
-    let cpu_before = process_cpu_secs();
+    let cpu_before = measure::process_cpu_secs();
     let started = Instant::now();
     let record = store.load(&LoadRequest::new("matrix", &input), &|p| {
         eprintln!(
@@ -56,7 +60,7 @@ fn main() -> Result<()> {
         )
     })?;
     let secs = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_secs()
+    let cpu = measure::process_cpu_secs()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let values = record.values_stored as f64;
@@ -100,16 +104,4 @@ fn main() -> Result<()> {
         record.sst_bytes as f64 / parquet_bytes as f64
     );
     Ok(())
-}
-
-/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`).
-fn process_cpu_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 14th and
-    // 15th fields of the line, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }

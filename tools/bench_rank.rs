@@ -31,6 +31,10 @@ use featstore::datagen::ranking::{ranking_request_json, write_ranking_corpus};
 use featstore::loader::LoadRequest;
 use featstore::{FeatureStore, StoreConfig};
 
+#[path = "measure.rs"]
+#[allow(dead_code)]
+mod measure;
+
 /// Candidates per request unless `FEATSTORE_BENCH_CANDIDATES` says otherwise.
 const CANDIDATES: usize = 500;
 const DISTINCT_BODIES: u64 = 64;
@@ -42,17 +46,6 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T>
             .map_err(|_| anyhow::anyhow!("argument {} `{a}` is not a number", i + 1)),
         None => Ok(default),
     }
-}
-
-/// CPU seconds used by this process so far (user + system), from /proc/self/stat.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command name: state is field 3, utime 14, stime 15 (1-based).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
 }
 
 /// One HTTP/1.1 keep-alive connection speaking just enough of the protocol.
@@ -197,7 +190,7 @@ fn main() -> Result<()> {
             size = len;
         }
         let mut latencies = Vec::with_capacity(requests);
-        let cpu_before = cpu_seconds();
+        let cpu_before = measure::process_cpu_secs();
         let wall = Instant::now();
         for body in bodies.iter().cycle().take(requests) {
             let t = Instant::now();
@@ -208,7 +201,7 @@ fn main() -> Result<()> {
             }
         }
         let wall = wall.elapsed().as_secs_f64();
-        let cpu = cpu_seconds()
+        let cpu = measure::process_cpu_secs()
             .zip(cpu_before)
             .map(|(after, before)| after - before)
             .filter(|c| *c > 0.0)
