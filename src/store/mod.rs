@@ -462,11 +462,18 @@ impl FeatureStore {
         self.observers.remove(id);
     }
 
-    /// Reports an answered read to the observers.
-    fn observe_read(&self, answer: ReadAnswer<'_>, at_ms: TimestampMs, started: Instant) {
-        if self.observers.is_empty() {
+    /// The start of a read, for its observers; `None` (and no clock read on the read
+    /// path) while no observer is registered.
+    fn read_started(&self) -> Option<Instant> {
+        (!self.observers.is_empty()).then(Instant::now)
+    }
+
+    /// Reports an answered read to the observers, if any was registered when the read
+    /// started.
+    fn observe_read(&self, answer: ReadAnswer<'_>, at_ms: TimestampMs, started: Option<Instant>) {
+        let Some(started) = started else {
             return;
-        }
+        };
         let event = ReadEvent {
             answer,
             at_ms,
@@ -506,7 +513,7 @@ impl FeatureStore {
         entity_id: &str,
         names: query::Names<'_>,
     ) -> Result<query::EntityAnswer, ReadError> {
-        let started = Instant::now();
+        let started = self.read_started();
         let now = now_ms();
         let answer = self
             .view
@@ -522,7 +529,7 @@ impl FeatureStore {
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
-        let started = Instant::now();
+        let started = self.read_started();
         let now = now_ms();
         let response = self.view.with(|view| query::rank(view, request, now))?;
         if self.config.hot_segment_bytes > 0 {
@@ -670,11 +677,9 @@ impl FeatureStore {
         let message = result.as_ref().err().map(ToString::to_string);
         let event = LoadEvent {
             group: &request.group,
-            result: match (&result, &message) {
-                (Ok(record), _) => Ok(record),
-                (Err(_), Some(message)) => Err(message),
-                (Err(_), None) => Err(""),
-            },
+            result: result
+                .as_ref()
+                .map_err(|_| message.as_deref().unwrap_or_default()),
             elapsed: started.elapsed(),
         };
         self.observers.each(|o| o.on_load(&event));
