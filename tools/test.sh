@@ -12,6 +12,10 @@ echo "== cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace -- --test-threads 2
+echo "== Python tests (tests/python, against the binary just built)"
+source tools/pyenv.sh
+cargo build --locked --workspace --tests
+FEATSTORE_BIN="$CARGO_TARGET_DIR/debug/featstore" "$FEATSTORE_PY" -m pytest -q -p no:cacheprovider tests/python
 echo "== cargo doc -D warnings (broken or private intra-doc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p featstore -p featstore-format -p featstore-swap
 echo "== loom model check of the version swap protocol"
