@@ -14,6 +14,7 @@
 //! needs; every decoder rejects malformed input with an error, never a panic.
 
 pub mod codec;
+pub mod reclog;
 pub mod segment;
 pub mod time;
 pub mod types;
