@@ -26,6 +26,8 @@
 //!   encoders and decoders, shared by the server, the client and the CLI.
 //! * [`server`] — the hyper HTTP endpoint and Prometheus metrics; no storage logic.
 //! * [`client`] — a blocking, typed Rust client of the HTTP API.
+//! * [`servelog`] — the serving log: answered reads, sampled, appended off the hot
+//!   path, exported as Parquet training data.
 
 //! # Embedding
 //!
@@ -67,6 +69,7 @@ pub mod loader;
 pub mod query;
 pub mod registry;
 pub mod server;
+pub mod servelog;
 pub mod store;
 
 // The synthetic data set and the demo serve the project's own binaries, tools,
@@ -88,7 +91,8 @@ pub use registry::{DefinitionFilter, FeatureDefinition, FeatureSpec, Registry, R
 pub use store::{
     ActivationCause, ActivationEvent, ApplyAction, ApplyOutcome, FeatureReading, FeatureStore,
     FeatureVector, GroupVersions, LoadEvent, LoadGate, MemoryUsage, Observer, ObserverId,
-    PushError, PushEvent, PushOutcome, PushReport, ReadAnswer, ReadError, ReadEvent, StoreConfig,
+    PushError, PushEvent, PushOutcome, PushReport, ReadAnswer, ReadContext, ReadError, ReadEvent,
+    StoreConfig,
     StoreError, StreamCommitEvent, VersionInfo, WriterHealth,
 };
 pub use types::{DType, FeatureStatus, TimestampMs, Value};

@@ -223,3 +223,117 @@ pub fn codec_value(data: &[u8]) {
     encode_value(&decoded.value, decoded.event_time, &mut second);
     assert_eq!(first, second);
 }
+
+/// `reclog_read`: a record log built from the input, then damaged as the input says,
+/// read back against a model. The first byte picks the mode:
+/// * even: the rest is a log file's bytes after a valid header (so fuzzing reaches the
+///   block parser): reading never panics and accounts for every byte;
+/// * odd: the rest is split into records (at `0xff` bytes) and blocks (every
+///   `1 + byte 1 % 4` records), written plain or with zstd, with or without an end
+///   marker, then cut at an input-chosen length and bit-flipped at input-chosen
+///   offsets. The reader returns only records that were written, in the order written;
+///   undamaged, it returns all of them and reports a clean file; only cut, it returns
+///   exactly the records of the blocks wholly before the cut.
+pub fn reclog_read(data: &[u8]) {
+    use featstore_format::reclog::{
+        BlockBuilder, BlockPlace, HEADER_LEN, LogReader, end_marker, file_header,
+    };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        let mut bytes = file_header(0, 0).to_vec();
+        bytes.extend_from_slice(rest);
+        let mut returned = 0u64;
+        let report = LogReader::new(&bytes)
+            .expect("a valid header")
+            .for_each_record(|_| returned += 1);
+        assert_eq!(report.records, returned);
+        return;
+    }
+    let Some((&shape, rest)) = rest.split_first() else {
+        return;
+    };
+    let Some((damage, payload)) = rest.split_at_checked(rest.len().min(8)) else {
+        return;
+    };
+    let records: Vec<&[u8]> = payload.split(|b| *b == 0xff).take(64).collect();
+    let per_block = 1 + usize::from(shape % 4);
+    let level = (shape & 0x10 != 0).then_some(1);
+    let with_end = shape & 0x20 != 0;
+    // The file id depends on every record, as a random id would be unknown to them: no
+    // record can hold a block that passes for one of this file.
+    let file_id = payload
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let place = |bytes: &[u8]| BlockPlace {
+        file_id,
+        offset: bytes.len() as u64,
+    };
+    let mut bytes = file_header(0, file_id).to_vec();
+    let mut block_ends = Vec::new();
+    for chunk in records.chunks(per_block) {
+        let mut b = BlockBuilder::new();
+        for r in chunk {
+            b.add(r).expect("small records fit");
+        }
+        let block = b.finish(place(&bytes), level).expect("compress");
+        bytes.extend(block);
+        block_ends.push((bytes.len(), chunk.len()));
+    }
+    if with_end {
+        let marker = end_marker(place(&bytes), records.len() as u32);
+        bytes.extend(marker);
+    }
+    let written = bytes.len();
+    let cut = match damage.first() {
+        Some(&c) if shape & 0x40 != 0 => {
+            HEADER_LEN + (usize::from(c) * (written - HEADER_LEN)) / 256
+        }
+        _ => written,
+    };
+    bytes.truncate(cut);
+    let flips: Vec<usize> = if shape & 0x80 != 0 {
+        damage
+            .iter()
+            .skip(1)
+            .map(|&d| HEADER_LEN + usize::from(d) * 7919 % (cut - HEADER_LEN).max(1))
+            .filter(|&at| at < cut)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let undamaged = bytes.clone();
+    for (i, &at) in flips.iter().enumerate() {
+        if let Some(b) = bytes.get_mut(at) {
+            *b ^= 1 << (i % 8);
+        }
+    }
+    let flipped = bytes != undamaged;
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let report = LogReader::new(&bytes)
+        .expect("the header is never damaged")
+        .for_each_record(|r| got.push(r.to_vec()));
+    // Returned records are a subsequence of the written ones.
+    let mut next = records.iter();
+    for r in &got {
+        assert!(
+            next.any(|w| *w == r.as_slice()),
+            "returned a record that was not written, or out of order"
+        );
+    }
+    if !flipped {
+        let whole: usize = block_ends
+            .iter()
+            .filter(|(end, _)| *end <= cut)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(got.len(), whole, "cut at {cut}: lost a whole block");
+        if cut == written {
+            assert_eq!(report.corruption_count, 0);
+            assert_eq!(report.clean_end, with_end);
+            assert_eq!(report.torn_tail_bytes, 0);
+        }
+    }
+}
+

@@ -175,6 +175,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Read the serving log: export Parquet, tail, show a request's answer.
+    #[command(subcommand)]
+    Log(featstore::servelog::cli::LogCommand),
+    /// Join the serving log with labels into a training set (Parquet).
+    TrainingSet(featstore::servelog::cli::TrainingSetArgs),
     /// Write the synthetic marketplace data set (features.toml and data files).
     GenData {
         /// Output directory.
@@ -735,6 +740,8 @@ fn run(cli: Cli) -> Result<()> {
             addr,
             exit_after,
         } => demo(&dir, addr, exit_after),
+        Command::Log(command) => featstore::servelog::cli::run_log(command),
+        Command::TrainingSet(args) => featstore::servelog::cli::run_training_set(args),
         Command::GenMatrix {
             out,
             group,

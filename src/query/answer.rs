@@ -214,6 +214,34 @@ impl ColumnValues {
         }
     }
 
+    /// A column from its parts (a logged answer read back); `None` unless every part
+    /// has the column's row count (`rows * dim` components for a vector column).
+    pub fn from_parts(
+        status: Rows<FeatureStatus>,
+        event_time: Rows<TimestampMs>,
+        data: ColumnData,
+    ) -> Option<Self> {
+        let rows = status.len();
+        let data_rows = match &data {
+            ColumnData::Int64(v) => v.len(),
+            ColumnData::Float64(v) => v.len(),
+            ColumnData::Float32(v) => v.len(),
+            ColumnData::Bool(v) => v.len(),
+            ColumnData::Float32Vector { dim, values } => {
+                if *dim == 0 || values.len() % dim != 0 {
+                    return None;
+                }
+                values.len() / dim
+            }
+            ColumnData::Other(v) => v.len(),
+        };
+        (event_time.len() == rows && data_rows == rows).then_some(ColumnValues {
+            status,
+            event_time,
+            data,
+        })
+    }
+
     /// Rows in the column.
     pub fn len(&self) -> usize {
         self.status.len()

@@ -66,6 +66,12 @@ impl EntityAnswer {
         self.plan.asked(i).map_or("", |n| n)
     }
 
+    /// What column `i` serves: the feature (`name@version`), its dtype, whether it is
+    /// computed on demand.
+    pub fn column_info(&self, i: usize) -> Option<&super::RankColumn> {
+        self.plan.column(i)
+    }
+
     /// Feature `i`'s column (one row).
     pub fn column(&self, i: usize) -> Option<&ColumnValues> {
         self.values.get(i)

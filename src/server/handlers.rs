@@ -41,7 +41,9 @@ use crate::loader::input::InputError;
 use crate::loader::{LoadError, LoadProgress};
 use crate::query::Names;
 use crate::registry::RegistryError;
+use crate::servelog::request_id::RequestId;
 use crate::store::PushError;
+use crate::store::ReadContext;
 use crate::store::{ReadError, StoreError};
 use crate::types::now_ms;
 
@@ -63,6 +65,8 @@ pub struct AppState {
     pub admission: Admission,
     /// The connection cap.
     pub connections: ConnectionLimiter,
+    /// The serving log, when the store config enables it.
+    pub serving_log: Option<crate::servelog::ServeLog>,
 }
 
 impl AppState {
@@ -368,12 +372,17 @@ pub async fn handle(
                 crate::store::memory::process_resident_bytes(),
             );
             state.metrics.set_server_load(&state.load());
-            let text = state.metrics.render(&groups).map_err(|e| {
+            let mut text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("encoding metrics: {e}"),
                 )
             })?;
+            if let Some(log) = &state.serving_log {
+                // The serving log's families go before OpenMetrics' closing `# EOF`.
+                let eof = text.rfind("# EOF").unwrap_or(text.len());
+                text.insert_str(eof, &log.metrics().render());
+            }
             Ok(response(StatusCode::OK, metrics::CONTENT_TYPE, text))
         }
     }
@@ -417,7 +426,15 @@ fn get_features(
         }
     };
     // The store checks the entity type, then the id, then the names.
-    let answer = match state.store.get_entity(entity_type, entity_id, names) {
+    let request_id = req.extensions().get::<RequestId>();
+    let context = ReadContext {
+        request_id: request_id.map(|r| r.0.as_str()),
+        route: "get",
+    };
+    let answer = match state
+        .store
+        .get_entity_in(context, entity_type, entity_id, names)
+    {
         Err(ReadError::NoFeatures) => {
             return Err(ApiError::bad_request(
                 "no feature names given: add ?names=a,b,c",

@@ -65,6 +65,7 @@ pub(crate) mod health;
 pub mod metrics;
 pub(crate) mod rank_handlers;
 pub(crate) mod refusal;
+pub(crate) mod request_id;
 pub(crate) mod router;
 pub(crate) mod url;
 
@@ -188,7 +189,18 @@ pub async fn run_on(
     config
         .validate()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let log_config = &store.config().serving_log;
+    let serving_log = if log_config.enabled {
+        let dir = log_config.dir_for(store.dir());
+        Some(
+            crate::servelog::ServeLog::start(&store, log_config, &dir)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let state = Arc::new(AppState {
+        serving_log,
         store,
         metrics: Arc::new(Metrics::new()),
         budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),
@@ -423,7 +435,21 @@ async fn dispatch(
         .metrics
         .observe_queue_time(started.saturating_duration_since(arrival.at));
     let method = req.method().clone();
-    let (route_label, response) = match match_route(&method, req.uri().path()) {
+    let request_id = match request_id::of(req.headers()) {
+        Ok(id) => id,
+        Err(refused) => {
+            state.metrics.observe_request(
+                method_label(&method),
+                "unmatched",
+                refused.status().as_u16(),
+                started.elapsed(),
+            );
+            return refused;
+        }
+    };
+    let header = hyper::header::HeaderValue::from_str(&request_id.0).ok();
+    req.extensions_mut().insert(request_id);
+    let (route_label, mut response) = match match_route(&method, req.uri().path()) {
         Match::NotFound => ("unmatched", handlers::not_found(req.uri().path())),
         Match::MethodNotAllowed { template, allow } => (
             template,
@@ -448,6 +474,11 @@ async fn dispatch(
             (route.template(), response)
         }
     };
+    if let Some(header) = header {
+        response
+            .headers_mut()
+            .insert(crate::servelog::request_id::HEADER, header);
+    }
     state.metrics.observe_request(
         method_label(&method),
         route_label,

@@ -89,11 +89,19 @@ fn remaining_deadline(
 async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let binary = wants_binary(&req);
     let timing = request_timing(&req);
+    let request_id = req
+        .extensions()
+        .get::<crate::servelog::request_id::RequestId>()
+        .cloned();
     let body = read_body(state, Route::Rank, req).await?;
     let mut request = parse_rank(&body)?;
     request.deadline =
         remaining_deadline(&request, timing.arrived, timing.deadline, Instant::now())?;
-    let answer = state.store.rank(request)?;
+    let context = crate::store::ReadContext {
+        request_id: request_id.as_ref().map(|r| r.0.as_str()),
+        route: "rank",
+    };
+    let answer = state.store.rank_in(context, request)?;
     drop(body);
     let mut resp = if binary {
         response(

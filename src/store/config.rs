@@ -23,6 +23,8 @@ pub struct StoreConfig {
     pub hot_segment_bytes: u64,
     /// Distinct entities whose reads are counted, per entity type.
     pub access_tracking_entities: usize,
+    /// The serving log (`[serving_log]`), started by the server when enabled.
+    pub serving_log: crate::servelog::ServeLogConfig,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +37,7 @@ impl Default for StoreConfig {
             sst_target_bytes: 256 << 20,
             hot_segment_bytes: 1 << 30,
             access_tracking_entities: 1 << 20,
+            serving_log: crate::servelog::ServeLogConfig::default(),
         }
     }
 }

@@ -60,7 +60,7 @@ pub use load::{AcceptAll, LoadGate, VersionFacts};
 pub use memory::MemoryUsage;
 pub use observe::{
     ActivationCause, ActivationEvent, LoadEvent, Observer, ObserverId, PushReport, ReadAnswer,
-    ReadEvent, StreamCommitEvent,
+    ReadContext, ReadEvent, StreamCommitEvent,
 };
 pub use registry_ops::{ObjectOutcome, RegistryApplyReport};
 pub use segments::SegmentInfo;
@@ -427,6 +427,11 @@ impl FeatureStore {
             .memory_usage(&self.db, hot_segments_mapped, column_families)
     }
 
+    /// The store's data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The store's configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.config
@@ -470,12 +475,19 @@ impl FeatureStore {
 
     /// Reports an answered read to the observers, if any was registered when the read
     /// started.
-    fn observe_read(&self, answer: ReadAnswer<'_>, at_ms: TimestampMs, started: Option<Instant>) {
+    fn observe_read(
+        &self,
+        answer: ReadAnswer<'_>,
+        context: ReadContext<'_>,
+        at_ms: TimestampMs,
+        started: Option<Instant>,
+    ) {
         let Some(started) = started else {
             return;
         };
         let event = ReadEvent {
             answer,
+            context,
             at_ms,
             elapsed: started.elapsed(),
         };
@@ -513,13 +525,25 @@ impl FeatureStore {
         entity_id: &str,
         names: query::Names<'_>,
     ) -> Result<query::EntityAnswer, ReadError> {
+        self.get_entity_in(ReadContext::EMBEDDED, entity_type, entity_id, names)
+    }
+
+    /// [`get_entity`](Self::get_entity) on behalf of `context` (a request id and a
+    /// route), which the observers hear with the answer.
+    pub fn get_entity_in(
+        &self,
+        context: ReadContext<'_>,
+        entity_type: &str,
+        entity_id: &str,
+        names: query::Names<'_>,
+    ) -> Result<query::EntityAnswer, ReadError> {
         let started = self.read_started();
         let now = now_ms();
         let answer = self
             .view
             .with(|view| query::get(view, entity_type, entity_id, names, now))?;
         self.record_access(entity_type, entity_id);
-        self.observe_read(ReadAnswer::Entity(&answer), now, started);
+        self.observe_read(ReadAnswer::Entity(&answer), context, now, started);
         Ok(answer)
     }
 
@@ -529,6 +553,16 @@ impl FeatureStore {
     /// Candidates are counted for the hot segment's choice of entities once the request
     /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
+        self.rank_in(ReadContext::EMBEDDED, request)
+    }
+
+    /// [`rank`](Self::rank) on behalf of `context` (a request id and a route), which
+    /// the observers hear with the answer.
+    pub fn rank_in(
+        &self,
+        context: ReadContext<'_>,
+        request: RankRequest,
+    ) -> Result<RankResponse, RankError> {
         let started = self.read_started();
         let now = now_ms();
         let response = self.view.with(|view| query::rank(view, request, now))?;
@@ -538,7 +572,7 @@ impl FeatureStore {
                 counter.record(id.as_bytes());
             }
         }
-        self.observe_read(ReadAnswer::Ranking(&response), now, started);
+        self.observe_read(ReadAnswer::Ranking(&response), context, now, started);
         Ok(response)
     }
 

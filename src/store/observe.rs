@@ -37,11 +37,32 @@ pub enum ReadAnswer<'a> {
     Ranking(&'a RankResponse),
 }
 
+/// Who asked for a read: the request id and route of an HTTP request, or nothing for
+/// an embedded caller ([`ReadContext::EMBEDDED`]). Borrowed, so passing it costs
+/// nothing when no observer is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadContext<'a> {
+    /// The request's id (`X-Request-Id`), when the caller has one.
+    pub request_id: Option<&'a str>,
+    /// The route or caller kind (`get`, `rank`, `embedded`...).
+    pub route: &'a str,
+}
+
+impl ReadContext<'_> {
+    /// A read by a host that embeds the store and gave no context.
+    pub const EMBEDDED: ReadContext<'static> = ReadContext {
+        request_id: None,
+        route: "embedded",
+    };
+}
+
 /// One answered read.
 #[derive(Debug, Clone, Copy)]
 pub struct ReadEvent<'a> {
     /// What was answered.
     pub answer: ReadAnswer<'a>,
+    /// Who asked.
+    pub context: ReadContext<'a>,
     /// The request time the answer was judged at (ms since the epoch).
     pub at_ms: TimestampMs,
     /// Time the engine took to answer.

@@ -26,6 +26,7 @@ pub fn small_config() -> StoreConfig {
         sst_target_bytes: 4 << 20,
         hot_segment_bytes: 16 << 20,
         access_tracking_entities: 10_000,
+        ..StoreConfig::default()
     }
 }
 

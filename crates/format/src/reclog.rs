@@ -31,8 +31,10 @@ pub const VERSION: u32 = 1;
 pub const VERSION_OFFSET: usize = MAGIC.len();
 /// Offset of the creation time (ms since the epoch, i64) in the file header.
 pub const CREATED_OFFSET: usize = VERSION_OFFSET + size_of::<u32>();
+/// Offset of the file's id (u64, random per file), which every block checksum covers.
+pub const FILE_ID_OFFSET: usize = CREATED_OFFSET + size_of::<i64>();
 /// Offset of the header's crc32 (over the bytes before it).
-pub const HEADER_CRC_OFFSET: usize = CREATED_OFFSET + size_of::<i64>();
+pub const HEADER_CRC_OFFSET: usize = FILE_ID_OFFSET + size_of::<u64>();
 /// Bytes in the file header.
 pub const HEADER_LEN: usize = HEADER_CRC_OFFSET + size_of::<u32>();
 
@@ -47,8 +49,11 @@ pub const STORED_LEN_OFFSET: usize = KIND_OFFSET + size_of::<u8>();
 pub const RAW_LEN_OFFSET: usize = STORED_LEN_OFFSET + size_of::<u32>();
 /// Offset of the block's record count (for the end marker: the file's record count).
 pub const COUNT_OFFSET: usize = RAW_LEN_OFFSET + size_of::<u32>();
-/// Offset of the block's crc32 (over the kind, the lengths, the count and the stored
-/// payload).
+/// Offset of the block's crc32: over the file id, the block's own offset in the file
+/// (u64), then the kind, the lengths, the count and the stored payload. Covering the id
+/// and the offset means bytes inside a record that look like a block (a copy of one,
+/// or one crafted into a string value) never pass for a block when the reader
+/// resynchronises.
 pub const BLOCK_CRC_OFFSET: usize = COUNT_OFFSET + size_of::<u32>();
 /// Bytes in a block header.
 pub const BLOCK_HEADER_LEN: usize = BLOCK_CRC_OFFSET + size_of::<u32>();
@@ -129,26 +134,38 @@ pub enum LogError {
     Compress(String),
 }
 
-/// The file header of a log created at `created_ms`.
-pub fn file_header(created_ms: i64) -> [u8; HEADER_LEN] {
+/// The file header of a log created at `created_ms` with id `file_id` (pick it at
+/// random: see [`BLOCK_CRC_OFFSET`]).
+pub fn file_header(created_ms: i64, file_id: u64) -> [u8; HEADER_LEN] {
     let mut header = [0u8; HEADER_LEN];
     header[..VERSION_OFFSET].copy_from_slice(&MAGIC);
     header[VERSION_OFFSET..CREATED_OFFSET].copy_from_slice(&VERSION.to_le_bytes());
-    header[CREATED_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&created_ms.to_le_bytes());
+    header[CREATED_OFFSET..FILE_ID_OFFSET].copy_from_slice(&created_ms.to_le_bytes());
+    header[FILE_ID_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&file_id.to_le_bytes());
     let crc = crc32fast::hash(&header[..HEADER_CRC_OFFSET]);
     header[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     header
 }
 
-/// The clean end marker of a file that holds `records` records.
-pub fn end_marker(records: u32) -> [u8; BLOCK_HEADER_LEN] {
+/// Where a block goes: the file's id and the block's offset in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockPlace {
+    /// The id in the file's header.
+    pub file_id: u64,
+    /// Offset of the block's first byte in the file.
+    pub offset: u64,
+}
+
+/// The clean end marker of a file that holds `records` records, at `place`.
+pub fn end_marker(place: BlockPlace, records: u32) -> [u8; BLOCK_HEADER_LEN] {
     let mut out = [0u8; BLOCK_HEADER_LEN];
-    write_block_header(&mut out, BlockKind::End, 0, 0, records, &[]);
+    write_block_header(&mut out, place, BlockKind::End, 0, 0, records, &[]);
     out
 }
 
 fn write_block_header(
     out: &mut [u8; BLOCK_HEADER_LEN],
+    place: BlockPlace,
     kind: BlockKind,
     stored_len: u32,
     raw_len: u32,
@@ -160,12 +177,14 @@ fn write_block_header(
     out[STORED_LEN_OFFSET..RAW_LEN_OFFSET].copy_from_slice(&stored_len.to_le_bytes());
     out[RAW_LEN_OFFSET..COUNT_OFFSET].copy_from_slice(&raw_len.to_le_bytes());
     out[COUNT_OFFSET..BLOCK_CRC_OFFSET].copy_from_slice(&count.to_le_bytes());
-    let crc = block_crc(&out[KIND_OFFSET..BLOCK_CRC_OFFSET], payload);
+    let crc = block_crc(place, &out[KIND_OFFSET..BLOCK_CRC_OFFSET], payload);
     out[BLOCK_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn block_crc(header_fields: &[u8], payload: &[u8]) -> u32 {
+fn block_crc(place: BlockPlace, header_fields: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = Hasher::new();
+    hasher.update(&place.file_id.to_le_bytes());
+    hasher.update(&place.offset.to_le_bytes());
     hasher.update(header_fields);
     hasher.update(payload);
     hasher.finalize()
@@ -219,9 +238,10 @@ impl BlockBuilder {
         Ok(())
     }
 
-    /// The block's bytes (header, then payload), compressed with zstd at `level` when
-    /// `Some` and when that makes it smaller; the builder is emptied for the next block.
-    pub fn finish(&mut self, level: Option<i32>) -> Result<Vec<u8>, LogError> {
+    /// The block's bytes (header, then payload) for `place`, compressed with zstd at
+    /// `level` when `Some` and when that makes it smaller; the builder is emptied for the
+    /// next block.
+    pub fn finish(&mut self, place: BlockPlace, level: Option<i32>) -> Result<Vec<u8>, LogError> {
         let raw_len = self.raw.len() as u32;
         let count = self.records;
         let compressed = match level {
@@ -238,6 +258,7 @@ impl BlockBuilder {
         let mut header = [0u8; BLOCK_HEADER_LEN];
         write_block_header(
             &mut header,
+            place,
             kind,
             payload.len() as u32,
             raw_len,
@@ -357,6 +378,7 @@ pub struct LogReader<'a> {
     bytes: &'a [u8],
     pos: usize,
     created_ms: i64,
+    file_id: u64,
     report: ReadReport,
     done: bool,
 }
@@ -391,7 +413,7 @@ fn header_at(bytes: &[u8], at: usize) -> Option<Header> {
 
 /// The header at `at` and its payload, when both check: sync bytes, a known kind,
 /// lengths within the file and [`MAX_BLOCK_BYTES`], and the crc32.
-fn valid_block_at(bytes: &[u8], at: usize) -> Option<(Header, &[u8])> {
+fn valid_block_at(bytes: &[u8], file_id: u64, at: usize) -> Option<(Header, &[u8])> {
     let header = header_at(bytes, at)?;
     let kind = BlockKind::of(header.kind)?;
     if header.raw_len > MAX_BLOCK_BYTES || header.stored_len > MAX_BLOCK_BYTES {
@@ -400,7 +422,11 @@ fn valid_block_at(bytes: &[u8], at: usize) -> Option<(Header, &[u8])> {
     let start = at.checked_add(BLOCK_HEADER_LEN)?;
     let payload = bytes.get(start..start.checked_add(header.stored_len)?)?;
     let fields = bytes.get(at + KIND_OFFSET..at + BLOCK_CRC_OFFSET)?;
-    if block_crc(fields, payload) != header.crc {
+    let place = BlockPlace {
+        file_id,
+        offset: at as u64,
+    };
+    if block_crc(place, fields, payload) != header.crc {
         return None;
     }
     let consistent = match kind {
@@ -435,13 +461,18 @@ impl<'a> LogReader<'a> {
             });
         }
         let created_ms = header
-            .get(CREATED_OFFSET..HEADER_CRC_OFFSET)
+            .get(CREATED_OFFSET..FILE_ID_OFFSET)
             .and_then(|b| b.try_into().ok())
             .map_or(0, i64::from_le_bytes);
+        let file_id = header
+            .get(FILE_ID_OFFSET..HEADER_CRC_OFFSET)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
         Ok(LogReader {
             bytes,
             pos: HEADER_LEN,
             created_ms,
+            file_id,
             report: ReadReport::default(),
             done: false,
         })
@@ -477,7 +508,7 @@ impl<'a> LogReader<'a> {
                 self.done = true;
                 break;
             }
-            let Some((header, payload)) = valid_block_at(self.bytes, at) else {
+            let Some((header, payload)) = valid_block_at(self.bytes, self.file_id, at) else {
                 self.resync(at);
                 continue;
             };
@@ -576,7 +607,7 @@ impl<'a> LogReader<'a> {
     fn resync(&mut self, at: usize) {
         let mut next = at + 1;
         while let Some(found) = find_sync(self.bytes, next) {
-            if valid_block_at(self.bytes, found).is_some() {
+            if valid_block_at(self.bytes, self.file_id, found).is_some() {
                 self.report
                     .corrupt(CorruptionKind::BadBlock, at, found - at);
                 self.pos = found;
@@ -602,8 +633,17 @@ fn find_sync(bytes: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
+    const ID: u64 = 0x5eed;
+
+    fn place(out: &[u8]) -> BlockPlace {
+        BlockPlace {
+            file_id: ID,
+            offset: out.len() as u64,
+        }
+    }
+
     fn file(blocks: &[&[&[u8]]], level: Option<i32>, end: bool) -> Vec<u8> {
-        let mut out = file_header(1_700_000_000_000).to_vec();
+        let mut out = file_header(1_700_000_000_000, ID).to_vec();
         let mut total = 0;
         for records in blocks {
             let mut b = BlockBuilder::new();
@@ -611,10 +651,12 @@ mod tests {
                 b.add(r).expect("fits");
                 total += 1;
             }
-            out.extend(b.finish(level).expect("finish"));
+            let block = b.finish(place(&out), level).expect("finish");
+            out.extend(block);
         }
         if end {
-            out.extend(end_marker(total));
+            let marker = end_marker(place(&out), total);
+            out.extend(marker);
         }
         out
     }
@@ -630,8 +672,14 @@ mod tests {
     #[test]
     fn offsets_match_the_documented_layout() {
         assert_eq!(
-            (VERSION_OFFSET, CREATED_OFFSET, HEADER_CRC_OFFSET, HEADER_LEN),
-            (8, 12, 20, 24)
+            (
+                VERSION_OFFSET,
+                CREATED_OFFSET,
+                FILE_ID_OFFSET,
+                HEADER_CRC_OFFSET,
+                HEADER_LEN
+            ),
+            (8, 12, 20, 28, 32)
         );
         assert_eq!(
             (
@@ -710,7 +758,7 @@ mod tests {
         let mut bytes = file(&[], None, true);
         bytes[HEADER_CRC_OFFSET] ^= 1;
         assert!(matches!(LogReader::new(&bytes), Err(LogError::HeaderChecksum { .. })));
-        let mut other = file_header(0);
+        let mut other = file_header(0, ID);
         other[VERSION_OFFSET] = 9;
         let crc = crc32fast::hash(&other[..HEADER_CRC_OFFSET]);
         other[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
@@ -719,6 +767,20 @@ mod tests {
             Err(LogError::UnsupportedVersion { found: 9, .. })
         ));
         assert!(matches!(LogReader::new(&[0u8; 64]), Err(LogError::BadMagic { .. })));
+    }
+
+    #[test]
+    fn a_block_copied_into_a_record_never_passes_for_one() {
+        // A record whose bytes are a whole valid block of this file, then damage just
+        // before it: resynchronising must not return the embedded block's record.
+        let inner = file(&[&[b"fake"]], None, false);
+        let embedded = inner[HEADER_LEN..].to_vec();
+        let mut bytes = file(&[&[b"one"], &[&embedded]], None, true);
+        let second = HEADER_LEN + BLOCK_HEADER_LEN + RECORD_HEADER_LEN + 3;
+        bytes[second] ^= 1;
+        let (records, report) = read(&bytes);
+        assert_eq!(records, vec![b"one".to_vec()]);
+        assert_eq!(report.corruption_count, 1);
     }
 
     #[test]

@@ -1,0 +1,799 @@
+//! One serving-log record: the bytes of one answered read, and the answer rebuilt from
+//! them (`storage-format.md`, "Serving log records").
+//!
+//! A record holds the request id, the route, the request time (which is the log time),
+//! and the answer as the client got it: the service, the context entities with their
+//! columns and cells, the candidate type and ids, per column the feature served
+//! (`name@version`), its dtype, its group, and per value the status, event time and
+//! value, column by column; then the batch version read per group and the defaults
+//! served. A single-entity GET is the one-candidate case with no context.
+//!
+//! Encoding: little-endian; `uv` = LEB128 unsigned varint, `iv` = zigzag varint, `str` =
+//! `uv` length then UTF-8 bytes. Float columns are stored byte-plane by byte-plane (all
+//! rows' first bytes, then all second bytes, ...), which zstd compresses far better than
+//! interleaved floats and decodes to the same bits.
+//!
+//! [`decode`] checks every count against the bytes left before allocating, so a
+//! damaged record is an error, never a panic or an unbounded allocation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, Rows};
+use crate::query::{Cell, EntityAnswer, RankColumn, RankResponse};
+use crate::store::{FeatureReading, FeatureVector};
+use crate::types::{DType, FeatureStatus, TimestampMs, Value};
+
+/// Record kind byte: a single-entity GET.
+const KIND_ENTITY: u8 = 1;
+/// Record kind byte: a ranking read.
+const KIND_RANKING: u8 = 2;
+
+/// Which read a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// A single-entity GET.
+    Entity,
+    /// A ranking read.
+    Ranking,
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The request id.
+    pub request_id: String,
+    /// The route (`get`, `rank`, `embedded`...).
+    pub route: String,
+    /// Which read.
+    pub kind: ReadKind,
+    /// The answer; for a GET, one candidate (the entity) and no context, the columns
+    /// named as asked.
+    pub answer: RankResponse,
+    /// Group of each context column (`""` for on-demand features).
+    pub context_groups: Vec<String>,
+    /// Group of each candidate column (`""` for on-demand features).
+    pub groups: Vec<String>,
+}
+
+impl Record {
+    /// The log time: the request time the answer was judged at (ms since the epoch).
+    pub fn log_ms(&self) -> TimestampMs {
+        self.answer.now_ms
+    }
+
+    /// The service read, without its version, when one was asked.
+    pub fn service_name(&self) -> Option<&str> {
+        self.answer
+            .service
+            .as_deref()
+            .map(|s| s.split_once('@').map_or(s, |(name, _)| name))
+    }
+
+    /// Values the record holds (context cells plus candidates x columns).
+    pub fn value_count(&self) -> usize {
+        self.answer.context_cells.len() + self.answer.candidates.len() * self.answer.columns.len()
+    }
+
+    /// The answer's row view for a GET record (what `GET /v1/features` encodes); `None`
+    /// for a ranking record.
+    pub fn feature_vector(&self) -> Option<FeatureVector> {
+        if self.kind != ReadKind::Entity {
+            return None;
+        }
+        let now = self.answer.now_ms;
+        let features = self
+            .answer
+            .columns
+            .iter()
+            .zip(&self.answer.values)
+            .map(|(column, values)| {
+                let event_time = values.event_time(0);
+                FeatureReading {
+                    name: Arc::from(column.name.as_str()),
+                    status: values.status(0),
+                    value: values.value(0),
+                    event_time,
+                    age_ms: crate::query::read::age_ms(event_time, now),
+                }
+            })
+            .collect();
+        Some(FeatureVector {
+            entity_type: self.answer.candidate_type.clone(),
+            entity_id: self.answer.candidates.first().cloned().unwrap_or_default(),
+            features,
+            versions: self.answer.versions.clone(),
+        })
+    }
+
+    /// The JSON body the client received, re-encoded from the record with the server's
+    /// own encoders (byte-identical in values and statuses).
+    pub fn replay_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self.feature_vector() {
+            Some(vector) => crate::api::json::encode_feature_vector(&vector),
+            None => Ok(crate::api::rank_json::encode_json(&self.answer)),
+        }
+    }
+}
+
+/// A record that does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The bytes end inside a field.
+    #[error("serving-log record truncated reading {0}")]
+    Truncated(&'static str),
+    /// A field holds a value no writer produces.
+    #[error("serving-log record has a bad {what}: {detail}")]
+    Bad {
+        /// The field.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+fn bad(what: &'static str, detail: impl Into<String>) -> RecordError {
+    RecordError::Bad {
+        what,
+        detail: detail.into(),
+    }
+}
+
+// ---- encoding ----
+
+fn put_uv(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_iv(out: &mut Vec<u8>, v: i64) {
+    put_uv(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_uv(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn status_code(s: FeatureStatus) -> u8 {
+    match s {
+        FeatureStatus::Present => 0,
+        FeatureStatus::Null => 1,
+        FeatureStatus::NotFound => 2,
+        FeatureStatus::Expired => 3,
+        FeatureStatus::Stale => 4,
+        FeatureStatus::Defaulted => 5,
+        FeatureStatus::NotFetched => 6,
+    }
+}
+
+fn status_of(code: u8) -> Result<FeatureStatus, RecordError> {
+    Ok(match code {
+        0 => FeatureStatus::Present,
+        1 => FeatureStatus::Null,
+        2 => FeatureStatus::NotFound,
+        3 => FeatureStatus::Expired,
+        4 => FeatureStatus::Stale,
+        5 => FeatureStatus::Defaulted,
+        6 => FeatureStatus::NotFetched,
+        other => return Err(bad("status", format!("code {other}"))),
+    })
+}
+
+/// Event times as deltas from the previous row's (present rows `zigzag(delta) << 1 | 1`,
+/// rows without one `0`), so a column of equal times costs one byte per row.
+fn put_times(out: &mut Vec<u8>, times: &[TimestampMs]) {
+    let mut prev = 0i64;
+    for &t in times {
+        if t == NO_TIME {
+            out.push(0);
+        } else {
+            let d = t.wrapping_sub(prev);
+            put_uv(out, ((((d << 1) ^ (d >> 63)) as u64) << 1) | 1);
+            prev = t;
+        }
+    }
+}
+
+/// `N`-byte little-endian items stored byte-plane by byte-plane.
+fn put_planes<const N: usize>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Item = [u8; N]> + Clone) {
+    let start = out.len();
+    let n = items.len();
+    out.resize(start + n * N, 0);
+    let planes = &mut out[start..];
+    for (row, bytes) in items.enumerate() {
+        for (plane, b) in bytes.iter().enumerate() {
+            if let Some(slot) = planes.get_mut(plane * n + row) {
+                *slot = *b;
+            }
+        }
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, v: Option<&Value>) {
+    match v {
+        None => out.push(0),
+        Some(Value::Null) => out.push(1),
+        Some(Value::Int64(x)) => {
+            out.push(2);
+            put_iv(out, *x);
+        }
+        Some(Value::Float64(x)) => {
+            out.push(3);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Some(Value::Float32(x)) => {
+            out.push(4);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        Some(Value::Bool(x)) => out.extend_from_slice(&[5, u8::from(*x)]),
+        Some(Value::String(s)) => {
+            out.push(6);
+            put_str(out, s);
+        }
+        Some(Value::Bytes(b)) => {
+            out.push(7);
+            put_bytes(out, b);
+        }
+        Some(Value::Float32Vector(x)) => {
+            out.push(8);
+            put_uv(out, x.len() as u64);
+            for c in x {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        }
+    }
+}
+
+fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues) {
+    put_uv(out, column.len() as u64);
+    out.extend(column.statuses().iter().map(|s| status_code(*s)));
+    put_times(out, column.event_times());
+    match column.data() {
+        ColumnData::Int64(v) => {
+            out.push(1);
+            for x in v {
+                put_iv(out, *x);
+            }
+        }
+        ColumnData::Float64(v) => {
+            out.push(2);
+            put_planes(out, v.iter().map(|x| x.to_le_bytes()));
+        }
+        ColumnData::Float32(v) => {
+            out.push(3);
+            put_planes(out, v.iter().map(|x| x.to_le_bytes()));
+        }
+        ColumnData::Bool(v) => {
+            out.push(4);
+            out.extend(v.iter().map(|b| u8::from(*b)));
+        }
+        ColumnData::Float32Vector { dim, values } => {
+            out.push(5);
+            put_uv(out, *dim as u64);
+            put_planes(out, values.iter().map(|x| x.to_le_bytes()));
+        }
+        ColumnData::Other(v) => {
+            out.push(6);
+            for x in v {
+                put_value(out, x.as_ref());
+            }
+        }
+    }
+}
+
+fn put_column(out: &mut Vec<u8>, column: &RankColumn, group: &str) {
+    put_str(out, &column.name);
+    put_str(out, &column.feature);
+    put_str(out, &column.dtype.to_string());
+    out.push(u8::from(column.on_demand));
+    put_str(out, group);
+}
+
+fn put_header(out: &mut Vec<u8>, kind: u8, request_id: &str, route: &str, now_ms: TimestampMs) {
+    out.push(kind);
+    put_str(out, request_id);
+    put_str(out, route);
+    put_iv(out, now_ms);
+}
+
+fn put_versions(out: &mut Vec<u8>, versions: &BTreeMap<String, u64>) {
+    put_uv(out, versions.len() as u64);
+    for (group, version) in versions {
+        put_str(out, group);
+        put_uv(out, *version);
+    }
+}
+
+/// Encodes a ranking answer; `group_of` names the group of a served feature
+/// (`name@version`), `""` when it has none (on-demand).
+pub fn encode_ranking(
+    out: &mut Vec<u8>,
+    request_id: &str,
+    route: &str,
+    answer: &RankResponse,
+    group_of: &mut dyn FnMut(&str) -> String,
+) {
+    put_header(out, KIND_RANKING, request_id, route, answer.now_ms);
+    match &answer.service {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+    out.push(u8::from(answer.complete));
+    put_versions(out, &answer.versions);
+    put_uv(out, answer.context.len() as u64);
+    for (t, id) in &answer.context {
+        put_str(out, t);
+        put_str(out, id);
+    }
+    put_uv(out, answer.context_columns.len() as u64);
+    for (column, cell) in answer.context_columns.iter().zip(&answer.context_cells) {
+        put_column(out, column, &group_of(&column.feature));
+        out.push(status_code(cell.status));
+        match cell.event_time {
+            Some(t) => {
+                out.push(1);
+                put_iv(out, t);
+            }
+            None => out.push(0),
+        }
+        put_value(out, cell.value.as_ref());
+    }
+    put_str(out, &answer.candidate_type);
+    put_uv(out, answer.candidates.len() as u64);
+    for c in &answer.candidates {
+        put_str(out, c);
+    }
+    put_uv(out, answer.columns.len() as u64);
+    for (column, values) in answer.columns.iter().zip(&answer.values) {
+        put_column(out, column, &group_of(&column.feature));
+        put_column_values(out, values);
+    }
+    put_uv(out, answer.defaults.len() as u64);
+    for (feature, n) in &answer.defaults {
+        put_str(out, feature);
+        put_uv(out, *n);
+    }
+}
+
+/// Encodes a single-entity answer (the columns named as asked).
+pub fn encode_entity(
+    out: &mut Vec<u8>,
+    request_id: &str,
+    route: &str,
+    answer: &EntityAnswer,
+    group_of: &mut dyn FnMut(&str) -> String,
+) {
+    put_header(out, KIND_ENTITY, request_id, route, answer.now_ms());
+    put_versions(out, answer.versions());
+    put_str(out, answer.entity_type());
+    put_str(out, answer.entity_id());
+    put_uv(out, answer.width() as u64);
+    for (i, values) in answer.columns().iter().enumerate() {
+        let info = answer.column_info(i);
+        let column = RankColumn {
+            name: answer.name(i).to_owned(),
+            feature: info.map(|c| c.feature.clone()).unwrap_or_default(),
+            dtype: info.map_or(DType::Float64, |c| c.dtype),
+            on_demand: info.is_some_and(|c| c.on_demand),
+        };
+        put_column(out, &column, &group_of(&column.feature));
+        put_column_values(out, values);
+    }
+}
+
+// ---- decoding ----
+
+struct Cur<'a> {
+    b: &'a [u8],
+    p: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn left(&self) -> usize {
+        self.b.len().saturating_sub(self.p)
+    }
+
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
+        let end = self.p.checked_add(n).ok_or(RecordError::Truncated(what))?;
+        let s = self.b.get(self.p..end).ok_or(RecordError::Truncated(what))?;
+        self.p = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, RecordError> {
+        Ok(self.take(1, what)?.first().copied().unwrap_or(0))
+    }
+
+    fn uv(&mut self, what: &'static str) -> Result<u64, RecordError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8(what)?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(bad(what, "varint longer than 10 bytes"))
+    }
+
+    fn iv(&mut self, what: &'static str) -> Result<i64, RecordError> {
+        let u = self.uv(what)?;
+        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    }
+
+    /// A count of items of at least `min_bytes` each, checked against the bytes left.
+    fn count(&mut self, what: &'static str, min_bytes: usize) -> Result<usize, RecordError> {
+        let n = self.uv(what)?;
+        let n = usize::try_from(n).map_err(|_| bad(what, "count overflows"))?;
+        if n.saturating_mul(min_bytes.max(1)) > self.left() {
+            return Err(RecordError::Truncated(what));
+        }
+        Ok(n)
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], RecordError> {
+        let n = self.count(what, 1)?;
+        self.take(n, what)
+    }
+
+    fn str(&mut self, what: &'static str) -> Result<String, RecordError> {
+        let b = self.bytes(what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| bad(what, "not UTF-8"))
+    }
+
+    fn planes<const N: usize>(&mut self, n: usize, what: &'static str) -> Result<Vec<[u8; N]>, RecordError> {
+        let planes = self.take(n.checked_mul(N).ok_or(RecordError::Truncated(what))?, what)?;
+        let mut items = vec![[0u8; N]; n];
+        for (plane, bytes) in planes.chunks(n.max(1)).enumerate().take(N) {
+            for (item, b) in items.iter_mut().zip(bytes) {
+                if let Some(slot) = item.get_mut(plane) {
+                    *slot = *b;
+                }
+            }
+        }
+        Ok(items)
+    }
+}
+
+fn value(c: &mut Cur<'_>) -> Result<Option<Value>, RecordError> {
+    Ok(Some(match c.u8("value tag")? {
+        0 => return Ok(None),
+        1 => Value::Null,
+        2 => Value::Int64(c.iv("int64 value")?),
+        3 => Value::Float64(f64::from_le_bytes(arr(c.take(8, "float64 value")?))),
+        4 => Value::Float32(f32::from_le_bytes(arr(c.take(4, "float32 value")?))),
+        5 => Value::Bool(c.u8("bool value")? != 0),
+        6 => Value::String(c.str("string value")?),
+        7 => Value::Bytes(c.bytes("bytes value")?.to_vec()),
+        8 => {
+            let n = c.count("vector length", 4)?;
+            let b = c.take(n * 4, "vector")?;
+            Value::Float32Vector(
+                b.chunks_exact(4)
+                    .map(|x| f32::from_le_bytes(arr(x)))
+                    .collect(),
+            )
+        }
+        other => return Err(bad("value tag", format!("{other}"))),
+    }))
+}
+
+fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, x) in out.iter_mut().zip(b) {
+        *o = *x;
+    }
+    out
+}
+
+fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
+    let rows = c.count("rows", 2)?;
+    let status: Rows<FeatureStatus> = c
+        .take(rows, "statuses")?
+        .iter()
+        .map(|s| status_of(*s))
+        .collect::<Result<_, _>>()?;
+    let mut times = Rows::with_capacity(rows);
+    let mut prev = 0i64;
+    for _ in 0..rows {
+        let u = c.uv("event time")?;
+        if u == 0 {
+            times.push(NO_TIME);
+        } else {
+            let z = u >> 1;
+            let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
+            prev = prev.wrapping_add(d);
+            times.push(prev);
+        }
+    }
+    let data = match c.u8("column type")? {
+        1 => ColumnData::Int64(
+            (0..rows)
+                .map(|_| c.iv("int64"))
+                .collect::<Result<_, _>>()?,
+        ),
+        2 => ColumnData::Float64(
+            c.planes::<8>(rows, "float64s")?
+                .into_iter()
+                .map(f64::from_le_bytes)
+                .collect(),
+        ),
+        3 => ColumnData::Float32(
+            c.planes::<4>(rows, "float32s")?
+                .into_iter()
+                .map(f32::from_le_bytes)
+                .collect(),
+        ),
+        4 => ColumnData::Bool(
+            c.take(rows, "bools")?
+                .iter()
+                .map(|b| *b != 0)
+                .collect(),
+        ),
+        5 => {
+            let dim = usize::try_from(c.uv("vector dim")?).map_err(|_| bad("vector dim", "too large"))?;
+            let n = rows
+                .checked_mul(dim)
+                .filter(|n| n.saturating_mul(4) <= c.left())
+                .ok_or(RecordError::Truncated("vector column"))?;
+            ColumnData::Float32Vector {
+                dim,
+                values: c
+                    .planes::<4>(n, "vectors")?
+                    .into_iter()
+                    .map(f32::from_le_bytes)
+                    .collect(),
+            }
+        }
+        6 => ColumnData::Other((0..rows).map(|_| value(c)).collect::<Result<_, _>>()?),
+        other => return Err(bad("column type", format!("{other}"))),
+    };
+    ColumnValues::from_parts(status, times, data).ok_or_else(|| bad("column", "row counts differ"))
+}
+
+fn column(c: &mut Cur<'_>) -> Result<(RankColumn, String), RecordError> {
+    let name = c.str("column name")?;
+    let feature = c.str("feature")?;
+    let dtype: DType = c
+        .str("dtype")?
+        .parse()
+        .map_err(|e: String| bad("dtype", e))?;
+    let on_demand = c.u8("on_demand")? != 0;
+    let group = c.str("group")?;
+    Ok((
+        RankColumn {
+            name,
+            feature,
+            dtype,
+            on_demand,
+        },
+        group,
+    ))
+}
+
+fn versions(c: &mut Cur<'_>) -> Result<BTreeMap<String, u64>, RecordError> {
+    let n = c.count("versions", 2)?;
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let g = c.str("version group")?;
+        out.insert(g, c.uv("version")?);
+    }
+    Ok(out)
+}
+
+/// Decodes one record.
+pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    let mut c = Cur { b: bytes, p: 0 };
+    let kind = c.u8("kind")?;
+    let request_id = c.str("request id")?;
+    let route = c.str("route")?;
+    let now_ms = c.iv("log time")?;
+    let mut answer = RankResponse {
+        service: None,
+        context: Vec::new(),
+        context_columns: Vec::new(),
+        context_cells: Vec::new(),
+        candidate_type: String::new(),
+        columns: Vec::new(),
+        candidates: Vec::new(),
+        values: Vec::new(),
+        versions: BTreeMap::new(),
+        complete: true,
+        defaults: Vec::new(),
+        now_ms,
+    };
+    let mut context_groups = Vec::new();
+    let mut groups = Vec::new();
+    let kind = match kind {
+        KIND_ENTITY => {
+            answer.versions = versions(&mut c)?;
+            answer.candidate_type = c.str("entity type")?;
+            answer.candidates.push(c.str("entity id")?);
+            let n = c.count("columns", 8)?;
+            for _ in 0..n {
+                let (col, group) = column(&mut c)?;
+                let values = column_values(&mut c)?;
+                if values.len() != 1 {
+                    return Err(bad("column", "a GET answers one row"));
+                }
+                answer.columns.push(col);
+                answer.values.push(values);
+                groups.push(group);
+            }
+            ReadKind::Entity
+        }
+        KIND_RANKING => {
+            answer.service = match c.u8("service flag")? {
+                0 => None,
+                _ => Some(c.str("service")?),
+            };
+            answer.complete = c.u8("complete")? != 0;
+            answer.versions = versions(&mut c)?;
+            let n = c.count("context", 2)?;
+            for _ in 0..n {
+                let t = c.str("context type")?;
+                answer.context.push((t, c.str("context id")?));
+            }
+            let n = c.count("context columns", 8)?;
+            for _ in 0..n {
+                let (col, group) = column(&mut c)?;
+                let status = status_of(c.u8("context status")?)?;
+                let event_time = match c.u8("context time flag")? {
+                    0 => None,
+                    _ => Some(c.iv("context time")?),
+                };
+                let value = value(&mut c)?;
+                answer.context_columns.push(col);
+                answer.context_cells.push(Cell {
+                    status,
+                    value,
+                    event_time,
+                });
+                context_groups.push(group);
+            }
+            answer.candidate_type = c.str("candidate type")?;
+            let n = c.count("candidates", 1)?;
+            for _ in 0..n {
+                answer.candidates.push(c.str("candidate")?);
+            }
+            let n = c.count("columns", 8)?;
+            for _ in 0..n {
+                let (col, group) = column(&mut c)?;
+                let values = column_values(&mut c)?;
+                if values.len() != answer.candidates.len() {
+                    return Err(bad("column", "rows differ from candidates"));
+                }
+                answer.columns.push(col);
+                answer.values.push(values);
+                groups.push(group);
+            }
+            let n = c.count("defaults", 2)?;
+            for _ in 0..n {
+                let f = c.str("default feature")?;
+                answer.defaults.push((f, c.uv("default count")?));
+            }
+            ReadKind::Ranking
+        }
+        other => return Err(bad("kind", format!("{other}"))),
+    };
+    if c.left() != 0 {
+        return Err(bad("record", format!("{} bytes after the end", c.left())));
+    }
+    Ok(Record {
+        request_id,
+        route,
+        kind,
+        answer,
+        context_groups,
+        groups,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(dtype: DType, rows: usize) -> ColumnValues {
+        let mut status = Rows::new();
+        let mut times = Rows::new();
+        for r in 0..rows {
+            status.push(if r % 3 == 0 {
+                FeatureStatus::NotFound
+            } else {
+                FeatureStatus::Present
+            });
+            times.push(if r % 3 == 0 { NO_TIME } else { 1_700_000_000_000 + r as i64 });
+        }
+        let data = match dtype {
+            DType::Float32 => ColumnData::Float32((0..rows).map(|r| r as f32 * 0.5).collect()),
+            DType::Int64 => ColumnData::Int64((0..rows).map(|r| -(r as i64)).collect()),
+            DType::String => ColumnData::Other(
+                (0..rows)
+                    .map(|r| (r % 3 != 0).then(|| Value::String(format!("s{r}"))))
+                    .collect(),
+            ),
+            _ => ColumnData::Float64((0..rows).map(|r| r as f64 / 3.0).collect()),
+        };
+        ColumnValues::from_parts(status, times, data).expect("consistent")
+    }
+
+    fn ranking() -> RankResponse {
+        let dtypes = [DType::Float32, DType::Int64, DType::String, DType::Float64];
+        let rows = 7;
+        RankResponse {
+            service: Some("svc@2".into()),
+            context: vec![("user".into(), "u1".into())],
+            context_columns: vec![RankColumn {
+                name: "user_age".into(),
+                feature: "user_age@1".into(),
+                dtype: DType::Int64,
+                on_demand: false,
+            }],
+            context_cells: vec![Cell {
+                status: FeatureStatus::Stale,
+                value: Some(Value::Int64(41)),
+                event_time: Some(5),
+            }],
+            candidate_type: "product".into(),
+            columns: dtypes
+                .iter()
+                .enumerate()
+                .map(|(i, d)| RankColumn {
+                    name: format!("f{i}"),
+                    feature: format!("f{i}@1"),
+                    dtype: *d,
+                    on_demand: i == 3,
+                })
+                .collect(),
+            candidates: (0..rows).map(|r| format!("p{r}")).collect(),
+            values: dtypes.iter().map(|d| column(*d, rows)).collect(),
+            versions: [("products".to_owned(), 3u64)].into(),
+            complete: false,
+            defaults: vec![("f1@1".into(), 2)],
+            now_ms: 1_700_000_000_123,
+        }
+    }
+
+    #[test]
+    fn a_ranking_answer_round_trips() {
+        let answer = ranking();
+        let mut out = Vec::new();
+        encode_ranking(&mut out, "rid-1", "rank", &answer, &mut |f| format!("g:{f}"));
+        let record = decode(&out).expect("decodes");
+        assert_eq!(record.answer, answer);
+        assert_eq!(record.request_id, "rid-1");
+        assert_eq!(record.groups[0], "g:f0@1");
+        assert_eq!(record.context_groups, vec!["g:user_age@1".to_owned()]);
+        assert_eq!(record.service_name(), Some("svc"));
+        assert_eq!(
+            record.replay_json().expect("json"),
+            crate::api::rank_json::encode_json(&answer)
+        );
+    }
+
+    #[test]
+    fn every_truncation_and_many_flips_are_errors_not_panics() {
+        let mut out = Vec::new();
+        encode_ranking(&mut out, "r", "rank", &ranking(), &mut |_| String::new());
+        for cut in 0..out.len() {
+            assert!(decode(&out[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in 0..out.len() {
+            let mut b = out.clone();
+            b[at] ^= 0xa5;
+            let _ = decode(&b);
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The writer thread: takes queued reads, encodes them ([`super::record`]), gathers them
+//! into blocks (`featstore_format::reclog`), appends each block with one `write`, and
+//! rotates and prunes files.
+//!
+//! Files are `<dir>/<created ms, 16 digits>-<seq, 6 digits>.fslog`; a file is never
+//! appended to after the writer that created it stops (a restart starts a new file), so
+//! a torn tail can only be at the end of a file that was being written when the process
+//! died. A block is written when it holds `block_bytes` of records or
+//! `flush_interval_ms` after its first record; a file is closed (end marker, fsync) past
+//! `segment_bytes` or `segment_age_secs`, and on shutdown. Retention runs at start and
+//! after each rotation, on closed files only.
+//!
+//! Thread-safety: the thread owns every file handle; the handle only joins it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, RecvTimeoutError};
+use featstore_format::reclog::{BlockBuilder, BlockPlace, end_marker, file_header};
+
+use super::record::{encode_entity, encode_ranking};
+use super::{DropReason, LogMetrics, Pending, Queued, ServeLogConfig, ServeLogError};
+use crate::store::FeatureStore;
+use crate::types::now_ms;
+
+/// File name suffix of log files.
+pub const EXTENSION: &str = "fslog";
+
+/// The file name of a log file created at `created_ms`, `seq`-th of that millisecond.
+pub fn file_name(created_ms: i64, seq: u32) -> String {
+    format!("{created_ms:016}-{seq:06}.{EXTENSION}")
+}
+
+/// The creation time in a log file's name.
+pub fn created_of(path: &Path) -> Option<i64> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(&format!(".{EXTENSION}"))?;
+    stem.split_once('-')?.0.parse().ok()
+}
+
+/// The log files in `dir`, oldest first (an absent directory has none).
+pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ServeLogError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(ServeLogError::Io {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| created_of(p).is_some())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The writer thread's handle.
+pub(crate) struct WriterHandle {
+    thread: std::thread::JoinHandle<()>,
+    stop: crossbeam::channel::Sender<()>,
+}
+
+impl WriterHandle {
+    pub(crate) fn start(
+        dir: PathBuf,
+        config: ServeLogConfig,
+        rx: Receiver<Pending>,
+        metrics: Arc<LogMetrics>,
+        store: Weak<FeatureStore>,
+    ) -> Result<Self, ServeLogError> {
+        std::fs::create_dir_all(&dir).map_err(|source| ServeLogError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut writer = Writer {
+            dir,
+            config,
+            metrics,
+            store,
+            groups: HashMap::new(),
+            file: None,
+            block: BlockBuilder::new(),
+            block_oldest_ms: None,
+            block_values: 0,
+            block_started: None,
+            record: Vec::new(),
+        };
+        writer.prune();
+        writer.open_file()?;
+        let (stop, stopped) = crossbeam::channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("serving-log".into())
+            .spawn(move || writer.run(&rx, &stopped))
+            .map_err(|source| ServeLogError::Io {
+                path: PathBuf::from("serving-log thread"),
+                source,
+            })?;
+        Ok(WriterHandle { thread, stop })
+    }
+
+    /// Drains the queue, closes the file cleanly and joins the thread.
+    pub(crate) fn stop(self) {
+        let _ = self.stop.send(());
+        if self.thread.join().is_err() {
+            tracing::error!("the serving-log writer thread panicked");
+        }
+    }
+}
+
+struct OpenFile {
+    file: File,
+    id: u64,
+    path: PathBuf,
+    bytes: u64,
+    records: u32,
+    opened: Instant,
+}
+
+struct Writer {
+    dir: PathBuf,
+    config: ServeLogConfig,
+    metrics: Arc<LogMetrics>,
+    store: Weak<FeatureStore>,
+    /// Group of each served feature (`name@version`), resolved once: definitions are
+    /// immutable per version.
+    groups: HashMap<String, String>,
+    file: Option<OpenFile>,
+    block: BlockBuilder,
+    block_oldest_ms: Option<i64>,
+    block_values: u64,
+    block_started: Option<Instant>,
+    record: Vec<u8>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Pending>, stopped: &Receiver<()>) {
+        let interval = Duration::from_millis(self.config.flush_interval_ms);
+        loop {
+            if stopped.try_recv().is_ok() {
+                break;
+            }
+            let wait = match self.block_started {
+                Some(t) => interval.saturating_sub(t.elapsed()),
+                None => interval,
+            };
+            match rx.recv_timeout(wait) {
+                Ok(pending) => {
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    self.add(pending);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if self
+                .block_started
+                .is_some_and(|t| t.elapsed() >= interval)
+            {
+                self.flush();
+            }
+        }
+        // Drain what is queued, then close cleanly.
+        while let Ok(pending) = rx.try_recv() {
+            self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            self.add(pending);
+        }
+        self.flush();
+        self.close_file();
+    }
+
+    fn group_of(&mut self, feature: &str) -> String {
+        if let Some(g) = self.groups.get(feature) {
+            return g.clone();
+        }
+        let group = self
+            .store
+            .upgrade()
+            .and_then(|s| {
+                s.registry()
+                    .resolve(feature)
+                    .map(|d| d.spec.group.clone())
+            })
+            .unwrap_or_default();
+        self.groups.insert(feature.to_owned(), group.clone());
+        group
+    }
+
+    fn add(&mut self, pending: Pending) {
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
+        let (at, values) = match &pending.answer {
+            Queued::Entity(a) => {
+                let mut group_of = |f: &str| self.group_of(f);
+                encode_entity(&mut record, &pending.request_id, &pending.route, a, &mut group_of);
+                (a.now_ms(), a.width() as u64)
+            }
+            Queued::Ranking(r) => {
+                let mut group_of = |f: &str| self.group_of(f);
+                encode_ranking(&mut record, &pending.request_id, &pending.route, r, &mut group_of);
+                (
+                    r.now_ms,
+                    (r.context_cells.len() + r.candidates.len() * r.columns.len()) as u64,
+                )
+            }
+        };
+        if record.len() > featstore_format::reclog::MAX_RECORD_BYTES {
+            self.metrics.drop_records(DropReason::TooLarge, 1);
+        } else {
+            if !self.block.fits(record.len()) {
+                self.flush();
+            }
+            if self.block.add(&record).is_ok() {
+                self.block_oldest_ms = Some(self.block_oldest_ms.map_or(at, |o| o.min(at)));
+                self.block_values += values;
+                self.block_started.get_or_insert_with(Instant::now);
+            } else {
+                self.metrics.drop_records(DropReason::TooLarge, 1);
+            }
+            if self.block.raw_len() >= self.config.block_bytes {
+                self.flush();
+            }
+        }
+        self.record = record;
+    }
+
+    fn flush(&mut self) {
+        self.block_started = None;
+        if self.block.is_empty() {
+            return;
+        }
+        let records = self.block.records();
+        let values = std::mem::take(&mut self.block_values);
+        let oldest = self.block_oldest_ms.take();
+        let level = (self.config.compression_level != 0).then_some(self.config.compression_level);
+        if self.file.is_none() && self.open_file().is_err() {
+            self.metrics.drop_records(DropReason::IoError, u64::from(records));
+            self.block = BlockBuilder::new();
+            return;
+        }
+        let Some(open) = self.file.as_mut() else {
+            return;
+        };
+        let place = BlockPlace {
+            file_id: open.id,
+            offset: open.bytes,
+        };
+        let bytes = match self.block.finish(place, level) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "serving log: compressing a block failed");
+                self.metrics.drop_records(DropReason::IoError, u64::from(records));
+                self.block = BlockBuilder::new();
+                return;
+            }
+        };
+        match open.file.write_all(&bytes) {
+            Ok(()) => {
+                open.bytes += bytes.len() as u64;
+                open.records = open.records.saturating_add(records);
+                self.metrics
+                    .records_written
+                    .fetch_add(u64::from(records), Ordering::Relaxed);
+                self.metrics
+                    .bytes_written
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.metrics.values_written.fetch_add(values, Ordering::Relaxed);
+                if let Some(oldest) = oldest {
+                    self.metrics
+                        .write_lag_ms
+                        .store(now_ms().saturating_sub(oldest), Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, path = %open.path.display(), "serving log: write failed; starting a new file");
+                self.metrics.drop_records(DropReason::IoError, u64::from(records));
+                // The file may end in a torn block; never append after it.
+                self.file = None;
+                return;
+            }
+        }
+        let rotate = open.bytes >= self.config.segment_bytes
+            || open.opened.elapsed() >= Duration::from_secs(self.config.segment_age_secs);
+        if rotate {
+            self.close_file();
+            self.prune();
+            if let Err(e) = self.open_file() {
+                tracing::error!(error = %e, "serving log: cannot open a new file");
+            }
+        }
+    }
+
+    fn open_file(&mut self) -> Result<(), ServeLogError> {
+        let created = now_ms();
+        let mut seq = 0u32;
+        let (path, mut file) = loop {
+            let path = self.dir.join(file_name(created, seq));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => break (path, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && seq < 999_999 => {
+                    seq += 1;
+                }
+                Err(source) => return Err(ServeLogError::Io { path, source }),
+            }
+        };
+        let id = rand::random::<u64>();
+        let header = file_header(created, id);
+        file.write_all(&header)
+            .map_err(|source| ServeLogError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        self.file = Some(OpenFile {
+            file,
+            id,
+            path,
+            bytes: header.len() as u64,
+            records: 0,
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    fn close_file(&mut self) {
+        let Some(mut open) = self.file.take() else {
+            return;
+        };
+        let place = BlockPlace {
+            file_id: open.id,
+            offset: open.bytes,
+        };
+        let result = open
+            .file
+            .write_all(&end_marker(place, open.records))
+            .and_then(|()| open.file.sync_all());
+        if let Err(e) = result {
+            tracing::error!(error = %e, path = %open.path.display(), "serving log: closing a file failed");
+        }
+    }
+
+    /// Deletes closed files past the retention age or beyond the byte budget, oldest
+    /// first; the open file is never deleted.
+    fn prune(&mut self) {
+        let Ok(files) = list_files(&self.dir) else {
+            return;
+        };
+        let open = self.file.as_ref().map(|f| f.path.clone());
+        let cutoff = now_ms().saturating_sub(
+            i64::try_from(self.config.retention_secs)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        );
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .collect();
+        let mut total: u64 = sizes.iter().sum();
+        for (i, path) in files.iter().enumerate() {
+            if Some(path) == open.as_ref() {
+                break;
+            }
+            // Every record of a file is older than the next file's creation.
+            let next_created = files.get(i + 1).and_then(|p| created_of(p));
+            let expired = next_created.is_some_and(|n| n < cutoff);
+            let over = total > self.config.retention_bytes;
+            if !(expired || over) {
+                break;
+            }
+            match std::fs::remove_file(path) {
+                Ok(()) => total = total.saturating_sub(sizes.get(i).copied().unwrap_or(0)),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "serving log: cannot delete an old file");
+                    break;
+                }
+            }
+        }
+    }
+}
