@@ -68,8 +68,8 @@ pub mod client;
 pub mod loader;
 pub mod query;
 pub mod registry;
-pub mod server;
 pub mod servelog;
+pub mod server;
 pub mod store;
 
 // The synthetic data set and the demo serve the project's own binaries, tools,
@@ -92,7 +92,6 @@ pub use store::{
     ActivationCause, ActivationEvent, ApplyAction, ApplyOutcome, FeatureReading, FeatureStore,
     FeatureVector, GroupVersions, LoadEvent, LoadGate, MemoryUsage, Observer, ObserverId,
     PushError, PushEvent, PushOutcome, PushReport, ReadAnswer, ReadContext, ReadError, ReadEvent,
-    StoreConfig,
-    StoreError, StreamCommitEvent, VersionInfo, WriterHealth,
+    StoreConfig, StoreError, StreamCommitEvent, VersionInfo, WriterHealth,
 };
 pub use types::{DType, FeatureStatus, TimestampMs, Value};

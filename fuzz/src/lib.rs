@@ -263,9 +263,9 @@ pub fn reclog_read(data: &[u8]) {
     let with_end = shape & 0x20 != 0;
     // The file id depends on every record, as a random id would be unknown to them: no
     // record can hold a block that passes for one of this file.
-    let file_id = payload
-        .iter()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    let file_id = payload.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+    });
     let place = |bytes: &[u8]| BlockPlace {
         file_id,
         offset: bytes.len() as u64,
@@ -336,4 +336,3 @@ pub fn reclog_read(data: &[u8]) {
         }
     }
 }
-

@@ -56,8 +56,10 @@ impl Range {
 pub enum LogCommand {
     /// Write the selected records as Parquet in Feast's logging schema.
     Export {
+        /// Where the log is.
         #[command(flatten)]
         dir: LogDir,
+        /// Which records.
         #[command(flatten)]
         range: Range,
         /// Output directory (one subdirectory per read shape).
@@ -66,6 +68,7 @@ pub enum LogCommand {
     },
     /// Print the newest records, one JSON line each.
     Tail {
+        /// Where the log is.
         #[command(flatten)]
         dir: LogDir,
         /// Records to print.
@@ -74,6 +77,7 @@ pub enum LogCommand {
     },
     /// Print the answer a request got, re-encoded from the log.
     Show {
+        /// Where the log is.
         #[command(flatten)]
         dir: LogDir,
         /// The request id (`X-Request-Id`).
@@ -87,6 +91,7 @@ pub struct TrainingSetArgs {
     /// Directory of the serving log.
     #[arg(long)]
     pub from_log: PathBuf,
+    /// Which records.
     #[command(flatten)]
     pub range: Range,
     /// Labels: a Parquet file (`.parquet`) or a CSV file with a header.

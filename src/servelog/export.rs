@@ -28,8 +28,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int32Builder,
-    Int64Builder, ListBuilder, StringBuilder, StringDictionaryBuilder,
-    TimestampMicrosecondBuilder,
+    Int64Builder, ListBuilder, StringBuilder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::types::Int8Type;
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -234,7 +233,8 @@ impl FeatureColumns {
     }
 
     fn push_meta(&mut self, status: FeatureStatus, time: Option<i64>) {
-        self.times.append_option(time.map(|t| t.saturating_mul(1000)));
+        self.times
+            .append_option(time.map(|t| t.saturating_mul(1000)));
         self.feast.append_value(feast_status(status));
         // Seven distinct statuses fit an Int8 dictionary.
         let _ = self.status.append(status.as_str());
@@ -322,7 +322,13 @@ impl Shape {
         };
         let safe: String = base
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         format!("{safe}-{:08x}", h.finish() as u32)
     }
@@ -335,8 +341,16 @@ impl Shape {
         fields.push(Field::new(&self.candidate_type, DataType::Utf8, false));
         for (name, dtype) in self.context_features.iter().chain(&self.features) {
             fields.push(Field::new(name, arrow_type(*dtype), true));
-            fields.push(Field::new(format!("{name}__timestamp"), timestamp_type(), true));
-            fields.push(Field::new(format!("{name}__status"), DataType::Int32, false));
+            fields.push(Field::new(
+                format!("{name}__timestamp"),
+                timestamp_type(),
+                true,
+            ));
+            fields.push(Field::new(
+                format!("{name}__status"),
+                DataType::Int32,
+                false,
+            ));
             fields.push(Field::new(
                 format!("{name}__featstore_status"),
                 DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8)),
@@ -368,7 +382,8 @@ impl Shape {
             .iter()
             .map(|(_, d)| FeatureColumns::new(*d))
             .collect();
-        let mut versions: Vec<Int64Builder> = self.groups.iter().map(|_| Int64Builder::new()).collect();
+        let mut versions: Vec<Int64Builder> =
+            self.groups.iter().map(|_| Int64Builder::new()).collect();
         let mut log_ts = TimestampMicrosecondBuilder::new().with_timezone("UTC");
         let mut log_date = Date32Builder::new();
         let mut request_ids = StringBuilder::new();
@@ -461,10 +476,12 @@ impl ShapeOut {
             self.writer = Some((path, writer));
         }
         if let Some((path, writer)) = self.writer.as_mut() {
-            writer.write(&batch).map_err(|source| ExportError::Parquet {
-                path: path.clone(),
-                source,
-            })?;
+            writer
+                .write(&batch)
+                .map_err(|source| ExportError::Parquet {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         summary.rows += batch.num_rows() as u64;
         summary.values += self.pending_values as u64;
@@ -485,7 +502,11 @@ impl ShapeOut {
 
 /// Exports the records of `log_dir` that `selection` picks into `out` (see the module
 /// docs for the layout).
-pub fn export(log_dir: &Path, selection: &Selection, out: &Path) -> Result<ExportSummary, ExportError> {
+pub fn export(
+    log_dir: &Path,
+    selection: &Selection,
+    out: &Path,
+) -> Result<ExportSummary, ExportError> {
     let mut shapes: HashMap<Shape, ShapeOut> = HashMap::new();
     let mut summary = ExportSummary::default();
     let mut failed: Option<ExportError> = None;
@@ -653,7 +674,11 @@ fn read_labels(path: &Path) -> Result<Vec<(String, LabelColumn)>, ExportError> {
                         let a = array.as_string::<i64>();
                         v.extend((0..a.len()).map(|i| valid(i).then(|| a.value(i).to_owned())));
                     }
-                    _ => return Err(ExportError::Labels("label column types changed between batches".into())),
+                    _ => {
+                        return Err(ExportError::Labels(
+                            "label column types changed between batches".into(),
+                        ));
+                    }
                 }
             }
         }
@@ -669,7 +694,8 @@ fn read_labels(path: &Path) -> Result<Vec<(String, LabelColumn)>, ExportError> {
         .collect();
     let mut text: Vec<Vec<String>> = vec![Vec::new(); headers.len()];
     for row in reader.records() {
-        let row = row.map_err(|e| ExportError::Labels(format!("reading {}: {e}", path.display())))?;
+        let row =
+            row.map_err(|e| ExportError::Labels(format!("reading {}: {e}", path.display())))?;
         for (col, field) in text.iter_mut().zip(row.iter()) {
             col.push(field.to_owned());
         }
@@ -682,10 +708,22 @@ fn read_labels(path: &Path) -> Result<Vec<(String, LabelColumn)>, ExportError> {
                 (!s.is_empty()).then_some(s)
             }
             let parsed = if col.iter().filter_map(opt).all(|s| s.parse::<i64>().is_ok()) {
-                LabelColumn::I64(col.iter().map(|s| opt(s).and_then(|s| s.parse().ok())).collect())
+                LabelColumn::I64(
+                    col.iter()
+                        .map(|s| opt(s).and_then(|s| s.parse().ok()))
+                        .collect(),
+                )
             } else if col.iter().filter_map(opt).all(|s| s.parse::<f64>().is_ok()) {
-                LabelColumn::F64(col.iter().map(|s| opt(s).and_then(|s| s.parse().ok())).collect())
-            } else if col.iter().filter_map(opt).all(|s| s == "true" || s == "false") {
+                LabelColumn::F64(
+                    col.iter()
+                        .map(|s| opt(s).and_then(|s| s.parse().ok()))
+                        .collect(),
+                )
+            } else if col
+                .iter()
+                .filter_map(opt)
+                .all(|s| s == "true" || s == "false")
+            {
                 LabelColumn::Bool(col.iter().map(|s| opt(s).map(|s| s == "true")).collect())
             } else {
                 LabelColumn::Str(col.iter().map(|s| opt(s).cloned()).collect())
@@ -734,13 +772,19 @@ pub fn training_set(
         )));
     }
     let Some((shape, records)) = by_shape.into_values().next() else {
-        return Err(ExportError::Labels("the selection holds no logged read".into()));
+        return Err(ExportError::Labels(
+            "the selection holds no logged read".into(),
+        ));
     };
     let [request_key, entity_key @ ..] = join else {
-        return Err(ExportError::Labels("--join needs request_id[,entity column]".into()));
+        return Err(ExportError::Labels(
+            "--join needs request_id[,entity column]".into(),
+        ));
     };
     if entity_key.len() > 1 {
-        return Err(ExportError::Labels("--join takes at most two columns".into()));
+        return Err(ExportError::Labels(
+            "--join takes at most two columns".into(),
+        ));
     }
     let entity_key = entity_key.first();
     if let Some(e) = entity_key
@@ -770,7 +814,9 @@ pub fn training_set(
         let Some(rid) = labels.get(request_col).and_then(|(_, c)| c.text(row)) else {
             continue;
         };
-        let entity = entity_col.and_then(|c| labels.get(c)).and_then(|(_, c)| c.text(row));
+        let entity = entity_col
+            .and_then(|c| labels.get(c))
+            .and_then(|(_, c)| c.text(row));
         index.insert((rid, entity), row);
     }
     let batch = shape.batch(&records)?;

@@ -264,7 +264,11 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    const ALL: [DropReason; 3] = [DropReason::QueueFull, DropReason::TooLarge, DropReason::IoError];
+    const ALL: [DropReason; 3] = [
+        DropReason::QueueFull,
+        DropReason::TooLarge,
+        DropReason::IoError,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -500,7 +504,10 @@ mod tests {
     fn sampling_is_decided_by_the_request_id_and_near_its_rate() {
         let ids: Vec<String> = (0..20_000).map(|i| format!("req-{i}")).collect();
         let kept = ids.iter().filter(|id| Sampler::keep(id, 0.1)).count();
-        assert!((1_700..2_300).contains(&kept), "kept {kept} of 20000 at 10%");
+        assert!(
+            (1_700..2_300).contains(&kept),
+            "kept {kept} of 20000 at 10%"
+        );
         for id in &ids[..500] {
             assert_eq!(Sampler::keep(id, 0.1), Sampler::keep(id, 0.1));
             // A request kept at a rate is kept at every higher rate.

@@ -80,7 +80,9 @@ fn files_for(dir: &Path, selection: &Selection) -> Result<Vec<PathBuf>, ServeLog
             let next = created.get(i + 1).copied().flatten();
             // Clocks may step back, so a margin of one minute either way.
             let margin = 60_000;
-            selection.to_ms.is_none_or(|to| start.saturating_sub(margin) < to)
+            selection
+                .to_ms
+                .is_none_or(|to| start.saturating_sub(margin) < to)
                 && selection
                     .from_ms
                     .is_none_or(|from| next.is_none_or(|n| n.saturating_add(margin) >= from))
@@ -131,7 +133,10 @@ pub fn scan(
 }
 
 /// The selected records of `dir`.
-pub fn read_all(dir: &Path, selection: &Selection) -> Result<(Vec<Record>, ScanReport), ServeLogError> {
+pub fn read_all(
+    dir: &Path,
+    selection: &Selection,
+) -> Result<(Vec<Record>, ScanReport), ServeLogError> {
     let mut out = Vec::new();
     let report = scan(dir, selection, |r| out.push(r))?;
     Ok((out, report))

@@ -204,7 +204,10 @@ fn put_times(out: &mut Vec<u8>, times: &[TimestampMs]) {
 }
 
 /// `N`-byte little-endian items stored byte-plane by byte-plane.
-fn put_planes<const N: usize>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Item = [u8; N]> + Clone) {
+fn put_planes<const N: usize>(
+    out: &mut Vec<u8>,
+    items: impl ExactSizeIterator<Item = [u8; N]> + Clone,
+) {
     let start = out.len();
     let n = items.len();
     out.resize(start + n * N, 0);
@@ -407,7 +410,10 @@ impl<'a> Cur<'a> {
 
     fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], RecordError> {
         let end = self.p.checked_add(n).ok_or(RecordError::Truncated(what))?;
-        let s = self.b.get(self.p..end).ok_or(RecordError::Truncated(what))?;
+        let s = self
+            .b
+            .get(self.p..end)
+            .ok_or(RecordError::Truncated(what))?;
         self.p = end;
         Ok(s)
     }
@@ -453,7 +459,11 @@ impl<'a> Cur<'a> {
         String::from_utf8(b.to_vec()).map_err(|_| bad(what, "not UTF-8"))
     }
 
-    fn planes<const N: usize>(&mut self, n: usize, what: &'static str) -> Result<Vec<[u8; N]>, RecordError> {
+    fn planes<const N: usize>(
+        &mut self,
+        n: usize,
+        what: &'static str,
+    ) -> Result<Vec<[u8; N]>, RecordError> {
         let planes = self.take(n.checked_mul(N).ok_or(RecordError::Truncated(what))?, what)?;
         let mut items = vec![[0u8; N]; n];
         for (plane, bytes) in planes.chunks(n.max(1)).enumerate().take(N) {
@@ -519,11 +529,7 @@ fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
         }
     }
     let data = match c.u8("column type")? {
-        1 => ColumnData::Int64(
-            (0..rows)
-                .map(|_| c.iv("int64"))
-                .collect::<Result<_, _>>()?,
-        ),
+        1 => ColumnData::Int64((0..rows).map(|_| c.iv("int64")).collect::<Result<_, _>>()?),
         2 => ColumnData::Float64(
             c.planes::<8>(rows, "float64s")?
                 .into_iter()
@@ -536,14 +542,10 @@ fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
                 .map(f32::from_le_bytes)
                 .collect(),
         ),
-        4 => ColumnData::Bool(
-            c.take(rows, "bools")?
-                .iter()
-                .map(|b| *b != 0)
-                .collect(),
-        ),
+        4 => ColumnData::Bool(c.take(rows, "bools")?.iter().map(|b| *b != 0).collect()),
         5 => {
-            let dim = usize::try_from(c.uv("vector dim")?).map_err(|_| bad("vector dim", "too large"))?;
+            let dim =
+                usize::try_from(c.uv("vector dim")?).map_err(|_| bad("vector dim", "too large"))?;
             let n = rows
                 .checked_mul(dim)
                 .filter(|n| n.saturating_mul(4) <= c.left())
@@ -714,7 +716,11 @@ mod tests {
             } else {
                 FeatureStatus::Present
             });
-            times.push(if r % 3 == 0 { NO_TIME } else { 1_700_000_000_000 + r as i64 });
+            times.push(if r % 3 == 0 {
+                NO_TIME
+            } else {
+                1_700_000_000_000 + r as i64
+            });
         }
         let data = match dtype {
             DType::Float32 => ColumnData::Float32((0..rows).map(|r| r as f32 * 0.5).collect()),
@@ -770,7 +776,9 @@ mod tests {
     fn a_ranking_answer_round_trips() {
         let answer = ranking();
         let mut out = Vec::new();
-        encode_ranking(&mut out, "rid-1", "rank", &answer, &mut |f| format!("g:{f}"));
+        encode_ranking(&mut out, "rid-1", "rank", &answer, &mut |f| {
+            format!("g:{f}")
+        });
         let record = decode(&out).expect("decodes");
         assert_eq!(record.answer, answer);
         assert_eq!(record.request_id, "rid-1");

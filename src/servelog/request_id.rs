@@ -90,7 +90,10 @@ mod tests {
         assert_eq!(validate(b""), Err(RequestIdError::Length(0)));
         assert!(validate(&[b'a'; MAX_LEN]).is_ok());
         assert!(validate(&[b'a'; MAX_LEN + 1]).is_err());
-        assert!(matches!(validate(b"a b"), Err(RequestIdError::Byte { at: 1, .. })));
+        assert!(matches!(
+            validate(b"a b"),
+            Err(RequestIdError::Byte { at: 1, .. })
+        ));
         assert!(validate("é".as_bytes()).is_err());
         assert!(validate(b"a\nb").is_err());
     }

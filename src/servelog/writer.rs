@@ -161,10 +161,7 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if self
-                .block_started
-                .is_some_and(|t| t.elapsed() >= interval)
-            {
+            if self.block_started.is_some_and(|t| t.elapsed() >= interval) {
                 self.flush();
             }
         }
@@ -184,11 +181,7 @@ impl Writer {
         let group = self
             .store
             .upgrade()
-            .and_then(|s| {
-                s.registry()
-                    .resolve(feature)
-                    .map(|d| d.spec.group.clone())
-            })
+            .and_then(|s| s.registry().resolve(feature).map(|d| d.spec.group.clone()))
             .unwrap_or_default();
         self.groups.insert(feature.to_owned(), group.clone());
         group
@@ -200,12 +193,24 @@ impl Writer {
         let (at, values) = match &pending.answer {
             Queued::Entity(a) => {
                 let mut group_of = |f: &str| self.group_of(f);
-                encode_entity(&mut record, &pending.request_id, &pending.route, a, &mut group_of);
+                encode_entity(
+                    &mut record,
+                    &pending.request_id,
+                    &pending.route,
+                    a,
+                    &mut group_of,
+                );
                 (a.now_ms(), a.width() as u64)
             }
             Queued::Ranking(r) => {
                 let mut group_of = |f: &str| self.group_of(f);
-                encode_ranking(&mut record, &pending.request_id, &pending.route, r, &mut group_of);
+                encode_ranking(
+                    &mut record,
+                    &pending.request_id,
+                    &pending.route,
+                    r,
+                    &mut group_of,
+                );
                 (
                     r.now_ms,
                     (r.context_cells.len() + r.candidates.len() * r.columns.len()) as u64,
@@ -242,7 +247,8 @@ impl Writer {
         let oldest = self.block_oldest_ms.take();
         let level = (self.config.compression_level != 0).then_some(self.config.compression_level);
         if self.file.is_none() && self.open_file().is_err() {
-            self.metrics.drop_records(DropReason::IoError, u64::from(records));
+            self.metrics
+                .drop_records(DropReason::IoError, u64::from(records));
             self.block = BlockBuilder::new();
             return;
         }
@@ -257,7 +263,8 @@ impl Writer {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "serving log: compressing a block failed");
-                self.metrics.drop_records(DropReason::IoError, u64::from(records));
+                self.metrics
+                    .drop_records(DropReason::IoError, u64::from(records));
                 self.block = BlockBuilder::new();
                 return;
             }
@@ -272,7 +279,9 @@ impl Writer {
                 self.metrics
                     .bytes_written
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                self.metrics.values_written.fetch_add(values, Ordering::Relaxed);
+                self.metrics
+                    .values_written
+                    .fetch_add(values, Ordering::Relaxed);
                 if let Some(oldest) = oldest {
                     self.metrics
                         .write_lag_ms
@@ -281,7 +290,8 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, path = %open.path.display(), "serving log: write failed; starting a new file");
-                self.metrics.drop_records(DropReason::IoError, u64::from(records));
+                self.metrics
+                    .drop_records(DropReason::IoError, u64::from(records));
                 // The file may end in a torn block; never append after it.
                 self.file = None;
                 return;

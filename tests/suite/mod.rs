@@ -22,6 +22,7 @@ mod ranking_model;
 mod registry;
 mod restart;
 mod segments;
+mod servelog;
 mod shutdown;
 mod stream_recovery;
 mod streaming;

@@ -526,17 +526,13 @@ impl<'a> LogReader<'a> {
                     return None;
                 }
                 Some(BlockKind::Plain) => self.decode(at, &header, payload.to_vec()),
-                Some(BlockKind::Zstd) => {
-                    match zstd::bulk::decompress(payload, header.raw_len) {
-                        Ok(raw) if raw.len() == header.raw_len => {
-                            self.decode(at, &header, raw)
-                        }
-                        _ => {
-                            self.bad_payload(at, &header, payload.len());
-                            continue;
-                        }
+                Some(BlockKind::Zstd) => match zstd::bulk::decompress(payload, header.raw_len) {
+                    Ok(raw) if raw.len() == header.raw_len => self.decode(at, &header, raw),
+                    _ => {
+                        self.bad_payload(at, &header, payload.len());
+                        continue;
                     }
-                }
+                },
                 None => None,
             };
             if let Some(block) = block
@@ -549,11 +545,8 @@ impl<'a> LogReader<'a> {
     }
 
     fn bad_payload(&mut self, at: usize, header: &Header, stored: usize) {
-        self.report.corrupt(
-            CorruptionKind::BadPayload,
-            at,
-            BLOCK_HEADER_LEN + stored,
-        );
+        self.report
+            .corrupt(CorruptionKind::BadPayload, at, BLOCK_HEADER_LEN + stored);
         self.report.corrupt_records += u64::from(header.count);
     }
 
@@ -699,7 +692,10 @@ mod tests {
         for level in [None, Some(3)] {
             let bytes = file(&[&[b"a", b"", b"ccc"], &[&[7u8; 1000]]], level, true);
             let (records, report) = read(&bytes);
-            assert_eq!(records, vec![b"a".to_vec(), vec![], b"ccc".to_vec(), vec![7; 1000]]);
+            assert_eq!(
+                records,
+                vec![b"a".to_vec(), vec![], b"ccc".to_vec(), vec![7; 1000]]
+            );
             assert!(report.is_clean(), "{report:?}");
             assert_eq!(report.declared_records, Some(4));
             assert_eq!(report.blocks, 2);
@@ -754,10 +750,16 @@ mod tests {
 
     #[test]
     fn bad_headers_are_errors() {
-        assert!(matches!(LogReader::new(b"short"), Err(LogError::Truncated { .. })));
+        assert!(matches!(
+            LogReader::new(b"short"),
+            Err(LogError::Truncated { .. })
+        ));
         let mut bytes = file(&[], None, true);
         bytes[HEADER_CRC_OFFSET] ^= 1;
-        assert!(matches!(LogReader::new(&bytes), Err(LogError::HeaderChecksum { .. })));
+        assert!(matches!(
+            LogReader::new(&bytes),
+            Err(LogError::HeaderChecksum { .. })
+        ));
         let mut other = file_header(0, ID);
         other[VERSION_OFFSET] = 9;
         let crc = crc32fast::hash(&other[..HEADER_CRC_OFFSET]);
@@ -766,7 +768,10 @@ mod tests {
             LogReader::new(&other),
             Err(LogError::UnsupportedVersion { found: 9, .. })
         ));
-        assert!(matches!(LogReader::new(&[0u8; 64]), Err(LogError::BadMagic { .. })));
+        assert!(matches!(
+            LogReader::new(&[0u8; 64]),
+            Err(LogError::BadMagic { .. })
+        ));
     }
 
     #[test]

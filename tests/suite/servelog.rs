@@ -1,0 +1,327 @@
+//! The serving log (issue 13): a recorded run of GETs and ranking reads (defaults,
+//! on-demand values, expired values, a version swap in the middle) read back and
+//! exported, compared value by value with what the caller got; sampling by request id;
+//! queue overflow counted; a damaged file loses only its damaged blocks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type};
+use featstore::api::{get_json, rank_json};
+use featstore::loader::LoadRequest;
+use featstore::query::Names;
+use featstore::query::rank::{FeatureSelection, RankRequest};
+use featstore::servelog::reader::{Selection, read_all};
+use featstore::servelog::request_id::generate;
+use featstore::servelog::writer::list_files;
+use featstore::servelog::{DropReason, Sampler, ServeLog, ServeLogConfig};
+use featstore::{FeatureStore, ReadContext};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::common::small_config;
+use super::ranking::ranking_store;
+
+fn config(rate: f64) -> ServeLogConfig {
+    ServeLogConfig {
+        enabled: true,
+        sample_rate: rate,
+        flush_interval_ms: 20,
+        ..ServeLogConfig::default()
+    }
+}
+
+fn rank_request(service: bool) -> RankRequest {
+    RankRequest {
+        context: vec![("user".into(), "u1".into())],
+        candidate_type: "product".into(),
+        candidates: vec!["p3".into(), "p1".into(), "nope".into(), "p2".into()],
+        features: if service {
+            FeatureSelection::Service("ranker_v3".into())
+        } else {
+            FeatureSelection::Names(vec![
+                "product_price".into(),
+                "user_age".into(),
+                "up_affinity".into(),
+                "product_promo".into(),
+                "user_product_sim".into(),
+            ])
+        },
+        deadline: None,
+    }
+}
+
+/// The body each read's client got, by request id.
+type Served = Vec<(String, Vec<u8>)>;
+
+fn run(store: &FeatureStore, dir: &std::path::Path, served: &mut Served, round: usize) {
+    for i in 0..20 {
+        let id = format!("r{round}-get-{i}");
+        let entity = ["p1", "p2", "p3", "missing"][i % 4];
+        let answer = store
+            .get_entity_in(
+                ReadContext {
+                    request_id: Some(&id),
+                    route: "get",
+                },
+                "product",
+                entity,
+                Names::Text("product_price,product_promo,product_clicks"),
+            )
+            .expect("get");
+        served.push((id, get_json::encode_entity(&answer)));
+        let id = format!("r{round}-rank-{i}");
+        let answer = store
+            .rank_in(
+                ReadContext {
+                    request_id: Some(&id),
+                    route: "rank",
+                },
+                rank_request(i % 2 == 0),
+            )
+            .expect("rank");
+        served.push((id, rank_json::encode_json(&answer)));
+    }
+    let _ = dir;
+}
+
+#[test]
+fn a_recorded_run_replays_and_exports_exactly_what_was_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ranking_store(dir.path(), small_config()));
+    let log_dir = dir.path().join("log");
+    let log = ServeLog::start(&store, &config(1.0), &log_dir).expect("start");
+    let mut served = Served::new();
+    run(&store, dir.path(), &mut served, 0);
+    // A new version of the products in the middle of the run.
+    let path = dir.path().join("products-v2.csv");
+    std::fs::write(
+        &path,
+        "entity_id,event_time,product_price,product_clicks,product_views,product_emb,product_promo\n\
+         p1,1700000000000,11.5,6,100,1 1 0,0.8\n\
+         p2,1700000000000,21,1,0,0 1 0,0.2\n",
+    )
+    .expect("write");
+    store
+        .load(&LoadRequest::new("products", &path), &|_| {})
+        .expect("load v2");
+    run(&store, dir.path(), &mut served, 1);
+    let metrics = log.metrics().clone();
+    log.close();
+    assert_eq!(metrics.records_written.load(Ordering::Relaxed), 80);
+    assert_eq!(metrics.dropped(DropReason::QueueFull), 0);
+
+    let (records, report) = read_all(&log_dir, &Selection::default()).expect("read");
+    assert_eq!(report.corruptions, 0);
+    assert_eq!(report.unclosed_files, 0);
+    assert_eq!(records.len(), served.len());
+    for (record, (id, body)) in records.iter().zip(&served) {
+        assert_eq!(&record.request_id, id);
+        assert_eq!(
+            record.replay_json().expect("replay"),
+            *body,
+            "request {id}: the log replays other bytes than were served"
+        );
+    }
+    let versions: Vec<u64> = records
+        .iter()
+        .filter_map(|r| r.answer.versions.get("products").copied())
+        .collect();
+    assert!(
+        versions.first() < versions.last(),
+        "the swap is in the log: {versions:?}"
+    );
+
+    // Export: every product_price value and status as served.
+    let out = dir.path().join("export");
+    let selection = Selection {
+        service: Some("ranker_v3".into()),
+        ..Selection::default()
+    };
+    let summary = featstore::servelog::export::export(&log_dir, &selection, &out).expect("export");
+    assert_eq!(summary.records, 20);
+    assert_eq!(summary.files.len(), 1);
+    let file = std::fs::File::open(&summary.files[0]).expect("open parquet");
+    let batches: Vec<_> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("batches");
+    let mut expected = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.service_name() == Some("ranker_v3"))
+    {
+        let c = r
+            .answer
+            .columns
+            .iter()
+            .position(|c| c.name == "product_price")
+            .expect("column");
+        for row in 0..r.answer.candidates.len() {
+            let cell = r.answer.cell(row, c);
+            let value = match cell.value {
+                Some(featstore::Value::Float64(v)) => Some(v),
+                _ => None,
+            };
+            expected.push((
+                r.request_id.clone(),
+                r.answer.candidates[row].clone(),
+                value,
+                cell.status.as_str().to_owned(),
+            ));
+        }
+    }
+    let mut got = Vec::new();
+    for b in &batches {
+        let ids = b
+            .column_by_name("__request_id")
+            .expect("request id")
+            .as_string::<i32>();
+        let products = b
+            .column_by_name("product")
+            .expect("product")
+            .as_string::<i32>();
+        let prices = b
+            .column_by_name("products__product_price")
+            .expect("price")
+            .as_primitive::<Float64Type>();
+        let feast = b
+            .column_by_name("products__product_price__status")
+            .expect("status")
+            .as_primitive::<Int32Type>();
+        let status = arrow_cast_status(
+            b.column_by_name("products__product_price__featstore_status")
+                .expect("status"),
+        );
+        for i in 0..b.num_rows() {
+            let value = (!prices.is_null(i)).then(|| prices.value(i));
+            got.push((
+                ids.value(i).to_owned(),
+                products.value(i).to_owned(),
+                value,
+                status[i].clone(),
+            ));
+            assert!((1..=4).contains(&feast.value(i)));
+        }
+        for name in ["__log_timestamp", "__log_date", "user", "users__user_age"] {
+            assert!(b.column_by_name(name).is_some(), "no column {name}");
+        }
+    }
+    assert_eq!(got, expected);
+}
+
+fn arrow_cast_status(array: &arrow_array::ArrayRef) -> Vec<String> {
+    let dict = array.as_dictionary::<arrow_array::types::Int8Type>();
+    let values = dict.values().as_string::<i32>();
+    dict.keys()
+        .iter()
+        .map(|k| values.value(k.unwrap_or(0) as usize).to_owned())
+        .collect()
+}
+
+#[test]
+fn sampling_logs_exactly_the_requests_its_hash_keeps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ranking_store(dir.path(), small_config()));
+    let log_dir = dir.path().join("log");
+    let log = ServeLog::start(&store, &config(0.3), &log_dir).expect("start");
+    let ids: Vec<String> = (0..300).map(|_| generate()).collect();
+    for id in &ids {
+        store
+            .rank_in(
+                ReadContext {
+                    request_id: Some(id),
+                    route: "rank",
+                },
+                rank_request(false),
+            )
+            .expect("rank");
+    }
+    log.close();
+    let (records, _) = read_all(&log_dir, &Selection::default()).expect("read");
+    let logged: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
+    let kept: Vec<&str> = ids
+        .iter()
+        .filter(|id| Sampler::keep(id, 0.3))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(logged, kept);
+    assert!(!kept.is_empty() && kept.len() < ids.len());
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_every_record_it_cannot_take() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ranking_store(dir.path(), small_config()));
+    let log_dir = dir.path().join("log");
+    let tiny = ServeLogConfig {
+        queue_capacity: 1,
+        ..config(1.0)
+    };
+    let log = ServeLog::start(&store, &tiny, &log_dir).expect("start");
+    let reads = 2_000u64;
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..reads / 2 {
+                    let id = format!("t{t}-{i}");
+                    store
+                        .rank_in(
+                            ReadContext {
+                                request_id: Some(&id),
+                                route: "rank",
+                            },
+                            rank_request(false),
+                        )
+                        .expect("rank");
+                }
+            });
+        }
+    });
+    let metrics = log.metrics().clone();
+    log.close();
+    let written = metrics.records_written.load(Ordering::Relaxed);
+    let dropped = metrics.dropped(DropReason::QueueFull);
+    assert_eq!(written + dropped, reads, "every read is written or counted");
+    let (records, _) = read_all(&log_dir, &Selection::default()).expect("read");
+    assert_eq!(records.len() as u64, written);
+}
+
+#[test]
+fn a_torn_and_bit_flipped_file_loses_only_damaged_blocks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ranking_store(dir.path(), small_config()));
+    let log_dir = dir.path().join("log");
+    let small_blocks = ServeLogConfig {
+        block_bytes: 2_000,
+        ..config(1.0)
+    };
+    let log = ServeLog::start(&store, &small_blocks, &log_dir).expect("start");
+    let mut served = Served::new();
+    run(&store, dir.path(), &mut served, 0);
+    log.close();
+    let files = list_files(&log_dir).expect("files");
+    let path = files.last().expect("a file");
+    let mut bytes = std::fs::read(path).expect("read");
+    // Cut into the end marker (a torn tail), and flip a bit inside some block.
+    let len = bytes.len();
+    bytes.truncate(len - 3);
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(path, &bytes).expect("write");
+    let (records, report) = read_all(&log_dir, &Selection::default()).expect("read");
+    assert!(report.corruptions >= 1, "{report:?}");
+    assert_eq!(report.torn_files, 1, "{report:?}");
+    assert!(!records.is_empty() && records.len() < served.len());
+    for r in &records {
+        let (_, body) = served
+            .iter()
+            .find(|(id, _)| *id == r.request_id)
+            .expect("a logged request");
+        assert_eq!(&r.replay_json().expect("replay"), body);
+    }
+}
