@@ -437,7 +437,8 @@ async fn dispatch(
     let method = req.method().clone();
     let request_id = match request_id::of(req.headers()) {
         Ok(id) => id,
-        Err(refused) => {
+        Err(e) => {
+            let refused = e.into_response();
             state.metrics.observe_request(
                 method_label(&method),
                 "unmatched",

@@ -196,13 +196,13 @@ fn a_recorded_run_replays_and_exports_exactly_what_was_served() {
             b.column_by_name("products__product_price__featstore_status")
                 .expect("status"),
         );
-        for i in 0..b.num_rows() {
+        for (i, status) in status.into_iter().enumerate() {
             let value = (!prices.is_null(i)).then(|| prices.value(i));
             got.push((
                 ids.value(i).to_owned(),
                 products.value(i).to_owned(),
                 value,
-                status[i].clone(),
+                status,
             ));
             assert!((1..=4).contains(&feast.value(i)));
         }

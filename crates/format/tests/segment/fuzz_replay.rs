@@ -9,7 +9,7 @@ use std::path::Path;
 use featstore_format::segment::ValuesCompression;
 
 use crate::common::{fixture_path, fixture_writer};
-use crate::fuzz_bodies::{codec_key, codec_value, segment_open};
+use crate::fuzz_bodies::{codec_key, codec_value, reclog_read, segment_open};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -108,15 +108,32 @@ fn codec_bodies_over_random_inputs() {
     }
 }
 
+#[test]
+fn reclog_body_over_random_inputs() {
+    let mut rng = Rng(0x0dd_ba11_5eed_f00d);
+    for _ in 0..5_000 {
+        let len = rng.below(200);
+        let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // Half the inputs go to the model mode (odd first byte).
+        if let Some(mode) = data.first_mut()
+            && rng.below(2) == 0
+        {
+            *mode |= 1;
+        }
+        reclog_read(&data);
+    }
+}
+
 /// Corpus and crash files from local fuzzing runs (ignored by git), when present.
 #[test]
 fn local_fuzz_corpora_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 3] = [
+    let targets: [(&str, Body); 4] = [
         ("segment_open", segment_open),
         ("codec_key", codec_key),
         ("codec_value", codec_value),
+        ("reclog_read", reclog_read),
     ];
     for (name, body) in targets {
         for dir in ["corpus", "artifacts"] {
