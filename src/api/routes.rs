@@ -55,6 +55,9 @@ pub enum Route {
     RetireService,
     /// `GET /v1/lineage`: which services and on-demand features use which features.
     Lineage,
+    /// `POST /v1/serving-log/exports`: export the serving log as Parquet (a job that
+    /// answers when done).
+    ServingLogExport,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open and the stream writer can write.
@@ -65,7 +68,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 21] = [
+    pub const ALL: [Route; 22] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -84,6 +87,7 @@ impl Route {
         Route::ListServices,
         Route::RetireService,
         Route::Lineage,
+        Route::ServingLogExport,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -109,6 +113,7 @@ impl Route {
             Route::ListServices => "/v1/feature-services",
             Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
             Route::Lineage => "/v1/lineage",
+            Route::ServingLogExport => "/v1/serving-log/exports",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -126,7 +131,8 @@ impl Route {
             | Route::Push
             | Route::Rank
             | Route::ApplyRegistry
-            | Route::RetireService => Method::POST,
+            | Route::RetireService
+            | Route::ServingLogExport => Method::POST,
             Route::DeleteDefinition => Method::DELETE,
             Route::GetFeatures
             | Route::ListDefinitions
@@ -320,6 +326,11 @@ pub mod paths {
     /// `GET /v1/lineage`.
     pub fn lineage() -> String {
         Route::Lineage.fill(&[])
+    }
+
+    /// `POST /v1/serving-log/exports`.
+    pub fn serving_log_export() -> String {
+        Route::ServingLogExport.fill(&[])
     }
 
     /// `GET /healthz`.

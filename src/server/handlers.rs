@@ -357,6 +357,7 @@ pub async fn handle(
         | Route::ListServices
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
+        Route::ServingLogExport => serving_log_export(state, req).await,
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {
@@ -447,6 +448,61 @@ fn get_features(
         StatusCode::OK,
         crate::api::get_json::encode_entity(&answer),
     ))
+}
+
+/// The body of `POST /v1/serving-log/exports`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportJob {
+    /// Oldest log time, inclusive (epoch ms or RFC 3339).
+    from: Option<String>,
+    /// Newest log time, exclusive.
+    to: Option<String>,
+    /// Only reads of this service.
+    service: Option<String>,
+    /// Output directory on the server's machine.
+    out: std::path::PathBuf,
+}
+
+async fn serving_log_export(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let Some(log) = &state.serving_log else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "the serving log is not enabled ([serving_log] enabled = true in the store config)",
+        ));
+    };
+    let body = read_body(state, Route::ServingLogExport, req).await?;
+    let job: ExportJob = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad export job: {e}")))?;
+    drop(body);
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .map(crate::types::parse_timestamp_ms)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("bad time: {e}")))
+    };
+    let selection = crate::servelog::reader::Selection {
+        from_ms: time(&job.from)?,
+        to_ms: time(&job.to)?,
+        service: job.service,
+        request_id: None,
+    };
+    let dir = log.dir().to_owned();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::servelog::export::export(&dir, &selection, &job.out)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("export did not complete: {e}"),
+        )
+    })?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    ok_json(&summary)
 }
 
 async fn apply_definitions(

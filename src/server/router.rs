@@ -276,6 +276,7 @@ mod tests {
                 vec![odd, "1"],
             ),
             (paths::lineage(), Route::Lineage, vec![]),
+            (paths::serving_log_export(), Route::ServingLogExport, vec![]),
             (paths::healthz(), Route::Healthz, vec![]),
             (paths::readyz(), Route::Readyz, vec![]),
             (paths::metrics(), Route::Metrics, vec![]),

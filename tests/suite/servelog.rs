@@ -325,3 +325,187 @@ fn a_torn_and_bit_flipped_file_loses_only_damaged_blocks() {
         assert_eq!(&r.replay_json().expect("replay"), body);
     }
 }
+
+/// A `featstore serve` child, killed (SIGKILL) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &std::path::Path, config: &std::path::Path) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_featstore"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--store-config")
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn featstore serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("featstore serving on ") {
+                let _ = tx.send(addr.trim().to_owned());
+            }
+        }
+    });
+    let child = Child(child);
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("server did not report its address");
+    (child, addr)
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(5)))
+        .build()
+        .into()
+}
+
+/// GETs with request ids from 4 threads until `stop`; the (id, body) of every 200.
+fn get_load(base: &str, prefix: &str, stop: std::time::Instant) -> Served {
+    let served = std::sync::Mutex::new(Served::new());
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let served = &served;
+            s.spawn(move || {
+                let agent = agent();
+                for i in 0.. {
+                    if std::time::Instant::now() >= stop {
+                        break;
+                    }
+                    let id = format!("{prefix}-{t}-{i}");
+                    let url = format!(
+                        "{base}/v1/features/item/i{}?names=item_a,item_label,item_b",
+                        i % 60
+                    );
+                    let Ok(mut response) = agent.get(&url).header("x-request-id", &id).call()
+                    else {
+                        break;
+                    };
+                    assert_eq!(
+                        response
+                            .headers()
+                            .get("x-request-id")
+                            .and_then(|v| v.to_str().ok()),
+                        Some(id.as_str()),
+                        "the request id comes back"
+                    );
+                    if response.status() == 200 {
+                        let body = response.body_mut().read_to_vec().expect("body");
+                        served.lock().expect("lock").push((id, body));
+                    }
+                }
+            });
+        }
+    });
+    served.into_inner().expect("lock")
+}
+
+#[test]
+fn after_sigkill_the_log_holds_only_served_records_and_restarts_cleanly() {
+    use super::common::{item_specs, write_items_csv};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("store");
+    {
+        let store = FeatureStore::open(&data, small_config()).expect("open");
+        store.apply(item_specs()).expect("apply");
+        let csv = write_items_csv(dir.path(), 1, 50);
+        store
+            .load(&LoadRequest::new("items", &csv), &|_| {})
+            .expect("load");
+    }
+    let log_dir = dir.path().join("log");
+    let config = dir.path().join("store.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[serving_log]\nenabled = true\nflush_interval_ms = 10\nblock_bytes = 4096\ndir = {:?}\n",
+            log_dir.display().to_string()
+        ),
+    )
+    .expect("config");
+
+    // Heavy logging, then SIGKILL while the clients are still sending.
+    let (mut child, base) = serve(&data, &config);
+    let (status, _) = {
+        let mut r = agent()
+            .get(&format!("{base}/v1/features/item/i1?names=item_a"))
+            .header("x-request-id", "not valid")
+            .call()
+            .expect("GET");
+        (r.status().as_u16(), r.body_mut().read_to_string())
+    };
+    assert_eq!(status, 400, "a request id with a space is refused");
+    let stop = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+    let killer = std::thread::spawn({
+        let pid = child.0.id();
+        move || {
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    });
+    let first = get_load(&base, "a", stop);
+    killer.join().expect("killer");
+    let _ = child.0.wait();
+    assert!(!first.is_empty());
+
+    // A restart logs into a new file and closes it cleanly on SIGTERM.
+    let (mut child, base) = serve(&data, &config);
+    let second = get_load(
+        &base,
+        "b",
+        std::time::Instant::now() + std::time::Duration::from_millis(300),
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status();
+    let _ = child.0.wait();
+
+    let (records, report) = read_all(&log_dir, &Selection::default()).expect("read");
+    assert_eq!(report.files, 2, "{report:?}");
+    assert_eq!(
+        report.corruptions, 0,
+        "only a torn tail may be damaged: {report:?}"
+    );
+    assert_eq!(report.undecodable, 0);
+    assert!(report.unclosed_files <= 1, "{report:?}");
+    let served: std::collections::HashMap<&str, &Vec<u8>> = first
+        .iter()
+        .chain(&second)
+        .map(|(id, body)| (id.as_str(), body))
+        .collect();
+    for r in &records {
+        let body = served.get(r.request_id.as_str()).unwrap_or_else(|| {
+            panic!("logged a request that was never answered: {}", r.request_id)
+        });
+        assert_eq!(&&r.replay_json().expect("replay"), body, "{}", r.request_id);
+    }
+    let logged_second = records
+        .iter()
+        .filter(|r| r.request_id.starts_with("b-"))
+        .count();
+    assert_eq!(
+        logged_second,
+        second.len(),
+        "a clean shutdown logs every answered read"
+    );
+    let logged_first = records
+        .iter()
+        .filter(|r| r.request_id.starts_with("a-"))
+        .count();
+    assert!(logged_first > 0 && logged_first <= first.len());
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Serving-log overhead: ranking reads (1 user + 100 products x 50 float32 features) and
+# single GETs (50 features) over HTTP with the serving log off, sampled at 10% and at
+# 100%, driven by the load generator of tools/bench-http.sh (tools/loadgen) against the
+# same data (`featstore gen-matrix`). Reports, per shape and setting, closed-loop
+# throughput and its loss against logging off; at 100%, the log's bytes per logged value
+# (from /metrics: bytes written / values written); and the export speed of
+# `featstore log export` in values/s. Everything started here is stopped on exit.
+#
+# With two or more CPUs and taskset, the server runs on CPU 1 with one tokio worker and
+# the load generator on CPU 0 (as in tools/bench-http.sh); the log's writer thread
+# shares CPU 1 with the server, so its cost is counted.
+#
+# Environment (defaults): BENCH_PRODUCTS (100000), BENCH_USERS (10000), BENCH_SECS (5),
+# BENCH_WARMUP (1), BENCH_CONNECTIONS (16), BENCH_REPEATS (2: settings take turns this
+# many times, the best run of each counts), BENCH_DIR ($CARGO_TARGET_DIR/bench-log),
+# BENCH_PORT (17170).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/env.sh
+
+PRODUCTS="${BENCH_PRODUCTS:-100000}"
+USERS="${BENCH_USERS:-10000}"
+SECS="${BENCH_SECS:-5}"
+WARMUP="${BENCH_WARMUP:-1}"
+CONNS="${BENCH_CONNECTIONS:-16}"
+REPEATS="${BENCH_REPEATS:-2}"
+WORK="${BENCH_DIR:-$CARGO_TARGET_DIR/bench-log}"
+PORT="${BENCH_PORT:-17170}"
+
+log() { echo "bench-log: $*" >&2; }
+
+FS_PID=""
+cleanup() {
+    if [ -n "$FS_PID" ] && kill -0 "$FS_PID" 2>/dev/null; then
+        kill "$FS_PID" 2>/dev/null || true
+        wait "$FS_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        if ! kill -0 "$FS_PID" 2>/dev/null; then log "featstore exited before opening its port"; return 1; fi
+        sleep 0.1
+    done
+    log "port $PORT did not open"
+    return 1
+}
+
+log "building featstore and loadgen"
+cargo build --locked -p featstore --bin featstore -p featstore-loadgen --bin loadgen
+FS="$CARGO_TARGET_DIR/debug/featstore"
+LG="$CARGO_TARGET_DIR/debug/loadgen"
+
+SERVER_PIN=()
+CLIENT_PIN=()
+THREAD_ARGS=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SERVER_PIN=(taskset -c 1)
+    CLIENT_PIN=(taskset -c 0)
+    THREAD_ARGS=(--threads 1)
+    export TOKIO_WORKER_THREADS=1
+fi
+
+rm -rf "$WORK"
+mkdir -p "$WORK/data"
+log "generating $PRODUCTS products and $USERS users x 50 float32 features"
+"$FS" gen-matrix --out "$WORK/data" --group bench_product --entity-type product --id-prefix p \
+    --feature-prefix pf --entities "$PRODUCTS" --features 50 --seed 7 >/dev/null
+"$FS" gen-matrix --out "$WORK/data" --group bench_user --entity-type user --id-prefix u \
+    --feature-prefix uf --entities "$USERS" --features 50 --seed 8 >/dev/null
+for group in bench_product bench_user; do
+    "$FS" apply "$WORK/data/$group.features.toml" --data "$WORK/store" >/dev/null
+    "$FS" load --group "$group" --input "$WORK/data/$group.csv" --data "$WORK/store" >/dev/null 2>"$WORK/load-$group.log"
+done
+
+config_of() { # rate -> store config file
+    local file="$WORK/log-$1.toml"
+    if [ "$1" = off ]; then
+        : >"$file"
+    else
+        printf '[serving_log]\nenabled = true\nsample_rate = %s\ndir = "%s"\n' "$1" "$WORK/log-$1" >"$file"
+    fi
+    echo "$file"
+}
+
+start() { # rate
+    RUST_LOG=warn "${SERVER_PIN[@]}" "$FS" serve --data "$WORK/store" --addr "127.0.0.1:$PORT" \
+        --max-queue-time off --store-config "$(config_of "$1")" 2>>"$WORK/featstore-$1.log" &
+    FS_PID=$!
+    wait_port
+}
+
+stop() {
+    kill "$FS_PID" 2>/dev/null || true
+    wait "$FS_PID" 2>/dev/null || true
+    FS_PID=""
+}
+
+DATA_ARGS=(--products "$PRODUCTS" --users "$USERS" --product-features 50 --user-features 50 --candidates 100)
+RESULTS="$WORK/results.jsonl"
+METRICS="$WORK/metrics.txt"
+: >"$METRICS"
+
+# Settings take turns, so a noisy moment of the shared machine lands on all of them.
+for round in $(seq 1 "$REPEATS"); do
+    for rate in off 0.1 1.0; do
+        rm -rf "$WORK/log-$rate"
+        start "$rate"
+        for shape in get rank; do
+            log "round $round: $shape, logging $rate"
+            "${CLIENT_PIN[@]}" "$LG" "${THREAD_ARGS[@]}" run --target "http://127.0.0.1:$PORT" \
+                --system "log-$rate" --mix "$shape" --connections "$CONNS" --duration "$SECS" \
+                --warmup "$WARMUP" --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" >/dev/null
+        done
+        if [ "$rate" = 1.0 ]; then
+            curl -s "http://127.0.0.1:$PORT/metrics" | grep '^featstore_serving_log' >"$METRICS"
+        fi
+        stop
+    done
+done
+
+metric() { awk -v m="$1" '$1 == m { print $2 }' "$METRICS"; }
+BYTES=$(metric featstore_serving_log_bytes_written_total)
+VALUES=$(metric featstore_serving_log_values_written_total)
+DROPPED=$(grep 'reason="queue_full"' "$METRICS" | awk '{ print $2 }')
+
+log "exporting the 100% log"
+EXPORT=$("$FS" log export --log-dir "$WORK/log-1.0" --out "$WORK/export")
+
+echo
+echo "| shape | logging | throughput (req/s) | loss vs off |"
+echo "|---|---|---|---|"
+for shape in get rank; do
+    off=$("$LG" stat --results "$RESULTS" --system log-off --shape "$shape" --field throughput)
+    for rate in off 0.1 1.0; do
+        t=$("$LG" stat --results "$RESULTS" --system "log-$rate" --shape "$shape" --field throughput)
+        loss=$(awk -v a="$off" -v b="$t" 'BEGIN { printf "%.1f%%", (a - b) * 100 / a }')
+        echo "| $shape | $rate | $t | $loss |"
+    done
+done
+echo
+awk -v b="$BYTES" -v v="$VALUES" -v d="$DROPPED" 'BEGIN {
+    printf "log at 100%% (last round): %d values in %d bytes = %.2f bytes per logged value; %d records dropped (queue full)\n", v, b, b / v, d }'
+echo "export: $EXPORT" | head -1
