@@ -470,6 +470,14 @@ fn after_sigkill_the_log_holds_only_served_records_and_restarts_cleanly() {
         "b",
         std::time::Instant::now() + std::time::Duration::from_millis(300),
     );
+    // The export job over HTTP sees at least the records of the first run.
+    let out = dir.path().join("http-export");
+    let job = serde_json::json!({ "out": out, "from": "0" }).to_string();
+    let (status, body) = super::common::post(&format!("{base}/v1/serving-log/exports"), &job);
+    assert_eq!(status, 200, "{body}");
+    let summary = super::common::json(&body);
+    assert!(summary["rows"].as_u64().unwrap_or(0) > 0, "{body}");
+    assert!(out.read_dir().expect("export dir").next().is_some());
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status();
