@@ -90,7 +90,7 @@ impl Default for ServeLogConfig {
             queue_capacity: 4096,
             block_bytes: 1 << 20,
             flush_interval_ms: 200,
-            compression_level: 3,
+            compression_level: 1,
             segment_bytes: 256 << 20,
             segment_age_secs: 3600,
             retention_secs: 7 * 24 * 3600,

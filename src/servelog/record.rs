@@ -203,21 +203,18 @@ fn put_times(out: &mut Vec<u8>, times: &[TimestampMs]) {
     }
 }
 
-/// `N`-byte little-endian items stored byte-plane by byte-plane.
+/// `N`-byte little-endian items stored byte-plane by byte-plane: one pass per plane.
 fn put_planes<const N: usize>(
     out: &mut Vec<u8>,
     items: impl ExactSizeIterator<Item = [u8; N]> + Clone,
 ) {
-    let start = out.len();
-    let n = items.len();
-    out.resize(start + n * N, 0);
-    let planes = &mut out[start..];
-    for (row, bytes) in items.enumerate() {
-        for (plane, b) in bytes.iter().enumerate() {
-            if let Some(slot) = planes.get_mut(plane * n + row) {
-                *slot = *b;
-            }
-        }
+    out.reserve(items.len() * N);
+    for plane in 0..N {
+        out.extend(
+            items
+                .clone()
+                .map(|bytes| bytes.get(plane).copied().unwrap_or(0)),
+        );
     }
 }
 
@@ -256,10 +253,36 @@ fn put_value(out: &mut Vec<u8>, v: Option<&Value>) {
     }
 }
 
+/// Statuses and event times: `0` then one per row, or `1` and the one value every row
+/// shares (the common case: a column of present values of one load).
+fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
+    let statuses = column.statuses();
+    match statuses.first() {
+        Some(first) if statuses.iter().all(|s| s == first) => {
+            out.push(1);
+            out.push(status_code(*first));
+        }
+        _ => {
+            out.push(0);
+            out.extend(statuses.iter().map(|s| status_code(*s)));
+        }
+    }
+    let times = column.event_times();
+    match times.first() {
+        Some(first) if times.iter().all(|t| t == first) => {
+            out.push(1);
+            put_times(out, &[*first]);
+        }
+        _ => {
+            out.push(0);
+            put_times(out, times);
+        }
+    }
+}
+
 fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues) {
     put_uv(out, column.len() as u64);
-    out.extend(column.statuses().iter().map(|s| status_code(*s)));
-    put_times(out, column.event_times());
+    put_column_meta(out, column);
     match column.data() {
         ColumnData::Int64(v) => {
             out.push(1);
@@ -509,24 +532,48 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
 }
 
 fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
-    let rows = c.count("rows", 2)?;
-    let status: Rows<FeatureStatus> = c
-        .take(rows, "statuses")?
-        .iter()
-        .map(|s| status_of(*s))
-        .collect::<Result<_, _>>()?;
-    let mut times = Rows::with_capacity(rows);
-    let mut prev = 0i64;
-    for _ in 0..rows {
+    let rows = c.uv("rows")?;
+    let rows = usize::try_from(rows)
+        .ok()
+        .filter(|r| *r <= c.left().saturating_mul(8).max(1))
+        .ok_or(RecordError::Truncated("rows"))?;
+    let status: Rows<FeatureStatus> = match c.u8("status mode")? {
+        0 => c
+            .take(rows, "statuses")?
+            .iter()
+            .map(|s| status_of(*s))
+            .collect::<Result<_, _>>()?,
+        1 => Rows::from_elem(status_of(c.u8("status")?)?, rows),
+        other => return Err(bad("status mode", format!("{other}"))),
+    };
+    let time = |c: &mut Cur<'_>, prev: &mut i64| -> Result<TimestampMs, RecordError> {
         let u = c.uv("event time")?;
-        if u == 0 {
-            times.push(NO_TIME);
+        Ok(if u == 0 {
+            NO_TIME
         } else {
             let z = u >> 1;
             let d = ((z >> 1) as i64) ^ -((z & 1) as i64);
-            prev = prev.wrapping_add(d);
-            times.push(prev);
+            *prev = prev.wrapping_add(d);
+            *prev
+        })
+    };
+    let mut prev = 0i64;
+    let times: Rows<TimestampMs> = match c.u8("time mode")? {
+        0 => {
+            if rows > c.left() {
+                return Err(RecordError::Truncated("event times"));
+            }
+            (0..rows)
+                .map(|_| time(c, &mut prev))
+                .collect::<Result<_, _>>()?
         }
+        1 => Rows::from_elem(time(c, &mut prev)?, rows),
+        other => return Err(bad("time mode", format!("{other}"))),
+    };
+    // Every data type takes at least one byte per row, but for shared-status all-null
+    // columns of `Other` values, also one byte per row: so rows are bounded by the bytes.
+    if rows > c.left() {
+        return Err(RecordError::Truncated("column data"));
     }
     let data = match c.u8("column type")? {
         1 => ColumnData::Int64((0..rows).map(|_| c.iv("int64")).collect::<Result<_, _>>()?),
