@@ -517,3 +517,97 @@ fn after_sigkill_the_log_holds_only_served_records_and_restarts_cleanly() {
         .count();
     assert!(logged_first > 0 && logged_first <= first.len());
 }
+
+#[test]
+fn a_training_set_joins_labels_by_request_and_candidate_and_log_show_replays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ranking_store(dir.path(), small_config()));
+    let log_dir = dir.path().join("log");
+    let log = ServeLog::start(&store, &config(1.0), &log_dir).expect("start");
+    let mut served = Served::new();
+    run(&store, dir.path(), &mut served, 0);
+    log.close();
+    // Clicks on p1 in the first two service reads, and one label for no served row.
+    let labels = dir.path().join("labels.csv");
+    std::fs::write(
+        &labels,
+        "request_id,product,click\nr0-rank-0,p1,1\nr0-rank-2,p1,0\nr0-rank-2,p2,1\nnever,p1,1\n",
+    )
+    .expect("labels");
+    let out = dir.path().join("train.parquet");
+    let selection = Selection {
+        service: Some("ranker_v3".into()),
+        ..Selection::default()
+    };
+    let summary = featstore::servelog::export::training_set(
+        &log_dir,
+        &selection,
+        &labels,
+        &["request_id".to_owned(), "product".to_owned()],
+        &out,
+    )
+    .expect("training set");
+    assert_eq!(
+        summary.rows,
+        10 * 4,
+        "every served (request, candidate) of the service"
+    );
+    assert_eq!(summary.labelled_rows, 3);
+    assert_eq!(summary.unmatched_labels, 1);
+    let file = std::fs::File::open(&out).expect("open");
+    let batch = ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader")
+        .next()
+        .expect("a batch")
+        .expect("batch");
+    let ids = batch
+        .column_by_name("__request_id")
+        .expect("ids")
+        .as_string::<i32>();
+    let products = batch
+        .column_by_name("product")
+        .expect("product")
+        .as_string::<i32>();
+    let clicks = batch
+        .column_by_name("click")
+        .expect("click")
+        .as_primitive::<arrow_array::types::Int64Type>();
+    let mut labelled = Vec::new();
+    for i in 0..batch.num_rows() {
+        if !clicks.is_null(i) {
+            labelled.push((
+                ids.value(i).to_owned(),
+                products.value(i).to_owned(),
+                clicks.value(i),
+            ));
+        }
+    }
+    labelled.sort();
+    assert_eq!(
+        labelled,
+        vec![
+            ("r0-rank-0".to_owned(), "p1".to_owned(), 1),
+            ("r0-rank-2".to_owned(), "p1".to_owned(), 0),
+            ("r0-rank-2".to_owned(), "p2".to_owned(), 1),
+        ]
+    );
+
+    // `featstore log show` prints the bytes the client got.
+    for (id, body) in served.iter().step_by(7) {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_featstore"))
+            .args(["log", "show", id, "--log-dir"])
+            .arg(&log_dir)
+            .output()
+            .expect("featstore log show");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut expected = body.clone();
+        expected.push(b'\n');
+        assert_eq!(output.stdout, expected, "request {id}");
+    }
+}
