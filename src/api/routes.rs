@@ -34,6 +34,8 @@ pub enum Route {
     Activate,
     /// `POST /v1/groups/{group}/rollback`.
     Rollback,
+    /// `GET /v1/groups/{group}/versions/{version}/stats`: the version's statistics.
+    VersionStats,
     /// `POST /v1/groups/{group}/drop-old-versions?keep=K`.
     DropOldVersions,
     /// `POST /v1/push`: push streamed events.
@@ -65,7 +67,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 21] = [
+    pub const ALL: [Route; 22] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -74,6 +76,7 @@ impl Route {
         Route::Load,
         Route::Activate,
         Route::Rollback,
+        Route::VersionStats,
         Route::DropOldVersions,
         Route::Push,
         Route::Rank,
@@ -99,6 +102,7 @@ impl Route {
             Route::Load => "/v1/groups/{group}/loads",
             Route::Activate => "/v1/groups/{group}/versions/{version}/activate",
             Route::Rollback => "/v1/groups/{group}/rollback",
+            Route::VersionStats => "/v1/groups/{group}/versions/{version}/stats",
             Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
             Route::Push => "/v1/push",
             Route::Rank => "/v1/rank",
@@ -132,6 +136,7 @@ impl Route {
             | Route::ListDefinitions
             | Route::ListGroups
             | Route::GroupVersions
+            | Route::VersionStats
             | Route::ListEntityTypes
             | Route::ListOnDemand
             | Route::ListServices
@@ -260,6 +265,11 @@ pub mod paths {
     /// `POST /v1/groups/{group}/versions/{version}/activate`.
     pub fn activate(group: &str, version: u64) -> String {
         Route::Activate.fill(&[group, &version.to_string()])
+    }
+
+    /// `GET /v1/groups/{group}/versions/{version}/stats`.
+    pub fn version_stats(group: &str, version: u64) -> String {
+        Route::VersionStats.fill(&[group, &version.to_string()])
     }
 
     /// `POST /v1/groups/{group}/rollback`.

@@ -35,6 +35,7 @@ impl Route {
             self,
             Route::ApplyDefinitions
                 | Route::Load
+                | Route::Activate
                 | Route::Push
                 | Route::Rank
                 | Route::ApplyRegistry
