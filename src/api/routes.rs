@@ -57,6 +57,8 @@ pub enum Route {
     RetireService,
     /// `GET /v1/lineage`: which services and on-demand features use which features.
     Lineage,
+    /// `GET /v1/health/features`: features breaching their freshness SLO.
+    FeatureHealth,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open and the stream writer can write.
@@ -67,7 +69,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 22] = [
+    pub const ALL: [Route; 23] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -87,6 +89,7 @@ impl Route {
         Route::ListServices,
         Route::RetireService,
         Route::Lineage,
+        Route::FeatureHealth,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -113,6 +116,7 @@ impl Route {
             Route::ListServices => "/v1/feature-services",
             Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
             Route::Lineage => "/v1/lineage",
+            Route::FeatureHealth => "/v1/health/features",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -141,6 +145,7 @@ impl Route {
             | Route::ListOnDemand
             | Route::ListServices
             | Route::Lineage
+            | Route::FeatureHealth
             | Route::Healthz
             | Route::Readyz
             | Route::Metrics => Method::GET,
@@ -330,6 +335,11 @@ pub mod paths {
     /// `GET /v1/lineage`.
     pub fn lineage() -> String {
         Route::Lineage.fill(&[])
+    }
+
+    /// `GET /v1/health/features`.
+    pub fn feature_health() -> String {
+        Route::FeatureHealth.fill(&[])
     }
 
     /// `GET /healthz`.

@@ -362,6 +362,23 @@ pub async fn handle(
         | Route::ListServices
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
+        Route::FeatureHealth => {
+            let store = state.store.clone();
+            let now = now_ms();
+            let assessed = blocking(move || {
+                let facts = crate::validate::freshness::gather(&store)?;
+                Ok(crate::validate::freshness::assess(
+                    &store.registry(),
+                    &facts,
+                    now,
+                ))
+            })
+            .await?;
+            state.metrics.set_freshness(&assessed);
+            ok_json(&crate::validate::freshness::FeatureHealth::of(
+                assessed, now,
+            ))
+        }
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {
@@ -377,6 +394,16 @@ pub async fn handle(
                 crate::store::memory::process_resident_bytes(),
             );
             state.metrics.set_server_load(&state.load());
+            match crate::validate::freshness::gather(&state.store) {
+                Ok(facts) => state
+                    .metrics
+                    .set_freshness(&crate::validate::freshness::assess(
+                        &state.store.registry(),
+                        &facts,
+                        now_ms(),
+                    )),
+                Err(e) => tracing::warn!(error = %e, "freshness figures unavailable"),
+            }
             let text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -23,7 +23,9 @@
 //!    `keep_versions`.
 //!
 //! A failure in any stage removes the version (`VersionSet::abandon`): nothing of it
-//! becomes visible. Each stage's time is reported through the load's progress callback
+//! becomes visible. A version the gate holds back (validation failed) is the exception:
+//! it is committed `ready` without being activated, and the load answers
+//! [`LoadError::Held`]. Each stage's time is reported through the load's progress callback
 //! and logged; the load record keeps build, ingest and segment times.
 //!
 //! Hot segment from the stream: the segment is assembled from the sorted stream while
@@ -378,6 +380,17 @@ impl LoadPipeline<'_> {
                 commit_ms = times.commit,
                 total_ms = ms_since(started),
                 "load committed"
+            ),
+            // Committed, not activated: the version stays, ready.
+            Err(StoreError::Load(LoadError::Held { record, .. })) => tracing::warn!(
+                group = request.group.as_str(),
+                version = allocated.version,
+                failures = record
+                    .validation
+                    .as_ref()
+                    .map(|v| v.describe_failures())
+                    .unwrap_or_default(),
+                "load committed but not activated: validation failed"
             ),
             Err(_) => self
                 .store

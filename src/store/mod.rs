@@ -680,12 +680,20 @@ impl FeatureStore {
         let started = Instant::now();
         let result = load::LoadPipeline::new(self, gate, progress).run(request);
         let message = result.as_ref().err().map(ToString::to_string);
+        let validation = match &result {
+            Ok(record) => record.validation.as_ref(),
+            Err(StoreError::Load(crate::LoadError::Held { record, .. })) => {
+                record.validation.as_ref()
+            }
+            Err(_) => None,
+        };
         let event = LoadEvent {
             group: &request.group,
             result: result
                 .as_ref()
                 .map_err(|_| message.as_deref().unwrap_or_default()),
             elapsed: started.elapsed(),
+            validation,
         };
         self.observers.each(|o| o.on_load(&event));
         if let Ok(record) = &result

@@ -33,13 +33,27 @@ impl ValidationGate {
         history: &[VersionStats],
         cdf: &dyn Fn(&str, f64) -> Option<f64>,
     ) -> ValidationReport {
-        let mut findings = rules::group_findings(current, history.first());
-        for (name, stats) in &current.features {
-            let rules = self
-                .registry
-                .by_id(stats.id)
+        let rules_of = |id| {
+            self.registry
+                .by_id(id)
                 .map(|d| Rules::resolve(&d.spec.validation))
-                .unwrap_or(rules::DEFAULT_RULES);
+                .unwrap_or(rules::DEFAULT_RULES)
+        };
+        // The group's entity count: checked unless every feature turned its rules off,
+        // within the most lenient ratio its features declare.
+        let group_ratio = current
+            .features
+            .values()
+            .map(|s| rules_of(s.id))
+            .filter(|r| r.enabled)
+            .map(|r| r.max_row_ratio)
+            .reduce(f64::max);
+        let mut findings = match group_ratio {
+            Some(ratio) => rules::group_findings(current, history.first(), ratio),
+            None => Vec::new(),
+        };
+        for (name, stats) in &current.features {
+            let rules = rules_of(stats.id);
             let past: Vec<_> = history
                 .iter()
                 .filter_map(|v| v.features.get(name))

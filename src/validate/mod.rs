@@ -12,11 +12,14 @@
 //!   [`crate::LoadError::Held`], whose record carries the [`ValidationReport`].
 //!   Activating it afterwards needs a forced activation, which the report records
 //!   ([`ForcedActivation`]: who, why, when).
+//! * [`freshness`]: per feature with a freshness SLO, the age of its newest value, a
+//!   stopped stream or a missed batch load (`GET /v1/health/features`, metrics).
 //!
 //! It is not: a data-quality suite over the offline data (Deequ, Great Expectations),
 //! nor a monitor of served values (the serving log's job). Statistics describe what one
 //! load stored.
 
+pub mod freshness;
 pub mod gate;
 pub mod rules;
 pub mod stats;

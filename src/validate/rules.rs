@@ -11,11 +11,12 @@
 //! | `null_rate` | share of entities without a non-null value | ceiling off; fail on a rise of more than 0.2 over the previous version |
 //! | `range` | min and max | off (declare `min`, `max`) |
 //! | `row_count` | values (per feature) or entities (per group) against the previous version | fail above 2x or below half |
-//! | `mean_z`, `std_z` | z-score of the mean (std) against the last `history` versions' means (stds) | fail above 3; needs 2 earlier versions |
+//! | `mean_z`, `std_z` | z-score of the mean (std) against the last `history` versions' means (stds); the spread is floored at the figure's sampling error | fail above 3; needs 2 earlier versions |
 //! | `psi` | population stability index against the previous version, over its deciles | warn at 0.1, fail at 0.25 |
 //!
-//! A rule that cannot be evaluated (no previous version, too few values, a non-numeric
-//! feature) gives no finding; the report lists what was checked.
+//! A rule that cannot be evaluated (no previous version, a non-numeric feature, fewer
+//! than [`MIN_COMPARED`] entities or values on either side of a comparison) gives no
+//! finding; the report counts what was checked.
 
 use serde::{Deserialize, Serialize};
 
@@ -157,8 +158,10 @@ pub const MAX_HISTORY: usize = 10;
 /// Fewest earlier versions the z-score rules need (a standard deviation of one figure
 /// is undefined).
 pub const MIN_Z_HISTORY: usize = 2;
-/// Fewest non-null values on both sides for the PSI rule.
-pub const MIN_PSI_VALUES: u64 = 100;
+/// Fewest entities (values, for a feature's figures) on both sides for a rule that
+/// compares a version with earlier ones: below it, a comparison says more about the
+/// sample than about the data, and the rule is not evaluated.
+pub const MIN_COMPARED: u64 = 100;
 /// Share given to an empty PSI bin, so that its logarithm stays finite.
 pub const PSI_EMPTY_BIN: f64 = 1e-4;
 
@@ -253,7 +256,9 @@ pub fn null_rate(
             format!("null rate {rate:.4}, ceiling {:.4}", rules.max_null_rate),
         ));
     }
-    if let Some(prev) = previous {
+    if let Some(prev) = previous.filter(|p| {
+        p.values + p.missing >= MIN_COMPARED && current.values + current.missing >= MIN_COMPARED
+    }) {
         let rise = rate - prev.null_rate;
         let level = if rise > rules.max_null_rate_increase {
             Level::Fail
@@ -312,7 +317,7 @@ pub fn row_count(
     current: u64,
     previous: u64,
 ) -> Option<Finding> {
-    if previous == 0 {
+    if previous < MIN_COMPARED {
         return None;
     }
     let change = current as f64 / previous as f64;
@@ -347,28 +352,45 @@ fn mean_std(xs: &[f64]) -> Option<(f64, f64)> {
     Some((mean, var.sqrt()))
 }
 
-/// The z-score of `x` against `history`; the spread is floored at a millionth of the
-/// history's magnitude, so that identical history does not divide by zero.
-fn z_score(x: f64, history: &[f64]) -> Option<(f64, f64, f64)> {
+/// The z-score of `x` against `history`. The spread is the history's sample standard
+/// deviation, floored at `sampling` (the figure's own sampling error, so that a short
+/// history of near-identical figures does not turn noise into a failure) and at a
+/// millionth of the history's magnitude (identical history never divides by zero).
+fn z_score(x: f64, history: &[f64], sampling: f64) -> Option<(f64, f64, f64)> {
     let (mean, std) = mean_std(history)?;
-    let floor = 1e-6 * mean.abs().max(1e-12);
-    Some(((x - mean).abs() / std.max(floor), mean, std))
+    let floor = (1e-6 * mean.abs()).max(sampling).max(1e-12);
+    let spread = std.max(floor);
+    Some(((x - mean).abs() / spread, mean, spread))
 }
 
 /// The z-score rules: the mean and the standard deviation against those of `history`
 /// (the newest earlier versions, at most `rules.history`, any order).
 pub fn z_scores(rules: &Rules, current: &FeatureStats, history: &[&FeatureStats]) -> Vec<Finding> {
     let mut out = Vec::new();
-    if history.len() < MIN_Z_HISTORY {
+    if history.len() < MIN_Z_HISTORY || current.present() < MIN_COMPARED {
         return out;
     }
+    let Some(prev) = history.first() else {
+        return out;
+    };
+    // The standard errors of a difference of two sample means (stds) of sizes n1, n2:
+    // sqrt(s1²/n1 + s2²/n2) (for the std, with 2n in place of n).
+    let (n1, n2) = (
+        prev.present().max(1) as f64,
+        current.present().max(1) as f64,
+    );
+    let (s1, s2) = (prev.std.unwrap_or(0.0), current.std.unwrap_or(0.0));
+    let mean_error = (s1 * s1 / n1 + s2 * s2 / n2).sqrt();
+    let std_error = (s1 * s1 / (2.0 * n1) + s2 * s2 / (2.0 * n2)).sqrt();
     type Figure = fn(&FeatureStats) -> Option<f64>;
-    let figures: [(&str, &str, Figure); 2] =
-        [("mean_z", "mean", |s| s.mean), ("std_z", "std", |s| s.std)];
-    for (rule, word, figure) in figures {
+    let figures: [(&str, &str, Figure, f64); 2] = [
+        ("mean_z", "mean", |s| s.mean, mean_error),
+        ("std_z", "std", |s| s.std, std_error),
+    ];
+    for (rule, word, figure, sampling) in figures {
         let Some(x) = figure(current) else { continue };
         let past: Vec<f64> = history.iter().filter_map(|s| figure(s)).collect();
-        let Some((z, mean, std)) = z_score(x, &past) else {
+        let Some((z, mean, std)) = z_score(x, &past, sampling) else {
             continue;
         };
         let level = if z > rules.max_z {
@@ -440,7 +462,7 @@ pub fn psi(
     previous: &FeatureStats,
     current_cdf: &dyn Fn(f64) -> Option<f64>,
 ) -> Option<Finding> {
-    if current.present() < MIN_PSI_VALUES || previous.present() < MIN_PSI_VALUES {
+    if current.present() < MIN_COMPARED || previous.present() < MIN_COMPARED {
         return None;
     }
     let value = psi_value(previous, current_cdf)?;
@@ -493,18 +515,15 @@ pub fn feature_findings(
     out
 }
 
-/// The group-level rule: the version's entity count against the previous version's.
-pub fn group_findings(current: &VersionStats, previous: Option<&VersionStats>) -> Vec<Finding> {
+/// The group-level rule: the version's entity count against the previous version's,
+/// within `ratio`.
+pub fn group_findings(
+    current: &VersionStats,
+    previous: Option<&VersionStats>,
+    ratio: f64,
+) -> Vec<Finding> {
     previous
-        .and_then(|prev| {
-            row_count(
-                "*",
-                "entities",
-                DEFAULT_RULES.max_row_ratio,
-                current.entities,
-                prev.entities,
-            )
-        })
+        .and_then(|prev| row_count("*", "entities", ratio, current.entities, prev.entities))
         .into_iter()
         .collect()
 }
@@ -527,6 +546,7 @@ mod tests {
             mean: Some(mean),
             std: Some(std),
             distinct: Some(values as f64),
+            newest_event_ms: None,
             quantiles: Vec::new(),
         }
     }

@@ -24,10 +24,11 @@ use datasketches::hll::{HllSketch, HllType};
 use datasketches::kll::{KllFloat, KllSketch};
 use serde::{Deserialize, Serialize};
 
+use crate::codec::value::EVENT_TIME_OFFSET;
 use crate::codec::value::{PAYLOAD_OFFSET, tag};
 use crate::loader::LoadError;
 use crate::loader::sorter::SortedSink;
-use crate::types::{DType, FeatureId};
+use crate::types::{DType, FeatureId, TimestampMs};
 
 /// KLL accuracy parameter (the library's default).
 pub const KLL_K: u16 = 200;
@@ -74,6 +75,10 @@ pub struct FeatureStats {
     pub std: Option<f64>,
     /// Approximate distinct non-null values (HLL); `None` for vectors.
     pub distinct: Option<f64>,
+    /// Newest event time among the feature's values, ms since the epoch (the freshness
+    /// of a batch feature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_event_ms: Option<TimestampMs>,
     /// Quantiles at [`QUANTILE_POINTS`] ranks (KLL), numeric features only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quantiles: Vec<Quantile>,
@@ -137,6 +142,7 @@ struct Running {
     m2: f64,
     min: f64,
     max: f64,
+    newest: TimestampMs,
     kll: Option<KllSketch<KllFloat<f64>>>,
     hll: Option<HllSketch>,
 }
@@ -155,6 +161,7 @@ impl Running {
             m2: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            newest: TimestampMs::MIN,
             kll: (kind == Kind::Numeric)
                 .then(|| KllSketch::new(KLL_K).ok())
                 .flatten(),
@@ -191,6 +198,12 @@ impl Running {
         let Some(&t) = value.first() else {
             return;
         };
+        if let Some(b) = value
+            .get(EVENT_TIME_OFFSET..PAYLOAD_OFFSET)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        {
+            self.newest = self.newest.max(TimestampMs::from_le_bytes(b));
+        }
         let payload = value.get(PAYLOAD_OFFSET..).unwrap_or_default();
         match t {
             tag::NULL => self.nulls += 1,
@@ -249,6 +262,7 @@ impl Running {
             mean: numeric.then_some(self.mean),
             std: numeric.then(|| (self.m2 / self.n as f64).max(0.0).sqrt()),
             distinct: self.hll.as_ref().map(HllSketch::estimate),
+            newest_event_ms: (self.values > 0).then_some(self.newest),
             quantiles,
         }
     }
@@ -451,6 +465,7 @@ mod tests {
         sorted.sort_by(f64::total_cmp);
         assert_eq!(x.min, sorted.first().copied());
         assert_eq!(x.max, sorted.last().copied());
+        assert_eq!(x.newest_event_ms, Some(1_000));
         // Quantiles: the true rank of each sketch quantile is within the sketch's
         // documented normalized rank error (k = 200: 1.65% at 99% confidence; 2.5% is
         // allowed here so that the test cannot flake on the sketch's randomness).

@@ -26,4 +26,5 @@ mod shutdown;
 mod stream_recovery;
 mod streaming;
 mod streaming_http;
+mod validation;
 mod versions;
