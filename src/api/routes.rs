@@ -59,6 +59,8 @@ pub enum Route {
     Lineage,
     /// `GET /v1/health/features`: features breaching their freshness SLO.
     FeatureHealth,
+    /// `GET /ui?name=&owner=&tag=&entity_type=&group=`: the built-in page.
+    Ui,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open and the stream writer can write.
@@ -69,7 +71,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 23] = [
+    pub const ALL: [Route; 24] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -90,6 +92,7 @@ impl Route {
         Route::RetireService,
         Route::Lineage,
         Route::FeatureHealth,
+        Route::Ui,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -117,6 +120,7 @@ impl Route {
             Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
             Route::Lineage => "/v1/lineage",
             Route::FeatureHealth => "/v1/health/features",
+            Route::Ui => "/ui",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -146,6 +150,7 @@ impl Route {
             | Route::ListServices
             | Route::Lineage
             | Route::FeatureHealth
+            | Route::Ui
             | Route::Healthz
             | Route::Readyz
             | Route::Metrics => Method::GET,
@@ -340,6 +345,11 @@ pub mod paths {
     /// `GET /v1/health/features`.
     pub fn feature_health() -> String {
         Route::FeatureHealth.fill(&[])
+    }
+
+    /// `GET /ui` (the page; a group's versions with `group`).
+    pub fn ui(group: Option<&str>) -> String {
+        with_query(Route::Ui.fill(&[]), &[("group", group)])
     }
 
     /// `GET /healthz`.

@@ -379,6 +379,12 @@ pub async fn handle(
                 assessed, now,
             ))
         }
+        Route::Ui => {
+            let page = super::ui::PageQuery::from_pairs(query(&req, &super::ui::QUERY_KEYS)?);
+            let store = state.store.clone();
+            let html = blocking(move || super::ui::render(&store, &page, now_ms())).await?;
+            Ok(response(StatusCode::OK, "text/html; charset=utf-8", html))
+        }
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {

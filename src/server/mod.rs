@@ -66,6 +66,7 @@ pub mod metrics;
 pub(crate) mod rank_handlers;
 pub(crate) mod refusal;
 pub(crate) mod router;
+pub mod ui;
 pub(crate) mod url;
 
 use std::convert::Infallible;

@@ -498,12 +498,23 @@ impl LoadPipeline<'_> {
         };
         let verdict = self.gate.check(&facts);
         drop(collector);
+        let shadow = || match store.shadow_check(&request.group, allocated) {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::warn!(group = request.group.as_str(), error = %e, "shadow check failed");
+                None
+            }
+        };
         let held = match verdict {
-            GateVerdict::Accept { report } => {
+            GateVerdict::Accept { mut report } => {
+                if let Some(report) = report.as_mut() {
+                    report.shadow = shadow();
+                }
                 record.validation = report;
                 false
             }
-            GateVerdict::Hold { report } => {
+            GateVerdict::Hold { mut report } => {
+                report.shadow = shadow();
                 record.validation = Some(report);
                 record.activated = false;
                 current.accepted = false;
@@ -578,6 +589,88 @@ impl LoadPipeline<'_> {
 }
 
 impl FeatureStore {
+    /// The shadow check of the version `allocated` against `group`'s active version,
+    /// on the most-read entities (see [`crate::validate::shadow`]); `None` without an
+    /// active version or access counts.
+    fn shadow_check(
+        &self,
+        group: &str,
+        allocated: &Allocated,
+    ) -> Result<Option<crate::validate::shadow::ShadowReport>, StoreError> {
+        use crate::validate::shadow::{self, MAX_ENTITIES, MAX_KEYS};
+        let registry = self.registry();
+        let Some(info) = registry.group(group) else {
+            return Ok(None);
+        };
+        let features: Vec<_> = info
+            .features
+            .iter()
+            .filter_map(|id| registry.by_id(*id))
+            .collect();
+        let active = {
+            let state = self.admin.lock();
+            let Some(active) = state.versions.group(group).and_then(|g| g.active) else {
+                return Ok(None);
+            };
+            (active, state.versions.location(group, active)?)
+        };
+        let (active_version, (active_family, active_prefix)) = active;
+        let k = MAX_ENTITIES.min(MAX_KEYS / features.len().max(1));
+        let hot = self.hottest_entities(&info.entity_type, k);
+        if hot.is_empty() || features.is_empty() {
+            return Ok(None);
+        }
+        let (Some(new_cf), Some(old_cf)) = (
+            self.db.cf_handle(&allocated.family),
+            self.db.cf_handle(&active_family),
+        ) else {
+            return Ok(None);
+        };
+        let keys = |prefix: VersionPrefix| -> Vec<Vec<u8>> {
+            let mut out = Vec::with_capacity(hot.len() * features.len());
+            for def in &features {
+                for (entity, _) in &hot {
+                    let mut key = prefix.as_bytes().to_vec();
+                    // An id too long to be a key is stored nowhere: an empty key misses.
+                    if crate::codec::key::encode_key_into(entity, def.id, &mut key).is_err() {
+                        key.clear();
+                    }
+                    out.push(key);
+                }
+            }
+            out
+        };
+        let read = |cf: &Arc<rocksdb::BoundColumnFamily<'_>>, keys: Vec<Vec<u8>>| {
+            self.db
+                .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let new_values = read(&new_cf, keys(allocated.prefix))?;
+        let old_values = read(&old_cf, keys(active_prefix))?;
+        let per = hot.len();
+        let features = features
+            .iter()
+            .enumerate()
+            .map(|(i, def)| {
+                let range = i * per..(i + 1) * per;
+                let new = new_values.get(range.clone()).unwrap_or_default();
+                let old = old_values.get(range).unwrap_or_default();
+                shadow::compare(
+                    &def.spec.name,
+                    new.iter()
+                        .zip(old)
+                        .map(|(a, b)| (a.as_deref(), b.as_deref())),
+                )
+            })
+            .collect();
+        Ok(Some(shadow::ShadowReport {
+            active_version,
+            entities: per,
+            features,
+        }))
+    }
+
     /// The statistics of `group`'s versions before `version` that are baselines (not
     /// held by their validation), newest first.
     fn stats_history(&self, group: &str, version: u64) -> Result<Vec<VersionStats>, StoreError> {

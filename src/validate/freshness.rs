@@ -245,18 +245,14 @@ mod tests {
             "t",
         )
         .expect("specs");
-        Registry::from_definitions(
-            specs
-                .into_iter()
-                .zip(1u32..)
-                .map(|(spec, id)| FeatureDefinition {
-                    id,
-                    registered_at_ms: 0,
-                    updated_at_ms: 0,
-                    spec,
-                })
-                .collect(),
-        )
+        Registry::from_definitions(specs.into_iter().zip(1u32..).map(|(spec, id)| {
+            FeatureDefinition {
+                id,
+                registered_at_ms: 0,
+                updated_at_ms: 0,
+                spec,
+            }
+        }))
     }
 
     const HOUR: i64 = 3_600_000;

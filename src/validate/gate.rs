@@ -74,6 +74,7 @@ impl ValidationGate {
             compared_with: history.iter().map(|v| v.version).collect(),
             checks,
             findings,
+            shadow: None,
             forced: None,
         }
     }

@@ -12,6 +12,8 @@
 //!   [`crate::LoadError::Held`], whose record carries the [`ValidationReport`].
 //!   Activating it afterwards needs a forced activation, which the report records
 //!   ([`ForcedActivation`]: who, why, when).
+//! * [`shadow`]: the new version against the active one on the most-read entities
+//!   (share of changed values, mean shift per feature), reported, not gating.
 //! * [`freshness`]: per feature with a freshness SLO, the age of its newest value, a
 //!   stopped stream or a missed batch load (`GET /v1/health/features`, metrics).
 //!
@@ -22,6 +24,7 @@
 pub mod freshness;
 pub mod gate;
 pub mod rules;
+pub mod shadow;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
@@ -56,6 +59,10 @@ pub struct ValidationReport {
     /// The findings that warned or failed (passing ones are counted in `checks` only,
     /// to keep the record small for groups of thousands of features).
     pub findings: Vec<Finding>,
+    /// The shadow check against the active version, when one was active and access
+    /// counts exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<shadow::ShadowReport>,
     /// Set when the version was activated despite a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<ForcedActivation>,

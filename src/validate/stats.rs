@@ -4,10 +4,18 @@
 //! storage-format.md "Version statistics").
 //!
 //! Exact figures: value count, explicit nulls, entities without a value, min, max, mean
-//! and standard deviation (Welford's update, in f64). Approximate figures, from Apache
-//! DataSketches: the distinct count (HLL, `lg_k` [`HLL_LG_K`], relative standard error
-//! about 1.6%) and quantiles (KLL, `k` [`KLL_K`], normalized rank error about 1.65% at 99%
-//! confidence). Numeric dtypes (int64, float64, float32, bool as 0/1) get every figure;
+//! and standard deviation (sums of values shifted by the first one, in f64: no division
+//! per value). Approximate figures, from Apache DataSketches: the distinct count (HLL,
+//! `lg_k` [`HLL_LG_K`], relative standard error about 1.6%, fed every value) and
+//! quantiles (KLL, `k` [`KLL_K`], normalized rank error about 1.65% at 99% confidence).
+//!
+//! Quantiles and cost: a KLL update costs about 10x the rest of the statistics, so a
+//! feature's first [`QUANTILE_EXACT`] values all go into one sketch (the *head*) and
+//! later values go, each with probability 1/[`QUANTILE_TAIL_RATE`], into a second one
+//! (the *tail*). The distribution is the two sketches weighted by the values they stand
+//! for (head: its count; tail: every value after the head), so the sample is unbiased;
+//! beyond the head the rank error adds the tail's sampling error (at 3 sigma,
+//! 1.5/sqrt(tail items): 0.27% for a feature of 1M values). Numeric dtypes (int64, float64, float32, bool as 0/1) get every figure;
 //! strings and bytes get counts and the distinct count; vectors get counts only.
 //!
 //! Memory: per numeric feature of the group one KLL sketch (at most about 3k items,
@@ -36,6 +44,10 @@ pub const KLL_K: u16 = 200;
 pub const HLL_LG_K: u8 = 12;
 /// Quantile ranks stored per numeric feature: 0, 0.05, .., 1.
 pub const QUANTILE_POINTS: usize = 21;
+/// A feature's first values that all go into the quantile sketch.
+pub const QUANTILE_EXACT: u64 = 1 << 14;
+/// One in this many later values goes into the tail sketch (on average).
+pub const QUANTILE_TAIL_RATE: u64 = 32;
 
 /// One quantile of a feature's distribution, with the share of values at or below it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,13 +150,94 @@ struct Running {
     nulls: u64,
     /// Non-null numeric values seen (NaN excluded).
     n: u64,
-    mean: f64,
-    m2: f64,
+    /// The first value, which the sums are shifted by (keeps them small: precise).
+    shift: f64,
+    sum: f64,
+    sum_sq: f64,
     min: f64,
     max: f64,
     newest: TimestampMs,
-    kll: Option<KllSketch<KllFloat<f64>>>,
+    quantiles: Option<Quantiles>,
     hll: Option<HllSketch>,
+}
+
+/// The head and the sampled tail of a feature's values (see the module doc).
+struct Quantiles {
+    head: KllSketch<KllFloat<f64>>,
+    tail: KllSketch<KllFloat<f64>>,
+    /// Values after the head, sampled or not.
+    tail_values: u64,
+    /// xorshift64 state for the tail's sampling.
+    rng: u64,
+}
+
+impl Quantiles {
+    fn new() -> Option<Self> {
+        Some(Quantiles {
+            head: KllSketch::new(KLL_K).ok()?,
+            tail: KllSketch::new(KLL_K).ok()?,
+            tail_values: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        })
+    }
+
+    fn update(&mut self, item: KllFloat<f64>) {
+        if self.head.n() < QUANTILE_EXACT {
+            self.head.update(item);
+            return;
+        }
+        self.tail_values += 1;
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        if self.rng % QUANTILE_TAIL_RATE == 0 {
+            self.tail.update(item);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.head.is_empty()
+    }
+
+    /// The share of values `<= x`.
+    fn cdf(&self, x: f64) -> Option<f64> {
+        let item = KllFloat::<f64>::new(x).ok()?;
+        let head = self.head.rank(&item, SearchCriteria::Inclusive)?;
+        let Some(tail) = self.tail.rank(&item, SearchCriteria::Inclusive) else {
+            return Some(head);
+        };
+        let (h, t) = (self.head.n() as f64, self.tail_values as f64);
+        Some((h * head + t * tail) / (h + t))
+    }
+
+    /// The smallest value whose share of values at or below is at least `rank`, within
+    /// `[min, max]` (bisection on the weighted distribution when there is a tail).
+    fn quantile(&self, rank: f64, min: f64, max: f64) -> Option<f64> {
+        if self.tail.is_empty() {
+            return self
+                .head
+                .quantile(rank, SearchCriteria::Inclusive)
+                .ok()
+                .flatten()
+                .map(KllFloat::into_inner);
+        }
+        if rank <= 0.0 {
+            return Some(min);
+        }
+        let (mut lo, mut hi) = (min, max);
+        for _ in 0..64 {
+            let mid = lo + (hi - lo) / 2.0;
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if self.cdf(mid)? >= rank {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        Some(hi)
+    }
 }
 
 impl Running {
@@ -157,14 +250,13 @@ impl Running {
             values: 0,
             nulls: 0,
             n: 0,
-            mean: 0.0,
-            m2: 0.0,
+            shift: 0.0,
+            sum: 0.0,
+            sum_sq: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             newest: TimestampMs::MIN,
-            kll: (kind == Kind::Numeric)
-                .then(|| KllSketch::new(KLL_K).ok())
-                .flatten(),
+            quantiles: (kind == Kind::Numeric).then(Quantiles::new).flatten(),
             hll: (kind != Kind::Other)
                 .then(|| HllSketch::new(HLL_LG_K, HllType::Hll8).ok())
                 .flatten(),
@@ -182,14 +274,17 @@ impl Running {
         let Ok(item) = KllFloat::<f64>::new(x) else {
             return; // NaN: counted as a value, not in the numeric figures.
         };
+        if self.n == 0 {
+            self.shift = x;
+        }
         self.n += 1;
-        let delta = x - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (x - self.mean);
+        let d = x - self.shift;
+        self.sum += d;
+        self.sum_sq += d * d;
         self.min = self.min.min(x);
         self.max = self.max.max(x);
-        if let Some(kll) = self.kll.as_mut() {
-            kll.update(item);
+        if let Some(q) = self.quantiles.as_mut() {
+            q.update(item);
         }
     }
 
@@ -240,10 +335,13 @@ impl Running {
 
     fn finish(&self, entities: u64) -> FeatureStats {
         let numeric = self.n > 0;
-        let quantiles = match &self.kll {
-            Some(kll) if !kll.is_empty() => quantiles(kll),
+        let quantiles = match &self.quantiles {
+            Some(q) if !q.is_empty() => quantile_points(q, self.min, self.max),
             _ => Vec::new(),
         };
+        let n = self.n.max(1) as f64;
+        let mean_d = self.sum / n;
+        let variance = (self.sum_sq / n - mean_d * mean_d).max(0.0);
         let missing = entities.saturating_sub(self.values);
         let null_rate = if entities == 0 {
             0.0
@@ -259,8 +357,8 @@ impl Running {
             null_rate,
             min: numeric.then_some(self.min),
             max: numeric.then_some(self.max),
-            mean: numeric.then_some(self.mean),
-            std: numeric.then(|| (self.m2 / self.n as f64).max(0.0).sqrt()),
+            mean: numeric.then_some(self.shift + mean_d),
+            std: numeric.then(|| variance.sqrt()),
             distinct: self.hll.as_ref().map(HllSketch::estimate),
             newest_event_ms: (self.values > 0).then_some(self.newest),
             quantiles,
@@ -268,19 +366,14 @@ impl Running {
     }
 }
 
-/// The stored quantiles of a sketch.
-fn quantiles(kll: &KllSketch<KllFloat<f64>>) -> Vec<Quantile> {
-    let view = kll.sorted_view();
+/// The stored quantiles of a feature's sketches.
+fn quantile_points(q: &Quantiles, min: f64, max: f64) -> Vec<Quantile> {
     (0..QUANTILE_POINTS)
         .filter_map(|i| {
             let rank = i as f64 / (QUANTILE_POINTS - 1) as f64;
-            let value = view.quantile(rank, SearchCriteria::Inclusive).ok()??;
-            let cdf = view.rank(&value, SearchCriteria::Inclusive)?;
-            Some(Quantile {
-                rank,
-                value: value.into_inner(),
-                cdf,
-            })
+            let value = q.quantile(rank, min, max)?;
+            let cdf = q.cdf(value)?;
+            Some(Quantile { rank, value, cdf })
         })
         .collect()
 }
@@ -350,8 +443,7 @@ impl StatsCollector {
     /// inclusive rank), or `None` when it has none.
     pub fn cdf(&self, feature: &str, x: f64) -> Option<f64> {
         let running = self.features.iter().find(|r| r.name == feature)?;
-        let kll = running.kll.as_ref().filter(|k| !k.is_empty())?;
-        kll.rank(&KllFloat::<f64>::new(x).ok()?, SearchCriteria::Inclusive)
+        running.quantiles.as_ref().filter(|q| !q.is_empty())?.cdf(x)
     }
 }
 
@@ -411,7 +503,8 @@ mod tests {
 
     #[test]
     fn statistics_equal_a_brute_force_computation() {
-        let n = 50_000usize;
+        // More values than the quantile head holds: the sampled tail is exercised.
+        let n = 300_000usize;
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut collector = StatsCollector::new(
             "g",
@@ -466,14 +559,15 @@ mod tests {
         assert_eq!(x.min, sorted.first().copied());
         assert_eq!(x.max, sorted.last().copied());
         assert_eq!(x.newest_event_ms, Some(1_000));
-        // Quantiles: the true rank of each sketch quantile is within the sketch's
-        // documented normalized rank error (k = 200: 1.65% at 99% confidence; 2.5% is
-        // allowed here so that the test cannot flake on the sketch's randomness).
+        // Quantiles: the true rank of each sketch quantile is within the documented
+        // error: KLL's normalized rank error (k = 200: 1.65% at 99% confidence) plus the
+        // tail's sampling error (3 sigma: 1.5/sqrt(8,900 items) = 1.6%, for 95% of the
+        // values): 3.5% allowed.
         assert_eq!(x.quantiles.len(), QUANTILE_POINTS);
         for q in &x.quantiles {
             let below = sorted.partition_point(|v| *v <= q.value) as f64 / sorted.len() as f64;
             assert!(
-                (below - q.rank).abs() <= 0.025,
+                (below - q.rank).abs() <= 0.035,
                 "rank {} value {} true rank {below}",
                 q.rank,
                 q.value

@@ -353,3 +353,58 @@ fn statistics_and_verdicts_over_http() {
     let (status, _) = get(&server.url("/v1/groups/scores/versions/99/stats"));
     assert_eq!(status, 404);
 }
+
+#[test]
+fn the_shadow_check_compares_the_entities_traffic_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store(dir.path());
+    let v1 = write_version(dir.path(), "good1", GOOD_ENTITIES, Shape::Good, 1);
+    let record = load(&store, v1.clone()).expect("v1");
+    assert!(
+        record.validation.expect("report").shadow.is_none(),
+        "nothing active to compare with"
+    );
+    // Live traffic reads 50 entities.
+    for n in 0..50 {
+        store
+            .get_features("item", &format!("i{n:05}"), &["score"])
+            .expect("read");
+    }
+    let record = load(&store, v1).expect("the same data again");
+    let shadow = record
+        .validation
+        .expect("report")
+        .shadow
+        .expect("shadow check");
+    assert_eq!((shadow.active_version, shadow.entities), (1, 50));
+    assert_eq!(shadow.features.len(), 2);
+    for f in &shadow.features {
+        assert_eq!((f.compared, f.changed, f.appeared), (50, 0, 0), "{f:?}");
+    }
+    // The same draws, every score 3 higher (a third of its std): a changed share of
+    // all non-null scores, clicks unchanged. The version is held (mean_z), and the
+    // shadow check is part of its report.
+    let shifted = write_version(dir.path(), "shifted", GOOD_ENTITIES, Shape::ShiftedMean, 1);
+    let record = held(load(&store, shifted));
+    let shadow = record
+        .validation
+        .expect("report")
+        .shadow
+        .expect("shadow check");
+    assert_eq!(shadow.active_version, 2);
+    let score = shadow
+        .features
+        .iter()
+        .find(|f| f.feature == "score")
+        .expect("score");
+    assert!(score.changed >= 45, "{score:?}");
+    assert!(score.changed_share > 0.9, "{score:?}");
+    let shift = score.mean_shift.expect("mean shift");
+    assert!((0.2..0.45).contains(&shift), "{score:?}");
+    let clicks = shadow
+        .features
+        .iter()
+        .find(|f| f.feature == "clicks")
+        .expect("clicks");
+    assert_eq!(clicks.changed, 0, "{clicks:?}");
+}
