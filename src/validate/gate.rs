@@ -89,7 +89,7 @@ impl LoadGate for ValidationGate {
         let Some(stats) = facts.stats else {
             return GateVerdict::Accept { report: None };
         };
-        let report = self.report(&stats.current, stats.history, &|f, x| {
+        let report = self.report(stats.current, stats.history, &|f, x| {
             stats.collector.cdf(f, x)
         });
         if report.passed {

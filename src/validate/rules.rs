@@ -422,7 +422,7 @@ pub fn psi_value(previous: &FeatureStats, current_cdf: &dyn Fn(f64) -> Option<f6
     let mut cuts: Vec<(f64, f64)> = Vec::new();
     for q in &previous.quantiles {
         let decile = (q.rank * 10.0).round();
-        if (q.rank * 10.0 - decile).abs() > 1e-9 || decile < 1.0 || decile > 9.0 {
+        if (q.rank * 10.0 - decile).abs() > 1e-9 || !(1.0..=9.0).contains(&decile) {
             continue;
         }
         if cuts.last().is_some_and(|(v, _)| *v >= q.value) {

@@ -155,7 +155,8 @@ mod tests {
         let new: Vec<Vec<u8>> = (0..100)
             .map(|i| enc(f64::from(i) + if i % 4 == 0 { 100.0 } else { 0.0 }, 2))
             .collect();
-        let mut pairs: Vec<(Option<&[u8]>, Option<&[u8]>)> = new
+        type Pair<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+        let mut pairs: Vec<Pair<'_>> = new
             .iter()
             .zip(&old)
             .map(|(a, b)| (Some(a.as_slice()), Some(b.as_slice())))

@@ -190,7 +190,7 @@ impl Quantiles {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        if self.rng % QUANTILE_TAIL_RATE == 0 {
+        if self.rng.is_multiple_of(QUANTILE_TAIL_RATE) {
             self.tail.update(item);
         }
     }
@@ -448,6 +448,10 @@ impl StatsCollector {
 }
 
 impl SortedSink for StatsCollector {
+    #[expect(
+        clippy::big_endian_bytes,
+        reason = "a stored key ends in the feature id, big-endian (storage-format.md, Keys)"
+    )]
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let split = key.len().saturating_sub(size_of::<FeatureId>());
         let (entity, fid) = key.split_at(split);
