@@ -10,14 +10,17 @@
 //!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
 //!    into SST files. The stream has several consumers, called with every unique record once,
 //!    in key order, while the files are written: the SST writer and a
-//!    [`StreamConsumers`] list (today the hot segment's rows; a validation feature adds
-//!    its statistics here, and hands them to the gate).
+//!    [`StreamConsumers`] list: the hot segment's rows and the version's statistics
+//!    (`crate::validate::StatsCollector`), which the gate sees.
 //! 3. **ingest**: moves the SST files into the versions column family.
 //! 4. **segment**: writes, maps and validates the hot segment whose rows the build
 //!    stage assembled (see [`SegmentStage`]).
-//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`])
-//!    and may refuse it. The default gate, [`AcceptAll`], accepts every version; it is
-//!    the place where data validation plugs in.
+//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`]:
+//!    record, segment, statistics and the earlier versions') and accepts it, holds it
+//!    (committed, not activated) or refuses it. [`FeatureStore::load`] uses the
+//!    validation gate (`crate::validate::ValidationGate`); the shadow check against the
+//!    active version is added to its report here. The statistics are then written to
+//!    `meta`.
 //! 6. **commit**: `commit_version` marks the version ready (and active,
 //!    if asked) in the manifest, publishes the new read view and drops versions beyond
 //!    `keep_versions`.
