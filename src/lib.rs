@@ -71,6 +71,7 @@ pub mod registry;
 pub mod servelog;
 pub mod server;
 pub mod store;
+pub mod validate;
 
 // The synthetic data set and the demo serve the project's own binaries, tools,
 // benchmarks and tests (which link the library from outside the crate); they are not

@@ -48,6 +48,7 @@ fn specs(features: usize) -> Vec<FeatureSpec> {
             tags: vec![],
             aggregate: None,
             default: None,
+            validation: Default::default(),
         })
         .collect()
 }

@@ -13,6 +13,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --workspace -- --test-threads 2
 echo "== Python tests (tests/python, against the binary just built)"
+# The page's browser test drives Debian's headless Chromium; install it when missing.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+    else
+        echo "featstore: tests/python/test_ui.py needs chromium and chromium-driver (apt-get install as root)" >&2
+    fi
+fi
 source tools/pyenv.sh
 cargo build --locked --workspace --tests
 FEATSTORE_BIN="$CARGO_TARGET_DIR/debug/featstore" "$FEATSTORE_PY" -m pytest -q -p no:cacheprovider tests/python

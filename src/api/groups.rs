@@ -201,6 +201,49 @@ impl LoadBody {
     }
 }
 
+/// Body of `POST /v1/groups/{group}/versions/{version}/activate` (optional: an empty
+/// body is a plain activation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateBody {
+    /// Activate even though the version failed its validation; needs `by` and
+    /// `reason`, which its validation report records.
+    #[serde(default)]
+    pub force: bool,
+    /// Who asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Parses an activate body (empty: no options).
+pub fn parse_activate(body: &[u8]) -> Result<ActivateBody, BadRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActivateBody::default());
+    }
+    let body: ActivateBody = serde_json::from_slice(body)
+        .map_err(|e| BadRequest(format!("invalid activate request: {e}")))?;
+    let given = |v: &Option<String>| v.as_deref().is_some_and(|t| !t.trim().is_empty());
+    if body.force && !(given(&body.by) && given(&body.reason)) {
+        return Err(BadRequest(
+            "a forced activation needs `by` (who asks) and `reason` (why)".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// Answer of a load whose version its validation held back (422):
+/// `{"error": message, "load": record}`; the record carries the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldLoad {
+    /// What happened, naming the failed rules.
+    pub error: String,
+    /// The version's load record, `validation` included.
+    pub load: LoadRecord,
+}
+
 /// Parses a load body into the request for `group`.
 pub fn parse_load(group: String, body: &[u8]) -> Result<LoadRequest, BadRequest> {
     let body: LoadBody = serde_json::from_slice(body)

@@ -34,6 +34,8 @@ pub enum Route {
     Activate,
     /// `POST /v1/groups/{group}/rollback`.
     Rollback,
+    /// `GET /v1/groups/{group}/versions/{version}/stats`: the version's statistics.
+    VersionStats,
     /// `POST /v1/groups/{group}/drop-old-versions?keep=K`.
     DropOldVersions,
     /// `POST /v1/push`: push streamed events.
@@ -58,6 +60,10 @@ pub enum Route {
     /// `POST /v1/serving-log/exports`: export the serving log as Parquet (a job that
     /// answers when done).
     ServingLogExport,
+    /// `GET /v1/health/features`: features breaching their freshness SLO.
+    FeatureHealth,
+    /// `GET /ui?name=&owner=&tag=&entity_type=&group=`: the built-in page.
+    Ui,
     /// `GET /healthz`: the process is up.
     Healthz,
     /// `GET /readyz`: the store is open and the stream writer can write.
@@ -68,7 +74,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 22] = [
+    pub const ALL: [Route; 25] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -77,6 +83,7 @@ impl Route {
         Route::Load,
         Route::Activate,
         Route::Rollback,
+        Route::VersionStats,
         Route::DropOldVersions,
         Route::Push,
         Route::Rank,
@@ -88,6 +95,8 @@ impl Route {
         Route::RetireService,
         Route::Lineage,
         Route::ServingLogExport,
+        Route::FeatureHealth,
+        Route::Ui,
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
@@ -103,6 +112,7 @@ impl Route {
             Route::Load => "/v1/groups/{group}/loads",
             Route::Activate => "/v1/groups/{group}/versions/{version}/activate",
             Route::Rollback => "/v1/groups/{group}/rollback",
+            Route::VersionStats => "/v1/groups/{group}/versions/{version}/stats",
             Route::DropOldVersions => "/v1/groups/{group}/drop-old-versions",
             Route::Push => "/v1/push",
             Route::Rank => "/v1/rank",
@@ -114,6 +124,8 @@ impl Route {
             Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
             Route::Lineage => "/v1/lineage",
             Route::ServingLogExport => "/v1/serving-log/exports",
+            Route::FeatureHealth => "/v1/health/features",
+            Route::Ui => "/ui",
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
@@ -138,10 +150,13 @@ impl Route {
             | Route::ListDefinitions
             | Route::ListGroups
             | Route::GroupVersions
+            | Route::VersionStats
             | Route::ListEntityTypes
             | Route::ListOnDemand
             | Route::ListServices
             | Route::Lineage
+            | Route::FeatureHealth
+            | Route::Ui
             | Route::Healthz
             | Route::Readyz
             | Route::Metrics => Method::GET,
@@ -268,6 +283,11 @@ pub mod paths {
         Route::Activate.fill(&[group, &version.to_string()])
     }
 
+    /// `GET /v1/groups/{group}/versions/{version}/stats`.
+    pub fn version_stats(group: &str, version: u64) -> String {
+        Route::VersionStats.fill(&[group, &version.to_string()])
+    }
+
     /// `POST /v1/groups/{group}/rollback`.
     pub fn rollback(group: &str) -> String {
         Route::Rollback.fill(&[group])
@@ -331,6 +351,16 @@ pub mod paths {
     /// `POST /v1/serving-log/exports`.
     pub fn serving_log_export() -> String {
         Route::ServingLogExport.fill(&[])
+    }
+
+    /// `GET /v1/health/features`.
+    pub fn feature_health() -> String {
+        Route::FeatureHealth.fill(&[])
+    }
+
+    /// `GET /ui` (the page; a group's versions with `group`).
+    pub fn ui(group: Option<&str>) -> String {
+        with_query(Route::Ui.fill(&[]), &[("group", group)])
     }
 
     /// `GET /healthz`.

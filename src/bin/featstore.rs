@@ -254,6 +254,26 @@ enum VersionsAction {
         group: String,
         /// Version.
         version: u64,
+        /// Activate even though the version failed its validation (needs --by and
+        /// --reason, which its report records).
+        #[arg(long, requires_all = ["by", "reason"])]
+        force: bool,
+        /// Who forces the activation.
+        #[arg(long)]
+        by: Option<String>,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a version's statistics (counts, null rate, min/max, mean, std, distinct
+    /// count, quantiles per feature).
+    Stats {
+        /// Group.
+        group: String,
+        /// Version.
+        version: u64,
         #[command(flatten)]
         target: Target,
     },
@@ -613,8 +633,21 @@ fn run(cli: Cli) -> Result<()> {
                     request.options.default_event_time = default_event_time;
                     request.activate = !no_activate;
                     let started = std::time::Instant::now();
-                    let record = store.load(&request, &progress_printer(started))?;
-                    print_json(&record)
+                    match store.load(&request, &progress_printer(started)) {
+                        Ok(record) => print_json(&record),
+                        Err(featstore::StoreError::Load(featstore::LoadError::Held {
+                            record,
+                            ..
+                        })) => {
+                            print_json(&record)?;
+                            bail!(
+                                "{} v{} loaded but not activated: it failed its validation (see `validation` above)",
+                                record.group,
+                                record.version
+                            )
+                        }
+                        Err(e) => Err(e.into()),
+                    }
                 }
             }
         }
@@ -626,14 +659,39 @@ fn run(cli: Cli) -> Result<()> {
             VersionsAction::Activate {
                 group,
                 version,
+                force,
+                by,
+                reason,
+                target,
+            } => {
+                let forced = force
+                    .then(|| by.as_deref().zip(reason.as_deref()))
+                    .flatten();
+                match (&target.server, forced) {
+                    (Some(base), Some((by, reason))) => {
+                        remote(Client::new(base).activate_forced(&group, version, by, reason))
+                    }
+                    (Some(base), None) => remote(Client::new(base).activate(&group, version)),
+                    (None, forced) => {
+                        let store = open(&target)?;
+                        match forced {
+                            Some((by, reason)) => {
+                                store.activate_forced(&group, version, by, reason)?
+                            }
+                            None => store.activate(&group, version)?,
+                        }
+                        println!("{group}: version {version} active");
+                        Ok(())
+                    }
+                }
+            }
+            VersionsAction::Stats {
+                group,
+                version,
                 target,
             } => match &target.server {
-                Some(base) => remote(Client::new(base).activate(&group, version)),
-                None => {
-                    open(&target)?.activate(&group, version)?;
-                    println!("{group}: version {version} active");
-                    Ok(())
-                }
+                Some(base) => remote(Client::new(base).version_stats(&group, version)),
+                None => print_json(&open(&target)?.version_stats(&group, version)?),
             },
             VersionsAction::Rollback { group, target } => match &target.server {
                 Some(base) => remote(Client::new(base).rollback(&group)),

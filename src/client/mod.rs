@@ -22,7 +22,9 @@ use serde::de::DeserializeOwned;
 use crate::api::definitions::{ApplyResults, DefinitionList};
 use crate::api::error::{ErrorBody, PushErrorBody, RejectedEvent};
 use crate::api::features::FeatureAnswer;
-use crate::api::groups::{ActiveVersion, Dropped, GroupList, GroupVersions, LoadBody};
+use crate::api::groups::{
+    ActivateBody, ActiveVersion, Dropped, GroupList, GroupVersions, LoadBody,
+};
 use crate::api::push::{PushAnswer, PushBody};
 use crate::api::rank::{RankAnswer, RankBody};
 use crate::api::rank_binary::{self, BINARY_CONTENT_TYPE, Decoded};
@@ -390,6 +392,32 @@ impl Client {
     /// `POST /v1/groups/{group}/versions/{version}/activate`.
     pub fn activate(&self, group: &str, version: u64) -> Result<ActiveVersion, ClientError> {
         self.post(paths::activate(group, version), None)
+    }
+
+    /// `POST /v1/groups/{group}/versions/{version}/activate` with `force`: activates a
+    /// version that failed its validation, recording `by` and `reason`.
+    pub fn activate_forced(
+        &self,
+        group: &str,
+        version: u64,
+        by: &str,
+        reason: &str,
+    ) -> Result<ActiveVersion, ClientError> {
+        let body = ActivateBody {
+            force: true,
+            by: Some(by.to_owned()),
+            reason: Some(reason.to_owned()),
+        };
+        self.post_json(paths::activate(group, version), &body)
+    }
+
+    /// `GET /v1/groups/{group}/versions/{version}/stats`: the version's statistics.
+    pub fn version_stats(
+        &self,
+        group: &str,
+        version: u64,
+    ) -> Result<crate::validate::VersionStats, ClientError> {
+        self.get(paths::version_stats(group, version))
     }
 
     /// `POST /v1/groups/{group}/rollback`.

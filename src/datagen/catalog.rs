@@ -495,6 +495,7 @@ impl Feature {
             tags: self.tags(),
             aggregate: None,
             default: None,
+            validation: Default::default(),
         }
     }
 }

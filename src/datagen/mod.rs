@@ -476,6 +476,7 @@ pub fn write_named_float_matrix(
             tags: vec!["benchmark".to_owned()],
             aggregate: None,
             default: None,
+            validation: Default::default(),
         })
         .collect();
     for spec in &specs {

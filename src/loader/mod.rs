@@ -31,7 +31,8 @@ use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_i
 use sorter::{ExternalSorter, SortedSink, Streamed};
 use sst::SstSetWriter;
 
-/// A batch load failed. Nothing of it became visible.
+/// A batch load failed. Nothing of it became visible, except for [`LoadError::Held`]
+/// (loaded, not activated).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoadError {
@@ -63,6 +64,21 @@ pub enum LoadError {
         version: u64,
         /// The gate's reason.
         reason: String,
+    },
+    /// The version was loaded and committed `ready`, but its gate (validation) held it
+    /// back: it is not active. Its record carries the validation report; activating it
+    /// needs a forced activation.
+    #[error(
+        "{} v{} loaded but not activated: the {gate} gate failed it: {}",
+        record.group,
+        record.version,
+        record.validation.as_ref().map(|r| r.describe_failures()).unwrap_or_default()
+    )]
+    Held {
+        /// Which gate.
+        gate: String,
+        /// The version's load record, with its report.
+        record: Box<LoadRecord>,
     },
     /// A single record or buffer exceeds 4 GiB.
     #[error("a record or sort buffer exceeds 4 GiB")]
@@ -144,6 +160,9 @@ pub struct LoadRecord {
     pub segment_ms: u64,
     /// Whether the version was activated by the load.
     pub activated: bool,
+    /// The version's validation (absent for loads made without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<crate::validate::ValidationReport>,
 }
 
 /// Where [`build_files`]' SST files go: the options of the column family they are
@@ -505,6 +524,7 @@ pub fn build_files(
             ingest_ms: 0,
             segment_ms: 0,
             activated: false,
+            validation: None,
         },
     })
 }

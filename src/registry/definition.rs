@@ -67,6 +67,13 @@ pub struct FeatureSpec {
     /// found, null or expired); a JSON/TOML literal of the feature's dtype.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
+    /// Expectations the load's validation checks (see [`crate::validate::rules`]);
+    /// absent fields take the defaults. A compatible change.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::validate::ValidationSpec::is_default"
+    )]
+    pub validation: crate::validate::ValidationSpec,
 }
 
 fn first_version() -> u32 {
@@ -125,6 +132,9 @@ impl FeatureSpec {
         if let Some(aggregate) = &self.aggregate {
             aggregate.validate(self)?;
         }
+        self.validation
+            .validate()
+            .map_err(|e| format!("feature `{}`: {e}", self.name))?;
         Ok(())
     }
 
@@ -180,6 +190,7 @@ mod tests {
             tags: vec![],
             aggregate: None,
             default: None,
+            validation: Default::default(),
         }
     }
 

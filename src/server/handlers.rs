@@ -33,7 +33,8 @@ use crate::api::definitions::{
     ApplyResults, DefinitionList, FILTER_KEYS, definition_filter, parse_specs,
 };
 use crate::api::groups::{
-    ActiveVersion, Dropped, GroupList, GroupVersions, parse_keep, parse_load, parse_version,
+    ActiveVersion, Dropped, GroupList, GroupVersions, HeldLoad, parse_activate, parse_keep,
+    parse_load, parse_version,
 };
 use crate::api::push::PushAnswer;
 use crate::api::{BadRequest, json};
@@ -173,7 +174,9 @@ pub fn store_error_status(e: &StoreError) -> StatusCode {
         }
         StoreError::Load(LoadError::Input(_) | LoadError::EmptyInput(_)) => StatusCode::BAD_REQUEST,
         // The version was built but a gate (validation) refused to commit it.
-        StoreError::Load(LoadError::Refused { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::Load(LoadError::Refused { .. } | LoadError::Held { .. })
+        | StoreError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        StoreError::ForceNeedsReason => StatusCode::BAD_REQUEST,
         StoreError::VersionNotReady { .. } | StoreError::NoPreviousVersion(_) => {
             StatusCode::CONFLICT
         }
@@ -335,7 +338,13 @@ pub async fn handle(
         Route::Activate => {
             let group = param(&mut params, 0);
             let version = param(&mut params, 1);
-            activate(state, group, &version).await
+            activate(state, group, &version, req).await
+        }
+        Route::VersionStats => {
+            let group = param(&mut params, 0);
+            let version = parse_version(&param(&mut params, 1))?;
+            let store = state.store.clone();
+            ok_json(&blocking(move || store.version_stats(&group, version)).await?)
         }
         Route::Rollback => {
             let group = param(&mut params, 0);
@@ -358,6 +367,29 @@ pub async fn handle(
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
         Route::ServingLogExport => serving_log_export(state, req).await,
+        Route::FeatureHealth => {
+            let store = state.store.clone();
+            let now = now_ms();
+            let assessed = blocking(move || {
+                let facts = crate::validate::freshness::gather(&store)?;
+                Ok(crate::validate::freshness::assess(
+                    &store.registry(),
+                    &facts,
+                    now,
+                ))
+            })
+            .await?;
+            state.metrics.set_freshness(&assessed);
+            ok_json(&crate::validate::freshness::FeatureHealth::of(
+                assessed, now,
+            ))
+        }
+        Route::Ui => {
+            let page = super::ui::PageQuery::from_pairs(query(&req, &super::ui::QUERY_KEYS)?);
+            let store = state.store.clone();
+            let html = blocking(move || super::ui::render(&store, &page, now_ms())).await?;
+            Ok(response(StatusCode::OK, "text/html; charset=utf-8", html))
+        }
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {
@@ -373,6 +405,16 @@ pub async fn handle(
                 crate::store::memory::process_resident_bytes(),
             );
             state.metrics.set_server_load(&state.load());
+            match crate::validate::freshness::gather(&state.store) {
+                Ok(facts) => state
+                    .metrics
+                    .set_freshness(&crate::validate::freshness::assess(
+                        &state.store.registry(),
+                        &facts,
+                        now_ms(),
+                    )),
+                Err(e) => tracing::warn!(error = %e, "freshness figures unavailable"),
+            }
             let mut text = state.metrics.render(&groups).map_err(|e| {
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -534,11 +576,21 @@ async fn activate(
     state: &AppState,
     group: String,
     version: &str,
+    req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let version = parse_version(version)?;
+    let body = read_body(state, Route::Activate, req).await?;
+    let options = parse_activate(&body)?;
+    drop(body);
     let store = state.store.clone();
     let name = group.clone();
-    blocking(move || store.activate(&name, version)).await?;
+    blocking(
+        move || match (options.force, &options.by, &options.reason) {
+            (true, Some(by), Some(reason)) => store.activate_forced(&name, version, by, reason),
+            _ => store.activate(&name, version),
+        },
+    )
+    .await?;
     ok_json(&ActiveVersion {
         group,
         active_version: version,
@@ -568,8 +620,10 @@ async fn load(
     let body = read_body(state, Route::Load, req).await?;
     let request = parse_load(group, &body)?;
     let store = state.store.clone();
-    let record = blocking(move || {
-        store.load(&request, &|p: LoadProgress| {
+    // The store's error is matched here: a version held by its validation is answered
+    // with its record.
+    let result = blocking(move || {
+        Ok(store.load(&request, &|p: LoadProgress| {
             tracing::info!(
                 group = request.group.as_str(),
                 phase = p.phase,
@@ -577,11 +631,29 @@ async fn load(
                 elapsed_secs = p.elapsed_secs,
                 "load progress"
             );
-        })
+        }))
     })
     .await?;
     drop(body);
-    ok_json(&record)
+    match result {
+        Ok(record) => ok_json(&record),
+        Err(e) => match e {
+            StoreError::Load(LoadError::Held { ref record, .. }) => {
+                let answer = HeldLoad {
+                    error: e.to_string(),
+                    load: (**record).clone(),
+                };
+                let body = serde_json::to_vec(&answer).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("encoding response: {e}"),
+                    )
+                })?;
+                Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, body))
+            }
+            e => Err(ApiError::from(e)),
+        },
+    }
 }
 
 /// Seconds a client is asked to wait (`Retry-After`) before pushing again while the

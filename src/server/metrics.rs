@@ -14,8 +14,21 @@
 //! * `featstore_pushes_total{result}`: pushes by result (`ok`, `rejected`: an event
 //!   failed validation, `refused`: the writer could not take it).
 //! * `featstore_loads_total{group,result}`: batch loads by group and result (`ok`,
-//!   `failed`); `featstore_version_activations_total{group,cause}`: versions made active,
-//!   by cause (`load`, `activate`, `rollback`).
+//!   `held`: loaded but not activated, its validation failed, `failed`);
+//!   `featstore_version_activations_total{group,cause}`: versions made active, by cause
+//!   (`load`, `activate`, `rollback`).
+//! * `featstore_load_duration_seconds{group}`: time per batch load, validation included
+//!   (0.1 s to 1 h buckets).
+//! * `featstore_validation_findings_total{group,rule,level}`: validation rules that
+//!   warned or failed on loaded versions (`level`: `warn`, `fail`); at most groups x 8
+//!   rules x 2 series, whatever the number of features (the feature is in the load
+//!   record's report, not in a label).
+//! * `featstore_feature_age_seconds{feature}` and
+//!   `featstore_feature_freshness_breach{feature}` (1 breaching, 0 not): per feature
+//!   with a `freshness_slo` only, the age of its newest value and whether it breaches
+//!   (`crate::validate::freshness`), refreshed on each scrape; at 10,000 features with
+//!   SLOs that is 20,000 series, the one per-feature cost chosen here, because a
+//!   freshness alert must name its feature.
 //! * `featstore_feature_defaults_total{feature}`: values served as the definition's
 //!   default, by feature (`name@version`); one series per feature that ever defaulted.
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
@@ -194,6 +207,23 @@ struct LoadLabels {
     result: &'static str,
 }
 
+/// The labels of the validation findings series: bounded by groups x rules x 2.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FindingLabels {
+    group: String,
+    rule: String,
+    level: &'static str,
+}
+
+/// Upper bounds of the load duration buckets, in seconds: 0.1 s to 1 h.
+const LOAD_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+fn load_histogram() -> Histogram {
+    Histogram::new(LOAD_BUCKETS)
+}
+
 /// The labels of the activation series.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ActivationLabels {
@@ -218,6 +248,8 @@ struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
+    feature_age: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
+    feature_breach: Family<FeatureLabels, Gauge>,
     memory: Family<PoolLabels, Gauge>,
     memory_budget: Family<PoolLabels, Gauge>,
     batch_versions: Gauge,
@@ -301,6 +333,8 @@ pub struct Metrics {
     /// Pushes: ok, rejected, refused.
     pushes: [Counter; 3],
     loads: Family<LoadLabels, Counter>,
+    load_duration: LagFamily,
+    findings: Family<FindingLabels, Counter>,
     activations: Family<ActivationLabels, Counter>,
     stream_lag: LagFamily,
     defaults: Family<FeatureLabels, Counter>,
@@ -391,8 +425,21 @@ impl Metrics {
         let loads = Family::<LoadLabels, Counter>::default();
         registry.register(
             "featstore_loads",
-            "Batch loads by group and result (ok, failed)",
+            "Batch loads by group and result (ok; held: loaded, not activated, its validation failed; failed)",
             loads.clone(),
+        );
+        let load_duration: LagFamily =
+            Family::new_with_constructor(load_histogram as fn() -> Histogram);
+        registry.register(
+            "featstore_load_duration_seconds",
+            "Time a batch load took, validation included, by group",
+            load_duration.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "featstore_validation_findings",
+            "Validation rules that warned or failed on a loaded version, by group, rule and level",
+            findings.clone(),
         );
         let activations = Family::<ActivationLabels, Counter>::default();
         registry.register(
@@ -424,6 +471,18 @@ impl Metrics {
             "featstore_stream_newest_age_seconds",
             "Age of the newest event time pushed to each group since start",
             newest_age.clone(),
+        );
+        let feature_age = Family::<FeatureLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "featstore_feature_age_seconds",
+            "Age of the newest value of each feature with a freshness SLO",
+            feature_age.clone(),
+        );
+        let feature_breach = Family::<FeatureLabels, Gauge>::default();
+        registry.register(
+            "featstore_feature_freshness_breach",
+            "1 while a feature breaches its freshness SLO (stream stopped, batch load missed, value too old)",
+            feature_breach.clone(),
         );
         let memory = Family::<PoolLabels, Gauge>::default();
         registry.register(
@@ -502,6 +561,8 @@ impl Metrics {
             reads,
             pushes,
             loads,
+            load_duration,
+            findings,
             activations,
             stream_lag,
             defaults,
@@ -512,6 +573,8 @@ impl Metrics {
                 registry,
                 active_versions,
                 newest_age,
+                feature_age,
+                feature_breach,
                 memory,
                 memory_budget,
                 batch_versions,
@@ -647,6 +710,23 @@ impl Metrics {
                     group: group.clone(),
                 })
                 .set(now.saturating_sub(*t).max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// Sets the per-feature freshness gauges from an assessment.
+    pub fn set_freshness(&self, assessed: &[crate::validate::freshness::FeatureFreshness]) {
+        let scrape = self.scrape.lock();
+        for f in assessed {
+            let labels = FeatureLabels {
+                feature: f.feature.clone(),
+            };
+            if let Some(age) = f.age_seconds {
+                scrape.feature_age.get_or_create(&labels).set(age);
+            }
+            scrape
+                .feature_breach
+                .get_or_create(&labels)
+                .set(i64::from(f.breach));
         }
     }
 
@@ -790,7 +870,31 @@ impl Observer for Metrics {
     }
 
     fn on_load(&self, event: &LoadEvent<'_>) {
-        let result = if event.result.is_ok() { "ok" } else { "failed" };
+        let held = event.validation.is_some_and(|v| !v.passed);
+        let result = match (&event.result, held) {
+            (Ok(_), _) => "ok",
+            (Err(_), true) => "held",
+            (Err(_), false) => "failed",
+        };
+        self.load_duration
+            .get_or_create(&GroupLabels {
+                group: event.group.to_owned(),
+            })
+            .observe(event.elapsed.as_secs_f64());
+        for finding in event.validation.iter().flat_map(|v| v.findings.iter()) {
+            let level = match finding.level {
+                crate::validate::Level::Fail => "fail",
+                crate::validate::Level::Warn => "warn",
+                crate::validate::Level::Pass => continue,
+            };
+            self.findings
+                .get_or_create(&FindingLabels {
+                    group: event.group.to_owned(),
+                    rule: finding.rule.clone(),
+                    level,
+                })
+                .inc();
+        }
         self.loads
             .get_or_create(&LoadLabels {
                 group: event.group.to_owned(),

@@ -67,6 +67,7 @@ pub(crate) mod rank_handlers;
 pub(crate) mod refusal;
 pub(crate) mod request_id;
 pub(crate) mod router;
+pub mod ui;
 pub(crate) mod url;
 
 use std::convert::Infallible;

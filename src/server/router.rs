@@ -35,6 +35,7 @@ impl Route {
             self,
             Route::ApplyDefinitions
                 | Route::Load
+                | Route::Activate
                 | Route::Push
                 | Route::Rank
                 | Route::ApplyRegistry
@@ -255,6 +256,11 @@ mod tests {
             (paths::activate(odd, 7), Route::Activate, vec![odd, "7"]),
             (paths::rollback(odd), Route::Rollback, vec![odd]),
             (
+                paths::version_stats(odd, 4),
+                Route::VersionStats,
+                vec![odd, "4"],
+            ),
+            (
                 paths::drop_old_versions(odd, Some(2)),
                 Route::DropOldVersions,
                 vec![odd],
@@ -277,6 +283,8 @@ mod tests {
             ),
             (paths::lineage(), Route::Lineage, vec![]),
             (paths::serving_log_export(), Route::ServingLogExport, vec![]),
+            (paths::feature_health(), Route::FeatureHealth, vec![]),
+            (paths::ui(Some(odd)), Route::Ui, vec![]),
             (paths::healthz(), Route::Healthz, vec![]),
             (paths::readyz(), Route::Readyz, vec![]),
             (paths::metrics(), Route::Metrics, vec![]),
@@ -306,6 +314,9 @@ mod tests {
                 }
                 Route::DropOldVersions => {
                     assert_eq!(pairs, vec![("keep".to_owned(), "2".to_owned())]);
+                }
+                Route::Ui => {
+                    assert_eq!(pairs, vec![("group".to_owned(), odd.to_owned())]);
                 }
                 _ => assert!(pairs.is_empty(), "{path_and_query}"),
             }

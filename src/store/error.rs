@@ -42,6 +42,21 @@ pub enum StoreError {
         /// Version asked for.
         version: u64,
     },
+    /// The version failed its validation; activating it needs a forced activation.
+    #[error(
+        "group `{group}` version {version} failed validation ({failures}); activate it with force, saying who and why"
+    )]
+    ValidationFailed {
+        /// Group.
+        group: String,
+        /// Version.
+        version: u64,
+        /// The failing findings, in words.
+        failures: String,
+    },
+    /// A forced activation without who asked or why.
+    #[error("a forced activation needs who asked (`by`) and why (`reason`)")]
+    ForceNeedsReason,
     /// The version exists but is not ready to serve.
     #[error("group `{group}` version {version} is not ready (still loading)")]
     VersionNotReady {

@@ -135,6 +135,12 @@ pub const ON_DEMAND_PREFIX: &str = "registry/on_demand/";
 pub const SERVICE_PREFIX: &str = "registry/service/";
 /// Prefix of load record keys: `load/{group}/{version:020}`.
 pub const LOAD_PREFIX: &str = "load/";
+/// Prefix of version statistics: `stats/{group}/{version:020}` -> JSON
+/// (`crate::validate::VersionStats`). Kept for the newest [`STATS_KEPT`] versions of a
+/// group, dropped versions included (the drift rules compare against them).
+pub const STATS_PREFIX: &str = "stats/";
+/// Versions of a group whose statistics are kept.
+pub const STATS_KEPT: usize = 30;
 /// Prefix of the per-group sets of features that ever received a pushed value:
 /// `stream/features/{group}` -> JSON list of feature ids.
 pub const STREAMED_PREFIX: &str = "stream/features/";
@@ -169,6 +175,16 @@ pub fn load_key(group: &str, version: u64) -> Vec<u8> {
     format!("{LOAD_PREFIX}{group}/{version:020}").into_bytes()
 }
 
+/// The meta key prefix of `group`'s version statistics: `stats/{group}/`.
+pub fn stats_group_prefix(group: &str) -> String {
+    format!("{STATS_PREFIX}{group}/")
+}
+
+/// The meta key of the statistics of `version` of `group`.
+pub fn stats_key(group: &str, version: u64) -> Vec<u8> {
+    format!("{STATS_PREFIX}{group}/{version:020}").into_bytes()
+}
+
 /// The meta key of `group`'s streamed-feature set.
 pub fn streamed_key(group: &str) -> Vec<u8> {
     format!("{STREAMED_PREFIX}{group}").into_bytes()
@@ -192,6 +208,8 @@ mod tests {
         assert_eq!(definition_key("ctr", 2), b"registry/def/ctr@0000000002");
         assert_eq!(load_key("g", 7), b"load/g/00000000000000000007");
         assert_eq!(streamed_key("g"), b"stream/features/g");
+        assert_eq!(stats_key("g", 7), b"stats/g/00000000000000000007");
+        assert_eq!(stats_group_prefix("g"), "stats/g/");
         assert_eq!(access_key("user"), b"access/user");
         assert_eq!(
             entity_type_key("user_product"),

@@ -10,20 +10,25 @@
 //!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
 //!    into SST files. The stream has several consumers, called with every unique record once,
 //!    in key order, while the files are written: the SST writer and a
-//!    [`StreamConsumers`] list (today the hot segment's rows; a validation feature adds
-//!    its statistics here, and hands them to the gate).
+//!    [`StreamConsumers`] list: the hot segment's rows and the version's statistics
+//!    (`crate::validate::StatsCollector`), which the gate sees.
 //! 3. **ingest**: moves the SST files into the versions column family.
 //! 4. **segment**: writes, maps and validates the hot segment whose rows the build
 //!    stage assembled (see [`SegmentStage`]).
-//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`])
-//!    and may refuse it. The default gate, [`AcceptAll`], accepts every version; it is
-//!    the place where data validation plugs in.
+//! 5. **gate**: the [`LoadGate`] sees the finished version's facts ([`VersionFacts`]:
+//!    record, segment, statistics and the earlier versions') and accepts it, holds it
+//!    (committed, not activated) or refuses it. [`FeatureStore::load`] uses the
+//!    validation gate (`crate::validate::ValidationGate`); the shadow check against the
+//!    active version is added to its report here. The statistics are then written to
+//!    `meta`.
 //! 6. **commit**: `commit_version` marks the version ready (and active,
 //!    if asked) in the manifest, publishes the new read view and drops versions beyond
 //!    `keep_versions`.
 //!
 //! A failure in any stage removes the version (`VersionSet::abandon`): nothing of it
-//! becomes visible. Each stage's time is reported through the load's progress callback
+//! becomes visible. A version the gate holds back (validation failed) is the exception:
+//! it is committed `ready` without being activated, and the load answers
+//! [`LoadError::Held`]. Each stage's time is reported through the load's progress callback
 //! and logged; the load record keeps build, ingest and segment times.
 //!
 //! Hot segment from the stream: the segment is assembled from the sorted stream while
@@ -60,11 +65,12 @@ use rocksdb::IngestExternalFileOptions;
 use super::keyspace::{self, batch_cf_name};
 use super::segments::{self, HotSegment, SegmentFeed, SegmentInfo, Selection, Sizing};
 use super::versions;
-use super::{FeatureStore, StoreError, io_err};
+use super::{FeatureStore, StoreError, io_err, meta};
 use crate::codec::key::VersionPrefix;
 use crate::loader::sorter::SortedSink;
 use crate::loader::{self, LoadError, LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::Registry;
+use crate::validate::{StatsCollector, ValidationReport, VersionStats};
 
 /// What the gate sees of a finished version, before it is committed.
 #[derive(Debug, Clone, Copy)]
@@ -77,24 +83,62 @@ pub struct VersionFacts<'a> {
     pub record: &'a LoadRecord,
     /// Its hot segment, if one was built.
     pub segment: Option<&'a SegmentInfo>,
+    /// Its statistics and its predecessors', when the group has features.
+    pub stats: Option<GateStats<'a>>,
 }
 
-/// Decides whether a finished version may be committed. Called once per load, after
-/// the version was ingested and its segment built, before the manifest names it.
+/// The statistics a gate sees: the new version's, computed from its sorted stream,
+/// and those of the group's earlier accepted versions.
+#[derive(Debug, Clone, Copy)]
+pub struct GateStats<'a> {
+    /// The new version's statistics.
+    pub current: &'a VersionStats,
+    /// Earlier versions' statistics, newest first (at most
+    /// [`keyspace::STATS_KEPT`]; versions held by their validation left out).
+    pub history: &'a [VersionStats],
+    /// The new version's sketches, for figures not stored (its distribution at any
+    /// point).
+    pub collector: &'a StatsCollector,
+}
+
+/// What a gate decided about a finished version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateVerdict {
+    /// Commit it, activating it if the load asked to; the report (if any) is kept
+    /// in its load record.
+    Accept {
+        /// The validation report.
+        report: Option<ValidationReport>,
+    },
+    /// Commit it `ready` but do not activate it; the load fails with
+    /// [`LoadError::Held`] and the report is kept in its load record.
+    Hold {
+        /// Why.
+        report: ValidationReport,
+    },
+    /// Remove it: nothing of it becomes visible ([`LoadError::Refused`]).
+    Refuse {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decides whether a finished version may be committed and activated. Called once per
+/// load, after the version was ingested, its segment built and its statistics computed
+/// (by a [`StatsCollector`] among the stream's consumers), before the manifest names it.
 ///
-/// This is where validation plugs in: a gate that checks the version's statistics
-/// (computed by a [`SortedSink`] added to the stream's consumers) against the group's
-/// expectations refuses a bad version here, and the load fails with
-/// [`LoadError::Refused`], leaving the active version served.
+/// Data validation is the gate [`crate::validate::ValidationGate`], which
+/// [`FeatureStore::load`] uses: a version breaking its rules is held (committed, not
+/// activated), leaving the active version served.
 pub trait LoadGate: Send + Sync {
     /// The gate's name, for the refusal message.
     fn name(&self) -> &str;
 
-    /// `Err(reason)` refuses the version.
-    fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String>;
+    /// The verdict on the finished version.
+    fn check(&self, facts: &VersionFacts<'_>) -> GateVerdict;
 }
 
-/// The default gate: every version passes.
+/// A gate that accepts every version without a report.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AcceptAll;
 
@@ -103,8 +147,8 @@ impl LoadGate for AcceptAll {
         "accept-all"
     }
 
-    fn check(&self, _facts: &VersionFacts<'_>) -> Result<(), String> {
-        Ok(())
+    fn check(&self, _facts: &VersionFacts<'_>) -> GateVerdict {
+        GateVerdict::Accept { report: None }
     }
 }
 
@@ -155,6 +199,22 @@ struct Allocated {
 /// Milliseconds since `t`.
 fn ms_since(t: Instant) -> u64 {
     u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The statistics collector of a load of `group` at `version`: every feature of the
+/// group.
+fn stats_collector(registry: &Registry, group: &str, version: u64) -> StatsCollector {
+    let features = registry
+        .group(group)
+        .map(|info| {
+            info.features
+                .iter()
+                .filter_map(|id| registry.by_id(*id))
+                .map(|d| (d.spec.name.clone(), d.id, d.spec.dtype))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    StatsCollector::new(group, version, features)
 }
 
 /// The segment's fields of `group`: every feature of the group, by id.
@@ -324,6 +384,17 @@ impl LoadPipeline<'_> {
                 total_ms = ms_since(started),
                 "load committed"
             ),
+            // Committed, not activated: the version stays, ready.
+            Err(StoreError::Load(LoadError::Held { record, .. })) => tracing::warn!(
+                group = request.group.as_str(),
+                version = allocated.version,
+                failures = record
+                    .validation
+                    .as_ref()
+                    .map(|v| v.describe_failures())
+                    .unwrap_or_default(),
+                "load committed but not activated: validation failed"
+            ),
             Err(_) => self
                 .store
                 .admin
@@ -380,11 +451,13 @@ impl LoadPipeline<'_> {
 
         // Stage 2: build, with the segment's rows assembled from the sorted stream.
         let mut segment = store.segment_stage(&request.group, allocated.version)?;
+        let mut collector = stats_collector(&store.registry(), &request.group, allocated.version);
         let built = {
             let mut consumers = StreamConsumers::default();
             if let Some(stage) = segment.as_mut() {
                 consumers.push(stage);
             }
+            consumers.push(&mut collector);
             self.build(request, columns, allocated, &mut consumers)?
         };
         times.read = built.read_ms;
@@ -413,21 +486,57 @@ impl LoadPipeline<'_> {
 
         // Stage 5: gate.
         let gate_started = Instant::now();
+        let mut current = collector.finish();
+        let history = store.stats_history(&request.group, allocated.version)?;
         let facts = VersionFacts {
             group: &request.group,
             version: allocated.version,
             record: &record,
             segment: segment.as_ref().map(|(info, _)| info),
+            stats: Some(GateStats {
+                current: &current,
+                history: &history,
+                collector: &collector,
+            }),
         };
-        self.gate.check(&facts).map_err(|reason| {
-            StoreError::Load(LoadError::Refused {
-                gate: self.gate.name().to_owned(),
-                group: request.group.clone(),
-                version: allocated.version,
-                reason,
-            })
-        })?;
+        let verdict = self.gate.check(&facts);
+        drop(collector);
+        let shadow = || match store.shadow_check(&request.group, allocated) {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::warn!(group = request.group.as_str(), error = %e, "shadow check failed");
+                None
+            }
+        };
+        let held = match verdict {
+            GateVerdict::Accept { mut report } => {
+                if let Some(report) = report.as_mut() {
+                    report.shadow = shadow();
+                }
+                record.validation = report;
+                false
+            }
+            GateVerdict::Hold { mut report } => {
+                report.shadow = shadow();
+                record.validation = Some(report);
+                record.activated = false;
+                current.accepted = false;
+                true
+            }
+            GateVerdict::Refuse { reason } => {
+                return Err(StoreError::Load(LoadError::Refused {
+                    gate: self.gate.name().to_owned(),
+                    group: request.group.clone(),
+                    version: allocated.version,
+                    reason,
+                }));
+            }
+        };
         times.gate = ms_since(gate_started);
+        store.checked_write(
+            "writing the version's statistics",
+            meta::write_stats(&store.db, &current, keyspace::STATS_KEPT),
+        )?;
 
         // Stage 6: commit.
         let commit_started = Instant::now();
@@ -436,10 +545,16 @@ impl LoadPipeline<'_> {
             allocated,
             segment,
             &record,
-            request.activate,
+            request.activate && !held,
         )?;
         times.commit = ms_since(commit_started);
         self.report("commit", record.values_stored, started);
+        if held {
+            return Err(StoreError::Load(LoadError::Held {
+                gate: self.gate.name().to_owned(),
+                record: Box::new(record),
+            }));
+        }
         Ok(record)
     }
 
@@ -477,6 +592,108 @@ impl LoadPipeline<'_> {
 }
 
 impl FeatureStore {
+    /// The shadow check of the version `allocated` against `group`'s active version,
+    /// on the most-read entities (see [`crate::validate::shadow`]); `None` without an
+    /// active version or access counts.
+    fn shadow_check(
+        &self,
+        group: &str,
+        allocated: &Allocated,
+    ) -> Result<Option<crate::validate::shadow::ShadowReport>, StoreError> {
+        use crate::validate::shadow::{self, MAX_ENTITIES, MAX_KEYS};
+        let registry = self.registry();
+        let Some(info) = registry.group(group) else {
+            return Ok(None);
+        };
+        let features: Vec<_> = info
+            .features
+            .iter()
+            .filter_map(|id| registry.by_id(*id))
+            .collect();
+        let active = {
+            let state = self.admin.lock();
+            let Some(active) = state.versions.group(group).and_then(|g| g.active) else {
+                return Ok(None);
+            };
+            (active, state.versions.location(group, active)?)
+        };
+        let (active_version, (active_family, active_prefix)) = active;
+        let k = MAX_ENTITIES.min(MAX_KEYS / features.len().max(1));
+        let hot = self.hottest_entities(&info.entity_type, k);
+        if hot.is_empty() || features.is_empty() {
+            return Ok(None);
+        }
+        let (Some(new_cf), Some(old_cf)) = (
+            self.db.cf_handle(&allocated.family),
+            self.db.cf_handle(&active_family),
+        ) else {
+            return Ok(None);
+        };
+        let keys = |prefix: VersionPrefix| -> Vec<Vec<u8>> {
+            let mut out = Vec::with_capacity(hot.len() * features.len());
+            for def in &features {
+                for (entity, _) in &hot {
+                    let mut key = prefix.as_bytes().to_vec();
+                    // An id too long to be a key is stored nowhere: an empty key misses.
+                    if crate::codec::key::encode_key_into(entity, def.id, &mut key).is_err() {
+                        key.clear();
+                    }
+                    out.push(key);
+                }
+            }
+            out
+        };
+        let read = |cf: &Arc<rocksdb::BoundColumnFamily<'_>>, keys: Vec<Vec<u8>>| {
+            self.db
+                .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let new_values = read(&new_cf, keys(allocated.prefix))?;
+        let old_values = read(&old_cf, keys(active_prefix))?;
+        let per = hot.len();
+        let features = features
+            .iter()
+            .enumerate()
+            .map(|(i, def)| {
+                let range = i * per..(i + 1) * per;
+                let new = new_values.get(range.clone()).unwrap_or_default();
+                let old = old_values.get(range).unwrap_or_default();
+                shadow::compare(
+                    &def.spec.name,
+                    new.iter()
+                        .zip(old)
+                        .map(|(a, b)| (a.as_deref(), b.as_deref())),
+                )
+            })
+            .collect();
+        Ok(Some(shadow::ShadowReport {
+            active_version,
+            entities: per,
+            features,
+        }))
+    }
+
+    /// The statistics of `group`'s versions before `version` that are baselines (not
+    /// held by their validation), newest first.
+    fn stats_history(&self, group: &str, version: u64) -> Result<Vec<VersionStats>, StoreError> {
+        let mut out = Vec::new();
+        for v in meta::stats_versions(&self.db, group)?.into_iter().rev() {
+            if v >= version {
+                continue;
+            }
+            if let Some(stats) = meta::read_stats(&self.db, group, v)?
+                && stats.accepted
+            {
+                out.push(stats);
+            }
+            if out.len() >= crate::validate::rules::MAX_HISTORY {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Stage 3: moves `files` into the versions column family `family`.
     fn ingest(&self, family: &str, files: Vec<PathBuf>) -> Result<(), StoreError> {
         let cf = self.db.cf_handle(family).ok_or_else(|| {
@@ -851,12 +1068,14 @@ mod tests {
         fn name(&self) -> &str {
             "test"
         }
-        fn check(&self, facts: &VersionFacts<'_>) -> Result<(), String> {
-            Err(format!(
-                "{} entities, segment {:?}",
-                facts.record.entities,
-                facts.segment.map(|s| s.entities)
-            ))
+        fn check(&self, facts: &VersionFacts<'_>) -> GateVerdict {
+            GateVerdict::Refuse {
+                reason: format!(
+                    "{} entities, segment {:?}",
+                    facts.record.entities,
+                    facts.segment.map(|s| s.entities)
+                ),
+            }
         }
     }
 

@@ -12,12 +12,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::StoreError;
 use super::keyspace::{
     DEFINITION_PREFIX, MANIFEST_KEY, META_CF, NEXT_FEATURE_ID_KEY, STREAMED_PREFIX, definition_key,
-    load_group_prefix, load_key, streamed_key,
+    load_group_prefix, load_key, stats_group_prefix, stats_key, streamed_key,
 };
 use super::manifest::Manifest;
 use crate::loader::LoadRecord;
 use crate::registry::FeatureDefinition;
 use crate::types::FeatureId;
+use crate::validate::VersionStats;
 
 /// Synced write options: metadata changes survive power loss once acknowledged.
 pub fn synced() -> WriteOptions {
@@ -191,6 +192,84 @@ pub fn read_load_records(db: &DB, group: &str) -> Result<BTreeMap<u64, LoadRecor
         out.insert(record.version, record);
     }
     Ok(out)
+}
+
+/// Writes the statistics of a version (synced), and deletes those of the group's
+/// versions older than the newest `keep`.
+pub fn write_stats(db: &DB, stats: &VersionStats, keep: usize) -> Result<(), StoreError> {
+    let cf = meta_cf(db)?;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(&cf, stats_key(&stats.group, stats.version), encode(stats)?);
+    let versions = stats_versions(db, &stats.group)?;
+    let older: Vec<u64> = versions
+        .iter()
+        .copied()
+        .filter(|v| *v != stats.version)
+        .collect();
+    let excess = (older.len() + 1).saturating_sub(keep.max(1));
+    for version in older.iter().take(excess) {
+        batch.delete_cf(&cf, stats_key(&stats.group, *version));
+    }
+    db.write_opt(batch, &synced())?;
+    Ok(())
+}
+
+/// Deletes the statistics of `version` of `group` (synced).
+pub fn delete_stats(db: &DB, group: &str, version: u64) -> Result<(), StoreError> {
+    let cf = meta_cf(db)?;
+    db.delete_cf_opt(&cf, stats_key(group, version), &synced())?;
+    Ok(())
+}
+
+/// The versions of `group` that have statistics, ascending (keys only are decoded).
+pub fn stats_versions(db: &DB, group: &str) -> Result<Vec<u64>, StoreError> {
+    let cf = meta_cf(db)?;
+    let prefix = stats_group_prefix(group);
+    let mut out = Vec::new();
+    let mut iter = db.raw_iterator_cf(&cf);
+    iter.seek(prefix.as_bytes());
+    while let Some(key) = iter.key() {
+        let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
+            break;
+        };
+        if let Some(v) = std::str::from_utf8(rest).ok().and_then(|t| t.parse().ok()) {
+            out.push(v);
+        }
+        iter.next();
+    }
+    iter.status()?;
+    Ok(out)
+}
+
+/// The statistics of `version` of `group`, if stored.
+pub fn read_stats(db: &DB, group: &str, version: u64) -> Result<Option<VersionStats>, StoreError> {
+    let cf = meta_cf(db)?;
+    let key = stats_key(group, version);
+    db.get_cf(&cf, &key)?
+        .map(|bytes| decode(&key, &bytes))
+        .transpose()
+}
+
+/// The load record of `version` of `group`, if stored.
+pub fn read_load_record(
+    db: &DB,
+    group: &str,
+    version: u64,
+) -> Result<Option<LoadRecord>, StoreError> {
+    let cf = meta_cf(db)?;
+    let key = load_key(group, version);
+    db.get_cf(&cf, &key)?
+        .map(|bytes| decode(&key, &bytes))
+        .transpose()
+}
+
+/// Writes a load record again (an override recorded after the load), synced.
+pub fn write_load_record(db: &DB, record: &LoadRecord) -> Result<(), StoreError> {
+    put(
+        db,
+        &load_key(&record.group, record.version),
+        &encode(record)?,
+    )
 }
 
 /// The features of each group that ever received a pushed value (see

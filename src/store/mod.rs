@@ -689,17 +689,22 @@ impl FeatureStore {
     /// Loads a new version of a group from a file, ingests it, and (if asked) activates
     /// it atomically. On any failure nothing becomes visible and the version is removed.
     /// The stages are in [`load`].
+    ///
+    /// The version is validated ([`crate::validate`]): one that breaks its group's
+    /// rules is committed `ready` but not activated, and the load fails with
+    /// [`LoadError::Held`](crate::LoadError::Held) carrying the report.
     pub fn load(
         &self,
         request: &LoadRequest,
         progress: &dyn Fn(LoadProgress),
     ) -> Result<LoadRecord, StoreError> {
-        self.load_gated(request, &load::AcceptAll, progress)
+        let gate = crate::validate::ValidationGate::new(self.registry());
+        self.load_gated(request, &gate, progress)
     }
 
     /// Loads like [`load`](Self::load), with `gate` deciding whether the finished
-    /// version is committed (see [`load::LoadGate`]); a refusal fails the load and
-    /// nothing of the version becomes visible.
+    /// version is committed and activated (see [`load::LoadGate`]); a refusal fails the
+    /// load and nothing of the version becomes visible.
     pub fn load_gated(
         &self,
         request: &LoadRequest,
@@ -709,12 +714,20 @@ impl FeatureStore {
         let started = Instant::now();
         let result = load::LoadPipeline::new(self, gate, progress).run(request);
         let message = result.as_ref().err().map(ToString::to_string);
+        let validation = match &result {
+            Ok(record) => record.validation.as_ref(),
+            Err(StoreError::Load(crate::LoadError::Held { record, .. })) => {
+                record.validation.as_ref()
+            }
+            Err(_) => None,
+        };
         let event = LoadEvent {
             group: &request.group,
             result: result
                 .as_ref()
                 .map_err(|_| message.as_deref().unwrap_or_default()),
             elapsed: started.elapsed(),
+            validation,
         };
         self.observers.each(|o| o.on_load(&event));
         if let Ok(record) = &result
@@ -758,6 +771,22 @@ impl FeatureStore {
         })
     }
 
+    /// The statistics of `version` of `group`, computed by its load (kept for the
+    /// group's newest [`keyspace::STATS_KEPT`] versions).
+    pub fn version_stats(
+        &self,
+        group: &str,
+        version: u64,
+    ) -> Result<crate::validate::VersionStats, StoreError> {
+        if self.registry().group(group).is_none() {
+            return Err(StoreError::UnknownGroup(group.to_owned()));
+        }
+        meta::read_stats(&self.db, group, version)?.ok_or_else(|| StoreError::UnknownVersion {
+            group: group.to_owned(),
+            version,
+        })
+    }
+
     /// Groups with at least one registered feature, with their active version.
     pub fn groups(&self) -> Vec<(String, String, Option<u64>)> {
         let state = self.admin.lock();
@@ -776,8 +805,33 @@ impl FeatureStore {
     /// segment file is unusable (corrupt or missing), the version is served from
     /// RocksDB from the moment it is active, and the segment is rebuilt before this
     /// returns (a failed rebuild is logged; the version stays active).
+    ///
+    /// A version whose validation failed is refused
+    /// ([`StoreError::ValidationFailed`]); [`activate_forced`](Self::activate_forced)
+    /// overrides that.
     pub fn activate(&self, group: &str, version: u64) -> Result<(), StoreError> {
-        let rebuild = self.activate_locked(group, version)?;
+        self.activate_checked(group, version, None)
+    }
+
+    /// Activates `version` of `group` even if its validation failed, recording `by`
+    /// and `reason` (and the time) in its load record's validation report.
+    pub fn activate_forced(
+        &self,
+        group: &str,
+        version: u64,
+        by: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.activate_checked(group, version, Some((by, reason)))
+    }
+
+    fn activate_checked(
+        &self,
+        group: &str,
+        version: u64,
+        force: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let rebuild = self.activate_locked(group, version, force)?;
         self.observe_activation(group, version, ActivationCause::Activate);
         if rebuild {
             self.rebuild_activated_segment(group, version);
@@ -787,8 +841,59 @@ impl FeatureStore {
 
     /// [`activate`](Self::activate) under the admin lock; true when the segment must be
     /// rebuilt.
-    fn activate_locked(&self, group: &str, version: u64) -> Result<bool, StoreError> {
+    fn activate_locked(
+        &self,
+        group: &str,
+        version: u64,
+        force: Option<(&str, &str)>,
+    ) -> Result<bool, StoreError> {
         let mut state = self.admin.lock();
+        state.versions.require_group(group)?;
+        let record = meta::read_load_record(&self.db, group, version)?;
+        let failed = record
+            .as_ref()
+            .and_then(|r| r.validation.as_ref())
+            .filter(|v| !v.passed && v.forced.is_none());
+        if let Some(report) = failed {
+            let Some((by, reason)) = force else {
+                return Err(StoreError::ValidationFailed {
+                    group: group.to_owned(),
+                    version,
+                    failures: report.describe_failures(),
+                });
+            };
+            if by.trim().is_empty() || reason.trim().is_empty() {
+                return Err(StoreError::ForceNeedsReason);
+            }
+            let mut record = record.clone().ok_or_else(|| {
+                StoreError::Internal("a validation report without its record".into())
+            })?;
+            if let Some(validation) = record.validation.as_mut() {
+                validation.forced = Some(crate::validate::ForcedActivation {
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                    at_ms: now_ms(),
+                });
+            }
+            self.checked_write(
+                "recording a forced activation",
+                meta::write_load_record(&self.db, &record),
+            )?;
+            if let Some(mut stats) = meta::read_stats(&self.db, group, version)? {
+                stats.accepted = true;
+                self.checked_write(
+                    "accepting the version's statistics",
+                    meta::write_stats(&self.db, &stats, keyspace::STATS_KEPT),
+                )?;
+            }
+            tracing::warn!(
+                group,
+                version,
+                by,
+                reason,
+                "version activated despite failed validation"
+            );
+        }
         let rebuild = self.checked_write(
             "activating a version",
             state.versions.activate(group, version),

@@ -89,6 +89,9 @@ pub struct LoadEvent<'a> {
     pub result: Result<&'a LoadRecord, &'a str>,
     /// Time the load took.
     pub elapsed: Duration,
+    /// The version's validation report: of the record, or of the error when the gate
+    /// held the version back ([`crate::LoadError::Held`]).
+    pub validation: Option<&'a crate::validate::ValidationReport>,
 }
 
 /// Why a version became active.
@@ -245,6 +248,7 @@ mod tests {
                 group: "g",
                 result: Err("refused"),
                 elapsed: Duration::ZERO,
+                validation: None,
             })
         });
         assert_eq!(a.0.load(Ordering::Relaxed), 3);

@@ -273,6 +273,9 @@ impl VersionSet {
             return;
         }
         self.ranges.remove(&allocated.name);
+        if let Err(e) = meta::delete_stats(&self.db, group, version) {
+            tracing::warn!(group, version, error = %e, "could not delete statistics of failed load");
+        }
         if let Err(e) = VersionRange::delete_now(&self.db, &allocated.family, allocated.prefix) {
             tracing::error!(group, version, error = %e, "could not delete keys of failed load; they are deleted at next open");
         }

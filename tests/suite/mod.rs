@@ -27,4 +27,5 @@ mod shutdown;
 mod stream_recovery;
 mod streaming;
 mod streaming_http;
+mod validation;
 mod versions;
