@@ -353,6 +353,10 @@ pub async fn handle(
         | Route::ListServices
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
+        Route::FeastGetOnlineFeatures
+        | Route::FeastPush
+        | Route::FeastWriteToOnlineStore
+        | Route::OpenApi => super::feast_handlers::handle(state, route, req).await,
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {

@@ -38,6 +38,9 @@ impl Route {
                 | Route::Push
                 | Route::Rank
                 | Route::ApplyRegistry
+                | Route::FeastGetOnlineFeatures
+                | Route::FeastPush
+                | Route::FeastWriteToOnlineStore
         )
     }
 
