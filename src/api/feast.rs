@@ -419,9 +419,10 @@ pub fn plan(registry: &Registry, request: FeastRequest) -> Result<FeastPlan, Fea
             FeatureSelection::Names(outputs.iter().map(|o| o.asked.clone()).collect())
         }
         FeastSelection::Service(asked) => {
-            let service = registry.catalog().resolve_service(asked).ok_or_else(|| {
-                FeastError::from(RankError::UnknownService(asked.clone()))
-            })?;
+            let service = registry
+                .catalog()
+                .resolve_service(asked)
+                .ok_or_else(|| FeastError::from(RankError::UnknownService(asked.clone())))?;
             for (listed, pinned) in service.spec.features.iter().zip(&service.resolved_features) {
                 let (view, t) = locate(registry, pinned).ok_or_else(|| {
                     FeastError::internal(format!(
@@ -620,7 +621,7 @@ pub fn encode(plan: &FeastPlan, answers: &[RankResponse]) -> Result<Vec<u8>, Fea
     }
     let mut statuses: Vec<&'static str> = Vec::with_capacity(rows);
     let mut times: Vec<Option<TimestampMs>> = Vec::with_capacity(rows);
-    for j in 0..plan.outputs.len() {
+    for (j, _) in plan.outputs.iter().enumerate() {
         sep(&mut out);
         out.extend_from_slice(br#"{"values":["#);
         statuses.clear();
@@ -739,8 +740,12 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> bool {
             return false;
         }
         Value::Int64(x) => out.extend_from_slice(itoa(*x).as_bytes()),
-        Value::Float64(x) if x.is_finite() => out.extend_from_slice(buf.format_finite(*x).as_bytes()),
-        Value::Float32(x) if x.is_finite() => out.extend_from_slice(buf.format_finite(*x).as_bytes()),
+        Value::Float64(x) if x.is_finite() => {
+            out.extend_from_slice(buf.format_finite(*x).as_bytes())
+        }
+        Value::Float32(x) if x.is_finite() => {
+            out.extend_from_slice(buf.format_finite(*x).as_bytes())
+        }
         Value::Float64(_) | Value::Float32(_) => {
             out.extend_from_slice(b"null");
             return false;
@@ -776,8 +781,7 @@ fn itoa(x: i64) -> String {
 
 /// Standard base64 with padding (RFC 4648 §4), as Python's `base64.b64encode`.
 fn base64(out: &mut Vec<u8>, bytes: &[u8]) {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for chunk in bytes.chunks(3) {
         let b = [
             chunk[0],
@@ -874,8 +878,14 @@ mod tests {
         assert_eq!(enc(Value::Float32(f32::INFINITY)), ("null".into(), false));
         assert_eq!(enc(Value::Int64(-3)), ("-3".into(), true));
         assert_eq!(enc(Value::Bool(true)), ("true".into(), true));
-        assert_eq!(enc(Value::String("a\"b".into())), ("\"a\\\"b\"".into(), true));
-        assert_eq!(enc(Value::Bytes(b"hi!?".to_vec())), ("\"aGkhPw==\"".into(), true));
+        assert_eq!(
+            enc(Value::String("a\"b".into())),
+            ("\"a\\\"b\"".into(), true)
+        );
+        assert_eq!(
+            enc(Value::Bytes(b"hi!?".to_vec())),
+            ("\"aGkhPw==\"".into(), true)
+        );
         assert_eq!(
             enc(Value::Float32Vector(vec![1.0, 0.5])),
             ("[1.0,0.5]".into(), true)

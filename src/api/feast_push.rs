@@ -164,9 +164,8 @@ pub fn parse_push(
             composite_id(&parts)
         };
         let time = &df.get(time_column).unwrap_or_default()[row];
-        let event_time = event_time(time).map_err(|e| {
-            FeastError::bad_request(format!("`{time_column}` row {row}: {e}"))
-        })?;
+        let event_time = event_time(time)
+            .map_err(|e| FeastError::bad_request(format!("`{time_column}` row {row}: {e}")))?;
         let mut values = Vec::with_capacity(features.len());
         for (name, dtype, column) in &features {
             let value = typed(&column[row], *dtype)
@@ -202,14 +201,12 @@ fn event_time(value: &serde_json::Value) -> Result<TimestampMs, String> {
 fn typed(value: &serde_json::Value, dtype: DType) -> Result<Value, String> {
     match (value, dtype) {
         (serde_json::Value::Null, _) => Ok(Value::Null),
-        (serde_json::Value::Number(n), DType::Int64) if n.as_i64().is_none() => {
-            match n.as_f64() {
-                Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
-                    Ok(Value::Int64(x as i64))
-                }
-                _ => Err(format!("{n} is not an int64 value")),
+        (serde_json::Value::Number(n), DType::Int64) if n.as_i64().is_none() => match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 => {
+                Ok(Value::Int64(x as i64))
             }
-        }
+            _ => Err(format!("{n} is not an int64 value")),
+        },
         _ => parse_default(value, dtype).map_err(|e| e.replacen("default ", "", 1)),
     }
 }
@@ -251,9 +248,15 @@ mod tests {
 
     #[test]
     fn cells_type_by_dtype() {
-        assert_eq!(typed(&serde_json::json!(3.0), DType::Int64), Ok(Value::Int64(3)));
+        assert_eq!(
+            typed(&serde_json::json!(3.0), DType::Int64),
+            Ok(Value::Int64(3))
+        );
         assert!(typed(&serde_json::json!(3.5), DType::Int64).is_err());
-        assert_eq!(typed(&serde_json::json!(null), DType::Float64), Ok(Value::Null));
+        assert_eq!(
+            typed(&serde_json::json!(null), DType::Float64),
+            Ok(Value::Null)
+        );
         assert_eq!(
             typed(&serde_json::json!(2), DType::Float64),
             Ok(Value::Float64(2.0))

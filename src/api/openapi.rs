@@ -18,7 +18,10 @@ mod tests {
     #[test]
     fn the_document_describes_exactly_the_routes() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("valid JSON");
-        assert_eq!(doc["openapi"].as_str().map(|v| v.starts_with("3.1")), Some(true));
+        assert_eq!(
+            doc["openapi"].as_str().map(|v| v.starts_with("3.1")),
+            Some(true)
+        );
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for method in item.as_object().expect("path item").keys() {

@@ -13,8 +13,8 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, StatusCode};
 
 use super::handlers::{
-    ApiError, AppState, HttpResponse, PUSH_RETRY_AFTER_SECS, json_response, ok_json, push_error_status, read_body,
-    response,
+    ApiError, AppState, HttpResponse, PUSH_RETRY_AFTER_SECS, json_response, ok_json,
+    push_error_status, read_body, response,
 };
 use super::router::Route;
 use crate::api::feast::{self, FeastError};
@@ -58,13 +58,19 @@ fn push_failure(e: &PushError) -> HttpResponse {
     }
     let mut resp = feast_error(&FeastError::new(status, "FeastError", message));
     if e.is_unavailable() {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(PUSH_RETRY_AFTER_SECS));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(PUSH_RETRY_AFTER_SECS),
+        );
     }
     resp
 }
 
-async fn push(state: &AppState, route: Route, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+async fn push(
+    state: &AppState,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
     let kind = match route {
         Route::FeastPush => PushKind::Push,
         _ => PushKind::WriteToOnlineStore,
