@@ -11,7 +11,7 @@
 # redis-server, installed with apt-get when missing. Loopback only; everything started
 # here is stopped on exit.
 #
-# Environment (defaults): BENCH_PRODUCTS (5000), BENCH_ITERS (2000; a tenth for the
+# Environment (defaults): BENCH_PRODUCTS (5000), BENCH_ITERS (2000; a hundredth, at least 20, for the
 # Feast paths), BENCH_DIR ($CARGO_TARGET_DIR/bench-python), BENCH_PORT_BASE (18070).
 set -euo pipefail
 cd "$(dirname "$0")/.."

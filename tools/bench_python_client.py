@@ -164,7 +164,7 @@ def main() -> None:
 
     results["redis-py MGET of 501 packed rows, into numpy (values only)"] = (*measure(redis_mget, ITERS, 200), ITERS)
 
-    feast_iters = max(20, ITERS // 10)
+    feast_iters = max(20, ITERS // 100)
     try:
         from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
         from feast.types import Float32
