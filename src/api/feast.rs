@@ -553,7 +553,7 @@ pub fn status_name(status: FeatureStatus) -> &'static str {
 }
 
 /// Encodes the Feast answer of `plan` from the answers of its reads (same order as
-/// [`FeastPlan::requests`]).
+/// [`FeastPlan::take_requests`]).
 pub fn encode(plan: &FeastPlan, answers: &[RankResponse]) -> Result<Vec<u8>, FeastError> {
     if answers.len() != plan.reads {
         return Err(FeastError::internal(format!(
