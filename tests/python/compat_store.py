@@ -50,7 +50,12 @@ def build(root: Path, now: int = NOW) -> Path:
     """Creates the store under ``root`` (fresh rows at ``now``) and returns its data
     directory."""
     data = root / "store"
-    run = lambda *args: subprocess.run([featstore_bin(), *args], check=True, capture_output=True)  # noqa: E731
+
+    def run(*args: str) -> None:
+        r = subprocess.run([featstore_bin(), *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"featstore {' '.join(args)} failed ({r.returncode}): {r.stderr[-3000:]}")
+
     run("apply", str(REGISTRY), "--data", str(data))
     for group, text in groups(now).items():
         path = root / f"{group}.csv"
