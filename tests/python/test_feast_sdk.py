@@ -14,15 +14,14 @@ import pandas as pd
 import pytest
 import requests
 
-feast = pytest.importorskip("feast")
-from feast import FeatureService, FeatureStore  # noqa: E402
-from feast.errors import (  # noqa: E402
+from feast import FeatureService, FeatureStore
+from feast.errors import (
     FeatureServiceNotFoundException,
     FeatureViewNotFoundException,
     PushSourceNotFoundException,
 )
 
-import compat_store  # noqa: E402
+import compat_store
 
 HERE = compat_store.HERE
 
