@@ -18,6 +18,9 @@
 //! * [`groups`] — groups, versions, loads, activate, rollback, drop.
 //! * [`push`] — streamed pushes.
 //! * [`registry`] — composite entity types, on-demand features, services, lineage.
+//! * [`feast`], [`feast_push`] — Feast-compatible shapes (`/get-online-features`,
+//!   `/push`, `/write-to-online-store`) mapped onto the same planner and pushes.
+//! * [`openapi`] — the OpenAPI 3.1 description of every route (`docs/openapi.json`).
 //!
 //! # Invariants
 //!
@@ -36,10 +39,13 @@
 
 pub mod definitions;
 pub mod error;
+pub mod feast;
+pub mod feast_push;
 pub mod features;
 pub mod get_json;
 pub mod groups;
 pub mod json;
+pub mod openapi;
 pub mod push;
 pub mod rank;
 pub mod rank_binary;

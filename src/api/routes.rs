@@ -70,11 +70,19 @@ pub enum Route {
     Readyz,
     /// `GET /metrics`: Prometheus exposition.
     Metrics,
+    /// `POST /get-online-features`: Feast's online read (`crate::api::feast`).
+    FeastGetOnlineFeatures,
+    /// `POST /push`: Feast's push (`crate::api::feast_push`).
+    FeastPush,
+    /// `POST /write-to-online-store`: Feast's online write (`crate::api::feast_push`).
+    FeastWriteToOnlineStore,
+    /// `GET /openapi.json`: the OpenAPI 3.1 description of this API.
+    OpenApi,
 }
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 25] = [
+    pub const ALL: [Route; 29] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -100,6 +108,10 @@ impl Route {
         Route::Healthz,
         Route::Readyz,
         Route::Metrics,
+        Route::FeastGetOnlineFeatures,
+        Route::FeastPush,
+        Route::FeastWriteToOnlineStore,
+        Route::OpenApi,
     ];
 
     /// The path template, with `{name}` for each parameter.
@@ -129,6 +141,10 @@ impl Route {
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
             Route::Metrics => "/metrics",
+            Route::FeastGetOnlineFeatures => "/get-online-features",
+            Route::FeastPush => "/push",
+            Route::FeastWriteToOnlineStore => "/write-to-online-store",
+            Route::OpenApi => "/openapi.json",
         }
     }
 
@@ -144,7 +160,10 @@ impl Route {
             | Route::Rank
             | Route::ApplyRegistry
             | Route::RetireService
-            | Route::ServingLogExport => Method::POST,
+            | Route::ServingLogExport
+            | Route::FeastGetOnlineFeatures
+            | Route::FeastPush
+            | Route::FeastWriteToOnlineStore => Method::POST,
             Route::DeleteDefinition => Method::DELETE,
             Route::GetFeatures
             | Route::ListDefinitions
@@ -159,7 +178,8 @@ impl Route {
             | Route::Ui
             | Route::Healthz
             | Route::Readyz
-            | Route::Metrics => Method::GET,
+            | Route::Metrics
+            | Route::OpenApi => Method::GET,
         }
     }
 
@@ -376,6 +396,26 @@ pub mod paths {
     /// `GET /metrics`.
     pub fn metrics() -> String {
         Route::Metrics.fill(&[])
+    }
+
+    /// `POST /get-online-features` (Feast).
+    pub fn feast_get_online_features() -> String {
+        Route::FeastGetOnlineFeatures.fill(&[])
+    }
+
+    /// `POST /push` (Feast).
+    pub fn feast_push() -> String {
+        Route::FeastPush.fill(&[])
+    }
+
+    /// `POST /write-to-online-store` (Feast).
+    pub fn feast_write_to_online_store() -> String {
+        Route::FeastWriteToOnlineStore.fill(&[])
+    }
+
+    /// `GET /openapi.json`.
+    pub fn openapi() -> String {
+        Route::OpenApi.fill(&[])
     }
 }
 

@@ -49,7 +49,12 @@ const CHUNKED_STEP: usize = 256 * 1024;
 /// batch, and the memtable it fills: about 20x in all.
 pub fn decode_factor(route: Route) -> usize {
     match route {
-        Route::Push => PUSH_DECODE_FACTOR,
+        // Feast's push bodies are parsed into a document tree first (`api::feast_push`);
+        // not measured separately: bounded here by the push's factor.
+        Route::Push | Route::FeastPush | Route::FeastWriteToOnlineStore => PUSH_DECODE_FACTOR,
+        // Feast's read body is a document tree of entity ids (about 8x the text), not
+        // measured separately.
+        Route::FeastGetOnlineFeatures => 8,
         // A ranking request or registry objects: strings and small vectors.
         _ => 3,
     }

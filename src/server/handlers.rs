@@ -390,6 +390,10 @@ pub async fn handle(
             let html = blocking(move || super::ui::render(&store, &page, now_ms())).await?;
             Ok(response(StatusCode::OK, "text/html; charset=utf-8", html))
         }
+        Route::FeastGetOnlineFeatures
+        | Route::FeastPush
+        | Route::FeastWriteToOnlineStore
+        | Route::OpenApi => super::feast_handlers::handle(state, route, req).await,
         Route::Healthz => Ok(response(StatusCode::OK, "text/plain; charset=utf-8", "ok")),
         Route::Readyz => Ok(readiness(&state.store)),
         Route::Metrics => {

@@ -60,6 +60,7 @@ pub(crate) mod budget;
 pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod fd_limit;
+pub(crate) mod feast_handlers;
 pub(crate) mod handlers;
 pub(crate) mod health;
 pub mod metrics;

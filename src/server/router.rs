@@ -39,6 +39,9 @@ impl Route {
                 | Route::Push
                 | Route::Rank
                 | Route::ApplyRegistry
+                | Route::FeastGetOnlineFeatures
+                | Route::FeastPush
+                | Route::FeastWriteToOnlineStore
         )
     }
 
@@ -288,6 +291,18 @@ mod tests {
             (paths::healthz(), Route::Healthz, vec![]),
             (paths::readyz(), Route::Readyz, vec![]),
             (paths::metrics(), Route::Metrics, vec![]),
+            (
+                paths::feast_get_online_features(),
+                Route::FeastGetOnlineFeatures,
+                vec![],
+            ),
+            (paths::feast_push(), Route::FeastPush, vec![]),
+            (
+                paths::feast_write_to_online_store(),
+                Route::FeastWriteToOnlineStore,
+                vec![],
+            ),
+            (paths::openapi(), Route::OpenApi, vec![]),
         ];
         let mut seen: Vec<Route> = cases.iter().map(|c| c.1).collect();
         seen.dedup();

@@ -576,6 +576,39 @@ impl FeatureStore {
         Ok(response)
     }
 
+    /// Answers several ranking requests against one read view (so one answer never
+    /// mixes versions), in order; stops at the first that fails. Each answer is
+    /// observed and counted as [`rank`](Self::rank) does.
+    pub fn rank_all(&self, requests: Vec<RankRequest>) -> Result<Vec<RankResponse>, RankError> {
+        self.rank_all_in(ReadContext::EMBEDDED, requests)
+    }
+
+    /// [`rank_all`](Self::rank_all) for a caller that says who asked (an HTTP request's
+    /// id and route), which the observers receive with each answer.
+    pub fn rank_all_in(
+        &self,
+        context: ReadContext<'_>,
+        requests: Vec<RankRequest>,
+    ) -> Result<Vec<RankResponse>, RankError> {
+        let started = self.read_started();
+        let now = now_ms();
+        let view = self.view();
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            answers.push(query::rank(&view, request, now)?);
+        }
+        for response in &answers {
+            if self.config.hot_segment_bytes > 0 {
+                let counter = self.access_counter(&response.candidate_type);
+                for id in &response.candidates {
+                    counter.record(id.as_bytes());
+                }
+            }
+            self.observe_read(ReadAnswer::Ranking(response), context, now, started);
+        }
+        Ok(answers)
+    }
+
     /// Definitions matching `filter`.
     pub fn list_definitions(&self, filter: &DefinitionFilter) -> Vec<Arc<FeatureDefinition>> {
         self.view.with(|view| view.registry().list(filter))

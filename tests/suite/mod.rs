@@ -11,6 +11,7 @@ mod end_to_end;
 mod entity_ids;
 mod event_times;
 mod exact_strings;
+mod feast;
 mod get_answer;
 mod layout;
 mod limits;
