@@ -27,6 +27,9 @@ use crate::types::{DType, FeatureId, MAX_VECTOR_DIM, TimestampMs};
 pub const ROW_FORMAT: u8 = 1;
 /// Version of the schema record (byte 0).
 pub const SCHEMA_FORMAT: u8 = 1;
+/// The key of a version's schema record (after the version prefix): an entity key of
+/// id length 0, which no entity has, so it sorts before every row of the version.
+pub const SCHEMA_KEY: &[u8] = &[0, 0];
 /// Most fields a schema holds (time indexes are at most u16).
 pub const MAX_FIELDS: usize = 65_535;
 
@@ -85,7 +88,10 @@ impl RowSchema {
     /// The schema of `fields` (sorted by feature id here; ids must be distinct).
     pub fn new(mut fields: Vec<FieldSpec>) -> Result<RowSchema, CodecError> {
         fields.sort_by_key(|f| f.feature_id);
-        if fields.windows(2).any(|w| w[0].feature_id == w[1].feature_id) {
+        if fields
+            .windows(2)
+            .any(|w| w[0].feature_id == w[1].feature_id)
+        {
             return Err(invalid("row schema", "a feature id appears twice"));
         }
         if fields.len() > MAX_FIELDS {
@@ -162,7 +168,11 @@ impl RowSchema {
             .ok_or_else(|| truncated("row schema", 5, bytes.len()))?;
         let count = u32::from_le_bytes(*count) as usize;
         if rest.len() != count.saturating_mul(9) {
-            return Err(truncated("row schema fields", count.saturating_mul(9), rest.len()));
+            return Err(truncated(
+                "row schema fields",
+                count.saturating_mul(9),
+                rest.len(),
+            ));
         }
         let mut fields = Vec::with_capacity(count);
         while let Some((record, tail)) = rest.split_first_chunk::<9>() {
@@ -185,7 +195,10 @@ impl RowSchema {
             });
             rest = tail;
         }
-        if fields.windows(2).any(|w| w[0].feature_id >= w[1].feature_id) {
+        if fields
+            .windows(2)
+            .any(|w| w[0].feature_id >= w[1].feature_id)
+        {
             return Err(invalid("row schema", "feature ids are not ascending"));
         }
         RowSchema::new(fields)
@@ -390,7 +403,10 @@ impl<'a> RowRef<'a> {
         let null = self.bytes[self.null_at + byte] & mask != 0;
         if !present {
             return if null {
-                Err(invalid("batch row", format!("field {pos}: null but absent")))
+                Err(invalid(
+                    "batch row",
+                    format!("field {pos}: null but absent"),
+                ))
             } else {
                 Ok(FieldValue::Absent)
             };
@@ -595,12 +611,24 @@ mod tests {
         let s = schema();
         let int = enc(&Value::Int64(3), 1);
         let mut out = Vec::new();
-        assert!(encode_row(&s, &[(0, &int)], &mut out).is_err(), "int for a float field");
+        assert!(
+            encode_row(&s, &[(0, &int)], &mut out).is_err(),
+            "int for a float field"
+        );
         let f = enc(&Value::Float32(1.0), 1);
-        assert!(encode_row(&s, &[(1, &int), (0, &f)], &mut out).is_err(), "out of order");
-        assert!(encode_row(&s, &[(9, &f)], &mut out).is_err(), "outside the schema");
+        assert!(
+            encode_row(&s, &[(1, &int), (0, &f)], &mut out).is_err(),
+            "out of order"
+        );
+        assert!(
+            encode_row(&s, &[(9, &f)], &mut out).is_err(),
+            "outside the schema"
+        );
         let vec3 = enc(&Value::Float32Vector(vec![1.0, 2.0, 3.0]), 1);
-        assert!(encode_row(&s, &[(2, &vec3)], &mut out).is_err(), "wrong dimension");
+        assert!(
+            encode_row(&s, &[(2, &vec3)], &mut out).is_err(),
+            "wrong dimension"
+        );
     }
 
     #[test]
