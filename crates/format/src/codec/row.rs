@@ -521,6 +521,40 @@ mod tests {
         out
     }
 
+    /// The worked example of storage-format.md, "Batch rows", byte for byte.
+    #[test]
+    fn the_documented_example_is_what_the_encoder_writes() {
+        let s = RowSchema::new(vec![
+            FieldSpec {
+                feature_id: 9,
+                field_type: DType::String,
+            },
+            FieldSpec {
+                feature_id: 5,
+                field_type: DType::Float32,
+            },
+        ])
+        .expect("schema");
+        assert_eq!(
+            s.encode(),
+            [
+                0x01, 2, 0, 0, 0, 5, 0, 0, 0, 3, 0, 0, 0, 0, 9, 0, 0, 0, 5, 0, 0, 0, 0
+            ]
+        );
+        let f5 = enc(&Value::Float32(1.5), 1000);
+        let f9 = enc(&Value::String("red".into()), 1000);
+        let mut row = Vec::new();
+        encode_row(&s, &[(0, &f5), (1, &f9)], &mut row).expect("encode");
+        assert_eq!(
+            row,
+            [
+                0x01, 0x01, 0x00, 0xe8, 0x03, 0, 0, 0, 0, 0, 0, 0x03, 0x00, 0x00, 0x00, 0xc0, 0x3f,
+                0, 0, 0, 0, 3, 0, 0, 0, b'r', b'e', b'd'
+            ]
+        );
+        assert_eq!(SCHEMA_KEY, [0, 0]);
+    }
+
     #[test]
     fn schema_round_trips_sorted_by_id() {
         let s = schema();
