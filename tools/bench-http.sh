@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# The HTTP benchmark suite: featstore, the floor (a do-nothing hyper endpoint answering
-# featstore's response size) and Redis (one hash per entity), driven by the same load
+# The HTTP benchmark suite: featstore (ranking answers in JSON and in the binary form),
+# the floor (a do-nothing hyper endpoint answering featstore's response size) and Redis in
+# two layouts (one hash per entity: HMGETs; one packed float32 row per entity: GET and one
+# MGET per ranking read, Redis's strongest layout for this work), driven by the same load
 # generator (tools/loadgen) with the same entities, features and connections, in one
 # run. Writes docs/benchmarks.md, its charts (docs/benchmarks/*.png) and the raw results
 # (docs/benchmarks/results.csv, results.jsonl).
 #
 # Steps: build; generate one data set (products and users x 50 float32 features, with
 # `featstore gen-matrix`); load it into featstore (`apply` + `load`) and, from the same
-# CSV files, into Redis; install redis-server from Debian's packages if it is missing;
+# CSV files, into Redis (both layouts); install redis-server from Debian's packages if it is missing;
 # start featstore, Redis (no persistence) and, per shape, the floor, on loopback ports;
 # probe which shapes featstore serves (404/405 = not available, reported as such); run
 # closed-loop runs at growing connection counts and open-loop runs at fractions of each
@@ -123,6 +125,8 @@ PIDS+=("$REDIS_PID")
 wait_port "$REDIS_PORT" "$REDIS_PID"
 "$LG" redis-load --target "redis://127.0.0.1:$REDIS_PORT" --csv "$WORK/data/bench_product.csv" --entity-type product
 "$LG" redis-load --target "redis://127.0.0.1:$REDIS_PORT" --csv "$WORK/data/bench_user.csv" --entity-type user
+"$LG" redis-load --target "redis://127.0.0.1:$REDIS_PORT" --csv "$WORK/data/bench_product.csv" --entity-type product --layout packed
+"$LG" redis-load --target "redis://127.0.0.1:$REDIS_PORT" --csv "$WORK/data/bench_user.csv" --entity-type user --layout packed
 
 # --- runs --------------------------------------------------------------------------
 DATA_ARGS=(--products "$PRODUCTS" --users "$USERS" --product-features $FEATURES --user-features $FEATURES --keys "$KEYS")
@@ -136,18 +140,27 @@ available() { grep -q "^featstore $1 available$" "$WORK/probe.txt"; }
 
 url_of() {
     case $1 in
-        featstore | featstore-2core) echo "http://127.0.0.1:$FS_PORT" ;;
+        featstore | featstore-binary | featstore-2core | featstore-2core-binary) echo "http://127.0.0.1:$FS_PORT" ;;
         floor) echo "http://127.0.0.1:$FLOOR_PORT" ;;
-        redis) echo "redis://127.0.0.1:$REDIS_PORT" ;;
+        redis | redis-packed) echo "redis://127.0.0.1:$REDIS_PORT" ;;
+    esac
+}
+
+system_args() { # the encoding or layout a system label stands for
+    case $1 in
+        featstore-binary | featstore-2core-binary) echo "--accept binary" ;;
+        redis-packed) echo "--redis-layout packed" ;;
     esac
 }
 
 run() { # system mix connections [rate]
     local rate_args=()
     if [ -n "${4:-}" ]; then rate_args=(--rate "$4"); fi
+    local extra
+    read -r -a extra <<<"$(system_args "$1")"
     "${CLIENT_PIN[@]}" "$LG" "${THREAD_ARGS[@]}" run --target "$(url_of "$1")" --system "$1" \
         --mix "$2" --connections "$3" "${rate_args[@]}" --duration "$SECS" --warmup "$WARMUP" \
-        --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" --csv "$CSV"
+        --timeout-ms 5000 "${DATA_ARGS[@]}" "${extra[@]}" --jsonl "$RESULTS" --csv "$CSV"
 }
 
 open_rate() { # system mix percent: that share of the system's best closed-loop throughput
@@ -178,18 +191,21 @@ for shape in get rank push; do
         push) conns="8 32"; percents="50" ;;
     esac
     if available "$shape"; then
-        log "== $shape: featstore, floor, redis"
+        systems="featstore floor redis redis-packed"
+        if [ "$shape" = rank ]; then systems="featstore featstore-binary floor redis redis-packed"; fi
+        log "== $shape: $systems"
         run featstore "$shape" 1
         bytes=$("$LG" stat --results "$RESULTS" --system featstore --shape "$shape" --field mean_response_bytes)
         log "   the floor answers $bytes bytes (featstore's mean answer)"
         floor_start "$bytes"
-        systems="featstore floor redis"
         run floor "$shape" 1
+        if [ "$shape" = rank ]; then run featstore-binary "$shape" 1; fi
     else
         log "== $shape: redis (featstore does not serve it, see the probe; the floor needs its answer size, so it is skipped too)"
-        systems="redis"
+        systems="redis redis-packed"
     fi
     run redis "$shape" 1
+    run redis-packed "$shape" 1
     for c in $conns; do
         for system in $systems; do run "$system" "$shape" "$c"; done
     done
@@ -203,6 +219,7 @@ if available get && available rank && available push; then
     log "== mix $MIX"
     run featstore "$MIX" 16
     run redis "$MIX" 16
+    run redis-packed "$MIX" 16
 else
     echo "{\"system\":\"featstore\",\"shape\":\"$MIX\",\"available\":false,\"detail\":\"the mix needs get, rank and push\"}" >>"$AVAIL"
     run redis "$MIX" 16
@@ -223,7 +240,10 @@ if [ ${#SERVER_PIN[@]} -gt 0 ]; then
     THREAD_ARGS=(--threads "$CPUS")
     CLIENT_PIN=()
     run featstore-2core get 64
-    if available rank; then run featstore-2core rank 16; fi
+    if available rank; then
+        run featstore-2core rank 16
+        run featstore-2core-binary rank 16
+    fi
     TWO_CORE_NOTE=" The \`featstore-2core\` runs are the exception: featstore unpinned with $CPUS worker threads, the load generator unpinned too, all sharing both cores."
 fi
 
@@ -237,8 +257,8 @@ MEM_GB=$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
     --command "tools/bench.sh" \
     --note "Machine: $CPUS CPUs ($CPU_MODEL), ${MEM_GB} GiB RAM, $(uname -sr); shared with other work (load average $(cut -d' ' -f1-3 /proc/loadavg) when the report was written), so figures are noisy: compare ratios within this run." \
     --note "$PIN_NOTE$TWO_CORE_NOTE" \
-    --note "Data: $PRODUCTS products (\`p0\`..) and $USERS users (\`u0\`..), $FEATURES float32 features each (\`pf00\`.., \`uf00\`..), generated once by \`featstore gen-matrix\` as CSV and loaded from those files into featstore (\`apply\` + \`load\`, one batch version per group, hot segment holding every entity) and into Redis (one hash per entity, \`product:p42\`, fields named as in featstore, values as written in the file)." \
-    --note "Requests: get = \`GET /v1/features/product/{id}?names=pf00..pf49\` vs \`HMGET product:{id} pf00..pf49\`; rank = \`POST /v1/rank\` with 1 user + 100 products and their 50 features each vs a pipeline of 101 \`HMGET\`s on one connection; push = \`POST /v1/push\` of 1 event with 10 features vs \`HSET\`; ids $KEYS; keep-alive connections." \
+    --note "Data: $PRODUCTS products (\`p0\`..) and $USERS users (\`u0\`..), $FEATURES float32 features each (\`pf00\`.., \`uf00\`..), generated once by \`featstore gen-matrix\` as CSV and loaded from those files into featstore (\`apply\` + \`load\`, one batch version per group, hot segment holding every entity) and into Redis twice: one hash per entity (\`product:p42\`, fields named as in featstore, values as written in the file) and, as \`redis-packed\`, one string per entity (\`packed:product:p42\`) holding its 50 features as little-endian float32 (200 bytes), the layout Feast's \`precompute_online\` also uses." \
+    --note "Requests: get = \`GET /v1/features/product/{id}?names=pf00..pf49\` vs \`HMGET product:{id} pf00..pf49\` (redis) or \`GET packed:product:{id}\` (redis-packed); rank = \`POST /v1/rank\` with 1 user + 100 products and their 50 features each, answered in JSON (featstore) or in the binary ranking form (featstore-binary, \`Accept: application/x-featstore-rank\`), vs a pipeline of 101 \`HMGET\`s on one connection (redis) or one \`MGET\` of 101 packed rows (redis-packed); push = \`POST /v1/push\` of 1 event with 10 features vs \`HSET\` (redis) or \`SETRANGE\` of the 40 bytes (redis-packed); ids $KEYS; keep-alive connections. featstore's answers carry per value a status and an event time and are checked against TTL and freshness SLO; Redis's carry the values only." \
     --note "Runs: ${SECS} s measured after ${WARMUP} s of warm-up each; closed loop at several connection counts, then open loop (32 connections) at fractions of each system's own best closed-loop throughput; the systems take turns at each point, so a noisy moment hits all of them. The floor answers every request with a body of featstore's mean answer size for that shape." \
     --note "Versions: featstore $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(redis-server --version | cut -d' ' -f1-3)."
 log "wrote $OUT_MD"

@@ -96,5 +96,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         encode_value(value, 1000, &mut bytes);
         write("codec_value", format!("value{i}"), &bytes)?;
     }
+    // batch_row: byte 0 = 0 (no schema part: the target's default schema), then rows
+    // holding every value, a null and an absence, at one and at several event times.
+    let schema = featstore_fuzz::batch_row_default_schema();
+    let row_values = [
+        Value::Float32(1.5),
+        Value::Int64(-7),
+        Value::String("red".into()),
+        Value::Float32Vector(vec![0.5, 2.0]),
+        Value::Bool(true),
+        Value::Null,
+        Value::Bytes(vec![0, 255]),
+    ];
+    for (n, times) in [[1000i64; 7], [1000, 1001, 1002, 1000, 1001, 1002, 1000]]
+        .iter()
+        .enumerate()
+    {
+        let encoded: Vec<Vec<u8>> = row_values
+            .iter()
+            .zip(times)
+            .map(|(v, t)| {
+                let mut out = Vec::new();
+                encode_value(v, *t, &mut out);
+                out
+            })
+            .collect();
+        let pairs: Vec<(usize, &[u8])> = encoded
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 3 || n == 0)
+            .map(|(i, b)| (i, b.as_slice()))
+            .collect();
+        let mut row = vec![0u8];
+        featstore_format::codec::row::encode_row(&schema, &pairs, &mut row)?;
+        write("batch_row", format!("row{n}"), &row)?;
+    }
     Ok(())
 }

@@ -7,10 +7,13 @@
 
 use featstore_format::codec::MAX_ENTITY_ID_LEN;
 use featstore_format::codec::key::{decode_key, encode_key_into, entity_prefix_len};
+use featstore_format::codec::row::{RowRef, RowSchema, encode_row};
 use featstore_format::codec::value::{decode_value, encode_value};
 use featstore_format::segment::testing::reseal;
-use featstore_format::segment::{FieldInput, FieldValue, Segment, SegmentWriter, ValueRef};
-use featstore_format::types::{TimestampMs, Value};
+use featstore_format::segment::{
+    FieldInput, FieldSpec, FieldValue, Segment, SegmentWriter, ValueRef,
+};
+use featstore_format::types::{DType, TimestampMs, Value};
 
 /// `segment_open`: arbitrary bytes, as they are and with every checksum recomputed (so
 /// the structural checks behind the checksums are reached), must open or be refused
@@ -334,5 +337,84 @@ pub fn reclog_read(data: &[u8]) {
             assert_eq!(report.clean_end, with_end);
             assert_eq!(report.torn_tail_bytes, 0);
         }
+    }
+}
+
+/// The schema `batch_row` reads rows with when its input's schema part does not
+/// decode: one field of every type.
+pub fn batch_row_default_schema() -> RowSchema {
+    let types = [
+        DType::Float32,
+        DType::Int64,
+        DType::String,
+        DType::Float32Vector { dim: 2 },
+        DType::Bool,
+        DType::Float64,
+        DType::Bytes,
+    ];
+    let fields = types
+        .into_iter()
+        .enumerate()
+        .map(|(i, field_type)| FieldSpec {
+            feature_id: i as u32 * 3 + 1,
+            field_type,
+        })
+        .collect();
+    match RowSchema::new(fields) {
+        Ok(schema) => schema,
+        Err(e) => panic!("the default schema is valid: {e}"),
+    }
+}
+
+/// `batch_row`: byte 0 splits the rest into a schema record and a row. A schema that
+/// does not decode is replaced by [`batch_row_default_schema`]. Parsing the row and
+/// reading every field must never panic; a row whose every field reads must encode
+/// again (`encode_row`) to a row whose fields read the same (compared as stored
+/// values, so NaN payloads compare by bits).
+pub fn batch_row(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let (schema_bytes, row_bytes) = rest.split_at(usize::from(split).min(rest.len()));
+    let schema = RowSchema::decode(schema_bytes).unwrap_or_else(|_| batch_row_default_schema());
+    let Ok(row) = RowRef::parse(&schema, row_bytes) else {
+        return;
+    };
+    let stored = |field: FieldValue<'_>| -> Option<Vec<u8>> {
+        let (value, time) = match field {
+            FieldValue::Absent => return None,
+            FieldValue::Null(time) => (Value::Null, time),
+            FieldValue::Present { event_time, value } => (value.to_value(), event_time),
+        };
+        let mut bytes = Vec::new();
+        encode_value(&value, time, &mut bytes);
+        Some(bytes)
+    };
+    let mut fields = Vec::new();
+    for pos in 0..schema.fields().len() {
+        match row.get(pos) {
+            Ok(field) => fields.push(stored(field)),
+            Err(_) => return,
+        }
+    }
+    let pairs: Vec<(usize, &[u8])> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(pos, f)| f.as_deref().map(|b| (pos, b)))
+        .collect();
+    let mut again = Vec::new();
+    if let Err(e) = encode_row(&schema, &pairs, &mut again) {
+        panic!("values read from a row do not encode again: {e}");
+    }
+    let reread = match RowRef::parse(&schema, &again) {
+        Ok(r) => r,
+        Err(e) => panic!("an encoded row does not parse: {e}"),
+    };
+    for (pos, field) in fields.iter().enumerate() {
+        let back = reread.get(pos).ok().and_then(stored);
+        assert_eq!(
+            &back, field,
+            "field {pos} reads differently after re-encoding"
+        );
     }
 }

@@ -13,6 +13,7 @@
 //! the SST files are written, so nothing re-reads the version afterwards.
 
 pub mod input;
+pub mod rows;
 pub mod sorter;
 pub mod sst;
 
@@ -27,7 +28,10 @@ use crate::codec::value::encode_value;
 use crate::registry::Registry;
 use crate::registry::entity::EntityIdRule;
 use crate::types::{TimestampMs, now_ms};
+use featstore_format::codec::row::RowSchema;
+use featstore_format::segment::FieldSpec;
 use input::{FeatureColumn, InputError, InputFormat, InputOptions, Layout, read_input_checksummed};
+use rows::RowWriter;
 use sorter::{ExternalSorter, SortedSink, Streamed};
 use sst::SstSetWriter;
 
@@ -433,15 +437,28 @@ pub fn build_files(
     let started = Instant::now();
     let path_text = request.input.display().to_string();
 
-    let mut writer = SstSetWriter::new(target.options, scratch, sst_target_bytes)
-        .with_key_prefix(target.key_prefix)
-        .with_progress(|n| {
-            progress(LoadProgress {
-                phase: "write",
-                values: n,
-                elapsed_secs: started.elapsed().as_secs_f64(),
+    let files = SstSetWriter::new(target.options, scratch, sst_target_bytes)
+        .with_key_prefix(target.key_prefix);
+    // Several column names may name one feature (`name` and `name@version`).
+    let features: std::collections::BTreeMap<_, _> =
+        columns.values().map(|c| (c.id, c.dtype)).collect();
+    let schema = RowSchema::new(
+        features
+            .into_iter()
+            .map(|(feature_id, field_type)| FieldSpec {
+                feature_id,
+                field_type,
             })
-        });
+            .collect(),
+    )
+    .map_err(|e| LoadError::Sst(format!("the version's row schema: {e}")))?;
+    let mut writer = RowWriter::new(files, schema)?.with_progress(|n| {
+        progress(LoadProgress {
+            phase: "write",
+            values: n,
+            elapsed_secs: started.elapsed().as_secs_f64(),
+        })
+    });
     let mut sink = Tee {
         first: &mut writer,
         second: consumers,

@@ -85,6 +85,19 @@ impl<'o> SstSetWriter<'o> {
     }
 }
 
+impl SstSetWriter<'_> {
+    /// Writes a record that is not an entity's (the version's schema record): not
+    /// counted in [`SstStats`].
+    pub fn put_uncounted(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        let before = self.stats;
+        self.put(key, value)?;
+        self.stats.records = before.records;
+        self.stats.entities = before.entities;
+        self.last_entity.clear();
+        Ok(())
+    }
+}
+
 impl SortedSink for SstSetWriter<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let entity = entity_prefix_len(key)

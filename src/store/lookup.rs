@@ -12,8 +12,10 @@
 //!   [`ColumnSink`] of ranking answers; columns not named in `wanted` are left
 //!   untouched.
 //! - A source is asked once per batch, never once per feature: the hot segment first,
-//!   then one RocksDB MultiGet (few features) or one prefix scan per entity (many
-//!   features) for the entities the segment does not hold.
+//!   then, for the entities the segment does not hold, one batched RocksDB MultiGet of
+//!   their rows (batch layout 3: one key per entity). Versions written before layout 3
+//!   (one key per value) are read with one MultiGet over (entity, feature) keys (few
+//!   features) or one prefix scan per entity (many).
 //! - Streamed values are merged in here, so every read path sees them: one MultiGet
 //!   over every (entity, feature) key of the group's stream column family, newest
 //!   event time winning (ties: the streamed value); windowed aggregates are evaluated
@@ -23,6 +25,7 @@ use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
+use featstore_format::codec::row::{RowRef, RowSchema};
 use featstore_format::segment::{FieldValue, Row};
 
 use super::error::ReadError;
@@ -181,7 +184,9 @@ fn lookup_batch(
     if misses.is_empty() {
         return Ok(Some(active.version));
     }
-    if request.wanted.len() <= MULTI_GET_MAX {
+    if let Some(schema) = active.range.as_ref().and_then(|r| r.schema()) {
+        lookup_rows(view, active, schema, request, entities, &misses, out)?;
+    } else if request.wanted.len() <= MULTI_GET_MAX {
         multi_get(view, active, request, entities, &misses, out)?;
     } else {
         // One iterator, re-seeked per entity (each seek sets the prefix bound).
@@ -211,6 +216,55 @@ fn decode_into(
 
 fn storage(e: rocksdb::Error) -> ReadError {
     ReadError::Storage(e)
+}
+
+/// Layout 3: one batched MultiGet of the missed entities' rows (one key each), every
+/// wanted field read from the row.
+fn lookup_rows(
+    view: &ReadView,
+    active: &ActiveVersion<'_>,
+    schema: &RowSchema,
+    request: &GroupLookup<'_>,
+    entities: &[EntityKey],
+    misses: &[usize],
+    out: &mut impl StoredSink,
+) -> Result<(), ReadError> {
+    // Schema positions are resolved once per call, not per entity.
+    let fields: Vec<(Option<usize>, usize)> = request
+        .wanted
+        .iter()
+        .map(|&(fid, column)| (schema.position(fid), column))
+        .collect();
+    let prefix = active.prefix.as_bytes();
+    let keys: Vec<Vec<u8>> = misses
+        .iter()
+        .map(|&e| [prefix, entities[e].as_bytes()].concat())
+        .collect();
+    // Keys are sorted when entities are: RocksDB's batched MultiGet is told so only
+    // then.
+    let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
+    let results = view
+        .db()
+        .batched_multi_get_cf(&active.cf, keys.iter(), sorted);
+    for (result, &e) in results.into_iter().zip(misses) {
+        let Some(bytes) = result.map_err(storage)? else {
+            continue;
+        };
+        let corrupt = |column: usize, source| ReadError::Corrupt {
+            feature: request.defs[column].qualified_name(),
+            source,
+        };
+        let row = RowRef::parse(schema, &bytes)
+            .map_err(|source| corrupt(fields.first().map_or(0, |f| f.1), source))?;
+        for &(pos, column) in &fields {
+            let Some(pos) = pos else { continue };
+            let field = row.get(pos).map_err(|source| corrupt(column, source))?;
+            if field != FieldValue::Absent {
+                out.put_field(e, column, field);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One batched MultiGet over every (missed entity, wanted feature) key.

@@ -13,8 +13,10 @@ use crate::codec::key::VersionPrefix;
 use crate::types::TimestampMs;
 
 /// Version of the manifest document's shape (see storage-format.md). 2 added
-/// [`VersionEntry::family`] (batch layout 2: one column family per group).
-pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+/// [`VersionEntry::family`] (batch layout 2: one column family per group); 3 added
+/// [`VersionEntry::rows`] (batch layout 3: one row per entity), which an older build
+/// would misread, so it refuses a format-3 manifest.
+pub const MANIFEST_FORMAT_VERSION: u32 = 3;
 /// Oldest manifest shape this build reads: version 1 entries have no `family` and keep
 /// their data in a column family of their own (batch layout 1).
 pub const MANIFEST_OLDEST_READABLE: u32 = 1;
@@ -42,6 +44,10 @@ pub struct VersionEntry {
     /// prefix [`VersionPrefix::of`]`(version)`. Absent in entries written by layout 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
+    /// The version's keys are batch rows (layout 3: one key per entity, under the
+    /// version's schema record); absent or false: one key per value (layouts 1 and 2).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rows: bool,
     /// Lifecycle state.
     pub state: VersionState,
     /// When the version was allocated.
@@ -181,6 +187,7 @@ mod tests {
                     version: *v,
                     cf_name: format!("batch.g.v{v}"),
                     family: Some("versions.g".into()),
+                    rows: true,
                     state: VersionState::Ready,
                     created_at_ms: 0,
                     segment: None,

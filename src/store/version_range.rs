@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::DB;
 
+use featstore_format::codec::row::RowSchema;
+
 use crate::codec::key::VersionPrefix;
 
 /// One layout-2 version's key range; see the module docs.
@@ -26,6 +28,9 @@ pub struct VersionRange {
     db: Arc<DB>,
     family: String,
     prefix: VersionPrefix,
+    /// The row schema of a layout-3 version (one row per entity); `None`: one key per
+    /// value (layout 2).
+    schema: Option<Arc<RowSchema>>,
     doomed: AtomicBool,
 }
 
@@ -40,14 +45,26 @@ impl std::fmt::Debug for VersionRange {
 }
 
 impl VersionRange {
-    /// The range of the version with `prefix` in `family`.
-    pub fn new(db: Arc<DB>, family: impl Into<String>, prefix: VersionPrefix) -> Arc<Self> {
+    /// The range of the version with `prefix` in `family`, holding rows of `schema`
+    /// (layout 3) or, without one, one key per value.
+    pub fn new(
+        db: Arc<DB>,
+        family: impl Into<String>,
+        prefix: VersionPrefix,
+        schema: Option<Arc<RowSchema>>,
+    ) -> Arc<Self> {
         Arc::new(VersionRange {
             db,
             family: family.into(),
             prefix,
+            schema,
             doomed: AtomicBool::new(false),
         })
+    }
+
+    /// The row schema of a layout-3 version.
+    pub fn schema(&self) -> Option<&Arc<RowSchema>> {
+        self.schema.as_ref()
     }
 
     /// Deletes the range when the last holder lets go (now, if nobody else holds it).

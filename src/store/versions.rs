@@ -34,6 +34,7 @@ use super::version_range::VersionRange;
 use crate::codec::key::{VersionPrefix, version_of_key};
 use crate::loader::LoadRecord;
 use crate::types::now_ms;
+use featstore_format::codec::row::{RowSchema, SCHEMA_KEY};
 
 /// A version allocated for a load, before its data exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,18 +84,22 @@ impl VersionSet {
             meta::write_manifest(&db, &manifest, None)?;
         }
         Self::delete_orphan_ranges(&db, cf_names, &manifest)?;
-        let ranges = manifest
-            .groups
-            .values()
-            .flat_map(|g| g.versions.iter())
-            .filter_map(|entry| {
-                let family = entry.family.as_ref()?;
-                Some((
-                    entry.cf_name.clone(),
-                    VersionRange::new(db.clone(), family, VersionPrefix::of(entry.version)),
-                ))
-            })
-            .collect();
+        let mut ranges = HashMap::new();
+        for entry in manifest.groups.values().flat_map(|g| g.versions.iter()) {
+            let Some(family) = entry.family.as_ref() else {
+                continue;
+            };
+            let prefix = VersionPrefix::of(entry.version);
+            let schema = if entry.rows && entry.state == VersionState::Ready {
+                Some(read_row_schema(&db, family, prefix)?)
+            } else {
+                None
+            };
+            ranges.insert(
+                entry.cf_name.clone(),
+                VersionRange::new(db.clone(), family, prefix, schema),
+            );
+        }
         let segments_dir = keyspace::segments_dir(dir);
         let segments = Self::map_active_segments(&segments_dir, &manifest);
         Ok(VersionSet {
@@ -207,6 +212,7 @@ impl VersionSet {
             version,
             cf_name: name.clone(),
             family: Some(family.clone()),
+            rows: true,
             state: VersionState::Loading,
             created_at_ms: now_ms(),
             segment: None,
@@ -247,9 +253,15 @@ impl VersionSet {
         if let Some((_, mapped)) = segment {
             self.segments.insert(allocated.name.clone(), mapped);
         }
+        let schema = read_row_schema(&self.db, &allocated.family, allocated.prefix)?;
         self.ranges.insert(
             allocated.name.clone(),
-            VersionRange::new(self.db.clone(), &allocated.family, allocated.prefix),
+            VersionRange::new(
+                self.db.clone(),
+                &allocated.family,
+                allocated.prefix,
+                Some(schema),
+            ),
         );
         Ok(())
     }
@@ -549,4 +561,31 @@ impl VersionSet {
         }
         mapped
     }
+}
+
+/// The row schema of the layout-3 version under `prefix` in `family` (its schema
+/// record, written first by the load): a missing or undecodable record is a corrupt
+/// store, reported as such.
+fn read_row_schema(
+    db: &DB,
+    family: &str,
+    prefix: VersionPrefix,
+) -> Result<Arc<RowSchema>, StoreError> {
+    let corrupt = |reason: String| StoreError::CorruptMeta {
+        key: format!(
+            "{family}: schema record of version {}",
+            version_of_key(prefix.as_bytes()).unwrap_or_default()
+        ),
+        reason,
+    };
+    let cf = db
+        .cf_handle(family)
+        .ok_or_else(|| corrupt("the column family is missing".into()))?;
+    let key = [prefix.as_bytes(), SCHEMA_KEY].concat();
+    let bytes = db
+        .get_pinned_cf(&cf, &key)?
+        .ok_or_else(|| corrupt("missing".into()))?;
+    RowSchema::decode(&bytes)
+        .map(Arc::new)
+        .map_err(|e| corrupt(e.to_string()))
 }

@@ -80,6 +80,7 @@ fn a_load_interrupted_before_commit_is_removed_at_open() {
             version: 2,
             cf_name: "batch.items.v2".into(),
             family: Some("versions.items".into()),
+            rows: true,
             state: VersionState::Loading,
             created_at_ms: 0,
             segment: None,

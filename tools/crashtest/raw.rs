@@ -143,14 +143,38 @@ pub fn inspect(data: &Path) -> Result<Snapshot> {
             opts.set_total_order_seek(true);
             let mut iter = db.raw_iterator_cf_opt(&cf, opts);
             iter.seek_to_first();
+            // Layout 3: a version's schema record comes first, then one row per entity,
+            // expanded here into the values it holds.
+            let mut schemas: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
             while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-                match split_key(key) {
-                    Some((version, entity, feature)) => raw
-                        .present
-                        .entry(version)
-                        .or_default()
-                        .push((entity.to_vec(), feature, value.to_vec())),
-                    None => raw.malformed += 1,
+                match split_row_key(key) {
+                    Some((version, None)) => {
+                        schemas.insert(version, value.to_vec());
+                        raw.present.entry(version).or_default();
+                    }
+                    Some((version, Some(entity))) => {
+                        match schemas
+                            .get(&version)
+                            .and_then(|schema| expand_row(schema, value))
+                        {
+                            Some(values) => {
+                                raw.present.entry(version).or_default().extend(
+                                    values
+                                        .into_iter()
+                                        .map(|(feature, bytes)| (entity.to_vec(), feature, bytes)),
+                                );
+                            }
+                            None => raw.malformed += 1,
+                        }
+                    }
+                    None => match split_key(key) {
+                        Some((version, entity, feature)) => raw
+                            .present
+                            .entry(version)
+                            .or_default()
+                            .push((entity.to_vec(), feature, value.to_vec())),
+                        None => raw.malformed += 1,
+                    },
                 }
                 iter.next();
             }
@@ -181,6 +205,114 @@ fn split_key(key: &[u8]) -> Option<(u64, &[u8], u32)> {
         entity,
         u32::from_be_bytes(feature),
     ))
+}
+
+/// (version, entity id) of a row key of a versions column family (batch layout 3),
+/// `None` as the entity for the version's schema record (entity id length 0); `None`
+/// for a key of another shape.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "keys are big-endian on disk (storage-format.md, \"Keys\")"
+)]
+fn split_row_key(key: &[u8]) -> Option<(u64, Option<&[u8]>)> {
+    let (version, rest) = key.split_first_chunk::<8>()?;
+    let (len, rest) = rest.split_first_chunk::<2>()?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if rest.len() != len {
+        return None;
+    }
+    Some((u64::from_be_bytes(*version), (len > 0).then_some(rest)))
+}
+
+/// The values of one batch row, each in the per-value encoding (tag, event time,
+/// payload), decoded from the bytes as storage-format.md ("Batch rows") documents
+/// them, independently of the engine's codec. `None` for bytes that break the format.
+fn expand_row(schema: &[u8], row: &[u8]) -> Option<Vec<(u32, Vec<u8>)>> {
+    let le32 = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    if *schema.first()? != 1 {
+        return None;
+    }
+    let n = le32(schema, 1)? as usize;
+    let mut fields = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = 5 + 9 * i;
+        fields.push((
+            le32(schema, at)?,
+            *schema.get(at + 4)?,
+            le32(schema, at + 5)?,
+        ));
+    }
+    if *row.first()? != 1 {
+        return None;
+    }
+    let t = usize::from(u16::from_le_bytes(row.get(1..3)?.try_into().ok()?));
+    let times: Vec<i64> = (0..t)
+        .map(|k| {
+            Some(i64::from_le_bytes(
+                row.get(3 + 8 * k..11 + 8 * k)?.try_into().ok()?,
+            ))
+        })
+        .collect::<Option<_>>()?;
+    let bitmap = n.div_ceil(8);
+    let presence = 3 + 8 * t;
+    let nulls = presence + bitmap;
+    let indexes = nulls + bitmap;
+    let width = match t {
+        0 | 1 => 0,
+        2..=256 => 1,
+        _ => 2,
+    };
+    let values = indexes + n * width;
+    let slot_width = |tag: u8| match tag {
+        1 | 2 => 8,
+        3 => 4,
+        4 => 1,
+        _ => 8,
+    };
+    let tail = values + fields.iter().map(|f| slot_width(f.1)).sum::<usize>();
+    let tail_bytes = row.get(tail..)?;
+    let mut out = Vec::new();
+    let mut slot = values;
+    for (i, &(feature, tag, _dim)) in fields.iter().enumerate() {
+        let bit = 1u8 << (i % 8);
+        let here = slot;
+        slot += slot_width(tag);
+        if row.get(presence + i / 8)? & bit == 0 {
+            continue;
+        }
+        let index = match width {
+            0 => 0,
+            1 => usize::from(*row.get(indexes + i)?),
+            _ => usize::from(u16::from_le_bytes(
+                row.get(indexes + 2 * i..indexes + 2 * i + 2)?
+                    .try_into()
+                    .ok()?,
+            )),
+        };
+        let time = *times.get(index)?;
+        let (tag, payload) = if row.get(nulls + i / 8)? & bit != 0 {
+            (0, Vec::new())
+        } else {
+            match tag {
+                5..=7 => {
+                    let offset = le32(row, here)? as usize;
+                    let len = le32(row, here + 4)? as usize;
+                    (
+                        tag,
+                        tail_bytes.get(offset..offset.checked_add(len)?)?.to_vec(),
+                    )
+                }
+                _ => (tag, row.get(here..here + slot_width(tag))?.to_vec()),
+            }
+        };
+        let mut bytes = vec![tag];
+        bytes.extend_from_slice(&time.to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        out.push((feature, bytes));
+    }
+    Some(out)
 }
 
 /// The stored encoding of a value (storage-format.md, "Values").

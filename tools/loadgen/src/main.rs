@@ -15,7 +15,7 @@ use featstore_loadgen::runner::{self, Availability, RunConfig};
 use featstore_loadgen::schedule::Pacing;
 use featstore_loadgen::stats::RunResult;
 use featstore_loadgen::target::{Protocol, Target, loopback_addr};
-use featstore_loadgen::workload::{EntitySet, Mix, Shape, Sizes, Workload};
+use featstore_loadgen::workload::{Encoding, EntitySet, Mix, RedisLayout, Shape, Sizes, Workload};
 use featstore_loadgen::{floor, redis_load};
 
 #[derive(Parser)]
@@ -82,6 +82,13 @@ struct DataArgs {
     /// Features per pushed event.
     #[arg(long, default_value_t = 10)]
     push_features: usize,
+    /// featstore's ranking answer: json, or binary (`Accept: application/x-featstore-rank`).
+    #[arg(long, default_value = "json")]
+    accept: Encoding,
+    /// How Redis holds the data: hash (one hash per entity, HMGETs) or packed (one
+    /// float32 row per entity, one MGET per ranking read).
+    #[arg(long, default_value = "hash")]
+    redis_layout: RedisLayout,
 }
 
 impl DataArgs {
@@ -106,7 +113,9 @@ impl DataArgs {
             push_events: self.push_events,
             push_features: self.push_features,
         };
-        Ok(Workload::new(products, users, sizes)?)
+        Ok(Workload::new(products, users, sizes)?
+            .with_encoding(self.accept)
+            .with_redis_layout(self.redis_layout))
     }
 }
 
@@ -193,9 +202,12 @@ enum Command {
         /// The CSV file.
         #[arg(long)]
         csv: PathBuf,
-        /// Entity type (key prefix `TYPE:`).
+        /// Entity type (key prefix `TYPE:`, or `packed:TYPE:`).
         #[arg(long)]
         entity_type: String,
+        /// hash (one field per feature) or packed (one little-endian float32 row).
+        #[arg(long, default_value = "hash")]
+        layout: RedisLayout,
     },
     /// Print the largest FIELD of the closed-loop runs of SYSTEM and SHAPE (with
     /// --median, the median; with --mode, of the open-loop runs or all of them).
@@ -420,15 +432,21 @@ fn main() -> Result<()> {
             target,
             csv,
             entity_type,
+            layout,
         } => {
             let target = Target::parse(&target)?;
             if target.protocol != Protocol::Redis {
                 bail!("redis-load needs a redis:// target");
             }
             let started = std::time::Instant::now();
-            let rows = rt.block_on(redis_load::load_csv(target.addr, &csv, &entity_type))?;
+            let rows = rt.block_on(redis_load::load_csv(
+                target.addr,
+                &csv,
+                &entity_type,
+                layout,
+            ))?;
             eprintln!(
-                "loaded {rows} {entity_type} hashes from {} into {} in {:.1}s",
+                "loaded {rows} {entity_type} rows ({layout:?} layout) from {} into {} in {:.1}s",
                 csv.display(),
                 target.url(),
                 started.elapsed().as_secs_f64()

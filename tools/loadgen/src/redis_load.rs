@@ -1,11 +1,17 @@
-//! Loads a wide CSV data file (the one featstore loads) into Redis: one hash per row,
-//! keyed `{entity_type}:{entity_id}`, one field per feature column with the cell's
-//! text as written in the file, so both systems hold the same values. `event_time`
-//! is not stored (Redis hashes have no per-field time; nothing reads it back).
+//! Loads a wide CSV data file (the one featstore loads) into Redis, in either layout of
+//! [`RedisLayout`]:
 //!
-//! Rows are sent as `HSET` pipelines of [`PIPELINE_ROWS`]. The CSV is the simple form
-//! featstore's generator writes (no quoting); a quoted cell, a ragged row or an empty
-//! id stops the load with the line number.
+//! * hash: one hash per row, keyed `{entity_type}:{entity_id}`, one field per feature
+//!   column with the cell's text as written in the file (`HSET`);
+//! * packed: one string per row, keyed [`packed_key`], the row's cells parsed as float32
+//!   and written little-endian in column order (`SET`); an empty cell is NaN, a cell
+//!   that is not a number stops the load.
+//!
+//! Both systems then hold the same values. `event_time` is not stored (Redis has no
+//! per-field time; nothing reads it back). Rows are sent as pipelines of
+//! [`PIPELINE_ROWS`]. The CSV is the simple form featstore's generator writes (no
+//! quoting); a quoted cell, a ragged row or an empty id stops the load with the line
+//! number.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -13,6 +19,7 @@ use std::path::Path;
 
 use crate::redis::RedisConn;
 use crate::resp::encode_command;
+use crate::workload::{RedisLayout, packed_key};
 
 /// Rows per pipeline.
 pub const PIPELINE_ROWS: usize = 500;
@@ -47,8 +54,14 @@ pub enum LoadError {
     Redis(String),
 }
 
-/// Loads `csv` into Redis at `addr` under `entity_type`; returns the rows loaded.
-pub async fn load_csv(addr: SocketAddr, csv: &Path, entity_type: &str) -> Result<u64, LoadError> {
+/// Loads `csv` into Redis at `addr` under `entity_type` in `layout`; returns the rows
+/// loaded.
+pub async fn load_csv(
+    addr: SocketAddr,
+    csv: &Path,
+    entity_type: &str,
+    layout: RedisLayout,
+) -> Result<u64, LoadError> {
     let path = csv.display().to_string();
     let io = |source| LoadError::Io {
         path: path.clone(),
@@ -101,13 +114,32 @@ pub async fn load_csv(addr: SocketAddr, csv: &Path, entity_type: &str) -> Result
         if id.is_empty() {
             return Err(format(line_no, "empty entity_id".into()));
         }
-        let key = format!("{entity_type}:{id}");
-        let mut args: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
-        for (name, cell) in columns.iter().zip(&cells).skip(first_feature) {
-            args.push(name.as_bytes());
-            args.push(cell.as_bytes());
+        match layout {
+            RedisLayout::Hash => {
+                let key = format!("{entity_type}:{id}");
+                let mut args: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
+                for (name, cell) in columns.iter().zip(&cells).skip(first_feature) {
+                    args.push(name.as_bytes());
+                    args.push(cell.as_bytes());
+                }
+                encode_command(&mut pipeline, &args);
+            }
+            RedisLayout::Packed => {
+                let key = packed_key(entity_type, id);
+                let mut row = Vec::with_capacity(4 * (cells.len() - first_feature));
+                for (name, cell) in columns.iter().zip(&cells).skip(first_feature) {
+                    let value = if cell.is_empty() {
+                        f32::NAN
+                    } else {
+                        cell.parse::<f32>().map_err(|_| {
+                            format(line_no, format!("column {name}: `{cell}` is not a float"))
+                        })?
+                    };
+                    row.extend_from_slice(&value.to_le_bytes());
+                }
+                encode_command(&mut pipeline, &[b"SET", key.as_bytes(), &row]);
+            }
         }
-        encode_command(&mut pipeline, &args);
         pending += 1;
         rows += 1;
         if pending == PIPELINE_ROWS {
@@ -128,7 +160,7 @@ async fn send(conn: &mut RedisConn, pipeline: &[u8], commands: usize) -> Result<
         Ok(Ok(_)) => Ok(()),
         Ok(Err(f)) => Err(LoadError::Redis(f.message)),
         Err(_) => Err(LoadError::Redis(format!(
-            "no reply to {commands} HSETs within {PIPELINE_TIMEOUT:?}"
+            "no reply to {commands} writes within {PIPELINE_TIMEOUT:?}"
         ))),
     }
 }

@@ -127,6 +127,8 @@ pub fn targets(runs: &[RunResult]) -> Vec<TargetStatus> {
         ),
         _ => not_measured("ranking: more entity rows/s than Redis with pipelined HMGETs", "ranking runs missing"),
     });
+    out.push(packed_rank_target(runs));
+    out.push(packed_get_target(runs));
     let best_rows = runs
         .iter()
         .filter(|r| {
@@ -155,6 +157,67 @@ pub fn targets(runs: &[RunResult]) -> Vec<TargetStatus> {
     out
 }
 
+/// The system label of featstore's ranking runs with the binary answer.
+pub const BINARY_SYSTEM: &str = "featstore-binary";
+/// The system label of Redis holding one packed float32 row per entity.
+pub const PACKED_SYSTEM: &str = "redis-packed";
+
+/// Binary ranking over HTTP against Redis's packed rows and one `MGET`, per core; the
+/// JSON answer's ratio is reported beside it.
+fn packed_rank_target(runs: &[RunResult]) -> TargetStatus {
+    let target = "binary ranking answer over HTTP: at least Redis's entity rows/s with packed rows and one MGET, per core";
+    let packed = best_closed(runs, PACKED_SYSTEM, "rank");
+    let binary = best_closed(runs, BINARY_SYSTEM, "rank");
+    let json = best_closed(runs, "featstore", "rank");
+    match (binary, packed) {
+        (Some(b), Some(p)) if p.rows_per_s > 0.0 => {
+            let json_part = json.map_or(String::new(), |j| {
+                format!(
+                    "; JSON answer {} rows/s ({:.2}x)",
+                    short_count(j.rows_per_s),
+                    j.rows_per_s / p.rows_per_s
+                )
+            });
+            TargetStatus {
+                target: target.into(),
+                measured: format!(
+                    "{} vs {} rows/s ({:.2}x){json_part}",
+                    short_count(b.rows_per_s),
+                    short_count(p.rows_per_s),
+                    b.rows_per_s / p.rows_per_s
+                ),
+                met: Some(b.rows_per_s >= p.rows_per_s),
+            }
+        }
+        _ => not_measured(
+            target,
+            "binary featstore or packed Redis ranking runs missing",
+        ),
+    }
+}
+
+/// Single GETs against a Redis `GET` of the packed row.
+fn packed_get_target(runs: &[RunResult]) -> TargetStatus {
+    let target =
+        "single GETs (50 features): at least the requests/s of Redis's GET of a packed row";
+    match (
+        best_closed(runs, "featstore", "get"),
+        best_closed(runs, PACKED_SYSTEM, "get"),
+    ) {
+        (Some(f), Some(p)) if p.throughput > 0.0 => TargetStatus {
+            target: target.into(),
+            measured: format!(
+                "{:.0} vs {:.0} requests/s ({:.2}x)",
+                f.throughput,
+                p.throughput,
+                f.throughput / p.throughput
+            ),
+            met: Some(f.throughput >= p.throughput),
+        },
+        _ => not_measured(target, "featstore or packed Redis get runs missing"),
+    }
+}
+
 fn not_measured(target: &str, why: &str) -> TargetStatus {
     TargetStatus {
         target: target.to_owned(),
@@ -178,6 +241,8 @@ fn color(system: &str) -> Rgb {
         TWO_CORE_SYSTEM => [235, 140, 20],
         "floor" => [110, 110, 110],
         "redis" => [30, 90, 200],
+        PACKED_SYSTEM => [120, 60, 190],
+        BINARY_SYSTEM => [150, 20, 90],
         _ => [20, 150, 60],
     }
 }
@@ -472,7 +537,7 @@ mod tests {
             120_000.0,
             900.0,
         ));
-        let four = &targets(&with_two_cores)[3];
+        let four = &targets(&with_two_cores)[5];
         assert_eq!(four.met, Some(true), "{four:?}");
         assert!(
             four.measured.contains("featstore-2core"),
@@ -481,15 +546,58 @@ mod tests {
         );
         // The two-core run does not change the pinned comparison with the floor.
         assert_eq!(targets(&with_two_cores)[0], t[0]);
-        assert_eq!(t.len(), 4);
+        assert_eq!(t.len(), 6);
         assert_eq!(t[0].met, Some(true), "{:?}", t[0]);
         assert!(t[0].measured.starts_with("89%"), "{}", t[0].measured);
         // The run at 20k (half of 40k) is judged, not the one at 10k.
         assert_eq!(t[1].met, Some(true), "{:?}", t[1]);
         assert!(t[1].measured.contains("800 µs"), "{}", t[1].measured);
         assert_eq!(t[2].met, None, "no featstore ranking: not measured");
-        assert_eq!(t[3].met, Some(false));
-        assert!(t[3].measured.starts_with("40k"), "{}", t[3].measured);
+        assert_eq!(t[3].met, None, "no packed Redis runs: not measured");
+        assert_eq!(t[4].met, None, "no packed Redis runs: not measured");
+        assert_eq!(t[5].met, Some(false));
+        assert!(t[5].measured.starts_with("40k"), "{}", t[5].measured);
+    }
+
+    #[test]
+    fn packed_redis_targets_compare_per_core_rows_and_requests() {
+        let runs = vec![
+            run("featstore", "get", 16, None, 40_000.0, 40_000.0, 900.0),
+            run(PACKED_SYSTEM, "get", 16, None, 50_000.0, 50_000.0, 300.0),
+            run("featstore", "rank", 16, None, 2_000.0, 202_000.0, 9000.0),
+            run(BINARY_SYSTEM, "rank", 16, None, 6_000.0, 606_000.0, 3000.0),
+            run(BINARY_SYSTEM, "rank", 4, None, 5_000.0, 505_000.0, 900.0),
+            run(
+                PACKED_SYSTEM,
+                "rank",
+                16,
+                None,
+                10_000.0,
+                1_010_000.0,
+                2000.0,
+            ),
+        ];
+        let t = targets(&runs);
+        assert_eq!(t[3].met, Some(false), "{:?}", t[3]);
+        assert!(
+            t[3].measured
+                .starts_with("606k vs 1.0M rows/s (0.60x); JSON answer 202k rows/s (0.20x)"),
+            "{}",
+            t[3].measured
+        );
+        assert_eq!(t[4].met, Some(false), "{:?}", t[4]);
+        assert!(t[4].measured.contains("(0.80x)"), "{}", t[4].measured);
+        let mut faster = runs.clone();
+        faster.push(run(
+            BINARY_SYSTEM,
+            "rank",
+            64,
+            None,
+            11_000.0,
+            1_111_000.0,
+            9000.0,
+        ));
+        assert_eq!(targets(&faster)[3].met, Some(true));
     }
 
     #[test]

@@ -13,9 +13,22 @@
 //! * **push**: `events` events for users, `push_features` float features each:
 //!   `POST /v1/push` or one `HSET` per event, pipelined.
 //!
-//! A Redis hash per entity is keyed `{entity_type}:{entity_id}` (`product:p42`) and
-//! holds one field per feature, named as in featstore, valued as the data file writes
-//! it. Immutable after construction; shared by every connection.
+//! Redis holds the data in one of two layouts ([`RedisLayout`]):
+//!
+//! * **hash**: one hash per entity keyed `{entity_type}:{entity_id}` (`product:p42`), one
+//!   field per feature, named as in featstore, valued as the data file writes it. A get is
+//!   one `HMGET`, a ranking read a pipeline of one `HMGET` per entity, a push one `HSET`
+//!   per event.
+//! * **packed**: one string per entity keyed `packed:{entity_type}:{entity_id}`, the
+//!   entity's features as little-endian float32 in file order (50 features = 200 bytes),
+//!   the layout a performance-minded Redis user picks (Feast's `precompute_online` packs
+//!   rows the same way). A get is one `GET`, a ranking read **one `MGET`** of the user
+//!   and every candidate, a push one `SETRANGE` per event over the pushed features (the
+//!   first ones of the row, so one contiguous range).
+//!
+//! featstore's ranking answer is JSON or, with [`Encoding::Binary`], the binary ranking
+//! form (`Accept: application/x-featstore-rank`, docs/wire.md). Immutable after
+//! construction; shared by every connection.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -88,6 +101,12 @@ pub enum WorkloadError {
     /// A zero count where at least one is needed.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    /// Not hash or packed.
+    #[error("unknown Redis layout `{0}`: use hash or packed")]
+    UnknownLayout(String),
+    /// Not json or binary.
+    #[error("unknown answer encoding `{0}`: use json or binary")]
+    UnknownEncoding(String),
 }
 
 /// Shapes with integer weights; a request picks a shape with probability
@@ -168,6 +187,62 @@ impl FromStr for Mix {
     }
 }
 
+/// How Redis stores an entity's features (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisLayout {
+    /// One hash per entity, one field per feature.
+    #[default]
+    Hash,
+    /// One packed float32 row per entity.
+    Packed,
+}
+
+impl FromStr for RedisLayout {
+    type Err = WorkloadError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "hash" => Ok(RedisLayout::Hash),
+            "packed" => Ok(RedisLayout::Packed),
+            _ => Err(WorkloadError::UnknownLayout(text.to_owned())),
+        }
+    }
+}
+
+/// The encoding featstore's ranking answers are asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// JSON (the default answer).
+    #[default]
+    Json,
+    /// The binary ranking form (`Accept: application/x-featstore-rank`).
+    Binary,
+}
+
+impl Encoding {
+    /// The binary ranking form's media type (docs/wire.md).
+    pub const BINARY_RANK: &'static str = "application/x-featstore-rank";
+}
+
+impl FromStr for Encoding {
+    type Err = WorkloadError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "json" => Ok(Encoding::Json),
+            "binary" => Ok(Encoding::Binary),
+            _ => Err(WorkloadError::UnknownEncoding(text.to_owned())),
+        }
+    }
+}
+
+/// The key of entity `id` of `entity_type` in Redis's packed layout.
+pub fn packed_key(entity_type: &str, id: &str) -> String {
+    format!("packed:{entity_type}:{id}")
+}
+
 /// One entity type of the data set.
 #[derive(Debug, Clone)]
 pub struct EntitySet {
@@ -189,6 +264,10 @@ impl EntitySet {
 
     fn redis_key(&self, i: u64) -> String {
         format!("{}:{}{i}", self.entity_type, self.id_prefix)
+    }
+
+    fn packed_key(&self, i: u64) -> String {
+        packed_key(&self.entity_type, &self.id(i))
     }
 }
 
@@ -260,6 +339,8 @@ pub struct HttpRequest {
     pub path: String,
     /// JSON body of a POST.
     pub body: Option<Bytes>,
+    /// The `Accept` header, when the answer is asked for in another encoding than JSON.
+    pub accept: Option<&'static str>,
 }
 
 /// The data set and the request sizes: draws [`Op`]s and encodes them.
@@ -279,6 +360,8 @@ pub struct Workload {
     product_field_count: usize,
     user_fields: Vec<u8>,
     user_field_count: usize,
+    encoding: Encoding,
+    layout: RedisLayout,
 }
 
 impl Workload {
@@ -333,7 +416,21 @@ impl Workload {
             products,
             users,
             sizes,
+            encoding: Encoding::Json,
+            layout: RedisLayout::Hash,
         })
+    }
+
+    /// The same workload asking featstore for ranking answers in `encoding`.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Workload {
+        self.encoding = encoding;
+        self
+    }
+
+    /// The same workload addressing Redis's `layout`.
+    pub fn with_redis_layout(mut self, layout: RedisLayout) -> Workload {
+        self.layout = layout;
+        self
     }
 
     /// Draws a request of `shape`; `now_ms` stamps pushed events.
@@ -375,6 +472,7 @@ impl Workload {
                     self.names_query
                 ),
                 body: None,
+                accept: None,
             },
             Op::Rank { user, products } => {
                 let mut body = String::with_capacity(64 + products.len() * 10);
@@ -392,7 +490,11 @@ impl Workload {
                     let _ = write!(body, r#""{}""#, self.products.id(*p));
                 }
                 let _ = write!(body, r#"]}},"features":{}}}"#, self.rank_features_json);
-                post("/v1/rank", body)
+                let mut req = post("/v1/rank", body);
+                if self.encoding == Encoding::Binary {
+                    req.accept = Some(Encoding::BINARY_RANK);
+                }
+                req
             }
             Op::Push {
                 event_time_ms,
@@ -426,6 +528,43 @@ impl Workload {
 
     /// Appends the Redis commands for `op` to `out` (one pipeline); returns how many.
     pub fn redis(&self, op: &Op, out: &mut Vec<u8>) -> usize {
+        match self.layout {
+            RedisLayout::Hash => self.redis_hash(op, out),
+            RedisLayout::Packed => self.redis_packed(op, out),
+        }
+    }
+
+    /// The packed layout: `GET`, one `MGET`, or a `SETRANGE` per event.
+    fn redis_packed(&self, op: &Op, out: &mut Vec<u8>) -> usize {
+        match op {
+            Op::Get { product } => {
+                let key = self.products.packed_key(*product);
+                encode_command(out, &[b"GET", key.as_bytes()]);
+                1
+            }
+            Op::Rank { user, products } => {
+                let mut keys = Vec::with_capacity(1 + products.len());
+                keys.push(self.users.packed_key(*user));
+                keys.extend(products.iter().map(|p| self.products.packed_key(*p)));
+                let mut args: Vec<&[u8]> = Vec::with_capacity(1 + keys.len());
+                args.push(b"MGET");
+                args.extend(keys.iter().map(String::as_bytes));
+                encode_command(out, &args);
+                1
+            }
+            Op::Push { events, .. } => {
+                for (user, values) in events {
+                    let key = self.users.packed_key(*user);
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    encode_command(out, &[b"SETRANGE", key.as_bytes(), b"0", &bytes]);
+                }
+                events.len()
+            }
+        }
+    }
+
+    /// The hash layout: `HMGET`s and `HSET`s.
+    fn redis_hash(&self, op: &Op, out: &mut Vec<u8>) -> usize {
         // `HMGET key f..`: the header and key, then the pre-encoded fields; the same
         // bytes `encode_command` writes (a test checks).
         let hmget = |out: &mut Vec<u8>, set: &EntitySet, index: u64, fields: &[u8], n: usize| {
@@ -477,6 +616,7 @@ fn post(path: &str, body: String) -> HttpRequest {
         method: hyper::Method::POST,
         path: path.to_owned(),
         body: Some(Bytes::from(body)),
+        accept: None,
     }
 }
 
@@ -548,6 +688,94 @@ mod tests {
             .collect();
         assert_eq!(reply, Reply::Array(Some(args)));
         assert_eq!(op.rows(), 1);
+    }
+
+    fn command_args(out: &[u8]) -> Vec<Vec<Vec<u8>>> {
+        let mut at = 0;
+        let mut commands = Vec::new();
+        while at < out.len() {
+            let (reply, used) = decode(&out[at..]).expect("valid").expect("complete");
+            at += used;
+            let Reply::Array(Some(args)) = reply else {
+                panic!("not a command")
+            };
+            commands.push(
+                args.into_iter()
+                    .map(|a| match a {
+                        Reply::Bulk(Some(b)) => b,
+                        other => panic!("not a bulk argument: {other:?}"),
+                    })
+                    .collect(),
+            );
+        }
+        commands
+    }
+
+    #[test]
+    fn packed_layout_reads_a_rank_with_one_mget_and_pushes_with_setrange() {
+        let w = workload().with_redis_layout(RedisLayout::Packed);
+        let op = Op::Rank {
+            user: 7,
+            products: vec![1, 2, 1],
+        };
+        let mut out = Vec::new();
+        assert_eq!(w.redis(&op, &mut out), 1);
+        let b = |s: &str| s.as_bytes().to_vec();
+        assert_eq!(
+            command_args(&out),
+            vec![vec![
+                b("MGET"),
+                b("packed:user:u7"),
+                b("packed:product:p1"),
+                b("packed:product:p2"),
+                b("packed:product:p1"),
+            ]]
+        );
+        out.clear();
+        assert_eq!(w.redis(&Op::Get { product: 42 }, &mut out), 1);
+        assert_eq!(
+            command_args(&out),
+            vec![vec![b("GET"), b("packed:product:p42")]]
+        );
+        out.clear();
+        let push = Op::Push {
+            event_time_ms: 1,
+            events: vec![(3, vec![1.5, -2.0]), (4, vec![0.0, 8.25])],
+        };
+        assert_eq!(w.redis(&push, &mut out), 2);
+        let mut row = 1.5f32.to_le_bytes().to_vec();
+        row.extend_from_slice(&(-2.0f32).to_le_bytes());
+        let commands = command_args(&out);
+        assert_eq!(
+            commands[0],
+            vec![b("SETRANGE"), b("packed:user:u3"), b("0"), row]
+        );
+        assert_eq!(commands[1][1], b("packed:user:u4"));
+        assert_eq!(commands[1][3].len(), 8);
+    }
+
+    #[test]
+    fn binary_encoding_asks_for_the_binary_ranking_form_only_for_ranks() {
+        let w = workload().with_encoding(Encoding::Binary);
+        let rank = w.http(&Op::Rank {
+            user: 1,
+            products: vec![2],
+        });
+        assert_eq!(rank.accept, Some("application/x-featstore-rank"));
+        assert_eq!(w.http(&Op::Get { product: 1 }).accept, None);
+        assert_eq!(
+            workload()
+                .http(&Op::Rank {
+                    user: 1,
+                    products: vec![2]
+                })
+                .accept,
+            None
+        );
+        assert_eq!("binary".parse::<Encoding>(), Ok(Encoding::Binary));
+        assert_eq!("packed".parse::<RedisLayout>(), Ok(RedisLayout::Packed));
+        assert!("xml".parse::<Encoding>().is_err());
+        assert!("list".parse::<RedisLayout>().is_err());
     }
 
     #[test]

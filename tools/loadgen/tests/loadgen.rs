@@ -14,7 +14,7 @@ use featstore_loadgen::resp::{self, Reply};
 use featstore_loadgen::runner::{self, Availability, RunConfig};
 use featstore_loadgen::schedule::Pacing;
 use featstore_loadgen::target::{Protocol, Target};
-use featstore_loadgen::workload::{EntitySet, Mix, Shape, Sizes, Workload};
+use featstore_loadgen::workload::{Encoding, EntitySet, Mix, RedisLayout, Shape, Sizes, Workload};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -136,6 +136,24 @@ async fn a_bounded_get_run_against_featstore_counts_every_request() {
         .expect("run");
     assert_eq!((result.ok, result.errors.http_4xx), (0, 20));
 
+    // Ranking reads in both encodings: every one answered, and the binary form (which
+    // featstore only sends when asked with its Accept header) is the smaller answer.
+    let json = runner::run(&config(addr, Protocol::Http, "rank", 40), w.clone())
+        .await
+        .expect("run");
+    let binary_workload =
+        Arc::new(workload("pf", DistKind::Zipf(0.99)).with_encoding(Encoding::Binary));
+    let binary = runner::run(&config(addr, Protocol::Http, "rank", 40), binary_workload)
+        .await
+        .expect("run");
+    assert_eq!((json.ok, binary.ok), (40, 40), "{json:?} {binary:?}");
+    assert!(
+        binary.mean_response_bytes < json.mean_response_bytes * 0.75,
+        "binary {} vs json {}",
+        binary.mean_response_bytes,
+        json.mean_response_bytes
+    );
+
     let _ = stop_tx.send(());
     server.await.expect("join").expect("server");
 }
@@ -171,6 +189,14 @@ async fn open_loop_against_the_floor_keeps_the_schedule_and_the_body_size() {
 
 /// A minimal Redis: answers HMGET with one bulk string per field, HSET with the
 /// number of fields, and anything else with an error reply.
+/// A packed row of 50 float32 as a RESP bulk string.
+fn packed_row() -> Vec<u8> {
+    let mut out = b"$200\r\n".to_vec();
+    out.extend(std::iter::repeat_n(0u8, 200));
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 async fn fake_redis(listener: TcpListener) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
@@ -207,6 +233,15 @@ async fn fake_redis(listener: TcpListener) {
                         }
                         b"HSET" => out
                             .extend_from_slice(format!(":{}\r\n", (args.len() - 2) / 2).as_bytes()),
+                        b"SET" => out.extend_from_slice(b"+OK\r\n"),
+                        b"SETRANGE" => out.extend_from_slice(b":200\r\n"),
+                        b"GET" => out.extend_from_slice(&packed_row()),
+                        b"MGET" => {
+                            out.extend_from_slice(format!("*{}\r\n", args.len() - 1).as_bytes());
+                            for _ in 1..args.len() {
+                                out.extend_from_slice(&packed_row());
+                            }
+                        }
                         _ => out.extend_from_slice(b"-ERR unknown command\r\n"),
                     }
                 }
@@ -236,6 +271,20 @@ async fn redis_pipelines_count_one_request_per_ranking_call() {
     assert_eq!(result.mean_response_bytes, (11 * 5 + 11 * 50 * 9) as f64);
 
     let result = runner::run(&config(addr, Protocol::Redis, "get=1,push=1", 100), w)
+        .await
+        .expect("run");
+    assert_eq!((result.ok, result.errors.total()), (100, 0), "{result:?}");
+
+    // The packed layout: one MGET per ranking read, whose one reply is an array of 11
+    // bulk strings of 200 bytes (208 with their framing).
+    let packed =
+        Arc::new(workload("pf", DistKind::Zipf(1.1)).with_redis_layout(RedisLayout::Packed));
+    let result = runner::run(&config(addr, Protocol::Redis, "rank", 50), packed.clone())
+        .await
+        .expect("run");
+    assert_eq!((result.requests, result.ok), (50, 50), "{result:?}");
+    assert_eq!(result.mean_response_bytes, (5 + 11 * 208) as f64);
+    let result = runner::run(&config(addr, Protocol::Redis, "get=1,push=1", 100), packed)
         .await
         .expect("run");
     assert_eq!((result.ok, result.errors.total()), (100, 0), "{result:?}");
@@ -280,7 +329,7 @@ async fn redis_load_sends_every_row_and_names_the_bad_line() {
     let csv = dir.path().join("products.csv");
     // More rows than one pipeline holds, so several pipelines and a partial last one.
     write_named_float_matrix(&csv, &names, 1_234, 5, 7).expect("data");
-    let rows = featstore_loadgen::redis_load::load_csv(addr, &csv, "product")
+    let rows = featstore_loadgen::redis_load::load_csv(addr, &csv, "product", RedisLayout::Hash)
         .await
         .expect("load");
     assert_eq!(rows, 1_234);
@@ -291,16 +340,31 @@ async fn redis_load_sends_every_row_and_names_the_bad_line() {
         "entity_id,event_time,a,b\np0,1,0.5,0.25\np1,1,0.5\n",
     )
     .expect("write");
-    let err = featstore_loadgen::redis_load::load_csv(addr, &ragged, "product")
+    let err = featstore_loadgen::redis_load::load_csv(addr, &ragged, "product", RedisLayout::Hash)
         .await
         .expect_err("ragged");
     assert!(err.to_string().contains("line 3"), "{err}");
     let headless = dir.path().join("headless.csv");
     std::fs::write(&headless, "id,a\np0,1\n").expect("write");
     assert!(
-        featstore_loadgen::redis_load::load_csv(addr, &headless, "product")
+        featstore_loadgen::redis_load::load_csv(addr, &headless, "product", RedisLayout::Hash)
             .await
             .is_err()
+    );
+    // The packed layout sends the same rows, one SET each, and refuses a cell that is
+    // not a float, naming the line and the column.
+    let rows = featstore_loadgen::redis_load::load_csv(addr, &csv, "product", RedisLayout::Packed)
+        .await
+        .expect("packed load");
+    assert_eq!(rows, 1_234);
+    let text = dir.path().join("text.csv");
+    std::fs::write(&text, "entity_id,event_time,a,b\np0,1,0.5,\np1,1,0.5,red\n").expect("write");
+    let err = featstore_loadgen::redis_load::load_csv(addr, &text, "product", RedisLayout::Packed)
+        .await
+        .expect_err("not a float");
+    assert!(
+        err.to_string().contains("line 3") && err.to_string().contains("column b"),
+        "{err}"
     );
     server.abort();
 }

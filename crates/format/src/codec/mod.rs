@@ -6,6 +6,7 @@
 //! rejects malformed bytes with a [`CodecError`] instead of panicking.
 
 pub mod key;
+pub mod row;
 pub mod stream;
 pub mod value;
 

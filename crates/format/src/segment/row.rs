@@ -288,6 +288,11 @@ impl<'a> ValueRef<'a> {
 }
 
 impl<'a> F32Slice<'a> {
+    /// A vector over little-endian binary32 components (a multiple of 4 bytes).
+    pub(crate) fn from_le_bytes(bytes: &'a [u8]) -> F32Slice<'a> {
+        F32Slice { bytes }
+    }
+
     /// Number of components.
     pub fn len(&self) -> usize {
         self.bytes.len() / size_of::<f32>()

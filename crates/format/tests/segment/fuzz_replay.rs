@@ -9,7 +9,9 @@ use std::path::Path;
 use featstore_format::segment::ValuesCompression;
 
 use crate::common::{fixture_path, fixture_writer};
-use crate::fuzz_bodies::{codec_key, codec_value, reclog_read, segment_open};
+use crate::fuzz_bodies::{
+    batch_row, batch_row_default_schema, codec_key, codec_value, reclog_read, segment_open,
+};
 
 /// xorshift64*: deterministic, dependency-free.
 struct Rng(u64);
@@ -124,16 +126,74 @@ fn reclog_body_over_random_inputs() {
     }
 }
 
+/// Valid rows of the default schema (every type, nulls, absences, several event
+/// times), then mutations of them and random bytes, through the `batch_row` body.
+#[test]
+fn batch_row_body_over_rows_and_mutations() {
+    use featstore_format::codec::row::encode_row;
+    use featstore_format::codec::value::encode_value;
+    use featstore_format::types::Value;
+    let schema = batch_row_default_schema();
+    let values = [
+        Value::Float32(1.5),
+        Value::Int64(-7),
+        Value::String("héllo".into()),
+        Value::Float32Vector(vec![0.5, f32::NAN]),
+        Value::Bool(true),
+        Value::Float64(2.25),
+        Value::Bytes(vec![0, 255]),
+    ];
+    let mut rng = Rng(0x0bad_cafe_f00d_1234);
+    let mut seeds = Vec::new();
+    for mask in [0b111_1111u32, 0b101_0101, 0b000_0001, 0] {
+        let encoded: Vec<Vec<u8>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut out = Vec::new();
+                let v = if i == 2 && mask == 0b101_0101 {
+                    &Value::Null
+                } else {
+                    v
+                };
+                encode_value(v, 1000 + (i as i64 % 3) * 7, &mut out);
+                out
+            })
+            .collect();
+        let pairs: Vec<(usize, &[u8])> = encoded
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(i, b)| (i, b.as_slice()))
+            .collect();
+        let mut row = vec![0u8]; // split 0: the schema part is empty, so the default
+        encode_row(&schema, &pairs, &mut row).expect("encode");
+        seeds.push(row);
+    }
+    for seed in &seeds {
+        batch_row(seed);
+        for _ in 0..3000 {
+            batch_row(&mutate(&mut rng, seed));
+        }
+    }
+    for _ in 0..5000 {
+        let len = rng.below(96);
+        let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        batch_row(&data);
+    }
+}
+
 /// Corpus and crash files from local fuzzing runs (ignored by git), when present.
 #[test]
 fn local_fuzz_corpora_replay() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
     type Body = fn(&[u8]);
-    let targets: [(&str, Body); 4] = [
+    let targets: [(&str, Body); 5] = [
         ("segment_open", segment_open),
         ("codec_key", codec_key),
         ("codec_value", codec_value),
         ("reclog_read", reclog_read),
+        ("batch_row", batch_row),
     ];
     for (name, body) in targets {
         for dir in ["corpus", "artifacts"] {
