@@ -70,6 +70,7 @@ use crate::codec::key::VersionPrefix;
 use crate::loader::sorter::SortedSink;
 use crate::loader::{self, LoadError, LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::Registry;
+use crate::types::FeatureId;
 use crate::validate::{StatsCollector, ValidationReport, VersionStats};
 
 /// What the gate sees of a finished version, before it is committed.
@@ -629,28 +630,12 @@ impl FeatureStore {
         ) else {
             return Ok(None);
         };
-        let keys = |prefix: VersionPrefix| -> Vec<Vec<u8>> {
-            let mut out = Vec::with_capacity(hot.len() * features.len());
-            for def in &features {
-                for (entity, _) in &hot {
-                    let mut key = prefix.as_bytes().to_vec();
-                    // An id too long to be a key is stored nowhere: an empty key misses.
-                    if crate::codec::key::encode_key_into(entity, def.id, &mut key).is_err() {
-                        key.clear();
-                    }
-                    out.push(key);
-                }
-            }
-            out
-        };
-        let read = |cf: &Arc<rocksdb::BoundColumnFamily<'_>>, keys: Vec<Vec<u8>>| {
-            self.db
-                .multi_get_cf(keys.iter().map(|k| (cf, k.as_slice())))
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let new_values = read(&new_cf, keys(allocated.prefix))?;
-        let old_values = read(&old_cf, keys(active_prefix))?;
+        let ids: Vec<&[u8]> = hot.iter().map(|(entity, _)| entity.as_slice()).collect();
+        let fids: Vec<FeatureId> = features.iter().map(|d| d.id).collect();
+        let new_values =
+            super::lookup::stored_values(&self.db, &new_cf, allocated.prefix, &ids, &fids)?;
+        let old_values =
+            super::lookup::stored_values(&self.db, &old_cf, active_prefix, &ids, &fids)?;
         let per = hot.len();
         let features = features
             .iter()

@@ -338,3 +338,89 @@ fn scan_entity(
     }
     iter.status().map_err(storage)
 }
+
+/// The stored values of `features` x `entities` in one version (its family `cf` and
+/// key `prefix`), in the per-value encoding ([`crate::codec::value`]), feature-major
+/// (`features[i]` of `entities[e]` at `i * entities.len() + e`); `None`: nothing stored.
+/// Reads rows (layout 3: one batched MultiGet of the entities' rows) or, for versions
+/// written before, one key per value. An id too long to be a key is stored nowhere.
+/// For checks outside the read path (the shadow check of a new version).
+pub(crate) fn stored_values(
+    db: &rocksdb::DB,
+    cf: &Arc<rocksdb::BoundColumnFamily<'_>>,
+    prefix: crate::codec::key::VersionPrefix,
+    entities: &[&[u8]],
+    features: &[FeatureId],
+) -> Result<Vec<Option<Vec<u8>>>, super::StoreError> {
+    use featstore_format::codec::row::SCHEMA_KEY;
+    let per = entities.len();
+    let mut out = vec![None; per * features.len()];
+    let schema_key = [prefix.as_bytes(), SCHEMA_KEY].concat();
+    let schema =
+        match db.get_pinned_cf(cf, &schema_key)? {
+            Some(bytes) => Some(RowSchema::decode(&bytes).map_err(|source| {
+                super::StoreError::CorruptValue {
+                    what: "a version's row schema".into(),
+                    source,
+                }
+            })?),
+            None => None,
+        };
+    let key_of = |entity: &[u8], feature: Option<FeatureId>| -> Option<Vec<u8>> {
+        let mut key = prefix.as_bytes().to_vec();
+        let done = match feature {
+            Some(f) => crate::codec::key::encode_key_into(entity, f, &mut key),
+            None => crate::codec::key::encode_entity_into(entity, &mut key),
+        };
+        done.ok().map(|()| key)
+    };
+    match schema {
+        Some(schema) => {
+            let keys: Vec<Vec<u8>> = entities
+                .iter()
+                .map(|e| key_of(e, None).unwrap_or_default())
+                .collect();
+            let rows = db.batched_multi_get_cf(cf, keys.iter(), false);
+            for (e, row) in rows.into_iter().enumerate() {
+                let Some(bytes) = row? else { continue };
+                let row = RowRef::parse(&schema, &bytes).map_err(|source| {
+                    super::StoreError::CorruptValue {
+                        what: "a batch row".into(),
+                        source,
+                    }
+                })?;
+                for (i, &fid) in features.iter().enumerate() {
+                    let Some(pos) = schema.position(fid) else {
+                        continue;
+                    };
+                    let field = row
+                        .get(pos)
+                        .map_err(|source| super::StoreError::CorruptValue {
+                            what: "a batch row".into(),
+                            source,
+                        })?;
+                    let (value, time) = match field {
+                        FieldValue::Absent => continue,
+                        FieldValue::Null(time) => (Value::Null, time),
+                        FieldValue::Present { event_time, value } => (value.to_value(), event_time),
+                    };
+                    let mut encoded = Vec::new();
+                    crate::codec::value::encode_value(&value, time, &mut encoded);
+                    out[i * per + e] = Some(encoded);
+                }
+            }
+        }
+        None => {
+            let keys: Vec<Vec<u8>> = features
+                .iter()
+                .flat_map(|&f| entities.iter().map(move |e| (e, f)))
+                .map(|(e, f)| key_of(e, Some(f)).unwrap_or_default())
+                .collect();
+            let values = db.batched_multi_get_cf(cf, keys.iter(), false);
+            for (slot, value) in out.iter_mut().zip(values) {
+                *slot = value?.map(|v| v.to_vec());
+            }
+        }
+    }
+    Ok(out)
+}
