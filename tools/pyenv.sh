@@ -3,14 +3,16 @@
 #   $FEATSTORE_VENV (default $HOME/.cache/featstore-venv), so a fresh clone on the same
 #   machine reuses it.
 # - Installs tools/python-requirements.txt (pinned) into it, again only when that file
-#   changed since the last install (a checksum is kept inside the venv).
+#   or the clone's path changed since the last install (a checksum is kept inside the
+#   venv): the requirements install this clone's Python client in editable mode, so
+#   another clone must install its own.
 # After sourcing, $FEATSTORE_PY is the venv's python.
 export FEATSTORE_VENV="${FEATSTORE_VENV:-$HOME/.cache/featstore-venv}"
 FEATSTORE_PY="$FEATSTORE_VENV/bin/python"
 export FEATSTORE_PY
 
 featstore_requirements_sum() {
-    cat tools/python-requirements.txt clients/python/pyproject.toml 2>/dev/null | sha256sum | cut -d' ' -f1
+    { pwd; cat tools/python-requirements.txt clients/python/pyproject.toml 2>/dev/null; } | sha256sum | cut -d' ' -f1
 }
 
 if [ ! -x "$FEATSTORE_PY" ]; then
