@@ -7,7 +7,7 @@
 
 use featstore_format::codec::MAX_ENTITY_ID_LEN;
 use featstore_format::codec::key::{decode_key, encode_key_into, entity_prefix_len};
-use featstore_format::codec::row::{RowRef, RowSchema, encode_row};
+use featstore_format::codec::row::{RowRef, RowSchema, encode_field, encode_row};
 use featstore_format::codec::value::{decode_value, encode_value};
 use featstore_format::segment::testing::reseal;
 use featstore_format::segment::{
@@ -381,14 +381,8 @@ pub fn batch_row(data: &[u8]) {
         return;
     };
     let stored = |field: FieldValue<'_>| -> Option<Vec<u8>> {
-        let (value, time) = match field {
-            FieldValue::Absent => return None,
-            FieldValue::Null(time) => (Value::Null, time),
-            FieldValue::Present { event_time, value } => (value.to_value(), event_time),
-        };
         let mut bytes = Vec::new();
-        encode_value(&value, time, &mut bytes);
-        Some(bytes)
+        encode_field(field, &mut bytes).then_some(bytes)
     };
     let mut fields = Vec::new();
     for pos in 0..schema.fields().len() {

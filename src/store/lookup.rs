@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use rocksdb::ReadOptions;
 
-use featstore_format::codec::row::{RowRef, RowSchema};
+use featstore_format::codec::row::{RowRef, RowSchema, encode_field};
 use featstore_format::segment::{FieldValue, Row};
 
 use super::error::ReadError;
@@ -352,20 +352,9 @@ pub(crate) fn stored_values(
     entities: &[&[u8]],
     features: &[FeatureId],
 ) -> Result<Vec<Option<Vec<u8>>>, super::StoreError> {
-    use featstore_format::codec::row::SCHEMA_KEY;
     let per = entities.len();
     let mut out = vec![None; per * features.len()];
-    let schema_key = [prefix.as_bytes(), SCHEMA_KEY].concat();
-    let schema =
-        match db.get_pinned_cf(cf, &schema_key)? {
-            Some(bytes) => Some(RowSchema::decode(&bytes).map_err(|source| {
-                super::StoreError::CorruptValue {
-                    what: "a version's row schema".into(),
-                    source,
-                }
-            })?),
-            None => None,
-        };
+    let schema = super::version_range::read_row_schema(db, cf, prefix)?;
     let key_of = |entity: &[u8], feature: Option<FeatureId>| -> Option<Vec<u8>> {
         let mut key = prefix.as_bytes().to_vec();
         let done = match feature {
@@ -399,14 +388,10 @@ pub(crate) fn stored_values(
                             what: "a batch row".into(),
                             source,
                         })?;
-                    let (value, time) = match field {
-                        FieldValue::Absent => continue,
-                        FieldValue::Null(time) => (Value::Null, time),
-                        FieldValue::Present { event_time, value } => (value.to_value(), event_time),
-                    };
                     let mut encoded = Vec::new();
-                    crate::codec::value::encode_value(&value, time, &mut encoded);
-                    out[i * per + e] = Some(encoded);
+                    if encode_field(field, &mut encoded) {
+                        out[i * per + e] = Some(encoded);
+                    }
                 }
             }
         }

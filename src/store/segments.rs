@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use featstore_format::segment::{
-    FieldInput, FieldSpec, FieldValue, MappedSegment, Row, Segment, SegmentWriter,
+    FieldInput, FieldSpec, MappedSegment, Row, Segment, SegmentWriter,
 };
 use memmap2::Mmap;
 use rocksdb::{BoundColumnFamily, DB, ReadOptions};
@@ -26,9 +26,9 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use crate::codec::key::{EntityKey, VersionPrefix, decode_key, encode_key_into, entity_prefix_len};
-use crate::codec::value::{decode_value, encode_value};
+use crate::codec::value::decode_value;
 use crate::types::{DType, FeatureId, TimestampMs, Value};
-use featstore_format::codec::row::{RowRef, RowSchema, SCHEMA_KEY};
+use featstore_format::codec::row::{RowRef, SCHEMA_KEY, encode_field};
 
 /// Where a version's segment is, as recorded in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -474,16 +474,7 @@ pub fn build(
     }
     // A layout-3 version starts with its row schema; its rows are fed to the segment
     // as the values they hold, in the order the sorted stream of a load has.
-    let schema_key = [version_prefix.as_bytes(), SCHEMA_KEY].concat();
-    let schema = match db.get_pinned_cf(cf, &schema_key)? {
-        Some(bytes) => Some(
-            RowSchema::decode(&bytes).map_err(|e| StoreError::CorruptMeta {
-                key: format!("schema record of {} v{}", target.group, target.version),
-                reason: e.to_string(),
-            })?,
-        ),
-        None => None,
-    };
+    let schema = super::version_range::read_row_schema(db, cf, version_prefix)?;
     let mut iter = db.raw_iterator_cf_opt(cf, opts);
     let mut record_key = Vec::new();
     let mut record_value = Vec::new();
@@ -509,19 +500,17 @@ pub fn build(
                 Some(schema) if key != SCHEMA_KEY => {
                     let row = RowRef::parse(schema, value).map_err(|e| feed.corrupt(e))?;
                     for (pos, spec) in schema.fields().iter().enumerate() {
-                        let stored = match row.get(pos).map_err(|e| feed.corrupt(e))? {
-                            FieldValue::Absent => continue,
-                            FieldValue::Null(time) => (Value::Null, time),
-                            FieldValue::Present { event_time, value } => {
-                                (value.to_value(), event_time)
-                            }
-                        };
+                        record_value.clear();
+                        if !encode_field(
+                            row.get(pos).map_err(|e| feed.corrupt(e))?,
+                            &mut record_value,
+                        ) {
+                            continue;
+                        }
                         record_key.clear();
                         let id = key.get(2..).unwrap_or_default();
                         encode_key_into(id, spec.feature_id, &mut record_key)
                             .map_err(|e| feed.corrupt(e))?;
-                        record_value.clear();
-                        encode_value(&stored.0, stored.1, &mut record_value);
                         feed.put(&record_key, &record_value)?;
                     }
                 }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::DB;
 
-use featstore_format::codec::row::RowSchema;
+use featstore_format::codec::row::{RowSchema, SCHEMA_KEY};
 
 use crate::codec::key::VersionPrefix;
 
@@ -89,6 +89,29 @@ impl VersionRange {
         db.delete_file_in_range_cf(&cf, from, &to)?;
         Ok(())
     }
+}
+
+/// The row schema of the version under `prefix` in `cf` (its schema record, which a
+/// layout-3 load writes first), or `None` for a version without one (one key per
+/// value). A record that does not decode is a corrupt store.
+pub fn read_row_schema(
+    db: &DB,
+    cf: &impl rocksdb::AsColumnFamilyRef,
+    prefix: VersionPrefix,
+) -> Result<Option<RowSchema>, super::StoreError> {
+    let key = [prefix.as_bytes(), SCHEMA_KEY].concat();
+    let Some(bytes) = db.get_pinned_cf(cf, &key)? else {
+        return Ok(None);
+    };
+    RowSchema::decode(&bytes)
+        .map(Some)
+        .map_err(|e| super::StoreError::CorruptMeta {
+            key: format!(
+                "schema record of version {}",
+                crate::codec::key::version_of_key(prefix.as_bytes()).unwrap_or_default()
+            ),
+            reason: e.to_string(),
+        })
 }
 
 impl Drop for VersionRange {

@@ -31,10 +31,11 @@ use super::manifest::{GroupManifest, Manifest, VersionEntry, VersionState};
 use super::meta;
 use super::segments::{HotSegment, SegmentInfo};
 use super::version_range::VersionRange;
+use super::version_range::read_row_schema;
 use crate::codec::key::{VersionPrefix, version_of_key};
 use crate::loader::LoadRecord;
 use crate::types::now_ms;
-use featstore_format::codec::row::{RowSchema, SCHEMA_KEY};
+use featstore_format::codec::row::RowSchema;
 
 /// A version allocated for a load, before its data exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +92,7 @@ impl VersionSet {
             };
             let prefix = VersionPrefix::of(entry.version);
             let schema = if entry.rows && entry.state == VersionState::Ready {
-                Some(read_row_schema(&db, family, prefix)?)
+                Some(require_row_schema(&db, family, prefix)?)
             } else {
                 None
             };
@@ -253,7 +254,7 @@ impl VersionSet {
         if let Some((_, mapped)) = segment {
             self.segments.insert(allocated.name.clone(), mapped);
         }
-        let schema = read_row_schema(&self.db, &allocated.family, allocated.prefix)?;
+        let schema = require_row_schema(&self.db, &allocated.family, allocated.prefix)?;
         self.ranges.insert(
             allocated.name.clone(),
             VersionRange::new(
@@ -563,29 +564,24 @@ impl VersionSet {
     }
 }
 
-/// The row schema of the layout-3 version under `prefix` in `family` (its schema
-/// record, written first by the load): a missing or undecodable record is a corrupt
-/// store, reported as such.
-fn read_row_schema(
+/// The row schema of the layout-3 version under `prefix` in `family`: a missing record
+/// is a corrupt store, reported as such.
+fn require_row_schema(
     db: &DB,
     family: &str,
     prefix: VersionPrefix,
 ) -> Result<Arc<RowSchema>, StoreError> {
-    let corrupt = |reason: String| StoreError::CorruptMeta {
+    let missing = |reason: &str| StoreError::CorruptMeta {
         key: format!(
             "{family}: schema record of version {}",
             version_of_key(prefix.as_bytes()).unwrap_or_default()
         ),
-        reason,
+        reason: reason.to_owned(),
     };
     let cf = db
         .cf_handle(family)
-        .ok_or_else(|| corrupt("the column family is missing".into()))?;
-    let key = [prefix.as_bytes(), SCHEMA_KEY].concat();
-    let bytes = db
-        .get_pinned_cf(&cf, &key)?
-        .ok_or_else(|| corrupt("missing".into()))?;
-    RowSchema::decode(&bytes)
+        .ok_or_else(|| missing("the column family is missing"))?;
+    read_row_schema(db, &cf, prefix)?
         .map(Arc::new)
-        .map_err(|e| corrupt(e.to_string()))
+        .ok_or_else(|| missing("missing"))
 }

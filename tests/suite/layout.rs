@@ -4,12 +4,10 @@
 //! are dropped; drops free their key ranges.
 
 use featstore::FeatureStore;
-use featstore::codec::encode_value;
 use featstore::codec::key::{VersionPrefix, encode_key_into, version_of_key};
-use featstore::codec::row::{RowRef, RowSchema, SCHEMA_KEY};
+use featstore::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field};
 use featstore::loader::LoadRequest;
 use featstore::types::Value;
-use featstore_format::segment::FieldValue;
 use rocksdb::{DB, IteratorMode, Options};
 
 use super::common::{item_specs, small_config, write_items_csv};
@@ -42,13 +40,10 @@ fn per_value_records(db: &DB, versions: &impl rocksdb::AsColumnFamilyRef) -> Vec
         }
         let row = RowRef::parse(&schema, value).expect("row");
         for (pos, spec) in schema.fields().iter().enumerate() {
-            let (value, time) = match row.get(pos).expect("field") {
-                FieldValue::Absent => continue,
-                FieldValue::Null(time) => (Value::Null, time),
-                FieldValue::Present { event_time, value } => (value.to_value(), event_time),
-            };
             let mut bytes = Vec::new();
-            encode_value(&value, time, &mut bytes);
+            if !encode_field(row.get(pos).expect("field"), &mut bytes) {
+                continue;
+            }
             let mut key = Vec::new();
             encode_key_into(&entity[2..], spec.feature_id, &mut key).expect("key");
             out.push((key, bytes));

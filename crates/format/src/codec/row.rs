@@ -19,9 +19,9 @@
 //! - Nothing here allocates on the read path: values borrow from the row's bytes.
 
 use super::CodecError;
-use super::value::{EVENT_TIME_OFFSET, PAYLOAD_OFFSET, tag};
+use super::value::{EVENT_TIME_OFFSET, PAYLOAD_OFFSET, encode_value, tag, tag_of};
 use crate::segment::{F32Slice, FieldSpec, FieldValue, ValueRef};
-use crate::types::{DType, FeatureId, MAX_VECTOR_DIM, TimestampMs};
+use crate::types::{DType, FeatureId, MAX_VECTOR_DIM, TimestampMs, Value};
 
 /// Version of the row bytes (byte 0 of every row).
 pub const ROW_FORMAT: u8 = 1;
@@ -45,18 +45,6 @@ fn width(dtype: DType) -> usize {
         DType::Float32 => 4,
         DType::Bool => 1,
         DType::String | DType::Bytes | DType::Float32Vector { .. } => VAR_SLOT,
-    }
-}
-
-fn dtype_tag(dtype: DType) -> u8 {
-    match dtype {
-        DType::Int64 => tag::INT64,
-        DType::Float64 => tag::FLOAT64,
-        DType::Float32 => tag::FLOAT32,
-        DType::Bool => tag::BOOL,
-        DType::String => tag::STRING,
-        DType::Bytes => tag::BYTES,
-        DType::Float32Vector { .. } => tag::FLOAT32_VECTOR,
     }
 }
 
@@ -142,7 +130,7 @@ impl RowSchema {
         out.extend_from_slice(&(self.fields.len() as u32).to_le_bytes());
         for f in &self.fields {
             out.extend_from_slice(&f.feature_id.to_le_bytes());
-            out.push(dtype_tag(f.field_type));
+            out.push(tag_of(f.field_type));
             let dim = match f.field_type {
                 DType::Float32Vector { dim } => dim,
                 _ => 0,
@@ -257,7 +245,7 @@ pub fn encode_row<'v>(
                 DType::Float32Vector { dim } => Some(dim as usize * 4),
                 DType::String | DType::Bytes => None,
             };
-            if v.tag != dtype_tag(field.field_type)
+            if v.tag != tag_of(field.field_type)
                 || fixed.is_some_and(|n| n != v.payload.len())
                 || (v.tag == tag::BOOL && v.payload.first().is_some_and(|b| *b > 1))
                 || (v.tag == tag::STRING && std::str::from_utf8(v.payload).is_err())
@@ -329,6 +317,20 @@ pub fn encode_row<'v>(
         }
     }
     Ok(())
+}
+
+/// Appends `field` (read from a row or a segment) to `out` in the per-value encoding
+/// ([`super::value`]); false, with nothing written, for an absent field. For the paths
+/// that hand rows on as values (segment rebuilds, checks outside the read path).
+pub fn encode_field(field: FieldValue<'_>, out: &mut Vec<u8>) -> bool {
+    match field {
+        FieldValue::Absent => return false,
+        FieldValue::Null(time) => encode_value(&Value::Null, time, out),
+        FieldValue::Present { event_time, value } => {
+            encode_value(&value.to_value(), event_time, out);
+        }
+    }
+    true
 }
 
 /// A row checked against its schema, reading fields without allocating.
@@ -486,8 +488,6 @@ fn fixed8(b: &[u8]) -> [u8; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::encode_value;
-    use crate::types::Value;
 
     fn schema() -> RowSchema {
         RowSchema::new(vec![

@@ -26,6 +26,21 @@ pub mod tag {
     pub const FLOAT32_VECTOR: u8 = 7;
 }
 
+/// The value tag of a non-null value of `dtype` (also the type tag of segment field
+/// records and row schemas).
+pub fn tag_of(dtype: crate::types::DType) -> u8 {
+    use crate::types::DType;
+    match dtype {
+        DType::Int64 => tag::INT64,
+        DType::Float64 => tag::FLOAT64,
+        DType::Float32 => tag::FLOAT32,
+        DType::Bool => tag::BOOL,
+        DType::String => tag::STRING,
+        DType::Bytes => tag::BYTES,
+        DType::Float32Vector { .. } => tag::FLOAT32_VECTOR,
+    }
+}
+
 /// Offset of the event time within a stored value.
 pub const EVENT_TIME_OFFSET: usize = size_of::<u8>();
 /// Offset of the payload within a stored value.

@@ -193,20 +193,6 @@ impl RowLayout {
     }
 }
 
-/// The type tag of `dtype` in a field record (the value tags of `storage-format.md`,
-/// "Values").
-pub(crate) fn type_tag(dtype: DType) -> u8 {
-    match dtype {
-        DType::Int64 => tag::INT64,
-        DType::Float64 => tag::FLOAT64,
-        DType::Float32 => tag::FLOAT32,
-        DType::Bool => tag::BOOL,
-        DType::String => tag::STRING,
-        DType::Bytes => tag::BYTES,
-        DType::Float32Vector { .. } => tag::FLOAT32_VECTOR,
-    }
-}
-
 /// Checks a schema for the writer: at least one field, at most [`MAX_FIELDS`], unique
 /// feature ids, vector dimensions in `1..=MAX_VECTOR_DIM`.
 pub(crate) fn check_fields(fields: &[FieldSpec]) -> Result<(), SegmentError> {
@@ -256,7 +242,7 @@ fn encode_records(fields: &[FieldSpec], layout: &RowLayout) -> Vec<u8> {
     let mut out = Vec::with_capacity(fields.len() * FIELD_RECORD_LEN);
     for (spec, field) in fields.iter().zip(&layout.fields) {
         out.extend_from_slice(&spec.feature_id.to_le_bytes());
-        out.push(type_tag(spec.field_type));
+        out.push(crate::codec::value::tag_of(spec.field_type));
         out.extend_from_slice(&[0; 3]);
         out.extend_from_slice(&field.dim.to_le_bytes());
         let slot = u32::try_from(field.value_rel).unwrap_or(u32::MAX);
