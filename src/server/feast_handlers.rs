@@ -90,14 +90,7 @@ async fn push(
     };
     drop(body);
     let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || store.push(events))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("push task failed: {e}"),
-            )
-        })?;
+    let result = super::handlers::run_blocking(move || store.push(events)).await?;
     match result {
         Ok(outcome) => ok_json(&PushAnswer::from(outcome)),
         Err(e) => Ok(push_failure(&e)),

@@ -249,13 +249,22 @@ where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(ApiError::from),
-        Err(e) => Err(ApiError::new(
+    run_blocking(f).await?.map_err(ApiError::from)
+}
+
+/// Runs `f` on the blocking pool; a task that panicked or was cancelled is a 500. The
+/// caller maps `f`'s own result (see [`blocking`] for store operations).
+pub(super) async fn run_blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("store operation did not complete: {e}"),
-        )),
-    }
+            format!("operation did not complete: {e}"),
+        )
+    })
 }
 
 /// Reads the whole body of a `route` request within the server's limits (see
@@ -537,17 +546,9 @@ async fn serving_log_export(
         request_id: None,
     };
     let dir = log.dir().to_owned();
-    let summary = tokio::task::spawn_blocking(move || {
-        crate::servelog::export::export(&dir, &selection, &job.out)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("export did not complete: {e}"),
-        )
-    })?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let summary = run_blocking(move || crate::servelog::export::export(&dir, &selection, &job.out))
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     ok_json(&summary)
 }
 
@@ -728,14 +729,7 @@ async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
     let body = read_body(state, Route::Push, req).await?;
     let store = state.store.clone();
     // The body (and the memory and slot it holds) lives until the push is done.
-    let result = tokio::task::spawn_blocking(move || store.push_json(&body))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("push task failed: {e}"),
-            )
-        })?;
+    let result = run_blocking(move || store.push_json(&body)).await?;
     match result {
         Ok(outcome) => ok_json(&PushAnswer::from(outcome)),
         Err(e) => Ok(push_error_response(&e)),
