@@ -42,28 +42,8 @@ PLOTS=docs/benchmarks
 
 log() { echo "bench-http: $*" >&2; }
 
-# --- processes started here, stopped on exit -------------------------------------
-PIDS=()
-cleanup() {
-    for pid in "${PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid" 2>/dev/null || true
-            wait "$pid" 2>/dev/null || true
-        fi
-    done
-}
-trap cleanup EXIT
-
-wait_port() {
-    local port=$1 pid=$2
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-        if ! kill -0 "$pid" 2>/dev/null; then log "process $pid exited before opening port $port"; return 1; fi
-        sleep 0.1
-    done
-    log "port $port did not open"
-    return 1
-}
+# --- processes started here, stopped on exit; wait_port; bench_pin ----------------
+source tools/bench-common.sh
 
 # --- build -------------------------------------------------------------------------
 log "building featstore and loadgen"
@@ -73,15 +53,9 @@ LG="$CARGO_TARGET_DIR/debug/loadgen"
 
 # --- CPU placement -----------------------------------------------------------------
 CPUS=$(nproc)
-SERVER_PIN=()
-CLIENT_PIN=()
-THREAD_ARGS=()
+bench_pin
 PIN_NOTE="No CPU pinning: the load generator and the server under test share all $CPUS CPUs and compete for them."
-if [ "${BENCH_PIN:-1}" = 1 ] && [ "$CPUS" -ge 2 ] && command -v taskset >/dev/null; then
-    SERVER_PIN=(taskset -c 1)
-    CLIENT_PIN=(taskset -c 0)
-    THREAD_ARGS=(--threads 1)
-    export TOKIO_WORKER_THREADS=1
+if [ "$BENCH_PINNED" = 1 ]; then
     PIN_NOTE="CPU pinning with taskset: the server under test (featstore, the floor or Redis; one at a time is loaded) runs on CPU 1 with one tokio worker thread (Redis is single-threaded anyway), the load generator on CPU 0 with one. So each server gets one of the two cores, and the figures are per core; the load generator can be the bottleneck of the cheapest target (the floor)."
 fi
 

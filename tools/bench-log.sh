@@ -30,39 +30,15 @@ PORT="${BENCH_PORT:-17170}"
 
 log() { echo "bench-log: $*" >&2; }
 
+source tools/bench-common.sh
 FS_PID=""
-cleanup() {
-    if [ -n "$FS_PID" ] && kill -0 "$FS_PID" 2>/dev/null; then
-        kill "$FS_PID" 2>/dev/null || true
-        wait "$FS_PID" 2>/dev/null || true
-    fi
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 1 300); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
-        if ! kill -0 "$FS_PID" 2>/dev/null; then log "featstore exited before opening its port"; return 1; fi
-        sleep 0.1
-    done
-    log "port $PORT did not open"
-    return 1
-}
 
 log "building featstore and loadgen"
 cargo build --locked -p featstore --bin featstore -p featstore-loadgen --bin loadgen
 FS="$CARGO_TARGET_DIR/debug/featstore"
 LG="$CARGO_TARGET_DIR/debug/loadgen"
 
-SERVER_PIN=()
-CLIENT_PIN=()
-THREAD_ARGS=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-    SERVER_PIN=(taskset -c 1)
-    CLIENT_PIN=(taskset -c 0)
-    THREAD_ARGS=(--threads 1)
-    export TOKIO_WORKER_THREADS=1
-fi
+bench_pin
 
 rm -rf "$WORK"
 mkdir -p "$WORK/data"
@@ -90,7 +66,8 @@ start() { # rate
     RUST_LOG=warn "${SERVER_PIN[@]}" "$FS" serve --data "$WORK/store" --addr "127.0.0.1:$PORT" \
         --max-queue-time off --store-config "$(config_of "$1")" 2>>"$WORK/featstore-$1.log" &
     FS_PID=$!
-    wait_port
+    PIDS+=("$FS_PID")
+    wait_port "$PORT" "$FS_PID"
 }
 
 stop() {

@@ -1,0 +1,44 @@
+# Shared pieces of the HTTP benchmark scripts (tools/bench-http.sh, tools/bench-log.sh):
+# sourced, never run. The sourcing script defines `log` first.
+# - PIDS and an EXIT trap: every process a script starts (added to PIDS) is stopped when
+#   it exits.
+# - wait_port PORT PID: waits until PORT accepts connections, failing if PID exits first.
+# - bench_pin: with two or more CPUs and taskset, SERVER_PIN runs a server on CPU 1 and
+#   CLIENT_PIN the load generator on CPU 0, each with one tokio worker (THREAD_ARGS,
+#   TOKIO_WORKER_THREADS); otherwise all three are empty and BENCH_PINNED is 0.
+
+PIDS=()
+bench_cleanup() {
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+}
+trap bench_cleanup EXIT
+
+wait_port() {
+    local port=$1 pid=$2
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        if ! kill -0 "$pid" 2>/dev/null; then log "process $pid exited before opening port $port"; return 1; fi
+        sleep 0.1
+    done
+    log "port $port did not open"
+    return 1
+}
+
+bench_pin() {
+    SERVER_PIN=()
+    CLIENT_PIN=()
+    THREAD_ARGS=()
+    BENCH_PINNED=0
+    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+        SERVER_PIN=(taskset -c 1)
+        CLIENT_PIN=(taskset -c 0)
+        THREAD_ARGS=(--threads 1)
+        export TOKIO_WORKER_THREADS=1
+        BENCH_PINNED=1
+    fi
+}
