@@ -33,15 +33,11 @@ fn put_str(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 fn dtype_tag(dtype: DType) -> (u8, u32) {
-    match dtype {
-        DType::Int64 => (tag::INT64, 0),
-        DType::Float64 => (tag::FLOAT64, 0),
-        DType::Float32 => (tag::FLOAT32, 0),
-        DType::Bool => (tag::BOOL, 0),
-        DType::String => (tag::STRING, 0),
-        DType::Bytes => (tag::BYTES, 0),
-        DType::Float32Vector { dim } => (tag::FLOAT32_VECTOR, dim),
-    }
+    let dim = match dtype {
+        DType::Float32Vector { dim } => dim,
+        _ => 0,
+    };
+    (crate::codec::value::tag_of(dtype), dim)
 }
 
 fn put_columns(out: &mut Vec<u8>, columns: &[RankColumn]) {

@@ -19,7 +19,7 @@
 //! - Nothing here allocates on the read path: values borrow from the row's bytes.
 
 use super::CodecError;
-use super::value::{EVENT_TIME_OFFSET, PAYLOAD_OFFSET, encode_value, tag, tag_of};
+use super::value::{EVENT_TIME_OFFSET, PAYLOAD_OFFSET, dtype_of, encode_value, tag, tag_of};
 use crate::segment::{F32Slice, FieldSpec, FieldValue, ValueRef};
 use crate::types::{DType, FeatureId, MAX_VECTOR_DIM, TimestampMs, Value};
 
@@ -167,16 +167,7 @@ impl RowSchema {
             let [a, b, c, d, t, e, f, g, h] = *record;
             let feature_id = u32::from_le_bytes([a, b, c, d]);
             let dim = u32::from_le_bytes([e, f, g, h]);
-            let field_type = match t {
-                tag::INT64 => DType::Int64,
-                tag::FLOAT64 => DType::Float64,
-                tag::FLOAT32 => DType::Float32,
-                tag::BOOL => DType::Bool,
-                tag::STRING => DType::String,
-                tag::BYTES => DType::Bytes,
-                tag::FLOAT32_VECTOR => DType::Float32Vector { dim },
-                other => return Err(CodecError::UnknownTag(other)),
-            };
+            let field_type = dtype_of(t, dim).ok_or(CodecError::UnknownTag(t))?;
             fields.push(FieldSpec {
                 feature_id,
                 field_type,

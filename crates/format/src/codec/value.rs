@@ -41,6 +41,23 @@ pub fn tag_of(dtype: crate::types::DType) -> u8 {
     }
 }
 
+/// The dtype a non-null value tag stands for (the inverse of [`tag_of`]); `dim` is the
+/// vector dimension, used only for [`tag::FLOAT32_VECTOR`]. `None` for the null tag and
+/// unknown tags.
+pub fn dtype_of(tag: u8, dim: u32) -> Option<crate::types::DType> {
+    use crate::types::DType;
+    Some(match tag {
+        tag::INT64 => DType::Int64,
+        tag::FLOAT64 => DType::Float64,
+        tag::FLOAT32 => DType::Float32,
+        tag::BOOL => DType::Bool,
+        tag::STRING => DType::String,
+        tag::BYTES => DType::Bytes,
+        tag::FLOAT32_VECTOR => DType::Float32Vector { dim },
+        _ => return None,
+    })
+}
+
 /// Offset of the event time within a stored value.
 pub const EVENT_TIME_OFFSET: usize = size_of::<u8>();
 /// Offset of the payload within a stored value.

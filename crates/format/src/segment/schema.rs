@@ -356,20 +356,11 @@ pub(crate) fn decode_section(
                 format!("feature {feature_id}: reserved bytes {reserved:?} are not zero"),
             ));
         }
-        let field_type = match type_tag {
-            tag::INT64 => DType::Int64,
-            tag::FLOAT64 => DType::Float64,
-            tag::FLOAT32 => DType::Float32,
-            tag::BOOL => DType::Bool,
-            tag::STRING => DType::String,
-            tag::BYTES => DType::Bytes,
-            tag::FLOAT32_VECTOR => DType::Float32Vector { dim },
-            other => {
-                return Err(SegmentError::corrupt(
-                    "field record",
-                    format!("feature {feature_id}: unknown type tag {other}"),
-                ));
-            }
+        let Some(field_type) = crate::codec::value::dtype_of(type_tag, dim) else {
+            return Err(SegmentError::corrupt(
+                "field record",
+                format!("feature {feature_id}: unknown type tag {type_tag}"),
+            ));
         };
         if type_tag != tag::FLOAT32_VECTOR && dim != 0 {
             return Err(SegmentError::corrupt(
