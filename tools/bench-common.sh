@@ -42,3 +42,11 @@ bench_pin() {
         BENCH_PINNED=1
     fi
 }
+
+# cpu_ticks PID: CPU time (user + system, all threads) PID has used, in clock ticks
+# (getconf CLK_TCK per second). Differences over a run, divided by its requests, give
+# the server's CPU per request, which a noisy shared machine disturbs far less than
+# throughput.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}

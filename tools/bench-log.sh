@@ -3,7 +3,9 @@
 # single GETs (50 features) over HTTP with the serving log off, sampled at 10% and at
 # 100%, driven by the load generator of tools/bench-http.sh (tools/loadgen) against the
 # same data (`featstore gen-matrix`). Reports, per shape and setting, closed-loop
-# throughput and its loss against logging off; at 100%, the log's bytes per logged value
+# throughput and its loss against logging off, and the server's CPU time per request
+# (the steadier measure on a shared machine: a saturated core's throughput loss is
+# 1 - CPU off / CPU on); at 100%, the log's bytes per logged value
 # (from /metrics: bytes written / values written); and the export speed of
 # `featstore log export` in values/s. Everything started here is stopped on exit.
 #
@@ -14,7 +16,7 @@
 # Environment (defaults): BENCH_PRODUCTS (100000), BENCH_USERS (10000), BENCH_SECS (5),
 # BENCH_WARMUP (1), BENCH_CONNECTIONS (16), BENCH_REPEATS (2: settings take turns this
 # many times, the best run of each counts), BENCH_DIR ($CARGO_TARGET_DIR/bench-log),
-# BENCH_PORT (17170).
+# BENCH_PORT (17170), BENCH_LOG_LEVEL (the log's zstd level; unset: its default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
@@ -27,6 +29,7 @@ CONNS="${BENCH_CONNECTIONS:-16}"
 REPEATS="${BENCH_REPEATS:-2}"
 WORK="${BENCH_DIR:-$CARGO_TARGET_DIR/bench-log}"
 PORT="${BENCH_PORT:-17170}"
+LEVEL="${BENCH_LOG_LEVEL:-}" # the log's zstd level; empty: the default
 
 log() { echo "bench-log: $*" >&2; }
 
@@ -58,6 +61,7 @@ config_of() { # rate -> store config file
         : >"$file"
     else
         printf '[serving_log]\nenabled = true\nsample_rate = %s\ndir = "%s"\n' "$1" "$WORK/log-$1" >"$file"
+        if [ -n "$LEVEL" ]; then echo "compression_level = $LEVEL" >>"$file"; fi
     fi
     echo "$file"
 }
@@ -78,6 +82,9 @@ stop() {
 
 DATA_ARGS=(--products "$PRODUCTS" --users "$USERS" --product-features 50 --user-features 50 --candidates 100)
 RESULTS="$WORK/results.jsonl"
+CPU="$WORK/cpu.txt" # shape, rate, server CPU µs per request; one line per run
+: >"$CPU"
+HZ=$(getconf CLK_TCK)
 METRICS="$WORK/metrics.txt"
 : >"$METRICS"
 
@@ -88,9 +95,19 @@ for round in $(seq 1 "$REPEATS"); do
         start "$rate"
         for shape in get rank; do
             log "round $round: $shape, logging $rate"
+            if [ "$WARMUP" != 0 ]; then
+                "${CLIENT_PIN[@]}" "$LG" "${THREAD_ARGS[@]}" run --target "http://127.0.0.1:$PORT" \
+                    --system warmup --mix "$shape" --connections "$CONNS" --duration "$WARMUP" \
+                    --warmup 0 --timeout-ms 5000 "${DATA_ARGS[@]}" >/dev/null
+            fi
+            before=$(cpu_ticks "$FS_PID")
             "${CLIENT_PIN[@]}" "$LG" "${THREAD_ARGS[@]}" run --target "http://127.0.0.1:$PORT" \
                 --system "log-$rate" --mix "$shape" --connections "$CONNS" --duration "$SECS" \
-                --warmup "$WARMUP" --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" >/dev/null
+                --warmup 0 --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" >/dev/null
+            after=$(cpu_ticks "$FS_PID")
+            requests=$(tail -n 1 "$RESULTS" | sed 's/.*"ok":\([0-9]*\).*/\1/')
+            awk -v s="$shape" -v r="$rate" -v t=$((after - before)) -v n="$requests" -v hz="$HZ" \
+                'BEGIN { printf "%s %s %.1f\n", s, r, t * 1e6 / hz / n }' >>"$CPU"
         done
         if [ "$rate" = 1.0 ]; then
             curl -s "http://127.0.0.1:$PORT/metrics" | grep '^featstore_serving_log' >"$METRICS"
@@ -107,17 +124,29 @@ DROPPED=$(grep 'reason="queue_full"' "$METRICS" | awk '{ print $2 }')
 log "exporting the 100% log"
 EXPORT=$("$FS" log export --log-dir "$WORK/log-1.0" --out "$WORK/export")
 
+# The median of a setting's runs of server CPU per request.
+cpu_of() { # shape rate
+    awk -v s="$1" -v r="$2" '$1 == s && $2 == r { print $3 }' "$CPU" | sort -n |
+        awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 echo
-echo "| shape | logging | throughput (req/s) | loss vs off |"
-echo "|---|---|---|---|"
+echo "| shape | logging | throughput (req/s) | loss vs off | server CPU per request (median) | CPU-implied loss vs off |"
+echo "|---|---|---|---|---|---|"
 for shape in get rank; do
     off=$("$LG" stat --results "$RESULTS" --system log-off --shape "$shape" --field throughput)
+    cpu_off=$(cpu_of "$shape" off)
     for rate in off 0.1 1.0; do
         t=$("$LG" stat --results "$RESULTS" --system "log-$rate" --shape "$shape" --field throughput)
         loss=$(awk -v a="$off" -v b="$t" 'BEGIN { printf "%.1f%%", (a - b) * 100 / a }')
-        echo "| $shape | $rate | $t | $loss |"
+        cpu=$(cpu_of "$shape" "$rate")
+        implied=$(awk -v a="$cpu_off" -v b="$cpu" 'BEGIN { printf "%.1f%%", (1 - a / b) * 100 }')
+        echo "| $shape | $rate | $t | $loss | $cpu µs | $implied |"
     done
 done
+echo
+echo "CPU-implied loss: 1 - (CPU per request, off) / (CPU per request, this setting), the"
+echo "throughput a saturated server core loses; medians of $REPEATS runs per setting."
 echo
 awk -v b="$BYTES" -v v="$VALUES" -v d="$DROPPED" 'BEGIN {
     printf "log at 100%% (last round): %d values in %d bytes = %.2f bytes per logged value; %d records dropped (queue full)\n", v, b, b / v, d }'

@@ -554,7 +554,10 @@ pub fn status_name(status: FeatureStatus) -> &'static str {
 
 /// Encodes the Feast answer of `plan` from the answers of its reads (same order as
 /// [`FeastPlan::take_requests`]).
-pub fn encode(plan: &FeastPlan, answers: &[RankResponse]) -> Result<Vec<u8>, FeastError> {
+pub fn encode<A: std::borrow::Borrow<RankResponse>>(
+    plan: &FeastPlan,
+    answers: &[A],
+) -> Result<Vec<u8>, FeastError> {
     if answers.len() != plan.reads {
         return Err(FeastError::internal(format!(
             "{} reads answered, {} planned",
@@ -565,6 +568,7 @@ pub fn encode(plan: &FeastPlan, answers: &[RankResponse]) -> Result<Vec<u8>, Fea
     let locs = answers
         .iter()
         .map(|a| {
+            let a: &RankResponse = a.borrow();
             plan.outputs
                 .iter()
                 .map(|o| {
@@ -630,7 +634,7 @@ pub fn encode(plan: &FeastPlan, answers: &[RankResponse]) -> Result<Vec<u8>, Fea
             if row > 0 {
                 out.push(b',');
             }
-            let answer = &answers[read];
+            let answer: &RankResponse = answers[read].borrow();
             let (status, time) = match locs[read][j] {
                 Loc::Candidate(c) => match answer.values.get(c) {
                     Some(column) => write_column_cell(&mut out, column, pos),

@@ -90,7 +90,7 @@ impl Default for ServeLogConfig {
             queue_capacity: 4096,
             block_bytes: 1 << 20,
             flush_interval_ms: 200,
-            compression_level: 1,
+            compression_level: 2,
             segment_bytes: 256 << 20,
             segment_age_secs: 3600,
             retention_secs: 7 * 24 * 3600,
@@ -168,6 +168,13 @@ impl ServeLogConfig {
         if self.segment_bytes == 0 || self.segment_age_secs == 0 {
             return invalid("segment_bytes", "segment size and age must be positive");
         }
+        if !(-7..=19).contains(&self.compression_level) {
+            return invalid(
+                "compression_level",
+                "must be within -7..=19 (zstd's levels; negative levels are its fast \
+                 modes, 0 stores blocks uncompressed)",
+            );
+        }
         Ok(())
     }
 
@@ -237,11 +244,12 @@ fn stable_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// An answer copied off the read path, waiting for the writer.
+/// An answer taken off the read path, waiting for the writer: a GET's (small) copied,
+/// a ranking answer shared with the request that is sending it.
 #[derive(Debug)]
 pub(crate) enum Queued {
     Entity(EntityAnswer),
-    Ranking(RankResponse),
+    Ranking(Arc<RankResponse>),
 }
 
 /// One read waiting for the writer.
@@ -403,7 +411,7 @@ impl Observer for LogObserver {
             route: event.context.route.to_owned(),
             answer: match event.answer {
                 ReadAnswer::Entity(a) => Queued::Entity(a.clone()),
-                ReadAnswer::Ranking(r) => Queued::Ranking(r.clone()),
+                ReadAnswer::Ranking(r) => Queued::Ranking(Arc::clone(r)),
             },
         };
         match self.tx.try_send(pending) {

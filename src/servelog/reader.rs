@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use featstore_format::reclog::LogReader;
 
 use super::ServeLogError;
-use super::record::{Record, decode};
+use super::record::{Decoder, Record};
 use super::writer::{created_of, list_files};
 use crate::types::TimestampMs;
 
@@ -111,8 +111,10 @@ pub fn scan(
             }
         };
         report.files += 1;
-        let log = reader.for_each_record(|bytes| match decode(bytes) {
-            Ok(record) => {
+        let mut decoder = Decoder::new();
+        let log = reader.for_each_record(|bytes| match decoder.decode(bytes) {
+            Ok(None) => {}
+            Ok(Some(record)) => {
                 report.records += 1;
                 if selection.keeps(&record) {
                     report.selected += 1;
@@ -155,8 +157,9 @@ pub fn tail(dir: &Path, n: usize) -> Result<Vec<Record>, ServeLogError> {
             continue;
         };
         let mut records = Vec::new();
+        let mut decoder = Decoder::new();
         reader.for_each_record(|b| {
-            if let Ok(r) = decode(b) {
+            if let Ok(Some(r)) = decoder.decode(b) {
                 records.push(r);
             }
         });

@@ -8,6 +8,13 @@
 //! value, column by column; then the batch version read per group and the defaults
 //! served. A single-entity GET is the one-candidate case with no context.
 //!
+//! Column sets: what the columns are (name, feature, dtype, group) repeats from read to
+//! read, so the writer says it once per block, in a column-set record, and each read's
+//! record names the set by a number ([`ColumnSets`]); a block that holds a read's record
+//! holds its sets' records before it, so every block still decodes alone. Set numbers
+//! count per writer, so per file: [`Decoder`] reads one file's records in order.
+//! (Records of format version 1, which carried their columns inline, still decode.)
+//!
 //! Encoding: little-endian; `uv` = LEB128 unsigned varint, `iv` = zigzag varint, `str` =
 //! `uv` length then UTF-8 bytes. Float columns are stored byte-plane by byte-plane (all
 //! rows' first bytes, then all second bytes, ...), which zstd compresses far better than
@@ -16,7 +23,8 @@
 //! [`decode`] checks every count against the bytes left before allocating, so a
 //! damaged record is an error, never a panic or an unbounded allocation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, Rows};
@@ -24,10 +32,20 @@ use crate::query::{Cell, EntityAnswer, RankColumn, RankResponse};
 use crate::store::{FeatureReading, FeatureVector};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
 
-/// Record kind byte: a single-entity GET.
-const KIND_ENTITY: u8 = 1;
-/// Record kind byte: a ranking read.
-const KIND_RANKING: u8 = 2;
+/// Record kind byte: a single-entity GET with its columns inline (format version 1).
+const KIND_ENTITY_INLINE: u8 = 1;
+/// Record kind byte: a ranking read with its columns inline (format version 1).
+const KIND_RANKING_INLINE: u8 = 2;
+/// Record kind byte: a column set, which later records of its block name.
+const KIND_COLUMNS: u8 = 3;
+/// Record kind byte: a single-entity GET naming its column set.
+const KIND_ENTITY: u8 = 4;
+/// Record kind byte: a ranking read naming its two column sets (context, candidates).
+const KIND_RANKING: u8 = 5;
+
+/// Column sets a writer remembers before it starts numbering afresh (bounds memory when
+/// requests name ever new feature lists).
+const MAX_KNOWN_SETS: usize = 4096;
 
 /// Which read a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,15 +357,174 @@ fn put_versions(out: &mut Vec<u8>, versions: &BTreeMap<String, u64>) {
     }
 }
 
-/// Encodes a ranking answer; `group_of` names the group of a served feature
-/// (`name@version`), `""` when it has none (on-demand).
+/// What makes two columns the same in a column set (the group follows from the
+/// feature, which names one version of one definition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ColumnKey<'a> {
+    name: &'a str,
+    feature: &'a str,
+    dtype: DType,
+    on_demand: bool,
+}
+
+impl<'a> From<&'a RankColumn> for ColumnKey<'a> {
+    fn from(c: &'a RankColumn) -> Self {
+        ColumnKey {
+            name: &c.name,
+            feature: &c.feature,
+            dtype: c.dtype,
+            on_demand: c.on_demand,
+        }
+    }
+}
+
+struct KnownSet {
+    id: u64,
+    columns: Vec<RankColumn>,
+}
+
+/// The writer's column sets: numbers each distinct list of columns once, keeps the
+/// column-set record of each, and knows which of them the current block already holds.
+///
+/// Invariant: a read's record is added to a block only after the records of the sets it
+/// names ([`ColumnSets::missing`], then [`ColumnSets::mark_in_block`]); numbers are never
+/// reused by one writer, so a number means one set for the whole file.
+pub struct ColumnSets {
+    hasher: ahash::RandomState,
+    known: HashMap<u64, Vec<KnownSet>>,
+    records: HashMap<u64, Vec<u8>>,
+    next_id: u64,
+    in_block: HashSet<u64>,
+    /// Sets the last encoded record names.
+    used: Vec<u64>,
+}
+
+impl Default for ColumnSets {
+    fn default() -> Self {
+        ColumnSets {
+            hasher: ahash::RandomState::new(),
+            known: HashMap::new(),
+            records: HashMap::new(),
+            next_id: 0,
+            in_block: HashSet::new(),
+            used: Vec::new(),
+        }
+    }
+}
+
+impl ColumnSets {
+    /// No sets yet.
+    pub fn new() -> Self {
+        ColumnSets::default()
+    }
+
+    /// The number of the set `columns`, making its record (groups from `group_of`)
+    /// the first time.
+    fn id_of<'c, I>(
+        &mut self,
+        columns: impl Fn() -> I,
+        group_of: &mut dyn FnMut(&str) -> String,
+    ) -> u64
+    where
+        I: Iterator<Item = ColumnKey<'c>>,
+    {
+        let mut hasher = self.hasher.build_hasher();
+        let mut n = 0;
+        for key in columns() {
+            key.hash(&mut hasher);
+            n += 1;
+        }
+        let hash = std::hash::Hasher::finish(&hasher);
+        let found = self.known.get(&hash).and_then(|bucket| {
+            bucket
+                .iter()
+                .find(|k| {
+                    k.columns.len() == n
+                        && k.columns
+                            .iter()
+                            .zip(columns())
+                            .all(|(a, b)| ColumnKey::from(a) == b)
+                })
+                .map(|k| k.id)
+        });
+        let id = match found {
+            Some(id) => id,
+            None => {
+                if self.records.len() >= MAX_KNOWN_SETS {
+                    self.known.clear();
+                    self.records.clear();
+                    self.in_block.clear();
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                let owned: Vec<RankColumn> = columns()
+                    .map(|k| RankColumn {
+                        name: k.name.to_owned(),
+                        feature: k.feature.to_owned(),
+                        dtype: k.dtype,
+                        on_demand: k.on_demand,
+                    })
+                    .collect();
+                let mut record = vec![KIND_COLUMNS];
+                put_uv(&mut record, id);
+                put_uv(&mut record, owned.len() as u64);
+                for column in &owned {
+                    put_column(&mut record, column, &group_of(&column.feature));
+                }
+                self.records.insert(id, record);
+                self.known
+                    .entry(hash)
+                    .or_default()
+                    .push(KnownSet { id, columns: owned });
+                id
+            }
+        };
+        self.used.push(id);
+        id
+    }
+
+    /// Column-set records the record just encoded needs ahead of it in the current
+    /// block, with their numbers.
+    pub fn missing(&self) -> Vec<(u64, &[u8])> {
+        let mut out: Vec<(u64, &[u8])> = Vec::new();
+        for id in &self.used {
+            if !self.in_block.contains(id)
+                && !out.iter().any(|(i, _)| i == id)
+                && let Some(record) = self.records.get(id)
+            {
+                out.push((*id, record));
+            }
+        }
+        out
+    }
+
+    /// Notes that the current block now holds set `id`'s record.
+    pub fn mark_in_block(&mut self, id: u64) {
+        self.in_block.insert(id);
+    }
+
+    /// A new block holds no set yet.
+    pub fn new_block(&mut self) {
+        self.in_block.clear();
+    }
+
+    fn start_record(&mut self) {
+        self.used.clear();
+    }
+}
+
+/// Encodes a ranking answer naming its column sets (see [`ColumnSets`]); `group_of`
+/// names the group of a served feature (`name@version`), `""` when it has none
+/// (on-demand).
 pub fn encode_ranking(
     out: &mut Vec<u8>,
     request_id: &str,
     route: &str,
     answer: &RankResponse,
+    sets: &mut ColumnSets,
     group_of: &mut dyn FnMut(&str) -> String,
 ) {
+    sets.start_record();
     put_header(out, KIND_RANKING, request_id, route, answer.now_ms);
     match &answer.service {
         Some(s) => {
@@ -363,9 +540,12 @@ pub fn encode_ranking(
         put_str(out, t);
         put_str(out, id);
     }
-    put_uv(out, answer.context_columns.len() as u64);
-    for (column, cell) in answer.context_columns.iter().zip(&answer.context_cells) {
-        put_column(out, column, &group_of(&column.feature));
+    let context = sets.id_of(
+        || answer.context_columns.iter().map(ColumnKey::from),
+        group_of,
+    );
+    put_uv(out, context);
+    for cell in &answer.context_cells {
         out.push(status_code(cell.status));
         match cell.event_time {
             Some(t) => {
@@ -381,9 +561,9 @@ pub fn encode_ranking(
     for c in &answer.candidates {
         put_str(out, c);
     }
-    put_uv(out, answer.columns.len() as u64);
-    for (column, values) in answer.columns.iter().zip(&answer.values) {
-        put_column(out, column, &group_of(&column.feature));
+    let columns = sets.id_of(|| answer.columns.iter().map(ColumnKey::from), group_of);
+    put_uv(out, columns);
+    for values in &answer.values {
         put_column_values(out, values);
     }
     put_uv(out, answer.defaults.len() as u64);
@@ -393,28 +573,32 @@ pub fn encode_ranking(
     }
 }
 
-/// Encodes a single-entity answer (the columns named as asked).
+/// Encodes a single-entity answer (the columns named as asked) naming its column set.
 pub fn encode_entity(
     out: &mut Vec<u8>,
     request_id: &str,
     route: &str,
     answer: &EntityAnswer,
+    sets: &mut ColumnSets,
     group_of: &mut dyn FnMut(&str) -> String,
 ) {
+    sets.start_record();
     put_header(out, KIND_ENTITY, request_id, route, answer.now_ms());
     put_versions(out, answer.versions());
     put_str(out, answer.entity_type());
     put_str(out, answer.entity_id());
-    put_uv(out, answer.width() as u64);
-    for (i, values) in answer.columns().iter().enumerate() {
+    let key = |i: usize| {
         let info = answer.column_info(i);
-        let column = RankColumn {
-            name: answer.name(i).to_owned(),
-            feature: info.map(|c| c.feature.clone()).unwrap_or_default(),
+        ColumnKey {
+            name: answer.name(i),
+            feature: info.map_or("", |c| c.feature.as_str()),
             dtype: info.map_or(DType::Float64, |c| c.dtype),
             on_demand: info.is_some_and(|c| c.on_demand),
-        };
-        put_column(out, &column, &group_of(&column.feature));
+        }
+    };
+    let set = sets.id_of(|| (0..answer.width()).map(key), group_of);
+    put_uv(out, set);
+    for values in answer.columns() {
         put_column_values(out, values);
     }
 }
@@ -642,8 +826,97 @@ fn versions(c: &mut Cur<'_>) -> Result<BTreeMap<String, u64>, RecordError> {
     Ok(out)
 }
 
-/// Decodes one record.
+/// A column set read back: each column with its group.
+type SetColumns = Arc<[(RankColumn, String)]>;
+
+/// Decodes the records of one log file, in file order: it keeps the column sets the
+/// file defines for the records that name them.
+///
+/// Memory: one entry per column-set record read, which the file's size bounds.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    sets: HashMap<u64, SetColumns>,
+}
+
+impl Decoder {
+    /// A decoder for a new file.
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// Decodes one record: `None` for a column-set record (kept for the records after
+    /// it).
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Option<Record>, RecordError> {
+        if bytes.first() == Some(&KIND_COLUMNS) {
+            let mut c = Cur { b: bytes, p: 1 };
+            let id = c.uv("column set number")?;
+            let n = c.count("set columns", 8)?;
+            let columns = (0..n)
+                .map(|_| column(&mut c))
+                .collect::<Result<Vec<_>, _>>()?;
+            if c.left() != 0 {
+                return Err(bad(
+                    "column set",
+                    format!("{} bytes after the end", c.left()),
+                ));
+            }
+            self.sets.insert(id, columns.into());
+            return Ok(None);
+        }
+        decode_read(bytes, &self.sets).map(Some)
+    }
+}
+
+/// Decodes one read's record that names no column set (format version 1 records, or
+/// a record whose columns are all inline); a record naming a set needs [`Decoder`].
 pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
+    decode_read(bytes, &HashMap::new())
+}
+
+/// The columns of a record: inline (format version 1) or the set it names.
+fn columns_of(
+    c: &mut Cur<'_>,
+    inline: bool,
+    sets: &HashMap<u64, SetColumns>,
+    what: &'static str,
+) -> Result<Columns, RecordError> {
+    Ok(if inline {
+        Columns::Inline(c.count(what, 8)?)
+    } else {
+        let id = c.uv("column set number")?;
+        let set = sets
+            .get(&id)
+            .ok_or_else(|| bad("column set", format!("set {id} is named before its record")))?;
+        Columns::Set(set.clone())
+    })
+}
+
+enum Columns {
+    Inline(usize),
+    Set(SetColumns),
+}
+
+impl Columns {
+    fn len(&self) -> usize {
+        match self {
+            Columns::Inline(n) => *n,
+            Columns::Set(set) => set.len(),
+        }
+    }
+
+    /// Column `i` with its group: read inline, or taken from the set.
+    fn column(&self, c: &mut Cur<'_>, i: usize) -> Result<(RankColumn, String), RecordError> {
+        match self {
+            Columns::Inline(_) => column(c),
+            Columns::Set(set) => set
+                .get(i)
+                .cloned()
+                .ok_or_else(|| bad("column set", "fewer columns than named")),
+        }
+    }
+}
+
+fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, RecordError> {
     let mut c = Cur { b: bytes, p: 0 };
     let kind = c.u8("kind")?;
     let request_id = c.str("request id")?;
@@ -666,13 +939,13 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
     let mut context_groups = Vec::new();
     let mut groups = Vec::new();
     let kind = match kind {
-        KIND_ENTITY => {
+        KIND_ENTITY | KIND_ENTITY_INLINE => {
             answer.versions = versions(&mut c)?;
             answer.candidate_type = c.str("entity type")?;
             answer.candidates.push(c.str("entity id")?);
-            let n = c.count("columns", 8)?;
-            for _ in 0..n {
-                let (col, group) = column(&mut c)?;
+            let columns = columns_of(&mut c, kind == KIND_ENTITY_INLINE, sets, "columns")?;
+            for i in 0..columns.len() {
+                let (col, group) = columns.column(&mut c, i)?;
                 let values = column_values(&mut c)?;
                 if values.len() != 1 {
                     return Err(bad("column", "a GET answers one row"));
@@ -683,7 +956,8 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
             }
             ReadKind::Entity
         }
-        KIND_RANKING => {
+        KIND_RANKING | KIND_RANKING_INLINE => {
+            let inline = kind == KIND_RANKING_INLINE;
             answer.service = match c.u8("service flag")? {
                 0 => None,
                 _ => Some(c.str("service")?),
@@ -695,9 +969,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
                 let t = c.str("context type")?;
                 answer.context.push((t, c.str("context id")?));
             }
-            let n = c.count("context columns", 8)?;
-            for _ in 0..n {
-                let (col, group) = column(&mut c)?;
+            let columns = columns_of(&mut c, inline, sets, "context columns")?;
+            for i in 0..columns.len() {
+                let (col, group) = columns.column(&mut c, i)?;
                 let status = status_of(c.u8("context status")?)?;
                 let event_time = match c.u8("context time flag")? {
                     0 => None,
@@ -717,9 +991,9 @@ pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
             for _ in 0..n {
                 answer.candidates.push(c.str("candidate")?);
             }
-            let n = c.count("columns", 8)?;
-            for _ in 0..n {
-                let (col, group) = column(&mut c)?;
+            let columns = columns_of(&mut c, inline, sets, "columns")?;
+            for i in 0..columns.len() {
+                let (col, group) = columns.column(&mut c, i)?;
                 let values = column_values(&mut c)?;
                 if values.len() != answer.candidates.len() {
                     return Err(bad("column", "rows differ from candidates"));
@@ -819,14 +1093,40 @@ mod tests {
         }
     }
 
+    /// The records a writer adds for `answer` to a fresh block: its sets, then it.
+    fn records_of(answer: &RankResponse, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        encode_ranking(&mut out, "rid-1", "rank", answer, sets, &mut |f| {
+            format!("g:{f}")
+        });
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        let missing: Vec<(u64, Vec<u8>)> = sets
+            .missing()
+            .into_iter()
+            .map(|(id, r)| (id, r.to_vec()))
+            .collect();
+        for (id, record) in missing {
+            sets.mark_in_block(id);
+            records.push(record);
+        }
+        records.push(out);
+        records
+    }
+
     #[test]
     fn a_ranking_answer_round_trips() {
         let answer = ranking();
-        let mut out = Vec::new();
-        encode_ranking(&mut out, "rid-1", "rank", &answer, &mut |f| {
-            format!("g:{f}")
-        });
-        let record = decode(&out).expect("decodes");
+        let mut sets = ColumnSets::new();
+        let records = records_of(&answer, &mut sets);
+        assert_eq!(records.len(), 3, "two sets, then the read");
+        let mut decoder = Decoder::new();
+        for set in &records[..2] {
+            assert_eq!(decoder.decode(set).expect("set"), None);
+        }
+        let record = decoder
+            .decode(&records[2])
+            .expect("decodes")
+            .expect("a read");
         assert_eq!(record.answer, answer);
         assert_eq!(record.request_id, "rid-1");
         assert_eq!(record.groups[0], "g:f0@1");
@@ -836,19 +1136,51 @@ mod tests {
             record.replay_json().expect("json"),
             crate::api::rank_json::encode_json(&answer)
         );
+        // The same columns again in the same block: no set record; in a new block, the
+        // same numbers again with their records.
+        let again = records_of(&answer, &mut sets);
+        assert_eq!(again.len(), 1);
+        assert_eq!(decoder.decode(&again[0]).expect("decodes"), Some(record));
+        sets.new_block();
+        assert_eq!(records_of(&answer, &mut sets), records);
+        // Other columns: a new set number.
+        let mut other = answer.clone();
+        other.columns[0].name = "renamed".into();
+        let other_records = records_of(&other, &mut sets);
+        assert_eq!(other_records.len(), 2);
+        assert_eq!(decoder.decode(&other_records[0]).expect("set"), None);
+        let read = decoder
+            .decode(&other_records[1])
+            .expect("decodes")
+            .expect("read");
+        assert_eq!(read.answer, other);
+        // A set never defined is an error naming it.
+        let err = Decoder::new().decode(&records[2]).expect_err("no set");
+        assert!(err.to_string().contains("named before its record"), "{err}");
     }
 
     #[test]
     fn every_truncation_and_many_flips_are_errors_not_panics() {
-        let mut out = Vec::new();
-        encode_ranking(&mut out, "r", "rank", &ranking(), &mut |_| String::new());
-        for cut in 0..out.len() {
-            assert!(decode(&out[..cut]).is_err(), "cut at {cut}");
-        }
-        for at in 0..out.len() {
-            let mut b = out.clone();
-            b[at] ^= 0xa5;
-            let _ = decode(&b);
+        let records = records_of(&ranking(), &mut ColumnSets::new());
+        for (n, out) in records.iter().enumerate() {
+            let decoder = || {
+                let mut d = Decoder::new();
+                for set in &records[..n] {
+                    d.decode(set).expect("set");
+                }
+                d
+            };
+            for cut in 0..out.len() {
+                assert!(
+                    decoder().decode(&out[..cut]).is_err(),
+                    "record {n}, cut at {cut}"
+                );
+            }
+            for at in 0..out.len() {
+                let mut b = out.clone();
+                b[at] ^= 0xa5;
+                let _ = decoder().decode(&b);
+            }
         }
     }
 }

@@ -11,6 +11,10 @@
 //! after each rotation, on closed files only.
 //!
 //! Thread-safety: the thread owns every file handle; the handle only joins it.
+//!
+//! Hand-over: the thread takes everything queued, then sleeps 2 ms before it waits on
+//! the queue again, so under load a read never pays for waking it (a futex call per
+//! record, on the read path's core) and the thread wakes once per batch.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,10 +27,13 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
 use featstore_format::reclog::{BlockBuilder, BlockPlace, end_marker, file_header};
 
-use super::record::{encode_entity, encode_ranking};
+use super::record::{ColumnSets, encode_entity, encode_ranking};
 use super::{DropReason, LogMetrics, Pending, Queued, ServeLogConfig, ServeLogError};
 use crate::store::FeatureStore;
 use crate::types::now_ms;
+
+/// How long the writer lets the queue fill after taking what it held.
+const GATHER: Duration = Duration::from_millis(2);
 
 /// File name suffix of log files.
 pub const EXTENSION: &str = "fslog";
@@ -93,6 +100,9 @@ impl WriterHandle {
             block_oldest_ms: None,
             block_values: 0,
             block_started: None,
+            block_sets: 0,
+            sets: ColumnSets::new(),
+            in_block_marks: Vec::new(),
             record: Vec::new(),
         };
         writer.prune();
@@ -139,6 +149,11 @@ struct Writer {
     block_oldest_ms: Option<i64>,
     block_values: u64,
     block_started: Option<Instant>,
+    /// Column-set records in the block (not reads: left out of the read counts).
+    block_sets: u32,
+    sets: ColumnSets,
+    /// Sets added to the block by the read being added (reused).
+    in_block_marks: Vec<u64>,
     record: Vec<u8>,
 }
 
@@ -157,6 +172,14 @@ impl Writer {
                 Ok(pending) => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     self.add(pending);
+                    while let Ok(pending) = rx.try_recv() {
+                        self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                        self.add(pending);
+                    }
+                    // Let the queue fill for a moment: while the writer sleeps instead
+                    // of waiting on the channel, a read hands its answer over without
+                    // a wake-up call, and under load the writer wakes once per batch.
+                    std::thread::sleep(GATHER.min(interval));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -174,41 +197,47 @@ impl Writer {
         self.close_file();
     }
 
-    fn group_of(&mut self, feature: &str) -> String {
-        if let Some(g) = self.groups.get(feature) {
+    /// The group of a served feature; asked once per new column set.
+    fn group_of(
+        groups: &mut HashMap<String, String>,
+        store: &Weak<FeatureStore>,
+        feature: &str,
+    ) -> String {
+        if let Some(g) = groups.get(feature) {
             return g.clone();
         }
-        let group = self
-            .store
+        let group = store
             .upgrade()
             .and_then(|s| s.registry().resolve(feature).map(|d| d.spec.group.clone()))
             .unwrap_or_default();
-        self.groups.insert(feature.to_owned(), group.clone());
+        groups.insert(feature.to_owned(), group.clone());
         group
     }
 
     fn add(&mut self, pending: Pending) {
         let mut record = std::mem::take(&mut self.record);
         record.clear();
+        let (groups, store) = (&mut self.groups, &self.store);
+        let mut group_of = |f: &str| Self::group_of(groups, store, f);
         let (at, values) = match &pending.answer {
             Queued::Entity(a) => {
-                let mut group_of = |f: &str| self.group_of(f);
                 encode_entity(
                     &mut record,
                     &pending.request_id,
                     &pending.route,
                     a,
+                    &mut self.sets,
                     &mut group_of,
                 );
                 (a.now_ms(), a.width() as u64)
             }
             Queued::Ranking(r) => {
-                let mut group_of = |f: &str| self.group_of(f);
                 encode_ranking(
                     &mut record,
                     &pending.request_id,
                     &pending.route,
                     r,
+                    &mut self.sets,
                     &mut group_of,
                 );
                 (
@@ -220,10 +249,27 @@ impl Writer {
         if record.len() > featstore_format::reclog::MAX_RECORD_BYTES {
             self.metrics.drop_records(DropReason::TooLarge, 1);
         } else {
-            if !self.block.fits(record.len()) {
+            let sets_len = |sets: &ColumnSets| -> usize {
+                sets.missing().iter().map(|(_, r)| r.len() + 8).sum()
+            };
+            if !self.block.fits(record.len() + sets_len(&self.sets)) {
                 self.flush();
             }
-            if self.block.add(&record).is_ok() {
+            // The sets this read names go into its block first (a new block after a
+            // flush needs them all again).
+            let mut sets_added = true;
+            for (id, set) in self.sets.missing() {
+                if self.block.add(set).is_err() {
+                    sets_added = false;
+                    break;
+                }
+                self.block_sets += 1;
+                self.in_block_marks.push(id);
+            }
+            for id in self.in_block_marks.drain(..) {
+                self.sets.mark_in_block(id);
+            }
+            if sets_added && self.block.add(&record).is_ok() {
                 self.block_oldest_ms = Some(self.block_oldest_ms.map_or(at, |o| o.min(at)));
                 self.block_values += values;
                 self.block_started.get_or_insert_with(Instant::now);
@@ -239,10 +285,13 @@ impl Writer {
 
     fn flush(&mut self) {
         self.block_started = None;
+        self.sets.new_block();
         if self.block.is_empty() {
             return;
         }
-        let records = self.block.records();
+        // Reads in the block; the file's framing also counts its column-set records.
+        let framed = self.block.records();
+        let records = framed - std::mem::take(&mut self.block_sets);
         let values = std::mem::take(&mut self.block_values);
         let oldest = self.block_oldest_ms.take();
         let level = (self.config.compression_level != 0).then_some(self.config.compression_level);
@@ -272,7 +321,7 @@ impl Writer {
         match open.file.write_all(&bytes) {
             Ok(()) => {
                 open.bytes += bytes.len() as u64;
-                open.records = open.records.saturating_add(records);
+                open.records = open.records.saturating_add(framed);
                 self.metrics
                     .records_written
                     .fetch_add(u64::from(records), Ordering::Relaxed);

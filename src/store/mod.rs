@@ -554,18 +554,20 @@ impl FeatureStore {
     /// was accepted (so unknown entity types from requests never create counters).
     pub fn rank(&self, request: RankRequest) -> Result<RankResponse, RankError> {
         self.rank_in(ReadContext::EMBEDDED, request)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// [`rank`](Self::rank) on behalf of `context` (a request id and a route), which
-    /// the observers hear with the answer.
+    /// the observers hear with the answer. The answer is shared with the observers that
+    /// keep it (the serving log), so it is never copied for them.
     pub fn rank_in(
         &self,
         context: ReadContext<'_>,
         request: RankRequest,
-    ) -> Result<RankResponse, RankError> {
+    ) -> Result<Arc<RankResponse>, RankError> {
         let started = self.read_started();
         let now = now_ms();
-        let response = self.view.with(|view| query::rank(view, request, now))?;
+        let response = Arc::new(self.view.with(|view| query::rank(view, request, now))?);
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
             for id in &response.candidates {
@@ -581,6 +583,7 @@ impl FeatureStore {
     /// observed and counted as [`rank`](Self::rank) does.
     pub fn rank_all(&self, requests: Vec<RankRequest>) -> Result<Vec<RankResponse>, RankError> {
         self.rank_all_in(ReadContext::EMBEDDED, requests)
+            .map(|answers| answers.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     /// [`rank_all`](Self::rank_all) for a caller that says who asked (an HTTP request's
@@ -589,13 +592,13 @@ impl FeatureStore {
         &self,
         context: ReadContext<'_>,
         requests: Vec<RankRequest>,
-    ) -> Result<Vec<RankResponse>, RankError> {
+    ) -> Result<Vec<Arc<RankResponse>>, RankError> {
         let started = self.read_started();
         let now = now_ms();
         let view = self.view();
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
-            answers.push(query::rank(&view, request, now)?);
+            answers.push(Arc::new(query::rank(&view, request, now)?));
         }
         for response in &answers {
             if self.config.hot_segment_bytes > 0 {

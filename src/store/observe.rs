@@ -33,8 +33,9 @@ use crate::types::TimestampMs;
 pub enum ReadAnswer<'a> {
     /// A single-entity read.
     Entity(&'a EntityAnswer),
-    /// A ranking read: the context once and one row per candidate.
-    Ranking(&'a RankResponse),
+    /// A ranking read: the context once and one row per candidate. Shared, so an
+    /// observer that keeps the answer (the serving log) takes a reference, not a copy.
+    Ranking(&'a Arc<RankResponse>),
 }
 
 /// Who asked for a read: the request id and route of an HTTP request, or nothing for

@@ -24,8 +24,13 @@ use crc32fast::Hasher;
 /// First bytes of every record log file: `\x89` (not text, as in PNG), `FSLOG`, then
 /// `\r\n` so that a text-mode transfer that rewrites line ends is detected.
 pub const MAGIC: [u8; 8] = *b"\x89FSLOG\r\n";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes; it reads this one and every one back to
+/// [`OLDEST_VERSION`]. The framing is the same in both; version 2 marks files whose
+/// records may use kinds a version-1 reader does not know (the serving log's column
+/// sets), so that such a reader refuses the file instead of failing record by record.
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// Offset of the version in the file header.
 pub const VERSION_OFFSET: usize = MAGIC.len();
@@ -115,7 +120,7 @@ pub enum LogError {
     },
     /// Written by another format version.
     #[error(
-        "record log format version {found} is not supported (this build reads version {supported})"
+        "record log format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion {
         /// In the file.
@@ -454,7 +459,7 @@ impl<'a> LogReader<'a> {
             return Err(LogError::HeaderChecksum { expected, got });
         }
         let version = u32_at(header, VERSION_OFFSET).unwrap_or(0);
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(LogError::UnsupportedVersion {
                 found: version,
                 supported: VERSION,
@@ -768,6 +773,11 @@ mod tests {
             LogReader::new(&other),
             Err(LogError::UnsupportedVersion { found: 9, .. })
         ));
+        // Version 1 files (same framing) still read.
+        other[VERSION_OFFSET] = 1;
+        let crc = crc32fast::hash(&other[..HEADER_CRC_OFFSET]);
+        other[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+        assert!(LogReader::new(&other).is_ok());
         assert!(matches!(
             LogReader::new(&[0u8; 64]),
             Err(LogError::BadMagic { .. })
