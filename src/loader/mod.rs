@@ -8,11 +8,13 @@
 //! files and commits it only after everything succeeded.
 //!
 //! The sorted stream has more than one consumer: the SST writer, and whatever the
-//! pipeline passes as `consumers` (the hot segment's row feed; later, statistics for a
-//! validation gate). Each sees every unique record once, in ascending key order, while
-//! the SST files are written, so nothing re-reads the version afterwards.
+//! pipeline passes as `consumers` (the hot segment's row feed; the version statistics,
+//! on their own thread through [`offthread::OffThread`]). Each sees every unique record
+//! once, in ascending key order, while the SST files are written, so nothing re-reads
+//! the version afterwards.
 
 pub mod input;
+pub mod offthread;
 pub mod rows;
 pub mod sorter;
 pub mod sst;
@@ -87,6 +89,9 @@ pub enum LoadError {
     /// A single record or buffer exceeds 4 GiB.
     #[error("a record or sort buffer exceeds 4 GiB")]
     TooLarge,
+    /// A consumer of the sorted stream running on its own thread stopped.
+    #[error("a consumer of the sorted stream failed: {0}")]
+    Consumer(String),
 }
 
 impl LoadError {

@@ -23,7 +23,9 @@
 //! group of 1,000 features holds under 14 MiB while it loads. The stored document keeps
 //! only [`QUANTILE_POINTS`] quantiles per feature, not the sketches.
 //!
-//! Not thread-safe by itself: one collector belongs to one load's build stage.
+//! Not thread-safe by itself: one collector belongs to one load's build stage, which
+//! runs it on its own thread (`loader::offthread`). Within a feature, a value repeating
+//! the one before it is not hashed into the HLL sketch again (it changes no register).
 
 use std::collections::BTreeMap;
 
@@ -159,6 +161,9 @@ struct Running {
     newest: TimestampMs,
     quantiles: Option<Quantiles>,
     hll: Option<HllSketch>,
+    /// The bits last given to the HLL sketch: a repeat changes no register, so it is
+    /// not hashed again (constant and low-cardinality features repeat most values).
+    last_bits: Option<u64>,
 }
 
 /// The head and the sampled tail of a feature's values (see the module doc).
@@ -225,7 +230,8 @@ impl Quantiles {
             return Some(min);
         }
         let (mut lo, mut hi) = (min, max);
-        for _ in 0..64 {
+        // 48 halvings pin the value to 2^-48 of the range, far below the sketches' error.
+        for _ in 0..48 {
             let mid = lo + (hi - lo) / 2.0;
             if mid <= lo || mid >= hi {
                 break;
@@ -260,6 +266,7 @@ impl Running {
             hll: (kind != Kind::Other)
                 .then(|| HllSketch::new(HLL_LG_K, HllType::Hll8).ok())
                 .flatten(),
+            last_bits: None,
         }
     }
 
@@ -268,8 +275,11 @@ impl Running {
     }
 
     fn number(&mut self, x: f64, bits: u64) {
-        if let Some(hll) = self.hll.as_mut() {
+        if self.last_bits != Some(bits)
+            && let Some(hll) = self.hll.as_mut()
+        {
             hll.update(bits);
+            self.last_bits = Some(bits);
         }
         let Ok(item) = KllFloat::<f64>::new(x) else {
             return; // NaN: counted as a value, not in the numeric figures.
@@ -391,6 +401,8 @@ pub struct StatsCollector {
     features: Vec<Running>,
     entities: u64,
     last_entity: Vec<u8>,
+    /// Where the next record's feature is expected in `features`.
+    next: usize,
 }
 
 impl std::fmt::Debug for StatsCollector {
@@ -421,6 +433,7 @@ impl StatsCollector {
             features,
             entities: 0,
             last_entity: Vec::new(),
+            next: 0,
         }
     }
 
@@ -464,10 +477,17 @@ impl SortedSink for StatsCollector {
             self.last_entity.extend_from_slice(entity);
         }
         let fid = FeatureId::from_be_bytes(fid);
-        if let Ok(i) = self.features.binary_search_by_key(&fid, |r| r.id)
+        // Keys come entity by entity, features ascending: the next feature is usually
+        // the one after the last.
+        let i = match self.features.get(self.next) {
+            Some(r) if r.id == fid => Some(self.next),
+            _ => self.features.binary_search_by_key(&fid, |r| r.id).ok(),
+        };
+        if let Some(i) = i
             && let Some(running) = self.features.get_mut(i)
         {
             running.take(value);
+            self.next = i + 1;
         }
         Ok(())
     }
@@ -478,6 +498,7 @@ impl SortedSink for StatsCollector {
         }
         self.entities = 0;
         self.last_entity.clear();
+        self.next = 0;
         Ok(())
     }
 }
