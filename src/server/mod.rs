@@ -208,8 +208,9 @@ pub async fn run_on(
         None
     };
     let auth = open_auth(&config, &listener, health.as_ref())?;
-    let audit_log = crate::audit::AuditLog::open(&store.dir().join(crate::store::keyspace::AUDIT_DIR))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let audit_log =
+        crate::audit::AuditLog::open(&store.dir().join(crate::store::keyspace::AUDIT_DIR))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
     let state = Arc::new(AppState {
         auth,
         audit: Arc::new(audit_log),

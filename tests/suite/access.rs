@@ -490,8 +490,14 @@ fn sensitivity_holds_on_every_read_path() {
         get_as(&f, Some("pii"), "/v1/groups/users/versions/1/stats").0,
         200
     );
-    assert_eq!(get_as(&f, Some("reader"), "/v1/groups/users/versions").0, 403);
-    assert_eq!(get_as(&f, Some("reader"), "/v1/groups/products/versions").0, 200);
+    assert_eq!(
+        get_as(&f, Some("reader"), "/v1/groups/users/versions").0,
+        403
+    );
+    assert_eq!(
+        get_as(&f, Some("reader"), "/v1/groups/products/versions").0,
+        200
+    );
     assert_eq!(get_as(&f, Some("reader"), "/ui?group=users").0, 403);
     assert_eq!(get_as(&f, Some("reader"), "/ui?group=products").0, 200);
     assert_eq!(get_as(&f, Some("reader"), "/ui").0, 200);
