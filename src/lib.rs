@@ -64,6 +64,8 @@
 //! ```
 
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod loader;
 pub mod query;

@@ -46,6 +46,7 @@ fn specs(features: usize) -> Vec<FeatureSpec> {
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],
+            reuse_teams: None,
             aggregate: None,
             default: None,
             validation: Default::default(),

@@ -139,6 +139,9 @@ impl From<ReadError> for FeastError {
                 "EntityNotFoundException",
                 e.to_string(),
             ),
+            ReadError::Denied(_) => {
+                FeastError::new(StatusCode::FORBIDDEN, "FeastPermissionError", e.to_string())
+            }
             _ if e.is_client_error() => FeastError::bad_request(e.to_string()),
             _ => FeastError::internal(e.to_string()),
         }

@@ -78,11 +78,13 @@ pub enum Route {
     FeastWriteToOnlineStore,
     /// `GET /openapi.json`: the OpenAPI 3.1 description of this API.
     OpenApi,
+    /// `GET /v1/audit?after=&limit=`: the audit log's records (`crate::audit`).
+    AuditLog,
 }
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 29] = [
+    pub const ALL: [Route; 30] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -112,6 +114,7 @@ impl Route {
         Route::FeastPush,
         Route::FeastWriteToOnlineStore,
         Route::OpenApi,
+        Route::AuditLog,
     ];
 
     /// The path template, with `{name}` for each parameter.
@@ -145,6 +148,7 @@ impl Route {
             Route::FeastPush => "/push",
             Route::FeastWriteToOnlineStore => "/write-to-online-store",
             Route::OpenApi => "/openapi.json",
+            Route::AuditLog => "/v1/audit",
         }
     }
 
@@ -179,7 +183,8 @@ impl Route {
             | Route::Healthz
             | Route::Readyz
             | Route::Metrics
-            | Route::OpenApi => Method::GET,
+            | Route::OpenApi
+            | Route::AuditLog => Method::GET,
         }
     }
 
@@ -320,6 +325,16 @@ pub mod paths {
         with_query(
             Route::DropOldVersions.fill(&[group]),
             &[("keep", keep.as_deref())],
+        )
+    }
+
+    /// `GET /v1/audit[?after=N][&limit=M]`.
+    pub fn audit(after: Option<u64>, limit: Option<usize>) -> String {
+        let after = after.map(|a| a.to_string());
+        let limit = limit.map(|l| l.to_string());
+        with_query(
+            Route::AuditLog.fill(&[]),
+            &[("after", after.as_deref()), ("limit", limit.as_deref())],
         )
     }
 

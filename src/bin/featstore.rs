@@ -220,6 +220,9 @@ enum Command {
         #[arg(long, default_value = "csv")]
         format: String,
     },
+    /// Make a token for the server's token file (README, "Security model").
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check a hot segment file offline: every checksum, bound and row.
     Verify {
         /// The segment file.
@@ -390,6 +393,107 @@ async fn serve(
     Ok(())
 }
 
+/// `featstore token ...`.
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Generate a new token and print its `[[principal]]` table for the token file
+    /// (the token itself goes to stderr, once: it is stored nowhere).
+    New {
+        /// Principal id ([a-z0-9_-]).
+        #[arg(long)]
+        id: String,
+        /// Its team.
+        #[arg(long)]
+        team: String,
+        /// Scopes: read, push, admin (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+        /// Read patterns (`product_*`, `group:user_daily`; repeat or comma-separate).
+        #[arg(long, value_delimiter = ',')]
+        read: Vec<String>,
+        /// Push patterns.
+        #[arg(long, value_delimiter = ',')]
+        push: Vec<String>,
+        /// Highest sensitivity class it may read: public, internal, confidential, pii.
+        #[arg(long, default_value = "internal")]
+        max_sensitivity: String,
+        /// Expiry (RFC 3339 or epoch ms); absent: never.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Print the `token_sha256` of a token read from stdin (to re-enter an existing
+    /// token in a new file).
+    Hash,
+}
+
+fn token_command(command: TokenCommand) -> Result<()> {
+    use featstore::auth::{PrincipalEntry, TokenSet, file, token};
+    match command {
+        TokenCommand::New {
+            id,
+            team,
+            scope,
+            read,
+            push,
+            max_sensitivity,
+            expires,
+        } => {
+            let word = |text: &str| serde_json::Value::String(text.trim().to_owned());
+            let scopes = scope
+                .iter()
+                .map(|s| {
+                    serde_json::from_value(word(s))
+                        .with_context(|| format!("scope `{s}`: use read, push or admin"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let max_sensitivity =
+                serde_json::from_value(word(&max_sensitivity)).with_context(|| {
+                    format!(
+                        "sensitivity `{max_sensitivity}`: use public, internal, confidential or pii"
+                    )
+                })?;
+            let new_token = token::generate(&id);
+            let entry = PrincipalEntry {
+                id,
+                team,
+                token_sha256: token::to_hex(&token::digest(&new_token)),
+                scopes,
+                read,
+                push,
+                max_sensitivity,
+                expires,
+            };
+            let text = file::entry_toml(&entry).map_err(anyhow::Error::msg)?;
+            // The table must read back as a valid token file.
+            TokenSet::parse(&text).map_err(anyhow::Error::msg)?;
+            eprintln!("token (shown once; give it to the principal, store it as a secret):");
+            eprintln!("{new_token}");
+            print!("{text}");
+            Ok(())
+        }
+        TokenCommand::Hash => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the token from stdin")?;
+            let text = text.trim();
+            if token::principal_of(text).is_none() {
+                anyhow::bail!("not a token: expected fst.<id>.<secret>");
+            }
+            println!("{}", token::to_hex(&token::digest(text)));
+            Ok(())
+        }
+    }
+}
+
+/// A client of `base`, sending the token of `FEATSTORE_TOKEN` when set.
+fn client(base: impl Into<String>) -> Client {
+    let client = Client::new(base);
+    match std::env::var("FEATSTORE_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => client.with_token(&token),
+        _ => client,
+    }
+}
+
 /// The server's resource bounds and health listener (README, "Limits and load
 /// shedding").
 #[derive(clap::Args)]
@@ -430,6 +534,21 @@ struct ServeLimits {
     /// On SIGTERM or SIGINT, how long in-flight requests may finish before exit.
     #[arg(long, default_value_t = ServerConfig::default().shutdown_grace.into())]
     shutdown_grace: humantime::Duration,
+    /// The token file: every request needs a token it lists, and only what its rules
+    /// allow (README, "Security model"). Reloaded when it changes.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Without --token-file, serve a non-loopback address anyway: anyone who can reach
+    /// it may read, push and change everything.
+    #[arg(long)]
+    insecure_open: bool,
+    /// A directory HTTP loads may read input files from (repeatable). None: HTTP
+    /// loads take uploaded bodies only.
+    #[arg(long)]
+    import_dir: Vec<PathBuf>,
+    /// A directory serving-log exports over HTTP may write to (repeatable).
+    #[arg(long)]
+    export_dir: Vec<PathBuf>,
 }
 
 impl ServeLimits {
@@ -445,6 +564,10 @@ impl ServeLimits {
             max_connections: self.max_connections.0,
             health_connections: self.health_connections,
             shutdown_grace: self.shutdown_grace.into(),
+            token_file: self.token_file.clone(),
+            insecure_open: self.insecure_open,
+            import_dirs: self.import_dir.clone(),
+            export_dirs: self.export_dir.clone(),
         };
         config.validate()?;
         Ok(config)
@@ -544,9 +667,9 @@ fn run(cli: Cli) -> Result<()> {
                 && objects.service.is_empty();
             match &target.server {
                 Some(base) if only_features => {
-                    remote(Client::new(base).apply_definitions(&objects.feature))
+                    remote(client(base).apply_definitions(&objects.feature))
                 }
-                Some(base) => remote(Client::new(base).apply_registry(&objects)),
+                Some(base) => remote(client(base).apply_registry(&objects)),
                 None if only_features => print_json(&open(&target)?.apply(objects.feature)?),
                 None => print_json(&open(&target)?.apply_objects(objects)?),
             }
@@ -588,7 +711,7 @@ fn run(cli: Cli) -> Result<()> {
                 deadline: deadline_ms.map(std::time::Duration::from_millis),
             };
             match &target.server {
-                Some(base) => remote(Client::new(base).rank(&RankBody::of(&request))),
+                Some(base) => remote(client(base).rank(&RankBody::of(&request))),
                 None => {
                     let answer = open(&target)?.rank(request)?;
                     let encoded = featstore::api::rank_json::encode_json(&answer);
@@ -597,7 +720,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Lineage { target } => match &target.server {
-            Some(base) => remote(Client::new(base).lineage()),
+            Some(base) => remote(client(base).lineage()),
             None => print_json(&open(&target)?.lineage()),
         },
         Command::Load {
@@ -623,7 +746,7 @@ fn run(cli: Cli) -> Result<()> {
                     body.layout = layout;
                     body.activate = !no_activate;
                     body.default_event_time = default_event_time.map(EventTime::Millis);
-                    remote(Client::new(base).load(&group, &body))
+                    remote(client(base).load(&group, &body))
                 }
                 None => {
                     let store = open(&target)?;
@@ -653,7 +776,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Versions { action } => match action {
             VersionsAction::List { group, target } => match &target.server {
-                Some(base) => remote(Client::new(base).versions(&group)),
+                Some(base) => remote(client(base).versions(&group)),
                 None => print_json(&open(&target)?.versions(&group)?),
             },
             VersionsAction::Activate {
@@ -669,9 +792,9 @@ fn run(cli: Cli) -> Result<()> {
                     .flatten();
                 match (&target.server, forced) {
                     (Some(base), Some((by, reason))) => {
-                        remote(Client::new(base).activate_forced(&group, version, by, reason))
+                        remote(client(base).activate_forced(&group, version, by, reason))
                     }
-                    (Some(base), None) => remote(Client::new(base).activate(&group, version)),
+                    (Some(base), None) => remote(client(base).activate(&group, version)),
                     (None, forced) => {
                         let store = open(&target)?;
                         match forced {
@@ -690,11 +813,11 @@ fn run(cli: Cli) -> Result<()> {
                 version,
                 target,
             } => match &target.server {
-                Some(base) => remote(Client::new(base).version_stats(&group, version)),
+                Some(base) => remote(client(base).version_stats(&group, version)),
                 None => print_json(&open(&target)?.version_stats(&group, version)?),
             },
             VersionsAction::Rollback { group, target } => match &target.server {
-                Some(base) => remote(Client::new(base).rollback(&group)),
+                Some(base) => remote(client(base).rollback(&group)),
                 None => {
                     let version = open(&target)?.rollback(&group)?;
                     println!("{group}: rolled back to version {version}");
@@ -706,7 +829,7 @@ fn run(cli: Cli) -> Result<()> {
                 keep,
                 target,
             } => match &target.server {
-                Some(base) => remote(Client::new(base).drop_old_versions(&group, Some(keep))),
+                Some(base) => remote(client(base).drop_old_versions(&group, Some(keep))),
                 None => {
                     let dropped = open(&target)?.drop_old_versions(&group, keep)?;
                     println!("{group}: dropped versions {dropped:?}");
@@ -726,9 +849,7 @@ fn run(cli: Cli) -> Result<()> {
                 .filter(|n| !n.is_empty())
                 .collect();
             match &target.server {
-                Some(base) => {
-                    remote(Client::new(base).get_features(&entity_type, &entity_id, &names))
-                }
+                Some(base) => remote(client(base).get_features(&entity_type, &entity_id, &names)),
                 None => {
                     print_json(&open(&target)?.get_features(&entity_type, &entity_id, &names)?)
                 }
@@ -746,7 +867,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(base) => {
                     serde_json::from_slice::<serde::de::IgnoredAny>(&body)
                         .context("the events are not JSON")?;
-                    remote(Client::new(base).push_json(&body))
+                    remote(client(base).push_json(&body))
                 }
                 None => match open(&target)?.push_json(&body) {
                     Ok(outcome) => print_json(&outcome),
@@ -776,7 +897,7 @@ fn run(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             match &target.server {
-                Some(base) => remote(Client::new(base).definitions(&filter)),
+                Some(base) => remote(client(base).definitions(&filter)),
                 None => print_json(&open(&target)?.list_definitions(&filter)),
             }
         }
@@ -836,6 +957,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", toml.display());
             Ok(())
         }
+        Command::Token(command) => token_command(command),
         Command::Verify { file } => {
             let segment = featstore_format::segment::MappedSegment::open(&file)
                 .with_context(|| format!("{} is not a valid segment", file.display()))?;
@@ -883,13 +1005,12 @@ fn demo(dir: &Path, addr: SocketAddr, exit_after: Option<u64>) -> Result<()> {
         eprintln!("  {example}");
     }
     eprintln!();
-    runtime()?.block_on(serve(
-        Arc::new(store),
-        addr,
-        None,
-        ServerConfig::default(),
-        exit_after,
-    ))
+    // The demo's own data may be loaded again over HTTP (the page's walkthrough).
+    let config = ServerConfig {
+        import_dirs: vec![dir.to_path_buf()],
+        ..ServerConfig::default()
+    };
+    runtime()?.block_on(serve(Arc::new(store), addr, None, config, exit_after))
 }
 
 /// `error: ` and the error's chain, each cause once: a cause whose text the message

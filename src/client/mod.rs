@@ -122,6 +122,8 @@ pub struct Client {
     base: String,
     agent: ureq::Agent,
     max_answer_bytes: u64,
+    /// `Bearer <token>`, sent with every request when set.
+    authorization: Option<String>,
 }
 
 /// One request to send: method, path (and query), body.
@@ -170,12 +172,20 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             agent,
             max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            authorization: None,
         }
     }
 
     /// Reads answers of up to `bytes` (larger ones fail as [`ClientError::Transport`]).
     pub fn with_max_answer_bytes(mut self, bytes: u64) -> Self {
         self.max_answer_bytes = bytes;
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request (a server with a
+    /// token file; README, "Security model").
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.authorization = Some(format!("Bearer {}", token.trim()));
         self
     }
 
@@ -197,13 +207,14 @@ impl Client {
             url: url.clone(),
             source: Box::new(source),
         };
+        let auth = self.authorization.as_deref();
         let result = match (method, body) {
-            ("GET", _) => with_accept(self.agent.get(&url), accept).call(),
-            ("DELETE", _) => with_accept(self.agent.delete(&url), accept).call(),
-            (_, Some(body)) => with_accept(self.agent.post(&url), accept)
+            ("GET", _) => with_accept(self.agent.get(&url), accept, auth).call(),
+            ("DELETE", _) => with_accept(self.agent.delete(&url), accept, auth).call(),
+            (_, Some(body)) => with_accept(self.agent.post(&url), accept, auth)
                 .header("content-type", "application/json")
                 .send(body),
-            (_, None) => with_accept(self.agent.post(&url), accept).send_empty(),
+            (_, None) => with_accept(self.agent.post(&url), accept, auth).send_empty(),
         };
         let mut response = result.map_err(transport)?;
         let status = response.status().as_u16();
@@ -468,7 +479,12 @@ impl Client {
 fn with_accept<B>(
     request: ureq::RequestBuilder<B>,
     accept: Option<&'static str>,
+    authorization: Option<&str>,
 ) -> ureq::RequestBuilder<B> {
+    let request = match authorization {
+        Some(value) => request.header("authorization", value),
+        None => request,
+    };
     match accept {
         Some(accept) => request.header("accept", accept),
         None => request,

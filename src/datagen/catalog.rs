@@ -493,6 +493,7 @@ impl Feature {
             sensitivity: self.sensitivity(),
             description: self.description(),
             tags: self.tags(),
+            reuse_teams: None,
             aggregate: None,
             default: None,
             validation: Default::default(),

@@ -474,6 +474,7 @@ pub fn write_named_float_matrix(
             sensitivity: Sensitivity::Internal,
             description: format!("Synthetic benchmark float feature {k}, in [-1, 1)."),
             tags: vec!["benchmark".to_owned()],
+            reuse_teams: None,
             aggregate: None,
             default: None,
             validation: Default::default(),

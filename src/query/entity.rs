@@ -141,12 +141,27 @@ pub fn get(
     names: Names<'_>,
     now: TimestampMs,
 ) -> Result<EntityAnswer, ReadError> {
+    get_guarded(view, entity_type, entity_id, names, now, None)
+}
+
+/// [`get`], once `guard` (if any) admits the plan (see [`super::guard`]).
+pub fn get_guarded(
+    view: &ReadView,
+    entity_type: &str,
+    entity_id: &str,
+    names: Names<'_>,
+    now: TimestampMs,
+    guard: Option<&dyn super::guard::ReadGuard>,
+) -> Result<EntityAnswer, ReadError> {
     let registry = view.registry();
     if !registry.has_entity_type(entity_type) {
         return Err(ReadError::UnknownEntityType(entity_type.to_owned()));
     }
     let key = registry.entity_id_rule(entity_type).key(entity_id)?;
     let plan = plan_of(registry, entity_type, names)?;
+    if let Some(guard) = guard {
+        guard.admit_shared(&plan)?;
+    }
     let mut keys = SpaceKeys::single(key);
     let executed = execute(view, &plan, &mut keys, (1, now), &|| false)?;
     Ok(EntityAnswer {

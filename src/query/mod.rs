@@ -11,6 +11,8 @@
 //!   context; plans of repeated name lists are cached ([`cache`]).
 //! * [`answer`] — the one columnar answer ([`answer::ColumnValues`]: per column, a
 //!   status, an event time and a typed value per row).
+//! * [`guard`] — the check a caller's [`guard::ReadGuard`] makes of every plan
+//!   before it runs (the server's access control).
 //! * [`read`] — [`read::Freshness`], and the row view of a single-entity answer
 //!   ([`read::FeatureVector`]).
 //!
@@ -29,6 +31,7 @@
 pub mod answer;
 pub mod cache;
 pub mod entity;
+pub mod guard;
 pub mod rank;
 pub mod read;
 

@@ -403,6 +403,39 @@ impl Plan {
     pub(crate) fn stored_columns(&self) -> usize {
         self.context.defs.len() + self.candidates.defs.len()
     }
+
+    /// Every stored feature the plan reads, output by output: a stored output's own
+    /// feature, an on-demand output's inputs (see [`super::guard`]).
+    pub fn guarded_reads(&self) -> Vec<super::guard::GuardedRead<'_>> {
+        let columns = |place: Place| match place {
+            Place::Context => &self.context.defs,
+            Place::Candidate => &self.candidates.defs,
+        };
+        let mut reads = Vec::with_capacity(self.outputs.len());
+        for out in &self.outputs {
+            match &out.source {
+                Source::Stored { col, .. } => {
+                    if let Some(def) = columns(out.place).get(*col) {
+                        reads.push(super::guard::GuardedRead {
+                            feature: def,
+                            on_demand: None,
+                        });
+                    }
+                }
+                Source::OnDemand { inputs, .. } => {
+                    for (place, col) in inputs {
+                        if let Some(def) = columns(*place).get(*col) {
+                            reads.push(super::guard::GuardedRead {
+                                feature: def,
+                                on_demand: Some(out.column.feature.as_str()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        reads
+    }
 }
 
 struct Planner<'r, 'q> {
@@ -1048,10 +1081,23 @@ pub fn rank(
     request: RankRequest,
     now: TimestampMs,
 ) -> Result<RankResponse, RankError> {
+    rank_guarded(view, request, now, None)
+}
+
+/// [`rank`], once `guard` (if any) admits the plan (see [`super::guard`]).
+pub fn rank_guarded(
+    view: &ReadView,
+    request: RankRequest,
+    now: TimestampMs,
+    guard: Option<&dyn super::guard::ReadGuard>,
+) -> Result<RankResponse, RankError> {
     let started = Instant::now();
     let deadline = request.deadline;
     let out_of_time = || deadline.is_some_and(|d| started.elapsed() >= d);
     let plan = plan_rank(view.registry(), &request)?;
+    if let Some(guard) = guard {
+        guard.admit(&plan).map_err(ReadError::from)?;
+    }
     let rows = request.candidates.len();
     let mut keys = SpaceKeys::new(&plan, &request.context, &request.candidates);
     let executed = execute(view, &plan, &mut keys, (rows, now), &out_of_time)?;

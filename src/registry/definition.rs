@@ -59,6 +59,11 @@ pub struct FeatureSpec {
     /// Free-form tags for discovery.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Teams besides `owner` that may use this feature in a feature service
+    /// (directly or through an on-demand feature); absent: every team. Checked when a
+    /// service is registered: services registered before a restriction keep serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_teams: Option<Vec<String>>,
     /// A windowed aggregate computed from pushed events (see
     /// [`super::aggregate`]); such a feature is never pushed or loaded itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,6 +123,15 @@ pub fn validate_identifier(kind: &str, text: &str) -> Result<(), String> {
 }
 
 impl FeatureSpec {
+    /// True when a service owned by `team` may use this feature (its reuse rule).
+    pub fn reusable_by(&self, team: &str) -> bool {
+        team == self.owner
+            || self
+                .reuse_teams
+                .as_ref()
+                .is_none_or(|teams| teams.iter().any(|t| t == team))
+    }
+
     /// Checks the spec on its own (names, version), before comparing with the registry.
     pub fn validate(&self) -> Result<(), String> {
         validate_identifier("feature name", &self.name)?;
@@ -188,6 +202,7 @@ mod tests {
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],
+            reuse_teams: None,
             aggregate: None,
             default: None,
             validation: Default::default(),

@@ -74,7 +74,14 @@ pub enum ExportError {
     /// The labels or the join cannot be used.
     #[error("{0}")]
     Labels(String),
+    /// The caller may not read a feature of a selected record (see
+    /// [`export_admitted`]); what was written is removed.
+    #[error("{0}")]
+    Denied(String),
 }
+
+/// A caller's check of each exported record: `Err` names the feature it may not read.
+pub type RecordCheck<'a> = &'a dyn Fn(&Record) -> Result<(), String>;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -507,11 +514,30 @@ pub fn export(
     selection: &Selection,
     out: &Path,
 ) -> Result<ExportSummary, ExportError> {
+    export_admitted(log_dir, selection, out, None)
+}
+
+/// [`export`] for a caller whose read rules `admit` judges every selected record:
+/// the first record refused fails the export with [`ExportError::Denied`], and the
+/// shape directories it had written under `out` are removed, so nothing the caller
+/// may not read is left behind.
+pub fn export_admitted(
+    log_dir: &Path,
+    selection: &Selection,
+    out: &Path,
+    admit: Option<RecordCheck<'_>>,
+) -> Result<ExportSummary, ExportError> {
     let mut shapes: HashMap<Shape, ShapeOut> = HashMap::new();
     let mut summary = ExportSummary::default();
     let mut failed: Option<ExportError> = None;
     let report = scan(log_dir, selection, |record| {
         if failed.is_some() {
+            return;
+        }
+        if let Some(admit) = admit
+            && let Err(reason) = admit(&record)
+        {
+            failed = Some(ExportError::Denied(reason));
             return;
         }
         let shape = Shape::of(&record);
@@ -533,6 +559,20 @@ pub fn export(
         }
     })?;
     if let Some(e) = failed {
+        if matches!(e, ExportError::Denied(_)) {
+            let dirs: Vec<PathBuf> = shapes.values().map(|s| s.dir.clone()).collect();
+            drop(shapes);
+            for dir in dirs {
+                if let Err(io) = std::fs::remove_dir_all(&dir)
+                    && io.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(ExportError::Io {
+                        path: dir,
+                        source: io,
+                    });
+                }
+            }
+        }
         return Err(e);
     }
     for s in shapes.values_mut() {

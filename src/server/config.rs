@@ -3,9 +3,12 @@
 //! Every bound here is enforced by one module: request memory by [`super::budget`],
 //! admission (queueing time, concurrency, deadlines) by [`super::admission`], the
 //! connection cap and the health reserve by [`super::connections`], the drain bound by
-//! [`super::run_with`]. The README's "Limits and load shedding" section documents what
+//! [`super::run_with`]. Access control (the token file, running open) is
+//! `crate::auth` and [`super::access`]; the import and export directories bound the
+//! files HTTP requests may read and write (`super::files`). The README's "Limits and load shedding" section documents what
 //! each refusal looks like on the wire.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Settings of one server. [`Default`] is the sidecar profile; [`ServerConfig::validate`]
@@ -43,6 +46,17 @@ pub struct ServerConfig {
     /// How long in-flight requests may run after shutdown begins (SIGTERM, SIGINT)
     /// before their connections are dropped.
     pub shutdown_grace: Duration,
+    /// The token file (`crate::auth`): with one, every request needs a token whose
+    /// rules allow it; reloaded when it changes. `None`: no access control.
+    pub token_file: Option<PathBuf>,
+    /// Without a token file, serve a non-loopback address anyway (everyone who can
+    /// reach the port may read, push and change everything).
+    pub insecure_open: bool,
+    /// Directories HTTP loads may read input files from (`POST /v1/groups/{g}/loads`
+    /// with `"input"`); empty: only uploaded bodies are loaded over HTTP.
+    pub import_dirs: Vec<PathBuf>,
+    /// Directories serving-log exports over HTTP may write to; empty: none.
+    pub export_dirs: Vec<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +72,10 @@ impl Default for ServerConfig {
             max_connections: None,
             health_connections: 16,
             shutdown_grace: Duration::from_secs(10),
+            token_file: None,
+            insecure_open: false,
+            import_dirs: Vec::new(),
+            export_dirs: Vec::new(),
         }
     }
 }

@@ -37,10 +37,12 @@ async fn get_online_features(
         .extensions()
         .get::<crate::servelog::request_id::RequestId>()
         .cloned();
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::FeastGetOnlineFeatures, req).await?;
     let context = crate::store::ReadContext {
         request_id: request_id.as_ref().map(|r| r.0.as_str()),
         route: "feast",
+        guard: caller.guard(),
     };
     let answer = feast::parse_request(&body).and_then(|request| {
         let registry = state.store.registry();
@@ -83,6 +85,7 @@ async fn push(
         Route::FeastPush => PushKind::Push,
         _ => PushKind::WriteToOnlineStore,
     };
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, route, req).await?;
     let events = match parse_push(&state.store.registry(), kind, &body) {
         Ok(events) => events,
@@ -90,7 +93,13 @@ async fn push(
     };
     drop(body);
     let store = state.store.clone();
-    let result = super::handlers::run_blocking(move || store.push(events)).await?;
+    let result = super::handlers::run_blocking(move || {
+        let check = |def: &crate::registry::FeatureDefinition| caller.check_push(def);
+        let check: Option<crate::store::PushCheck<'_>> =
+            (!caller.pushes_anything()).then_some(&check);
+        store.push_checked(events, check)
+    })
+    .await?;
     match result {
         Ok(outcome) => ok_json(&PushAnswer::from(outcome)),
         Err(e) => Ok(push_failure(&e)),

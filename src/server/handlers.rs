@@ -68,6 +68,10 @@ pub struct AppState {
     pub connections: ConnectionLimiter,
     /// The serving log, when the store config enables it.
     pub serving_log: Option<crate::servelog::ServeLog>,
+    /// The token file in force, when the server has one (`crate::auth`).
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// The audit log of the store's data directory.
+    pub audit: Arc<crate::audit::AuditLog>,
 }
 
 impl AppState {
@@ -191,6 +195,7 @@ pub fn read_error_status(e: &ReadError) -> StatusCode {
         | ReadError::UnknownFeature(_)
         | ReadError::WrongEntityType { .. } => StatusCode::NOT_FOUND,
         ReadError::InvalidEntityId(_) | ReadError::NoFeatures => StatusCode::BAD_REQUEST,
+        ReadError::Denied(_) => StatusCode::FORBIDDEN,
         other if other.is_client_error() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -338,6 +343,8 @@ pub async fn handle(
         Route::ListGroups => list_groups(state),
         Route::GroupVersions => {
             let group = param(&mut params, 0);
+            // Load records carry validation findings computed from the values.
+            check_group_readable(state, &super::access::caller_of(&req), &group)?;
             let store = state.store.clone();
             ok_json(&GroupVersions::from(
                 blocking(move || store.versions(&group)).await?,
@@ -352,6 +359,9 @@ pub async fn handle(
         Route::VersionStats => {
             let group = param(&mut params, 0);
             let version = parse_version(&param(&mut params, 1))?;
+            // The statistics are computed from the values: readable only by a caller
+            // who may read every feature of the group.
+            check_group_readable(state, &super::access::caller_of(&req), &group)?;
             let store = state.store.clone();
             ok_json(&blocking(move || store.version_stats(&group, version)).await?)
         }
@@ -395,9 +405,32 @@ pub async fn handle(
         }
         Route::Ui => {
             let page = super::ui::PageQuery::from_pairs(query(&req, &super::ui::QUERY_KEYS)?);
+            // A group's section shows its versions' statistics (computed from values);
+            // the rest of the page shows definitions and freshness only.
+            if let Some(group) = &page.group {
+                check_group_readable(state, &super::access::caller_of(&req), group)?;
+            }
             let store = state.store.clone();
             let html = blocking(move || super::ui::render(&store, &page, now_ms())).await?;
             Ok(response(StatusCode::OK, "text/html; charset=utf-8", html))
+        }
+        Route::AuditLog => {
+            let mut after = 0;
+            let mut limit = 1000;
+            for (key, value) in query(&req, &["after", "limit"])? {
+                let n: u64 = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!("`{key}` must be a whole number"))
+                })?;
+                match key.as_str() {
+                    "after" => after = n,
+                    _ => limit = usize::try_from(n).unwrap_or(usize::MAX),
+                }
+            }
+            let log = state.audit.clone();
+            let page = run_blocking(move || log.read(after, limit))
+                .await?
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            ok_json(&page)
         }
         Route::FeastGetOnlineFeatures
         | Route::FeastPush
@@ -439,9 +472,85 @@ pub async fn handle(
                 let eof = text.rfind("# EOF").unwrap_or(text.len());
                 text.insert_str(eof, &log.metrics().render());
             }
+            if let Some(auth) = &state.auth {
+                let eof = text.rfind("# EOF").unwrap_or(text.len());
+                text.insert_str(eof, &auth.render_metrics());
+            }
             Ok(response(StatusCode::OK, metrics::CONTENT_TYPE, text))
         }
     }
+}
+
+/// With a token file, a principal registers only for its own team: every feature
+/// and service it applies must name its team as owner, and a feature already
+/// registered under another team's ownership is not its to change (its reuse rule
+/// included). A 403 naming the first that is not.
+pub(super) fn check_owners(
+    state: &AppState,
+    caller: &super::access::Caller,
+    features: &[crate::registry::FeatureSpec],
+    services: &[crate::registry::service::ServiceSpec],
+) -> Result<(), ApiError> {
+    let Some(team) = caller.team() else {
+        return Ok(());
+    };
+    let forbidden = |what: String| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "principal `{}` of team `{team}` may not {what}",
+                caller.id()
+            ),
+        )
+    };
+    let registry = state.store.registry();
+    for spec in features {
+        if spec.owner != team {
+            return Err(forbidden(format!(
+                "register feature `{}` for owner `{}`",
+                spec.name, spec.owner
+            )));
+        }
+        if let Some(old) = registry.get(&spec.name, spec.version)
+            && old.spec.owner != team
+        {
+            return Err(forbidden(format!(
+                "change feature `{}`, owned by `{}`",
+                old.qualified_name(),
+                old.spec.owner
+            )));
+        }
+    }
+    for spec in services {
+        if spec.owner != team {
+            return Err(forbidden(format!(
+                "register service `{}` for owner `{}`",
+                spec.name, spec.owner
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A 403 naming the first feature of `group` that `caller` may not read (nothing
+/// when the group is unknown: the store answers that).
+fn check_group_readable(
+    state: &AppState,
+    caller: &super::access::Caller,
+    group: &str,
+) -> Result<(), ApiError> {
+    if matches!(caller, super::access::Caller::Open) {
+        return Ok(());
+    }
+    let registry = state.store.registry();
+    if let Some(info) = registry.group(group) {
+        for id in &info.features {
+            if let Some(def) = registry.by_id(*id) {
+                caller.check_read(def)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Splits `names=a,b&names=c` into `[a, b, c]`, trimming and dropping empty names.
@@ -481,11 +590,15 @@ fn get_features(
             Names::List(&listed)
         }
     };
-    // The store checks the entity type, then the id, then the names.
+    // The store checks the entity type, then the id, then the names, then the
+    // caller's read guard.
+    let caller = req.extensions().get::<super::access::Caller>();
+    let caller = caller.unwrap_or(&super::access::Caller::Open);
     let request_id = req.extensions().get::<RequestId>();
     let context = ReadContext {
         request_id: request_id.map(|r| r.0.as_str()),
         route: "get",
+        guard: caller.guard(),
     };
     let answer = match state
         .store
@@ -529,6 +642,7 @@ async fn serving_log_export(
             "the serving log is not enabled ([serving_log] enabled = true in the store config)",
         ));
     };
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::ServingLogExport, req).await?;
     let job: ExportJob = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("bad export job: {e}")))?;
@@ -545,11 +659,61 @@ async fn serving_log_export(
         service: job.service,
         request_id: None,
     };
+    let out = super::files::export_path(&state.config.export_dirs, &job.out)
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
     let dir = log.dir().to_owned();
-    let summary = run_blocking(move || crate::servelog::export::export(&dir, &selection, &job.out))
-        .await?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let store = state.store.clone();
+    let summary = run_blocking(move || {
+        let registry = store.registry();
+        let admit =
+            |record: &crate::servelog::record::Record| record_readable(&registry, &caller, record);
+        let admit: Option<crate::servelog::export::RecordCheck<'_>> =
+            (!matches!(caller, super::access::Caller::Open)).then_some(&admit);
+        crate::servelog::export::export_admitted(&dir, &selection, &out, admit)
+    })
+    .await?
+    .map_err(|e| match e {
+        crate::servelog::export::ExportError::Denied(reason) => {
+            ApiError::new(StatusCode::FORBIDDEN, reason)
+        }
+        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    })?;
     ok_json(&summary)
+}
+
+/// `Err` naming the first feature of a logged read that `caller` may not read now: a
+/// stored feature by its rules, an on-demand feature by each of its inputs; a feature
+/// no longer registered cannot be judged and is refused.
+fn record_readable(
+    registry: &crate::registry::Registry,
+    caller: &super::access::Caller,
+    record: &crate::servelog::record::Record,
+) -> Result<(), String> {
+    let answer = &record.answer;
+    for column in answer.context_columns.iter().chain(&answer.columns) {
+        let inputs: Vec<String> = if column.on_demand {
+            match registry.catalog().resolve_on_demand(&column.feature) {
+                Some(od) => od.resolved_inputs.clone(),
+                None => {
+                    return Err(format!(
+                        "access to feature `{}` denied: it is no longer registered, so its inputs cannot be judged",
+                        column.feature
+                    ));
+                }
+            }
+        } else {
+            vec![column.feature.clone()]
+        };
+        for input in inputs {
+            let Some(def) = registry.resolve(&input) else {
+                return Err(format!(
+                    "access to feature `{input}` denied: it is no longer registered, so its sensitivity cannot be judged"
+                ));
+            };
+            caller.check_read(def).map_err(|e| e.message)?;
+        }
+    }
+    Ok(())
 }
 
 async fn apply_definitions(
@@ -557,8 +721,10 @@ async fn apply_definitions(
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     // The body holds the request's memory and work slot until the answer is made.
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::ApplyDefinitions, req).await?;
     let specs = parse_specs(&body)?;
+    check_owners(state, &caller, &specs, &[])?;
     let store = state.store.clone();
     let results = blocking(move || store.apply(specs)).await?;
     drop(body);
@@ -584,9 +750,15 @@ async fn activate(
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
     let version = parse_version(version)?;
+    let note = req.extensions().get::<super::audit::AuditNote>().cloned();
     let body = read_body(state, Route::Activate, req).await?;
     let options = parse_activate(&body)?;
     drop(body);
+    if let (true, Some(note), Some(by), Some(reason)) =
+        (options.force, &note, &options.by, &options.reason)
+    {
+        note.set(format!("forced by {by}: {reason}"));
+    }
     let store = state.store.clone();
     let name = group.clone();
     blocking(
@@ -617,18 +789,139 @@ async fn drop_old_versions(
     ok_json(&Dropped { group, dropped })
 }
 
+/// Content types of a load whose body is the input file itself.
+const UPLOAD_TYPES: [(&str, crate::loader::input::InputFormat); 3] = [
+    ("text/csv", crate::loader::input::InputFormat::Csv),
+    (
+        "application/vnd.apache.parquet",
+        crate::loader::input::InputFormat::Parquet,
+    ),
+    (
+        "application/x-parquet",
+        crate::loader::input::InputFormat::Parquet,
+    ),
+];
+
+/// Query keys of an uploaded load (a JSON load request takes its options in its body).
+const UPLOAD_OPTIONS: [&str; 4] = [
+    "activate",
+    "layout",
+    "default_event_time",
+    "ignore_unknown_columns",
+];
+
+/// The input format of an uploaded load body, from its content type; `None`: a JSON
+/// load request naming a server-side file.
+fn upload_format(req: &Request<Incoming>) -> Option<crate::loader::input::InputFormat> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let mime = value.split(';').next().unwrap_or_default().trim();
+    UPLOAD_TYPES
+        .iter()
+        .find(|(t, _)| mime.eq_ignore_ascii_case(t))
+        .map(|(_, f)| *f)
+}
+
+/// The load request of an uploaded body: the body saved to a scratch file of the
+/// store, options from the query (`activate`, `layout`, `default_event_time`,
+/// `ignore_unknown_columns`).
+fn upload_request(
+    state: &AppState,
+    group: String,
+    format: crate::loader::input::InputFormat,
+    pairs: Vec<(String, String)>,
+    body: &[u8],
+) -> Result<(crate::loader::LoadRequest, tempfile::NamedTempFile), ApiError> {
+    let mut load = serde_json::Map::new();
+    for (key, value) in pairs {
+        let json = match key.as_str() {
+            "activate" | "ignore_unknown_columns" => match value.as_str() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "`{key}` must be true or false"
+                    )));
+                }
+            },
+            _ => serde_json::Value::String(value),
+        };
+        load.insert(key, json);
+    }
+    let scratch = state.store.dir().join(crate::store::keyspace::UPLOADS_DIR);
+    let io = |e: std::io::Error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("saving the uploaded input: {e}"),
+        )
+    };
+    std::fs::create_dir_all(&scratch).map_err(io)?;
+    let mut file = tempfile::Builder::new()
+        .prefix("load-")
+        .tempfile_in(&scratch)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut file, body).map_err(io)?;
+    load.insert(
+        "input".into(),
+        serde_json::Value::String(file.path().display().to_string()),
+    );
+    let text = serde_json::to_vec(&load)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding: {e}")))?;
+    let mut request = parse_load(group, &text)?;
+    request.options.format = Some(format);
+    Ok((request, file))
+}
+
+/// The answer to a load whose input did not parse: where and what kind of problem,
+/// never the file's contents (a cell, a header, a line), which go to the server log.
+fn input_refusal(shown: &str, e: &InputError) -> ApiError {
+    tracing::warn!(input = shown, error = %e, "HTTP load input refused");
+    let what = match e {
+        InputError::Io { .. } => "could not be read".to_owned(),
+        InputError::BadSchema { .. } => {
+            "its columns do not fit the group (the server log has the details)".to_owned()
+        }
+        InputError::BadRow { row, .. } => {
+            format!("data row {row} does not parse (the server log has the details)")
+        }
+        InputError::Parquet { .. } => "is not a valid Parquet file".to_owned(),
+        _ => "is not a valid input".to_owned(),
+    };
+    ApiError::bad_request(format!("input `{shown}` {what}"))
+}
+
 async fn load(
     state: &AppState,
     group: String,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    let upload = upload_format(&req);
+    let pairs = query(
+        &req,
+        match upload {
+            Some(_) => &UPLOAD_OPTIONS,
+            None => &[],
+        },
+    )?;
     let body = read_body(state, Route::Load, req).await?;
-    let request = parse_load(group, &body)?;
+    let (request, scratch, shown) = match upload {
+        Some(format) => {
+            let (request, file) = upload_request(state, group, format, pairs, &body)?;
+            (request, Some(file), "(uploaded body)".to_owned())
+        }
+        None => {
+            let mut request = parse_load(group, &body)?;
+            let shown = request.input.display().to_string();
+            request.input = super::files::import_path(&state.config.import_dirs, &request.input)
+                .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.to_string()))?;
+            (request, None, shown)
+        }
+    };
+    drop(body);
     let store = state.store.clone();
     // The store's error is matched here: a version held by its validation is answered
     // with its record.
     let result = blocking(move || {
-        Ok(store.load(&request, &|p: LoadProgress| {
+        let result = store.load(&request, &|p: LoadProgress| {
             tracing::info!(
                 group = request.group.as_str(),
                 phase = p.phase,
@@ -636,10 +929,11 @@ async fn load(
                 elapsed_secs = p.elapsed_secs,
                 "load progress"
             );
-        }))
+        });
+        drop(scratch);
+        Ok(result)
     })
     .await?;
-    drop(body);
     match result {
         Ok(record) => ok_json(&record),
         Err(e) => match e {
@@ -656,6 +950,14 @@ async fn load(
                 })?;
                 Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, body))
             }
+            StoreError::Load(LoadError::Input(ref input))
+                if !matches!(input, InputError::Sink(_)) =>
+            {
+                Err(input_refusal(&shown, input))
+            }
+            StoreError::Load(LoadError::EmptyInput(_)) => Err(ApiError::bad_request(format!(
+                "input `{shown}` has no rows; refusing to create an empty version"
+            ))),
             e => Err(ApiError::from(e)),
         },
     }
@@ -687,7 +989,9 @@ pub fn readiness(store: &FeatureStore) -> HttpResponse {
 /// The HTTP status of a failed push: 400 for the caller's mistakes, 503 while the
 /// stream writer cannot write (push again later), 500 otherwise.
 pub fn push_error_status(e: &PushError) -> StatusCode {
-    if e.is_client_error() {
+    if matches!(e, PushError::Denied(_)) {
+        StatusCode::FORBIDDEN
+    } else if e.is_client_error() {
         StatusCode::BAD_REQUEST
     } else if e.is_unavailable() {
         StatusCode::SERVICE_UNAVAILABLE
@@ -726,10 +1030,17 @@ pub fn push_error_response(e: &PushError) -> HttpResponse {
 /// `POST /v1/push`: all events applied (200 with counts), or none (400 listing every
 /// bad event).
 async fn push(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::Push, req).await?;
     let store = state.store.clone();
     // The body (and the memory and slot it holds) lives until the push is done.
-    let result = run_blocking(move || store.push_json(&body)).await?;
+    let result = run_blocking(move || {
+        let check = |def: &crate::registry::FeatureDefinition| caller.check_push(def);
+        let check: Option<crate::store::PushCheck<'_>> =
+            (!caller.pushes_anything()).then_some(&check);
+        store.push_json_checked(&body, check)
+    })
+    .await?;
     match result {
         Ok(outcome) => ok_json(&PushAnswer::from(outcome)),
         Err(e) => Ok(push_error_response(&e)),

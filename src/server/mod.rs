@@ -7,6 +7,7 @@
 //!   shutdown ([`shutdown_signal`]: SIGTERM or SIGINT); and the dispatch of one
 //!   request (route, admit, handle, record metrics).
 //! * `config` — [`ServerConfig`]: resource bounds and timeouts.
+//! * `audit` — the audit record of each admin request (`crate::audit`).
 //! * `admission` — queueing time, concurrency and deadlines: which requests start.
 //! * `refusal` — why a request was refused: statuses and metrics labels.
 //! * `budget` — the request memory budget and bounded body reads.
@@ -15,6 +16,8 @@
 //! * `health` — the optional health listener, on a thread and runtime of its own.
 //! * `router` — matching requests against the routes of [`crate::api::routes`],
 //!   404/405.
+//! * `access` — the scope each route needs, the caller of a request, 401 and 403
+//!   (the rules themselves are `crate::auth`).
 //! * `handlers` — one function per endpoint, error-to-status mapping; the bodies
 //!   they parse and the answers they write are the types and codecs of [`crate::api`].
 //! * [`metrics`] — Prometheus metrics.
@@ -55,12 +58,15 @@
 //! Shutdown is broadcast over a `watch` channel so a connection spawned at any moment
 //! sees it.
 
+pub(crate) mod access;
 pub(crate) mod admission;
+pub(crate) mod audit;
 pub(crate) mod budget;
 pub(crate) mod config;
 pub(crate) mod connections;
 pub(crate) mod fd_limit;
 pub(crate) mod feast_handlers;
+pub(crate) mod files;
 pub(crate) mod handlers;
 pub(crate) mod health;
 pub mod metrics;
@@ -201,7 +207,13 @@ pub async fn run_on(
     } else {
         None
     };
+    let auth = open_auth(&config, &listener, health.as_ref())?;
+    let audit_log =
+        crate::audit::AuditLog::open(&store.dir().join(crate::store::keyspace::AUDIT_DIR))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
     let state = Arc::new(AppState {
+        auth,
+        audit: Arc::new(audit_log),
         serving_log,
         store,
         metrics: Arc::new(Metrics::new()),
@@ -218,6 +230,10 @@ pub async fn run_on(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let persister = tokio::spawn(persist_access_counts_periodically(state.store.clone()));
+    let token_watcher = state
+        .auth
+        .clone()
+        .map(|auth| tokio::spawn(watch_token_file(auth, state.audit.clone())));
     let mut shutdown = std::pin::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(
@@ -291,6 +307,9 @@ pub async fn run_on(
         connections.shutdown().await;
     }
     persister.abort();
+    if let Some(watcher) = token_watcher {
+        watcher.abort();
+    }
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || store.persist_access_counts()).await {
         Ok(Ok(())) => {}
@@ -299,6 +318,86 @@ pub async fn run_on(
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The token file of `config`, read once; or, without one, a refusal to serve a
+/// non-loopback address unless `config.insecure_open` says so.
+fn open_auth(
+    config: &ServerConfig,
+    listener: &TcpListener,
+    health: Option<&std::net::TcpListener>,
+) -> std::io::Result<Option<Arc<crate::auth::Auth>>> {
+    if let Some(path) = &config.token_file {
+        let auth = crate::auth::Auth::open(path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        tracing::info!(
+            path = %path.display(),
+            principals = auth.tokens().len(),
+            "access control on: every request needs a token of the token file"
+        );
+        return Ok(Some(Arc::new(auth)));
+    }
+    let api = listener.local_addr()?;
+    let health = health.map(std::net::TcpListener::local_addr).transpose()?;
+    for addr in std::iter::once(api).chain(health) {
+        if addr.ip().is_loopback() {
+            continue;
+        }
+        if !config.insecure_open {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to serve {addr} without access control: anyone who can reach it could read every feature (pii included), push values and drop versions. Give a token file (--token-file; README, \"Security model\"), bind a loopback address, or pass --insecure-open to serve it open anyway"
+                ),
+            ));
+        }
+        tracing::warn!(
+            %addr,
+            "serving a non-loopback address with no access control (--insecure-open)"
+        );
+    }
+    Ok(None)
+}
+
+/// Polls the token file every [`crate::auth::POLL_INTERVAL`] and swaps in its new
+/// principals when it changed (a bad file keeps the old ones; see `crate::auth`).
+async fn watch_token_file(auth: Arc<crate::auth::Auth>, audit: Arc<crate::audit::AuditLog>) {
+    let mut ticks = tokio::time::interval(crate::auth::POLL_INTERVAL);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let polled = auth.clone();
+        let audit = audit.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let Some(reload) = polled.poll() else {
+                return;
+            };
+            let (outcome, detail) = match reload {
+                crate::auth::Reload::Applied { principals } => {
+                    ("ok", format!("{principals} principals in force"))
+                }
+                crate::auth::Reload::Rejected { reason } => (
+                    "refused",
+                    format!("{reason}; the previous principals stay in force"),
+                ),
+            };
+            let entry = crate::audit::AuditEntry {
+                principal: "system".into(),
+                action: "token_file_reload".into(),
+                target: polled.path().display().to_string(),
+                outcome: outcome.into(),
+                detail,
+                ..crate::audit::AuditEntry::default()
+            };
+            if let Err(e) = audit.append(entry) {
+                tracing::error!(error = %e, "could not record the token file reload in the audit log");
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "token file poll failed");
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C), whichever comes first: the signals a
@@ -451,6 +550,7 @@ async fn dispatch(
         }
     };
     let header = hyper::header::HeaderValue::from_str(&request_id.0).ok();
+    let request_id_text = request_id.0.clone();
     req.extensions_mut().insert(request_id);
     let (route_label, mut response) = match match_route(&method, req.uri().path()) {
         Match::NotFound => ("unmatched", handlers::not_found(req.uri().path())),
@@ -459,8 +559,23 @@ async fn dispatch(
             handlers::method_not_allowed(method.as_str(), template, &allow),
         ),
         Match::Found { route, params } => {
-            let admitted = admit(state, clock, route, started, kind, req.headers()).await;
-            let response = match (admitted, decode_params(&params)) {
+            let decoded = decode_params(&params);
+            let authorized = access::authorize(state.auth.as_deref(), route, req.headers());
+            let audit =
+                audit::Pending::of(route, &decoded, authorized.caller.as_ref(), request_id_text);
+            if let Some(pending) = &audit {
+                req.extensions_mut().insert(pending.note.clone());
+            }
+            let admitted = match (authorized.refusal, authorized.caller) {
+                (Some(refused), _) => Err(refused),
+                (None, caller) => {
+                    if let Some(caller) = caller {
+                        req.extensions_mut().insert(caller);
+                    }
+                    admit(state, clock, route, started, kind, req.headers()).await
+                }
+            };
+            let response = match (admitted, decoded) {
                 (Err(refused), _) => refused,
                 (Ok(_), Err(e)) => {
                     handlers::ApiError::bad_request(format!("bad path: {e}")).into_response()
@@ -473,6 +588,10 @@ async fn dispatch(
                     drop(slot);
                     response
                 }
+            };
+            let response = match audit {
+                Some(pending) => pending.record(state, response).await,
+                None => response,
             };
             (route.template(), response)
         }

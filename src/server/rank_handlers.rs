@@ -93,6 +93,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
         .extensions()
         .get::<crate::servelog::request_id::RequestId>()
         .cloned();
+    let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::Rank, req).await?;
     let mut request = parse_rank(&body)?;
     request.deadline =
@@ -100,6 +101,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
     let context = crate::store::ReadContext {
         request_id: request_id.as_ref().map(|r| r.0.as_str()),
         route: "rank",
+        guard: caller.guard(),
     };
     let answer = state.store.rank_in(context, request)?;
     drop(body);
@@ -149,8 +151,10 @@ pub async fn handle(
     match route {
         Route::Rank => rank(state, req).await,
         Route::ApplyRegistry => {
+            let caller = super::access::caller_of(&req);
             let body = read_body(state, Route::ApplyRegistry, req).await?;
             let objects = parse_registry_objects(&body)?;
+            super::handlers::check_owners(state, &caller, &objects.feature, &objects.service)?;
             let store = state.store.clone();
             let report = blocking(move || store.apply_objects(objects)).await?;
             drop(body);

@@ -303,6 +303,7 @@ mod tests {
                 vec![],
             ),
             (paths::openapi(), Route::OpenApi, vec![]),
+            (paths::audit(Some(3), None), Route::AuditLog, vec![]),
         ];
         let mut seen: Vec<Route> = cases.iter().map(|c| c.1).collect();
         seen.dedup();
@@ -332,6 +333,9 @@ mod tests {
                 }
                 Route::Ui => {
                     assert_eq!(pairs, vec![("group".to_owned(), odd.to_owned())]);
+                }
+                Route::AuditLog => {
+                    assert_eq!(pairs, vec![("after".to_owned(), "3".to_owned())]);
                 }
                 _ => assert!(pairs.is_empty(), "{path_and_query}"),
             }

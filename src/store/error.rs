@@ -153,6 +153,10 @@ pub enum ReadError {
     /// The request names no feature.
     #[error("no feature names given")]
     NoFeatures,
+    /// The caller's read guard refused a feature of the read (see
+    /// `crate::query::guard`): nothing was read.
+    #[error(transparent)]
+    Denied(#[from] crate::query::guard::ReadDenied),
     /// RocksDB failed.
     #[error("storage error: {0}")]
     Storage(#[source] rocksdb::Error),

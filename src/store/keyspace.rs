@@ -25,6 +25,10 @@ pub const DB_DIR: &str = "db";
 pub const SCRATCH_DIR: &str = "tmp";
 /// Hot segment files of batch versions.
 pub const SEGMENTS_DIR: &str = "segments";
+/// The audit log's directory (`crate::audit`; docs/audit.md).
+pub const AUDIT_DIR: &str = "audit";
+/// Bodies uploaded to HTTP loads, each kept while its load runs.
+pub const UPLOADS_DIR: &str = "uploads";
 
 /// The database directory of the store in `dir`.
 pub fn db_dir(dir: &Path) -> PathBuf {

@@ -64,7 +64,7 @@ pub use observe::{
 };
 pub use registry_ops::{ObjectOutcome, RegistryApplyReport};
 pub use segments::SegmentInfo;
-pub use stream::{PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
+pub use stream::{PushCheck, PushError, PushEvent, PushOutcome, StreamFault, WriterHealth};
 pub use view::{ReadView, StreamedFeatures};
 
 use crate::loader::{LoadProgress, LoadRecord, LoadRequest};
@@ -539,9 +539,9 @@ impl FeatureStore {
     ) -> Result<query::EntityAnswer, ReadError> {
         let started = self.read_started();
         let now = now_ms();
-        let answer = self
-            .view
-            .with(|view| query::get(view, entity_type, entity_id, names, now))?;
+        let answer = self.view.with(|view| {
+            query::entity::get_guarded(view, entity_type, entity_id, names, now, context.guard)
+        })?;
         self.record_access(entity_type, entity_id);
         self.observe_read(ReadAnswer::Entity(&answer), context, now, started);
         Ok(answer)
@@ -567,7 +567,10 @@ impl FeatureStore {
     ) -> Result<Arc<RankResponse>, RankError> {
         let started = self.read_started();
         let now = now_ms();
-        let response = Arc::new(self.view.with(|view| query::rank(view, request, now))?);
+        let response = Arc::new(
+            self.view
+                .with(|view| query::rank::rank_guarded(view, request, now, context.guard))?,
+        );
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
             for id in &response.candidates {
@@ -598,7 +601,12 @@ impl FeatureStore {
         let view = self.view();
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
-            answers.push(Arc::new(query::rank(&view, request, now)?));
+            answers.push(Arc::new(query::rank::rank_guarded(
+                &view,
+                request,
+                now,
+                context.guard,
+            )?));
         }
         for response in &answers {
             if self.config.hot_segment_bytes > 0 {

@@ -41,12 +41,25 @@ pub enum ReadAnswer<'a> {
 /// Who asked for a read: the request id and route of an HTTP request, or nothing for
 /// an embedded caller ([`ReadContext::EMBEDDED`]). Borrowed, so passing it costs
 /// nothing when no observer is registered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct ReadContext<'a> {
     /// The request's id (`X-Request-Id`), when the caller has one.
     pub request_id: Option<&'a str>,
     /// The route or caller kind (`get`, `rank`, `embedded`...).
     pub route: &'a str,
+    /// The check every planned read of this caller passes (`crate::query::guard`);
+    /// `None`: every read is allowed.
+    pub guard: Option<&'a dyn crate::query::guard::ReadGuard>,
+}
+
+impl std::fmt::Debug for ReadContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadContext")
+            .field("request_id", &self.request_id)
+            .field("route", &self.route)
+            .field("guarded", &self.guard.is_some())
+            .finish()
+    }
 }
 
 impl ReadContext<'_> {
@@ -54,6 +67,7 @@ impl ReadContext<'_> {
     pub const EMBEDDED: ReadContext<'static> = ReadContext {
         request_id: None,
         route: "embedded",
+        guard: None,
     };
 }
 

@@ -233,19 +233,46 @@ impl CatalogChange<'_> {
     fn service(&mut self, spec: ServiceSpec) -> Result<(), StoreError> {
         spec.validate().map_err(invalid)?;
         let mut resolved = Vec::with_capacity(spec.features.len());
+        let reuse = |def: &crate::registry::FeatureDefinition, via: Option<&str>| {
+            if def.spec.reusable_by(&spec.owner) {
+                return Ok(());
+            }
+            let via = via
+                .map(|v| format!(" (an input of `{v}`)"))
+                .unwrap_or_default();
+            Err(invalid(format!(
+                "service `{}` of team `{}` may not use feature `{}`{via}: its owner `{}` allows only teams {}",
+                spec.name,
+                spec.owner,
+                def.qualified_name(),
+                def.spec.owner,
+                def.spec
+                    .reuse_teams
+                    .as_deref()
+                    .unwrap_or_default()
+                    .join(", ")
+            )))
+        };
         for feature in &spec.features {
             let pinned = match self.registry.resolve(feature) {
-                Some(def) => def.qualified_name(),
-                None => self
-                    .catalog
-                    .resolve_on_demand(feature)
-                    .map(|d| d.qualified_name())
-                    .ok_or_else(|| {
+                Some(def) => {
+                    reuse(def, None)?;
+                    def.qualified_name()
+                }
+                None => {
+                    let od = self.catalog.resolve_on_demand(feature).ok_or_else(|| {
                         invalid(format!(
                             "service `{}`: feature `{feature}` is not registered",
                             spec.name
                         ))
-                    })?,
+                    })?;
+                    for input in &od.resolved_inputs {
+                        if let Some(def) = self.registry.resolve(input) {
+                            reuse(def, Some(&od.qualified_name()))?;
+                        }
+                    }
+                    od.qualified_name()
+                }
             };
             resolved.push(pinned);
         }

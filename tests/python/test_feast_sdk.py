@@ -1,8 +1,8 @@
 """The real Feast SDK (PyPI ``feast``, the version pinned in tools/python-requirements.txt)
 reading featstore through ``online_store: {type: remote}``.
 
-featstore has no access control yet, so no test sends a token: the SDK's
-``auth: {type: oidc, token_env_var: ..}`` path is untested until it exists.
+This server runs open (no token file); test_feast_auth.py reads one that has a token
+file, through the SDK's ``auth: {type: oidc, token_env_var: ..}``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ const LIVE: &str = r#"{"features":[
 /// (version 2 active).
 fn served() -> (tempfile::TempDir, TestServer, Client) {
     let (dir, store) = temp_store();
-    let server = TestServer::start(Arc::new(store));
+    let server = TestServer::start_importing(Arc::new(store), dir.path());
     let client = Client::new(format!("http://{}/", server.addr));
     client.health().expect("healthz");
     client.ready().expect("readyz");

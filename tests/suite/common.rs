@@ -97,6 +97,17 @@ impl TestServer {
         Self::start_with(store, featstore::server::ServerConfig::default())
     }
 
+    /// [`start`](Self::start) with `dir` as the import and export directory, so that
+    /// HTTP loads may read files under it and exports write there.
+    pub fn start_importing(store: Arc<FeatureStore>, dir: &std::path::Path) -> Self {
+        let config = featstore::server::ServerConfig {
+            import_dirs: vec![dir.to_owned()],
+            export_dirs: vec![dir.to_owned()],
+            ..featstore::server::ServerConfig::default()
+        };
+        Self::start_with(store, config)
+    }
+
     /// Starts `featstore::server::run_with` for `store` and `config` on 127.0.0.1:0.
     pub fn start_with(store: Arc<FeatureStore>, config: featstore::server::ServerConfig) -> Self {
         Self::start_on(store, config, false)

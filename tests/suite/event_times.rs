@@ -21,7 +21,7 @@ fn pushes_and_loads_apply_rfc3339_offsets() {
         ("2025-11-22T05:33:20-05:30", BASE + 5 * HOUR + HOUR / 2),
         ("2025-11-22T05:33:20.123456789Z", BASE + 123),
     ];
-    let server = TestServer::start(Arc::new(store));
+    let server = TestServer::start_importing(Arc::new(store), dir.path());
     for (i, (text, want)) in cases.iter().enumerate() {
         let body = serde_json::json!({"events": [{"entity_type": "item", "entity_id": format!("pushed{i}"),
             "event_time": text, "features": {"item_a": 1.0}}]});

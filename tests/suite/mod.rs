@@ -1,5 +1,6 @@
 //! Integration test modules.
 
+mod access;
 mod aggregates;
 mod client;
 pub mod common;

@@ -64,6 +64,7 @@ fn run(store: &FeatureStore, dir: &std::path::Path, served: &mut Served, round: 
                 ReadContext {
                     request_id: Some(&id),
                     route: "get",
+                    guard: None,
                 },
                 "product",
                 entity,
@@ -77,6 +78,7 @@ fn run(store: &FeatureStore, dir: &std::path::Path, served: &mut Served, round: 
                 ReadContext {
                     request_id: Some(&id),
                     route: "rank",
+                    guard: None,
                 },
                 rank_request(i % 2 == 0),
             )
@@ -235,6 +237,7 @@ fn sampling_logs_exactly_the_requests_its_hash_keeps() {
                 ReadContext {
                     request_id: Some(id),
                     route: "rank",
+                    guard: None,
                 },
                 rank_request(false),
             )
@@ -274,6 +277,7 @@ fn a_full_queue_drops_and_counts_every_record_it_cannot_take() {
                             ReadContext {
                                 request_id: Some(&id),
                                 route: "rank",
+                                guard: None,
                             },
                             rank_request(false),
                         )
@@ -343,6 +347,8 @@ fn serve(data: &std::path::Path, config: &std::path::Path) -> (Child, String) {
         .arg(data)
         .arg("--store-config")
         .arg(config)
+        .arg("--export-dir")
+        .arg(data.parent().unwrap_or(data))
         .env("RUST_LOG", "warn")
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

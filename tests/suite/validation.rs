@@ -286,7 +286,7 @@ fn a_forced_activation_is_recorded_and_makes_the_version_a_baseline() {
 fn statistics_and_verdicts_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(store(dir.path()));
-    let server = TestServer::start(store.clone());
+    let server = TestServer::start_importing(store.clone(), dir.path());
     for v in 1..=3u64 {
         let path = write_version(
             dir.path(),

@@ -80,7 +80,7 @@ fn activate_rollback_and_drop() {
 fn versions_over_http() {
     let (dir, store) = temp_store();
     store.apply(item_specs()).expect("apply");
-    let server = TestServer::start(Arc::new(store));
+    let server = TestServer::start_importing(Arc::new(store), dir.path());
     for v in 1..=2 {
         let csv = write_items_csv(dir.path(), v, 5);
         let body = serde_json::json!({ "input": csv }).to_string();

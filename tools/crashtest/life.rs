@@ -284,6 +284,7 @@ impl Run {
                 binary: featstore,
                 data: data.clone(),
                 config,
+                imports: inputs.clone(),
                 log: work.join("server.log"),
                 env,
             },

@@ -18,6 +18,8 @@ pub struct Launch {
     pub data: PathBuf,
     /// Its `--store-config` file.
     pub config: PathBuf,
+    /// Its `--import-dir`: where the inputs it loads over HTTP are written.
+    pub imports: PathBuf,
     /// Where its stderr goes (appended).
     pub log: PathBuf,
     /// Extra environment (the fault shim's preload).
@@ -47,6 +49,8 @@ impl Server {
             .arg(&launch.data)
             .arg("--store-config")
             .arg(&launch.config)
+            .arg("--import-dir")
+            .arg(&launch.imports)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

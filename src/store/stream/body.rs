@@ -69,8 +69,19 @@ impl FeatureStore {
     /// of [`FeatureStore::push`]: events that do not parse are rejected with the others'
     /// validation errors, all in one answer. Each event is validated as it is parsed.
     pub fn push_json(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
+        self.push_json_checked(body, None)
+    }
+
+    /// [`push_json`](Self::push_json) for a caller whose push rules `check` judges
+    /// every feature named: one refused feature refuses the whole push
+    /// ([`PushError::Denied`]), nothing applied.
+    pub fn push_json_checked(
+        &self,
+        body: &[u8],
+        check: Option<super::event::PushCheck<'_>>,
+    ) -> Result<PushOutcome, PushError> {
         let started = std::time::Instant::now();
-        let result = self.push_json_unobserved(body);
+        let result = self.push_json_unobserved(body, check);
         let events = match &result {
             Ok(outcome) => {
                 usize::try_from(outcome.accepted + outcome.duplicates).unwrap_or(usize::MAX)
@@ -81,14 +92,28 @@ impl FeatureStore {
         self.report_push(started, events, result)
     }
 
-    fn push_json_unobserved(&self, body: &[u8]) -> Result<PushOutcome, PushError> {
+    fn push_json_unobserved(
+        &self,
+        body: &[u8],
+        check: Option<super::event::PushCheck<'_>>,
+    ) -> Result<PushOutcome, PushError> {
         let view = self.view();
         let registry = view.registry();
         let aggregates = self.stream.aggregates.load();
         let now = now_ms();
         let mut prepared = Vec::new();
         let mut rejections: Vec<Rejection> = Vec::new();
+        let mut denied = None;
         let events = for_each_event(registry, body, |index, event| {
+            if denied.is_some() {
+                return;
+            }
+            if let Ok(e) = &event
+                && let Err(d) = super::event::check_event(registry, e, check)
+            {
+                denied = Some(d);
+                return;
+            }
             match event.and_then(|e| prepare(registry, &aggregates, &e, now)) {
                 Ok(p) if rejections.is_empty() => prepared.push(p),
                 // Nothing will be written: keep only what the answer lists.
@@ -101,6 +126,9 @@ impl FeatureStore {
                 }
             }
         })?;
+        if let Some(denied) = denied {
+            return Err(PushError::Denied(denied));
+        }
         if !rejections.is_empty() {
             return Err(PushError::Rejected { rejections, events });
         }

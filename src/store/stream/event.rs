@@ -87,6 +87,10 @@ pub enum PushError {
     /// The request holds no event.
     #[error("no events given")]
     Empty,
+    /// The caller may not push a feature of the request (its push rules, see
+    /// `crate::auth`); nothing was applied.
+    #[error(transparent)]
+    Denied(crate::query::guard::ReadDenied),
     /// Some events are invalid; the request was refused whole.
     #[error("{} of {events} events rejected; nothing was applied", rejections.len())]
     Rejected {
@@ -130,7 +134,10 @@ impl PushError {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            PushError::Malformed(_) | PushError::Empty | PushError::Rejected { .. }
+            PushError::Malformed(_)
+                | PushError::Empty
+                | PushError::Rejected { .. }
+                | PushError::Denied(_)
         )
     }
 
@@ -340,4 +347,29 @@ pub(crate) fn prepare(
         }
     }
     Ok(prepared)
+}
+
+/// A caller's check of each feature it pushes (its push rules); `Err` names the
+/// feature refused.
+pub type PushCheck<'a> = &'a (
+        dyn Fn(&crate::registry::FeatureDefinition) -> Result<(), crate::query::guard::ReadDenied>
+            + Sync
+    );
+
+/// The first feature of `event` that `check` refuses. Names that resolve to no
+/// feature are left to validation, which rejects them.
+pub(crate) fn check_event(
+    registry: &Registry,
+    event: &PushEvent,
+    check: Option<PushCheck<'_>>,
+) -> Result<(), crate::query::guard::ReadDenied> {
+    let Some(check) = check else {
+        return Ok(());
+    };
+    for (name, _) in &event.features {
+        if let Some(def) = registry.resolve(name) {
+            check(def)?;
+        }
+    }
+    Ok(())
 }

@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 pub use body::parse_events;
 pub use commit::{CommitObserver, StreamFault, WriterHealth};
 use event::{AggregateIndex, Prepared, prepare};
-pub use event::{PushError, PushEvent, PushOutcome, Rejection};
+pub use event::{PushCheck, PushError, PushEvent, PushOutcome, Rejection};
 use retention::{RetentionTable, SharedRetention};
 
 use rocksdb::DB;
@@ -156,10 +156,26 @@ impl FeatureStore {
     /// Per entity and feature the newest event time wins (see [`commit`]); older values
     /// are ignored and counted in [`PushOutcome::ignored_older`].
     pub fn push(&self, events: Vec<PushEvent>) -> Result<PushOutcome, PushError> {
+        self.push_checked(events, None)
+    }
+
+    /// [`push`](Self::push) for a caller whose push rules `check` judges every
+    /// feature named: one refused feature refuses the whole push
+    /// ([`PushError::Denied`]), nothing applied.
+    pub fn push_checked(
+        &self,
+        events: Vec<PushEvent>,
+        check: Option<event::PushCheck<'_>>,
+    ) -> Result<PushOutcome, PushError> {
         let started = std::time::Instant::now();
         let count = events.len();
-        let results = events.into_iter().map(Ok).collect();
-        let result = self.push_results(results);
+        let result = match events.iter().try_for_each(|e| {
+            let view = self.view();
+            event::check_event(view.registry(), e, check)
+        }) {
+            Ok(()) => self.push_results(events.into_iter().map(Ok).collect()),
+            Err(denied) => Err(PushError::Denied(denied)),
+        };
         self.report_push(started, count, result)
     }
 

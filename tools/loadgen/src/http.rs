@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -47,7 +47,12 @@ pub struct Answer {
 pub struct HttpConn {
     sender: SendRequest<Body>,
     host: HeaderValue,
+    /// `Bearer <token>` from [`BEARER_TOKEN_VAR`], sent with every request when set.
+    authorization: Option<HeaderValue>,
 }
+
+/// The environment variable whose token every request sends (`Authorization: Bearer`).
+pub const BEARER_TOKEN_VAR: &str = "LOADGEN_BEARER_TOKEN";
 
 impl HttpConn {
     /// Connects to `addr` (TCP_NODELAY) and completes the HTTP/1.1 handshake.
@@ -71,7 +76,19 @@ impl HttpConn {
             let _ = conn.await;
         });
         let host = HeaderValue::from_str(&addr.to_string()).map_err(|e| connect_failure(&e))?;
-        Ok(HttpConn { sender, host })
+        // A server with a token file: `LOADGEN_BEARER_TOKEN` is sent with every request.
+        let authorization = match std::env::var(BEARER_TOKEN_VAR) {
+            Ok(token) if !token.trim().is_empty() => Some(
+                HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|e| connect_failure(&e))?,
+            ),
+            _ => None,
+        };
+        Ok(HttpConn {
+            sender,
+            host,
+            authorization,
+        })
     }
 
     /// Sends `req` and reads the whole answer. A 2xx answer is `Ok`; any other status is
@@ -94,6 +111,9 @@ impl HttpConn {
             .body(body)
             .map_err(|e| protocol(&e))?;
         request.headers_mut().insert(HOST, self.host.clone());
+        if let Some(value) = &self.authorization {
+            request.headers_mut().insert(AUTHORIZATION, value.clone());
+        }
         if req.body.is_some() {
             request
                 .headers_mut()
