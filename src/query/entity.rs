@@ -21,6 +21,7 @@ use super::rank::{Plan, SpaceKeys, execute, plan_entity};
 use super::read::{FeatureReading, FeatureVector, age_ms};
 use crate::registry::Registry;
 use crate::store::error::ReadError;
+use crate::store::history::read::HistoryRead;
 use crate::store::view::ReadView;
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
@@ -141,6 +142,19 @@ pub fn get(
     names: Names<'_>,
     now: TimestampMs,
 ) -> Result<EntityAnswer, ReadError> {
+    get_in(view, entity_type, entity_id, names, now, None)
+}
+
+/// Reads `names` of one entity at `now`, with stored values read as `history` says
+/// (`None`: live; as-of and point-in-time reads otherwise).
+pub fn get_in(
+    view: &ReadView,
+    entity_type: &str,
+    entity_id: &str,
+    names: Names<'_>,
+    now: TimestampMs,
+    history: Option<HistoryRead<'_>>,
+) -> Result<EntityAnswer, ReadError> {
     let registry = view.registry();
     if !registry.has_entity_type(entity_type) {
         return Err(ReadError::UnknownEntityType(entity_type.to_owned()));
@@ -148,7 +162,7 @@ pub fn get(
     let key = registry.entity_id_rule(entity_type).key(entity_id)?;
     let plan = plan_of(registry, entity_type, names)?;
     let mut keys = SpaceKeys::single(key);
-    let executed = execute(view, &plan, &mut keys, (1, now), &|| false)?;
+    let executed = execute(view, &plan, &mut keys, (1, now), history, &|| false)?;
     Ok(EntityAnswer {
         entity_type: entity_type.to_owned(),
         entity_id: entity_id.to_owned(),

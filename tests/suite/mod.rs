@@ -13,6 +13,7 @@ mod event_times;
 mod exact_strings;
 mod feast;
 mod get_answer;
+mod history;
 mod layout;
 mod limits;
 mod loading;
