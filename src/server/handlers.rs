@@ -449,10 +449,28 @@ pub async fn handle(
 fn feature_names(pairs: &[(String, String)]) -> Vec<&str> {
     pairs
         .iter()
+        .filter(|(key, _)| key == "names")
         .flat_map(|(_, value)| value.split(','))
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect()
+}
+
+/// The `as_of` of a query string, decoded, if given (the last one wins).
+fn pairs_as_of(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(query) = req.uri().query() else {
+        return Ok(None);
+    };
+    if !query.contains("as_of") {
+        return Ok(None);
+    }
+    let pairs = parse_query(Some(query))
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    Ok(pairs
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "as_of")
+        .map(|(_, v)| v))
 }
 
 /// The names text of a query string that is `names=..` alone with nothing to decode
@@ -476,10 +494,14 @@ fn get_features(
     let names = match plain_names(req.uri().query()) {
         Some(text) => Names::Text(text),
         None => {
-            pairs = query(req, &["names"])?;
+            pairs = query(req, &["names", "as_of"])?;
             listed = feature_names(&pairs);
             Names::List(&listed)
         }
+    };
+    let as_of = match pairs_as_of(req)? {
+        Some(text) => Some(crate::api::rank::parse_as_of(&text)?),
+        None => None,
     };
     // The store checks the entity type, then the id, then the names.
     let request_id = req.extensions().get::<RequestId>();
@@ -487,10 +509,16 @@ fn get_features(
         request_id: request_id.map(|r| r.0.as_str()),
         route: "get",
     };
-    let answer = match state
-        .store
-        .get_entity_in(context, entity_type, entity_id, names)
-    {
+    let result = match as_of {
+        // From the history; not a served read (no observer, no serving log).
+        Some(at) => state
+            .store
+            .get_entity_as_of(entity_type, entity_id, names, at),
+        None => state
+            .store
+            .get_entity_in(context, entity_type, entity_id, names),
+    };
+    let answer = match result {
         Err(ReadError::NoFeatures) => {
             return Err(ApiError::bad_request(
                 "no feature names given: add ?names=a,b,c",

@@ -339,3 +339,82 @@ fn as_known_at_excludes_a_late_backfill() {
         Op::Push(1, 0, 9, 2),
     ]);
 }
+
+/// `GET ...?as_of=` and `POST /v1/rank` with `"as_of"` answer what the live reads
+/// answered then, over HTTP, across a load, a push and a rollback.
+#[test]
+fn as_of_reads_over_http_answer_what_was_served() {
+    use super::common::{TestServer, get, json, post};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        FeatureStore::open(dir.path().join("store"), small_config()).expect("open"),
+    );
+    store.apply(specs()).expect("apply");
+    let server = TestServer::start(store.clone());
+    let t0 = now_ms() - 500;
+    let load = |n: u64, value: f64| {
+        let path = dir.path().join(format!("v{n}.csv"));
+        std::fs::write(
+            &path,
+            format!(
+                "entity_id,feature_name,event_time,value\ne0,a,{t0},{value}\ne1,a,{t0},{value}\n"
+            ),
+        )
+        .expect("write");
+        store
+            .load_gated(&LoadRequest::new("items", &path), &AcceptAll, &|_| {})
+            .expect("load");
+    };
+    let rank_body = |as_of: Option<i64>| {
+        let as_of = as_of.map_or(String::new(), |t| format!(r#","as_of":{t}"#));
+        format!(
+            r#"{{"candidates":{{"entity_type":"item","ids":["e0","e1"]}},"features":["a"]{as_of}}}"#
+        )
+    };
+    let mut seen = Vec::new();
+    let mut last = now_ms();
+    for step in 0..4 {
+        after(last);
+        match step {
+            0 => load(1, 1.5),
+            1 => load(2, 2.5),
+            2 => {
+                store
+                    .push(vec![PushEvent {
+                        entity_type: "item".into(),
+                        entity_id: "e1".into(),
+                        event_time: t0 + 1,
+                        features: vec![("a".into(), Value::Float64(9.5))],
+                        event_id: None,
+                    }])
+                    .expect("push");
+            }
+            _ => {
+                store.rollback("items").expect("rollback");
+            }
+        }
+        after(now_ms());
+        let (status, body) = get(&server.url("/v1/features/item/e0?names=a"));
+        assert_eq!(status, 200, "{body}");
+        let live = json(&body);
+        // The read's own time: its value's event time plus its age.
+        let read_at = live["features"][0]["event_time"].as_i64().expect("time")
+            + live["features"][0]["age_ms"].as_i64().expect("age");
+        let (status, ranked) = post(&server.url("/v1/rank"), &rank_body(None));
+        assert_eq!(status, 200, "{ranked}");
+        let ranked = json(&ranked);
+        seen.push((read_at, live, ranked));
+        last = now_ms();
+    }
+    for (at, live, ranked) in seen {
+        let (status, body) = get(&server.url(&format!("/v1/features/item/e0?names=a&as_of={at}")));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body), live, "GET as of {at}");
+        let ranked_at = ranked["now_ms"].as_i64().expect("now_ms");
+        let (status, body) = post(&server.url("/v1/rank"), &rank_body(Some(ranked_at)));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(json(&body), ranked, "rank as of {ranked_at}");
+    }
+    let (status, body) = get(&server.url("/v1/features/item/e0?names=a&as_of=yesterday"));
+    assert_eq!(status, 400, "{body}");
+}
