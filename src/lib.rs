@@ -71,6 +71,7 @@ pub mod registry;
 pub mod servelog;
 pub mod server;
 pub mod store;
+pub mod training;
 pub mod validate;
 
 // The synthetic data set and the demo serve the project's own binaries, tools,

@@ -109,7 +109,7 @@ fn carries_value(s: FeatureStatus) -> bool {
     )
 }
 
-fn arrow_type(dtype: DType) -> DataType {
+pub(crate) fn arrow_type(dtype: DType) -> DataType {
     match dtype {
         DType::Int64 => DataType::Int64,
         DType::Float64 => DataType::Float64,
@@ -127,8 +127,9 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// A column of values of one dtype being built.
-enum Values {
+/// A column of values of one dtype being built (also by point-in-time training
+/// sets, `crate::training`).
+pub(crate) enum Values {
     I64(Int64Builder),
     F64(Float64Builder),
     F32(Float32Builder),
@@ -139,7 +140,7 @@ enum Values {
 }
 
 impl Values {
-    fn new(dtype: DType) -> Self {
+    pub(crate) fn new(dtype: DType) -> Self {
         match dtype {
             DType::Int64 => Values::I64(Int64Builder::new()),
             DType::Float64 => Values::F64(Float64Builder::new()),
@@ -151,7 +152,7 @@ impl Values {
         }
     }
 
-    fn push(&mut self, value: Option<&Value>) {
+    pub(crate) fn push(&mut self, value: Option<&Value>) {
         match (self, value) {
             (Values::I64(b), Some(Value::Int64(x))) => b.append_value(*x),
             (Values::F64(b), Some(Value::Float64(x))) => b.append_value(*x),
@@ -201,7 +202,7 @@ impl Values {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             Values::I64(mut b) => Arc::new(b.finish()),
             Values::F64(mut b) => Arc::new(b.finish()),

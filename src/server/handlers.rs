@@ -376,6 +376,7 @@ pub async fn handle(
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
         Route::ServingLogExport => serving_log_export(state, req).await,
+        Route::TrainingSets => training_set_job(state, req).await,
         Route::FeatureHealth => {
             let store = state.store.clone();
             let now = now_ms();
@@ -577,6 +578,79 @@ async fn serving_log_export(
     let summary = run_blocking(move || crate::servelog::export::export(&dir, &selection, &job.out))
         .await?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    ok_json(&summary)
+}
+
+/// The body of `POST /v1/training-sets`. Files are plain names under the data
+/// directory's `exports/` folder: a job never reads or writes anywhere else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingSetJob {
+    /// The spine file in `exports/` (`.parquet`, else CSV).
+    spine: String,
+    /// Feature names; or `service`.
+    features: Option<Vec<String>>,
+    /// A feature service.
+    service: Option<String>,
+    /// The spine's timestamp column (default `event_timestamp`).
+    timestamp_column: Option<String>,
+    /// Only values known at each row's timestamp.
+    #[serde(default)]
+    as_known_at: bool,
+    /// The Parquet file written in `exports/`.
+    out: String,
+}
+
+async fn training_set_job(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::query::rank::FeatureSelection;
+    let body = read_body(state, Route::TrainingSets, req).await?;
+    let job: TrainingSetJob = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad training-set job: {e}")))?;
+    drop(body);
+    let features = match (job.features, job.service) {
+        (Some(names), None) => FeatureSelection::Names(names),
+        (None, Some(service)) => FeatureSelection::Service(service),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give `features` (a list of names) or `service`",
+            ));
+        }
+    };
+    let exports = state.store.dir().join("exports");
+    let spine = crate::training::confined(&exports, &job.spine).map_err(ApiError::bad_request)?;
+    let out = crate::training::confined(&exports, &job.out).map_err(ApiError::bad_request)?;
+    if spine == out {
+        return Err(ApiError::bad_request("`out` must not be the spine"));
+    }
+    let job = crate::training::TrainingJob {
+        spine,
+        features,
+        timestamp_column: job
+            .timestamp_column
+            .unwrap_or_else(|| crate::training::DEFAULT_TIMESTAMP_COLUMN.to_owned()),
+        as_known_at: job.as_known_at,
+        out,
+    };
+    let store = state.store.clone();
+    let summary = run_blocking(move || crate::training::build(&store, &job))
+        .await?
+        .map_err(|e| match e {
+            crate::training::TrainingError::Spine { .. }
+            | crate::training::TrainingError::Csv { .. } => ApiError::bad_request(e.to_string()),
+            crate::training::TrainingError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            crate::training::TrainingError::Read { source, row } => {
+                let status = ApiError::from(source.clone()).status;
+                ApiError::new(status, format!("spine row {row}: {source}"))
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
     ok_json(&summary)
 }
 

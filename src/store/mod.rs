@@ -1053,10 +1053,21 @@ impl FeatureStore {
         request: RankRequest,
         at_ms: TimestampMs,
     ) -> Result<RankResponse, RankError> {
+        self.rank_from_history(request, at_ms, history::read::HistoryQuery::AsOf)
+    }
+
+    /// Answers a ranking request from the history at `at_ms` as `query` asks (as of,
+    /// or point in time for a training row); not reported to observers.
+    pub fn rank_from_history(
+        &self,
+        request: RankRequest,
+        at_ms: TimestampMs,
+        query: history::read::HistoryQuery,
+    ) -> Result<RankResponse, RankError> {
         let table = self.history_table();
         let read = history::read::HistoryRead {
             table: &table,
-            query: history::read::HistoryQuery::AsOf,
+            query,
         };
         self.view
             .with(|view| query::rank::rank_in(view, request, at_ms, Some(read)))

@@ -234,7 +234,7 @@ fn run(ops: Vec<Op>) {
                 model.calls.push((started, ended));
             }
         }
-        let at = after(now_ms());
+        after(now_ms());
         for e in 0..ENTITIES {
             let answer = store
                 .get_entity(
@@ -243,11 +243,8 @@ fn run(ops: Vec<Op>) {
                     featstore::query::Names::List(&names),
                 )
                 .expect("live read");
-            assert_eq!(
-                answer.now_ms(),
-                at,
-                "the read ran in the millisecond waited for"
-            );
+            // The time the read was judged at, which its as-of twin is asked for.
+            let at = answer.now_ms();
             live.push((at, e, readings(answer)));
         }
         last = now_ms();
@@ -416,5 +413,255 @@ fn as_of_reads_over_http_answer_what_was_served() {
         assert_eq!(json(&body), ranked, "rank as of {ranked_at}");
     }
     let (status, body) = get(&server.url("/v1/features/item/e0?names=a&as_of=yesterday"));
+    assert_eq!(status, 400, "{body}");
+}
+
+const TRAINING_REGISTRY: &str = r#"
+[[entity_type]]
+name = "user_item"
+components = ["user", "item"]
+owner = "tests"
+
+[[feature]]
+name = "a"
+entity_type = "item"
+group = "items"
+owner = "tests"
+dtype = "float64"
+ttl = "10s"
+
+[[feature]]
+name = "affinity"
+entity_type = "user_item"
+group = "affinity"
+owner = "tests"
+dtype = "float64"
+"#;
+
+/// Reads the Parquet file `path` into `(column name, rendered values)`.
+fn parquet_columns(path: &std::path::Path) -> Vec<(String, Vec<String>)> {
+    use arrow_array::Array;
+    let file = std::fs::File::open(path).expect("open");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("batch");
+        if out.is_empty() {
+            out = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), Vec::new()))
+                .collect();
+        }
+        for (i, column) in batch.columns().iter().enumerate() {
+            use arrow_array::cast::AsArray;
+            use arrow_array::types::{Float64Type, Int64Type};
+            for row in 0..column.len() {
+                let text = if column.is_null(row) {
+                    "null".to_owned()
+                } else {
+                    match column.data_type() {
+                        arrow_schema::DataType::Utf8 => {
+                            column.as_string::<i32>().value(row).to_owned()
+                        }
+                        arrow_schema::DataType::Float64 => {
+                            column.as_primitive::<Float64Type>().value(row).to_string()
+                        }
+                        arrow_schema::DataType::Int64 => {
+                            column.as_primitive::<Int64Type>().value(row).to_string()
+                        }
+                        other => panic!("unexpected column type {other}"),
+                    }
+                };
+                out[i].1.push(text);
+            }
+        }
+    }
+    out
+}
+
+/// `featstore training-set`'s job: composite keys from two spine columns, labels
+/// passed through, TTL measured from the row's timestamp (exactly at the boundary:
+/// present; one past: expired), nothing from after the row, and as-known-at excluding
+/// a backfill activated after the row; the HTTP job writes the same file.
+#[test]
+fn training_sets_are_point_in_time_correct() {
+    use featstore::training::{TrainingJob, build};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = std::sync::Arc::new(
+        FeatureStore::open(dir.path().join("store"), small_config()).expect("open"),
+    );
+    store
+        .apply_objects(
+            featstore::registry::file::parse_registry_toml(TRAINING_REGISTRY, "registry")
+                .expect("parses"),
+        )
+        .expect("apply");
+    let load = |group: &str, name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        store
+            .load_gated(&LoadRequest::new(group, &path), &AcceptAll, &|_| {})
+            .expect("load");
+    };
+    // Event times in the recent past: the batch has i1 at base+1000 (1.5), a push i2
+    // at base+5000; the backfill, loaded later, i3 at base+3000.
+    let base = now_ms() - 5000;
+    load(
+        "items",
+        "items1.csv",
+        &format!(
+            "entity_id,feature_name,event_time,value\ni1,a,{},1.5\n",
+            base + 1000
+        ),
+    );
+    load(
+        "affinity",
+        "aff.csv",
+        &format!(
+            "entity_id,feature_name,event_time,value\nu1|i1,affinity,{},0.75\n",
+            base + 2000
+        ),
+    );
+    store
+        .push(vec![PushEvent {
+            entity_type: "item".into(),
+            entity_id: "i2".into(),
+            event_time: base + 5000,
+            features: vec![("a".into(), Value::Float64(2.5))],
+            event_id: None,
+        }])
+        .expect("push");
+    let before_backfill = after(now_ms());
+    after(before_backfill);
+    load(
+        "items",
+        "items2.csv",
+        &format!(
+            "entity_id,feature_name,event_time,value\ni1,a,{},1.5\ni3,a,{},3.5\n",
+            base + 1000,
+            base + 3000
+        ),
+    );
+    let spine = dir.path().join("spine.csv");
+    std::fs::write(
+        &spine,
+        format!(
+            "user_id,item_id,event_timestamp,label\n\
+             u1,i1,{},a\n\
+             u1,i1,{},b\n\
+             u1,i1,{},c\n\
+             u1,i2,{},d\n\
+             u1,i2,{},e\n\
+             u2,i3,{before_backfill},f\n",
+            base + 999,
+            base + 11000,
+            base + 11001,
+            base + 6000,
+            base + 4999,
+        ),
+    )
+    .expect("spine");
+    let job = |as_known_at: bool, out: &str| TrainingJob {
+        spine: spine.clone(),
+        features: featstore::FeatureSelection::Names(vec!["a".into(), "affinity".into()]),
+        timestamp_column: "event_timestamp".into(),
+        as_known_at,
+        out: dir.path().join(out),
+    };
+    let summary = build(&store, &job(false, "plain.parquet")).expect("build");
+    assert_eq!(summary.rows, 6);
+    assert_eq!(summary.key_columns, ["user_id", "item_id"]);
+    let plain = parquet_columns(&dir.path().join("plain.parquet"));
+    let column = |cols: &[(String, Vec<String>)], name: &str| -> Vec<String> {
+        cols.iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no column {name}: {:?}",
+                    cols.iter().map(|c| &c.0).collect::<Vec<_>>()
+                )
+            })
+            .1
+            .clone()
+    };
+    assert_eq!(column(&plain, "label"), ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(
+        column(&plain, "a"),
+        ["null", "1.5", "null", "2.5", "null", "3.5"]
+    );
+    assert_eq!(
+        column(&plain, "a__status"),
+        [
+            "not_found",
+            "present",
+            "expired",
+            "present",
+            "not_found",
+            "present"
+        ]
+    );
+    let t = |d: i64| (base + d).to_string();
+    assert_eq!(
+        column(&plain, "a__event_time"),
+        [
+            "null".into(),
+            t(1000),
+            t(1000),
+            t(5000),
+            "null".into(),
+            t(3000)
+        ]
+    );
+    // The composite key (user, item) from two columns; no TTL.
+    assert_eq!(
+        column(&plain, "affinity"),
+        ["null", "0.75", "0.75", "null", "null", "null"]
+    );
+    // As known at the row's time: the backfill was not loaded yet for row f.
+    build(&store, &job(true, "known.parquet")).expect("build");
+    let known = parquet_columns(&dir.path().join("known.parquet"));
+    // Rows a and e precede what they ask for; row f precedes the backfill. Rows b to
+    // d lie after every load (5 s and more after the test began).
+    assert_eq!(
+        column(&known, "a__status"),
+        [
+            "not_found",
+            "present",
+            "expired",
+            "present",
+            "not_found",
+            "not_found"
+        ],
+        "as known at each row's time"
+    );
+    assert_eq!(column(&known, "affinity"), column(&plain, "affinity"));
+
+    // The HTTP job: files only under exports/.
+    use super::common::{TestServer, json, post};
+    let exports = dir.path().join("store").join("exports");
+    std::fs::create_dir_all(&exports).expect("exports");
+    std::fs::copy(&spine, exports.join("spine.csv")).expect("copy");
+    let server = TestServer::start(store.clone());
+    let (status, body) = post(
+        &server.url("/v1/training-sets"),
+        r#"{"spine":"spine.csv","features":["a","affinity"],"out":"train.parquet"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["rows"], 6);
+    assert_eq!(parquet_columns(&exports.join("train.parquet")), plain);
+    let (status, body) = post(
+        &server.url("/v1/training-sets"),
+        r#"{"spine":"../spine.csv","features":["a"],"out":"x.parquet"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post(
+        &server.url("/v1/training-sets"),
+        r#"{"spine":"spine.csv","features":["a"],"out":"/tmp/x.parquet"}"#,
+    );
     assert_eq!(status, 400, "{body}");
 }

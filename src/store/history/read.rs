@@ -185,9 +185,9 @@ pub fn lookup(
         }
     }
     let at = request.now;
-    let Some(group) = table.group(request.group) else {
-        return Ok(None);
-    };
+    // A group only pushed to has stream records and no batch facts.
+    let empty = GroupHistory::default();
+    let group = table.group(request.group).unwrap_or(&empty);
     let served = match query {
         HistoryQuery::AsOf => group.active_at(at),
         HistoryQuery::PointInTime { .. } => None,
