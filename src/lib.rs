@@ -66,6 +66,7 @@
 pub mod api;
 pub mod client;
 pub mod loader;
+pub mod parity;
 pub mod query;
 pub mod registry;
 pub mod servelog;

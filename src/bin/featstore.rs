@@ -240,6 +240,26 @@ enum Command {
     /// Read the serving log: export Parquet, tail, show a request's answer.
     #[command(subcommand)]
     Log(featstore::servelog::cli::LogCommand),
+    /// Recompute every logged read from the history as known at its log time and
+    /// compare with what was served (per feature: mismatches, rate, largest
+    /// difference, examples). Exits 1 when any value differs.
+    Parity {
+        /// Oldest log time, inclusive (epoch ms or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Newest log time, exclusive (epoch ms or RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only reads of this feature service.
+        #[arg(long)]
+        service: Option<String>,
+        /// The serving log's directory (default: the store config's, else
+        /// `<data>/serving-log`).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Build a training set (Parquet): point in time from the history (`--spine`), or
     /// the serving log joined with labels (`--from-log`).
     TrainingSet(TrainingSetCli),
@@ -863,6 +883,37 @@ fn run(cli: Cli) -> Result<()> {
         } => demo(&dir, addr, exit_after),
         Command::Log(command) => featstore::servelog::cli::run_log(command),
         Command::TrainingSet(args) => training_set(args),
+        Command::Parity {
+            from,
+            to,
+            service,
+            log,
+            target,
+        } => {
+            if target.server.is_some() {
+                bail!("parity reads the store directly (--data), not a server");
+            }
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .map(parse_timestamp_ms)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let selection = featstore::servelog::reader::Selection {
+                from_ms: time(&from)?,
+                to_ms: time(&to)?,
+                service,
+                request_id: None,
+            };
+            let store = open(&target)?;
+            let log = log.unwrap_or_else(|| store.config().serving_log.dir_for(&target.data));
+            let report = featstore::parity::check(&store, &log, &selection)?;
+            print_json(&report)?;
+            if report.mismatches > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::GenMatrix {
             out,
             group,

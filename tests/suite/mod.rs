@@ -19,6 +19,7 @@ mod limits;
 mod loading;
 mod observers;
 mod operations;
+mod parity;
 mod ranking;
 mod ranking_model;
 mod registry;

@@ -254,15 +254,32 @@ pub fn record_activation(
         .group(group)
         .map(|g| g.activations.clone())
         .unwrap_or_default();
-    // Time never goes backwards within a group's list (a clock step back is clamped),
-    // so the list stays sorted for `active_at`.
+    // Effective from the next millisecond: every read that took its time before this
+    // call has a time before it, and the view naming the version is published only once
+    // the clock reached it ([`wait_until`]), so every read after has a time at or after
+    // it. Time never goes backwards within a group's list (a clock step back is
+    // clamped), so the list stays sorted for `active_at`.
+    let at_ms = at_ms.saturating_add(1);
     let at_ms = list.last().map_or(at_ms, |last| last.at_ms.max(at_ms));
     list.push(Activation { at_ms, version });
     let bytes = serde_json::to_vec(&list)
         .map_err(|e| StoreError::Internal(format!("encoding activations: {e}")))?;
     meta::put(db, &keyspace::history_activation_key(group), &bytes)?;
     update(shared, config, group, |g| g.activations = list.clone());
+    wait_until(at_ms);
     Ok(())
+}
+
+/// Returns once the clock reads `at_ms` or later (at most about a millisecond after a
+/// time taken with `now_ms() + 1`): what the history records as happening at `at_ms`
+/// becomes visible only then, so reads judged before `at_ms` never see it and reads
+/// judged at or after it do (for reads that do not overlap the change).
+pub fn wait_until(at_ms: TimestampMs) {
+    let mut spins = 0u32;
+    while crate::types::now_ms() < at_ms && spins < 100_000 {
+        std::thread::sleep(std::time::Duration::from_micros(50));
+        spins += 1;
+    }
 }
 
 /// Records that `version`'s changes were committed to `group`'s history at `at_ms`.

@@ -781,10 +781,13 @@ fn commit(
     // in ascending order: the memtable's skip list then inserts each one starting from
     // the previous one's position.
     // The time the values become readable, as the history records it (see
-    // `crate::store::history`): taken before the write, so a read that sees a value
-    // never has a time before its write time.
-    let write_time = now_ms();
+    // `crate::store::history`): the next millisecond, and the batch is written only once
+    // the clock reached it, so a read judged before it never saw the values and one
+    // judged after the write always does. Costs the writer up to a millisecond per
+    // group commit (shared by all its pushes).
+    let write_time = now_ms().saturating_add(1);
     let mut record = Vec::new();
+    let mut recorded = false;
     for (group, work) in &groups {
         let Some(cf) = names.get(group).and_then(|n| db.cf_handle(n)) else {
             continue;
@@ -804,6 +807,7 @@ fn commit(
         for (key, event_time, bytes) in values {
             batch.put_cf(&cf, key, bytes);
             if let Some(history_cf) = &history_cf {
+                recorded = true;
                 record.clear();
                 history::encode_present(bytes, &mut record);
                 batch.put_cf(
@@ -825,6 +829,9 @@ fn commit(
         }
     }
     if !batch.is_empty() {
+        if recorded {
+            crate::store::history::wait_until(write_time);
+        }
         if let Some(StreamFault::Write(m)) = shared.fault() {
             return Err(Failure::Write(format!("write failed: {m}")));
         }
