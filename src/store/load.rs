@@ -184,6 +184,10 @@ impl SortedSink for StreamConsumers<'_> {
     }
 }
 
+/// What a load hands its commit besides the record: the version's mapped segment and
+/// its history files.
+type BuiltParts = (Option<(SegmentInfo, Arc<HotSegment>)>, Option<Vec<PathBuf>>);
+
 /// What the allocate stage reserved.
 struct Allocated {
     version: u64,
@@ -1035,7 +1039,7 @@ impl FeatureStore {
         &self,
         group: &str,
         allocated: &Allocated,
-        (segment, history_files): (Option<(SegmentInfo, Arc<HotSegment>)>, Option<Vec<PathBuf>>),
+        (segment, history_files): BuiltParts,
         record: &LoadRecord,
         activate: bool,
     ) -> Result<(), StoreError> {

@@ -145,9 +145,10 @@ impl Model {
     }
 }
 
-fn readings(
-    answer: featstore::query::EntityAnswer,
-) -> Vec<(FeatureStatus, Option<Value>, Option<i64>, Option<i64>)> {
+/// One reading: status, value, event time, age.
+type Reading = (FeatureStatus, Option<Value>, Option<i64>, Option<i64>);
+
+fn readings(answer: featstore::query::EntityAnswer) -> Vec<Reading> {
     answer
         .into_vector()
         .features

@@ -46,12 +46,15 @@ pub enum Base<'a> {
     },
 }
 
+/// A base value: `(entity key ‖ feature id, stored value)`.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Walks a [`Base`] in key order, one `(entity key ‖ feature id, stored value)` at a
 /// time.
 struct Cursor<'a> {
     iter: Option<DBRawIteratorWithThreadMode<'a, DB>>,
     base: &'a Base<'a>,
-    pending: VecDeque<(Vec<u8>, Vec<u8>)>,
+    pending: VecDeque<KeyValue>,
 }
 
 fn corrupt(what: &str, source: crate::codec::CodecError) -> StoreError {
@@ -91,7 +94,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next base value, or `None` at the end.
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn next(&mut self) -> Result<Option<KeyValue>, StoreError> {
         loop {
             if let Some(next) = self.pending.pop_front() {
                 return Ok(Some(next));
@@ -124,8 +127,7 @@ impl<'a> Cursor<'a> {
                                     })?;
                                     let mut encoded = Vec::new();
                                     if encode_field(value, &mut encoded) {
-                                        let mut fk = key.to_vec();
-                                        fk.extend_from_slice(&field.feature_id.to_be_bytes());
+                                        let fk = history::feature_key_of(key, field.feature_id);
                                         self.pending.push_back((fk, encoded));
                                     }
                                 }
@@ -185,7 +187,7 @@ pub struct HistoryFeed<'a> {
     version: u64,
     cursor: Option<Cursor<'a>>,
     /// The base value the cursor stands on (not yet matched).
-    head: Option<(Vec<u8>, Vec<u8>)>,
+    head: Option<KeyValue>,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
     /// Records written: changed values and absences.

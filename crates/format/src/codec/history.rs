@@ -63,6 +63,15 @@ pub enum HistoryKind {
     },
 }
 
+/// `entity key ‖ feature id`: the prefix of every history record of that entity and
+/// feature (`entity_key` already encoded, length prefix included).
+pub fn feature_key_of(entity_key: &[u8], feature: FeatureId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(entity_key.len() + FEATURE_ID_LEN + STREAM_SUFFIX_LEN);
+    key.extend_from_slice(entity_key);
+    key.extend_from_slice(&feature.to_be_bytes());
+    key
+}
+
 /// Appends the key of a batch record of `version` to `feature_key` (`entity key ‖
 /// feature id`).
 pub fn batch_key(feature_key: &[u8], version: u64) -> Vec<u8> {
