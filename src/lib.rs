@@ -68,11 +68,13 @@ pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod loader;
+pub mod parity;
 pub mod query;
 pub mod registry;
 pub mod servelog;
 pub mod server;
 pub mod store;
+pub mod training;
 pub mod validate;
 
 // The synthetic data set and the demo serve the project's own binaries, tools,

@@ -42,6 +42,35 @@ pub struct RankBody {
     /// fetched in time is answered `F` (not fetched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Answer as a live read at this time answered (epoch ms, or an RFC 3339 string),
+    /// from the history: an as-of read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<AsOf>,
+}
+
+/// The time of an as-of read, as sent: epoch milliseconds or an RFC 3339 date-time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum AsOf {
+    /// Epoch milliseconds.
+    Ms(TimestampMs),
+    /// An RFC 3339 date-time (or epoch milliseconds as a string).
+    Text(String),
+}
+
+impl AsOf {
+    /// The time in epoch milliseconds.
+    pub fn ms(&self) -> Result<TimestampMs, BadRequest> {
+        match self {
+            AsOf::Ms(ms) => Ok(*ms),
+            AsOf::Text(text) => parse_as_of(text),
+        }
+    }
+}
+
+/// Parses the `as_of` of an as-of read (epoch ms or RFC 3339).
+pub fn parse_as_of(text: &str) -> Result<TimestampMs, BadRequest> {
+    crate::types::parse_timestamp_ms(text).map_err(|e| BadRequest(format!("invalid `as_of`: {e}")))
 }
 
 impl RankBody {
@@ -70,14 +99,24 @@ impl RankBody {
                 let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
                 u64::try_from(ms).unwrap_or(u64::MAX)
             }),
+            as_of: None,
         }
     }
 }
 
-/// Parses a `POST /v1/rank` body.
+/// Parses a `POST /v1/rank` body, refusing `as_of` (see [`parse_rank_as_of`]).
 pub fn parse_rank(body: &[u8]) -> Result<RankRequest, BadRequest> {
+    match parse_rank_as_of(body)? {
+        (request, None) => Ok(request),
+        (_, Some(_)) => Err(BadRequest::new("`as_of` is not accepted here")),
+    }
+}
+
+/// Parses a `POST /v1/rank` body and its `as_of` time, if any.
+pub fn parse_rank_as_of(body: &[u8]) -> Result<(RankRequest, Option<TimestampMs>), BadRequest> {
     let body: RankBody = serde_json::from_slice(body)
         .map_err(|e| BadRequest(format!("invalid ranking request: {e}")))?;
+    let as_of = body.as_of.as_ref().map(AsOf::ms).transpose()?;
     let features = match (body.features, body.service) {
         (Some(names), None) => FeatureSelection::Names(names),
         (None, Some(service)) => FeatureSelection::Service(service),
@@ -92,13 +131,14 @@ pub fn parse_rank(body: &[u8]) -> Result<RankRequest, BadRequest> {
             ));
         }
     };
-    Ok(RankRequest {
+    let request = RankRequest {
         context: body.context.into_iter().collect(),
         candidate_type: body.candidates.entity_type,
         candidates: body.candidates.ids,
         features,
         deadline: body.deadline_ms.map(Duration::from_millis),
-    })
+    };
+    Ok((request, as_of))
 }
 
 /// The status of a one-letter code of a `status` string (inverse of

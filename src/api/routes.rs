@@ -60,6 +60,10 @@ pub enum Route {
     /// `POST /v1/serving-log/exports`: export the serving log as Parquet (a job that
     /// answers when done).
     ServingLogExport,
+    /// `POST /v1/training-sets`: build a point-in-time training set from the history
+    /// (a job on the blocking pool that answers when done; files under the data
+    /// directory's `exports/`).
+    TrainingSets,
     /// `GET /v1/health/features`: features breaching their freshness SLO.
     FeatureHealth,
     /// `GET /ui?name=&owner=&tag=&entity_type=&group=`: the built-in page.
@@ -84,7 +88,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 30] = [
+    pub const ALL: [Route; 31] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -105,6 +109,7 @@ impl Route {
         Route::RetireService,
         Route::Lineage,
         Route::ServingLogExport,
+        Route::TrainingSets,
         Route::FeatureHealth,
         Route::Ui,
         Route::Healthz,
@@ -139,6 +144,7 @@ impl Route {
             Route::RetireService => "/v1/feature-services/{name}/versions/{version}/retire",
             Route::Lineage => "/v1/lineage",
             Route::ServingLogExport => "/v1/serving-log/exports",
+            Route::TrainingSets => "/v1/training-sets",
             Route::FeatureHealth => "/v1/health/features",
             Route::Ui => "/ui",
             Route::Healthz => "/healthz",
@@ -165,6 +171,7 @@ impl Route {
             | Route::ApplyRegistry
             | Route::RetireService
             | Route::ServingLogExport
+            | Route::TrainingSets
             | Route::FeastGetOnlineFeatures
             | Route::FeastPush
             | Route::FeastWriteToOnlineStore => Method::POST,
@@ -386,6 +393,11 @@ pub mod paths {
     /// `POST /v1/serving-log/exports`.
     pub fn serving_log_export() -> String {
         Route::ServingLogExport.fill(&[])
+    }
+
+    /// `POST /v1/training-sets`.
+    pub fn training_sets() -> String {
+        Route::TrainingSets.fill(&[])
     }
 
     /// `GET /v1/health/features`.

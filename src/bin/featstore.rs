@@ -66,6 +66,69 @@ struct ServeData {
     store_config: Option<PathBuf>,
 }
 
+/// `featstore training-set`: the point-in-time form's options beside the serving log's.
+#[derive(clap::Args)]
+struct TrainingSetCli {
+    #[command(flatten)]
+    log: featstore::servelog::cli::TrainingSetArgs,
+    /// The spine of a point-in-time set: entity key columns (`{type}_id` or `{type}`;
+    /// one per component of a composite type), a timestamp column and label columns
+    /// (passed through). Parquet (`.parquet`) or CSV. Per row and feature: the value
+    /// with the newest event time at or before the row's timestamp, within its TTL
+    /// (else null, with a status column).
+    #[arg(long, conflicts_with = "from_log")]
+    spine: Option<PathBuf>,
+    /// A feature service (`name` or `name@version`).
+    #[arg(long, requires = "spine", conflicts_with = "features")]
+    service: Option<String>,
+    /// Comma-separated feature names.
+    #[arg(long, requires = "spine")]
+    features: Option<String>,
+    /// The spine's timestamp column.
+    #[arg(long, default_value = featstore::training::DEFAULT_TIMESTAMP_COLUMN)]
+    timestamp_column: String,
+    /// Only values featstore knew at each row's timestamp (no late backfills).
+    #[arg(long, requires = "spine")]
+    as_known_at: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Runs `featstore training-set`.
+fn training_set(args: TrainingSetCli) -> Result<()> {
+    let Some(spine) = args.spine else {
+        return featstore::servelog::cli::run_training_set(args.log);
+    };
+    if args.target.server.is_some() {
+        bail!(
+            "training-set --spine reads the store directly (--data); on a server, use POST /v1/training-sets"
+        );
+    }
+    let features = match (args.service, args.features) {
+        (Some(service), None) => FeatureSelection::Service(service),
+        (None, Some(names)) => FeatureSelection::Names(
+            names
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        ),
+        _ => bail!("give --service or --features"),
+    };
+    let store = open(&args.target)?;
+    let job = featstore::training::TrainingJob {
+        spine,
+        features,
+        timestamp_column: args.timestamp_column,
+        as_known_at: args.as_known_at,
+        out: args.log.out,
+        guard: None,
+    };
+    let summary = featstore::training::build(&store, &job)?;
+    print_json(&summary)
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the store over HTTP.
@@ -178,8 +241,29 @@ enum Command {
     /// Read the serving log: export Parquet, tail, show a request's answer.
     #[command(subcommand)]
     Log(featstore::servelog::cli::LogCommand),
-    /// Join the serving log with labels into a training set (Parquet).
-    TrainingSet(featstore::servelog::cli::TrainingSetArgs),
+    /// Recompute every logged read from the history as known at its log time and
+    /// compare with what was served (per feature: mismatches, rate, largest
+    /// difference, examples). Exits 1 when any value differs.
+    Parity {
+        /// Oldest log time, inclusive (epoch ms or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Newest log time, exclusive (epoch ms or RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only reads of this feature service.
+        #[arg(long)]
+        service: Option<String>,
+        /// The serving log's directory (default: the store config's, else
+        /// `<data>/serving-log`).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Build a training set (Parquet): point in time from the history (`--spine`), or
+    /// the serving log joined with labels (`--from-log`).
+    TrainingSet(TrainingSetCli),
     /// Write the synthetic marketplace data set (features.toml and data files).
     GenData {
         /// Output directory.
@@ -920,7 +1004,38 @@ fn run(cli: Cli) -> Result<()> {
             exit_after,
         } => demo(&dir, addr, exit_after),
         Command::Log(command) => featstore::servelog::cli::run_log(command),
-        Command::TrainingSet(args) => featstore::servelog::cli::run_training_set(args),
+        Command::TrainingSet(args) => training_set(args),
+        Command::Parity {
+            from,
+            to,
+            service,
+            log,
+            target,
+        } => {
+            if target.server.is_some() {
+                bail!("parity reads the store directly (--data), not a server");
+            }
+            let time = |t: &Option<String>| {
+                t.as_deref()
+                    .map(parse_timestamp_ms)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let selection = featstore::servelog::reader::Selection {
+                from_ms: time(&from)?,
+                to_ms: time(&to)?,
+                service,
+                request_id: None,
+            };
+            let store = open(&target)?;
+            let log = log.unwrap_or_else(|| store.config().serving_log.dir_for(&target.data));
+            let report = featstore::parity::check(&store, &log, &selection)?;
+            print_json(&report)?;
+            if report.mismatches > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::GenMatrix {
             out,
             group,

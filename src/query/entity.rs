@@ -21,6 +21,7 @@ use super::rank::{Plan, SpaceKeys, execute, plan_entity};
 use super::read::{FeatureReading, FeatureVector, age_ms};
 use crate::registry::Registry;
 use crate::store::error::ReadError;
+use crate::store::history::read::HistoryRead;
 use crate::store::view::ReadView;
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
@@ -141,17 +142,20 @@ pub fn get(
     names: Names<'_>,
     now: TimestampMs,
 ) -> Result<EntityAnswer, ReadError> {
-    get_guarded(view, entity_type, entity_id, names, now, None)
+    get_in(view, entity_type, entity_id, names, now, None, None)
 }
 
-/// [`get`], once `guard` (if any) admits the plan (see [`super::guard`]).
-pub fn get_guarded(
+/// Reads `names` of one entity at `now` once `guard` (if any) admits the plan (see
+/// [`super::guard`]), with stored values read as `history` says (`None`: live; as-of
+/// and point-in-time reads otherwise).
+pub fn get_in(
     view: &ReadView,
     entity_type: &str,
     entity_id: &str,
     names: Names<'_>,
     now: TimestampMs,
     guard: Option<&dyn super::guard::ReadGuard>,
+    history: Option<HistoryRead<'_>>,
 ) -> Result<EntityAnswer, ReadError> {
     let registry = view.registry();
     if !registry.has_entity_type(entity_type) {
@@ -163,7 +167,7 @@ pub fn get_guarded(
         guard.admit_shared(&plan)?;
     }
     let mut keys = SpaceKeys::single(key);
-    let executed = execute(view, &plan, &mut keys, (1, now), &|| false)?;
+    let executed = execute(view, &plan, &mut keys, (1, now), history, &|| false)?;
     Ok(EntityAnswer {
         entity_type: entity_type.to_owned(),
         entity_id: entity_id.to_owned(),

@@ -53,3 +53,9 @@ pub trait ReadGuard: Send + Sync {
         self.admit(plan)
     }
 }
+
+impl std::fmt::Debug for dyn ReadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadGuard")
+    }
+}

@@ -35,6 +35,7 @@ use crate::registry::entity::{EntityIdError, composite_id};
 use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
 use crate::registry::{FeatureDefinition, Registry};
 use crate::store::error::ReadError;
+use crate::store::history::read::HistoryRead;
 use crate::store::lookup::{ColumnSink, GroupLookup, lookup_group};
 use crate::store::view::ReadView;
 use crate::types::{DType, FeatureId, FeatureStatus, TimestampMs, Value};
@@ -798,6 +799,7 @@ fn fetch(
     columns: &StoredColumns,
     (spaces, keys): (&[KeySpace], &mut SpaceKeys<'_>),
     (rows, now): (usize, TimestampMs),
+    history: Option<HistoryRead<'_>>,
     out_of_time: &dyn Fn() -> bool,
     versions: &mut BTreeMap<String, u64>,
 ) -> Result<(Vec<ColumnValues>, bool), ReadError> {
@@ -825,6 +827,7 @@ fn fetch(
             wanted: &g.wanted,
             defs: &defs,
             now,
+            history,
         };
         let mut sink = ColumnSink {
             columns: &mut values,
@@ -960,12 +963,16 @@ pub(crate) struct Executed {
     pub(crate) defaults: Vec<u64>,
 }
 
-/// Runs `plan` for `rows` candidates at `now`.
+/// Runs `plan` for `rows` candidates at `now`: stored values from the live sources,
+/// or from the history when `history` says how (as-of and point-in-time reads), with
+/// everything above the stored values (TTL and freshness judged at `now`, defaults,
+/// on-demand features) the same.
 pub(crate) fn execute(
     view: &ReadView,
     plan: &Plan,
     keys: &mut SpaceKeys<'_>,
     (rows, now): (usize, TimestampMs),
+    history: Option<HistoryRead<'_>>,
     out_of_time: &dyn Fn() -> bool,
 ) -> Result<Executed, ReadError> {
     let mut versions = BTreeMap::new();
@@ -974,6 +981,7 @@ pub(crate) fn execute(
         &plan.context,
         (&plan.spaces, keys),
         (1, now),
+        history,
         out_of_time,
         &mut versions,
     )?;
@@ -982,6 +990,7 @@ pub(crate) fn execute(
         &plan.candidates,
         (&plan.spaces, keys),
         (rows, now),
+        history,
         out_of_time,
         &mut versions,
     )?;
@@ -1081,15 +1090,19 @@ pub fn rank(
     request: RankRequest,
     now: TimestampMs,
 ) -> Result<RankResponse, RankError> {
-    rank_guarded(view, request, now, None)
+    rank_in(view, request, now, None, None)
 }
 
-/// [`rank`], once `guard` (if any) admits the plan (see [`super::guard`]).
-pub fn rank_guarded(
+/// Answers `request` at `now` once `guard` (if any) admits the plan (see
+/// [`super::guard`]), with stored values read as `history` says (`None`: live): an
+/// as-of ranking read is this with
+/// [`HistoryQuery::AsOf`](crate::store::history::read::HistoryQuery).
+pub fn rank_in(
     view: &ReadView,
     request: RankRequest,
     now: TimestampMs,
     guard: Option<&dyn super::guard::ReadGuard>,
+    history: Option<HistoryRead<'_>>,
 ) -> Result<RankResponse, RankError> {
     let started = Instant::now();
     let deadline = request.deadline;
@@ -1100,7 +1113,7 @@ pub fn rank_guarded(
     }
     let rows = request.candidates.len();
     let mut keys = SpaceKeys::new(&plan, &request.context, &request.candidates);
-    let executed = execute(view, &plan, &mut keys, (rows, now), &out_of_time)?;
+    let executed = execute(view, &plan, &mut keys, (rows, now), history, &out_of_time)?;
 
     let mut context_columns = Vec::new();
     let mut context_cells = Vec::new();

@@ -85,18 +85,20 @@ pub enum LogCommand {
     },
 }
 
-/// `featstore training-set`.
+/// `featstore training-set --from-log` (log and wait; the point-in-time form with
+/// `--spine` is `crate::training`).
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainingSetArgs {
-    /// Directory of the serving log.
-    #[arg(long)]
-    pub from_log: PathBuf,
+    /// Directory of the serving log: join its served rows with labels.
+    #[arg(long, requires = "labels")]
+    pub from_log: Option<PathBuf>,
     /// Which records.
     #[command(flatten)]
     pub range: Range,
-    /// Labels: a Parquet file (`.parquet`) or a CSV file with a header.
+    /// Labels (with `--from-log`): a Parquet file (`.parquet`) or a CSV file with a
+    /// header.
     #[arg(long)]
-    pub labels: PathBuf,
+    pub labels: Option<PathBuf>,
     /// Join columns: `request_id`, optionally followed by the candidate's entity column.
     #[arg(long, value_delimiter = ',', default_value = "request_id")]
     pub join: Vec<String>,
@@ -168,10 +170,15 @@ pub fn run_log(command: LogCommand) -> Result<()> {
 
 /// Runs `featstore training-set`.
 pub fn run_training_set(args: TrainingSetArgs) -> Result<()> {
+    let (Some(from_log), Some(labels)) = (&args.from_log, &args.labels) else {
+        anyhow::bail!(
+            "give --from-log DIR --labels FILE (or --spine FILE for a point-in-time set)"
+        );
+    };
     let summary = super::export::training_set(
-        &args.from_log,
+        from_log,
         &args.range.selection()?,
-        &args.labels,
+        labels,
         &args.join,
         &args.out,
     )?;

@@ -116,7 +116,7 @@ fn carries_value(s: FeatureStatus) -> bool {
     )
 }
 
-fn arrow_type(dtype: DType) -> DataType {
+pub(crate) fn arrow_type(dtype: DType) -> DataType {
     match dtype {
         DType::Int64 => DataType::Int64,
         DType::Float64 => DataType::Float64,
@@ -134,8 +134,9 @@ fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// A column of values of one dtype being built.
-enum Values {
+/// A column of values of one dtype being built (also by point-in-time training
+/// sets, `crate::training`).
+pub(crate) enum Values {
     I64(Int64Builder),
     F64(Float64Builder),
     F32(Float32Builder),
@@ -146,7 +147,7 @@ enum Values {
 }
 
 impl Values {
-    fn new(dtype: DType) -> Self {
+    pub(crate) fn new(dtype: DType) -> Self {
         match dtype {
             DType::Int64 => Values::I64(Int64Builder::new()),
             DType::Float64 => Values::F64(Float64Builder::new()),
@@ -158,7 +159,7 @@ impl Values {
         }
     }
 
-    fn push(&mut self, value: Option<&Value>) {
+    pub(crate) fn push(&mut self, value: Option<&Value>) {
         match (self, value) {
             (Values::I64(b), Some(Value::Int64(x))) => b.append_value(*x),
             (Values::F64(b), Some(Value::Float64(x))) => b.append_value(*x),
@@ -208,7 +209,7 @@ impl Values {
         }
     }
 
-    fn finish(self) -> ArrayRef {
+    pub(crate) fn finish(self) -> ArrayRef {
         match self {
             Values::I64(mut b) => Arc::new(b.finish()),
             Values::F64(mut b) => Arc::new(b.finish()),

@@ -47,6 +47,7 @@ pub fn required_scope(route: Route) -> Option<Scope> {
         | Route::DeleteDefinition
         | Route::RetireService
         | Route::ServingLogExport
+        | Route::TrainingSets
         | Route::AuditLog => Some(Scope::Admin),
     }
 }
@@ -66,6 +67,15 @@ impl Caller {
         match self {
             Caller::Open => None,
             Caller::Principal(p) => Some(p.as_ref()),
+        }
+    }
+
+    /// [`guard`](Self::guard), owned: for work that outlives the request's borrow (a
+    /// training-set job on the blocking pool).
+    pub fn shared_guard(&self) -> Option<Arc<dyn ReadGuard>> {
+        match self {
+            Caller::Open => None,
+            Caller::Principal(p) => Some(p.clone() as Arc<dyn ReadGuard>),
         }
     }
 

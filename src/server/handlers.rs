@@ -386,6 +386,7 @@ pub async fn handle(
         | Route::RetireService
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
         Route::ServingLogExport => serving_log_export(state, req).await,
+        Route::TrainingSets => training_set_job(state, req).await,
         Route::FeatureHealth => {
             let store = state.store.clone();
             let now = now_ms();
@@ -558,10 +559,28 @@ fn check_group_readable(
 fn feature_names(pairs: &[(String, String)]) -> Vec<&str> {
     pairs
         .iter()
+        .filter(|(key, _)| key == "names")
         .flat_map(|(_, value)| value.split(','))
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .collect()
+}
+
+/// The `as_of` of a query string, decoded, if given (the last one wins).
+fn pairs_as_of(req: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(query) = req.uri().query() else {
+        return Ok(None);
+    };
+    if !query.contains("as_of") {
+        return Ok(None);
+    }
+    let pairs = parse_query(Some(query))
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    Ok(pairs
+        .into_iter()
+        .rev()
+        .find(|(k, _)| k == "as_of")
+        .map(|(_, v)| v))
 }
 
 /// The names text of a query string that is `names=..` alone with nothing to decode
@@ -585,10 +604,14 @@ fn get_features(
     let names = match plain_names(req.uri().query()) {
         Some(text) => Names::Text(text),
         None => {
-            pairs = query(req, &["names"])?;
+            pairs = query(req, &["names", "as_of"])?;
             listed = feature_names(&pairs);
             Names::List(&listed)
         }
+    };
+    let as_of = match pairs_as_of(req)? {
+        Some(text) => Some(crate::api::rank::parse_as_of(&text)?),
+        None => None,
     };
     // The store checks the entity type, then the id, then the names, then the
     // caller's read guard.
@@ -600,10 +623,16 @@ fn get_features(
         route: "get",
         guard: caller.guard(),
     };
-    let answer = match state
-        .store
-        .get_entity_in(context, entity_type, entity_id, names)
-    {
+    let result = match as_of {
+        // From the history; not a served read (no observer, no serving log).
+        Some(at) => state
+            .store
+            .get_entity_as_of(entity_type, entity_id, names, at, caller.guard()),
+        None => state
+            .store
+            .get_entity_in(context, entity_type, entity_id, names),
+    };
+    let answer = match result {
         Err(ReadError::NoFeatures) => {
             return Err(ApiError::bad_request(
                 "no feature names given: add ?names=a,b,c",
@@ -714,6 +743,81 @@ fn record_readable(
         }
     }
     Ok(())
+}
+
+/// The body of `POST /v1/training-sets`. Files are plain names under the data
+/// directory's `exports/` folder: a job never reads or writes anywhere else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainingSetJob {
+    /// The spine file in `exports/` (`.parquet`, else CSV).
+    spine: String,
+    /// Feature names; or `service`.
+    features: Option<Vec<String>>,
+    /// A feature service.
+    service: Option<String>,
+    /// The spine's timestamp column (default `event_timestamp`).
+    timestamp_column: Option<String>,
+    /// Only values known at each row's timestamp.
+    #[serde(default)]
+    as_known_at: bool,
+    /// The Parquet file written in `exports/`.
+    out: String,
+}
+
+async fn training_set_job(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::query::rank::FeatureSelection;
+    let caller = super::access::caller_of(&req);
+    let body = read_body(state, Route::TrainingSets, req).await?;
+    let job: TrainingSetJob = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad training-set job: {e}")))?;
+    drop(body);
+    let features = match (job.features, job.service) {
+        (Some(names), None) => FeatureSelection::Names(names),
+        (None, Some(service)) => FeatureSelection::Service(service),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give `features` (a list of names) or `service`",
+            ));
+        }
+    };
+    let exports = state.store.dir().join("exports");
+    let spine = crate::training::confined(&exports, &job.spine).map_err(ApiError::bad_request)?;
+    let out = crate::training::confined(&exports, &job.out).map_err(ApiError::bad_request)?;
+    if spine == out {
+        return Err(ApiError::bad_request("`out` must not be the spine"));
+    }
+    let job = crate::training::TrainingJob {
+        spine,
+        features,
+        timestamp_column: job
+            .timestamp_column
+            .unwrap_or_else(|| crate::training::DEFAULT_TIMESTAMP_COLUMN.to_owned()),
+        as_known_at: job.as_known_at,
+        out,
+        guard: caller.shared_guard(),
+    };
+    let store = state.store.clone();
+    let summary = run_blocking(move || crate::training::build(&store, &job))
+        .await?
+        .map_err(|e| match e {
+            crate::training::TrainingError::Spine { .. }
+            | crate::training::TrainingError::Csv { .. } => ApiError::bad_request(e.to_string()),
+            crate::training::TrainingError::Io { ref source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            crate::training::TrainingError::Read { source, row } => {
+                let status = ApiError::from(source.clone()).status;
+                ApiError::new(status, format!("spine row {row}: {source}"))
+            }
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        })?;
+    ok_json(&summary)
 }
 
 async fn apply_definitions(

@@ -28,7 +28,7 @@ use super::handlers::{
 };
 use super::refusal::{Refusal, Refused};
 use super::router::Route;
-use crate::api::rank::parse_rank;
+use crate::api::rank::parse_rank_as_of;
 use crate::api::rank_json::{BINARY_CONTENT_TYPE, encode_json};
 use crate::api::registry::{
     Deleted, EntityTypeList, Lineage, OnDemandList, RegistryApplyReport, ServiceEntry, ServiceList,
@@ -95,7 +95,7 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
         .cloned();
     let caller = super::access::caller_of(&req);
     let body = read_body(state, Route::Rank, req).await?;
-    let mut request = parse_rank(&body)?;
+    let (mut request, as_of) = parse_rank_as_of(&body)?;
     request.deadline =
         remaining_deadline(&request, timing.arrived, timing.deadline, Instant::now())?;
     let context = crate::store::ReadContext {
@@ -103,7 +103,12 @@ async fn rank(state: &AppState, req: Request<Incoming>) -> Result<HttpResponse, 
         route: "rank",
         guard: caller.guard(),
     };
-    let answer = state.store.rank_in(context, request)?;
+    // An as-of read answers from the history; it is not a served read (no observer,
+    // no serving log).
+    let answer = match as_of {
+        Some(at) => std::sync::Arc::new(state.store.rank_as_of(request, at, caller.guard())?),
+        None => state.store.rank_in(context, request)?,
+    };
     drop(body);
     let mut resp = if binary {
         response(
@@ -227,8 +232,10 @@ mod tests {
         let ms = Duration::from_millis;
         let with = |deadline: Option<u64>| RankRequest {
             deadline: deadline.map(ms),
-            ..parse_rank(br#"{"candidates":{"entity_type":"p","ids":[]},"features":["a"]}"#)
-                .expect("parses")
+            ..crate::api::rank::parse_rank(
+                br#"{"candidates":{"entity_type":"p","ids":[]},"features":["a"]}"#,
+            )
+            .expect("parses")
         };
         // 3 ms of a 10 ms deadline spent waiting: 7 ms left for the read.
         assert_eq!(

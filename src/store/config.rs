@@ -25,6 +25,8 @@ pub struct StoreConfig {
     pub access_tracking_entities: usize,
     /// The serving log (`[serving_log]`), started by the server when enabled.
     pub serving_log: crate::servelog::ServeLogConfig,
+    /// The history store (`[history]`): whether it records, and its retention.
+    pub history: super::history::HistoryConfig,
 }
 
 impl Default for StoreConfig {
@@ -38,6 +40,7 @@ impl Default for StoreConfig {
             hot_segment_bytes: 1 << 30,
             access_tracking_entities: 1 << 20,
             serving_log: crate::servelog::ServeLogConfig::default(),
+            history: super::history::HistoryConfig::default(),
         }
     }
 }

@@ -164,6 +164,10 @@ pub enum ReadError {
     /// failure); the message says which.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An as-of or point-in-time read asked for a windowed aggregate, whose tiles the
+    /// history does not record.
+    #[error("feature `{0}` is a windowed aggregate; its past values are not in the history")]
+    NotInHistory(String),
     /// A stored value does not decode.
     #[error("corrupt value for feature `{feature}`: {source}")]
     Corrupt {

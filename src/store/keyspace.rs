@@ -9,7 +9,7 @@
 //!
 //! Invariants:
 //! * Column family names are disjoint by prefix: `meta`, `stream_events`, `stream.*`,
-//!   `versions.*` and the legacy `batch.*` never collide, because group names cannot be
+//!   `versions.*`, `history.*` and the legacy `batch.*` never collide, because group names cannot be
 //!   empty and each prefix ends in a dot (or is a fixed name without one).
 //! * Meta keys are disjoint by prefix in the same way; fixed keys (`manifest`,
 //!   `registry/next_id`) are not prefixes of any prefixed key.
@@ -70,6 +70,9 @@ pub const VERSIONS_CF_PREFIX: &str = "versions.";
 pub const STREAM_CF_PREFIX: &str = "stream.";
 /// Column family of event-id markers (push idempotence).
 pub const EVENTS_CF: &str = "stream_events";
+/// Prefix of history column family names, one per group: `history.{group}` (every value
+/// ever servable, see `super::history`).
+pub const HISTORY_CF_PREFIX: &str = "history.";
 
 /// The name of `version` of `group`: `batch.{group}.v{version}`. In layout 1 it is the
 /// column family holding the version; in layout 2 it still names the version (manifest
@@ -89,6 +92,11 @@ pub fn stream_cf_name(group: &str) -> String {
     format!("{STREAM_CF_PREFIX}{group}")
 }
 
+/// The column family holding `group`'s history.
+pub fn history_cf_name(group: &str) -> String {
+    format!("{HISTORY_CF_PREFIX}{group}")
+}
+
 /// What a column family name says it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FamilyRole<'a> {
@@ -102,6 +110,8 @@ pub enum FamilyRole<'a> {
     Versions(&'a str),
     /// `batch.{group}.v{n}` (layout 1).
     LegacyBatch,
+    /// `history.{group}`.
+    History(&'a str),
     /// `default` or a name this version of the engine does not write.
     Other,
 }
@@ -118,6 +128,8 @@ pub fn family_role(name: &str) -> FamilyRole<'_> {
         FamilyRole::Versions(group)
     } else if name.starts_with(BATCH_CF_PREFIX) {
         FamilyRole::LegacyBatch
+    } else if let Some(group) = name.strip_prefix(HISTORY_CF_PREFIX) {
+        FamilyRole::History(group)
     } else {
         FamilyRole::Other
     }
@@ -150,6 +162,15 @@ pub const STATS_KEPT: usize = 30;
 pub const STREAMED_PREFIX: &str = "stream/features/";
 /// Prefix of persisted access counts: `access/{entity_type}`.
 pub const ACCESS_PREFIX: &str = "access/";
+/// Prefix of the batch versions recorded in a group's history:
+/// `history/version/{group}/{version:020}` -> the time (`i64` ms little-endian) the
+/// version's changes were committed to `history.{group}`. Records of versions without
+/// such a key (a load that failed after writing them) are ignored.
+pub const HISTORY_VERSION_PREFIX: &str = "history/version/";
+/// Prefix of a group's activations: `history/activation/{group}` -> JSON list of
+/// `{"at_ms", "version"}` in the order they happened.
+pub const HISTORY_ACTIVATION_PREFIX: &str = "history/activation/";
+
 /// Key the stream writer's recovery probe writes in the `default` column family (value:
 /// the probe time, `i64` ms little-endian); nothing reads it.
 pub const PROBE_KEY: &[u8] = b"featstore.stream_probe";
@@ -194,6 +215,21 @@ pub fn streamed_key(group: &str) -> Vec<u8> {
     format!("{STREAMED_PREFIX}{group}").into_bytes()
 }
 
+/// The meta key prefix of the versions recorded in `group`'s history.
+pub fn history_version_prefix(group: &str) -> String {
+    format!("{HISTORY_VERSION_PREFIX}{group}/")
+}
+
+/// The meta key of `version` of `group` recorded in history.
+pub fn history_version_key(group: &str, version: u64) -> Vec<u8> {
+    format!("{HISTORY_VERSION_PREFIX}{group}/{version:020}").into_bytes()
+}
+
+/// The meta key of `group`'s activations.
+pub fn history_activation_key(group: &str) -> Vec<u8> {
+    format!("{HISTORY_ACTIVATION_PREFIX}{group}").into_bytes()
+}
+
 /// The meta key of `entity_type`'s access counts.
 pub fn access_key(entity_type: &str) -> Vec<u8> {
     format!("{ACCESS_PREFIX}{entity_type}").into_bytes()
@@ -215,6 +251,12 @@ mod tests {
         assert_eq!(stats_key("g", 7), b"stats/g/00000000000000000007");
         assert_eq!(stats_group_prefix("g"), "stats/g/");
         assert_eq!(access_key("user"), b"access/user");
+        assert_eq!(history_cf_name("g"), "history.g");
+        assert_eq!(
+            history_version_key("g", 7),
+            b"history/version/g/00000000000000000007"
+        );
+        assert_eq!(history_activation_key("g"), b"history/activation/g");
         assert_eq!(
             entity_type_key("user_product"),
             b"registry/entity/user_product"
@@ -228,6 +270,7 @@ mod tests {
         assert_eq!(family_role("stream.g"), FamilyRole::Stream("g"));
         assert_eq!(family_role("versions.g"), FamilyRole::Versions("g"));
         assert_eq!(family_role("batch.g.v1"), FamilyRole::LegacyBatch);
+        assert_eq!(family_role("history.g"), FamilyRole::History("g"));
         assert_eq!(family_role("default"), FamilyRole::Other);
     }
 }

@@ -62,6 +62,7 @@ use std::time::Instant;
 use featstore_format::segment::FieldSpec;
 use rocksdb::IngestExternalFileOptions;
 
+use super::history;
 use super::keyspace::{self, batch_cf_name};
 use super::segments::{self, HotSegment, SegmentFeed, SegmentInfo, Selection, Sizing};
 use super::versions;
@@ -183,6 +184,10 @@ impl SortedSink for StreamConsumers<'_> {
         Ok(())
     }
 }
+
+/// What a load hands its commit besides the record: the version's mapped segment and
+/// its history files.
+type BuiltParts = (Option<(SegmentInfo, Arc<HotSegment>)>, Option<Vec<PathBuf>>);
 
 /// What the allocate stage reserved.
 struct Allocated {
@@ -362,6 +367,10 @@ impl LoadPipeline<'_> {
             .group(&request.group)
             .ok_or_else(|| StoreError::UnknownGroup(request.group.clone()))?;
         let columns = loader::group_columns(&registry, &group.name);
+        // One load of a group at a time: its history is recorded against the
+        // version before it.
+        let lock = self.store.load_lock(&request.group);
+        let _serialized = lock.lock();
         let mut times = StageTimes::default();
         let allocated = self.allocate(request)?;
         times.allocate = ms_since(started);
@@ -451,7 +460,8 @@ impl LoadPipeline<'_> {
         std::fs::create_dir_all(scratch)
             .map_err(io_err(format!("create {}", scratch.display())))?;
 
-        // Stage 2: build, with the segment's rows assembled from the sorted stream.
+        // Stage 2: build, with the segment's rows, the statistics and the history's
+        // changes taken from the sorted stream.
         let mut segment = store.segment_stage(&request.group, allocated.version)?;
         // Statistics run on their own thread: on a machine with a spare core their cost
         // overlaps with the build instead of adding to it.
@@ -459,15 +469,48 @@ impl LoadPipeline<'_> {
             "featstore-stats",
             stats_collector(&store.registry(), &request.group, allocated.version),
         )?;
+        let history_base = store.history_base(&request.group)?;
+        let history_options = store.options.history_cf(&request.group);
+        let mut history_feed = history_base
+            .as_ref()
+            .map(|base| {
+                history::feed::HistoryFeed::new(
+                    &store.db,
+                    base,
+                    &history_options,
+                    &scratch.join("history"),
+                    allocated.version,
+                )
+            })
+            .transpose()?;
         let built = {
             let mut consumers = StreamConsumers::default();
             if let Some(stage) = segment.as_mut() {
                 consumers.push(stage);
             }
             consumers.push(&mut collector);
+            if let Some(feed) = history_feed.as_mut() {
+                consumers.push(feed);
+            }
             self.build(request, columns, allocated, &mut consumers)?
         };
         let collector = collector.finish()?;
+        let history_files = match history_feed {
+            Some(feed) => {
+                let (changed, absent, unchanged) = (feed.changed, feed.absent, feed.unchanged);
+                let files = feed.finish()?;
+                tracing::debug!(
+                    group = request.group.as_str(),
+                    version = allocated.version,
+                    changed,
+                    absent,
+                    unchanged,
+                    "history changes written"
+                );
+                Some(files)
+            }
+            None => None,
+        };
         times.read = built.read_ms;
         times.write = built.record.build_ms.saturating_sub(built.read_ms);
 
@@ -551,7 +594,7 @@ impl LoadPipeline<'_> {
         store.commit_version(
             &request.group,
             allocated,
-            segment,
+            (segment, history_files),
             &record,
             request.activate && !held,
         )?;
@@ -600,6 +643,91 @@ impl LoadPipeline<'_> {
 }
 
 impl FeatureStore {
+    /// Where a load of `group` finds the previous version's values for its history
+    /// (see [`history::feed`]), creating the group's history family; `None` when
+    /// history is off.
+    fn history_base(&self, group: &str) -> Result<Option<history::feed::Base<'_>>, StoreError> {
+        if !self.config.history.enabled {
+            return Ok(None);
+        }
+        self.checked_write(
+            "creating a history column family",
+            history::ensure_family(&self.db, &self.options, group),
+        )?;
+        let table = self.options.history().load();
+        let Some(facts) = table.group(group) else {
+            return Ok(Some(history::feed::Base::Empty));
+        };
+        let Some(newest) = facts.newest() else {
+            return Ok(Some(history::feed::Base::Empty));
+        };
+        let location = {
+            let state = self.admin.lock();
+            let ready = state
+                .versions
+                .group(group)
+                .and_then(|g| g.entry(newest))
+                .is_some_and(|e| e.state == super::manifest::VersionState::Ready);
+            if ready {
+                state.versions.location(group, newest).ok()
+            } else {
+                None
+            }
+        };
+        if let Some((family, prefix)) = location
+            && let Some(cf) = self.db.cf_handle(&family)
+        {
+            let schema = super::version_range::read_row_schema(&self.db, &cf, prefix)?;
+            return Ok(Some(history::feed::Base::Version { cf, prefix, schema }));
+        }
+        let name = keyspace::history_cf_name(group);
+        let cf = self.db.cf_handle(&name).ok_or_else(|| {
+            StoreError::Internal(format!(
+                "history column family {name} vanished after creation"
+            ))
+        })?;
+        Ok(Some(history::feed::Base::History {
+            cf,
+            group: facts.clone(),
+        }))
+    }
+
+    /// Ingests a load's history files into `history.{group}` and records the version.
+    fn commit_history(
+        &self,
+        group: &str,
+        version: u64,
+        files: Vec<PathBuf>,
+    ) -> Result<(), StoreError> {
+        if !files.is_empty() {
+            let name = keyspace::history_cf_name(group);
+            let cf = self.db.cf_handle(&name).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "history column family {name} vanished after creation"
+                ))
+            })?;
+            let mut ingest = IngestExternalFileOptions::default();
+            ingest.set_move_files(true);
+            self.checked_write(
+                "ingesting the load's history",
+                self.db
+                    .ingest_external_file_cf_opts(&cf, &ingest, files)
+                    .map_err(StoreError::from),
+            )?;
+        }
+        self.checked_write(
+            "recording the version in the history",
+            history::record_version(
+                &self.db,
+                self.options.history(),
+                &self.config.history,
+                group,
+                version,
+                crate::types::now_ms(),
+            ),
+        )
+    }
+
     /// The shadow check of the version `allocated` against `group`'s active version,
     /// on the most-read entities (see [`crate::validate::shadow`]); `None` without an
     /// active version or access counts.
@@ -918,17 +1046,25 @@ impl FeatureStore {
         &self,
         group: &str,
         allocated: &Allocated,
-        segment: Option<(SegmentInfo, Arc<HotSegment>)>,
+        (segment, history_files): BuiltParts,
         record: &LoadRecord,
         activate: bool,
     ) -> Result<(), StoreError> {
         let mut state = self.admin.lock();
+        if let Some(files) = history_files {
+            // The version's changes become part of the history before the manifest
+            // names it; a failure here fails the load, which leaves them unnamed.
+            self.commit_history(group, allocated.version, files)?;
+        }
         self.checked_write(
             "committing the loaded version",
             state
                 .versions
                 .complete(group, &allocated.slot, segment, record, activate),
         )?;
+        if activate {
+            self.record_activation(group, allocated.version);
+        }
         self.publish(&state)?;
         let keep = self.config.keep_versions.max(1);
         if let Err(e) = self.drop_locked(&mut state, group, keep) {

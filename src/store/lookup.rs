@@ -29,6 +29,7 @@ use featstore_format::codec::row::{RowRef, RowSchema, encode_field};
 use featstore_format::segment::{FieldValue, Row};
 
 use super::error::ReadError;
+pub use super::history::read::HistoryRead;
 use super::stream::merge::merge_stream;
 use super::view::{ActiveVersion, ReadView};
 use crate::codec::key::{EntityKey, VersionPrefix, decode_key, entity_prefix_len};
@@ -119,6 +120,9 @@ pub struct GroupLookup<'a> {
     /// The read's time (ms): windowed aggregates are evaluated at it, the same instant
     /// the caller's TTL and freshness checks use.
     pub now: TimestampMs,
+    /// Read from the history instead of the live sources (as-of and point-in-time
+    /// reads at `now`); `None` for live reads.
+    pub history: Option<HistoryRead<'a>>,
 }
 
 /// Records in `out` the stored values of `request.wanted` for every entity of
@@ -130,6 +134,16 @@ pub fn lookup_group(
     entities: &[EntityKey],
     out: &mut impl StoredSink,
 ) -> Result<Option<u64>, ReadError> {
+    if let Some(history) = request.history {
+        return super::history::read::lookup(
+            view,
+            history.table,
+            history.query,
+            request,
+            entities,
+            out,
+        );
+    }
     let version = lookup_batch(view, request, entities, out)?;
     if let Some(cf) = view.stream(request.group) {
         merge_stream(view, cf, request, entities, out)?;

@@ -7,7 +7,8 @@
 //!   open, a load's version from allocation to completion, activation, rollback, drops.
 //! * `view` holds the immutable read views; `lookup` probes a version's hot segment
 //!   and column family; `segments` and `access` build hot segments and count the
-//!   reads that choose their entities; [`stream`] owns pushes and streamed values.
+//!   reads that choose their entities; [`stream`] owns pushes and streamed values;
+//!   [`history`] keeps every value ever servable (as-of and point-in-time reads).
 //! * [`manifest`], `meta`, [`options`] and [`memory`]: persistence in `meta`,
 //!   RocksDB options by role, the memory model.
 //!
@@ -27,6 +28,7 @@
 pub(crate) mod access;
 pub(crate) mod config;
 pub(crate) mod error;
+pub mod history;
 pub mod keyspace;
 pub mod load;
 pub(crate) mod lookup;
@@ -163,6 +165,9 @@ pub struct FeatureStore {
     stream: stream::StreamState,
     // Told about every answered read, push, load and activation (see [`observe`]).
     observers: Arc<observe::Observers>,
+    // One lock per group, held for a whole load: a group's loads run one at a time, so
+    // each version's history is recorded against the one before it.
+    load_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -230,6 +235,16 @@ impl FeatureStore {
         }
 
         let versions = VersionSet::open(db.clone(), &dir, &names)?;
+        options
+            .history()
+            .store(Arc::new(history::read_table(&db, &config.history)?));
+        if config.history.enabled {
+            for name in &names {
+                if let keyspace::FamilyRole::Stream(group) = keyspace::family_role(name) {
+                    history::ensure_family(&db, &options, group)?;
+                }
+            }
+        }
         let registry = Arc::new(registry);
         let streamed = Arc::new(stream::load_streamed_features(&db, &registry)?);
         let view = ReadView::build(
@@ -268,6 +283,7 @@ impl FeatureStore {
             }),
             stream,
             observers,
+            load_locks: Mutex::new(HashMap::new()),
         };
         let state_ms = opened.elapsed().as_millis() - rocksdb_ms;
         store.load_access_counts()?;
@@ -540,7 +556,15 @@ impl FeatureStore {
         let started = self.read_started();
         let now = now_ms();
         let answer = self.view.with(|view| {
-            query::entity::get_guarded(view, entity_type, entity_id, names, now, context.guard)
+            query::entity::get_in(
+                view,
+                entity_type,
+                entity_id,
+                names,
+                now,
+                context.guard,
+                None,
+            )
         })?;
         self.record_access(entity_type, entity_id);
         self.observe_read(ReadAnswer::Entity(&answer), context, now, started);
@@ -569,7 +593,7 @@ impl FeatureStore {
         let now = now_ms();
         let response = Arc::new(
             self.view
-                .with(|view| query::rank::rank_guarded(view, request, now, context.guard))?,
+                .with(|view| query::rank::rank_in(view, request, now, context.guard, None))?,
         );
         if self.config.hot_segment_bytes > 0 {
             let counter = self.access_counter(&response.candidate_type);
@@ -601,11 +625,12 @@ impl FeatureStore {
         let view = self.view();
         let mut answers = Vec::with_capacity(requests.len());
         for request in requests {
-            answers.push(Arc::new(query::rank::rank_guarded(
+            answers.push(Arc::new(query::rank::rank_in(
                 &view,
                 request,
                 now,
                 context.guard,
+                None,
             )?));
         }
         for response in &answers {
@@ -942,6 +967,7 @@ impl FeatureStore {
             "activating a version",
             state.versions.activate(group, version),
         )?;
+        self.record_activation(group, version);
         self.publish(&state)?;
         Ok(rebuild)
     }
@@ -961,8 +987,139 @@ impl FeatureStore {
     fn rollback_locked(&self, group: &str) -> Result<(u64, bool), StoreError> {
         let mut state = self.admin.lock();
         let outcome = self.checked_write("rolling back", state.versions.rollback(group))?;
+        self.record_activation(group, outcome.0);
         self.publish(&state)?;
         Ok(outcome)
+    }
+
+    /// Records in the history that `version` of `group` is served from now on. Called
+    /// under the admin lock after the manifest changed and before the view naming the
+    /// version is published. A failure is logged: serving goes on, and as-of reads of
+    /// the time since then answer from the previous activation.
+    fn record_activation(&self, group: &str, version: u64) {
+        if !self.config.history.enabled {
+            return;
+        }
+        if let Err(e) = history::record_activation(
+            &self.db,
+            self.options.history(),
+            &self.config.history,
+            group,
+            version,
+            now_ms(),
+        ) {
+            tracing::error!(group, version, error = %e, "could not record an activation in the history");
+        }
+    }
+
+    /// The lock serializing `group`'s loads.
+    fn load_lock(&self, group: &str) -> Arc<Mutex<()>> {
+        self.load_locks
+            .lock()
+            .entry(group.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The history facts now (versions recorded, activations), for as-of and
+    /// point-in-time reads.
+    pub fn history_table(&self) -> Arc<history::HistoryTable> {
+        self.options.history().load_full()
+    }
+
+    /// Reads `names` of one entity as a live read at `at_ms` answered them (see
+    /// [`history::read`]): the same planner and answer as live reads, with TTL and
+    /// freshness judged at `at_ms`. Not reported to observers (nothing is served).
+    pub fn get_entity_as_of(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        names: query::Names<'_>,
+        at_ms: TimestampMs,
+        guard: Option<&dyn query::guard::ReadGuard>,
+    ) -> Result<query::EntityAnswer, ReadError> {
+        self.get_entity_from_history(
+            entity_type,
+            entity_id,
+            names,
+            at_ms,
+            history::read::HistoryQuery::AsOf,
+            guard,
+        )
+    }
+
+    /// Reads `names` of one entity from the history at `at_ms` as `query` asks (as of,
+    /// or point in time for a training row).
+    pub fn get_entity_from_history(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        names: query::Names<'_>,
+        at_ms: TimestampMs,
+        query: history::read::HistoryQuery,
+        guard: Option<&dyn query::guard::ReadGuard>,
+    ) -> Result<query::EntityAnswer, ReadError> {
+        let table = self.history_table();
+        let read = history::read::HistoryRead {
+            table: &table,
+            query,
+        };
+        self.view.with(|view| {
+            query::entity::get_in(
+                view,
+                entity_type,
+                entity_id,
+                names,
+                at_ms,
+                guard,
+                Some(read),
+            )
+        })
+    }
+
+    /// Answers a ranking request as a live read at `at_ms` answered it (see
+    /// [`get_entity_as_of`](Self::get_entity_as_of)).
+    pub fn rank_as_of(
+        &self,
+        request: RankRequest,
+        at_ms: TimestampMs,
+        guard: Option<&dyn query::guard::ReadGuard>,
+    ) -> Result<RankResponse, RankError> {
+        self.rank_from_history(request, at_ms, history::read::HistoryQuery::AsOf, guard)
+    }
+
+    /// Answers a ranking request from the history at `at_ms` as `query` asks (as of,
+    /// or point in time for a training row); not reported to observers.
+    pub fn rank_from_history(
+        &self,
+        request: RankRequest,
+        at_ms: TimestampMs,
+        query: history::read::HistoryQuery,
+        guard: Option<&dyn query::guard::ReadGuard>,
+    ) -> Result<RankResponse, RankError> {
+        let table = self.history_table();
+        let read = history::read::HistoryRead {
+            table: &table,
+            query,
+        };
+        self.view
+            .with(|view| query::rank::rank_in(view, request, at_ms, guard, Some(read)))
+    }
+
+    /// Removes every history record of one entity: each group of `entity_type` (see
+    /// [`history::erase_entity`]). For the per-entity deletion feature.
+    pub fn erase_entity_history(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+    ) -> Result<(), StoreError> {
+        let registry = self.registry();
+        for group in registry.groups() {
+            if group.entity_type == entity_type {
+                history::erase_entity(&self.db, &group.name, entity_id.as_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops all but the newest `keep` versions of `group` (never the active one).

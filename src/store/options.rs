@@ -108,6 +108,8 @@ pub struct EngineOptions {
     write_buffer_bytes: usize,
     /// Retention limits read by the stream column families' compaction filters.
     retention: SharedRetention,
+    /// History facts read by the history column families' compaction filters.
+    history: super::history::SharedHistory,
 }
 
 impl EngineOptions {
@@ -122,7 +124,16 @@ impl EngineOptions {
             write_buffer_bytes,
             // Removes nothing until the store installs the registry's limits.
             retention: Arc::new(ArcSwap::from_pointee(RetentionTable::default())),
+            // Drops nothing until the store installs the table read from `meta`.
+            history: Arc::new(ArcSwap::from_pointee(
+                super::history::HistoryTable::default(),
+            )),
         }
+    }
+
+    /// The history facts shared with the history families' compaction filters.
+    pub fn history(&self) -> &super::history::SharedHistory {
+        &self.history
     }
 
     /// The retention table shared with the compaction filters.
@@ -260,6 +271,18 @@ impl EngineOptions {
         opts
     }
 
+    /// Options of a `history.{group}` column family, and of the SST files a load
+    /// writes for it: entity-keyed like the stream families, with the history
+    /// retention compaction filter.
+    pub fn history_cf(&self, group: &str) -> Options {
+        let mut opts =
+            self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
+        opts.set_compaction_filter_factory(
+            super::history::retention::HistoryRetentionFactory::new(self.history.clone(), group),
+        );
+        opts
+    }
+
     /// Reads RocksDB's memory accounting for `db` (opened with these options).
     pub fn memory_usage(
         &self,
@@ -303,6 +326,8 @@ impl EngineOptions {
             self.stream_cf()
         } else if name == EVENTS_CF {
             self.events_cf()
+        } else if let Some(group) = name.strip_prefix(super::keyspace::HISTORY_CF_PREFIX) {
+            self.history_cf(group)
         } else {
             self.meta_cf()
         }

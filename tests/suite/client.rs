@@ -143,6 +143,7 @@ fn the_client_ranks_in_json_and_binary() {
         features: Some(vec!["item_b".into(), "item_label".into()]),
         service: None,
         deadline_ms: None,
+        as_of: None,
     };
     let answer = client.rank(&request).expect("rank");
     assert!(answer.complete);

@@ -83,8 +83,10 @@ use serde::Serialize;
 
 use super::event::{Prepared, PushError, PushOutcome};
 use super::{EVENTS_CF, stream_cf_name};
+use crate::codec::history;
 use crate::codec::stream::Tile;
 use crate::codec::value::decode_event_time;
+use crate::store::keyspace::history_cf_name;
 use crate::types::{TimestampMs, now_ms};
 
 /// Maps of one commit, hashed with aHash (keys are producer-chosen, but a commit's maps
@@ -700,6 +702,11 @@ fn commit(
         })?;
         if !touched.contains(&name) {
             touched.insert(name.clone());
+            // A probe flushes the history family with the stream family it records.
+            let history = history_cf_name(group);
+            if db.cf_handle(&history).is_some() {
+                touched.insert(history);
+            }
         }
         names.insert(group.clone(), name);
     }
@@ -773,19 +780,42 @@ fn commit(
     // 4. One write; the syncer makes it durable before anyone is acknowledged. Keys go
     // in ascending order: the memtable's skip list then inserts each one starting from
     // the previous one's position.
+    // The time the values become readable, as the history records it (see
+    // `crate::store::history`): the next millisecond, and the batch is written only once
+    // the clock reached it, so a read judged before it never saw the values and one
+    // judged after the write always does. Costs the writer up to a millisecond per
+    // group commit (shared by all its pushes).
+    let write_time = now_ms().saturating_add(1);
+    let mut record = Vec::new();
+    let mut recorded = false;
     for (group, work) in &groups {
         let Some(cf) = names.get(group).and_then(|n| db.cf_handle(n)) else {
             continue;
         };
-        let mut values: Vec<(&[u8], &[u8])> = work
+        let mut values: Vec<(&[u8], TimestampMs, &[u8])> = work
             .values
             .iter()
             .filter(|(_, slot)| slot.dirty)
-            .filter_map(|(key, slot)| slot.current.as_ref().map(|(_, bytes)| (*key, &**bytes)))
+            .filter_map(|(key, slot)| {
+                slot.current
+                    .as_ref()
+                    .map(|(time, bytes)| (*key, *time, &**bytes))
+            })
             .collect();
-        values.sort_unstable();
-        for (key, bytes) in values {
+        values.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let history_cf = db.cf_handle(&history_cf_name(group));
+        for (key, event_time, bytes) in values {
             batch.put_cf(&cf, key, bytes);
+            if let Some(history_cf) = &history_cf {
+                recorded = true;
+                record.clear();
+                history::encode_present(bytes, &mut record);
+                batch.put_cf(
+                    history_cf,
+                    history::stream_key(key, event_time, write_time),
+                    &record,
+                );
+            }
         }
         let mut tiles: Vec<(&[u8], &TileSlot)> = work
             .tiles
@@ -799,6 +829,9 @@ fn commit(
         }
     }
     if !batch.is_empty() {
+        if recorded {
+            crate::store::history::wait_until(write_time);
+        }
         if let Some(StreamFault::Write(m)) = shared.fault() {
             return Err(Failure::Write(format!("write failed: {m}")));
         }

@@ -271,6 +271,14 @@ impl FeatureStore {
         let mut state = self.admin.lock();
         for group in missing {
             let name = stream_cf_name(group);
+            if self.config.history.enabled {
+                // Before the stream family: the committer records a pushed value in
+                // the history whenever the group's history family exists.
+                self.checked_write(
+                    "creating a history column family",
+                    super::history::ensure_family(&self.db, &self.options, group),
+                )?;
+            }
             if self.db.cf_handle(&name).is_none() {
                 self.checked_write(
                     "creating a stream column family",

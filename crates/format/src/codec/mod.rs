@@ -5,6 +5,7 @@
 //! This layer knows nothing of RocksDB: it maps model types to byte strings and back, and
 //! rejects malformed bytes with a [`CodecError`] instead of panicking.
 
+pub mod history;
 pub mod key;
 pub mod row;
 pub mod stream;

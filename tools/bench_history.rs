@@ -1,0 +1,187 @@
+//! Measures what the history costs: loads DAYS daily versions of ENTITIES x FEATURES
+//! float32 values where CHANGE percent of the entities change each day (new values, new
+//! event time; the others keep theirs), once with history on and once off, and prints
+//! the history's bytes per retained day and the load-time overhead of writing it.
+//!
+//! `featstore-bench-history [ENTITIES] [FEATURES] [DAYS] [CHANGE] [DIR]` (defaults
+//! 100000 50 8 5, a temp dir). With `--restamp` as the last argument every row gets
+//! the day's event time (a batch job that stamps all rows with its run date): then
+//! every value differs from the day before and is recorded.
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use arrow_array::builder::{Float32Builder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use featstore::datagen::write_float_matrix;
+use featstore::loader::LoadRequest;
+use featstore::store::AcceptAll;
+use featstore::{FeatureStore, StoreConfig};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The value of entity `e`, feature `k`, last changed on day `day`.
+fn value(e: u64, k: usize, day: u64) -> f32 {
+    let x = e
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add((k as u64) << 32)
+        .wrapping_add(day.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+}
+
+/// The day entity `e` last changed, on day `day` (`change` percent change a day).
+fn changed_on(e: u64, day: u64, change: u64) -> u64 {
+    (1..=day)
+        .rev()
+        .find(|d| (e.wrapping_mul(2_654_435_761).wrapping_add(d * 97)) % 100 < change)
+        .unwrap_or(0)
+}
+
+fn write_day(
+    path: &Path,
+    (entities, features): (u64, usize),
+    (day, change, restamp): (u64, u64, bool),
+) -> Result<()> {
+    let mut fields = vec![
+        Field::new("entity_id", DataType::Utf8, false),
+        Field::new("event_time", DataType::Int64, false),
+    ];
+    for k in 0..features {
+        fields.push(Field::new(format!("f{k:02}"), DataType::Float32, false));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let file = std::fs::File::create(path)?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    let base = 1_764_000_000_000i64;
+    let mut start = 0;
+    while start < entities {
+        let end = (start + 65_536).min(entities);
+        let mut ids = StringBuilder::new();
+        let mut times = Int64Builder::new();
+        let mut cols: Vec<Float32Builder> = (0..features).map(|_| Float32Builder::new()).collect();
+        for e in start..end {
+            let last = changed_on(e, day, change);
+            ids.append_value(format!("e{e}"));
+            let stamp = if restamp { day } else { last };
+            times.append_value(base + stamp as i64 * DAY_MS);
+            for (k, c) in cols.iter_mut().enumerate() {
+                c.append_value(value(e, k, last));
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(times.finish())];
+        arrays.extend(cols.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
+        writer.write(&RecordBatch::try_new(schema.clone(), arrays)?)?;
+        start = end;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                total += dir_bytes(&p);
+            } else if p.extension().is_some_and(|e| e == "sst") {
+                total += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    total
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let restamp = args.last().is_some_and(|a| a == "--restamp");
+    let mut args = args.into_iter().filter(|a| a != "--restamp");
+    let mut next = |default: u64| -> Result<u64> {
+        Ok(args
+            .next()
+            .map(|a| a.parse())
+            .transpose()?
+            .unwrap_or(default))
+    };
+    let entities = next(100_000)?;
+    let features = next(50)? as usize;
+    let days = next(8)?;
+    let change = next(5)?;
+    let temp = tempfile::tempdir()?;
+    let dir = args
+        .next()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let specs = write_float_matrix(&dir.join("specs.csv"), "matrix", 1, features, 1)?;
+    for day in 0..days {
+        write_day(
+            &dir.join(format!("day{day}.parquet")),
+            (entities, features),
+            (day, change, restamp),
+        )
+        .context("generate")?;
+    }
+    println!(
+        "entities {entities} features {features} days {days} change {change}% restamp {restamp}"
+    );
+    let mut results = Vec::new();
+    for history in [false, true] {
+        let store_dir = dir.join(if history { "with" } else { "without" });
+        if store_dir.exists() {
+            std::fs::remove_dir_all(&store_dir)?;
+        }
+        let mut config = StoreConfig::default();
+        config.history.enabled = history;
+        let store = FeatureStore::open(&store_dir, config)?;
+        store.apply(specs.clone())?;
+        let mut load_secs = Vec::new();
+        for day in 0..days {
+            let started = Instant::now();
+            store.load_gated(
+                &LoadRequest::new("matrix", dir.join(format!("day{day}.parquet"))),
+                &AcceptAll,
+                &|_| {},
+            )?;
+            load_secs.push(started.elapsed().as_secs_f64());
+        }
+        let history_bytes = dir_bytes(&store_dir.join("db"));
+        results.push((load_secs, history_bytes));
+        drop(store);
+    }
+    let (off, off_bytes) = &results[0];
+    let (on, on_bytes) = &results[1];
+    let total = |v: &[f64]| v.iter().sum::<f64>();
+    // Day 0 is recorded whole; the later days are the changes.
+    let later = |v: &[f64]| v.iter().skip(1).sum::<f64>();
+    let history_bytes = on_bytes.saturating_sub(*off_bytes);
+    let values = entities * features as u64;
+    println!(
+        "load seconds, history off    {:.2} (days 1..: {:.2})",
+        total(off),
+        later(off)
+    );
+    println!(
+        "load seconds, history on     {:.2} (days 1..: {:.2})",
+        total(on),
+        later(on)
+    );
+    println!(
+        "load-time overhead           {:+.1}% (days 1..: {:+.1}%)",
+        (total(on) / total(off) - 1.0) * 100.0,
+        (later(on) / later(off) - 1.0) * 100.0
+    );
+    println!("history bytes (SST)          {history_bytes}");
+    println!(
+        "bytes per retained day       {:.0} ({:.2} bytes per value of a version)",
+        history_bytes as f64 / days as f64,
+        history_bytes as f64 / days as f64 / values as f64
+    );
+    Ok(())
+}
