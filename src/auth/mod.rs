@@ -1,6 +1,6 @@
 //! Access control: who may call the HTTP API, and for which features.
 //!
-//! It owns the token file ([`file`]), the tokens' text and digests ([`token`]), the
+//! It owns the token file ([`file`](mod@file)), the tokens' text and digests ([`token`]), the
 //! principals and their rules ([`principal`]), the name patterns ([`pattern`]) and
 //! [`Auth`], the server's live copy of the token file, reloaded when the file changes.
 //! It is not a user directory or an identity provider: a principal is a line of the

@@ -451,6 +451,7 @@ pub async fn handle(
                 &state.store.memory_usage(),
                 crate::store::memory::process_resident_bytes(),
             );
+            state.metrics.set_engine(&state.store.engine_stats());
             state.metrics.set_server_load(&state.load());
             match crate::validate::freshness::gather(&state.store) {
                 Ok(facts) => state

@@ -3,8 +3,8 @@
 //! * `featstore_http_requests_total{method,route,status}`: requests answered. `route` is
 //!   the route template (`/v1/groups/{group}/versions`), or `unmatched` for a 404 that
 //!   matched no route, so label cardinality stays bounded.
-//! * `featstore_http_request_duration_seconds{method,route}`: latency histogram, buckets
-//!   from 50 µs to 1 s.
+//! * `featstore_http_request_duration_seconds{method,route,status}`: latency histogram,
+//!   buckets from 50 µs to 1 s.
 //! * `featstore_features_served_total{status}`: feature readings returned, by status
 //!   (`present`, `not_found`, `expired`, `null`, `stale`, `defaulted`, `not_fetched`).
 //! * `featstore_reads_total{kind}` and `featstore_read_duration_seconds{kind}`: reads
@@ -45,6 +45,13 @@
 //!   `write_buffers`).
 //! * `featstore_batch_versions`: batch versions kept (active and rollback targets).
 //! * `process_resident_memory_bytes`: the process's resident set size.
+//! * `featstore_rocksdb_block_cache_hits_total`, `_block_cache_misses_total`: block
+//!   cache lookups (RocksDB's tickers; hit rate = hits / (hits + misses));
+//!   `featstore_rocksdb_pending_compaction_bytes`: what compaction must still rewrite,
+//!   all column families together (`rocksdb.estimate-pending-compaction-bytes`).
+//! * `featstore_hot_segment_lookups_total`, `featstore_hot_segment_hits_total`: entity
+//!   lookups in active batch versions, and those the mapped hot segment answered (hit
+//!   rate = hits / lookups; the rest went to RocksDB).
 //! * `featstore_stream_writer_healthy`: 1 while the stream writer accepts pushes, 0
 //!   while it cannot write after a failed write or sync (it retries by itself).
 //! * `featstore_stream_write_failures_total`: failed stream writes and WAL syncs since
@@ -107,12 +114,6 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct RouteLabels {
-    method: &'static str,
-    route: &'static str,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -157,7 +158,7 @@ pub struct GroupLabels {
     group: String,
 }
 
-type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type LatencyFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// Per-group histogram of push-to-readable lag; cloning shares the same counters.
 pub type LagFamily = Family<GroupLabels, Histogram, fn() -> Histogram>;
@@ -254,10 +255,26 @@ struct Scrape {
     memory_budget: Family<PoolLabels, Gauge>,
     batch_versions: Gauge,
     resident: Gauge,
+    engine: EngineSeries,
     writer_healthy: Gauge,
     write_failures: Counter,
     writer_recoveries: Counter,
     load: LoadGauges,
+}
+
+/// The engine's own figures, read at scrape time (counters follow the store's totals).
+#[derive(Default)]
+struct EngineSeries {
+    block_cache_hits: Counter,
+    block_cache_misses: Counter,
+    pending_compaction: Gauge,
+    segment_lookups: Counter,
+    segment_hits: Counter,
+}
+
+/// Raises `counter` to `total` (a total kept elsewhere, which never decreases).
+fn follow(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// The [`ServerLoad`] gauges.
@@ -372,7 +389,7 @@ impl Metrics {
             Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "featstore_http_request_duration_seconds",
-            "Time from routing a request to having its response, by method and route template",
+            "Time from routing a request to having its response, by method, route template and status code",
             latency.clone(),
         );
         let served_family = Family::<StatusLabels, Counter>::default();
@@ -508,6 +525,32 @@ impl Metrics {
             "Resident set size of the process",
             resident.clone(),
         );
+        let engine = EngineSeries::default();
+        registry.register(
+            "featstore_rocksdb_block_cache_hits",
+            "Block cache lookups that found their block (RocksDB ticker block.cache.hit)",
+            engine.block_cache_hits.clone(),
+        );
+        registry.register(
+            "featstore_rocksdb_block_cache_misses",
+            "Block cache lookups that read their block from a file (RocksDB ticker block.cache.miss)",
+            engine.block_cache_misses.clone(),
+        );
+        registry.register(
+            "featstore_rocksdb_pending_compaction_bytes",
+            "Bytes RocksDB estimates compaction must rewrite, all column families together",
+            engine.pending_compaction.clone(),
+        );
+        registry.register(
+            "featstore_hot_segment_lookups",
+            "Entity lookups in active batch versions (hits / lookups is the hot segment hit rate)",
+            engine.segment_lookups.clone(),
+        );
+        registry.register(
+            "featstore_hot_segment_hits",
+            "Entity lookups in active batch versions answered by the mapped hot segment",
+            engine.segment_hits.clone(),
+        );
         let writer_healthy = Gauge::default();
         writer_healthy.set(1);
         registry.register(
@@ -579,6 +622,7 @@ impl Metrics {
                 memory_budget,
                 batch_versions,
                 resident,
+                engine,
                 writer_healthy,
                 write_failures,
                 writer_recoveries,
@@ -603,7 +647,11 @@ impl Metrics {
             })
             .inc();
         self.latency
-            .get_or_create(&RouteLabels { method, route })
+            .get_or_create(&RequestLabels {
+                method,
+                route,
+                status,
+            })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -786,6 +834,18 @@ impl Metrics {
         }
     }
 
+    /// Sets the engine's series from one reading of its statistics.
+    pub fn set_engine(&self, stats: &crate::store::EngineStats) {
+        let scrape = self.scrape.lock();
+        let e = &scrape.engine;
+        follow(&e.block_cache_hits, stats.block_cache_hits);
+        follow(&e.block_cache_misses, stats.block_cache_misses);
+        e.pending_compaction
+            .set(i64::try_from(stats.pending_compaction_bytes).unwrap_or(i64::MAX));
+        follow(&e.segment_lookups, stats.hot_segment_lookups);
+        follow(&e.segment_hits, stats.hot_segment_hits);
+    }
+
     /// Replaces the active-version gauges with `groups` (name, entity type, active
     /// version) and encodes every metric in the OpenMetrics text format.
     pub fn render(
@@ -948,13 +1008,40 @@ mod tests {
             .expect("encodes");
         for needle in [
             r#"featstore_http_requests_total{method="GET",route="/v1/features/{entity_type}/{entity_id}",status="200"} 1"#,
-            r#"featstore_http_request_duration_seconds_bucket{le="0.00025",method="GET",route="/v1/features/{entity_type}/{entity_id}"} 1"#,
+            r#"featstore_http_request_duration_seconds_bucket{le="0.00025",method="GET",route="/v1/features/{entity_type}/{entity_id}",status="200"} 1"#,
             r#"featstore_features_served_total{status="present"} 2"#,
             r#"featstore_features_served_total{status="not_found"} 1"#,
             r#"featstore_features_served_total{status="expired"} 0"#,
             r#"featstore_group_active_version{group="product_daily"} 3"#,
             r#"featstore_group_active_version{group="user_daily"} 0"#,
             "# EOF",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn engine_series_follow_the_stores_totals() {
+        let metrics = Metrics::new();
+        let mut stats = crate::store::EngineStats {
+            block_cache_hits: 90,
+            block_cache_misses: 10,
+            pending_compaction_bytes: 4096,
+            hot_segment_lookups: 1000,
+            hot_segment_hits: 750,
+        };
+        metrics.set_engine(&stats);
+        stats.block_cache_hits = 95;
+        stats.hot_segment_lookups = 1010;
+        stats.pending_compaction_bytes = 0;
+        metrics.set_engine(&stats);
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            "featstore_rocksdb_block_cache_hits_total 95",
+            "featstore_rocksdb_block_cache_misses_total 10",
+            "featstore_rocksdb_pending_compaction_bytes 0",
+            "featstore_hot_segment_lookups_total 1010",
+            "featstore_hot_segment_hits_total 750",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -162,6 +162,10 @@ fn lookup_batch(
         return Ok(None);
     };
     let mut misses: Vec<usize> = Vec::new();
+    let counters = view.counters();
+    counters
+        .lookups
+        .fetch_add(entities.len() as u64, std::sync::atomic::Ordering::Relaxed);
     match &active.segment {
         Some(segment) => {
             // Field positions are resolved once per call, not per entity.
@@ -191,6 +195,10 @@ fn lookup_batch(
                     .enumerate()
                     .filter(|(_, row)| row.is_none())
                     .map(|(e, _)| e),
+            );
+            counters.segment_hits.fetch_add(
+                (entities.len() - misses.len()) as u64,
+                std::sync::atomic::Ordering::Relaxed,
             );
         }
         None => misses.extend(0..entities.len()),

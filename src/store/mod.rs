@@ -151,6 +151,8 @@ type AccessMap = HashMap<String, Arc<AccessCounter>>;
 pub struct FeatureStore {
     // Constant after open.
     db: Arc<DB>,
+    /// The options the database was opened with: they hold its statistics (tickers).
+    db_options: rocksdb::Options,
     options: EngineOptions,
     config: StoreConfig,
     dir: PathBuf,
@@ -168,6 +170,24 @@ pub struct FeatureStore {
     // One lock per group, held for a whole load: a group's loads run one at a time, so
     // each version's history is recorded against the one before it.
     load_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    // Entity lookups and hot segment hits, shared by every read view.
+    lookups: Arc<view::LookupCounters>,
+}
+
+/// The engine's own figures at one moment: RocksDB's block cache tickers and pending
+/// compaction, and the hot segments' share of entity lookups (totals since open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Block cache lookups that found their block.
+    pub block_cache_hits: u64,
+    /// Block cache lookups that read their block from a file.
+    pub block_cache_misses: u64,
+    /// Bytes compaction must still rewrite (RocksDB's estimate, every column family).
+    pub pending_compaction_bytes: u64,
+    /// Entities looked up in active batch versions.
+    pub hot_segment_lookups: u64,
+    /// Of those, answered by the mapped hot segment.
+    pub hot_segment_hits: u64,
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -247,6 +267,7 @@ impl FeatureStore {
         }
         let registry = Arc::new(registry);
         let streamed = Arc::new(stream::load_streamed_features(&db, &registry)?);
+        let lookups = Arc::new(view::LookupCounters::default());
         let view = ReadView::build(
             db.clone(),
             registry.clone(),
@@ -254,6 +275,7 @@ impl FeatureStore {
             versions.segments(),
             versions.ranges(),
             streamed.clone(),
+            lookups.clone(),
         )?;
         let stream = stream::StreamState::start(&db, &options, &registry)?;
         let observers = Arc::new(observe::Observers::default());
@@ -270,6 +292,7 @@ impl FeatureStore {
         });
         let store = FeatureStore {
             db,
+            db_options: db_opts,
             options,
             config,
             dir,
@@ -284,6 +307,7 @@ impl FeatureStore {
             stream,
             observers,
             load_locks: Mutex::new(HashMap::new()),
+            lookups,
         };
         let state_ms = opened.elapsed().as_millis() - rocksdb_ms;
         store.load_access_counts()?;
@@ -441,6 +465,33 @@ impl FeatureStore {
         };
         self.options
             .memory_usage(&self.db, hot_segments_mapped, column_families)
+    }
+
+    /// The engine's statistics now (see [`EngineStats`]).
+    pub fn engine_stats(&self) -> EngineStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let pending_compaction_bytes = DB::list_cf(&self.db_options, self.db.path())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| self.db.cf_handle(name))
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(&cf, "rocksdb.estimate-pending-compaction-bytes")
+                    .ok()
+                    .flatten()
+            })
+            .sum();
+        EngineStats {
+            block_cache_hits: self
+                .db_options
+                .get_ticker_count(rocksdb::statistics::Ticker::BlockCacheHit),
+            block_cache_misses: self
+                .db_options
+                .get_ticker_count(rocksdb::statistics::Ticker::BlockCacheMiss),
+            pending_compaction_bytes,
+            hot_segment_lookups: self.lookups.lookups.load(Relaxed),
+            hot_segment_hits: self.lookups.segment_hits.load(Relaxed),
+        }
     }
 
     /// The store's data directory.
@@ -659,6 +710,7 @@ impl FeatureStore {
             state.versions.segments(),
             state.versions.ranges(),
             state.streamed.clone(),
+            self.lookups.clone(),
         )?;
         self.view.store(Arc::new(view));
         Ok(())

@@ -64,6 +64,17 @@ pub struct ReadView {
     registry: Arc<Registry>,
     streamed: Arc<StreamedFeatures>,
     handles: Handles,
+    counters: Arc<LookupCounters>,
+}
+
+/// Entity lookups in active batch versions and how many the hot segment answered,
+/// shared by every view of one store (the `featstore_hot_segment_*` metrics).
+#[derive(Debug, Default)]
+pub struct LookupCounters {
+    /// Entities looked up in an active batch version.
+    pub lookups: std::sync::atomic::AtomicU64,
+    /// Of those, found in the version's mapped hot segment.
+    pub segment_hits: std::sync::atomic::AtomicU64,
 }
 
 impl ReadView {
@@ -76,6 +87,7 @@ impl ReadView {
         segments: &HashMap<String, Arc<HotSegment>>,
         ranges: &HashMap<String, Arc<VersionRange>>,
         streamed: Arc<StreamedFeatures>,
+        counters: Arc<LookupCounters>,
     ) -> Result<Self, StoreError> {
         let handles = Handles::try_new(db, |db| {
             let mut map = HashMap::new();
@@ -120,7 +132,13 @@ impl ReadView {
             registry,
             streamed,
             handles,
+            counters,
         })
+    }
+
+    /// The store's lookup counters.
+    pub fn counters(&self) -> &LookupCounters {
+        &self.counters
     }
 
     /// The registry snapshot of this view.

@@ -401,6 +401,21 @@ fn hot_segment_and_rocksdb_answer_identically() {
         let b = rank(&cold.view(), request(features), now).expect("cold");
         assert_eq!(a, b, "{features:?}");
     }
+    // The lookup counters: the hot store's segments answered the entities they hold
+    // (not the candidate `nope`, which no version holds), the cold store's none (it
+    // has no segment); the cold store read its values through the block cache.
+    let (hot_stats, cold_stats) = (hot.engine_stats(), cold.engine_stats());
+    assert!(
+        hot_stats.hot_segment_hits > 0
+            && hot_stats.hot_segment_hits < hot_stats.hot_segment_lookups,
+        "{hot_stats:?}"
+    );
+    assert!(cold_stats.hot_segment_lookups > 0);
+    assert_eq!(cold_stats.hot_segment_hits, 0);
+    assert!(
+        cold_stats.block_cache_hits + cold_stats.block_cache_misses > 0,
+        "{cold_stats:?}"
+    );
 }
 
 #[test]
