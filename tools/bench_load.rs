@@ -2,7 +2,9 @@
 //! N entities x F float32 features, loads it as a new version, and prints values/s,
 //! SST bytes per value and the ratios to the raw and Parquet sizes.
 //!
-//! `featstore-bench-load [ENTITIES] [FEATURES] [DIR]` (defaults 1000000 50, a temp dir).
+//! `featstore-bench-load [ENTITIES] [FEATURES] [DIR] [no-history]` (defaults 1000000 50,
+//! a temp dir, the history store recording as by default; `no-history` turns it off,
+//! to measure what recording the first version's history costs).
 
 /// mimalloc, as in production: per-request answer buffers are many small, short-lived
 /// allocations.
@@ -34,6 +36,11 @@ fn main() -> Result<()> {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
+    let history = match args.next().as_deref() {
+        None => true,
+        Some("no-history") => false,
+        Some(other) => anyhow::bail!("unknown argument `{other}` (expected `no-history`)"),
+    };
 
     let input = dir.join("matrix.parquet");
     let started = Instant::now();
@@ -49,7 +56,9 @@ fn main() -> Result<()> {
     if store_dir.exists() {
         std::fs::remove_dir_all(&store_dir)?;
     }
-    let store = FeatureStore::open(&store_dir, StoreConfig::default())?;
+    let mut config = StoreConfig::default();
+    config.history.enabled = history;
+    let store = FeatureStore::open(&store_dir, config)?;
     store.apply(specs)?;
     let cpu_before = measure::process_cpu_secs();
     let started = Instant::now();
