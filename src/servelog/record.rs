@@ -20,7 +20,7 @@
 //! rows' first bytes, then all second bytes, ...), which zstd compresses far better than
 //! interleaved floats and decodes to the same bits.
 //!
-//! [`decode`] checks every count against the bytes left before allocating, so a
+//! [`Decoder`] checks every count against the bytes left before allocating, so a
 //! damaged record is an error, never a panic or an unbounded allocation.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -483,19 +483,21 @@ impl ColumnSets {
         id
     }
 
-    /// Column-set records the record just encoded needs ahead of it in the current
-    /// block, with their numbers.
-    pub fn missing(&self) -> Vec<(u64, &[u8])> {
-        let mut out: Vec<(u64, &[u8])> = Vec::new();
+    /// The sets the record just encoded names that the current block does not hold
+    /// yet: their records go into the block before it.
+    pub fn missing(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
         for id in &self.used {
-            if !self.in_block.contains(id)
-                && !out.iter().any(|(i, _)| i == id)
-                && let Some(record) = self.records.get(id)
-            {
-                out.push((*id, record));
+            if !self.in_block.contains(id) && !out.contains(id) {
+                out.push(*id);
             }
         }
         out
+    }
+
+    /// The column-set record of set `id`.
+    pub fn record(&self, id: u64) -> Option<&[u8]> {
+        self.records.get(&id).map(Vec::as_slice)
     }
 
     /// Notes that the current block now holds set `id`'s record.
@@ -867,12 +869,6 @@ impl Decoder {
     }
 }
 
-/// Decodes one read's record that names no column set (format version 1 records, or
-/// a record whose columns are all inline); a record naming a set needs [`Decoder`].
-pub fn decode(bytes: &[u8]) -> Result<Record, RecordError> {
-    decode_read(bytes, &HashMap::new())
-}
-
 /// The columns of a record: inline (format version 1) or the set it names.
 fn columns_of(
     c: &mut Cur<'_>,
@@ -1100,14 +1096,9 @@ mod tests {
             format!("g:{f}")
         });
         let mut records: Vec<Vec<u8>> = Vec::new();
-        let missing: Vec<(u64, Vec<u8>)> = sets
-            .missing()
-            .into_iter()
-            .map(|(id, r)| (id, r.to_vec()))
-            .collect();
-        for (id, record) in missing {
+        for id in sets.missing() {
+            records.push(sets.record(id).expect("a known set").to_vec());
             sets.mark_in_block(id);
-            records.push(record);
         }
         records.push(out);
         records

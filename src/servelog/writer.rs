@@ -102,7 +102,6 @@ impl WriterHandle {
             block_started: None,
             block_sets: 0,
             sets: ColumnSets::new(),
-            in_block_marks: Vec::new(),
             record: Vec::new(),
         };
         writer.prune();
@@ -152,8 +151,6 @@ struct Writer {
     /// Column-set records in the block (not reads: left out of the read counts).
     block_sets: u32,
     sets: ColumnSets,
-    /// Sets added to the block by the read being added (reused).
-    in_block_marks: Vec<u64>,
     record: Vec<u8>,
 }
 
@@ -249,24 +246,33 @@ impl Writer {
         if record.len() > featstore_format::reclog::MAX_RECORD_BYTES {
             self.metrics.drop_records(DropReason::TooLarge, 1);
         } else {
-            let sets_len = |sets: &ColumnSets| -> usize {
-                sets.missing().iter().map(|(_, r)| r.len() + 8).sum()
+            let sets_len = |sets: &ColumnSets, ids: &[u64]| -> usize {
+                ids.iter()
+                    .filter_map(|id| sets.record(*id))
+                    .map(|r| r.len() + 8)
+                    .sum()
             };
-            if !self.block.fits(record.len() + sets_len(&self.sets)) {
+            let mut missing = self.sets.missing();
+            if !self
+                .block
+                .fits(record.len() + sets_len(&self.sets, &missing))
+            {
                 self.flush();
+                // A new block holds no set: it needs them all again.
+                missing = self.sets.missing();
             }
-            // The sets this read names go into its block first (a new block after a
-            // flush needs them all again).
+            // The sets this read names go into its block first.
             let mut sets_added = true;
-            for (id, set) in self.sets.missing() {
-                if self.block.add(set).is_err() {
+            for id in missing {
+                let added = self
+                    .sets
+                    .record(id)
+                    .is_some_and(|set| self.block.add(set).is_ok());
+                if !added {
                     sets_added = false;
                     break;
                 }
                 self.block_sets += 1;
-                self.in_block_marks.push(id);
-            }
-            for id in self.in_block_marks.drain(..) {
                 self.sets.mark_in_block(id);
             }
             if sets_added && self.block.add(&record).is_ok() {

@@ -470,8 +470,22 @@ impl FeatureStore {
     /// The engine's statistics now (see [`EngineStats`]).
     pub fn engine_stats(&self) -> EngineStats {
         use std::sync::atomic::Ordering::Relaxed;
-        let pending_compaction_bytes = DB::list_cf(&self.db_options, self.db.path())
-            .unwrap_or_default()
+        // The families from what the store holds in memory (no read of RocksDB's
+        // MANIFEST per scrape): meta, every version the manifest names, and each
+        // group's stream and history families.
+        let mut families: std::collections::BTreeSet<String> =
+            [keyspace::META_CF.to_owned()].into();
+        {
+            let state = self.admin.lock();
+            for manifest in state.versions.manifest().groups.values() {
+                families.extend(manifest.versions.iter().map(|v| v.location().0.to_owned()));
+            }
+            for group in state.registry.groups() {
+                families.insert(keyspace::stream_cf_name(&group.name));
+                families.insert(keyspace::history_cf_name(&group.name));
+            }
+        }
+        let pending_compaction_bytes = families
             .iter()
             .filter_map(|name| self.db.cf_handle(name))
             .filter_map(|cf| {
