@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use super::answer::ColumnValues;
 use super::rank::{Plan, SpaceKeys, execute, plan_entity};
+use super::tally::ServedTallies;
 use super::read::{FeatureReading, FeatureVector, age_ms};
 use crate::registry::Registry;
 use crate::store::error::ReadError;
@@ -162,7 +163,7 @@ pub fn get_in(
         return Err(ReadError::UnknownEntityType(entity_type.to_owned()));
     }
     let key = registry.entity_id_rule(entity_type).key(entity_id)?;
-    let plan = plan_of(registry, entity_type, names)?;
+    let plan = plan_of(registry, &view.counters().served, entity_type, names)?;
     if let Some(guard) = guard {
         guard.admit_shared(&plan)?;
     }
@@ -187,6 +188,7 @@ thread_local! {
 /// cached) now.
 fn plan_of(
     registry: &Registry,
+    tallies: &ServedTallies,
     entity_type: &str,
     names: Names<'_>,
 ) -> Result<Arc<Plan>, ReadError> {
@@ -207,7 +209,7 @@ fn plan_of(
         if list.is_empty() {
             return Err(ReadError::NoFeatures);
         }
-        let plan = Arc::new(plan_entity(registry, entity_type, &list)?);
+        let plan = Arc::new(plan_entity(registry, tallies, entity_type, &list)?);
         if cacheable {
             registry.read_plans().insert(&key, &plan);
         }

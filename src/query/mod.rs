@@ -15,6 +15,7 @@
 //!   before it runs (the server's access control).
 //! * [`read`] — [`read::Freshness`], and the row view of a single-entity answer
 //!   ([`read::FeatureVector`]).
+//! * [`tally`] — values served by live reads, per feature and status.
 //!
 //! Invariants:
 //! - TTL and the freshness SLO decide a status in one place,
@@ -26,7 +27,8 @@
 //!
 //! Thread-safety: reads are pure functions of one immutable read view; the only shared
 //! mutable state is the plan cache of a registry snapshot (a read-write lock held for
-//! one lookup).
+//! one lookup) and the served-value tallies (relaxed atomic additions; a lock only
+//! when a plan meets a feature for the first time).
 
 pub mod answer;
 pub mod cache;
@@ -34,6 +36,7 @@ pub mod entity;
 pub mod guard;
 pub mod rank;
 pub mod read;
+pub mod tally;
 
 pub use entity::{EntityAnswer, Names, get};
 pub use rank::{Cell, FeatureSelection, RankColumn, RankError, RankRequest, RankResponse, rank};

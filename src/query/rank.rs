@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::answer::{ColumnData, ColumnValues, NO_TIME};
 use super::read::Freshness;
+use super::tally::{FeatureTally, ServedTallies};
 use crate::codec::key::EntityKey;
 use crate::registry::entity::{EntityIdError, composite_id};
 use crate::registry::on_demand::{Input, InputValue, MAX_INPUTS, OnDemandDefinition, evaluate};
@@ -349,6 +350,8 @@ enum Source {
 #[derive(Debug)]
 struct OutColumn {
     column: RankColumn,
+    /// Where live reads count what this column served.
+    tally: Arc<FeatureTally>,
     /// The name as asked, shared by the answers built from a cached plan.
     asked: Arc<str>,
     place: Place,
@@ -441,6 +444,7 @@ impl Plan {
 
 struct Planner<'r, 'q> {
     registry: &'r Registry,
+    tallies: &'r ServedTallies,
     mode: Mode,
     candidate_type: &'q str,
     context: &'q [(String, String)],
@@ -534,10 +538,12 @@ impl Planner<'_, '_> {
                 Some(name) if asked == pinned => name.clone(),
                 _ => Arc::from(asked),
             };
+            let feature = def.qualified_name();
             return Ok(OutColumn {
+                tally: self.tallies.of(&feature),
                 column: RankColumn {
                     name: asked.to_owned(),
-                    feature: def.qualified_name(),
+                    feature,
                     dtype: def.spec.dtype,
                     on_demand: false,
                 },
@@ -565,10 +571,12 @@ impl Planner<'_, '_> {
         } else {
             Place::Context
         };
+        let feature = od.qualified_name();
         Ok(OutColumn {
+            tally: self.tallies.of(&feature),
             column: RankColumn {
                 name: asked.to_owned(),
-                feature: od.qualified_name(),
+                feature,
                 dtype: DType::Float64,
                 on_demand: true,
             },
@@ -619,7 +627,11 @@ impl Planner<'_, '_> {
 }
 
 /// Resolves a ranking request's names (or service) into a plan.
-fn plan_rank(registry: &Registry, request: &RankRequest) -> Result<Plan, RankError> {
+fn plan_rank(
+    registry: &Registry,
+    tallies: &ServedTallies,
+    request: &RankRequest,
+) -> Result<Plan, RankError> {
     let candidate_type = request.candidate_type.as_str();
     let known =
         registry.has_entity_type(candidate_type)
@@ -683,6 +695,7 @@ fn plan_rank(registry: &Registry, request: &RankRequest) -> Result<Plan, RankErr
     }
     let planner = Planner {
         registry,
+        tallies,
         mode: Mode::Rank,
         candidate_type,
         context: &request.context,
@@ -706,11 +719,13 @@ fn plan_rank(registry: &Registry, request: &RankRequest) -> Result<Plan, RankErr
 /// that entity as the only candidate and no context. `names` is not empty.
 pub(crate) fn plan_entity(
     registry: &Registry,
+    tallies: &ServedTallies,
     entity_type: &str,
     names: &[&str],
 ) -> Result<Plan, ReadError> {
     let planner = Planner {
         registry,
+        tallies,
         mode: Mode::Entity,
         candidate_type: entity_type,
         context: &[],
@@ -967,7 +982,29 @@ pub(crate) struct Executed {
 /// or from the history when `history` says how (as-of and point-in-time reads), with
 /// everything above the stored values (TTL and freshness judged at `now`, defaults,
 /// on-demand features) the same.
+///
+/// A live read's answered columns are added to their features' tallies
+/// ([`super::tally`]); a read of the history is not serving and is not counted.
 pub(crate) fn execute(
+    view: &ReadView,
+    plan: &Plan,
+    keys: &mut SpaceKeys<'_>,
+    rows_now: (usize, TimestampMs),
+    history: Option<HistoryRead<'_>>,
+    out_of_time: &dyn Fn() -> bool,
+) -> Result<Executed, ReadError> {
+    let live = history.is_none();
+    let executed = execute_columns(view, plan, keys, rows_now, history, out_of_time)?;
+    if live {
+        for (out, column) in plan.outputs.iter().zip(&executed.outputs) {
+            out.tally.add(column.statuses());
+        }
+    }
+    Ok(executed)
+}
+
+/// [`execute`]'s work, without the tallies.
+fn execute_columns(
     view: &ReadView,
     plan: &Plan,
     keys: &mut SpaceKeys<'_>,
@@ -1107,7 +1144,7 @@ pub fn rank_in(
     let started = Instant::now();
     let deadline = request.deadline;
     let out_of_time = || deadline.is_some_and(|d| started.elapsed() >= d);
-    let plan = plan_rank(view.registry(), &request)?;
+    let plan = plan_rank(view.registry(), &view.counters().served, &request)?;
     if let Some(guard) = guard {
         guard.admit(&plan).map_err(ReadError::from)?;
     }

@@ -452,6 +452,9 @@ pub async fn handle(
                 crate::store::memory::process_resident_bytes(),
             );
             state.metrics.set_engine(&state.store.engine_stats());
+            state
+                .metrics
+                .set_version_ages(&state.store.active_version_created(), now_ms());
             state.metrics.set_server_load(&state.load());
             match crate::validate::freshness::gather(&state.store) {
                 Ok(facts) => state
@@ -469,6 +472,10 @@ pub async fn handle(
                     format!("encoding metrics: {e}"),
                 )
             })?;
+            {
+                let eof = text.rfind("# EOF").unwrap_or(text.len());
+                text.insert_str(eof, &metrics::render_served(&state.store.served_counts()));
+            }
             if let Some(log) = &state.serving_log {
                 // The serving log's families go before OpenMetrics' closing `# EOF`.
                 let eof = text.rfind("# EOF").unwrap_or(text.len());

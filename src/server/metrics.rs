@@ -29,10 +29,18 @@
 //!   (`crate::validate::freshness`), refreshed on each scrape; at 10,000 features with
 //!   SLOs that is 20,000 series, the one per-feature cost chosen here, because a
 //!   freshness alert must name its feature.
+//! * `featstore_feature_values_served_total{feature,status}`: values live reads
+//!   served, by feature (`name@version`, on-demand features included) and status, from
+//!   the store's tallies ([`render_served`], `crate::query::tally`); one series per
+//!   feature and status that occurred, so the text grows with what is read. A feature's
+//!   default rate is the rate of its `defaulted` series over the rate of all its
+//!   series; its null rate likewise with `null`. As-of reads are not counted.
 //! * `featstore_feature_defaults_total{feature}`: values served as the definition's
 //!   default, by feature (`name@version`); one series per feature that ever defaulted.
 //! * `featstore_group_active_version{group}`: active version per group (0: none),
-//!   refreshed from the store on each scrape.
+//!   refreshed from the store on each scrape;
+//!   `featstore_group_active_version_age_seconds{group}`: the active version's age,
+//!   from when its load began (a nightly group whose age passes a day missed a load).
 //! * `featstore_stream_lag_seconds{group}`: per pushed value that became the latest
 //!   value, the time from its event time to when it was durable and readable.
 //! * `featstore_stream_newest_age_seconds{group}`: age, at scrape time, of the newest
@@ -248,6 +256,7 @@ struct PoolLabels {
 struct Scrape {
     registry: Registry,
     active_versions: Family<GroupLabels, Gauge>,
+    version_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     newest_age: Family<GroupLabels, Gauge<f64, AtomicU64>>,
     feature_age: Family<FeatureLabels, Gauge<f64, AtomicU64>>,
     feature_breach: Family<FeatureLabels, Gauge>,
@@ -476,6 +485,12 @@ impl Metrics {
             "Active batch version of each feature group (0: none active)",
             active_versions.clone(),
         );
+        let version_age = Family::<GroupLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "featstore_group_active_version_age_seconds",
+            "Age of each group's active batch version, from when its load began",
+            version_age.clone(),
+        );
         let stream_lag: LagFamily =
             Family::new_with_constructor(lag_histogram as fn() -> Histogram);
         registry.register(
@@ -615,6 +630,7 @@ impl Metrics {
             scrape: Mutex::new(Scrape {
                 registry,
                 active_versions,
+                version_age,
                 newest_age,
                 feature_age,
                 feature_breach,
@@ -761,6 +777,21 @@ impl Metrics {
         }
     }
 
+    /// Replaces the active-version age gauges with `created` (group, when its active
+    /// version was created, ms) at `now`.
+    pub fn set_version_ages(&self, created: &[(String, TimestampMs)], now: TimestampMs) {
+        let scrape = self.scrape.lock();
+        scrape.version_age.clear();
+        for (group, at) in created {
+            scrape
+                .version_age
+                .get_or_create(&GroupLabels {
+                    group: group.clone(),
+                })
+                .set(now.saturating_sub(*at).max(0) as f64 / 1000.0);
+        }
+    }
+
     /// Sets the per-feature freshness gauges from an assessment.
     pub fn set_freshness(&self, assessed: &[crate::validate::freshness::FeatureFreshness]) {
         let scrape = self.scrape.lock();
@@ -867,6 +898,50 @@ impl Metrics {
         encode(&mut out, &scrape.registry)?;
         Ok(out)
     }
+}
+
+/// `featstore_feature_values_served_total{feature,status}` in the OpenMetrics text
+/// format, from the store's tallies (`crate::query::tally`): one series per feature and
+/// status it served, zero counts left out, so the text grows with what is read, not
+/// with the registry. Rates (default rate, null rate per feature) are ratios of these
+/// counters' rates.
+pub fn render_served(counts: &[crate::query::tally::FeatureCounts]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(128 + counts.len() * 2 * 96);
+    out.push_str(
+        "# HELP featstore_feature_values_served Values served by live reads, by feature and status.\n\
+         # TYPE featstore_feature_values_served counter\n",
+    );
+    for c in counts {
+        let feature = label_value(&c.feature);
+        for (status, n) in crate::query::tally::STATUSES.iter().zip(c.by_status) {
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "featstore_feature_values_served_total{{feature=\"{feature}\",status=\"{}\"}} {n}",
+                    status.as_str()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// `v` escaped as an OpenMetrics label value (backslash, double quote, line feed).
+fn label_value(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The statuses in the order [`Metrics::observe_status_counts`] takes their counts.

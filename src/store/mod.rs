@@ -508,6 +508,29 @@ impl FeatureStore {
         }
     }
 
+    /// Values live reads served since the store was opened, per feature
+    /// (`name@version`) and status, features that served nothing left out (see
+    /// [`crate::query::tally`]).
+    pub fn served_counts(&self) -> Vec<crate::query::tally::FeatureCounts> {
+        self.lookups.served.snapshot()
+    }
+
+    /// Per group with an active version: the group and when that version was created
+    /// (its load began), ms since the epoch.
+    pub fn active_version_created(&self) -> Vec<(String, TimestampMs)> {
+        let state = self.admin.lock();
+        state
+            .versions
+            .manifest()
+            .groups
+            .iter()
+            .filter_map(|(group, m)| {
+                let entry = m.entry(m.active?)?;
+                Some((group.clone(), entry.created_at_ms))
+            })
+            .collect()
+    }
+
     /// The store's data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -67,14 +67,18 @@ pub struct ReadView {
     counters: Arc<LookupCounters>,
 }
 
-/// Entity lookups in active batch versions and how many the hot segment answered,
-/// shared by every view of one store (the `featstore_hot_segment_*` metrics).
+/// Entity lookups in active batch versions and how many the hot segment answered
+/// (the `featstore_hot_segment_*` metrics), and the values live reads served per
+/// feature and status (`featstore_feature_values_served_total`), shared by every view
+/// of one store.
 #[derive(Debug, Default)]
 pub struct LookupCounters {
     /// Entities looked up in an active batch version.
     pub lookups: std::sync::atomic::AtomicU64,
     /// Of those, found in the version's mapped hot segment.
     pub segment_hits: std::sync::atomic::AtomicU64,
+    /// Values served per feature and status (counted by the query layer's executor).
+    pub served: crate::query::tally::ServedTallies,
 }
 
 impl ReadView {

@@ -221,3 +221,70 @@ fn server_metrics_count_in_process_reads_and_loads_too() {
         Some(1.0)
     );
 }
+
+#[test]
+fn values_served_are_counted_per_feature_and_status_and_the_active_version_has_an_age() {
+    let (dir, store) = temp_store();
+    store.apply(item_specs()).expect("apply");
+    let store = Arc::new(store);
+    let server = TestServer::start(store.clone());
+    let csv = write_items_csv(dir.path(), 1, 3);
+    store
+        .load(&LoadRequest::new("items", csv), &|_| {})
+        .expect("load");
+    let (status, _) = get(&server.url("/v1/features/item/i1?names=item_a,item_b"));
+    assert_eq!(status, 200);
+    let (status, _) = get(&server.url("/v1/features/item/nobody?names=item_a"));
+    assert_eq!(status, 200);
+    store
+        .rank(RankRequest {
+            context: Vec::new(),
+            candidate_type: "item".into(),
+            candidates: vec!["i1".into(), "i2".into(), "zz".into()],
+            features: FeatureSelection::Names(vec!["item_a".into()]),
+            deadline: None,
+        })
+        .expect("rank");
+    // An as-of read answers about the past: it is not serving and is not counted.
+    store
+        .get_entity_as_of(
+            "item",
+            "i1",
+            featstore::query::Names::List(&["item_a", "item_b"]),
+            now_ms(),
+            None,
+        )
+        .expect("as-of read");
+
+    let counts = store.served_counts();
+    let of = |feature: &str| counts.iter().find(|c| c.feature == feature);
+    let a = of("item_a@1").expect("item_a counted");
+    assert_eq!(a.get(featstore::types::FeatureStatus::Present), 3, "{counts:?}");
+    assert_eq!(a.get(featstore::types::FeatureStatus::NotFound), 2, "{counts:?}");
+    assert_eq!(a.total(), 5);
+    let b = of("item_b@1").expect("item_b counted");
+    assert_eq!(b.total(), 1);
+    assert!(of("item_c@1").is_none(), "never read, never listed");
+
+    let (status, body) = get(&server.url("/metrics"));
+    assert_eq!(status, 200);
+    let served = |feature: &str, status: &str| {
+        metric(
+            &body,
+            &format!(
+                "featstore_feature_values_served_total{{feature=\"{feature}\",status=\"{status}\"}}"
+            ),
+        )
+    };
+    assert_eq!(served("item_a@1", "present"), Some(3.0), "{body}");
+    assert_eq!(served("item_a@1", "not_found"), Some(2.0));
+    assert_eq!(served("item_b@1", "present"), Some(1.0));
+    assert_eq!(served("item_b@1", "not_found"), None, "zero counts are left out");
+    let age = metric(
+        &body,
+        "featstore_group_active_version_age_seconds{group=\"items\"}",
+    )
+    .expect("the active version's age");
+    assert!((0.0..3600.0).contains(&age), "{age}");
+    assert!(body.trim_end().ends_with("# EOF"), "one closing EOF");
+}
