@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use super::answer::ColumnValues;
 use super::rank::{Plan, SpaceKeys, execute, plan_entity};
-use super::tally::ServedTallies;
 use super::read::{FeatureReading, FeatureVector, age_ms};
+use super::tally::ServedTallies;
 use crate::registry::Registry;
 use crate::store::error::ReadError;
 use crate::store::history::read::HistoryRead;

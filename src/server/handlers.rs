@@ -452,6 +452,8 @@ pub async fn handle(
                 crate::store::memory::process_resident_bytes(),
             );
             state.metrics.set_engine(&state.store.engine_stats());
+            let served = state.store.served_counts();
+            state.metrics.set_served(&served);
             state
                 .metrics
                 .set_version_ages(&state.store.active_version_created(), now_ms());
@@ -474,7 +476,7 @@ pub async fn handle(
             })?;
             {
                 let eof = text.rfind("# EOF").unwrap_or(text.len());
-                text.insert_str(eof, &metrics::render_served(&state.store.served_counts()));
+                text.insert_str(eof, &metrics::render_served(&served));
             }
             if let Some(log) = &state.serving_log {
                 // The serving log's families go before OpenMetrics' closing `# EOF`.

@@ -5,8 +5,9 @@
 //!   matched no route, so label cardinality stays bounded.
 //! * `featstore_http_request_duration_seconds{method,route,status}`: latency histogram,
 //!   buckets from 50 µs to 1 s.
-//! * `featstore_features_served_total{status}`: feature readings returned, by status
-//!   (`present`, `not_found`, `expired`, `null`, `stale`, `defaulted`, `not_fetched`).
+//! * `featstore_features_served_total{status}`: values live reads returned, by status
+//!   (`present`, `not_found`, `expired`, `null`, `stale`, `defaulted`, `not_fetched`):
+//!   the sum of the per-feature series below, read from the store at scrape time.
 //! * `featstore_reads_total{kind}` and `featstore_read_duration_seconds{kind}`: reads
 //!   answered by the engine (`kind`: `entity` or `ranking`) and the engine's time per
 //!   read, whoever called it (HTTP or an embedding host, through the store's observer
@@ -80,9 +81,11 @@
 //!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
 //!
 //! The feature, read, push, load, activation and stream-lag series are domain metrics:
-//! [`Metrics`] is an [`Observer`] of the store, registered by the server when it
-//! starts, so they count what the engine did, not what HTTP carried. The rest are
-//! HTTP metrics, recorded by the server itself.
+//! they count what the engine did, for every caller, not what HTTP carried. Values
+//! served are counted by the engine itself (`crate::query::tally`) and read at scrape
+//! time; the others come from [`Metrics`] being an [`Observer`] of the store,
+//! registered by the server when it starts. The rest are HTTP metrics, recorded by the
+//! server itself.
 //!
 //! Thread-safety contract: counters and histograms are atomics shared by every
 //! connection task. The registry and the group gauge sit behind one `parking_lot::Mutex`
@@ -695,51 +698,27 @@ impl Metrics {
         self.scrape.lock().load.set(load);
     }
 
-    /// Counts the readings of one read response by status.
-    pub fn observe_features<'a>(&self, statuses: impl IntoIterator<Item = &'a FeatureStatus>) {
-        self.observe_feature_columns(statuses, std::iter::empty());
-    }
-
-    /// Counts the values of a ranking answer by status: the context's, then each
-    /// column's slice (one tight loop per column instead of one chained iterator).
-    pub fn observe_feature_columns<'a>(
-        &self,
-        context: impl IntoIterator<Item = &'a FeatureStatus>,
-        columns: impl IntoIterator<Item = &'a [FeatureStatus]>,
-    ) {
-        let mut counts = [0u64; STATUS_ORDER.len()];
-        for status in context {
-            counts[status_slot(*status)] += 1;
-        }
-        for column in columns {
-            // One vectorizable count per status over the column's status bytes, rather
-            // than one dependent increment per value.
-            for (count, status) in counts.iter_mut().zip(STATUS_ORDER) {
-                *count += column.iter().filter(|s| **s == status).count() as u64;
+    /// Sets the per-status totals from the store's per-feature tallies (counters
+    /// follow the store's totals, which only grow).
+    pub fn set_served(&self, counts: &[crate::query::tally::FeatureCounts]) {
+        let mut totals = [0u64; crate::query::tally::STATUSES.len()];
+        for c in counts {
+            for (total, n) in totals.iter_mut().zip(c.by_status) {
+                *total += n;
             }
         }
-        self.observe_status_counts(&counts);
-    }
-
-    /// Adds per-status counts, indexed present, not_found, expired, null, stale,
-    /// defaulted, not_fetched (the order of [`STATUS_ORDER`]).
-    fn observe_status_counts(&self, counts: &[u64; STATUS_ORDER.len()]) {
         let served = &self.served;
-        for (counter, &n) in [
-            &served.present,
-            &served.not_found,
-            &served.expired,
-            &served.null,
-            &served.stale,
-            &served.defaulted,
-            &served.not_fetched,
-        ]
-        .into_iter()
-        .zip(counts)
-        {
-            if n > 0 {
-                counter.inc_by(n);
-            }
+        for (status, total) in crate::query::tally::STATUSES.iter().zip(totals) {
+            let counter = match status {
+                FeatureStatus::Present => &served.present,
+                FeatureStatus::NotFound => &served.not_found,
+                FeatureStatus::Expired => &served.expired,
+                FeatureStatus::Null => &served.null,
+                FeatureStatus::Stale => &served.stale,
+                FeatureStatus::Defaulted => &served.defaulted,
+                FeatureStatus::NotFetched => &served.not_fetched,
+            };
+            follow(counter, total);
         }
     }
 
@@ -944,47 +923,17 @@ fn label_value(v: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// The statuses in the order [`Metrics::observe_status_counts`] takes their counts.
-const STATUS_ORDER: [FeatureStatus; 7] = [
-    FeatureStatus::Present,
-    FeatureStatus::NotFound,
-    FeatureStatus::Expired,
-    FeatureStatus::Null,
-    FeatureStatus::Stale,
-    FeatureStatus::Defaulted,
-    FeatureStatus::NotFetched,
-];
-
 /// `Content-Type` of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The index of `status` in [`STATUS_ORDER`].
-#[inline]
-fn status_slot(status: FeatureStatus) -> usize {
-    match status {
-        FeatureStatus::Present => 0,
-        FeatureStatus::NotFound => 1,
-        FeatureStatus::Expired => 2,
-        FeatureStatus::Null => 3,
-        FeatureStatus::Stale => 4,
-        FeatureStatus::Defaulted => 5,
-        FeatureStatus::NotFetched => 6,
-    }
-}
 
 /// The domain metrics: what the engine answered and did, for every caller.
 impl Observer for Metrics {
     fn on_read(&self, event: &ReadEvent<'_>) {
         let series = match event.answer {
-            ReadAnswer::Entity(answer) => {
-                self.observe_features(answer.statuses());
-                &self.reads[0]
-            }
+            // Values by status are counted by the executor (`crate::query::tally`) and
+            // read at scrape time (`set_served`), not here.
+            ReadAnswer::Entity(_) => &self.reads[0],
             ReadAnswer::Ranking(answer) => {
-                self.observe_feature_columns(
-                    answer.context_cells.iter().map(|c| &c.status),
-                    answer.values.iter().map(|c| c.statuses()),
-                );
                 for (feature, count) in &answer.defaults {
                     self.observe_defaults(feature, *count);
                 }
@@ -1070,11 +1019,10 @@ mod tests {
             200,
             Duration::from_micros(120),
         );
-        metrics.observe_features(&[
-            FeatureStatus::Present,
-            FeatureStatus::Present,
-            FeatureStatus::NotFound,
-        ]);
+        metrics.set_served(&[crate::query::tally::FeatureCounts {
+            feature: "a@1".into(),
+            by_status: [2, 0, 1, 0, 0, 0, 0],
+        }]);
         let text = metrics
             .render(&[
                 ("product_daily".into(), "product".into(), Some(3)),
@@ -1123,32 +1071,47 @@ mod tests {
     }
 
     #[test]
-    fn column_counts_match_per_value_counts() {
-        use FeatureStatus::*;
-        let columns: [&[FeatureStatus]; 2] = [
-            &[Present, Stale, Null, Present],
-            &[Defaulted, NotFound, Expired, NotFetched, Present],
-        ];
-        let context = [Present, Null];
-        let by_column = Metrics::new();
-        by_column.observe_feature_columns(&context, columns);
-        let by_value = Metrics::new();
-        by_value.observe_features(context.iter().chain(columns.iter().copied().flatten()));
-        let a = by_column.render(&[]).expect("encodes");
-        let b = by_value.render(&[]).expect("encodes");
-        let sorted = |text: &str| {
-            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-            lines.sort();
-            lines
+    fn served_totals_sum_the_features_and_follow_the_tallies() {
+        use crate::query::tally::FeatureCounts;
+        let counts = |a: [u64; 7], b: [u64; 7]| {
+            [
+                FeatureCounts {
+                    feature: "a@1".into(),
+                    by_status: a,
+                },
+                FeatureCounts {
+                    feature: "b\"x@2".into(),
+                    by_status: b,
+                },
+            ]
         };
-        assert_eq!(sorted(&a), sorted(&b));
+        let metrics = Metrics::new();
+        metrics.set_served(&counts([3, 1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 2, 0, 0]));
+        metrics.set_served(&counts([4, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 2, 0, 0]));
+        let text = metrics.render(&[]).expect("encodes");
+        for needle in [
+            r#"featstore_features_served_total{status="present"} 5"#,
+            r#"featstore_features_served_total{status="null"} 2"#,
+            r#"featstore_features_served_total{status="stale"} 2"#,
+            r#"featstore_features_served_total{status="not_found"} 0"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        let per_feature = render_served(&counts([4, 1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 2, 0, 0]));
+        for needle in [
+            r#"featstore_feature_values_served_total{feature="a@1",status="present"} 4"#,
+            r#"featstore_feature_values_served_total{feature="a@1",status="null"} 1"#,
+            r#"featstore_feature_values_served_total{feature="b\"x@2",status="stale"} 2"#,
+            "# TYPE featstore_feature_values_served counter",
+        ] {
+            assert!(
+                per_feature.contains(needle),
+                "missing {needle} in\n{per_feature}"
+            );
+        }
         assert!(
-            a.contains(r#"featstore_features_served_total{status="present"} 4"#),
-            "{a}"
-        );
-        assert!(
-            a.contains(r#"featstore_features_served_total{status="null"} 2"#),
-            "{a}"
+            !per_feature.contains("not_found"),
+            "zero counts are left out"
         );
     }
 

@@ -259,8 +259,16 @@ fn values_served_are_counted_per_feature_and_status_and_the_active_version_has_a
     let counts = store.served_counts();
     let of = |feature: &str| counts.iter().find(|c| c.feature == feature);
     let a = of("item_a@1").expect("item_a counted");
-    assert_eq!(a.get(featstore::types::FeatureStatus::Present), 3, "{counts:?}");
-    assert_eq!(a.get(featstore::types::FeatureStatus::NotFound), 2, "{counts:?}");
+    assert_eq!(
+        a.get(featstore::types::FeatureStatus::Present),
+        3,
+        "{counts:?}"
+    );
+    assert_eq!(
+        a.get(featstore::types::FeatureStatus::NotFound),
+        2,
+        "{counts:?}"
+    );
     assert_eq!(a.total(), 5);
     let b = of("item_b@1").expect("item_b counted");
     assert_eq!(b.total(), 1);
@@ -279,7 +287,11 @@ fn values_served_are_counted_per_feature_and_status_and_the_active_version_has_a
     assert_eq!(served("item_a@1", "present"), Some(3.0), "{body}");
     assert_eq!(served("item_a@1", "not_found"), Some(2.0));
     assert_eq!(served("item_b@1", "present"), Some(1.0));
-    assert_eq!(served("item_b@1", "not_found"), None, "zero counts are left out");
+    assert_eq!(
+        served("item_b@1", "not_found"),
+        None,
+        "zero counts are left out"
+    );
     let age = metric(
         &body,
         "featstore_group_active_version_age_seconds{group=\"items\"}",
