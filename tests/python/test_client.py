@@ -144,6 +144,25 @@ def test_decoder_refuses_malformed_answers():
             decode_rank(bad)
 
 
+def test_every_truncation_and_corruption_is_a_decode_error():
+    """Any prefix of an answer is refused with DecodeError; any one corrupted byte either
+    decodes or raises DecodeError, also when the lazily built arrays are first read."""
+    raw = (GOLDEN / "rank.bin").read_bytes()
+    for cut in range(len(raw)):
+        with pytest.raises(DecodeError):
+            decode_rank(raw[:cut])
+    for i in range(len(raw)):
+        for flip in (0xFF, 0x01):
+            bad = bytearray(raw)
+            bad[i] ^= flip
+            try:
+                decoded = decode_rank(bytes(bad))
+                for col in decoded.columns.values():
+                    col.status, col.event_time, col.has_value
+            except DecodeError:
+                pass
+
+
 def test_pandas_and_arrow_conversions(client):
     decoded = client.rank("product", ["p1", "p3", "p9"], ["product_price", "product_clicks", "product_emb", "product_name"])
     df = decoded.to_pandas(statuses=True)

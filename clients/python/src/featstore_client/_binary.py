@@ -3,9 +3,12 @@ docs/wire.md, "Binary ranking answer").
 
 Each fixed-width column (int64, float64, float32, bool, float32 vectors) becomes one numpy
 array over the answer's bytes (``numpy.frombuffer``: no copy, no Python work per value);
-statuses and event times are numpy arrays too. Only string and bytes columns, whose
-values are variable-length, are decoded value by value. Every length is checked against
-the bytes left: a truncated or malformed answer raises :class:`DecodeError`.
+statuses and event times are numpy arrays too, built the first time a column's
+``status`` or ``event_time`` is read (a caller that takes only the values pays nothing
+for them). Only string and bytes columns, whose values are variable-length, are decoded
+value by value. Every length is checked against the bytes left while decoding: a
+truncated or malformed answer raises :class:`DecodeError`; a per-row time index beyond
+the answer's times raises it when that column's ``event_time`` is first read.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ VALUE_STATUSES = b"PSD"
 _FIXED = {1: ("int64", np.dtype("<i8")), 2: ("float64", np.dtype("<f8")), 3: ("float32", np.dtype("<f4")), 4: ("bool", np.dtype("u1"))}
 _DTYPE_NAMES = {1: "int64", 2: "float64", 3: "float32", 4: "bool", 5: "string", 6: "bytes", 7: "float32_vector"}
 _U32 = struct.Struct("<I")
+_F32 = np.dtype("<f4")
 _I64 = struct.Struct("<q")
 _U64 = struct.Struct("<Q")
 _HAS_VALUE = np.zeros(256, dtype=bool)
@@ -35,9 +39,12 @@ for _c in VALUE_STATUSES:
     _HAS_VALUE[_c] = True
 
 
-@dataclass
 class Column:
-    """One candidate column: a value, a status letter and an event time per candidate."""
+    """One candidate column: a value, a status letter and an event time per candidate.
+
+    ``status`` and ``event_time`` are decoded from the answer's bytes when first read."""
+
+    __slots__ = ("name", "feature", "dtype", "dim", "values", "_rows", "_status", "_status_src", "_event_time", "_time_src")
 
     name: str
     """The name as asked."""
@@ -50,10 +57,34 @@ class Column:
     values: np.ndarray
     """Shape ``(rows,)``, or ``(rows, dim)`` for vectors; the dtype's zero where the status
     carries no value; an object array (``None`` where no value) for strings and bytes."""
-    status: np.ndarray
-    """``uint8`` status letters (``ord("P")``, ...; docs/wire.md "Statuses")."""
-    event_time: np.ndarray
-    """``int64`` event times, ms since the epoch; :data:`NO_TIME` where none."""
+
+    def __init__(self, name: str, feature: str, dtype: str, dim: int, values: np.ndarray, rows: int, status_src: Any, time_src: Any):
+        self.name = name
+        self.feature = feature
+        self.dtype = dtype
+        self.dim = dim
+        self.values = values
+        self._rows = rows
+        self._status: np.ndarray | None = None
+        self._status_src = status_src
+        self._event_time: np.ndarray | None = None
+        self._time_src = time_src
+
+    @property
+    def status(self) -> np.ndarray:
+        """``uint8`` status letters (``ord("P")``, ...; docs/wire.md "Statuses")."""
+        if self._status is None:
+            src = self._status_src
+            # An ``int``: one letter for every row; else the per-row letters.
+            self._status = np.full(self._rows, src, dtype=np.uint8) if isinstance(src, int) else src
+        return self._status
+
+    @property
+    def event_time(self) -> np.ndarray:
+        """``int64`` event times, ms since the epoch; :data:`NO_TIME` where none."""
+        if self._event_time is None:
+            self._event_time = _event_times(self.name, self._rows, self._time_src)
+        return self._event_time
 
     @property
     def has_value(self) -> np.ndarray:
@@ -63,6 +94,23 @@ class Column:
     def statuses(self) -> list[str]:
         """The status letters as text (one Python string per row)."""
         return list(self.status.tobytes().decode("ascii"))
+
+    def __repr__(self) -> str:
+        return f"Column(name={self.name!r}, feature={self.feature!r}, dtype={self.dtype!r}, rows={self._rows})"
+
+
+def _event_times(name: str, rows: int, src: Any) -> np.ndarray:
+    """A column's event times from its time source: ``(times, index)`` for one index for
+    every row, ``(times, indexes, none_index)`` for per-row indexes."""
+    times = src[0]
+    n_times = len(times)
+    if len(src) == 2:
+        return np.full(rows, NO_TIME if src[1] is None else times[src[1]], dtype=np.int64)
+    idx = src[1].astype(np.int64)
+    idx[idx == src[2]] = n_times
+    if rows and int(idx.max(initial=0)) > n_times:
+        raise DecodeError(f"column {name!r}: time index beyond the {n_times} times")
+    return np.append(times, NO_TIME)[idx]
 
 
 @dataclass
@@ -182,6 +230,59 @@ class _Reader:
         return np.frombuffer(self.buf, dtype=dtype, count=count, offset=start)
 
 
+def _texts(r: _Reader, n: int) -> list[str]:
+    """``n`` length-prefixed UTF-8 texts (the candidate ids), in one tight loop; on any
+    error, the checked reader decodes them again from the start to raise it."""
+    buf, start, end = r.buf, r.pos, r.end
+    unpack = _U32.unpack_from
+    out = []
+    append = out.append
+    pos = start
+    try:
+        for _ in range(n):
+            (k,) = unpack(buf, pos)
+            pos += 4
+            append(buf[pos : pos + k].decode("utf-8"))
+            pos += k
+    except (struct.error, UnicodeDecodeError):
+        pos = end + 1
+    if pos > end:
+        r.pos = start
+        return [r.text() for _ in range(n)]
+    r.pos = pos
+    return out
+
+
+def _headers(r: _Reader, n: int) -> list[tuple[str, str, int, int]]:
+    """``n`` column headers, in one tight loop; on any error, the checked reader
+    decodes them again from the start to raise it."""
+    buf, start, end = r.buf, r.pos, r.end
+    unpack = _U32.unpack_from
+    out = []
+    pos = start
+    try:
+        for _ in range(n):
+            (k,) = unpack(buf, pos)
+            name = buf[pos + 4 : pos + 4 + k].decode("utf-8")
+            pos += 4 + k
+            (k,) = unpack(buf, pos)
+            feature = buf[pos + 4 : pos + 4 + k].decode("utf-8")
+            pos += 4 + k
+            tag = buf[pos]
+            (dim,) = unpack(buf, pos + 1)
+            pos += 5
+            if tag not in _DTYPE_NAMES:
+                raise DecodeError(f"column {name!r}: unknown dtype tag {tag}")
+            out.append((name, feature, tag, dim))
+    except (struct.error, UnicodeDecodeError, IndexError):
+        pos = end + 1
+    if pos > end:
+        r.pos = start
+        return [_column_header(r) for _ in range(n)]
+    r.pos = pos
+    return out
+
+
 def _time_index(r: _Reader, width: int) -> int | None:
     if width == 1:
         i = r.u8()
@@ -236,8 +337,6 @@ def decode_rank(buf: bytes) -> RankAnswer:
         context_entities[t] = r.text()
     n_times = r.u32()
     times = r.array(np.dtype("<i8"), n_times)
-    # Index n_times (and the "none" index, clipped there) reads NO_TIME.
-    times_ext = np.append(times, NO_TIME)
 
     n_ctx = r.u32()
     ctx_headers = [_column_header(r) for _ in range(n_ctx)]
@@ -251,37 +350,63 @@ def decode_rank(buf: bytes) -> RankAnswer:
         context[name] = Cell(name, feature, _DTYPE_NAMES[tag], chr(status), None if ti is None else int(times[ti]), value)
 
     n_cols = r.u32()
-    headers = [_column_header(r) for _ in range(n_cols)]
+    headers = _headers(r, n_cols)
     n_rows = r.u32()
-    ids = [r.text() for _ in range(n_rows)]
+    ids = _texts(r, n_rows)
     columns: dict[str, Column] = {}
+    buf, end = r.buf, r.end
+    u8_dtype = np.dtype("u1")
     for name, feature, tag, dim in headers:
-        mode = r.u8()
+        pos = r.pos
+        # Statuses: mode 0, one letter per row; mode 1, one letter for every row.
+        if pos + 2 > end:
+            r.need(2)
+        mode = buf[pos]
         if mode == 0:
-            status = r.array(np.dtype("u1"), n_rows)
+            if pos + 1 + n_rows > end:
+                r.need(1 + n_rows)
+            status_src: Any = np.frombuffer(buf, dtype=u8_dtype, count=n_rows, offset=pos + 1)
+            pos += 1 + n_rows
         elif mode == 1:
-            status = np.full(n_rows, r.u8(), dtype=np.uint8)
+            status_src = buf[pos + 1]
+            pos += 2
         else:
             raise DecodeError(f"column {name!r}: status mode {mode}")
-        mode = r.u8()
+        # Time indexes: mode 0, one per row; mode 1, one for every row.
+        if pos + 1 > end:
+            r.pos = pos
+            r.need(1)
+        mode = buf[pos]
+        pos += 1
         if mode == 0:
-            idx = r.array(index_dtype, n_rows).astype(np.int64)
+            if pos + n_rows * width > end:
+                r.pos = pos
+                r.need(n_rows * width)
+            time_src: tuple[Any, ...] = (times, np.frombuffer(buf, dtype=index_dtype, count=n_rows, offset=pos), none_index)
+            pos += n_rows * width
         elif mode == 1:
-            one = r.array(index_dtype, 1).astype(np.int64)[0]
-            idx = np.full(n_rows, one, dtype=np.int64)
+            if pos + width > end:
+                r.pos = pos
+                r.need(width)
+            one = buf[pos] if width == 1 else _U32.unpack_from(buf, pos)[0]
+            pos += width
+            if one == none_index:
+                time_src = (times, None)
+            elif one < n_times:
+                time_src = (times, one)
+            else:
+                raise DecodeError(f"column {name!r}: time index {one} of {n_times}")
         else:
             raise DecodeError(f"column {name!r}: time index mode {mode}")
-        idx[idx == none_index] = n_times
-        if n_rows and int(idx.max(initial=0)) > n_times:
-            raise DecodeError(f"column {name!r}: time index beyond the {n_times} times")
-        event_time = times_ext[idx]
+        r.pos = pos
         if tag in _FIXED:
             values = r.array(_FIXED[tag][1], n_rows)
             if tag == 4:
                 values = values.view(np.bool_)
         elif tag == 7:
-            values = r.array(np.dtype("<f4"), n_rows * dim).reshape(n_rows, dim)
+            values = r.array(_F32, n_rows * dim).reshape(n_rows, dim)
         else:
+            status = np.full(n_rows, status_src, dtype=np.uint8) if isinstance(status_src, int) else status_src
             values = np.empty(n_rows, dtype=object)
             for row in np.flatnonzero(_HAS_VALUE[status]):
                 raw = r.raw(r.u32())
@@ -292,7 +417,7 @@ def decode_rank(buf: bytes) -> RankAnswer:
                         raise DecodeError(f"column {name!r}: invalid UTF-8: {e}") from None
                 else:
                     values[row] = raw
-        columns[name] = Column(name, feature, _DTYPE_NAMES[tag], dim, values, status, event_time)
+        columns[name] = Column(name, feature, _DTYPE_NAMES[tag], dim, values, n_rows, status_src, time_src)
     versions = {}
     for _ in range(r.u32()):
         g = r.text()
