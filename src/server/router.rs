@@ -305,6 +305,11 @@ mod tests {
             ),
             (paths::openapi(), Route::OpenApi, vec![]),
             (paths::audit(Some(3), None), Route::AuditLog, vec![]),
+            (
+                paths::delete_entity(odd, odd, false),
+                Route::DeleteEntity,
+                vec![odd, odd],
+            ),
         ];
         let mut seen: Vec<Route> = cases.iter().map(|c| c.1).collect();
         seen.dedup();
