@@ -953,15 +953,19 @@ fn run(cli: Cli) -> Result<()> {
                     compact: !no_compact,
                 };
                 let result = store.delete_entity(&request);
-                let audit = featstore::audit::AuditLog::open(&target.data.join(
-                    featstore::store::keyspace::AUDIT_DIR,
-                ))?;
+                let audit = featstore::audit::AuditLog::open(
+                    &target.data.join(featstore::store::keyspace::AUDIT_DIR),
+                )?;
                 audit.append(featstore::audit::AuditEntry {
                     principal: "cli".into(),
                     action: "delete_entity".into(),
                     target: format!("entity_type={entity_type} entity_id={id}"),
                     outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
-                    detail: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                    detail: result
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     ..featstore::audit::AuditEntry::default()
                 })?;
                 print_json(&result?)

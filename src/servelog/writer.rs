@@ -262,8 +262,9 @@ impl Writer {
                 }
                 self.flush();
                 self.close_file();
-                let result = super::erase::erase_dir(&self.dir, &target, self.config.compression_level)
-                    .map_err(|e| e.to_string());
+                let result =
+                    super::erase::erase_dir(&self.dir, &target, self.config.compression_level)
+                        .map_err(|e| e.to_string());
                 self.erased.push((target, now_ms(), Instant::now()));
                 if let Err(e) = self.open_file() {
                     tracing::error!(error = %e, "serving log: cannot open a new file");
@@ -289,7 +290,9 @@ impl Writer {
                 Box::new(|t: &EntityMatch| {
                     r.context.iter().any(|(ty, id)| t.matches(ty, id))
                         || (t.covers_type(&r.candidate_type)
-                            && r.candidates.iter().any(|id| t.matches(&r.candidate_type, id)))
+                            && r.candidates
+                                .iter()
+                                .any(|id| t.matches(&r.candidate_type, id)))
                 }),
             ),
         };

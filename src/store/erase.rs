@@ -138,7 +138,10 @@ impl EntityMatch {
 /// nothing).
 fn component_is(id: &str, at: usize, wanted: &str) -> bool {
     // Most ids hold no escape: compare the raw part first.
-    match id.split(crate::registry::entity::COMPONENT_SEPARATOR).nth(at) {
+    match id
+        .split(crate::registry::entity::COMPONENT_SEPARATOR)
+        .nth(at)
+    {
         Some(part) if !part.contains('%') => part == wanted,
         Some(_) => split_composite_id(id)
             .and_then(|parts| parts.into_iter().nth(at))
@@ -202,10 +205,7 @@ pub(crate) struct Erasers {
 
 impl Erasers {
     pub(crate) fn add(&self, eraser: Arc<dyn Eraser>) -> EraserId {
-        let id = EraserId(
-            self.next
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
+        let id = EraserId(self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         self.list.rcu(|list| {
             let mut next = (**list).clone();
             next.push((id, eraser.clone()));
@@ -350,7 +350,10 @@ struct Target {
 }
 
 /// The deletion; see the module docs.
-pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<ErasureReport, StoreError> {
+pub(super) fn run(
+    store: &FeatureStore,
+    request: &EntityErasure,
+) -> Result<ErasureReport, StoreError> {
     let started = Instant::now();
     let id = request.entity_id.as_str();
     if id.is_empty() || id.len() > MAX_ENTITY_ID_LEN {
@@ -379,8 +382,8 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
     {
         return Err(EraseError::UnknownEntityType(request.entity_type.clone()).into());
     }
-    let own_key = EntityKey::new(id.as_bytes())
-        .map_err(|e| EraseError::InvalidEntityId(e.to_string()))?;
+    let own_key =
+        EntityKey::new(id.as_bytes()).map_err(|e| EraseError::InvalidEntityId(e.to_string()))?;
 
     // Step 1: one deletion at a time, and no load of a covered group.
     let _one_at_a_time = store.erase_lock.lock();
@@ -481,13 +484,21 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
         deleted_ids
             .entry(t.entity_type.clone())
             .or_default()
-            .extend(ids.into_iter().filter_map(|k| k.get(2..).map(<[u8]>::to_vec)));
+            .extend(
+                ids.into_iter()
+                    .filter_map(|k| k.get(2..).map(<[u8]>::to_vec)),
+            );
         report.groups.push(group_report);
     }
     // Event-id markers: `T ‖ entity type ‖ entity key ‖ event id`.
     if let Some(cf) = db.cf_handle(EVENTS_CF) {
         let mut types: Vec<(String, Option<usize>)> = vec![(target.entity_type.clone(), None)];
-        types.extend(target.composites.iter().map(|(n, at)| (n.clone(), Some(*at))));
+        types.extend(
+            target
+                .composites
+                .iter()
+                .map(|(n, at)| (n.clone(), Some(*at))),
+        );
         for (entity_type, position) in types {
             let Ok(len) = u8::try_from(entity_type.len()) else {
                 continue;
@@ -558,8 +569,15 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
             store.access_counter(entity_type).forget(ids);
         }
     }
+    // Older values of the rewritten access counts stay in `meta`'s files until those
+    // are compacted: their key range is compacted with the rest (step 8).
+    let mut rewritten: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
     if deleted_ids.values().any(|ids| !ids.is_empty()) {
         store.persist_access_counts()?;
+        let from = super::keyspace::ACCESS_PREFIX.as_bytes().to_vec();
+        if let Some(to) = prefix_successor(&from) {
+            rewritten.push((super::keyspace::META_CF.to_owned(), from, to));
+        }
     }
     for (group, version) in &detached {
         store.resegment(group, *version)?;
@@ -571,12 +589,10 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
     let mut covered: Vec<PathBuf> = Vec::new();
     for (_, eraser) in erasers.iter() {
         covered.push(eraser.dir());
-        let holder = eraser
-            .erase(&target)
-            .map_err(|reason| EraseError::Holder {
-                holder: "serving_log".into(),
-                reason,
-            })?;
+        let holder = eraser.erase(&target).map_err(|reason| EraseError::Holder {
+            holder: "serving_log".into(),
+            reason,
+        })?;
         report.holders.push(holder);
     }
     let log_dir = store.config.serving_log.dir_for(&store.dir);
@@ -585,18 +601,17 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
             &log_dir,
             &target,
             store.config.serving_log.compression_level,
-        ).map_err(|e| {
-            EraseError::Holder {
-                holder: "serving_log".into(),
-                reason: e.to_string(),
-            }
+        )
+        .map_err(|e| EraseError::Holder {
+            holder: "serving_log".into(),
+            reason: e.to_string(),
         })?;
         report.holders.push(holder);
     }
 
     // Step 8: the files.
     if request.compact {
-        compact(db, &families)?;
+        compact(db, &families, &rewritten)?;
         report.compacted = true;
     }
     report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -613,8 +628,13 @@ pub(super) fn run(store: &FeatureStore, request: &EntityErasure) -> Result<Erasu
 
 /// Flushes every column family (the WAL files holding the deleted values become
 /// obsolete and RocksDB deletes them) and compacts the span of each family's deleted
-/// ranges down to the bottommost level, which drops the values and their tombstones.
-fn compact(db: &DB, families: &BTreeMap<String, FamilyDeletes>) -> Result<(), StoreError> {
+/// ranges down to the bottommost level, which drops the values and their tombstones,
+/// and the `rewritten` ranges (older values of the access counts in `meta`).
+fn compact(
+    db: &DB,
+    families: &BTreeMap<String, FamilyDeletes>,
+    rewritten: &[(String, Vec<u8>, Vec<u8>)],
+) -> Result<(), StoreError> {
     let names = DB::list_cf(&rocksdb::Options::default(), db.path()).unwrap_or_default();
     let handles: Vec<_> = names.iter().filter_map(|n| db.cf_handle(n)).collect();
     let refs: Vec<_> = handles.iter().collect();
@@ -628,6 +648,11 @@ fn compact(db: &DB, families: &BTreeMap<String, FamilyDeletes>) -> Result<(), St
             continue;
         };
         db.compact_range_cf_opt(&cf, Some(from), Some(to), &opts);
+    }
+    for (family, from, to) in rewritten {
+        if let Some(cf) = db.cf_handle(family) {
+            db.compact_range_cf_opt(&cf, Some(from), Some(to), &opts);
+        }
     }
     Ok(())
 }
@@ -670,7 +695,10 @@ mod tests {
             ..matcher()
         };
         assert!(m.matches("user_product", "50%25|p7"));
-        assert!(!m.matches("user_product", "50%|p7"), "a malformed id matches nothing");
+        assert!(
+            !m.matches("user_product", "50%|p7"),
+            "a malformed id matches nothing"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod crash_found;
 mod crash_harness;
 mod end_to_end;
 mod entity_ids;
+mod erase;
 mod event_times;
 mod exact_strings;
 mod feast;
