@@ -86,6 +86,20 @@ pub(crate) enum Control {
     },
 }
 
+/// Whether `answer` names an entity `target` covers.
+fn names(target: &EntityMatch, answer: &Queued) -> bool {
+    match answer {
+        Queued::Entity(a) => target.matches(a.entity_type(), a.entity_id()),
+        Queued::Ranking(r) => {
+            r.context.iter().any(|(ty, id)| target.matches(ty, id))
+                || (target.covers_type(&r.candidate_type)
+                    && r.candidates
+                        .iter()
+                        .any(|id| target.matches(&r.candidate_type, id)))
+        }
+    }
+}
+
 /// The writer thread's handle.
 pub(crate) struct WriterHandle {
     thread: std::thread::JoinHandle<()>,
@@ -280,25 +294,13 @@ impl Writer {
         if self.erased.is_empty() {
             return false;
         }
-        let (at, names): (i64, Box<dyn Fn(&EntityMatch) -> bool + '_>) = match &pending.answer {
-            Queued::Entity(a) => (
-                a.now_ms(),
-                Box::new(|t: &EntityMatch| t.matches(a.entity_type(), a.entity_id())),
-            ),
-            Queued::Ranking(r) => (
-                r.now_ms,
-                Box::new(|t: &EntityMatch| {
-                    r.context.iter().any(|(ty, id)| t.matches(ty, id))
-                        || (t.covers_type(&r.candidate_type)
-                            && r.candidates
-                                .iter()
-                                .any(|id| t.matches(&r.candidate_type, id)))
-                }),
-            ),
+        let at = match &pending.answer {
+            Queued::Entity(a) => a.now_ms(),
+            Queued::Ranking(r) => r.now_ms,
         };
         self.erased
             .iter()
-            .any(|(target, erased_at, _)| at <= *erased_at && names(target))
+            .any(|(target, erased_at, _)| at <= *erased_at && names(target, &pending.answer))
     }
 
     fn add(&mut self, pending: Pending) {

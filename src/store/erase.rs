@@ -341,6 +341,9 @@ fn scan_entities(
     Ok(found)
 }
 
+/// Where one batch version keeps its keys: version, column family, key prefix.
+type Location = (u64, String, Vec<u8>);
+
 /// One group to erase from.
 struct Target {
     group: String,
@@ -405,7 +408,7 @@ pub(super) fn run(
     // Step 2: pushes wait until the key work is done.
     let paused = store.stream.pause();
 
-    let locations: Vec<(String, Vec<(u64, String, Vec<u8>)>)> = {
+    let locations: Vec<(String, Vec<Location>)> = {
         let state = store.admin.lock();
         targets
             .iter()
