@@ -343,6 +343,9 @@ mod tests {
                 Route::AuditLog => {
                     assert_eq!(pairs, vec![("after".to_owned(), "3".to_owned())]);
                 }
+                Route::DeleteEntity => {
+                    assert_eq!(pairs, vec![("compact".to_owned(), "false".to_owned())]);
+                }
                 _ => assert!(pairs.is_empty(), "{path_and_query}"),
             }
         }
