@@ -206,6 +206,12 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Compact every column family of a data directory now (no server may run on
+    /// it), so that the retention filters delete every value past its retention.
+    Compact {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Push streamed events: a JSON body `{"events": [..]}` from a file or stdin.
     Push {
         /// The events file (`-` or absent: stdin).
@@ -938,6 +944,14 @@ fn run(cli: Cli) -> Result<()> {
                 }
             },
         },
+        Command::Compact { target } => {
+            if target.server.is_some() {
+                bail!("compact runs on a data directory (--data), with no server on it");
+            }
+            open(&target)?.compact_all()?;
+            println!("compacted {}", target.data.display());
+            Ok(())
+        }
         Command::DeleteEntity {
             entity_type,
             id,

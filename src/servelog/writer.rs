@@ -511,18 +511,28 @@ impl Writer {
         }
     }
 
-    /// Deletes closed files past the retention age or beyond the byte budget, oldest
-    /// first; the open file is never deleted.
+    /// Deletes closed files past the retention age (the log's, or the shortest feature
+    /// retention) or beyond the byte budget, oldest first; the open file is never
+    /// deleted.
     fn prune(&mut self) {
         let Ok(files) = list_files(&self.dir) else {
             return;
         };
         let open = self.file.as_ref().map(|f| f.path.clone());
-        let cutoff = now_ms().saturating_sub(
-            i64::try_from(self.config.retention_secs)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000),
-        );
+        // The log's own retention, or the shortest retention of a registered feature
+        // when that is shorter (a record may hold any feature's values).
+        let features = self.store.upgrade().and_then(|store| {
+            store
+                .registry()
+                .list(&crate::registry::DefinitionFilter::default())
+                .iter()
+                .filter_map(|d| d.spec.retention_ms())
+                .min()
+        });
+        let own = i64::try_from(self.config.retention_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let cutoff = now_ms().saturating_sub(features.map_or(own, |f| f.min(own)));
         let sizes: Vec<u64> = files
             .iter()
             .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))

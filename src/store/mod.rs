@@ -1205,6 +1205,24 @@ impl FeatureStore {
         erase::run(self, request)
     }
 
+    /// Flushes and fully compacts every column family, with the bottommost level
+    /// forced, so that the retention filters judge every stored record now (what
+    /// `featstore compact` runs; README, "Retention"). Takes as long as rewriting the
+    /// store's files; reads go on meanwhile.
+    pub fn compact_all(&self) -> Result<(), StoreError> {
+        let names = DB::list_cf(&rocksdb::Options::default(), self.db.path()).unwrap_or_default();
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in names {
+            if let Some(cf) = self.db.cf_handle(&name) {
+                self.db.flush_cf(&cf)?;
+                self.db
+                    .compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &opts);
+            }
+        }
+        Ok(())
+    }
+
     /// Registers a holder of served data outside the store (the running serving log),
     /// which every [`delete_entity`](Self::delete_entity) calls.
     pub fn add_eraser(&self, eraser: Arc<dyn erase::Eraser>) -> erase::EraserId {

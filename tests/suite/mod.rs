@@ -26,6 +26,7 @@ mod ranking;
 mod ranking_model;
 mod registry;
 mod restart;
+mod retention;
 mod segments;
 mod servelog;
 mod shutdown;
