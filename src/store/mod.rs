@@ -1180,7 +1180,8 @@ impl FeatureStore {
     }
 
     /// Removes every history record of one entity: each group of `entity_type` (see
-    /// [`history::erase_entity`]). For the per-entity deletion feature.
+    /// [`history::erase_entity`]); nothing else. A privacy request wants
+    /// [`delete_entity`](Self::delete_entity), which covers every family.
     pub fn erase_entity_history(
         &self,
         entity_type: &str,
