@@ -432,3 +432,96 @@ fn deleting_an_entity_removes_every_byte_of_it_and_nothing_else() {
     drop(server);
     close(store);
 }
+
+/// A push running while the entity is deleted is wholly before the deletion (deleted
+/// with the rest) or wholly after it: the aggregate counts exactly the pushes after the
+/// deletion (the one in flight either way), and the latest value is the last push's.
+#[test]
+fn a_concurrent_push_is_wholly_before_or_after_the_deletion() {
+    let tmp = tempfile::tempdir().expect("dir");
+    let store = Arc::new(FeatureStore::open(tmp.path().join("store"), config()).expect("open"));
+    store
+        .apply_objects(parse_registry_toml(REGISTRY, "registry").expect("parses"))
+        .expect("apply");
+    let deleting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deleted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = now_ms() - 10_000;
+    let pusher = {
+        let (store, deleting, deleted, stop) = (
+            store.clone(),
+            deleting.clone(),
+            deleted.clone(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering::SeqCst;
+            // (started after the deletion returned, acknowledged before it began)
+            let mut pushes: Vec<(bool, bool)> = Vec::new();
+            let mut after = 0;
+            for i in 0..2000i64 {
+                if stop.load(SeqCst) || after >= 50 {
+                    break;
+                }
+                let started_after = deleted.load(SeqCst);
+                store
+                    .push(vec![PushEvent {
+                        entity_type: "user".into(),
+                        entity_id: GONE.into(),
+                        event_time: base + i,
+                        features: vec![("user_click".into(), Value::Float64(i as f64))],
+                        event_id: None,
+                    }])
+                    .expect("push");
+                let acked_before = !deleting.load(SeqCst);
+                after += usize::from(started_after);
+                pushes.push((started_after, acked_before));
+            }
+            pushes
+        })
+    };
+    while store
+        .get_features("user", GONE, &["user_clicks_5m"])
+        .expect("read")
+        .features[0]
+        .value
+        .as_ref()
+        .is_none_or(|v| matches!(v, Value::Int64(n) if *n < 5))
+    {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    deleting.store(true, std::sync::atomic::Ordering::SeqCst);
+    store
+        .delete_entity(&featstore::store::erase::EntityErasure {
+            entity_type: "user".into(),
+            entity_id: GONE.into(),
+            compact: false,
+        })
+        .expect("delete");
+    deleted.store(true, std::sync::atomic::Ordering::SeqCst);
+    let pushes = pusher.join().expect("pusher");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let surely_deleted = pushes.iter().filter(|(_, before)| *before).count();
+    let surely_kept = pushes.iter().filter(|(after, _)| *after).count();
+    assert!(
+        surely_deleted >= 2 && surely_kept == 50,
+        "{surely_deleted} {surely_kept}"
+    );
+    let in_flight = pushes.len() - surely_deleted - surely_kept;
+    let read = store
+        .get_features("user", GONE, &["user_clicks_5m", "user_click"])
+        .expect("read");
+    let Some(Value::Int64(count)) = read.features[0].value else {
+        panic!("no count: {read:?}");
+    };
+    let count = usize::try_from(count).expect("count");
+    assert!(
+        (surely_kept..=surely_kept + in_flight).contains(&count),
+        "count {count}, kept {surely_kept}, in flight {in_flight}"
+    );
+    assert_eq!(
+        read.features[1].value,
+        Some(Value::Float64((pushes.len() - 1) as f64)),
+        "{read:?}"
+    );
+}
