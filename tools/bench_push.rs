@@ -43,6 +43,7 @@ fn specs(features: usize) -> Vec<FeatureSpec> {
             transform_ref: None,
             freshness_slo: None,
             ttl: None,
+            retention: None,
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],

@@ -84,11 +84,14 @@ pub enum Route {
     OpenApi,
     /// `GET /v1/audit?after=&limit=`: the audit log's records (`crate::audit`).
     AuditLog,
+    /// `DELETE /v1/entities/{entity_type}/{entity_id}?compact=`: delete every value of
+    /// one entity and of the composite entities containing it (`crate::store::erase`).
+    DeleteEntity,
 }
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 31] = [
+    pub const ALL: [Route; 32] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -120,6 +123,7 @@ impl Route {
         Route::FeastWriteToOnlineStore,
         Route::OpenApi,
         Route::AuditLog,
+        Route::DeleteEntity,
     ];
 
     /// The path template, with `{name}` for each parameter.
@@ -155,6 +159,7 @@ impl Route {
             Route::FeastWriteToOnlineStore => "/write-to-online-store",
             Route::OpenApi => "/openapi.json",
             Route::AuditLog => "/v1/audit",
+            Route::DeleteEntity => "/v1/entities/{entity_type}/{entity_id}",
         }
     }
 
@@ -175,7 +180,7 @@ impl Route {
             | Route::FeastGetOnlineFeatures
             | Route::FeastPush
             | Route::FeastWriteToOnlineStore => Method::POST,
-            Route::DeleteDefinition => Method::DELETE,
+            Route::DeleteDefinition | Route::DeleteEntity => Method::DELETE,
             Route::GetFeatures
             | Route::ListDefinitions
             | Route::ListGroups
@@ -345,6 +350,14 @@ pub mod paths {
         )
     }
 
+    /// `DELETE /v1/entities/{entity_type}/{entity_id}[?compact=false]`.
+    pub fn delete_entity(entity_type: &str, entity_id: &str, compact: bool) -> String {
+        with_query(
+            Route::DeleteEntity.fill(&[entity_type, entity_id]),
+            &[("compact", (!compact).then_some("false"))],
+        )
+    }
+
     /// `POST /v1/push`.
     pub fn push() -> String {
         Route::Push.fill(&[])
@@ -492,6 +505,14 @@ mod tests {
         assert_eq!(
             paths::delete_definition("ctr", 2),
             "/v1/feature-definitions/ctr/versions/2"
+        );
+        assert_eq!(
+            paths::delete_entity("user_product", "u42|p7", true),
+            "/v1/entities/user_product/u42%7Cp7"
+        );
+        assert_eq!(
+            paths::delete_entity("user", "u42", false),
+            "/v1/entities/user/u42?compact=false"
         );
     }
 

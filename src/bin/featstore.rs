@@ -189,6 +189,29 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Delete every value of one entity (a privacy request), and of the composite
+    /// entities containing it, from every batch version, streamed values, aggregates,
+    /// the history, hot segments and the serving log; recorded in the audit log.
+    DeleteEntity {
+        /// Entity type (`user`).
+        #[arg(long)]
+        entity_type: String,
+        /// Entity id (`u42`).
+        #[arg(long)]
+        id: String,
+        /// Leave the deleted key ranges to RocksDB's own compactions instead of
+        /// compacting them before answering (values are unreadable at once either way).
+        #[arg(long)]
+        no_compact: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Compact every column family of a data directory now (no server may run on
+    /// it), so that the retention filters delete every value past its retention.
+    Compact {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Push streamed events: a JSON body `{"events": [..]}` from a file or stdin.
     Push {
         /// The events file (`-` or absent: stdin).
@@ -920,6 +943,47 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(())
                 }
             },
+        },
+        Command::Compact { target } => {
+            if target.server.is_some() {
+                bail!("compact runs on a data directory (--data), with no server on it");
+            }
+            open(&target)?.compact_all()?;
+            println!("compacted {}", target.data.display());
+            Ok(())
+        }
+        Command::DeleteEntity {
+            entity_type,
+            id,
+            no_compact,
+            target,
+        } => match &target.server {
+            Some(base) => remote(client(base).delete_entity(&entity_type, &id, !no_compact)),
+            None => {
+                let store = open(&target)?;
+                let request = featstore::store::erase::EntityErasure {
+                    entity_type: entity_type.clone(),
+                    entity_id: id.clone(),
+                    compact: !no_compact,
+                };
+                let result = store.delete_entity(&request);
+                let audit = featstore::audit::AuditLog::open(
+                    &target.data.join(featstore::store::keyspace::AUDIT_DIR),
+                )?;
+                audit.append(featstore::audit::AuditEntry {
+                    principal: "cli".into(),
+                    action: "delete_entity".into(),
+                    target: format!("entity_type={entity_type} entity_id={id}"),
+                    outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
+                    detail: result
+                        .as_ref()
+                        .err()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    ..featstore::audit::AuditEntry::default()
+                })?;
+                print_json(&result?)
+            }
         },
         Command::Get {
             entity_type,

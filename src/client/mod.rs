@@ -384,6 +384,24 @@ impl Client {
         .json()
     }
 
+    /// `DELETE /v1/entities/{entity_type}/{entity_id}`: deletes every value of the
+    /// entity and of the composite entities containing it (`crate::store::erase`);
+    /// `compact` also compacts the deleted key ranges before the answer.
+    pub fn delete_entity(
+        &self,
+        entity_type: &str,
+        entity_id: &str,
+        compact: bool,
+    ) -> Result<crate::store::erase::ErasureReport, ClientError> {
+        self.send(Call {
+            method: "DELETE",
+            path: paths::delete_entity(entity_type, entity_id, compact),
+            body: None,
+            accept: None,
+        })?
+        .json()
+    }
+
     /// `GET /v1/groups`.
     pub fn groups(&self) -> Result<GroupList, ClientError> {
         self.get(paths::groups())

@@ -490,6 +490,7 @@ impl Feature {
             transform_ref: Some(group.transform_ref()),
             freshness_slo: self.freshness_slo(),
             ttl: self.ttl(),
+            retention: None,
             sensitivity: self.sensitivity(),
             description: self.description(),
             tags: self.tags(),

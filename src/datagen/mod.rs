@@ -471,6 +471,7 @@ pub fn write_named_float_matrix(
             transform_ref: None,
             freshness_slo: None,
             ttl: None,
+            retention: None,
             sensitivity: Sensitivity::Internal,
             description: format!("Synthetic benchmark float feature {k}, in [-1, 1)."),
             tags: vec!["benchmark".to_owned()],

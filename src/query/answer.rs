@@ -408,15 +408,23 @@ impl ColumnValues {
         }
     }
 
-    /// Step 2: applies `freshness` at `now` to every stored value or null.
+    /// Step 2: applies `freshness` at `now` to every stored value or null; a value
+    /// older than the feature's retention (at the wall clock) is `expired` whatever
+    /// `now` is.
     pub fn judge(&mut self, freshness: Freshness, now: TimestampMs) {
         if freshness.is_unlimited() {
             // No TTL and no SLO: every stored value and null keeps its status.
             return;
         }
+        // Retention is judged against the wall clock (one clock read per column).
+        let retained_from = freshness.retained_from(crate::types::now_ms());
         for (status, &time) in self.status.iter_mut().zip(&self.event_time) {
             if matches!(*status, FeatureStatus::Present | FeatureStatus::Null) {
-                *status = freshness.status(*status == FeatureStatus::Null, time, now);
+                *status = if retained_from.is_some_and(|from| time < from) {
+                    FeatureStatus::Expired
+                } else {
+                    freshness.status(*status == FeatureStatus::Null, time, now)
+                };
             }
         }
     }

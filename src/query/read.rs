@@ -51,6 +51,9 @@ pub struct FeatureVector {
 pub struct Freshness {
     ttl_ms: Option<i64>,
     slo_ms: Option<i64>,
+    /// The feature's retention: judged against the wall clock, not the read's time, so
+    /// that an as-of or point-in-time read never returns a value past it either.
+    retention_ms: Option<i64>,
 }
 
 impl Freshness {
@@ -60,17 +63,37 @@ impl Freshness {
         Freshness {
             ttl_ms: def.spec.ttl.map(ms),
             slo_ms: def.spec.freshness_slo.map(ms),
+            retention_ms: def.spec.retention_ms(),
         }
     }
 
     /// Limits given in milliseconds.
     pub fn of_limits(ttl_ms: Option<i64>, slo_ms: Option<i64>) -> Self {
-        Freshness { ttl_ms, slo_ms }
+        Freshness {
+            ttl_ms,
+            slo_ms,
+            retention_ms: None,
+        }
     }
 
-    /// True when the feature has neither a TTL nor a freshness SLO (every status stays).
+    /// These limits with a retention (ms).
+    pub fn with_retention(self, retention_ms: Option<i64>) -> Self {
+        Freshness {
+            retention_ms,
+            ..self
+        }
+    }
+
+    /// True when the feature has no TTL, freshness SLO or retention (every status
+    /// stays).
     pub fn is_unlimited(self) -> bool {
-        self.ttl_ms.is_none() && self.slo_ms.is_none()
+        self.ttl_ms.is_none() && self.slo_ms.is_none() && self.retention_ms.is_none()
+    }
+
+    /// The oldest event time retained at wall-clock time `wall` (`None`: no
+    /// retention).
+    pub fn retained_from(self, wall: TimestampMs) -> Option<TimestampMs> {
+        self.retention_ms.map(|r| wall.saturating_sub(r))
     }
 
     /// The status of a stored value (`null` for an explicit null) with `event_time`

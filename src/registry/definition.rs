@@ -50,6 +50,16 @@ pub struct FeatureSpec {
     /// Max age: values whose event time is older are served as `expired`.
     #[serde(default, with = "crate::types::duration_text")]
     pub ttl: Option<Duration>,
+    /// Maximum age of stored values: a value whose event time is older is never served
+    /// (`expired`) and is deleted from the stream and history families by their
+    /// compaction filters, and from the serving log by its pruning (README, "Retention").
+    /// Where the TTL hides, retention deletes. A compatible change.
+    #[serde(
+        default,
+        with = "crate::types::duration_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention: Option<Duration>,
     /// Sensitivity class.
     #[serde(default)]
     pub sensitivity: Sensitivity,
@@ -123,6 +133,12 @@ pub fn validate_identifier(kind: &str, text: &str) -> Result<(), String> {
 }
 
 impl FeatureSpec {
+    /// The retention in ms, when set.
+    pub fn retention_ms(&self) -> Option<i64> {
+        self.retention
+            .map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// True when a service owned by `team` may use this feature (its reuse rule).
     pub fn reusable_by(&self, team: &str) -> bool {
         team == self.owner
@@ -145,6 +161,12 @@ impl FeatureSpec {
         }
         if let Some(aggregate) = &self.aggregate {
             aggregate.validate(self)?;
+        }
+        if self.retention.is_some_and(|r| r.as_millis() == 0) {
+            return Err(format!(
+                "feature `{}`: retention must be positive",
+                self.name
+            ));
         }
         self.validation
             .validate()
@@ -199,6 +221,7 @@ mod tests {
             transform_ref: None,
             freshness_slo: None,
             ttl: Some(Duration::from_secs(86_400)),
+            retention: None,
             sensitivity: Sensitivity::Internal,
             description: String::new(),
             tags: vec![],

@@ -30,6 +30,7 @@
 //! only touches atomics and the queue; one writer thread owns the files.
 
 pub mod cli;
+pub mod erase;
 pub mod export;
 pub mod reader;
 pub mod record;
@@ -269,13 +270,16 @@ pub enum DropReason {
     TooLarge,
     /// Writing failed (the error is logged); records of the lost block.
     IoError,
+    /// A read of an entity deleted after the read was answered (`erase`).
+    Erased,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 3] = [
+    const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::TooLarge,
         DropReason::IoError,
+        DropReason::Erased,
     ];
 
     fn label(self) -> &'static str {
@@ -283,6 +287,7 @@ impl DropReason {
             DropReason::QueueFull => "queue_full",
             DropReason::TooLarge => "too_large",
             DropReason::IoError => "io_error",
+            DropReason::Erased => "erased",
         }
     }
 }
@@ -298,7 +303,7 @@ pub struct LogMetrics {
     pub values_written: AtomicU64,
     /// Reads not logged because of the sample rate.
     pub sampled_out: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; 4],
     /// Milliseconds from the oldest read of the last block written to its write.
     pub write_lag_ms: AtomicI64,
     /// Records queued and not yet taken by the writer.
@@ -423,11 +428,41 @@ impl Observer for LogObserver {
     }
 }
 
+/// The running log's part in a per-entity deletion: its writer thread closes the open
+/// file and rewrites the files ([`erase`]), so no file is rewritten while appended to.
+struct LogEraser {
+    dir: PathBuf,
+    control: crossbeam::channel::Sender<writer::Control>,
+}
+
+impl crate::store::erase::Eraser for LogEraser {
+    fn dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    fn erase(
+        &self,
+        target: &crate::store::erase::EntityMatch,
+    ) -> Result<crate::store::erase::HolderReport, String> {
+        let (reply, answer) = crossbeam::channel::bounded(1);
+        self.control
+            .send(writer::Control::Erase {
+                target: target.clone(),
+                reply,
+            })
+            .map_err(|_| "the serving-log writer has stopped".to_owned())?;
+        answer
+            .recv()
+            .map_err(|_| "the serving-log writer has stopped".to_owned())?
+    }
+}
+
 /// A running serving log: registered on a store, with its writer thread. Dropping it
 /// unregisters the observer, drains the queue, writes the end marker and syncs.
 pub struct ServeLog {
     store: Weak<FeatureStore>,
     observer: Option<crate::store::ObserverId>,
+    eraser: Option<crate::store::erase::EraserId>,
     writer: Option<writer::WriterHandle>,
     metrics: Arc<LogMetrics>,
     dir: PathBuf,
@@ -459,6 +494,10 @@ impl ServeLog {
             metrics.clone(),
             weak.clone(),
         )?;
+        let eraser = store.add_eraser(Arc::new(LogEraser {
+            dir: dir.clone(),
+            control: writer.control.clone(),
+        }));
         let observer = store.add_observer(Arc::new(LogObserver {
             sampler: Sampler::new(config),
             tx,
@@ -467,6 +506,7 @@ impl ServeLog {
         Ok(ServeLog {
             store: weak,
             observer: Some(observer),
+            eraser: Some(eraser),
             writer: Some(writer),
             metrics,
             dir,
@@ -489,8 +529,13 @@ impl ServeLog {
     }
 
     fn shutdown(&mut self) {
-        if let (Some(id), Some(store)) = (self.observer.take(), self.store.upgrade()) {
-            store.remove_observer(id);
+        if let Some(store) = self.store.upgrade() {
+            if let Some(id) = self.observer.take() {
+                store.remove_observer(id);
+            }
+            if let Some(id) = self.eraser.take() {
+                store.remove_eraser(id);
+            }
         }
         if let Some(writer) = self.writer.take() {
             writer.stop();

@@ -30,6 +30,7 @@ use featstore_format::reclog::{BlockBuilder, BlockPlace, end_marker, file_header
 use super::record::{ColumnSets, encode_entity, encode_ranking};
 use super::{DropReason, LogMetrics, Pending, Queued, ServeLogConfig, ServeLogError};
 use crate::store::FeatureStore;
+use crate::store::erase::{EntityMatch, HolderReport};
 use crate::types::now_ms;
 
 /// How long the writer lets the queue fill after taking what it held.
@@ -71,10 +72,40 @@ pub fn list_files(dir: &Path) -> Result<Vec<PathBuf>, ServeLogError> {
     Ok(files)
 }
 
+/// How long after a deletion the writer still drops records of the deleted entity
+/// judged before it: a read that took its view before the deletion may reach the queue
+/// after the files were rewritten.
+const ERASE_GRACE: Duration = Duration::from_secs(60);
+
+/// A request to the writer thread besides records.
+pub(crate) enum Control {
+    /// Rewrite the files without `target`'s records (`super::erase`) and answer.
+    Erase {
+        target: EntityMatch,
+        reply: crossbeam::channel::Sender<Result<HolderReport, String>>,
+    },
+}
+
+/// Whether `answer` names an entity `target` covers.
+fn names(target: &EntityMatch, answer: &Queued) -> bool {
+    match answer {
+        Queued::Entity(a) => target.matches(a.entity_type(), a.entity_id()),
+        Queued::Ranking(r) => {
+            r.context.iter().any(|(ty, id)| target.matches(ty, id))
+                || (target.covers_type(&r.candidate_type)
+                    && r.candidates
+                        .iter()
+                        .any(|id| target.matches(&r.candidate_type, id)))
+        }
+    }
+}
+
 /// The writer thread's handle.
 pub(crate) struct WriterHandle {
     thread: std::thread::JoinHandle<()>,
     stop: crossbeam::channel::Sender<()>,
+    /// Requests to the thread (shared with the log's eraser).
+    pub(crate) control: crossbeam::channel::Sender<Control>,
 }
 
 impl WriterHandle {
@@ -103,18 +134,24 @@ impl WriterHandle {
             block_sets: 0,
             sets: ColumnSets::new(),
             record: Vec::new(),
+            erased: Vec::new(),
         };
         writer.prune();
         writer.open_file()?;
         let (stop, stopped) = crossbeam::channel::bounded(1);
+        let (control, requests) = crossbeam::channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("serving-log".into())
-            .spawn(move || writer.run(&rx, &stopped))
+            .spawn(move || writer.run(&rx, &stopped, requests))
             .map_err(|source| ServeLogError::Io {
                 path: PathBuf::from("serving-log thread"),
                 source,
             })?;
-        Ok(WriterHandle { thread, stop })
+        Ok(WriterHandle {
+            thread,
+            stop,
+            control,
+        })
     }
 
     /// Drains the queue, closes the file cleanly and joins the thread.
@@ -152,11 +189,15 @@ struct Writer {
     block_sets: u32,
     sets: ColumnSets,
     record: Vec<u8>,
+    /// Entities deleted in the last [`ERASE_GRACE`], with the deletion's time: records
+    /// of reads judged before it are dropped.
+    erased: Vec<(EntityMatch, i64, Instant)>,
 }
 
 impl Writer {
-    fn run(&mut self, rx: &Receiver<Pending>, stopped: &Receiver<()>) {
+    fn run(&mut self, rx: &Receiver<Pending>, stopped: &Receiver<()>, requests: Receiver<Control>) {
         let interval = Duration::from_millis(self.config.flush_interval_ms);
+        let mut requests = requests;
         loop {
             if stopped.try_recv().is_ok() {
                 break;
@@ -165,7 +206,19 @@ impl Writer {
                 Some(t) => interval.saturating_sub(t.elapsed()),
                 None => interval,
             };
-            match rx.recv_timeout(wait) {
+            let received = crossbeam::channel::select! {
+                recv(rx) -> pending => pending.map_err(|_| RecvTimeoutError::Disconnected),
+                recv(requests) -> request => {
+                    match request {
+                        Ok(request) => self.control(request, rx),
+                        // The handle is gone: stop listening for requests.
+                        Err(_) => requests = crossbeam::channel::never(),
+                    }
+                    continue;
+                }
+                default(wait) => Err(RecvTimeoutError::Timeout),
+            };
+            match received {
                 Ok(pending) => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     self.add(pending);
@@ -211,7 +264,50 @@ impl Writer {
         group
     }
 
+    /// Answers a request (see [`Control`]).
+    fn control(&mut self, request: Control, rx: &Receiver<Pending>) {
+        match request {
+            Control::Erase { target, reply } => {
+                // Reads answered before the deletion are in the queue: they go into
+                // the files first, and out of them with the rest.
+                while let Ok(pending) = rx.try_recv() {
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    self.add(pending);
+                }
+                self.flush();
+                self.close_file();
+                let result =
+                    super::erase::erase_dir(&self.dir, &target, self.config.compression_level)
+                        .map_err(|e| e.to_string());
+                self.erased.push((target, now_ms(), Instant::now()));
+                if let Err(e) = self.open_file() {
+                    tracing::error!(error = %e, "serving log: cannot open a new file");
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Whether `pending` is a read of an entity deleted after it was judged.
+    fn is_erased(&mut self, pending: &Pending) -> bool {
+        self.erased.retain(|(_, _, at)| at.elapsed() < ERASE_GRACE);
+        if self.erased.is_empty() {
+            return false;
+        }
+        let at = match &pending.answer {
+            Queued::Entity(a) => a.now_ms(),
+            Queued::Ranking(r) => r.now_ms,
+        };
+        self.erased
+            .iter()
+            .any(|(target, erased_at, _)| at <= *erased_at && names(target, &pending.answer))
+    }
+
     fn add(&mut self, pending: Pending) {
+        if self.is_erased(&pending) {
+            self.metrics.drop_records(DropReason::Erased, 1);
+            return;
+        }
         let mut record = std::mem::take(&mut self.record);
         record.clear();
         let (groups, store) = (&mut self.groups, &self.store);
@@ -415,18 +511,28 @@ impl Writer {
         }
     }
 
-    /// Deletes closed files past the retention age or beyond the byte budget, oldest
-    /// first; the open file is never deleted.
+    /// Deletes closed files past the retention age (the log's, or the shortest feature
+    /// retention) or beyond the byte budget, oldest first; the open file is never
+    /// deleted.
     fn prune(&mut self) {
         let Ok(files) = list_files(&self.dir) else {
             return;
         };
         let open = self.file.as_ref().map(|f| f.path.clone());
-        let cutoff = now_ms().saturating_sub(
-            i64::try_from(self.config.retention_secs)
-                .unwrap_or(i64::MAX)
-                .saturating_mul(1000),
-        );
+        // The log's own retention, or the shortest retention of a registered feature
+        // when that is shorter (a record may hold any feature's values).
+        let features = self.store.upgrade().and_then(|store| {
+            store
+                .registry()
+                .list(&crate::registry::DefinitionFilter::default())
+                .iter()
+                .filter_map(|d| d.spec.retention_ms())
+                .min()
+        });
+        let own = i64::try_from(self.config.retention_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let cutoff = now_ms().saturating_sub(features.map_or(own, |f| f.min(own)));
         let sizes: Vec<u64> = files
             .iter()
             .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))

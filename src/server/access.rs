@@ -48,7 +48,8 @@ pub fn required_scope(route: Route) -> Option<Scope> {
         | Route::RetireService
         | Route::ServingLogExport
         | Route::TrainingSets
-        | Route::AuditLog => Some(Scope::Admin),
+        | Route::AuditLog
+        | Route::DeleteEntity => Some(Scope::Admin),
     }
 }
 

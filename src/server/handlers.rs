@@ -180,7 +180,13 @@ pub fn store_error_status(e: &StoreError) -> StatusCode {
         // The version was built but a gate (validation) refused to commit it.
         StoreError::Load(LoadError::Refused { .. } | LoadError::Held { .. })
         | StoreError::ValidationFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        StoreError::ForceNeedsReason => StatusCode::BAD_REQUEST,
+        StoreError::ForceNeedsReason
+        | StoreError::Erase(crate::store::erase::EraseError::InvalidEntityId(_)) => {
+            StatusCode::BAD_REQUEST
+        }
+        StoreError::Erase(crate::store::erase::EraseError::UnknownEntityType(_)) => {
+            StatusCode::NOT_FOUND
+        }
         StoreError::VersionNotReady { .. } | StoreError::NoPreviousVersion(_) => {
             StatusCode::CONFLICT
         }
@@ -376,6 +382,11 @@ pub async fn handle(
             })
         }
         Route::DropOldVersions => drop_old_versions(state, param(&mut params, 0), &req).await,
+        Route::DeleteEntity => {
+            let entity_type = param(&mut params, 0);
+            let entity_id = param(&mut params, 1);
+            delete_entity(state, entity_type, entity_id, &req).await
+        }
         Route::Push => push(state, req).await,
         Route::Rank
         | Route::ApplyRegistry
@@ -901,6 +912,35 @@ async fn drop_old_versions(
     let name = group.clone();
     let dropped = blocking(move || store.drop_old_versions(&name, keep)).await?;
     ok_json(&Dropped { group, dropped })
+}
+
+/// `DELETE /v1/entities/{entity_type}/{entity_id}[?compact=false]`: a per-entity
+/// deletion (`crate::store::erase`), answered with its report once durable.
+async fn delete_entity(
+    state: &AppState,
+    entity_type: String,
+    entity_id: String,
+    req: &Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let mut compact = true;
+    for (_, value) in query(req, &["compact"])? {
+        compact = match value.as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "compact must be true or false, not `{other}`"
+                )));
+            }
+        };
+    }
+    let store = state.store.clone();
+    let request = crate::store::erase::EntityErasure {
+        entity_type,
+        entity_id,
+        compact,
+    };
+    ok_json(&blocking(move || store.delete_entity(&request)).await?)
 }
 
 /// Content types of a load whose body is the input file itself.

@@ -43,6 +43,7 @@
 //! | GET | `/v1/entity-types`, `/v1/on-demand-features`, `/v1/feature-services` | listings |
 //! | POST | `/v1/feature-services/{name}/versions/{version}/retire` | the service |
 //! | GET | `/v1/lineage` | `{"features": [FeatureUsers..]}` |
+//! | DELETE | `/v1/entities/{entity_type}/{entity_id}?compact=` | `ErasureReport` |
 //! | GET | `/healthz`, `/readyz` | `ok` (`/readyz`: 503 and the reason while the stream writer cannot write) |
 //! | GET | `/metrics` | OpenMetrics text |
 //!

@@ -305,6 +305,11 @@ mod tests {
             ),
             (paths::openapi(), Route::OpenApi, vec![]),
             (paths::audit(Some(3), None), Route::AuditLog, vec![]),
+            (
+                paths::delete_entity(odd, odd, false),
+                Route::DeleteEntity,
+                vec![odd, odd],
+            ),
         ];
         let mut seen: Vec<Route> = cases.iter().map(|c| c.1).collect();
         seen.dedup();
@@ -337,6 +342,9 @@ mod tests {
                 }
                 Route::AuditLog => {
                     assert_eq!(pairs, vec![("after".to_owned(), "3".to_owned())]);
+                }
+                Route::DeleteEntity => {
+                    assert_eq!(pairs, vec![("compact".to_owned(), "false".to_owned())]);
                 }
                 _ => assert!(pairs.is_empty(), "{path_and_query}"),
             }

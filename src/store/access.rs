@@ -92,6 +92,13 @@ impl AccessCounter {
         self.add(entity_id, count, true);
     }
 
+    /// Forgets the counts of `entity_ids` (a per-entity deletion).
+    pub fn forget(&self, entity_ids: &[Vec<u8>]) {
+        for id in entity_ids {
+            self.shard(id).lock().remove(id.as_slice());
+        }
+    }
+
     /// The `k` most-read entities, most-read first (ties by id, for determinism).
     pub fn top(&self, k: usize) -> Vec<(Vec<u8>, u32)> {
         let mut all: Vec<(Vec<u8>, u32)> = Vec::new();

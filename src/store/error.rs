@@ -68,6 +68,9 @@ pub enum StoreError {
     /// Rollback was asked but no earlier version remains.
     #[error("group `{0}` has no previous version to roll back to")]
     NoPreviousVersion(String),
+    /// A per-entity deletion was refused or failed.
+    #[error(transparent)]
+    Erase(#[from] super::erase::EraseError),
     /// A batch load failed; nothing of it became visible.
     #[error(transparent)]
     Load(#[from] LoadError),

@@ -27,6 +27,7 @@
 
 pub(crate) mod access;
 pub(crate) mod config;
+pub mod erase;
 pub(crate) mod error;
 pub mod history;
 pub mod keyspace;
@@ -172,6 +173,10 @@ pub struct FeatureStore {
     load_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     // Entity lookups and hot segment hits, shared by every read view.
     lookups: Arc<view::LookupCounters>,
+    // One per-entity deletion at a time ([`erase`]).
+    erase_lock: Mutex<()>,
+    // Holders of served data outside the store, called by every deletion.
+    erasers: erase::Erasers,
 }
 
 /// The engine's own figures at one moment: RocksDB's block cache tickers and pending
@@ -308,6 +313,8 @@ impl FeatureStore {
             observers,
             load_locks: Mutex::new(HashMap::new()),
             lookups,
+            erase_lock: Mutex::new(()),
+            erasers: erase::Erasers::default(),
         };
         let state_ms = opened.elapsed().as_millis() - rocksdb_ms;
         store.load_access_counts()?;
@@ -1196,7 +1203,8 @@ impl FeatureStore {
     }
 
     /// Removes every history record of one entity: each group of `entity_type` (see
-    /// [`history::erase_entity`]). For the per-entity deletion feature.
+    /// [`history::erase_entity`]); nothing else. A privacy request wants
+    /// [`delete_entity`](Self::delete_entity), which covers every family.
     pub fn erase_entity_history(
         &self,
         entity_type: &str,
@@ -1207,6 +1215,73 @@ impl FeatureStore {
             if group.entity_type == entity_type {
                 history::erase_entity(&self.db, &group.name, entity_id.as_bytes())?;
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes every value of one entity, and of every composite entity containing
+    /// it, from every place the store keeps values (see [`erase`] for what, how and
+    /// the guarantees). Durable when it returns.
+    pub fn delete_entity(
+        &self,
+        request: &erase::EntityErasure,
+    ) -> Result<erase::ErasureReport, StoreError> {
+        erase::run(self, request)
+    }
+
+    /// Flushes and fully compacts every column family, with the bottommost level
+    /// forced, so that the retention filters judge every stored record now (what
+    /// `featstore compact` runs; README, "Retention"). Takes as long as rewriting the
+    /// store's files; reads go on meanwhile.
+    pub fn compact_all(&self) -> Result<(), StoreError> {
+        let names = DB::list_cf(&rocksdb::Options::default(), self.db.path()).unwrap_or_default();
+        let mut opts = rocksdb::CompactOptions::default();
+        opts.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in names {
+            if let Some(cf) = self.db.cf_handle(&name) {
+                self.db.flush_cf(&cf)?;
+                self.db
+                    .compact_range_cf_opt(&cf, None::<&[u8]>, None::<&[u8]>, &opts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a holder of served data outside the store (the running serving log),
+    /// which every [`delete_entity`](Self::delete_entity) calls.
+    pub fn add_eraser(&self, eraser: Arc<dyn erase::Eraser>) -> erase::EraserId {
+        self.erasers.add(eraser)
+    }
+
+    /// Unregisters an eraser added by [`add_eraser`](Self::add_eraser).
+    pub fn remove_eraser(&self, id: erase::EraserId) {
+        self.erasers.remove(id);
+    }
+
+    /// Builds again the segment of `version` of `group` detached by a deletion, and
+    /// attaches it (mapped when the version is active).
+    fn resegment(&self, group: &str, version: u64) -> Result<(), StoreError> {
+        let records = meta::read_load_records(&self.db, group)?;
+        let Some(record) = records.get(&version) else {
+            return Ok(());
+        };
+        let Ok((family, prefix)) = self.admin.lock().versions.location(group, version) else {
+            return Ok(());
+        };
+        let Some(cf) = self.db.cf_handle(&family) else {
+            return Ok(());
+        };
+        let built = self.build_segment(group, version, &cf, prefix, record)?;
+        drop(cf);
+        let file = built.as_ref().map(|(info, _)| info.file.clone());
+        let mut state = self.admin.lock();
+        if self.checked_write(
+            "attaching a segment rebuilt after a deletion",
+            state.versions.reattach_segment(group, version, built),
+        )? {
+            self.publish(&state)?;
+        } else if let Some(file) = file {
+            let _ = std::fs::remove_file(keyspace::segments_dir(&self.dir).join(file));
         }
         Ok(())
     }

@@ -282,7 +282,11 @@ impl EngineOptions {
         let mut opts =
             self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
         opts.set_compaction_filter_factory(
-            super::history::retention::HistoryRetentionFactory::new(self.history.clone(), group),
+            super::history::retention::HistoryRetentionFactory::new(
+                self.history.clone(),
+                self.retention.clone(),
+                group,
+            ),
         );
         opts
     }

@@ -405,6 +405,70 @@ impl VersionSet {
         Ok(true)
     }
 
+    /// Removes the hot segment of `version` of `group` from the manifest (persisted
+    /// first), unmaps it from the set and unlinks its file, so that no named or new
+    /// mapping holds what the file holds (a per-entity deletion, `super::erase`);
+    /// readers still holding an older view keep their mapping until they finish.
+    /// Returns false when the version has no segment.
+    pub fn detach_segment(&mut self, group: &str, version: u64) -> Result<bool, StoreError> {
+        let mut next = self.manifest.clone();
+        let Some(entry) = next
+            .groups
+            .get_mut(group)
+            .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
+        else {
+            return Ok(false);
+        };
+        let Some(info) = entry.segment.take() else {
+            return Ok(false);
+        };
+        let name = entry.cf_name.clone();
+        self.commit(next, None)?;
+        self.segments.remove(&name);
+        let path = self.segments_dir.join(&info.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    context: format!("delete {}", path.display()),
+                    source,
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Attaches a segment rebuilt after [`detach_segment`](Self::detach_segment),
+    /// mapping it only when the version is active (a kept version maps its segment
+    /// when activated). Returns false when the version was dropped meanwhile; the
+    /// caller then deletes the file.
+    pub fn reattach_segment(
+        &mut self,
+        group: &str,
+        version: u64,
+        built: Option<BuiltSegment>,
+    ) -> Result<bool, StoreError> {
+        let active = self.group(group).and_then(|gm| gm.active) == Some(version);
+        let mut next = self.manifest.clone();
+        let Some(entry) = next
+            .groups
+            .get_mut(group)
+            .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
+        else {
+            return Ok(false);
+        };
+        let name = entry.cf_name.clone();
+        entry.segment = built.as_ref().map(|(info, _)| info.clone());
+        self.commit(next, None)?;
+        if let Some((_, segment)) = built
+            && active
+        {
+            self.segments.insert(name, segment);
+        }
+        Ok(true)
+    }
+
     /// Maps the segment of `entry`, about to be activated, if it has one and it is not
     /// mapped yet. Returns true when the file is unusable (corrupt, missing, another
     /// format): the version then activates without it, and the caller rebuilds it once

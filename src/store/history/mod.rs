@@ -38,8 +38,9 @@
 //!   group's retention can need it.
 //!
 //! Deletion: [`erase_entity`] removes every history record of one entity of one group
-//! with one range deletion; the per-entity deletion feature calls it for each group of
-//! the entity's type.
+//! with one range deletion. The per-entity deletion (`super::erase`) writes the same
+//! range, for each group of the entity's type and each composite id containing it, in
+//! its one batch with every other family's deletions.
 //!
 //! Thread-safety: the table is immutable and published through an `ArcSwap`; writers
 //! change it under the store's admin lock, readers and compactions load it once.

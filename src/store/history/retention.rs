@@ -18,6 +18,13 @@
 //! all. Absence records are kept (an older value in a file outside the compaction could
 //! otherwise show through). Until the store has read its history table, nothing is
 //! dropped.
+//!
+//! Feature retention (a feature's `retention`, `crate::store::stream::retention`'s
+//! table): with `cutoff = now - retention`, a stream record whose value's event time is
+//! before the cutoff is dropped, and a batch record's value is replaced by an absence
+//! record (its key, which holds no value, stays, so that an older version's record
+//! never shows through for the version that had this one). Readers never return such a
+//! value before the filter ran (the query layer judges retention at the wall clock).
 
 use std::ffi::CStr;
 
@@ -26,21 +33,25 @@ use rocksdb::compaction_filter::CompactionFilter;
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 
 use super::SharedHistory;
-use crate::codec::history::{HistoryKind, decode_history_key};
+use crate::codec::history::{ABSENT_VALUE, HistoryKind, decode_history_key};
 use crate::codec::value::decode_event_time;
+use crate::store::stream::retention::{RetentionTable, SharedRetention};
 use crate::types::{TimestampMs, now_ms};
 
 /// Creates one [`HistoryRetentionFilter`] per compaction of `history.{group}`.
 pub struct HistoryRetentionFactory {
     shared: SharedHistory,
+    features: SharedRetention,
     group: String,
 }
 
 impl HistoryRetentionFactory {
-    /// A factory for `group`'s history family, reading facts from `shared`.
-    pub fn new(shared: SharedHistory, group: &str) -> Self {
+    /// A factory for `group`'s history family, reading facts from `shared` and feature
+    /// retentions from `features`.
+    pub fn new(shared: SharedHistory, features: SharedRetention, group: &str) -> Self {
         HistoryRetentionFactory {
             shared,
+            features,
             group: group.to_owned(),
         }
     }
@@ -55,11 +66,13 @@ impl CompactionFilterFactory for HistoryRetentionFactory {
             let horizon = now_ms().saturating_sub(g.retention_ms);
             (horizon, g.floor_version(horizon))
         });
-        HistoryRetentionFilter::new(limits)
+        let mut filter = HistoryRetentionFilter::new(limits);
+        filter.features = Some((self.features.load_full(), now_ms()));
+        filter
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.history_retention.v1"
+        c"featstore.history_retention.v2"
     }
 }
 
@@ -74,6 +87,8 @@ pub struct HistoryRetentionFilter {
     batch_covered: bool,
     /// A stream record written and true at or before the horizon was kept for `key`.
     stream_covered: bool,
+    /// Feature retentions and the compaction's time; `None`: none apply.
+    features: Option<(std::sync::Arc<RetentionTable>, TimestampMs)>,
 }
 
 impl HistoryRetentionFilter {
@@ -84,7 +99,50 @@ impl HistoryRetentionFilter {
             key: Vec::new(),
             batch_covered: false,
             stream_covered: false,
+            features: None,
         }
+    }
+
+    /// Whether the record's value is past its feature's retention.
+    fn past_retention(&self, key: &[u8], value: &[u8]) -> bool {
+        let Some((table, now)) = &self.features else {
+            return false;
+        };
+        let Ok((fk, _, _)) = decode_history_key(key) else {
+            return false;
+        };
+        let Some(feature) = fk
+            .len()
+            .checked_sub(4)
+            .and_then(|at| fk.get(at..))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+        else {
+            return false;
+        };
+        let Some(retention) = table.retention.get(&feature) else {
+            return false;
+        };
+        value
+            .get(1..)
+            .filter(|_| value.first() == Some(&1))
+            .and_then(|v| decode_event_time(v).ok())
+            .is_some_and(|t| t < now.saturating_sub(*retention))
+    }
+
+    /// What to do with `key`/`value`: drop it, keep it, or (a batch value past its
+    /// feature's retention) keep its key with an absence record.
+    pub fn decide(&mut self, key: &[u8], value: &[u8]) -> CompactionDecision {
+        if self.drops(key, value) {
+            return CompactionDecision::Remove;
+        }
+        if self.past_retention(key, value) {
+            return match decode_history_key(key) {
+                Ok((_, _, HistoryKind::Batch { .. })) => CompactionDecision::Change(ABSENT_VALUE),
+                _ => CompactionDecision::Remove,
+            };
+        }
+        CompactionDecision::Keep
     }
 
     /// Whether the record `key`/`value` (visited in key order) can be dropped.
@@ -133,15 +191,11 @@ impl HistoryRetentionFilter {
 
 impl CompactionFilter for HistoryRetentionFilter {
     fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> CompactionDecision {
-        if self.drops(key, value) {
-            CompactionDecision::Remove
-        } else {
-            CompactionDecision::Keep
-        }
+        self.decide(key, value)
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.history_retention.v1"
+        c"featstore.history_retention.v2"
     }
 }
 

@@ -65,7 +65,9 @@
 //! lock per group commit when unset.
 //!
 //! Thread-safety contract: the writer alone writes stream column families, so its
-//! read-decide-write is not raced by another writer. The health state is one
+//! read-decide-write is not raced by another writer; the one exception, a per-entity
+//! deletion (`crate::store::erase`), deletes while it holds `Shared::pause`, which the
+//! writer holds across each group commit's read-decide-write. The health state is one
 //! `parking_lot::Mutex` shared by producers (a read per push), the writer and the
 //! syncer (on failure and recovery).
 
@@ -201,6 +203,9 @@ pub(crate) struct Shared {
     /// Newest event time written per group since open.
     pub newest: Mutex<std::collections::HashMap<String, TimestampMs>>,
     pub observer: Mutex<Option<CommitObserver>>,
+    /// Held by the writer across each group commit's read-decide-write; a per-entity
+    /// deletion holds it to keep every commit wholly before or after it.
+    pub pause: Mutex<()>,
 }
 
 impl Shared {
@@ -479,7 +484,10 @@ fn run_writer(
             fail(jobs, &refusal);
             continue;
         }
-        match commit(db, &jobs, shared, &mut touched) {
+        let paused = shared.pause.lock();
+        let committed = commit(db, &jobs, shared, &mut touched);
+        drop(paused);
+        match committed {
             Ok(outcomes) => {
                 if let Err(channel::SendError(w)) = written.send(Written { jobs, outcomes }) {
                     fail(

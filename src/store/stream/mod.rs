@@ -111,6 +111,12 @@ impl StreamState {
         *self.committer.shared.observer.lock() = Some(observer);
     }
 
+    /// Holds the committer between two group commits until the guard is dropped (a
+    /// per-entity deletion, `super::erase`): pushes queue meanwhile.
+    pub fn pause(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.committer.shared.pause.lock()
+    }
+
     /// See [`commit::Committer::report_failure`].
     pub fn report_failure(&self, reason: &str) {
         self.committer.report_failure(reason);

@@ -2,8 +2,10 @@
 //! stream column family's compaction filter, and the filter itself.
 //!
 //! Expired data is removed by RocksDB compactions, never by a scan: a latest value past
-//! its feature's TTL, a tile past its aggregate's window plus one tile, and an event-id
-//! marker past the dedupe horizon are dropped when a compaction reads them.
+//! its feature's TTL or retention (the shorter), a tile past its aggregate's window plus
+//! one tile or past the aggregate's retention, and an event-id marker past the dedupe
+//! horizon are dropped when a compaction reads them. The table also gives each
+//! feature's retention to the history families' filter (`crate::store::history::retention`).
 //!
 //! Thread-safety contract: the table is immutable and published through an `ArcSwap`
 //! when the registry changes; each compaction takes the table current when it starts
@@ -36,8 +38,11 @@ pub const MIN_DEDUPE_HORIZON_MS: i64 = 24 * 3600 * 1000;
 /// restart were counted again).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetentionTable {
-    /// TTL (ms) of features that have one.
+    /// How long a latest value is kept (ms): the shorter of the feature's TTL and
+    /// retention, for features with either.
     pub value_ttl: HashMap<FeatureId, i64>,
+    /// Retention (ms) of features that have one (what the history keeps).
+    pub retention: HashMap<FeatureId, i64>,
     /// Tile retention (window + resolution, ms) of aggregate features.
     pub tile_retention: HashMap<FeatureId, i64>,
     /// How long event-id markers are kept (ms).
@@ -48,6 +53,7 @@ impl Default for RetentionTable {
     fn default() -> Self {
         RetentionTable {
             value_ttl: HashMap::new(),
+            retention: HashMap::new(),
             tile_retention: HashMap::new(),
             dedupe_horizon: i64::MAX,
         }
@@ -62,15 +68,22 @@ impl RetentionTable {
             ..RetentionTable::default()
         };
         for def in registry.list(&DefinitionFilter::default()) {
-            if let Some(ttl) = def.spec.ttl {
-                table
-                    .value_ttl
-                    .insert(def.id, i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+            let ttl = def
+                .spec
+                .ttl
+                .map(|ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+            let retention = def.spec.retention_ms();
+            if let Some(keep) = [ttl, retention].into_iter().flatten().min() {
+                table.value_ttl.insert(def.id, keep);
+            }
+            if let Some(retention) = retention {
+                table.retention.insert(def.id, retention);
             }
             if let Some(aggregate) = &def.spec.aggregate {
-                let keep = aggregate.retention_ms();
+                let window = aggregate.retention_ms();
+                let keep = retention.map_or(window, |r| r.min(window));
                 table.tile_retention.insert(def.id, keep);
-                table.dedupe_horizon = table.dedupe_horizon.max(keep);
+                table.dedupe_horizon = table.dedupe_horizon.max(window);
             }
         }
         table
@@ -141,7 +154,7 @@ impl CompactionFilterFactory for RetentionFilterFactory {
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.stream_retention.v1"
+        c"featstore.stream_retention.v2"
     }
 }
 
@@ -166,7 +179,7 @@ impl CompactionFilter for RetentionFilter {
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.stream_retention.v1"
+        c"featstore.stream_retention.v2"
     }
 }
 
@@ -182,6 +195,7 @@ mod tests {
     fn expiry_follows_the_table() {
         let table = RetentionTable {
             value_ttl: HashMap::from([(1, 1000)]),
+            retention: HashMap::new(),
             tile_retention: HashMap::from([(2, 5000)]),
             dedupe_horizon: 100,
         };
