@@ -281,9 +281,10 @@ impl EngineOptions {
     pub fn history_cf(&self, group: &str) -> Options {
         let mut opts =
             self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
-        opts.set_compaction_filter_factory(
-            super::history::retention::HistoryRetentionFactory::new(self.history.clone(), group),
-        );
+        opts.set_compaction_filter_factory(super::history::rows::HistoryRetentionFactory::new(
+            self.history.clone(),
+            group,
+        ));
         opts
     }
 
