@@ -152,6 +152,15 @@ fn main() -> Result<()> {
             load_secs.push(started.elapsed().as_secs_f64());
         }
         let history_bytes = dir_bytes(&store_dir.join("db"));
+        if history {
+            // The history family's own files, as RocksDB lists them.
+            let files = store.view().db().live_files()?;
+            let (count, bytes) = files
+                .iter()
+                .filter(|f| f.column_family_name == "history.matrix")
+                .fold((0, 0), |(n, b), f| (n + 1, b + f.size));
+            println!("history family files         {count}, {bytes} bytes");
+        }
         results.push((load_secs, history_bytes));
         drop(store);
     }

@@ -22,6 +22,7 @@ mod loading;
 mod observers;
 mod operations;
 mod parity;
+mod parity_sampler;
 mod ranking;
 mod ranking_model;
 mod registry;
