@@ -239,10 +239,10 @@ fn read_history_entity(
                     best.entry(fid)
                         .and_modify(|b| {
                             if b.0 < version {
-                                *b = (version, value.map(<[u8]>::to_vec));
+                                *b = (version, value.map(|v| v.to_stored()));
                             }
                         })
-                        .or_insert_with(|| (version, value.map(<[u8]>::to_vec)));
+                        .or_insert_with(|| (version, value.map(|v| v.to_stored())));
                 }
             }
         } else {

@@ -215,7 +215,7 @@ pub fn add_row_entries(h: &mut KeyHistory, rows: &[(u64, Vec<u8>)], feature: Fea
             continue;
         };
         if let Some(entry) = record.get(feature) {
-            h.batch.push((*version, entry.map(<[u8]>::to_vec)));
+            h.batch.push((*version, entry.map(|v| v.to_stored())));
         }
     }
     if before > 0 && h.batch.len() > before {

@@ -4,10 +4,12 @@
 //! Record format 2 writes a batch version's changes as **row records**, one per changed
 //! entity: key `entity key ‖ 00 00 00 00 ‖` [`KIND_ROW`] `‖ !version` (feature id 0,
 //! which the registry never assigns, so an entity's row records sort before its
-//! feature records), value [`ROW_FORMAT`] then the changed features in ascending id
-//! order, each `id delta (LEB128) ‖ length (LEB128) ‖ length bytes`: the stored value
-//! encoding, or nothing (length 0) for an absence. [`RowRecord`] reads one,
-//! [`RowRecordWriter`] writes one.
+//! feature records), value [`ROW_FORMAT`] ‖ row time (i64 LE: the first value's event
+//! time) then the changed features in ascending id order, each `id delta (LEB128) ‖ n
+//! (LEB128) ‖ body`: `n = 0` an absence (no body); else `n = len << 1 | own`, with a
+//! body of `len` bytes, the whole stored value encoding when `own` is 1, or its tag
+//! and payload without the event time (which is the row time) when `own` is 0.
+//! [`RowRecord`] reads one, [`RowRecordWriter`] writes one.
 //!
 //! Per-value records (format 1, still read; batch records are no longer written):
 //! key `entity key ‖ feature id ‖ kind u8 ‖ order`, where `kind` is
@@ -31,6 +33,7 @@
 
 use super::CodecError;
 use super::key::{FEATURE_ID_LEN, entity_prefix_len};
+use super::value::{EVENT_TIME_OFFSET, PAYLOAD_OFFSET};
 use crate::types::{FeatureId, TimestampMs};
 
 /// Kind byte of a batch record.
@@ -237,6 +240,8 @@ pub struct RowRecordWriter {
     bytes: Vec<u8>,
     last: FeatureId,
     entries: usize,
+    /// The record's row time, once a value set it.
+    row_time: Option<TimestampMs>,
 }
 
 impl RowRecordWriter {
@@ -244,12 +249,14 @@ impl RowRecordWriter {
     pub fn clear(&mut self) {
         self.bytes.clear();
         self.bytes.push(ROW_FORMAT);
+        self.bytes.extend_from_slice(&0i64.to_le_bytes());
         self.last = ROW_FEATURE_ID;
         self.entries = 0;
+        self.row_time = None;
     }
 
-    /// Adds `feature`'s stored value (`None`: an absence). Ids must ascend, and a
-    /// stored value is never empty; both are checked.
+    /// Adds `feature`'s stored value (`None`: an absence). Ids must ascend and a
+    /// stored value must hold at least its tag and event time; both are checked.
     pub fn push(&mut self, feature: FeatureId, value: Option<&[u8]>) -> Result<(), CodecError> {
         if self.bytes.is_empty() {
             self.clear();
@@ -260,16 +267,45 @@ impl RowRecordWriter {
                 detail: format!("feature {feature} after {}", self.last),
             });
         }
-        if value.is_some_and(<[u8]>::is_empty) {
-            return Err(CodecError::Invalid {
-                what: "row record",
-                detail: format!("feature {feature}: an empty stored value"),
-            });
-        }
-        let value = value.unwrap_or_default();
+        let time = match value {
+            None => None,
+            Some(value) => Some(
+                value
+                    .get(EVENT_TIME_OFFSET..PAYLOAD_OFFSET)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(i64::from_le_bytes)
+                    .ok_or_else(|| CodecError::Invalid {
+                        what: "row record",
+                        detail: format!(
+                            "feature {feature}: a stored value of {} bytes",
+                            value.len()
+                        ),
+                    })?,
+            ),
+        };
         put_varint(u64::from(feature - self.last), &mut self.bytes);
-        put_varint(value.len() as u64, &mut self.bytes);
-        self.bytes.extend_from_slice(value);
+        match (value, time) {
+            (Some(value), Some(time)) => {
+                let row_time = *self.row_time.get_or_insert_with(|| {
+                    if let Some(slot) = self.bytes.get_mut(1..1 + 8) {
+                        slot.copy_from_slice(&time.to_le_bytes());
+                    }
+                    time
+                });
+                if time == row_time {
+                    // tag ‖ payload; the event time is the row time.
+                    let tag = value.get(..EVENT_TIME_OFFSET).unwrap_or_default();
+                    let payload = value.get(PAYLOAD_OFFSET..).unwrap_or_default();
+                    put_varint(((tag.len() + payload.len()) as u64) << 1, &mut self.bytes);
+                    self.bytes.extend_from_slice(tag);
+                    self.bytes.extend_from_slice(payload);
+                } else {
+                    put_varint(((value.len() as u64) << 1) | 1, &mut self.bytes);
+                    self.bytes.extend_from_slice(value);
+                }
+            }
+            _ => put_varint(0, &mut self.bytes),
+        }
         self.last = feature;
         self.entries += 1;
         Ok(())
@@ -291,20 +327,65 @@ impl RowRecordWriter {
     }
 }
 
+/// Bytes before a row record's first entry: format and row time.
+pub const ROW_HEADER_LEN: usize = 1 + size_of::<i64>();
+
 /// A row record's value, checked whole by [`RowRecord::parse`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRecord<'a> {
+    row_time: TimestampMs,
     entries: &'a [u8],
 }
 
+/// One value of a row record: a stored value, maybe without its event time (then the
+/// record's row time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowValue<'a> {
+    row_time: TimestampMs,
+    /// Whether `body` is the whole stored value (else tag ‖ payload).
+    own_time: bool,
+    body: &'a [u8],
+}
+
+impl RowValue<'_> {
+    /// Appends the stored value encoding ([`super::value`]) to `out`.
+    pub fn write_stored(&self, out: &mut Vec<u8>) {
+        if self.own_time {
+            out.extend_from_slice(self.body);
+        } else {
+            let (tag, payload) = self.body.split_at(EVENT_TIME_OFFSET.min(self.body.len()));
+            out.extend_from_slice(tag);
+            out.extend_from_slice(&self.row_time.to_le_bytes());
+            out.extend_from_slice(payload);
+        }
+    }
+
+    /// The stored value encoding.
+    pub fn to_stored(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.body.len() + 8);
+        self.write_stored(&mut out);
+        out
+    }
+}
+
 impl<'a> RowRecord<'a> {
-    /// Checks `value` (format byte, every entry's bounds and ascending ids).
+    /// Checks `value` (format byte, row time, every entry's bounds and ascending ids).
     pub fn parse(value: &'a [u8]) -> Result<RowRecord<'a>, CodecError> {
         match value.split_first() {
-            Some((&ROW_FORMAT, entries)) => {
-                let record = RowRecord { entries };
-                let mut iter = record.iter();
-                for entry in &mut iter {
+            Some((&ROW_FORMAT, rest)) => {
+                let time: [u8; 8] =
+                    rest.get(..8)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or(CodecError::Truncated {
+                            what: "row record",
+                            needed: ROW_HEADER_LEN,
+                            have: value.len(),
+                        })?;
+                let record = RowRecord {
+                    row_time: i64::from_le_bytes(time),
+                    entries: rest.get(8..).unwrap_or_default(),
+                };
+                for entry in record.iter() {
                     entry?;
                 }
                 Ok(record)
@@ -315,24 +396,24 @@ impl<'a> RowRecord<'a> {
             }),
             None => Err(CodecError::Truncated {
                 what: "row record",
-                needed: 1,
+                needed: ROW_HEADER_LEN,
                 have: 0,
             }),
         }
     }
 
-    /// The entries: `(feature id, stored value or None for an absence)`, ids
-    /// ascending.
+    /// The entries: `(feature id, value or None for an absence)`, ids ascending.
     pub fn iter(&self) -> RowEntries<'a> {
         RowEntries {
             rest: self.entries,
             last: ROW_FEATURE_ID,
+            row_time: self.row_time,
         }
     }
 
     /// `feature`'s entry: `None` when the record does not name it, `Some(None)` for
     /// its absence.
-    pub fn get(&self, feature: FeatureId) -> Option<Option<&'a [u8]>> {
+    pub fn get(&self, feature: FeatureId) -> Option<Option<RowValue<'a>>> {
         for entry in self.iter() {
             let Ok((id, value)) = entry else { return None };
             if id == feature {
@@ -351,10 +432,11 @@ impl<'a> RowRecord<'a> {
 pub struct RowEntries<'a> {
     rest: &'a [u8],
     last: FeatureId,
+    row_time: TimestampMs,
 }
 
 impl<'a> Iterator for RowEntries<'a> {
-    type Item = Result<(FeatureId, Option<&'a [u8]>), CodecError>;
+    type Item = Result<(FeatureId, Option<RowValue<'a>>), CodecError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -372,14 +454,33 @@ impl<'a> Iterator for RowEntries<'a> {
                 .filter(|_| delta > 0)
                 .and_then(|id| FeatureId::try_from(id).ok())
                 .ok_or_else(|| bad("feature ids do not ascend"))?;
-            let len = take_varint(&mut rest).ok_or_else(|| bad("truncated length"))?;
-            let len = usize::try_from(len)
+            let n = take_varint(&mut rest).ok_or_else(|| bad("truncated length"))?;
+            if n == 0 {
+                return Ok((id, None));
+            }
+            let own_time = n & 1 == 1;
+            let len = usize::try_from(n >> 1)
                 .ok()
                 .filter(|&len| len <= rest.len())
                 .ok_or_else(|| bad("value past the record's end"))?;
-            let (value, after) = rest.split_at(len);
+            let least = if own_time {
+                PAYLOAD_OFFSET
+            } else {
+                EVENT_TIME_OFFSET
+            };
+            if len < least {
+                return Err(bad("a value shorter than its tag and time"));
+            }
+            let (body, after) = rest.split_at(len);
             rest = after;
-            Ok((id, (!value.is_empty()).then_some(value)))
+            Ok((
+                id,
+                Some(RowValue {
+                    row_time: self.row_time,
+                    own_time,
+                    body,
+                }),
+            ))
         })();
         match entry {
             Ok((id, value)) => {
@@ -470,51 +571,78 @@ mod tests {
             ]
         );
 
+        let stored = |v: i64, t: TimestampMs| {
+            let mut out = Vec::new();
+            crate::codec::value::encode_value(&crate::types::Value::Int64(v), t, &mut out);
+            out
+        };
+        let (a, b, c) = (stored(1, 100), stored(2, 100), stored(3, -7));
         let mut w = RowRecordWriter::default();
         w.clear();
-        w.push(5, Some(b"abc")).expect("push");
+        w.push(5, Some(&a)).expect("push");
         w.push(300, None).expect("push");
-        w.push(301, Some(&[7u8; 200])).expect("push");
-        assert_eq!(w.len(), 3);
-        assert!(w.push(301, Some(b"x")).is_err(), "ids ascend");
+        w.push(301, Some(&b)).expect("push");
+        w.push(302, Some(&c)).expect("push");
+        assert_eq!(w.len(), 4);
+        assert!(w.push(302, Some(&a)).is_err(), "ids ascend");
         assert!(
-            w.push(400, Some(b"")).is_err(),
-            "a stored value is never empty"
+            w.push(400, Some(b"x")).is_err(),
+            "a stored value has a time"
         );
         let bytes = w.bytes().to_vec();
-        assert_eq!(&bytes[..6], &[ROW_FORMAT, 5, 3, b'a', b'b', b'c']);
+        // Format, row time 100, then feature 5: delta 5, 9 bytes (tag ‖ payload) without
+        // its time.
+        assert_eq!(
+            &bytes[..ROW_HEADER_LEN],
+            &[ROW_FORMAT, 100, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            &bytes[ROW_HEADER_LEN..ROW_HEADER_LEN + 3],
+            &[5, 9 << 1, a[0]]
+        );
         let record = RowRecord::parse(&bytes).expect("parse");
-        let entries: Vec<_> = record.iter().map(|e| e.expect("entry")).collect();
+        let entries: Vec<_> = record
+            .iter()
+            .map(|e| {
+                e.map(|(id, v)| (id, v.map(|v| v.to_stored())))
+                    .expect("entry")
+            })
+            .collect();
         assert_eq!(
             entries,
             vec![
-                (5, Some(&b"abc"[..])),
+                (5, Some(a.clone())),
                 (300, None),
-                (301, Some(&[7u8; 200][..]))
+                (301, Some(b)),
+                (302, Some(c))
             ]
         );
         assert_eq!(record.get(300), Some(None));
-        assert_eq!(record.get(5), Some(Some(&b"abc"[..])));
+        assert_eq!(record.get(5).flatten().map(|v| v.to_stored()), Some(a));
         assert_eq!(record.get(6), None);
         // Every truncation and a bad format are refused, never a panic.
+        let ends = [ROW_HEADER_LEN, ROW_HEADER_LEN + 11, ROW_HEADER_LEN + 14];
         for end in 0..bytes.len() {
-            let at_entry_end = [1, 6, 9].contains(&end);
+            let at_entry_end = ends.contains(&end) || end == ROW_HEADER_LEN + 25;
             assert_eq!(
                 RowRecord::parse(&bytes[..end]).is_ok(),
                 at_entry_end,
                 "cut at {end}"
             );
         }
+        assert!(RowRecord::parse(&bytes).is_ok());
         assert!(RowRecord::parse(&[9]).is_err());
         assert!(RowRecord::parse(&[]).is_err());
-        assert!(RowRecord::parse(&[ROW_FORMAT, 0, 0]).is_err(), "delta 0");
-        assert_eq!(
-            RowRecord::parse(&[ROW_FORMAT])
-                .expect("empty")
-                .iter()
-                .count(),
-            0
+        let header = [ROW_FORMAT, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert!(
+            RowRecord::parse(&[&header[..], &[0, 0]].concat()).is_err(),
+            "delta 0"
         );
+        assert!(
+            RowRecord::parse(&[&header[..], &[1, 1, 0]].concat()).is_err(),
+            "own time, too short"
+        );
+        assert_eq!(RowRecord::parse(&header).expect("empty").iter().count(), 0);
     }
 
     #[test]
