@@ -286,8 +286,12 @@ pub struct HistoryFeed<'a> {
     /// The base entity the cursor stands on (not yet matched), when `has_head`.
     head: EntityValues,
     has_head: bool,
-    /// The new version's entity being taken from the stream.
+    /// The new version's entity being taken from the stream (its key only).
     current: EntityValues,
+    /// Whether the head is the open entity's previous version.
+    matched: bool,
+    /// The head's next value to compare, when `matched`.
+    head_pos: usize,
     record: RowRecordWriter,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
@@ -336,6 +340,8 @@ impl<'a> HistoryFeed<'a> {
             head: EntityValues::default(),
             has_head: false,
             current: EntityValues::default(),
+            matched: false,
+            head_pos: 0,
             record: RowRecordWriter::default(),
             writer: None,
             files: Vec::new(),
@@ -401,67 +407,66 @@ impl<'a> HistoryFeed<'a> {
         written
     }
 
-    /// Compares the entity taken from the stream with the base and records its
-    /// changes.
+    /// Starts the new version's entity `entity`: base entities before it are missing
+    /// from the new version; the base entity equal to it, if any, is diffed against.
+    fn open_entity(&mut self, entity: &[u8]) -> Result<(), StoreError> {
+        if self.cursor.is_none() {
+            self.advance()?;
+        }
+        while self.has_head && self.head.entity.as_slice() < entity {
+            self.write_head_gone()?;
+            self.advance()?;
+        }
+        self.current.clear();
+        self.current.entity.extend_from_slice(entity);
+        self.matched = self.has_head && self.head.entity.as_slice() == entity;
+        self.head_pos = 0;
+        self.record.clear();
+        Ok(())
+    }
+
+    /// Takes one value of the open entity: compared with the base entity's value of
+    /// the same feature (ids ascend on both sides), recorded when it differs.
+    fn take_value(&mut self, fid: FeatureId, value: &[u8]) -> Result<(), StoreError> {
+        if self.matched {
+            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos)
+                && old < fid
+            {
+                self.push(old, None)?;
+                self.head_pos += 1;
+            }
+            if let Some(&(old, start, end)) = self.head.ids.get(self.head_pos)
+                && old == fid
+            {
+                self.head_pos += 1;
+                if self.head.bytes.get(start..end) == Some(value) {
+                    self.unchanged += 1;
+                    return Ok(());
+                }
+            }
+        }
+        self.push(fid, Some(value))
+    }
+
+    /// Ends the open entity: absences for the base values it lacks, then its record.
     fn close_entity(&mut self) -> Result<(), StoreError> {
         if self.current.entity.is_empty() {
             return Ok(());
         }
-        if self.cursor.is_none() {
-            self.advance()?;
-        }
-        // Base entities before this one are missing from the new version.
-        while self.has_head && self.head.entity < self.current.entity {
-            self.write_head_gone()?;
-            self.advance()?;
-        }
-        self.record.clear();
-        let current = std::mem::take(&mut self.current);
-        let matched = self.has_head && self.head.entity == current.entity;
-        if matched {
-            let head = std::mem::take(&mut self.head);
-            let result = self.diff(&head, &current);
-            self.head = head;
-            result?;
-        } else {
-            for (fid, value) in current.values() {
-                self.push(fid, Some(value))?;
+        if self.matched {
+            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos) {
+                self.push(old, None)?;
+                self.head_pos += 1;
             }
         }
-        let written = self.write_record(&current.entity);
-        self.current = current;
+        let entity = std::mem::take(&mut self.current.entity);
+        let written = self.write_record(&entity);
+        self.current.entity = entity;
         self.current.clear();
         written?;
-        if matched {
+        if self.matched {
+            self.matched = false;
             self.advance()?;
-        }
-        Ok(())
-    }
-
-    /// Pushes what changed from `base` to `new` (one entity, ids ascending).
-    fn diff(&mut self, base: &EntityValues, new: &EntityValues) -> Result<(), StoreError> {
-        let mut old = base.values().peekable();
-        for (fid, value) in new.values() {
-            while let Some(&(old_fid, _)) = old.peek()
-                && old_fid < fid
-            {
-                self.push(old_fid, None)?;
-                old.next();
-            }
-            match old.peek() {
-                Some(&(old_fid, old_value)) if old_fid == fid => {
-                    if old_value == value {
-                        self.unchanged += 1;
-                    } else {
-                        self.push(fid, Some(value))?;
-                    }
-                    old.next();
-                }
-                _ => self.push(fid, Some(value))?,
-            }
-        }
-        for (old_fid, _) in old {
-            self.push(old_fid, None)?;
         }
         Ok(())
     }
@@ -472,10 +477,9 @@ impl<'a> HistoryFeed<'a> {
         };
         if entity != self.current.entity.as_slice() {
             self.close_entity()?;
-            self.current.entity.extend_from_slice(entity);
+            self.open_entity(entity)?;
         }
-        self.current.push(fid, value);
-        Ok(())
+        self.take_value(fid, value)
     }
 
     /// Records the last entity and absences for what is left of the base, and closes
@@ -518,6 +522,8 @@ impl SortedSink for HistoryFeed<'_> {
         self.head.clear();
         self.has_head = false;
         self.current.clear();
+        self.matched = false;
+        self.head_pos = 0;
         self.rows = 0;
         self.changed = 0;
         self.absent = 0;

@@ -646,6 +646,28 @@ mod tests {
     }
 
     #[test]
+    fn the_row_record_example_of_storage_format_md() {
+        let stored = |v: f32, t: TimestampMs| {
+            let mut out = Vec::new();
+            crate::codec::value::encode_value(&crate::types::Value::Float32(v), t, &mut out);
+            out
+        };
+        let mut w = RowRecordWriter::default();
+        w.clear();
+        w.push(5, Some(&stored(0.5, 1_764_600_000_000)))
+            .expect("push");
+        w.push(6, None).expect("push");
+        w.push(9, Some(&stored(2.0, 1_764_500_000_000)))
+            .expect("push");
+        let expected: &[u8] = &[
+            0x01, 0x00, 0x2e, 0x5b, 0xda, 0x9a, 0x01, 0x00, 0x00, 0x05, 0x0a, 0x03, 0x00, 0x00,
+            0x00, 0x3f, 0x01, 0x00, 0x03, 0x1b, 0x03, 0x00, 0x4d, 0x65, 0xd4, 0x9a, 0x01, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x40,
+        ];
+        assert_eq!(w.bytes(), expected);
+    }
+
+    #[test]
     fn prefix_successor_bounds_the_prefix() {
         assert_eq!(prefix_successor(&[0, 2, 7]), Some(vec![0, 2, 8]));
         assert_eq!(prefix_successor(&[0, 0xff]), Some(vec![1]));
