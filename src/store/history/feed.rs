@@ -185,6 +185,10 @@ fn corrupt(what: &str, source: crate::codec::CodecError) -> StoreError {
 }
 
 /// The entity key and feature id of a stream key (`entity key ‖ feature id`).
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "the feature id of a key is big-endian, so keys sort by it"
+)]
 fn split_feature_key(key: &[u8]) -> Option<(&[u8], FeatureId)> {
     let entity = entity_prefix_len(key)?;
     let (entity_key, fid) = key.split_at(entity);

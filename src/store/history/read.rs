@@ -219,7 +219,7 @@ pub fn add_row_entries(h: &mut KeyHistory, rows: &[(u64, Vec<u8>)], feature: Fea
         }
     }
     if before > 0 && h.batch.len() > before {
-        h.batch.sort_by(|a, b| b.0.cmp(&a.0));
+        h.batch.sort_by_key(|b| std::cmp::Reverse(b.0));
     }
 }
 
