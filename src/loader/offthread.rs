@@ -6,7 +6,8 @@
 //! each full chunk to the worker over a channel of [`CHUNKS_IN_FLIGHT`] chunks: memory
 //! stays bounded (a slow worker makes `put` wait), and the worker sees every record in
 //! the order put, with restarts in their place. [`OffThread::finish`] hands over the
-//! rest, joins the worker and returns the consumer.
+//! rest, joins the worker and returns the consumer. [`OffThreadFn`] is the same for a
+//! consumer that must be built on the worker thread (one that is not `Send`).
 //!
 //! Errors: the consumer's first error stops it (later records are not given to it) and
 //! is returned by the next `put` or by `finish`; a panicking worker is an error, not a
@@ -33,14 +34,90 @@ enum Message {
 
 /// A [`SortedSink`] whose consumer runs on its own thread (see the module doc).
 pub struct OffThread<S: SortedSink + Send + 'static> {
+    inner: OffThreadFn<S>,
+}
+
+impl<S: SortedSink + Send + 'static> std::fmt::Debug for OffThread<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<S: SortedSink + Send + 'static> OffThread<S> {
+    /// Starts a thread named `name` that feeds `consumer`.
+    pub fn start(name: &str, mut consumer: S) -> Result<Self, LoadError> {
+        let inner = OffThreadFn::start(name, move |records: &mut Records| {
+            records.feed(&mut consumer)?;
+            Ok(consumer)
+        })?;
+        Ok(OffThread { inner })
+    }
+
+    /// Hands over what is buffered, waits for the worker and returns the consumer.
+    pub fn finish(self) -> Result<S, LoadError> {
+        self.inner.finish()
+    }
+}
+
+impl<S: SortedSink + Send + 'static> SortedSink for OffThread<S> {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
+        self.inner.put(key, value)
+    }
+
+    fn restart(&mut self) -> Result<(), LoadError> {
+        self.inner.restart()
+    }
+}
+
+/// The worker's side of the stream: what [`OffThreadFn`]'s body reads the records from.
+pub struct Records {
+    rx: Receiver<Message>,
+    spent: Sender<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").finish()
+    }
+}
+
+impl Records {
+    /// Feeds `consumer` every record put, in order, with restarts in their place,
+    /// until the stream ends ([`OffThreadFn::finish`]); the consumer's first error
+    /// stops it.
+    pub fn feed(&mut self, consumer: &mut dyn SortedSink) -> Result<(), LoadError> {
+        for message in &self.rx {
+            match message {
+                Message::Records(chunk) => {
+                    let mut rest = chunk.as_slice();
+                    while let Some((key, value, after)) = split_record(rest) {
+                        consumer.put(key, value)?;
+                        rest = after;
+                    }
+                    let mut chunk = chunk;
+                    chunk.clear();
+                    let _ = self.spent.try_send(chunk);
+                }
+                Message::Restart => consumer.restart()?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A [`SortedSink`] whose records go to a body running on its own thread, which
+/// builds its consumer there (so the consumer need not be `Send`: one holding RocksDB
+/// iterators or an SST writer), feeds it from [`Records`] and returns what `finish`
+/// returns.
+pub struct OffThreadFn<R: Send + 'static> {
     chunk: Vec<u8>,
     tx: Option<Sender<Message>>,
     /// Chunks the worker is done with, reused.
     spent: Receiver<Vec<u8>>,
-    worker: Option<JoinHandle<Result<S, LoadError>>>,
+    worker: Option<JoinHandle<Result<R, LoadError>>>,
 }
 
-impl<S: SortedSink + Send + 'static> std::fmt::Debug for OffThread<S> {
+impl<R: Send + 'static> std::fmt::Debug for OffThreadFn<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OffThread")
             .field("buffered", &self.chunk.len())
@@ -48,16 +125,25 @@ impl<S: SortedSink + Send + 'static> std::fmt::Debug for OffThread<S> {
     }
 }
 
-impl<S: SortedSink + Send + 'static> OffThread<S> {
-    /// Starts a thread named `name` that feeds `consumer`.
-    pub fn start(name: &str, consumer: S) -> Result<Self, LoadError> {
+impl<R: Send + 'static> OffThreadFn<R> {
+    /// Starts a thread named `name` running `body`.
+    pub fn start(
+        name: &str,
+        body: impl FnOnce(&mut Records) -> Result<R, LoadError> + Send + 'static,
+    ) -> Result<Self, LoadError> {
         let (tx, rx) = bounded::<Message>(CHUNKS_IN_FLIGHT);
         let (spent_tx, spent) = bounded::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
         let worker = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(consumer, &rx, &spent_tx))
+            .spawn(move || {
+                let mut records = Records {
+                    rx,
+                    spent: spent_tx,
+                };
+                body(&mut records)
+            })
             .map_err(|e| LoadError::io(format!("start the {name} thread"), e))?;
-        Ok(OffThread {
+        Ok(OffThreadFn {
             chunk: Vec::with_capacity(CHUNK_BYTES),
             tx: Some(tx),
             spent,
@@ -89,7 +175,7 @@ impl<S: SortedSink + Send + 'static> OffThread<S> {
         self.send(Message::Records(full))
     }
 
-    fn join(&mut self) -> Result<S, LoadError> {
+    fn join(&mut self) -> Result<R, LoadError> {
         self.tx = None;
         let Some(worker) = self.worker.take() else {
             return Err(LoadError::Consumer("its thread was already joined".into()));
@@ -99,14 +185,15 @@ impl<S: SortedSink + Send + 'static> OffThread<S> {
             .map_err(|_| LoadError::Consumer("its thread panicked".into()))?
     }
 
-    /// Hands over what is buffered, waits for the worker and returns the consumer.
-    pub fn finish(mut self) -> Result<S, LoadError> {
+    /// Hands over what is buffered, ends the stream, waits for the body and returns
+    /// its result.
+    pub fn finish(mut self) -> Result<R, LoadError> {
         self.hand_over()?;
         self.join()
     }
 }
 
-impl<S: SortedSink + Send + 'static> SortedSink for OffThread<S> {
+impl<R: Send + 'static> SortedSink for OffThreadFn<R> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         let (Ok(key_len), Ok(value_len)) = (u32::try_from(key.len()), u32::try_from(value.len()))
         else {
@@ -128,37 +215,13 @@ impl<S: SortedSink + Send + 'static> SortedSink for OffThread<S> {
     }
 }
 
-impl<S: SortedSink + Send + 'static> Drop for OffThread<S> {
+impl<R: Send + 'static> Drop for OffThreadFn<R> {
     fn drop(&mut self) {
         // A load that failed before `finish`: stop the worker, ignore what it says.
         if self.worker.is_some() {
             let _ = self.join();
         }
     }
-}
-
-/// The worker: feeds the consumer every record of every chunk, in order.
-fn run<S: SortedSink>(
-    mut consumer: S,
-    rx: &Receiver<Message>,
-    spent: &Sender<Vec<u8>>,
-) -> Result<S, LoadError> {
-    for message in rx {
-        match message {
-            Message::Records(chunk) => {
-                let mut rest = chunk.as_slice();
-                while let Some((key, value, after)) = split_record(rest) {
-                    consumer.put(key, value)?;
-                    rest = after;
-                }
-                let mut chunk = chunk;
-                chunk.clear();
-                let _ = spent.try_send(chunk);
-            }
-            Message::Restart => consumer.restart()?,
-        }
-    }
-    Ok(consumer)
 }
 
 /// The first record of `bytes` and what follows it.
@@ -245,6 +308,31 @@ mod tests {
             None => sink.finish().err().expect("finish fails"),
         };
         assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    /// A consumer that is not `Send`, counting what it takes.
+    struct Count(std::rc::Rc<std::cell::Cell<usize>>);
+
+    impl SortedSink for Count {
+        fn put(&mut self, _key: &[u8], _value: &[u8]) -> Result<(), LoadError> {
+            self.0.set(self.0.get() + 1);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_body_builds_its_consumer_on_the_worker_thread() {
+        let mut sink = OffThreadFn::start("test-body", |records: &mut Records| {
+            let seen = std::rc::Rc::new(std::cell::Cell::new(0));
+            records.feed(&mut Count(seen.clone()))?;
+            Ok(seen.get())
+        })
+        .expect("start");
+        for i in 0..30_000 {
+            let (k, v) = record(i);
+            sink.put(&k, &v).expect("put");
+        }
+        assert_eq!(sink.finish().expect("finish"), 30_000);
     }
 
     #[test]

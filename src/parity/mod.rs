@@ -11,6 +11,9 @@
 //! `unverifiable` with its reason, never as a match.
 //!
 //! Runs on the caller's thread; memory is one record at a time plus the report.
+//! [`sampler`] runs the same comparison on a sample of live reads, in the background.
+
+pub mod sampler;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,9 +88,14 @@ pub enum ParityError {
 
 /// The request that produced `record`'s answer.
 fn request_of(record: &Record) -> RankRequest {
-    let answer = &record.answer;
-    let features = match (&answer.service, record.kind) {
-        (Some(service), ReadKind::Ranking) => FeatureSelection::Service(service.clone()),
+    request_for(&record.answer, record.kind == ReadKind::Ranking)
+}
+
+/// The request that produced `answer` (a ranking read's when `ranking`, else a GET's:
+/// one candidate, the columns named as asked).
+pub(crate) fn request_for(answer: &RankResponse, ranking: bool) -> RankRequest {
+    let features = match (&answer.service, ranking) {
+        (Some(service), true) => FeatureSelection::Service(service.clone()),
         _ => FeatureSelection::Names(
             answer
                 .context_columns
@@ -139,7 +147,7 @@ fn same_value(a: &Option<Value>, b: &Option<Value>) -> bool {
 impl ParityReport {
     fn compare(
         &mut self,
-        record: &Record,
+        (request_id, log_ms): (&str, TimestampMs),
         feature: &str,
         entity: &str,
         served: &Cell,
@@ -168,8 +176,8 @@ impl ParityReport {
         self.mismatches += 1;
         if entry.examples.len() < MAX_EXAMPLES {
             entry.examples.push(Example {
-                request_id: record.request_id.clone(),
-                log_ms: record.log_ms(),
+                request_id: request_id.to_owned(),
+                log_ms,
                 entity: entity.to_owned(),
                 served: (
                     served.status.as_str().to_owned(),
@@ -187,8 +195,18 @@ impl ParityReport {
 
     /// Compares one logged read with its recomputation.
     fn record(&mut self, record: &Record, again: &RankResponse) {
+        self.compare_answers(&record.request_id, &record.answer, again);
+    }
+
+    /// Compares one served answer (of request `request_id`) with its recomputation.
+    pub(crate) fn compare_answers(
+        &mut self,
+        request_id: &str,
+        served: &RankResponse,
+        again: &RankResponse,
+    ) {
         self.records += 1;
-        let served = &record.answer;
+        let read = (request_id, served.now_ms);
         let context_entity = served
             .context
             .first()
@@ -201,19 +219,19 @@ impl ParityReport {
                 event_time: None,
             });
             if let Some(cell) = served.context_cells.get(i) {
-                self.compare(record, &column.feature, &context_entity, cell, &recomputed);
+                self.compare(read, &column.feature, &context_entity, cell, &recomputed);
             }
         }
         for (row, id) in served.candidates.iter().enumerate() {
             for (j, column) in served.columns.iter().enumerate() {
                 let cell = served.cell(row, j);
                 let recomputed = again.cell(row, j);
-                self.compare(record, &column.feature, id, &cell, &recomputed);
+                self.compare(read, &column.feature, id, &cell, &recomputed);
             }
         }
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         for f in self.features.values_mut() {
             f.mismatch_rate = if f.values == 0 {
                 0.0

@@ -68,6 +68,8 @@ pub struct AppState {
     pub connections: ConnectionLimiter,
     /// The serving log, when the store config enables it.
     pub serving_log: Option<crate::servelog::ServeLog>,
+    /// The background parity sampler, when the store config's rate is above 0.
+    pub parity_sampler: Option<crate::parity::sampler::ParitySampler>,
     /// The token file in force, when the server has one (`crate::auth`).
     pub auth: Option<Arc<crate::auth::Auth>>,
     /// The audit log of the store's data directory.
@@ -497,6 +499,10 @@ pub async fn handle(
             if let Some(auth) = &state.auth {
                 let eof = text.rfind("# EOF").unwrap_or(text.len());
                 text.insert_str(eof, &auth.render_metrics());
+            }
+            if let Some(sampler) = &state.parity_sampler {
+                let eof = text.rfind("# EOF").unwrap_or(text.len());
+                text.insert_str(eof, &sampler.metrics().render());
             }
             Ok(response(StatusCode::OK, metrics::CONTENT_TYPE, text))
         }

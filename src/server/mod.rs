@@ -208,6 +208,9 @@ pub async fn run_on(
     } else {
         None
     };
+    let parity_sampler =
+        crate::parity::sampler::ParitySampler::start(&store, &store.config().parity)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
     let auth = open_auth(&config, &listener, health.as_ref())?;
     let audit_log =
         crate::audit::AuditLog::open(&store.dir().join(crate::store::keyspace::AUDIT_DIR))
@@ -216,6 +219,7 @@ pub async fn run_on(
         auth,
         audit: Arc::new(audit_log),
         serving_log,
+        parity_sampler,
         store,
         metrics: Arc::new(Metrics::new()),
         budget: Arc::new(MemoryBudget::new(config.request_memory_bytes)),

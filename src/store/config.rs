@@ -27,6 +27,8 @@ pub struct StoreConfig {
     pub serving_log: crate::servelog::ServeLogConfig,
     /// The history store (`[history]`): whether it records, and its retention.
     pub history: super::history::HistoryConfig,
+    /// The background parity sampler (`[parity]`), started by the server.
+    pub parity: crate::parity::sampler::ParitySamplerConfig,
 }
 
 impl Default for StoreConfig {
@@ -41,6 +43,7 @@ impl Default for StoreConfig {
             access_tracking_entities: 1 << 20,
             serving_log: crate::servelog::ServeLogConfig::default(),
             history: super::history::HistoryConfig::default(),
+            parity: crate::parity::sampler::ParitySamplerConfig::default(),
         }
     }
 }
@@ -66,6 +69,9 @@ impl StoreConfig {
                 "write_buffer_bytes = {} is below the minimum of {MIN_WRITE_BUFFER_BYTES} (1 MiB)",
                 self.write_buffer_bytes
             ));
+        }
+        if let Err(e) = self.parity.validate() {
+            return invalid(e.to_string());
         }
         Ok(())
     }

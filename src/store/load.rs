@@ -10,8 +10,10 @@
 //!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
 //!    into SST files. The stream has several consumers, called with every unique record once,
 //!    in key order, while the files are written: the SST writer and a
-//!    [`StreamConsumers`] list: the hot segment's rows and the version's statistics
-//!    (`crate::validate::StatsCollector`), which the gate sees.
+//!    [`StreamConsumers`] list: the hot segment's rows, the version's statistics
+//!    (`crate::validate::StatsCollector`), which the gate sees, and the history's
+//!    changes (`history::feed`, ingested by the commit); the last two on threads of
+//!    their own.
 //! 3. **ingest**: moves the SST files into the versions column family.
 //! 4. **segment**: writes, maps and validates the hot segment whose rows the build
 //!    stage assembled (see [`SegmentStage`]).
@@ -68,7 +70,7 @@ use super::segments::{self, HotSegment, SegmentFeed, SegmentInfo, Selection, Siz
 use super::versions;
 use super::{FeatureStore, StoreError, io_err, meta};
 use crate::codec::key::VersionPrefix;
-use crate::loader::offthread::OffThread;
+use crate::loader::offthread::{OffThread, OffThreadFn};
 use crate::loader::sorter::SortedSink;
 use crate::loader::{self, LoadError, LoadProgress, LoadRecord, LoadRequest};
 use crate::registry::Registry;
@@ -469,20 +471,21 @@ impl LoadPipeline<'_> {
             "featstore-stats",
             stats_collector(&store.registry(), &request.group, allocated.version),
         )?;
-        let history_base = store.history_base(&request.group)?;
-        let history_options = store.options.history_cf(&request.group);
-        let mut history_feed = history_base
-            .as_ref()
-            .map(|base| {
-                history::feed::HistoryFeed::new(
-                    &store.db,
-                    base,
-                    &history_options,
-                    &scratch.join("history"),
-                    allocated.version,
-                )
-            })
-            .transpose()?;
+        // The history's changes too: the feed opens its own handles on its thread.
+        let mut history_feed = match store.history_base(&request.group)? {
+            Some(spec) => {
+                let db = Arc::clone(&store.db);
+                let options = store.options.history_cf(&request.group);
+                let dir = scratch.join("history");
+                let version = allocated.version;
+                Some(OffThreadFn::start("featstore-history", move |records| {
+                    Ok(history::feed::run(
+                        &db, spec, &options, &dir, version, records,
+                    ))
+                })?)
+            }
+            None => None,
+        };
         let built = {
             let mut consumers = StreamConsumers::default();
             if let Some(stage) = segment.as_mut() {
@@ -497,17 +500,17 @@ impl LoadPipeline<'_> {
         let collector = collector.finish()?;
         let history_files = match history_feed {
             Some(feed) => {
-                let (changed, absent, unchanged) = (feed.changed, feed.absent, feed.unchanged);
-                let files = feed.finish()?;
+                let outcome = feed.finish()??;
                 tracing::debug!(
                     group = request.group.as_str(),
                     version = allocated.version,
-                    changed,
-                    absent,
-                    unchanged,
+                    rows = outcome.rows,
+                    changed = outcome.changed,
+                    absent = outcome.absent,
+                    unchanged = outcome.unchanged,
                     "history changes written"
                 );
-                Some(files)
+                Some(outcome.files)
             }
             None => None,
         };
@@ -646,7 +649,7 @@ impl FeatureStore {
     /// Where a load of `group` finds the previous version's values for its history
     /// (see [`history::feed`]), creating the group's history family; `None` when
     /// history is off.
-    fn history_base(&self, group: &str) -> Result<Option<history::feed::Base<'_>>, StoreError> {
+    fn history_base(&self, group: &str) -> Result<Option<history::feed::BaseSpec>, StoreError> {
         if !self.config.history.enabled {
             return Ok(None);
         }
@@ -656,10 +659,10 @@ impl FeatureStore {
         )?;
         let table = self.options.history().load();
         let Some(facts) = table.group(group) else {
-            return Ok(Some(history::feed::Base::Empty));
+            return Ok(Some(history::feed::BaseSpec::Empty));
         };
         let Some(newest) = facts.newest() else {
-            return Ok(Some(history::feed::Base::Empty));
+            return Ok(Some(history::feed::BaseSpec::Empty));
         };
         let location = {
             let state = self.admin.lock();
@@ -678,16 +681,14 @@ impl FeatureStore {
             && let Some(cf) = self.db.cf_handle(&family)
         {
             let schema = super::version_range::read_row_schema(&self.db, &cf, prefix)?;
-            return Ok(Some(history::feed::Base::Version { cf, prefix, schema }));
+            return Ok(Some(history::feed::BaseSpec::Version {
+                family,
+                prefix,
+                schema,
+            }));
         }
-        let name = keyspace::history_cf_name(group);
-        let cf = self.db.cf_handle(&name).ok_or_else(|| {
-            StoreError::Internal(format!(
-                "history column family {name} vanished after creation"
-            ))
-        })?;
-        Ok(Some(history::feed::Base::History {
-            cf,
+        Ok(Some(history::feed::BaseSpec::History {
+            family: keyspace::history_cf_name(group),
             group: facts.clone(),
         }))
     }

@@ -281,13 +281,11 @@ impl EngineOptions {
     pub fn history_cf(&self, group: &str) -> Options {
         let mut opts =
             self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
-        opts.set_compaction_filter_factory(
-            super::history::retention::HistoryRetentionFactory::new(
-                self.history.clone(),
-                self.retention.clone(),
-                group,
-            ),
-        );
+        opts.set_compaction_filter_factory(super::history::rows::HistoryRetentionFactory::new(
+            self.history.clone(),
+            self.retention.clone(),
+            group,
+        ));
         opts
     }
 

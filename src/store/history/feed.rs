@@ -1,28 +1,38 @@
 //! A load's history records: [`HistoryFeed`] takes the load's sorted stream and
-//! merge-joins it, in key order, with the group's previous recorded version
-//! ([`Base`]), writing only the changes (and absence records) into SST files that the
-//! commit stage ingests into `history.{group}`.
+//! merge-joins it, entity by entity in key order, with the group's previous recorded
+//! version ([`Base`]), writing one row record per entity that changed (its changed
+//! values, and an absence for each value of the previous version the new one lacks)
+//! into SST files that the commit stage ingests into `history.{group}`
+//! (`crate::codec::history`, storage-format.md "History column families").
 //!
 //! The previous version is read from its batch data (one sequential pass over its
 //! rows) when it still exists, else reconstructed from the history family itself
-//! (each key's newest recorded batch record); a group without recorded versions has an
-//! empty base, so its first version is recorded whole.
+//! (each feature's newest recorded batch record, row records and format-1 per-value
+//! records alike); a group without recorded versions has an empty base, so its first
+//! version is recorded whole, one row record per entity.
 //!
-//! Memory: one decoded row of the previous version and one SST file's writer.
+//! A load runs the feed on its own thread ([`run`], through
+//! `crate::loader::offthread::OffThreadFn`), which opens its own iterator and SST
+//! writer from a [`BaseSpec`], so its work overlaps the load's instead of adding to it
+//! on a machine with a spare core.
+//!
+//! Memory: one entity's values of each side and one SST file's writer, plus the
+//! stream's chunks in flight to the thread (`crate::loader::offthread`).
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rocksdb::{DB, DBRawIteratorWithThreadMode, Options, ReadOptions, SstFileWriter};
 
 use super::GroupHistory;
-use crate::codec::history::{self, ABSENT_VALUE, HistoryKind};
-use crate::codec::key::{VersionPrefix, decode_key, entity_prefix_len};
+use crate::codec::history::{self, HistoryKind, RowRecord, RowRecordWriter};
+use crate::codec::key::{FEATURE_ID_LEN, VersionPrefix, decode_key, entity_prefix_len};
 use crate::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field};
 use crate::loader::LoadError;
 use crate::loader::sorter::SortedSink;
 use crate::store::StoreError;
+use crate::types::FeatureId;
 
 /// Where the previous version's values come from.
 pub enum Base<'a> {
@@ -46,15 +56,125 @@ pub enum Base<'a> {
     },
 }
 
-/// A base value: `(entity key ‖ feature id, stored value)`.
-type KeyValue = (Vec<u8>, Vec<u8>);
+/// Where the previous version's values come from, by name: what a load hands the
+/// feed's thread, which resolves it into a [`Base`] with its own handles.
+#[derive(Debug, Clone)]
+pub enum BaseSpec {
+    /// No version was recorded.
+    Empty,
+    /// The previous version's batch data: `prefix` in the family `family`.
+    Version {
+        /// The versions column family's name.
+        family: String,
+        /// The version's key prefix.
+        prefix: VersionPrefix,
+        /// Its row schema (layout 3), or `None` (one key per value).
+        schema: Option<RowSchema>,
+    },
+    /// The history family `family` itself.
+    History {
+        /// `history.{group}`.
+        family: String,
+        /// What counts as recorded.
+        group: GroupHistory,
+    },
+}
 
-/// Walks a [`Base`] in key order, one `(entity key ‖ feature id, stored value)` at a
-/// time.
-struct Cursor<'a> {
-    iter: Option<DBRawIteratorWithThreadMode<'a, DB>>,
-    base: &'a Base<'a>,
-    pending: VecDeque<KeyValue>,
+impl BaseSpec {
+    /// The base in `db`.
+    pub fn resolve(self, db: &DB) -> Result<Base<'_>, StoreError> {
+        let handle = |name: &str| {
+            db.cf_handle(name).ok_or_else(|| {
+                StoreError::Internal(format!(
+                    "column family {name} of the history's base vanished"
+                ))
+            })
+        };
+        Ok(match self {
+            BaseSpec::Empty => Base::Empty,
+            BaseSpec::Version {
+                family,
+                prefix,
+                schema,
+            } => Base::Version {
+                cf: handle(&family)?,
+                prefix,
+                schema,
+            },
+            BaseSpec::History { family, group } => Base::History {
+                cf: handle(&family)?,
+                group,
+            },
+        })
+    }
+}
+
+/// What a finished feed wrote.
+#[derive(Debug, Default)]
+pub struct FeedOutcome {
+    /// The SST files (none when nothing changed).
+    pub files: Vec<PathBuf>,
+    /// Row records written.
+    pub rows: u64,
+    /// Values recorded: changed or new values and absences.
+    pub changed: u64,
+    /// Absences recorded.
+    pub absent: u64,
+    /// Values equal to the previous version's.
+    pub unchanged: u64,
+}
+
+/// The body of a load's history thread: resolves `spec` in `db`, feeds a
+/// [`HistoryFeed`] of `version` every record of `records` and finishes it.
+pub fn run(
+    db: &DB,
+    spec: BaseSpec,
+    options: &Options,
+    dir: &Path,
+    version: u64,
+    records: &mut crate::loader::offthread::Records,
+) -> Result<FeedOutcome, StoreError> {
+    let base = spec.resolve(db)?;
+    let mut feed = HistoryFeed::new(db, &base, options, dir, version)?;
+    records.feed(&mut feed).map_err(StoreError::Load)?;
+    let (rows, changed, absent, unchanged) = (feed.rows, feed.changed, feed.absent, feed.unchanged);
+    let files = feed.finish()?;
+    Ok(FeedOutcome {
+        files,
+        rows,
+        changed,
+        absent,
+        unchanged,
+    })
+}
+
+/// One entity's values: its encoded key and `(feature id, stored value)` in ascending
+/// id order, the values in one buffer (reused from entity to entity).
+#[derive(Debug, Default)]
+struct EntityValues {
+    entity: Vec<u8>,
+    ids: Vec<(FeatureId, usize, usize)>,
+    bytes: Vec<u8>,
+}
+
+impl EntityValues {
+    fn clear(&mut self) {
+        self.entity.clear();
+        self.ids.clear();
+        self.bytes.clear();
+    }
+
+    fn push(&mut self, feature: FeatureId, value: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(value);
+        self.ids.push((feature, start, self.bytes.len()));
+    }
+
+    fn values(&self) -> impl Iterator<Item = (FeatureId, &[u8])> {
+        self.ids
+            .iter()
+            .map(|&(id, start, end)| (id, self.bytes.get(start..end).unwrap_or_default()))
+    }
 }
 
 fn corrupt(what: &str, source: crate::codec::CodecError) -> StoreError {
@@ -62,6 +182,24 @@ fn corrupt(what: &str, source: crate::codec::CodecError) -> StoreError {
         what: what.to_owned(),
         source,
     }
+}
+
+/// The entity key and feature id of a stream key (`entity key ‖ feature id`).
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "the feature id of a key is big-endian, so keys sort by it"
+)]
+fn split_feature_key(key: &[u8]) -> Option<(&[u8], FeatureId)> {
+    let entity = entity_prefix_len(key)?;
+    let (entity_key, fid) = key.split_at(entity);
+    let fid: [u8; FEATURE_ID_LEN] = fid.try_into().ok()?;
+    Some((entity_key, FeatureId::from_be_bytes(fid)))
+}
+
+/// Walks a [`Base`] in key order, one entity at a time.
+struct Cursor<'a> {
+    iter: Option<DBRawIteratorWithThreadMode<'a, DB>>,
+    base: &'a Base<'a>,
 }
 
 impl<'a> Cursor<'a> {
@@ -81,100 +219,161 @@ impl<'a> Cursor<'a> {
             Base::History { cf, .. } => {
                 let mut opts = ReadOptions::default();
                 opts.fill_cache(false);
+                opts.set_total_order_seek(true);
                 let mut iter = db.raw_iterator_cf_opt(cf, opts);
                 iter.seek_to_first();
                 Some(iter)
             }
         };
-        Cursor {
-            iter,
-            base,
-            pending: VecDeque::new(),
-        }
+        Cursor { iter, base }
     }
 
-    /// The next base value, or `None` at the end.
-    fn next(&mut self) -> Result<Option<KeyValue>, StoreError> {
+    /// Reads the next entity with at least one value into `out`; false at the end.
+    fn next(&mut self, out: &mut EntityValues) -> Result<bool, StoreError> {
         loop {
-            if let Some(next) = self.pending.pop_front() {
-                return Ok(Some(next));
-            }
+            out.clear();
             let Some(iter) = self.iter.as_mut() else {
-                return Ok(None);
+                return Ok(false);
             };
             if !iter.valid() {
                 iter.status()?;
-                return Ok(None);
+                return Ok(false);
             }
             match self.base {
-                Base::Empty => return Ok(None),
+                Base::Empty => return Ok(false),
                 Base::Version { prefix, schema, .. } => {
-                    let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-                        return Ok(None);
-                    };
-                    let Some(key) = prefix.strip(key) else {
-                        return Ok(None);
+                    let Some(key) = iter.key().and_then(|k| prefix.strip(k)) else {
+                        return Ok(false);
                     };
                     match schema {
                         Some(schema) => {
                             if key != SCHEMA_KEY {
-                                let row = RowRef::parse(schema, value).map_err(|e| {
-                                    corrupt("a batch row of the previous version", e)
-                                })?;
-                                for (pos, field) in schema.fields().iter().enumerate() {
-                                    let value = row.get(pos).map_err(|e| {
-                                        corrupt("a batch row of the previous version", e)
-                                    })?;
-                                    let mut encoded = Vec::new();
-                                    if encode_field(value, &mut encoded) {
-                                        let fk = history::feature_key_of(key, field.feature_id);
-                                        self.pending.push_back((fk, encoded));
-                                    }
-                                }
+                                let value = iter.value().unwrap_or_default();
+                                out.entity.extend_from_slice(key);
+                                read_row(schema, value, out)?;
                             }
+                            iter.next();
                         }
-                        None => {
-                            if decode_key(key).is_ok() {
-                                self.pending.push_back((key.to_vec(), value.to_vec()));
-                            }
-                        }
-                    }
-                    iter.next();
-                }
-                Base::History { group, .. } => {
-                    // The first recorded batch record of each feature key.
-                    let Some(key) = iter.key() else {
-                        return Ok(None);
-                    };
-                    let (fk, _, _) = history::decode_history_key(key)
-                        .map_err(|e| corrupt("a history key", e))?;
-                    let fk = fk.to_vec();
-                    let mut found: Option<Option<Vec<u8>>> = None;
-                    while iter.valid() {
-                        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-                            break;
-                        };
-                        if !key.starts_with(&fk) {
-                            break;
-                        }
-                        if found.is_none()
-                            && let Ok((_, _, HistoryKind::Batch { version })) =
-                                history::decode_history_key(key)
-                            && group.is_recorded(version)
-                        {
-                            let record = history::decode_record(value)
-                                .map_err(|e| corrupt("a history record", e))?;
-                            found = Some(record.map(<[u8]>::to_vec));
-                        }
-                        iter.next();
-                    }
-                    if let Some(Some(value)) = found {
-                        self.pending.push_back((fk, value));
+                        None => read_value_keys(iter, prefix, out),
                     }
                 }
+                Base::History { group, .. } => read_history_entity(iter, group, out)?,
+            }
+            if !out.ids.is_empty() {
+                return Ok(true);
             }
         }
     }
+}
+
+/// The present fields of a batch row.
+fn read_row(schema: &RowSchema, value: &[u8], out: &mut EntityValues) -> Result<(), StoreError> {
+    let what = "a batch row of the previous version";
+    let row = RowRef::parse(schema, value).map_err(|e| corrupt(what, e))?;
+    for (pos, field) in schema.fields().iter().enumerate() {
+        let value = row.get(pos).map_err(|e| corrupt(what, e))?;
+        let start = out.bytes.len();
+        if encode_field(value, &mut out.bytes) {
+            out.ids.push((field.feature_id, start, out.bytes.len()));
+        }
+    }
+    Ok(())
+}
+
+/// One entity's keys of a one-key-per-value version (layout 1 and 2).
+fn read_value_keys(
+    iter: &mut DBRawIteratorWithThreadMode<'_, DB>,
+    prefix: &VersionPrefix,
+    out: &mut EntityValues,
+) {
+    while iter.valid() {
+        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        let Some(key) = prefix.strip(key) else { break };
+        if decode_key(key).is_ok()
+            && let Some((entity, fid)) = split_feature_key(key)
+        {
+            if out.ids.is_empty() && out.entity.is_empty() {
+                out.entity.extend_from_slice(entity);
+            } else if entity != out.entity.as_slice() {
+                break;
+            }
+            out.push(fid, value);
+        }
+        iter.next();
+    }
+}
+
+/// One entity's batch values as of the newest recorded version, from its history
+/// records: per feature, the recorded batch record (row record or per-value record)
+/// of the greatest version.
+fn read_history_entity(
+    iter: &mut DBRawIteratorWithThreadMode<'_, DB>,
+    group: &GroupHistory,
+    out: &mut EntityValues,
+) -> Result<(), StoreError> {
+    let Some(entity_len) = iter.key().and_then(entity_prefix_len) else {
+        // Not an entity's record: nothing of ours; step over it.
+        iter.next();
+        return Ok(());
+    };
+    let entity = iter
+        .key()
+        .and_then(|k| k.get(..entity_len))
+        .unwrap_or_default()
+        .to_vec();
+    // feature -> (version, value or absence)
+    let mut best: BTreeMap<FeatureId, (u64, Option<Vec<u8>>)> = BTreeMap::new();
+    let mut per_value_seen: Vec<FeatureId> = Vec::new();
+    while iter.valid() {
+        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        if entity_prefix_len(key) != Some(entity_len) || !key.starts_with(&entity) {
+            break;
+        }
+        if let Some((_, version)) = history::decode_row_key(key) {
+            if group.is_recorded(version) {
+                let record = RowRecord::parse(value).map_err(|e| corrupt("a row record", e))?;
+                for entry in record.iter() {
+                    let (fid, value) = entry.map_err(|e| corrupt("a row record", e))?;
+                    best.entry(fid)
+                        .and_modify(|b| {
+                            if b.0 < version {
+                                *b = (version, value.map(|v| v.to_stored()));
+                            }
+                        })
+                        .or_insert_with(|| (version, value.map(|v| v.to_stored())));
+                }
+            }
+        } else {
+            let (_, fid, kind) =
+                history::decode_history_key(key).map_err(|e| corrupt("a history key", e))?;
+            if let HistoryKind::Batch { version } = kind
+                && group.is_recorded(version)
+                && per_value_seen.last() != Some(&fid)
+            {
+                // A feature's per-value records are newest first: the first recorded
+                // one is its newest.
+                per_value_seen.push(fid);
+                let record =
+                    history::decode_record(value).map_err(|e| corrupt("a history record", e))?;
+                let newer = best.get(&fid).is_none_or(|b| b.0 < version);
+                if newer {
+                    best.insert(fid, (version, record.map(<[u8]>::to_vec)));
+                }
+            }
+        }
+        iter.next();
+    }
+    out.entity = entity;
+    for (fid, (_, value)) in best {
+        if let Some(value) = value {
+            out.push(fid, &value);
+        }
+    }
+    Ok(())
 }
 
 /// Writes a load's history records (see the module doc). Errors are kept and
@@ -186,24 +385,34 @@ pub struct HistoryFeed<'a> {
     dir: PathBuf,
     version: u64,
     cursor: Option<Cursor<'a>>,
-    /// The base value the cursor stands on (not yet matched).
-    head: Option<KeyValue>,
+    /// The base entity the cursor stands on (not yet matched), when `has_head`.
+    head: EntityValues,
+    has_head: bool,
+    /// The new version's entity being taken from the stream (its key only).
+    current: EntityValues,
+    /// Whether the head is the open entity's previous version.
+    matched: bool,
+    /// The head's next value to compare, when `matched`.
+    head_pos: usize,
+    record: RowRecordWriter,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
-    /// Records written: changed values and absences.
+    /// Row records written.
+    pub rows: u64,
+    /// Values recorded: changed or new values and absences.
     pub changed: u64,
-    /// Absence records written.
+    /// Absences recorded.
     pub absent: u64,
     /// Values equal to the previous version's (not written).
     pub unchanged: u64,
     error: Option<StoreError>,
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for HistoryFeed<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HistoryFeed")
             .field("version", &self.version)
+            .field("rows", &self.rows)
             .field("changed", &self.changed)
             .finish()
     }
@@ -230,14 +439,19 @@ impl<'a> HistoryFeed<'a> {
             dir: dir.to_path_buf(),
             version,
             cursor: None,
-            head: None,
+            head: EntityValues::default(),
+            has_head: false,
+            current: EntityValues::default(),
+            matched: false,
+            head_pos: 0,
+            record: RowRecordWriter::default(),
             writer: None,
             files: Vec::new(),
+            rows: 0,
             changed: 0,
             absent: 0,
             unchanged: 0,
             error: None,
-            scratch: Vec::new(),
         })
     }
 
@@ -245,11 +459,15 @@ impl<'a> HistoryFeed<'a> {
         let cursor = self
             .cursor
             .get_or_insert_with(|| Cursor::new(self.db, self.base));
-        self.head = cursor.next()?;
+        self.has_head = cursor.next(&mut self.head)?;
         Ok(())
     }
 
-    fn write(&mut self, feature_key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    /// Writes the row record built in `self.record` for `entity`, if it has entries.
+    fn write_record(&mut self, entity: &[u8]) -> Result<(), StoreError> {
+        if self.record.is_empty() {
+            return Ok(());
+        }
         if self.writer.is_none() {
             let path = self
                 .dir
@@ -259,65 +477,125 @@ impl<'a> HistoryFeed<'a> {
             self.files.push(path);
             self.writer = Some(writer);
         }
-        let key = history::batch_key(feature_key, self.version);
         let writer = self
             .writer
             .as_mut()
             .ok_or_else(|| StoreError::Internal("history writer vanished".into()))?;
-        match value {
-            Some(encoded) => {
-                self.scratch.clear();
-                history::encode_present(encoded, &mut self.scratch);
-                writer.put(&key, &self.scratch)?;
+        writer.put(history::row_key(entity, self.version), self.record.bytes())?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn push(&mut self, feature: FeatureId, value: Option<&[u8]>) -> Result<(), StoreError> {
+        self.record
+            .push(feature, value)
+            .map_err(|e| corrupt("a history row record", e))?;
+        self.changed += 1;
+        if value.is_none() {
+            self.absent += 1;
+        }
+        Ok(())
+    }
+
+    /// Records the head entity of the base as gone: an absence for each of its values.
+    fn write_head_gone(&mut self) -> Result<(), StoreError> {
+        self.record.clear();
+        let head = std::mem::take(&mut self.head);
+        for (fid, _) in head.values() {
+            self.push(fid, None)?;
+        }
+        let written = self.write_record(&head.entity);
+        self.head = head;
+        written
+    }
+
+    /// Starts the new version's entity `entity`: base entities before it are missing
+    /// from the new version; the base entity equal to it, if any, is diffed against.
+    fn open_entity(&mut self, entity: &[u8]) -> Result<(), StoreError> {
+        if self.cursor.is_none() {
+            self.advance()?;
+        }
+        while self.has_head && self.head.entity.as_slice() < entity {
+            self.write_head_gone()?;
+            self.advance()?;
+        }
+        self.current.clear();
+        self.current.entity.extend_from_slice(entity);
+        self.matched = self.has_head && self.head.entity.as_slice() == entity;
+        self.head_pos = 0;
+        self.record.clear();
+        Ok(())
+    }
+
+    /// Takes one value of the open entity: compared with the base entity's value of
+    /// the same feature (ids ascend on both sides), recorded when it differs.
+    fn take_value(&mut self, fid: FeatureId, value: &[u8]) -> Result<(), StoreError> {
+        if self.matched {
+            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos)
+                && old < fid
+            {
+                self.push(old, None)?;
+                self.head_pos += 1;
             }
-            None => {
-                writer.put(&key, ABSENT_VALUE)?;
-                self.absent += 1;
+            if let Some(&(old, start, end)) = self.head.ids.get(self.head_pos)
+                && old == fid
+            {
+                self.head_pos += 1;
+                if self.head.bytes.get(start..end) == Some(value) {
+                    self.unchanged += 1;
+                    return Ok(());
+                }
             }
         }
-        self.changed += 1;
+        self.push(fid, Some(value))
+    }
+
+    /// Ends the open entity: absences for the base values it lacks, then its record.
+    fn close_entity(&mut self) -> Result<(), StoreError> {
+        if self.current.entity.is_empty() {
+            return Ok(());
+        }
+        if self.matched {
+            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos) {
+                self.push(old, None)?;
+                self.head_pos += 1;
+            }
+        }
+        let entity = std::mem::take(&mut self.current.entity);
+        let written = self.write_record(&entity);
+        self.current.entity = entity;
+        self.current.clear();
+        written?;
+        if self.matched {
+            self.matched = false;
+            self.advance()?;
+        }
         Ok(())
     }
 
     fn take(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        if self.cursor.is_none() {
-            self.advance()?;
-        }
-        // Base values before `key` are missing from the new version.
-        while let Some((base_key, _)) = &self.head
-            && base_key.as_slice() < key
-        {
-            let base_key = base_key.clone();
-            self.write(&base_key, None)?;
-            self.advance()?;
-        }
-        let same = match &self.head {
-            Some((base_key, base_value)) if base_key.as_slice() == key => {
-                let same = base_value.as_slice() == value;
-                self.advance()?;
-                same
-            }
-            _ => false,
+        let Some((entity, fid)) = split_feature_key(key) else {
+            return Ok(());
         };
-        if same {
-            self.unchanged += 1;
-            Ok(())
-        } else {
-            self.write(key, Some(value))
+        if entity != self.current.entity.as_slice() {
+            self.close_entity()?;
+            self.open_entity(entity)?;
         }
+        self.take_value(fid, value)
     }
 
-    /// Writes absence records for what is left of the base and closes the files;
-    /// returns them (none when nothing changed).
+    /// Records the last entity and absences for what is left of the base, and closes
+    /// the files; returns them (none when nothing changed).
     pub fn finish(mut self) -> Result<Vec<PathBuf>, StoreError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        self.close_entity()?;
         if self.cursor.is_none() {
             self.advance()?;
         }
-        while let Some((base_key, _)) = self.head.take() {
-            self.write(&base_key, None)?;
+        while self.has_head {
+            self.write_head_gone()?;
             self.advance()?;
         }
         if let Some(mut writer) = self.writer.take() {
@@ -330,7 +608,6 @@ impl<'a> HistoryFeed<'a> {
 impl SortedSink for HistoryFeed<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         if self.error.is_none()
-            && entity_prefix_len(key).is_some()
             && let Err(e) = self.take(key, value)
         {
             self.error = Some(e);
@@ -344,11 +621,128 @@ impl SortedSink for HistoryFeed<'_> {
             let _ = std::fs::remove_file(file);
         }
         self.cursor = None;
-        self.head = None;
+        self.head.clear();
+        self.has_head = false;
+        self.current.clear();
+        self.matched = false;
+        self.head_pos = 0;
+        self.rows = 0;
         self.changed = 0;
         self.absent = 0;
         self.unchanged = 0;
         self.error = None;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::EntityKey;
+    use crate::codec::history::{batch_key, encode_present, row_key, stream_key};
+    use crate::codec::value::encode_value;
+    use crate::types::Value;
+
+    fn stored(v: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_value(&Value::Int64(v), 100, &mut out);
+        out
+    }
+
+    fn present(v: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_present(&stored(v), &mut out);
+        out
+    }
+
+    fn row(entries: &[(FeatureId, Option<i64>)]) -> Vec<u8> {
+        let mut w = RowRecordWriter::default();
+        w.clear();
+        for &(f, v) in entries {
+            w.push(f, v.map(stored).as_deref()).expect("push");
+        }
+        w.bytes().to_vec()
+    }
+
+    /// The previous version rebuilt from the history family, format-1 records and row
+    /// records mixed, unrecorded versions ignored; the new version's records hold
+    /// exactly its changes.
+    #[test]
+    fn a_base_from_mixed_history_records_gives_exactly_the_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = DB::open_cf(&opts, dir.path().join("db"), ["h", "out"]).expect("open");
+        let h = db.cf_handle("h").expect("cf");
+        let (e1, e2, e3) = (
+            EntityKey::new(b"e1").expect("e1"),
+            EntityKey::new(b"e2").expect("e2"),
+            EntityKey::new(b"e3").expect("e3"),
+        );
+        // Version 1 in format 1: e1 has features 1 and 2.
+        db.put_cf(&h, batch_key(&e1.feature_key(1), 1), present(10))
+            .expect("put");
+        db.put_cf(&h, batch_key(&e1.feature_key(2), 1), present(20))
+            .expect("put");
+        db.put_cf(&h, stream_key(&e1.feature_key(1), 500, 600), present(99))
+            .expect("put");
+        // Version 2 in row records: e1's feature 1 changes, e2 comes.
+        db.put_cf(&h, row_key(e1.as_bytes(), 2), row(&[(1, Some(11))]))
+            .expect("put");
+        db.put_cf(&h, row_key(e2.as_bytes(), 2), row(&[(1, Some(30))]))
+            .expect("put");
+        // Version 3 failed after ingesting: ignored.
+        db.put_cf(
+            &h,
+            row_key(e2.as_bytes(), 3),
+            row(&[(1, None), (5, Some(7))]),
+        )
+        .expect("put");
+        let group = GroupHistory {
+            versions: [(1, 0), (2, 0)].into_iter().collect(),
+            ..GroupHistory::default()
+        };
+        let base = Base::History {
+            cf: h.clone(),
+            group,
+        };
+        let sst = Options::default();
+        let mut feed =
+            HistoryFeed::new(&db, &base, &sst, &dir.path().join("sst"), 4).expect("feed");
+        // Version 4: e1 keeps feature 1 (11) and changes 2; e2 goes; e3 comes.
+        for (key, value) in [
+            (e1.feature_key(1), stored(11)),
+            (e1.feature_key(2), stored(21)),
+            (e3.feature_key(1), stored(40)),
+        ] {
+            feed.put(&key, &value).expect("put");
+        }
+        assert_eq!(feed.unchanged, 1, "e1's feature 1");
+        let files = feed.finish().expect("finish");
+        let out = db.cf_handle("out").expect("cf");
+        db.ingest_external_file_cf(&out, files).expect("ingest");
+        let mut got = Vec::new();
+        for item in db.iterator_cf(&out, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.expect("item");
+            let (entity, version) = history::decode_row_key(&key).expect("a row record");
+            let record = RowRecord::parse(&value).expect("parse");
+            let entries: Vec<_> = record
+                .iter()
+                .map(|e| {
+                    e.map(|(f, v)| (f, v.map(|v| v.to_stored())))
+                        .expect("entry")
+                })
+                .collect();
+            got.push((entity.to_vec(), version, entries));
+        }
+        assert_eq!(
+            got,
+            vec![
+                (e1.as_bytes().to_vec(), 4, vec![(2, Some(stored(21)))]),
+                (e2.as_bytes().to_vec(), 4, vec![(1, None)]),
+                (e3.as_bytes().to_vec(), 4, vec![(1, Some(stored(40)))]),
+            ]
+        );
     }
 }

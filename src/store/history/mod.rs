@@ -12,9 +12,10 @@
 //! What is recorded:
 //! * **Batch versions, changes only.** A load merge-joins its sorted stream with the
 //!   group's previous recorded version in key order ([`feed::HistoryFeed`], one more
-//!   consumer of the load's sorted stream) and records only (entity, feature) values
-//!   that differ (in value or event time) from the previous version, plus an absence
-//!   record where a value of the previous version is missing from the new one. The
+//!   consumer of the load's sorted stream) and records, in one row record per changed
+//!   entity, only the values that differ (in value or event time) from the previous
+//!   version, plus an absence where a value of the previous version is missing from
+//!   the new one ([`rows`]; format-1 stores hold one record per value, still read). The
 //!   value of version `v` for a key is therefore its newest batch record with a recorded
 //!   version `<= v`. The records are written to SST files during the build and ingested
 //!   when the version is committed, after which the version's `history/version` key
@@ -48,6 +49,7 @@
 pub mod feed;
 pub mod read;
 pub mod retention;
+pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -60,6 +62,12 @@ use super::keyspace::{self, history_cf_name};
 use super::{StoreError, meta};
 use crate::codec::history::prefix_successor;
 use crate::types::TimestampMs;
+
+/// The history record format this build writes: 2, batch versions as row records
+/// (format 1 wrote one record per value; both are read). Written after each version's
+/// commit time in its `history/version` key, which a build knowing only format 1
+/// refuses.
+pub const RECORD_FORMAT: u8 = 2;
 
 /// Retention of a group's history when none is configured: 90 days.
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
@@ -191,10 +199,14 @@ pub fn read_table(db: &DB, config: &HistoryConfig) -> Result<HistoryTable, Store
         };
         let (group, version) = rest.rsplit_once('/').ok_or_else(|| bad("no version"))?;
         let version: u64 = version.parse().map_err(|_| bad("version not a number"))?;
-        let at: [u8; 8] = value
-            .as_slice()
+        // `at_ms i64 LE`, then (record format 2 on) the format byte.
+        let (at, format) = value.split_at(value.len().min(8));
+        let at: [u8; 8] = at
             .try_into()
-            .map_err(|_| bad("value is not 8 bytes"))?;
+            .map_err(|_| bad("value is shorter than 8 bytes"))?;
+        if !matches!(format, [] | [RECORD_FORMAT]) {
+            return Err(bad("unknown history record format"));
+        }
         groups
             .entry(group.to_owned())
             .or_default()
@@ -292,11 +304,9 @@ pub fn record_version(
     version: u64,
     at_ms: TimestampMs,
 ) -> Result<(), StoreError> {
-    meta::put(
-        db,
-        &keyspace::history_version_key(group, version),
-        &at_ms.to_le_bytes(),
-    )?;
+    let mut value = at_ms.to_le_bytes().to_vec();
+    value.push(RECORD_FORMAT);
+    meta::put(db, &keyspace::history_version_key(group, version), &value)?;
     update(shared, config, group, |g| {
         g.versions.insert(version, at_ms);
     });

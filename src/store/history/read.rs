@@ -24,13 +24,13 @@ use rocksdb::ReadOptions;
 
 use super::{GroupHistory, HistoryTable};
 use crate::codec::EntityKey;
-use crate::codec::history::{self, HistoryKind};
+use crate::codec::history::{self, HistoryKind, RowRecord};
 use crate::codec::value::{decode_event_time, decode_value};
 use crate::store::error::ReadError;
 use crate::store::keyspace::history_cf_name;
 use crate::store::lookup::{GroupLookup, StoredSink};
 use crate::store::view::ReadView;
-use crate::types::TimestampMs;
+use crate::types::{FeatureId, TimestampMs};
 
 /// How a history lookup answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +55,9 @@ pub struct HistoryRead<'a> {
     pub query: HistoryQuery,
 }
 
-/// One (entity, feature)'s records, as stored: batch records newest version first
-/// (`None`: an absence record), stream records newest event first, then latest write.
+/// One (entity, feature)'s records: batch records newest version first (`None`: an
+/// absence), taken from the entity's row records and from per-value records of format
+/// 1, and stream records newest event first, then latest write.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct KeyHistory {
     /// `(version, stored value)`.
@@ -167,6 +168,61 @@ pub fn read_key(
     Ok(out)
 }
 
+/// Reads every row record of the entity `entity_key` (encoded) from `iter` into `out`:
+/// `(version, value)`, newest version first, each value checked whole.
+pub fn read_rows(
+    iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
+    entity_key: &[u8],
+    out: &mut Vec<(u64, Vec<u8>)>,
+) -> Result<(), ReadError> {
+    out.clear();
+    let prefix = history::row_prefix(entity_key);
+    iter.seek(&prefix);
+    while iter.valid() {
+        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            break;
+        };
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        let Some((_, version)) = history::decode_row_key(key) else {
+            return Err(ReadError::Corrupt {
+                feature: "history row record".into(),
+                source: crate::codec::CodecError::Invalid {
+                    what: "history row key",
+                    detail: format!("{} bytes", key.len()),
+                },
+            });
+        };
+        RowRecord::parse(value).map_err(|source| ReadError::Corrupt {
+            feature: "history row record".into(),
+            source,
+        })?;
+        out.push((version, value.to_vec()));
+        iter.next();
+    }
+    iter.status().map_err(ReadError::Storage)?;
+    Ok(())
+}
+
+/// Adds `feature`'s entries of an entity's row records (from [`read_rows`]) to `h`,
+/// keeping its batch records newest version first.
+pub fn add_row_entries(h: &mut KeyHistory, rows: &[(u64, Vec<u8>)], feature: FeatureId) {
+    let before = h.batch.len();
+    for (version, value) in rows {
+        // Checked by `read_rows`.
+        let Ok(record) = RowRecord::parse(value) else {
+            continue;
+        };
+        if let Some(entry) = record.get(feature) {
+            h.batch.push((*version, entry.map(|v| v.to_stored())));
+        }
+    }
+    if before > 0 && h.batch.len() > before {
+        h.batch.sort_by_key(|b| std::cmp::Reverse(b.0));
+    }
+}
+
 /// Records in `out` what `query` answers at `request.now` for `request.wanted` of
 /// every entity: the history side of `crate::store::lookup::lookup_group`. Returns
 /// the batch version served at that time (as-of reads) or `None`.
@@ -201,9 +257,12 @@ pub fn lookup(
     let mut opts = ReadOptions::default();
     opts.set_total_order_seek(true);
     let mut iter = db.raw_iterator_cf_opt(&cf, opts);
+    let mut rows = Vec::new();
     for (e, entity) in entities.iter().enumerate() {
+        read_rows(&mut iter, entity.as_bytes(), &mut rows)?;
         for &(fid, column) in request.wanted {
-            let h = read_key(&mut iter, &entity.feature_key(fid))?;
+            let mut h = read_key(&mut iter, &entity.feature_key(fid))?;
+            add_row_entries(&mut h, &rows, fid);
             let found = match query {
                 HistoryQuery::AsOf => as_of(group, &h, at),
                 HistoryQuery::PointInTime { as_known_at } => {

@@ -1,5 +1,8 @@
-//! Retention of a group's history, enforced by the history family's compaction filter:
-//! no read path ever scans for expired records.
+//! Retention of a group's history records of format 1 (one record per value) and of
+//! its stream records, judged by the history family's compaction filter
+//! ([`super::rows::HistoryRetentionFactory`], which handles row records itself and
+//! hands every other record to [`HistoryRetentionFilter`]): no read path ever scans
+//! for expired records.
 //!
 //! With `horizon = now - retention`, a record is dropped only when no question about a
 //! time at or after the horizon can need it:
@@ -26,55 +29,12 @@
 //! never shows through for the version that had this one). Readers never return such a
 //! value before the filter ran (the query layer judges retention at the wall clock).
 
-use std::ffi::CStr;
-
 use rocksdb::CompactionDecision;
-use rocksdb::compaction_filter::CompactionFilter;
-use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 
-use super::SharedHistory;
 use crate::codec::history::{ABSENT_VALUE, HistoryKind, decode_history_key};
 use crate::codec::value::decode_event_time;
-use crate::store::stream::retention::{RetentionTable, SharedRetention};
-use crate::types::{TimestampMs, now_ms};
-
-/// Creates one [`HistoryRetentionFilter`] per compaction of `history.{group}`.
-pub struct HistoryRetentionFactory {
-    shared: SharedHistory,
-    features: SharedRetention,
-    group: String,
-}
-
-impl HistoryRetentionFactory {
-    /// A factory for `group`'s history family, reading facts from `shared` and feature
-    /// retentions from `features`.
-    pub fn new(shared: SharedHistory, features: SharedRetention, group: &str) -> Self {
-        HistoryRetentionFactory {
-            shared,
-            features,
-            group: group.to_owned(),
-        }
-    }
-}
-
-impl CompactionFilterFactory for HistoryRetentionFactory {
-    type Filter = HistoryRetentionFilter;
-
-    fn create(&mut self, _context: CompactionFilterContext) -> HistoryRetentionFilter {
-        let table = self.shared.load();
-        let limits = table.group(&self.group).filter(|_| table.loaded).map(|g| {
-            let horizon = now_ms().saturating_sub(g.retention_ms);
-            (horizon, g.floor_version(horizon))
-        });
-        let mut filter = HistoryRetentionFilter::new(limits);
-        filter.features = Some((self.features.load_full(), now_ms()));
-        filter
-    }
-
-    fn name(&self) -> &CStr {
-        c"featstore.history_retention.v2"
-    }
-}
+use crate::store::stream::retention::RetentionTable;
+use crate::types::TimestampMs;
 
 /// Drops unneeded history records during one compaction (see the module doc).
 #[derive(Debug)]
@@ -88,7 +48,7 @@ pub struct HistoryRetentionFilter {
     /// A stream record written and true at or before the horizon was kept for `key`.
     stream_covered: bool,
     /// Feature retentions and the compaction's time; `None`: none apply.
-    features: Option<(std::sync::Arc<RetentionTable>, TimestampMs)>,
+    pub(super) features: Option<(std::sync::Arc<RetentionTable>, TimestampMs)>,
 }
 
 impl HistoryRetentionFilter {
@@ -186,16 +146,6 @@ impl HistoryRetentionFilter {
                 false
             }
         }
-    }
-}
-
-impl CompactionFilter for HistoryRetentionFilter {
-    fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> CompactionDecision {
-        self.decide(key, value)
-    }
-
-    fn name(&self) -> &CStr {
-        c"featstore.history_retention.v2"
     }
 }
 
