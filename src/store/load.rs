@@ -433,9 +433,10 @@ impl LoadPipeline<'_> {
             let mut state = store.admin.lock();
             store.checked_write(
                 "allocating a version",
-                state
-                    .versions
-                    .allocate(&request.group, &store.options.versions_cf()),
+                state.versions.allocate(
+                    &request.group,
+                    &store.options.versions_family(&request.group),
+                ),
             )?
         };
         Ok(Allocated {

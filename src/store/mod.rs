@@ -42,6 +42,7 @@ pub(crate) mod registry_ops;
 pub(crate) mod segments;
 pub mod stream;
 pub(crate) mod version_range;
+pub mod version_retention;
 pub(crate) mod versions;
 pub(crate) mod view;
 
@@ -260,6 +261,11 @@ impl FeatureStore {
         }
 
         let versions = VersionSet::open(db.clone(), &dir, &names)?;
+        options
+            .schemas()
+            .store(Arc::new(version_retention::schemas_of(
+                versions.ranges().values(),
+            )));
         options
             .history()
             .store(Arc::new(history::read_table(&db, &config.history)?));
@@ -747,6 +753,11 @@ impl FeatureStore {
 
     /// Publishes a view of the writers' state, after it was persisted.
     fn publish(&self, state: &AdminState) -> Result<(), StoreError> {
+        self.options
+            .schemas()
+            .store(Arc::new(version_retention::schemas_of(
+                state.versions.ranges().values(),
+            )));
         let view = ReadView::build(
             self.db.clone(),
             state.registry.clone(),

@@ -110,6 +110,8 @@ pub struct EngineOptions {
     retention: SharedRetention,
     /// History facts read by the history column families' compaction filters.
     history: super::history::SharedHistory,
+    /// Row schemas of the batch versions, read by the versions families' filters.
+    schemas: super::version_retention::SharedSchemas,
 }
 
 impl EngineOptions {
@@ -128,7 +130,14 @@ impl EngineOptions {
             history: Arc::new(ArcSwap::from_pointee(
                 super::history::HistoryTable::default(),
             )),
+            // Removes nothing until the store publishes the schemas it names.
+            schemas: Arc::new(ArcSwap::from_pointee(std::collections::HashMap::new())),
         }
+    }
+
+    /// The row schemas shared with the versions families' compaction filters.
+    pub fn schemas(&self) -> &super::version_retention::SharedSchemas {
+        &self.schemas
     }
 
     /// The history facts shared with the history families' compaction filters.
@@ -236,6 +245,18 @@ impl EngineOptions {
         opts
     }
 
+    /// Options of `group`'s versions column family as created: [`versions_cf`](Self::versions_cf)
+    /// with the batch retention compaction filter (`super::version_retention`).
+    pub fn versions_family(&self, group: &str) -> Options {
+        let mut opts = self.versions_cf();
+        opts.set_compaction_filter_factory(super::version_retention::VersionRetentionFactory::new(
+            super::keyspace::versions_cf_name(group),
+            self.schemas.clone(),
+            self.retention.clone(),
+        ));
+        opts
+    }
+
     /// Options of a layout-1 batch column family (`batch.{group}.v{version}`, one per
     /// version), opened to serve stores written before layout 2.
     pub fn batch_cf(&self) -> Options {
@@ -324,8 +345,8 @@ impl EngineOptions {
 
     /// Options for a column family found on disk at open, chosen by its name.
     pub fn for_existing_cf(&self, name: &str) -> Options {
-        if name.starts_with(VERSIONS_CF_PREFIX) {
-            self.versions_cf()
+        if let Some(group) = name.strip_prefix(VERSIONS_CF_PREFIX) {
+            self.versions_family(group)
         } else if name.starts_with(BATCH_CF_PREFIX) {
             self.batch_cf()
         } else if name.starts_with(STREAM_CF_PREFIX) {

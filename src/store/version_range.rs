@@ -67,6 +67,16 @@ impl VersionRange {
         self.schema.as_ref()
     }
 
+    /// The versions column family holding the range.
+    pub fn family(&self) -> &str {
+        &self.family
+    }
+
+    /// The version number of the range.
+    pub fn version(&self) -> Option<u64> {
+        crate::codec::key::version_of_key(self.prefix.as_bytes())
+    }
+
     /// Deletes the range when the last holder lets go (now, if nobody else holds it).
     pub fn doom(&self) {
         self.doomed.store(true, Ordering::Release);

@@ -39,6 +39,8 @@ retention = "1h"
 
 /// The value past retention: bytes that occur nowhere else.
 const OLD: f64 = 12_345.678_125;
+/// The only value of a row that is wholly past retention.
+const OLD_ROW: f64 = 54_321.187_5;
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -95,7 +97,7 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
     std::fs::write(
         &csv,
         format!(
-            "entity_id,feature_name,event_time,value\nu1,short,{old},{OLD}\nu1,plain,{old},7.5\nu2,short,{recent},2.5\n"
+            "entity_id,feature_name,event_time,value\nu1,short,{old},{OLD}\nu1,plain,{old},7.5\nu2,short,{recent},2.5\nu3,short,{old},{OLD_ROW}\n"
         ),
     )
     .expect("write");
@@ -139,6 +141,11 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
 
     let needle = OLD.to_le_bytes();
     let before = families_holding(&dir, &needle);
+    let row_before = families_holding(&dir, &OLD_ROW.to_le_bytes());
+    assert!(
+        row_before.contains(&"versions.shorts".to_owned()),
+        "{row_before:?}"
+    );
     for family in [
         "history.shorts",
         "stream.short_stream",
@@ -168,6 +175,10 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
             "{family} still in {after:?}"
         );
     }
+    // A batch row wholly past retention is removed from its version; the row that
+    // still holds a retained value (u1's `plain`) stays whole, its expired field hidden.
+    let row_after = families_holding(&dir, &OLD_ROW.to_le_bytes());
+    assert!(row_after.is_empty(), "{row_after:?}");
     // Values of features without retention stay.
     assert!(families_holding(&dir, &7.5f64.to_le_bytes()).contains(&"history.shorts".to_owned()));
 }
