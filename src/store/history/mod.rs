@@ -34,9 +34,10 @@
 //!   version's changes are always relative to the newest recorded version.
 //! * Version numbers are never reused (the manifest's `next_version`), so a stale
 //!   record of a failed load can never be mistaken for another version's.
-//! * Retention is enforced by a compaction filter ([`retention`]), never by a scan on
-//!   a read path: a record is dropped only when no question about a time within the
-//!   group's retention can need it.
+//! * Retention is enforced by a compaction filter ([`rows`], which judges row records
+//!   and hands the rest to [`retention`]), never by a scan on a read path: a record is
+//!   dropped only when no question about a time within the group's retention can need
+//!   it.
 //!
 //! Deletion: [`erase_entity`] removes every history record of one entity of one group
 //! with one range deletion. The per-entity deletion (`super::erase`) writes the same
