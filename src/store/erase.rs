@@ -7,7 +7,7 @@
 //! Owns [`EntityErasure`] (the request), [`EntityMatch`] (which entity ids it covers),
 //! [`ErasureReport`], the [`Eraser`] hook through which holders of copies outside the
 //! store (the running serving log) take part, and the procedure itself
-//! ([`FeatureStore::delete_entity`] delegates to [`run`]).
+//! ([`FeatureStore::delete_entity`] delegates to `run`).
 //!
 //! How (storage-format.md, "Per-entity deletion"):
 //! 1. The store's erase lock (one deletion at a time), then the load lock of every
@@ -37,7 +37,7 @@
 //!    level forced: when this returns, no SST file holds the deleted values.
 //!
 //! Invariants:
-//! * Nothing the request covers is readable once [`run`] returns, by any read path
+//! * Nothing the request covers is readable once `run` returns, by any read path
 //!   (live, as-of, point-in-time, exports), and a SIGKILL after it returned loses none
 //!   of the deletion.
 //! * Entities that do not match keep every value, byte for byte.
@@ -48,7 +48,7 @@
 //! training sets (their owner's), and the audit log, which records the deletion with
 //! the id asked for. A later load or push containing the entity stores it again.
 //!
-//! Thread-safety: [`run`] takes the locks above; reads never wait for it.
+//! Thread-safety: `run` takes the locks above; reads never wait for it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

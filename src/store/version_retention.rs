@@ -1,13 +1,13 @@
 //! Retention in batch versions: the compaction filter of the `versions.{group}`
-//! families (`featstore.version_retention.v1`), which deletes what a feature's
+//! families (`featstore.version_retention.v2`), which deletes what a feature's
 //! `retention` no longer allows a version to keep.
 //!
 //! * A layout-3 row (one key per entity) is removed when every field it holds (a value
 //!   or an explicit null) belongs to a feature with a retention and is older than it.
-//!   A row that still holds one retained field is kept whole: RocksDB's Rust binding
-//!   lets a filter replace a value only with a static one, so a row is never rewritten
-//!   without some of its fields; those fields are hidden from every read (the query
-//!   layer judges retention) and leave with the version.
+//!   A row that still holds a retained field but also an expired one is rewritten
+//!   without the expired fields (they become absent, as if the version never had
+//!   them); until the filter runs they are hidden from every read (the query layer
+//!   judges retention).
 //! * A layout-2 value key (one key per value) is removed when older than its feature's
 //!   retention. Schema records and layout-1 families are never touched.
 //!
@@ -24,7 +24,7 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use featstore_format::codec::row::{RowRef, RowSchema};
+use featstore_format::codec::row::{RowRef, RowSchema, encode_field, encode_row};
 use featstore_format::segment::FieldValue;
 use rocksdb::CompactionDecision;
 use rocksdb::compaction_filter::CompactionFilter;
@@ -83,15 +83,15 @@ impl CompactionFilterFactory for VersionRetentionFactory {
     type Filter = VersionRetentionFilter;
 
     fn create(&mut self, _context: CompactionFilterContext) -> VersionRetentionFilter {
-        VersionRetentionFilter {
-            schemas: self.schemas.load().get(&self.family).cloned(),
-            table: self.retention.load_full(),
-            now: now_ms(),
-        }
+        VersionRetentionFilter::new(
+            self.schemas.load().get(&self.family).cloned(),
+            self.retention.load_full(),
+            now_ms(),
+        )
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.version_retention.v1"
+        c"featstore.version_retention.v2"
     }
 }
 
@@ -100,6 +100,21 @@ pub struct VersionRetentionFilter {
     schemas: Option<FamilySchemas>,
     table: Arc<RetentionTable>,
     now: TimestampMs,
+    /// The last rewritten row, handed to RocksDB by [`CompactionFilter::filter`].
+    rewritten: Vec<u8>,
+    /// Scratch: the kept fields' stored values, one after another.
+    kept: Vec<u8>,
+}
+
+/// What the filter does with one key of a versions family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionDecision {
+    /// Keep it as it is.
+    Keep,
+    /// Remove it.
+    Remove,
+    /// Replace its value with [`VersionRetentionFilter::rewritten`].
+    Rewrite,
 }
 
 impl VersionRetentionFilter {
@@ -113,7 +128,14 @@ impl VersionRetentionFilter {
             schemas,
             table,
             now,
+            rewritten: Vec::new(),
+            kept: Vec::new(),
         }
+    }
+
+    /// The bytes of the last [`VersionDecision::Rewrite`].
+    pub fn rewritten(&self) -> &[u8] {
+        &self.rewritten
     }
 
     fn expired(&self, feature: FeatureId, event_time: TimestampMs) -> bool {
@@ -124,42 +146,34 @@ impl VersionRetentionFilter {
     }
 
     /// Whether the key/value of a versions family may be removed.
-    pub fn removes(&self, key: &[u8], value: &[u8]) -> bool {
+    pub fn removes(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.decide(key, value) == VersionDecision::Remove
+    }
+
+    /// What to do with a key/value of a versions family.
+    pub fn decide(&mut self, key: &[u8], value: &[u8]) -> VersionDecision {
+        use VersionDecision::{Keep, Remove};
         if self.table.retention.is_empty() {
-            return false;
+            return Keep;
         }
         let (Some(version), Some(rest)) = (version_of_key(key), key.get(VERSION_PREFIX_LEN..))
         else {
-            return false;
+            return Keep;
         };
         let Some(entity_len) = entity_prefix_len(rest) else {
-            return false;
+            return Keep;
         };
         if entity_len <= 2 {
             // A schema record (an entity key of id length 0).
-            return false;
+            return Keep;
         }
         match rest.len() - entity_len {
             0 => {
-                let Some(schema) = self.schemas.as_ref().and_then(|s| s.get(&version)) else {
-                    return false;
+                let Some(schema) = self.schemas.as_ref().and_then(|s| s.get(&version)).cloned()
+                else {
+                    return Keep;
                 };
-                let Ok(row) = RowRef::parse(schema, value) else {
-                    return false;
-                };
-                let mut held = false;
-                for (pos, field) in schema.fields().iter().enumerate() {
-                    let time = match row.get(pos) {
-                        Ok(FieldValue::Absent) => continue,
-                        Ok(FieldValue::Null(t) | FieldValue::Present { event_time: t, .. }) => t,
-                        Err(_) => return false,
-                    };
-                    if !self.expired(field.feature_id, time) {
-                        return false;
-                    }
-                    held = true;
-                }
-                held
+                self.decide_row(&schema, value)
             }
             4 => {
                 let Some(feature) = rest
@@ -167,25 +181,95 @@ impl VersionRetentionFilter {
                     .and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .map(u32::from_be_bytes)
                 else {
-                    return false;
+                    return Keep;
                 };
-                decode_event_time(value).is_ok_and(|t| self.expired(feature, t))
+                if decode_event_time(value).is_ok_and(|t| self.expired(feature, t)) {
+                    Remove
+                } else {
+                    Keep
+                }
             }
-            _ => false,
+            _ => Keep,
         }
+    }
+
+    /// A layout-3 row: removed when every field it holds is expired, rewritten without
+    /// its expired fields when some are, else kept.
+    fn decide_row(&mut self, schema: &RowSchema, value: &[u8]) -> VersionDecision {
+        use VersionDecision::{Keep, Remove, Rewrite};
+        let Ok(row) = RowRef::parse(schema, value) else {
+            return Keep;
+        };
+        let (mut held, mut expired) = (0usize, 0usize);
+        for (pos, field) in schema.fields().iter().enumerate() {
+            let time = match row.get(pos) {
+                Ok(FieldValue::Absent) => continue,
+                Ok(FieldValue::Null(t) | FieldValue::Present { event_time: t, .. }) => t,
+                Err(_) => return Keep,
+            };
+            held += 1;
+            if self.expired(field.feature_id, time) {
+                expired += 1;
+            }
+        }
+        if expired == 0 {
+            return Keep;
+        }
+        if expired == held {
+            return Remove;
+        }
+        // Re-encode the row with the retained fields only.
+        self.kept.clear();
+        let mut spans: Vec<(usize, std::ops::Range<usize>)> = Vec::with_capacity(held - expired);
+        for (pos, field) in schema.fields().iter().enumerate() {
+            let Ok(value) = row.get(pos) else {
+                return Keep;
+            };
+            let time = match value {
+                FieldValue::Absent => continue,
+                FieldValue::Null(t) | FieldValue::Present { event_time: t, .. } => t,
+            };
+            if self.expired(field.feature_id, time) {
+                continue;
+            }
+            let start = self.kept.len();
+            if encode_field(value, &mut self.kept) {
+                spans.push((pos, start..self.kept.len()));
+            }
+        }
+        let values: Vec<(usize, &[u8])> = spans
+            .iter()
+            .filter_map(|(pos, range)| Some((*pos, self.kept.get(range.clone())?)))
+            .collect();
+        self.rewritten.clear();
+        if encode_row(schema, &values, &mut self.rewritten).is_err() {
+            return Keep;
+        }
+        Rewrite
     }
 }
 
 impl CompactionFilter for VersionRetentionFilter {
     fn filter(&mut self, _level: u32, key: &[u8], value: &[u8]) -> CompactionDecision {
-        if self.removes(key, value) {
-            CompactionDecision::Remove
-        } else {
-            CompactionDecision::Keep
+        match self.decide(key, value) {
+            VersionDecision::Keep => CompactionDecision::Keep,
+            VersionDecision::Remove => CompactionDecision::Remove,
+            VersionDecision::Rewrite => {
+                let bytes = self.rewritten.as_slice();
+                // SAFETY: the binding asks for a `'static` new value, but RocksDB's C
+                // API copies it (`new_value->assign(...)` in `c.cc`, right after this
+                // callback returns) before the next call to `filter`, the only place
+                // that changes `self.rewritten`; the bytes live in `self`, which
+                // outlives the call. Nothing keeps the slice beyond that copy.
+                #[allow(unsafe_code)]
+                let bytes: &'static [u8] =
+                    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+                CompactionDecision::Change(bytes)
+            }
         }
     }
 
     fn name(&self) -> &CStr {
-        c"featstore.version_retention.v1"
+        c"featstore.version_retention.v2"
     }
 }

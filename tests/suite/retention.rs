@@ -1,6 +1,7 @@
 //! Retention per feature (issue 16): a value older than its feature's `retention` is
 //! never served (live, as-of), and after a forced compaction its bytes are gone from
-//! the stream and history families, which the same scan finds before the compaction;
+//! the batch version, stream and history families, which the same scan finds before
+//! the compaction;
 //! values of a feature without retention, and recent ones, stay.
 
 use std::path::Path;
@@ -147,6 +148,7 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
         "{row_before:?}"
     );
     for family in [
+        "versions.shorts",
         "history.shorts",
         "stream.short_stream",
         "history.short_stream",
@@ -163,9 +165,18 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
         read(&store, "u2", &["short", "sclick"])[1],
         ("Present".to_owned(), Some(Value::Float64(3.5)))
     );
+    // u1's row lost its expired field and kept the retained one.
+    let u1 = read(&store, "u1", &["plain", "short"]);
+    assert_eq!(
+        u1[0],
+        ("Present".to_owned(), Some(Value::Float64(7.5))),
+        "{u1:?}"
+    );
+    assert_eq!(u1[1].1, None, "{u1:?}");
     drop(store);
     let after = families_holding(&dir, &needle);
     for family in [
+        "versions.shorts",
         "history.shorts",
         "stream.short_stream",
         "history.short_stream",
@@ -176,9 +187,15 @@ fn values_past_retention_are_never_served_and_are_deleted_by_compaction() {
         );
     }
     // A batch row wholly past retention is removed from its version; the row that
-    // still holds a retained value (u1's `plain`) stays whole, its expired field hidden.
+    // still holds a retained value (u1's `plain`) is rewritten without the expired one.
     let row_after = families_holding(&dir, &OLD_ROW.to_le_bytes());
     assert!(row_after.is_empty(), "{row_after:?}");
     // Values of features without retention stay.
-    assert!(families_holding(&dir, &7.5f64.to_le_bytes()).contains(&"history.shorts".to_owned()));
+    let plain = families_holding(&dir, &7.5f64.to_le_bytes());
+    for family in ["history.shorts", "versions.shorts"] {
+        assert!(
+            plain.iter().any(|f| f == family),
+            "{family} not in {plain:?}"
+        );
+    }
 }
