@@ -9,8 +9,8 @@
 //! smallest version served since the horizon) *covers* the features it names: every
 //! version served since the horizon finds that record, or a newer one, first. So:
 //! * a row record is dropped when every feature it names is covered by a newer kept
-//!   one (a record only partly covered is kept whole: a compaction filter can drop a
-//!   record but not rewrite it);
+//!   one (a record only partly covered is kept whole; only feature retention, below,
+//!   rewrites a record);
 //! * a format-1 batch record of a covered feature with an older version is dropped;
 //! * every other record goes to [`super::retention::HistoryRetentionFilter`], which
 //!   also applies feature retention to them.
