@@ -26,6 +26,7 @@
 //! Observers run after the operation, outside the lock.
 
 pub(crate) mod access;
+mod changed_value;
 pub(crate) mod config;
 pub mod erase;
 pub(crate) mod error;

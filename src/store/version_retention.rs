@@ -30,6 +30,7 @@ use rocksdb::CompactionDecision;
 use rocksdb::compaction_filter::CompactionFilter;
 use rocksdb::compaction_filter_factory::{CompactionFilterContext, CompactionFilterFactory};
 
+use super::changed_value::ChangedValue;
 use super::stream::retention::{RetentionTable, SharedRetention};
 use super::version_range::VersionRange;
 use crate::codec::key::{VERSION_PREFIX_LEN, entity_prefix_len, version_of_key};
@@ -101,7 +102,7 @@ pub struct VersionRetentionFilter {
     table: Arc<RetentionTable>,
     now: TimestampMs,
     /// The last rewritten row, handed to RocksDB by [`CompactionFilter::filter`].
-    rewritten: Vec<u8>,
+    rewritten: ChangedValue,
     /// Scratch: the kept fields' stored values, one after another.
     kept: Vec<u8>,
 }
@@ -128,14 +129,14 @@ impl VersionRetentionFilter {
             schemas,
             table,
             now,
-            rewritten: Vec::new(),
+            rewritten: ChangedValue::default(),
             kept: Vec::new(),
         }
     }
 
     /// The bytes of the last [`VersionDecision::Rewrite`].
     pub fn rewritten(&self) -> &[u8] {
-        &self.rewritten
+        self.rewritten.bytes()
     }
 
     fn expired(&self, feature: FeatureId, event_time: TimestampMs) -> bool {
@@ -241,8 +242,9 @@ impl VersionRetentionFilter {
             .iter()
             .filter_map(|(pos, range)| Some((*pos, self.kept.get(range.clone())?)))
             .collect();
-        self.rewritten.clear();
-        if encode_row(schema, &values, &mut self.rewritten).is_err() {
+        let out = self.rewritten.buffer_mut();
+        out.clear();
+        if encode_row(schema, &values, out).is_err() {
             return Keep;
         }
         Rewrite
@@ -254,18 +256,7 @@ impl CompactionFilter for VersionRetentionFilter {
         match self.decide(key, value) {
             VersionDecision::Keep => CompactionDecision::Keep,
             VersionDecision::Remove => CompactionDecision::Remove,
-            VersionDecision::Rewrite => {
-                let bytes = self.rewritten.as_slice();
-                // SAFETY: the binding asks for a `'static` new value, but RocksDB's C
-                // API copies it (`new_value->assign(...)` in `c.cc`, right after this
-                // callback returns) before the next call to `filter`, the only place
-                // that changes `self.rewritten`; the bytes live in `self`, which
-                // outlives the call. Nothing keeps the slice beyond that copy.
-                #[allow(unsafe_code)]
-                let bytes: &'static [u8] =
-                    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-                CompactionDecision::Change(bytes)
-            }
+            VersionDecision::Rewrite => self.rewritten.decision(),
         }
     }
 

@@ -98,8 +98,10 @@ pub struct RowRetentionFilter {
     covered: Vec<(FeatureId, u64)>,
     /// Feature retentions and the compaction's time; `None`: none apply.
     features: Option<(std::sync::Arc<RetentionTable>, TimestampMs)>,
-    /// The last rewritten row record, handed to RocksDB by [`CompactionFilter::filter`].
+    /// The last rewritten row record.
     rewritten: RowRecordWriter,
+    /// Its bytes, handed to RocksDB by [`CompactionFilter::filter`].
+    changed: crate::store::changed_value::ChangedValue,
     /// Scratch for one stored value.
     stored: Vec<u8>,
 }
@@ -130,6 +132,7 @@ impl RowRetentionFilter {
             covered: Vec::new(),
             features: None,
             rewritten: RowRecordWriter::default(),
+            changed: Default::default(),
             stored: Vec::new(),
         }
     }
@@ -296,16 +299,10 @@ impl CompactionFilter for RowRetentionFilter {
             RowDecision::Remove => CompactionDecision::Remove,
             RowDecision::Absent => CompactionDecision::Change(crate::codec::history::ABSENT_VALUE),
             RowDecision::Rewrite => {
-                let bytes = self.rewritten.bytes();
-                // SAFETY: the binding asks for a `'static` new value, but RocksDB's C
-                // API copies it (`new_value->assign(...)` in `c.cc`, right after this
-                // callback returns) before the next call to `filter`, the only place
-                // that changes `self.rewritten`; the bytes live in `self`, which
-                // outlives the call. Nothing keeps the slice beyond that copy.
-                #[allow(unsafe_code)]
-                let bytes: &'static [u8] =
-                    unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
-                CompactionDecision::Change(bytes)
+                let changed = self.changed.buffer_mut();
+                changed.clear();
+                changed.extend_from_slice(self.rewritten.bytes());
+                self.changed.decision()
             }
         }
     }
