@@ -290,6 +290,16 @@ def write_report(results) -> None:
     ]
     for name, (p50, p99, n) in results.items():
         lines.append(f"| {name} | {p50:.2f} | {p99:.2f} | {n} |")
+    fs_all = results.get("featstore_client rank, values + statuses + event times into numpy")
+    mget = results.get("redis-py MGET of 501 packed rows, into numpy (values only)")
+    if fs_all and mget:
+        verdict = lambda ours, theirs: "ahead" if ours < theirs else "behind"  # noqa: E731
+        lines += [
+            "",
+            f"featstore (values, statuses and event times) against the packed-row MGET, this run:"
+            f" p50 {fs_all[0] / mget[0]:.2f}x ({verdict(fs_all[0], mget[0])}),"
+            f" p99 {fs_all[1] / mget[1]:.2f}x ({verdict(fs_all[1], mget[1])}).",
+        ]
     lines += [
         "",
         "- featstore's answer carries a status and an event time per value; the Redis",

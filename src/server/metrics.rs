@@ -109,7 +109,7 @@ use crate::store::observe::{
     ActivationEvent, LoadEvent, Observer, PushReport, ReadAnswer, ReadEvent, StreamCommitEvent,
 };
 use crate::store::{MemoryUsage, WriterHealth};
-use crate::types::{FeatureStatus, TimestampMs};
+use crate::types::TimestampMs;
 
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 1 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -186,18 +186,6 @@ fn lag_histogram() -> Histogram {
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
-}
-
-/// Counters for the four read statuses, resolved once so the read path does no lookup.
-#[derive(Debug, Clone)]
-struct ServedCounters {
-    present: Counter,
-    not_found: Counter,
-    expired: Counter,
-    null: Counter,
-    stale: Counter,
-    defaulted: Counter,
-    not_fetched: Counter,
 }
 
 /// The `kind` label of the read series.
@@ -356,7 +344,9 @@ pub struct Metrics {
     // Atomics, updated by every request.
     requests: Family<RequestLabels, Counter>,
     latency: LatencyFamily,
-    served: ServedCounters,
+    /// `featstore_features_served_total`, one counter per status in
+    /// `crate::query::tally::STATUSES` order.
+    served: [Counter; crate::query::tally::STATUSES.len()],
     /// Reads answered by the engine: single-entity, ranking.
     reads: [ReadSeries; 2],
     /// Pushes: ok, rejected, refused.
@@ -410,22 +400,13 @@ impl Metrics {
             "Feature readings returned by reads, by status",
             served_family.clone(),
         );
-        let counter = |status: FeatureStatus| {
+        let served = crate::query::tally::STATUSES.map(|status| {
             served_family
                 .get_or_create(&StatusLabels {
                     status: status.as_str(),
                 })
                 .clone()
-        };
-        let served = ServedCounters {
-            present: counter(FeatureStatus::Present),
-            not_found: counter(FeatureStatus::NotFound),
-            expired: counter(FeatureStatus::Expired),
-            null: counter(FeatureStatus::Null),
-            stale: counter(FeatureStatus::Stale),
-            defaulted: counter(FeatureStatus::Defaulted),
-            not_fetched: counter(FeatureStatus::NotFetched),
-        };
+        });
         let read_counts = Family::<KindLabels, Counter>::default();
         registry.register(
             "featstore_reads",
@@ -707,17 +688,7 @@ impl Metrics {
                 *total += n;
             }
         }
-        let served = &self.served;
-        for (status, total) in crate::query::tally::STATUSES.iter().zip(totals) {
-            let counter = match status {
-                FeatureStatus::Present => &served.present,
-                FeatureStatus::NotFound => &served.not_found,
-                FeatureStatus::Expired => &served.expired,
-                FeatureStatus::Null => &served.null,
-                FeatureStatus::Stale => &served.stale,
-                FeatureStatus::Defaulted => &served.defaulted,
-                FeatureStatus::NotFetched => &served.not_fetched,
-            };
+        for (counter, total) in self.served.iter().zip(totals) {
             follow(counter, total);
         }
     }

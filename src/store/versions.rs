@@ -388,6 +388,18 @@ impl VersionSet {
         version: u64,
         built: Option<BuiltSegment>,
     ) -> Result<bool, StoreError> {
+        self.set_segment(group, version, built, true)
+    }
+
+    /// Names `built` as the segment of `version` of `group` in the manifest (persisted
+    /// first), then maps it when `map`. False when the version was dropped meanwhile.
+    fn set_segment(
+        &mut self,
+        group: &str,
+        version: u64,
+        built: Option<BuiltSegment>,
+        map: bool,
+    ) -> Result<bool, StoreError> {
         let mut next = self.manifest.clone();
         let Some(entry) = next
             .groups
@@ -399,7 +411,9 @@ impl VersionSet {
         let name = entry.cf_name.clone();
         entry.segment = built.as_ref().map(|(info, _)| info.clone());
         self.commit(next, None)?;
-        if let Some((_, segment)) = built {
+        if let Some((_, segment)) = built
+            && map
+        {
             self.segments.insert(name, segment);
         }
         Ok(true)
@@ -450,23 +464,7 @@ impl VersionSet {
         built: Option<BuiltSegment>,
     ) -> Result<bool, StoreError> {
         let active = self.group(group).and_then(|gm| gm.active) == Some(version);
-        let mut next = self.manifest.clone();
-        let Some(entry) = next
-            .groups
-            .get_mut(group)
-            .and_then(|gm| gm.versions.iter_mut().find(|e| e.version == version))
-        else {
-            return Ok(false);
-        };
-        let name = entry.cf_name.clone();
-        entry.segment = built.as_ref().map(|(info, _)| info.clone());
-        self.commit(next, None)?;
-        if let Some((_, segment)) = built
-            && active
-        {
-            self.segments.insert(name, segment);
-        }
-        Ok(true)
+        self.set_segment(group, version, built, active)
     }
 
     /// Maps the segment of `entry`, about to be activated, if it has one and it is not

@@ -68,16 +68,7 @@ impl HistoryRetentionFilter {
         let Some((table, now)) = &self.features else {
             return false;
         };
-        let Ok((fk, _, _)) = decode_history_key(key) else {
-            return false;
-        };
-        let Some(feature) = fk
-            .len()
-            .checked_sub(4)
-            .and_then(|at| fk.get(at..))
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map(u32::from_be_bytes)
-        else {
+        let Ok((_, feature, _)) = decode_history_key(key) else {
             return false;
         };
         let Some(retention) = table.retention.get(&feature) else {
