@@ -64,6 +64,10 @@ pub enum Route {
     /// (a job on the blocking pool that answers when done; files under the data
     /// directory's `exports/`).
     TrainingSets,
+    /// `POST /v1/history-exports`: write the history as partitioned Parquet (a job on
+    /// the blocking pool that answers when done; under the data directory's
+    /// `exports/`).
+    HistoryExports,
     /// `GET /v1/health/features`: features breaching their freshness SLO.
     FeatureHealth,
     /// `GET /ui?name=&owner=&tag=&entity_type=&group=`: the built-in page.
@@ -91,7 +95,7 @@ pub enum Route {
 
 impl Route {
     /// Every route, in match order.
-    pub const ALL: [Route; 32] = [
+    pub const ALL: [Route; 33] = [
         Route::GetFeatures,
         Route::ApplyDefinitions,
         Route::ListDefinitions,
@@ -113,6 +117,7 @@ impl Route {
         Route::Lineage,
         Route::ServingLogExport,
         Route::TrainingSets,
+        Route::HistoryExports,
         Route::FeatureHealth,
         Route::Ui,
         Route::Healthz,
@@ -149,6 +154,7 @@ impl Route {
             Route::Lineage => "/v1/lineage",
             Route::ServingLogExport => "/v1/serving-log/exports",
             Route::TrainingSets => "/v1/training-sets",
+            Route::HistoryExports => "/v1/history-exports",
             Route::FeatureHealth => "/v1/health/features",
             Route::Ui => "/ui",
             Route::Healthz => "/healthz",
@@ -177,6 +183,7 @@ impl Route {
             | Route::RetireService
             | Route::ServingLogExport
             | Route::TrainingSets
+            | Route::HistoryExports
             | Route::FeastGetOnlineFeatures
             | Route::FeastPush
             | Route::FeastWriteToOnlineStore => Method::POST,
@@ -411,6 +418,11 @@ pub mod paths {
     /// `POST /v1/training-sets`.
     pub fn training_sets() -> String {
         Route::TrainingSets.fill(&[])
+    }
+
+    /// `POST /v1/history-exports`.
+    pub fn history_exports() -> String {
+        Route::HistoryExports.fill(&[])
     }
 
     /// `GET /v1/health/features`.

@@ -287,6 +287,23 @@ enum Command {
     /// Build a training set (Parquet): point in time from the history (`--spine`), or
     /// the serving log joined with labels (`--from-log`).
     TrainingSet(TrainingSetCli),
+    /// Write the history as partitioned Parquet (docs/history-export.md): per group
+    /// and feature version, every value a point-in-time question can return, with
+    /// its event time and when featstore knew it, plus `_manifest.json`. For Spark
+    /// (`tools/spark/training_set.py`), DuckDB and other engines.
+    ExportHistory {
+        /// The directory to create (absent or empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this group (repeatable; default: every group).
+        #[arg(long)]
+        group: Vec<String>,
+        /// Only these features (comma-separated `name` or `name@version`).
+        #[arg(long)]
+        features: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Write the synthetic marketplace data set (features.toml and data files).
     GenData {
         /// Output directory.
@@ -1069,6 +1086,34 @@ fn run(cli: Cli) -> Result<()> {
         } => demo(&dir, addr, exit_after),
         Command::Log(command) => featstore::servelog::cli::run_log(command),
         Command::TrainingSet(args) => training_set(args),
+        Command::ExportHistory {
+            out,
+            group,
+            features,
+            target,
+        } => {
+            if target.server.is_some() {
+                bail!(
+                    "export-history reads the store directly (--data); on a server, use POST /v1/history-exports"
+                );
+            }
+            let store = open(&target)?;
+            let job = featstore::training::history_export::HistoryExportJob {
+                out,
+                groups: group,
+                features: features
+                    .map(|f| {
+                        f.split(',')
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let summary = featstore::training::history_export::export(&store, &job, None)?;
+            print_json(&summary)
+        }
         Command::Parity {
             from,
             to,

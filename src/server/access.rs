@@ -48,6 +48,7 @@ pub fn required_scope(route: Route) -> Option<Scope> {
         | Route::RetireService
         | Route::ServingLogExport
         | Route::TrainingSets
+        | Route::HistoryExports
         | Route::AuditLog
         | Route::DeleteEntity => Some(Scope::Admin),
     }

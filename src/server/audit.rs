@@ -47,6 +47,7 @@ pub fn action(route: Route) -> Option<&'static str> {
         Route::DeleteDefinition => "delete_definition",
         Route::RetireService => "retire_service",
         Route::ServingLogExport => "serving_log_export",
+        Route::HistoryExports => "export_history",
         Route::DeleteEntity => "delete_entity",
         _ => route.template(),
     })

@@ -400,6 +400,7 @@ pub async fn handle(
         | Route::Lineage => super::rank_handlers::handle(state, route, params, req).await,
         Route::ServingLogExport => serving_log_export(state, req).await,
         Route::TrainingSets => training_set_job(state, req).await,
+        Route::HistoryExports => history_export_job(state, req).await,
         Route::FeatureHealth => {
             let store = state.store.clone();
             let now = now_ms();
@@ -844,6 +845,56 @@ async fn training_set_job(
             }
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         })?;
+    ok_json(&summary)
+}
+
+/// The body of `POST /v1/history-exports`: `out` is a plain directory name under the
+/// data directory's `exports/` folder.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryExportBody {
+    /// The directory written in `exports/` (absent or empty).
+    out: String,
+    /// Only these groups.
+    #[serde(default)]
+    groups: Vec<String>,
+    /// Only these features (`name` or `name@version`).
+    #[serde(default)]
+    features: Vec<String>,
+}
+
+async fn history_export_job(
+    state: &AppState,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::training::history_export::{self, HistoryExportError};
+    let caller = super::access::caller_of(&req);
+    let body = read_body(state, Route::HistoryExports, req).await?;
+    let job: HistoryExportBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad history export job: {e}")))?;
+    drop(body);
+    let exports = state.store.dir().join("exports");
+    let out = crate::training::confined(&exports, &job.out).map_err(ApiError::bad_request)?;
+    let job = history_export::HistoryExportJob {
+        out,
+        groups: job.groups,
+        features: job.features,
+    };
+    let store = state.store.clone();
+    let summary = run_blocking(move || {
+        let admit = |def: &crate::registry::FeatureDefinition| {
+            caller.check_read(def).map_err(|e| e.message)
+        };
+        let admit: Option<history_export::FeatureCheck<'_>> =
+            (!matches!(caller, super::access::Caller::Open)).then_some(&admit);
+        history_export::export(&store, &job, admit)
+    })
+    .await?
+    .map_err(|e| match e {
+        HistoryExportError::Job(_) => ApiError::bad_request(e.to_string()),
+        HistoryExportError::Denied(reason) => ApiError::new(StatusCode::FORBIDDEN, reason),
+        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    })?;
     ok_json(&summary)
 }
 

@@ -287,6 +287,7 @@ mod tests {
             (paths::lineage(), Route::Lineage, vec![]),
             (paths::serving_log_export(), Route::ServingLogExport, vec![]),
             (paths::training_sets(), Route::TrainingSets, vec![]),
+            (paths::history_exports(), Route::HistoryExports, vec![]),
             (paths::feature_health(), Route::FeatureHealth, vec![]),
             (paths::ui(Some(odd)), Route::Ui, vec![]),
             (paths::healthz(), Route::Healthz, vec![]),

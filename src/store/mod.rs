@@ -1135,6 +1135,22 @@ impl FeatureStore {
         self.options.history().load_full()
     }
 
+    /// Hands every entity's history records of `group` to `visitor`, in key order,
+    /// from one snapshot (see [`history::servable::scan_group`]); the block cache is
+    /// left as it is. Returns the number of entities.
+    pub fn scan_history(
+        &self,
+        group: &str,
+        visitor: &mut impl history::servable::EntityVisitor,
+    ) -> Result<u64, ReadError> {
+        let snapshot = self.db.snapshot();
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_snapshot(&snapshot);
+        opts.set_total_order_seek(true);
+        opts.fill_cache(false);
+        history::servable::scan_group(&self.db, opts, group, visitor)
+    }
+
     /// Reads `names` of one entity as a live read at `at_ms` answered them (see
     /// [`history::read`]): the same planner and answer as live reads, with TTL and
     /// freshness judged at `at_ms`. Not reported to observers (nothing is served).

@@ -21,6 +21,11 @@
 //! else grows with it.
 //!
 //! Not thread-safe state: one job runs on the caller's thread.
+//!
+//! [`history_export`] writes the history itself as partitioned Parquet, for engines
+//! that build the same training sets off this machine (`tools/spark/`).
+
+pub mod history_export;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

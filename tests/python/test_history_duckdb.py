@@ -3,8 +3,9 @@
 Random daily versions of one float feature (overlapping event times, a backfill with
 older times, entities dropped from a version) are loaded with the CLI; a random spine is
 joined by ``featstore training-set`` and, independently, by DuckDB's ``ASOF LEFT JOIN``
-over a Parquet file of every value loaded, with Feast's TTL rule applied after the
-join. Both must agree row for row: value, event time and status.
+over ``featstore export-history``'s Parquet (first checked to hold exactly the values
+loaded), with Feast's TTL rule applied after the join. Both must agree row for row:
+value, event time and status.
 """
 
 from __future__ import annotations
@@ -73,16 +74,13 @@ def test_training_set_equals_duckdb_asof_join(tmp_path):
         spine["event_timestamp"] += [t + TTL_MS, t + TTL_MS + 1]
         spine["label"] += [-1 - 2 * i, -2 - 2 * i]
     pq.write_table(pa.table(spine), tmp_path / "spine.parquet")
-    pq.write_table(
-        pa.table(
-            {
-                "entity": [r[0] for r in loaded],
-                "event_time": [r[1] for r in loaded],
-                "value": [r[2] for r in loaded],
-            }
-        ),
-        tmp_path / "values.parquet",
-    )
+    # The oracle reads featstore's own export of its history (docs/history-export.md),
+    # which must hold exactly the values loaded: every version was activated.
+    hist = tmp_path / "hist"
+    run("export-history", "--out", str(hist), "--data", data)
+    exported = pq.read_table(hist / "group=items" / "feature=a" / "version=1").to_pylist()
+    assert sorted((r["entity_id"], int(r["event_time"].timestamp() * 1000), r["value"]) for r in exported) == sorted(loaded)
+    assert {r["source"] for r in exported} == {"batch"}
     run(
         "training-set", "--spine", str(tmp_path / "spine.parquet"), "--features", "a",
         "--out", str(tmp_path / "train.parquet"), "--data", data,
@@ -94,8 +92,11 @@ def test_training_set_equals_duckdb_asof_join(tmp_path):
         f"""
         SELECT s.label, v.value, v.event_time
         FROM read_parquet('{tmp_path / "spine.parquet"}') s
-        ASOF LEFT JOIN read_parquet('{tmp_path / "values.parquet"}') v
-          ON s.item_id = v.entity AND s.event_timestamp >= v.event_time
+        ASOF LEFT JOIN (
+            SELECT entity_id, epoch_ms(event_time) AS event_time, value
+            FROM read_parquet('{hist}/group=items/feature=a/version=1/*.parquet')
+        ) v
+          ON s.item_id = v.entity_id AND s.event_timestamp >= v.event_time
         """
     ).fetchall()
     by_label = {label: (value, time) for (label, value, time) in expected}

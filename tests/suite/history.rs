@@ -274,7 +274,7 @@ fn run(ops: Vec<Op>) {
             event(step) + TTL_B_MS + 1,
         ]);
     }
-    for ts in times {
+    for &ts in &times {
         for as_known_at in [false, true] {
             if as_known_at && model.undecided(ts) {
                 continue;
@@ -312,6 +312,18 @@ fn run(ops: Vec<Op>) {
             }
         }
     }
+
+    // The export: its documented pick gives the store's own point-in-time answers.
+    let entities: Vec<String> = (0..ENTITIES).map(|e| format!("e{e}")).collect();
+    super::history_export::export_agrees(
+        &store,
+        &dir.path().join("export"),
+        "items",
+        "item",
+        &entities,
+        &FEATURES,
+        &times,
+    );
 }
 
 proptest! {

@@ -16,6 +16,7 @@ mod exact_strings;
 mod feast;
 mod get_answer;
 mod history;
+mod history_export;
 mod history_v1_fixture;
 mod layout;
 mod limits;

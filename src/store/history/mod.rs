@@ -51,6 +51,7 @@ pub mod feed;
 pub mod read;
 pub mod retention;
 pub mod rows;
+pub mod servable;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
