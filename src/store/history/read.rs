@@ -18,6 +18,7 @@
 //! the newer version. The TTL (`ts - event time <= ttl`) is judged by the query layer,
 //! as for every read.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rocksdb::ReadOptions;
@@ -126,101 +127,86 @@ pub fn point_in_time<'h>(
     best
 }
 
-/// Reads one feature key's records from `iter` (positioned anywhere).
-pub fn read_key(
+/// Reads every record of the entity `entity_key` (encoded, length prefix included)
+/// whose feature `wanted` accepts into `out` (cleared first), one [`KeyHistory`] per
+/// feature: row records (format 2) and per-value records (format 1) merged, batch
+/// records newest version first. `iter` must be positioned at the entity's first
+/// record or before it (after the previous entity's); it is left after the entity's
+/// last record. Each row record is parsed once, whatever the number of features.
+pub fn read_entity(
     iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
-    feature_key: &[u8],
-) -> Result<KeyHistory, ReadError> {
-    let corrupt = |source| ReadError::Corrupt {
-        feature: "history record".into(),
+    entity_key: &[u8],
+    wanted: &dyn Fn(FeatureId) -> bool,
+    out: &mut BTreeMap<FeatureId, KeyHistory>,
+) -> Result<(), ReadError> {
+    let corrupt = |what: &str, source| ReadError::Corrupt {
+        feature: what.into(),
         source,
     };
-    let mut out = KeyHistory::default();
-    iter.seek(feature_key);
+    out.clear();
+    // Row records, newest version first (inverted versions in the key).
+    let mut rows: Vec<(u64, Vec<u8>)> = Vec::new();
     while iter.valid() {
         let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
             break;
         };
-        if !key.starts_with(feature_key) {
+        if !key.starts_with(entity_key) {
             break;
         }
-        let (fk, _, kind) = history::decode_history_key(key).map_err(corrupt)?;
-        if fk.len() != feature_key.len() {
-            break;
-        }
-        let record = history::decode_record(value).map_err(corrupt)?;
-        match kind {
-            HistoryKind::Batch { version } => {
-                out.batch.push((version, record.map(<[u8]>::to_vec)));
+        if let Some((entity, version)) = history::decode_row_key(key) {
+            if entity != entity_key {
+                break;
             }
-            HistoryKind::Stream {
-                event_time,
-                write_time,
-            } => {
-                if let Some(record) = record {
-                    out.stream.push((event_time, write_time, record.to_vec()));
+            rows.push((version, value.to_vec()));
+            iter.next();
+            continue;
+        }
+        let (feature_key, fid, kind) =
+            history::decode_history_key(key).map_err(|source| corrupt("history key", source))?;
+        if feature_key.len() != entity_key.len() + size_of::<FeatureId>() {
+            break;
+        }
+        if wanted(fid) {
+            let record = history::decode_record(value)
+                .map_err(|source| corrupt("history record", source))?;
+            let h = out.entry(fid).or_default();
+            match kind {
+                HistoryKind::Batch { version } => {
+                    h.batch.push((version, record.map(<[u8]>::to_vec)));
+                }
+                HistoryKind::Stream {
+                    event_time,
+                    write_time,
+                } => {
+                    if let Some(record) = record {
+                        h.stream.push((event_time, write_time, record.to_vec()));
+                    }
                 }
             }
         }
         iter.next();
     }
     iter.status().map_err(ReadError::Storage)?;
-    Ok(out)
-}
-
-/// Reads every row record of the entity `entity_key` (encoded) from `iter` into `out`:
-/// `(version, value)`, newest version first, each value checked whole.
-pub fn read_rows(
-    iter: &mut rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB>,
-    entity_key: &[u8],
-    out: &mut Vec<(u64, Vec<u8>)>,
-) -> Result<(), ReadError> {
-    out.clear();
-    let prefix = history::row_prefix(entity_key);
-    iter.seek(&prefix);
-    while iter.valid() {
-        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-            break;
-        };
-        if !key.starts_with(&prefix) {
-            break;
+    for (version, value) in &rows {
+        let record =
+            RowRecord::parse(value).map_err(|source| corrupt("history row record", source))?;
+        for entry in record.iter() {
+            let (fid, entry) = entry.map_err(|source| corrupt("history row record", source))?;
+            if wanted(fid) {
+                out.entry(fid)
+                    .or_default()
+                    .batch
+                    .push((*version, entry.map(|v| v.to_stored())));
+            }
         }
-        let Some((_, version)) = history::decode_row_key(key) else {
-            return Err(ReadError::Corrupt {
-                feature: "history row record".into(),
-                source: crate::codec::CodecError::Invalid {
-                    what: "history row key",
-                    detail: format!("{} bytes", key.len()),
-                },
-            });
-        };
-        RowRecord::parse(value).map_err(|source| ReadError::Corrupt {
-            feature: "history row record".into(),
-            source,
-        })?;
-        out.push((version, value.to_vec()));
-        iter.next();
     }
-    iter.status().map_err(ReadError::Storage)?;
+    // Per-value records came first; with row records too, restore newest first.
+    for h in out.values_mut() {
+        if !h.batch.is_sorted_by(|a, b| a.0 >= b.0) {
+            h.batch.sort_by_key(|b| std::cmp::Reverse(b.0));
+        }
+    }
     Ok(())
-}
-
-/// Adds `feature`'s entries of an entity's row records (from [`read_rows`]) to `h`,
-/// keeping its batch records newest version first.
-pub fn add_row_entries(h: &mut KeyHistory, rows: &[(u64, Vec<u8>)], feature: FeatureId) {
-    let before = h.batch.len();
-    for (version, value) in rows {
-        // Checked by `read_rows`.
-        let Ok(record) = RowRecord::parse(value) else {
-            continue;
-        };
-        if let Some(entry) = record.get(feature) {
-            h.batch.push((*version, entry.map(|v| v.to_stored())));
-        }
-    }
-    if before > 0 && h.batch.len() > before {
-        h.batch.sort_by_key(|b| std::cmp::Reverse(b.0));
-    }
 }
 
 /// Records in `out` what `query` answers at `request.now` for `request.wanted` of
@@ -257,16 +243,20 @@ pub fn lookup(
     let mut opts = ReadOptions::default();
     opts.set_total_order_seek(true);
     let mut iter = db.raw_iterator_cf_opt(&cf, opts);
-    let mut rows = Vec::new();
+    let mut wanted: Vec<FeatureId> = request.wanted.iter().map(|&(fid, _)| fid).collect();
+    wanted.sort_unstable();
+    let is_wanted = |fid: FeatureId| wanted.binary_search(&fid).is_ok();
+    let mut keys = BTreeMap::new();
+    let none = KeyHistory::default();
     for (e, entity) in entities.iter().enumerate() {
-        read_rows(&mut iter, entity.as_bytes(), &mut rows)?;
+        iter.seek(entity.as_bytes());
+        read_entity(&mut iter, entity.as_bytes(), &is_wanted, &mut keys)?;
         for &(fid, column) in request.wanted {
-            let mut h = read_key(&mut iter, &entity.feature_key(fid))?;
-            add_row_entries(&mut h, &rows, fid);
+            let h = keys.get(&fid).unwrap_or(&none);
             let found = match query {
-                HistoryQuery::AsOf => as_of(group, &h, at),
+                HistoryQuery::AsOf => as_of(group, h, at),
                 HistoryQuery::PointInTime { as_known_at } => {
-                    point_in_time(group, &h, at, as_known_at)
+                    point_in_time(group, h, at, as_known_at)
                 }
             };
             let Some(bytes) = found else { continue };

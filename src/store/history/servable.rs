@@ -24,8 +24,8 @@ use std::collections::BTreeMap;
 use rocksdb::{DB, ReadOptions};
 
 use super::GroupHistory;
-use super::read::{KeyHistory, add_row_entries};
-use crate::codec::history::{self, HistoryKind};
+use super::read::{KeyHistory, read_entity};
+use crate::codec::key::{ENTITY_LEN_PREFIX, entity_prefix_len};
 use crate::codec::value::decode_event_time;
 use crate::store::error::ReadError;
 use crate::store::keyspace::history_cf_name;
@@ -130,94 +130,31 @@ pub fn scan_group(
     group: &str,
     visitor: &mut impl EntityVisitor,
 ) -> Result<u64, ReadError> {
-    let corrupt = |what: &str, source| ReadError::Corrupt {
-        feature: what.into(),
-        source,
-    };
     let Some(cf) = db.cf_handle(&history_cf_name(group)) else {
         return Ok(0);
     };
     let mut iter = db.raw_iterator_cf_opt(&cf, opts);
     iter.seek_to_first();
-    let mut entity: Vec<u8> = Vec::new();
-    let mut rows: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut keys: BTreeMap<FeatureId, KeyHistory> = BTreeMap::new();
     let mut entities = 0u64;
-    let mut flush = |entity: &[u8],
-                     rows: &mut Vec<(u64, Vec<u8>)>,
-                     keys: &mut BTreeMap<FeatureId, KeyHistory>|
-     -> Result<(), ReadError> {
-        if entity.is_empty() {
-            return Ok(());
-        }
-        // Row records come newest version first (inverted versions in the key).
-        let mut features: Vec<FeatureId> = Vec::new();
-        for (_, value) in rows.iter() {
-            let record = history::RowRecord::parse(value)
-                .map_err(|source| corrupt("history row record", source))?;
-            for entry in record.iter() {
-                let (fid, _) = entry.map_err(|source| corrupt("history row record", source))?;
-                features.push(fid);
-            }
-        }
-        features.sort_unstable();
-        features.dedup();
-        for fid in features {
-            add_row_entries(keys.entry(fid).or_default(), rows, fid);
-        }
-        let out: Vec<(FeatureId, KeyHistory)> = std::mem::take(keys).into_iter().collect();
-        rows.clear();
-        entities += 1;
-        let id = entity
-            .get(crate::codec::key::ENTITY_LEN_PREFIX..)
-            .unwrap_or_default();
-        visitor.entity(id, &out)
-    };
+    let mut entity: Vec<u8> = Vec::new();
     while iter.valid() {
-        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
-            break;
-        };
-        let (entity_key, version) = match history::decode_row_key(key) {
-            Some((entity_key, version)) => (entity_key, Some(version)),
-            None => {
-                let (feature_key, _, _) = history::decode_history_key(key)
-                    .map_err(|source| corrupt("history key", source))?;
-                let len = feature_key.len().saturating_sub(size_of::<FeatureId>());
-                (feature_key.get(..len).unwrap_or_default(), None)
-            }
-        };
-        if entity_key != entity.as_slice() {
-            flush(&entity, &mut rows, &mut keys)?;
-            entity.clear();
-            entity.extend_from_slice(entity_key);
-        }
-        match version {
-            Some(version) => rows.push((version, value.to_vec())),
-            None => {
-                let (_, fid, kind) = history::decode_history_key(key)
-                    .map_err(|source| corrupt("history key", source))?;
-                let record = history::decode_record(value)
-                    .map_err(|source| corrupt("history record", source))?;
-                let h = keys.entry(fid).or_default();
-                match kind {
-                    HistoryKind::Batch { version } => {
-                        h.batch.push((version, record.map(<[u8]>::to_vec)));
-                    }
-                    HistoryKind::Stream {
-                        event_time,
-                        write_time,
-                    } => {
-                        if let Some(record) = record {
-                            h.stream.push((event_time, write_time, record.to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-        iter.next();
+        let Some(key) = iter.key() else { break };
+        let len = entity_prefix_len(key).ok_or_else(|| ReadError::Corrupt {
+            feature: "history key".into(),
+            source: crate::codec::CodecError::Invalid {
+                what: "history key",
+                detail: format!("{} bytes hold no entity key", key.len()),
+            },
+        })?;
+        entity.clear();
+        entity.extend_from_slice(&key[..len]);
+        read_entity(&mut iter, &entity, &|_| true, &mut keys)?;
+        entities += 1;
+        let out: Vec<(FeatureId, KeyHistory)> = std::mem::take(&mut keys).into_iter().collect();
+        visitor.entity(entity.get(ENTITY_LEN_PREFIX..).unwrap_or_default(), &out)?;
     }
     iter.status().map_err(ReadError::Storage)?;
-    flush(&entity, &mut rows, &mut keys)?;
     Ok(entities)
 }
 
