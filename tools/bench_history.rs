@@ -210,6 +210,12 @@ fn main() -> Result<()> {
         later(on_cpu),
         (later(on_cpu) / later(off_cpu) - 1.0) * 100.0
     );
+    for day in 0..days as usize {
+        println!(
+            "day {day}: load seconds off / on {:.2} / {:.2}, cpu seconds {:.2} / {:.2}",
+            off[day], on[day], off_cpu[day], on_cpu[day]
+        );
+    }
     println!("history bytes (SST)          {history_bytes}");
     println!(
         "bytes per retained day       {:.0} ({:.2} bytes per value of a version)",

@@ -28,7 +28,7 @@ use rocksdb::{DB, DBRawIteratorWithThreadMode, Options, ReadOptions, SstFileWrit
 use super::GroupHistory;
 use crate::codec::history::{self, HistoryKind, RowRecord, RowRecordWriter};
 use crate::codec::key::{FEATURE_ID_LEN, VersionPrefix, decode_key, entity_prefix_len};
-use crate::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field};
+use crate::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field, encode_row};
 use crate::loader::LoadError;
 use crate::loader::sorter::SortedSink;
 use crate::store::StoreError;
@@ -149,12 +149,18 @@ pub fn run(
 }
 
 /// One entity's values: its encoded key and `(feature id, stored value)` in ascending
-/// id order, the values in one buffer (reused from entity to entity).
+/// id order, the values in one buffer (reused from entity to entity). A base entity
+/// read from a batch row (layout 3) holds the row's bytes as stored in `row` until it
+/// is [`EntityValues::decode`]d: an entity whose new values encode to the same row
+/// bytes is unchanged without a value of it being decoded.
 #[derive(Debug, Default)]
 struct EntityValues {
     entity: Vec<u8>,
     ids: Vec<(FeatureId, usize, usize)>,
     bytes: Vec<u8>,
+    /// The batch row not yet decoded into `ids`/`bytes`, when `encoded`.
+    row: Vec<u8>,
+    encoded: bool,
 }
 
 impl EntityValues {
@@ -162,6 +168,8 @@ impl EntityValues {
         self.entity.clear();
         self.ids.clear();
         self.bytes.clear();
+        self.row.clear();
+        self.encoded = false;
     }
 
     fn push(&mut self, feature: FeatureId, value: &[u8]) {
@@ -170,10 +178,21 @@ impl EntityValues {
         self.ids.push((feature, start, self.bytes.len()));
     }
 
-    fn values(&self) -> impl Iterator<Item = (FeatureId, &[u8])> {
-        self.ids
-            .iter()
-            .map(|&(id, start, end)| (id, self.bytes.get(start..end).unwrap_or_default()))
+    fn value(&self, at: usize) -> Option<(FeatureId, &[u8])> {
+        let &(id, start, end) = self.ids.get(at)?;
+        Some((id, self.bytes.get(start..end).unwrap_or_default()))
+    }
+
+    /// Decodes a held batch row of `schema` into the values (its present fields).
+    fn decode(&mut self, schema: Option<&RowSchema>) -> Result<(), StoreError> {
+        if !self.encoded {
+            return Ok(());
+        }
+        self.encoded = false;
+        let schema = schema.ok_or_else(|| {
+            StoreError::Internal("a batch row of the history's base without its schema".into())
+        })?;
+        read_row(schema, &self.row, &mut self.ids, &mut self.bytes)
     }
 }
 
@@ -228,7 +247,8 @@ impl<'a> Cursor<'a> {
         Cursor { iter, base }
     }
 
-    /// Reads the next entity with at least one value into `out`; false at the end.
+    /// Reads the next entity with at least one value (or a batch row, which may hold
+    /// none) into `out`; false at the end.
     fn next(&mut self, out: &mut EntityValues) -> Result<bool, StoreError> {
         loop {
             out.clear();
@@ -246,11 +266,12 @@ impl<'a> Cursor<'a> {
                         return Ok(false);
                     };
                     match schema {
-                        Some(schema) => {
+                        Some(_) => {
                             if key != SCHEMA_KEY {
-                                let value = iter.value().unwrap_or_default();
+                                // Decoded only when the new version's row differs.
                                 out.entity.extend_from_slice(key);
-                                read_row(schema, value, out)?;
+                                out.row.extend_from_slice(iter.value().unwrap_or_default());
+                                out.encoded = true;
                             }
                             iter.next();
                         }
@@ -259,22 +280,27 @@ impl<'a> Cursor<'a> {
                 }
                 Base::History { group, .. } => read_history_entity(iter, group, out)?,
             }
-            if !out.ids.is_empty() {
+            if out.encoded || !out.ids.is_empty() {
                 return Ok(true);
             }
         }
     }
 }
 
-/// The present fields of a batch row.
-fn read_row(schema: &RowSchema, value: &[u8], out: &mut EntityValues) -> Result<(), StoreError> {
+/// The present fields of a batch row, appended to `ids` and `bytes`.
+fn read_row(
+    schema: &RowSchema,
+    value: &[u8],
+    ids: &mut Vec<(FeatureId, usize, usize)>,
+    bytes: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let what = "a batch row of the previous version";
     let row = RowRef::parse(schema, value).map_err(|e| corrupt(what, e))?;
     for (pos, field) in schema.fields().iter().enumerate() {
         let value = row.get(pos).map_err(|e| corrupt(what, e))?;
-        let start = out.bytes.len();
-        if encode_field(value, &mut out.bytes) {
-            out.ids.push((field.feature_id, start, out.bytes.len()));
+        let start = bytes.len();
+        if encode_field(value, bytes) {
+            ids.push((field.feature_id, start, bytes.len()));
         }
     }
     Ok(())
@@ -378,6 +404,13 @@ fn read_history_entity(
 
 /// Writes a load's history records (see the module doc). Errors are kept and
 /// reported by [`HistoryFeed::finish`], like the segment stage's.
+///
+/// The new version's entity is taken whole from the stream, then diffed against its
+/// previous version: where that is a batch row, the new values are first encoded
+/// into a row of the previous version's schema, and equal bytes mean equal values
+/// (rows are encoded canonically, `featstore_format::codec::row`), so the usual
+/// entity, unchanged, costs one encoding and one comparison of bytes; only a row
+/// whose bytes differ is decoded and compared value by value.
 pub struct HistoryFeed<'a> {
     db: &'a DB,
     base: &'a Base<'a>,
@@ -388,12 +421,12 @@ pub struct HistoryFeed<'a> {
     /// The base entity the cursor stands on (not yet matched), when `has_head`.
     head: EntityValues,
     has_head: bool,
-    /// The new version's entity being taken from the stream (its key only).
+    /// The new version's entity being taken from the stream: its key and values.
     current: EntityValues,
     /// Whether the head is the open entity's previous version.
     matched: bool,
-    /// The head's next value to compare, when `matched`.
-    head_pos: usize,
+    /// The open entity's values encoded as a row of the base's schema.
+    encoded: Vec<u8>,
     record: RowRecordWriter,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
@@ -443,7 +476,7 @@ impl<'a> HistoryFeed<'a> {
             has_head: false,
             current: EntityValues::default(),
             matched: false,
-            head_pos: 0,
+            encoded: Vec::new(),
             record: RowRecordWriter::default(),
             writer: None,
             files: Vec::new(),
@@ -453,6 +486,14 @@ impl<'a> HistoryFeed<'a> {
             unchanged: 0,
             error: None,
         })
+    }
+
+    /// The schema of the base's batch rows, if they are rows.
+    fn base_schema(&self) -> Option<&'a RowSchema> {
+        match self.base {
+            Base::Version { schema, .. } => schema.as_ref(),
+            Base::Empty | Base::History { .. } => None,
+        }
     }
 
     fn advance(&mut self) -> Result<(), StoreError> {
@@ -499,12 +540,19 @@ impl<'a> HistoryFeed<'a> {
 
     /// Records the head entity of the base as gone: an absence for each of its values.
     fn write_head_gone(&mut self) -> Result<(), StoreError> {
+        self.head.decode(self.base_schema())?;
         self.record.clear();
         let head = std::mem::take(&mut self.head);
-        for (fid, _) in head.values() {
-            self.push(fid, None)?;
+        let mut pushed = Ok(());
+        for at in 0..head.ids.len() {
+            if let Some((fid, _)) = head.value(at) {
+                pushed = self.push(fid, None);
+                if pushed.is_err() {
+                    break;
+                }
+            }
         }
-        let written = self.write_record(&head.entity);
+        let written = pushed.and_then(|()| self.write_record(&head.entity));
         self.head = head;
         written
     }
@@ -522,44 +570,104 @@ impl<'a> HistoryFeed<'a> {
         self.current.clear();
         self.current.entity.extend_from_slice(entity);
         self.matched = self.has_head && self.head.entity.as_slice() == entity;
-        self.head_pos = 0;
-        self.record.clear();
         Ok(())
     }
 
-    /// Takes one value of the open entity: compared with the base entity's value of
-    /// the same feature (ids ascend on both sides), recorded when it differs.
-    fn take_value(&mut self, fid: FeatureId, value: &[u8]) -> Result<(), StoreError> {
-        if self.matched {
-            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos)
-                && old < fid
-            {
-                self.push(old, None)?;
-                self.head_pos += 1;
+    /// Whether the open entity's values, encoded as a row of the base's schema, are
+    /// the head's batch row byte for byte (false when the head is not a held row, or
+    /// a value does not fit the schema: then the values decide).
+    fn same_row(&mut self) -> bool {
+        let Some(schema) = self.base_schema().filter(|_| self.head.encoded) else {
+            return false;
+        };
+        let fields = schema.fields();
+        let mut values = Vec::with_capacity(self.current.ids.len());
+        let mut pos = 0;
+        for &(fid, start, end) in &self.current.ids {
+            while fields.get(pos).is_some_and(|f| f.feature_id < fid) {
+                pos += 1;
             }
-            if let Some(&(old, start, end)) = self.head.ids.get(self.head_pos)
-                && old == fid
-            {
-                self.head_pos += 1;
-                if self.head.bytes.get(start..end) == Some(value) {
-                    self.unchanged += 1;
-                    return Ok(());
+            let (Some(field), Some(value)) = (fields.get(pos), self.current.bytes.get(start..end))
+            else {
+                return false;
+            };
+            if field.feature_id != fid {
+                return false;
+            }
+            values.push((pos, value));
+        }
+        self.encoded.clear();
+        encode_row(schema, &values, &mut self.encoded).is_ok() && self.encoded == self.head.row
+    }
+
+    /// Builds the open entity's record: against the head's values when `matched`
+    /// (ids ascend on both sides), its values that differ or are new and an absence
+    /// for each head value it lacks; else all its values.
+    fn diff_values(&mut self) -> Result<(), StoreError> {
+        let HistoryFeed {
+            head,
+            current,
+            matched,
+            record,
+            changed,
+            absent,
+            unchanged,
+            ..
+        } = self;
+        let mut push = |fid: FeatureId, value: Option<&[u8]>| -> Result<(), StoreError> {
+            record
+                .push(fid, value)
+                .map_err(|e| corrupt("a history row record", e))?;
+            *changed += 1;
+            if value.is_none() {
+                *absent += 1;
+            }
+            Ok(())
+        };
+        let (mut old_at, mut new_at) = (0, 0);
+        loop {
+            let old = if *matched { head.value(old_at) } else { None };
+            match (old, current.value(new_at)) {
+                (None, None) => return Ok(()),
+                (Some((old, _)), None) => {
+                    push(old, None)?;
+                    old_at += 1;
+                }
+                (Some((old, _)), Some((fid, _))) if old < fid => {
+                    push(old, None)?;
+                    old_at += 1;
+                }
+                (Some((old, before)), Some((fid, value))) if old == fid => {
+                    if before == value {
+                        *unchanged += 1;
+                    } else {
+                        push(fid, Some(value))?;
+                    }
+                    old_at += 1;
+                    new_at += 1;
+                }
+                (_, Some((fid, value))) => {
+                    push(fid, Some(value))?;
+                    new_at += 1;
                 }
             }
         }
-        self.push(fid, Some(value))
     }
 
-    /// Ends the open entity: absences for the base values it lacks, then its record.
+    /// Ends the open entity: diffs it against its previous version, if any, and
+    /// writes its record.
     fn close_entity(&mut self) -> Result<(), StoreError> {
         if self.current.entity.is_empty() {
             return Ok(());
         }
-        if self.matched {
-            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos) {
-                self.push(old, None)?;
-                self.head_pos += 1;
+        self.record.clear();
+        if self.matched && self.same_row() {
+            self.unchanged += self.current.ids.len() as u64;
+        } else {
+            if self.matched {
+                self.head.decode(self.base_schema())?;
             }
+            self.diff_values()?;
         }
         let entity = std::mem::take(&mut self.current.entity);
         let written = self.write_record(&entity);
@@ -581,7 +689,8 @@ impl<'a> HistoryFeed<'a> {
             self.close_entity()?;
             self.open_entity(entity)?;
         }
-        self.take_value(fid, value)
+        self.current.push(fid, value);
+        Ok(())
     }
 
     /// Records the last entity and absences for what is left of the base, and closes
@@ -625,7 +734,6 @@ impl SortedSink for HistoryFeed<'_> {
         self.has_head = false;
         self.current.clear();
         self.matched = false;
-        self.head_pos = 0;
         self.rows = 0;
         self.changed = 0;
         self.absent = 0;
