@@ -34,6 +34,9 @@ use crate::loader::sorter::SortedSink;
 use crate::store::StoreError;
 use crate::types::FeatureId;
 
+/// Bytes read ahead by the iterator over the previous version's batch data.
+const BASE_READAHEAD: usize = 2 << 20;
+
 /// Where the previous version's values come from.
 pub enum Base<'a> {
     /// No version was recorded: everything is new.
@@ -226,8 +229,10 @@ impl<'a> Cursor<'a> {
         let iter = match base {
             Base::Empty => None,
             Base::Version { cf, prefix, .. } => {
+                // One sequential pass: no caching, large reads.
                 let mut opts = ReadOptions::default();
                 opts.fill_cache(false);
+                opts.set_readahead_size(BASE_READAHEAD);
                 if let Some(upper) = prefix.upper_bound() {
                     opts.set_iterate_upper_bound(upper.to_vec());
                 }
@@ -852,5 +857,116 @@ mod tests {
                 (e3.as_bytes().to_vec(), 4, vec![(1, Some(stored(40)))]),
             ]
         );
+    }
+
+    /// Rows read back from SST files as (entity, version, entries).
+    type Recorded = Vec<(Vec<u8>, u64, Vec<(FeatureId, Option<Vec<u8>>)>)>;
+
+    fn recorded(db: &DB, cf: &str, files: Vec<PathBuf>) -> Recorded {
+        let out = db.cf_handle(cf).expect("cf");
+        if !files.is_empty() {
+            db.ingest_external_file_cf(&out, files).expect("ingest");
+        }
+        let mut got = Vec::new();
+        for item in db.iterator_cf(&out, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.expect("item");
+            let (entity, version) = history::decode_row_key(&key).expect("a row record");
+            let record = RowRecord::parse(&value).expect("parse");
+            let entries: Vec<_> = record
+                .iter()
+                .map(|e| {
+                    e.map(|(f, v)| (f, v.map(|v| v.to_stored())))
+                        .expect("entry")
+                })
+                .collect();
+            got.push((entity.to_vec(), version, entries));
+        }
+        got
+    }
+
+    /// A base of batch rows: unchanged rows (equal bytes) give nothing, a row whose
+    /// bytes differ gives exactly its changed values and absences, gone and new
+    /// entities are recorded whole, and a value outside the base's schema is compared
+    /// value by value.
+    #[test]
+    fn a_base_of_batch_rows_gives_exactly_the_changes() {
+        use crate::codec::row::{RowSchema, SCHEMA_KEY, encode_row};
+        use crate::types::DType;
+        use featstore_format::segment::FieldSpec;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = DB::open_cf(&opts, dir.path().join("db"), ["v", "out"]).expect("open");
+        let v = db.cf_handle("v").expect("cf");
+        let field = |feature_id| FieldSpec {
+            feature_id,
+            field_type: DType::Int64,
+        };
+        let schema = RowSchema::new(vec![field(1), field(2), field(3)]).expect("schema");
+        let prefix = VersionPrefix::of(7);
+        let key = |k: &[u8]| [prefix.as_bytes(), k].concat();
+        let put_row = |entity: &EntityKey, values: &[(usize, Vec<u8>)]| {
+            let pairs: Vec<(usize, &[u8])> =
+                values.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+            let mut row = Vec::new();
+            encode_row(&schema, &pairs, &mut row).expect("row");
+            db.put_cf(&v, key(entity.as_bytes()), row).expect("put");
+        };
+        // The next version's prefix: the cursor must stop before it.
+        db.put_cf(&v, VersionPrefix::of(8).as_bytes(), b"x")
+            .expect("put");
+        db.put_cf(&v, key(SCHEMA_KEY), schema.encode())
+            .expect("put");
+        let ids: Vec<EntityKey> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| EntityKey::new(id.as_bytes()).expect("entity"))
+            .collect();
+        // a: 1, 2 (unchanged); b: 1, 2, 3 (2 changes, 3 goes); c: 1 (gone);
+        // d: 1 (gains feature 9, outside the schema); e: no present field.
+        put_row(&ids[0], &[(0, stored(1)), (1, stored(2))]);
+        put_row(&ids[1], &[(0, stored(1)), (1, stored(2)), (2, stored(3))]);
+        put_row(&ids[2], &[(0, stored(1))]);
+        put_row(&ids[3], &[(0, stored(1))]);
+        put_row(&ids[4], &[]);
+        let base = Base::Version {
+            cf: v.clone(),
+            prefix,
+            schema: Some(schema.clone()),
+        };
+        let sst = Options::default();
+        let mut feed =
+            HistoryFeed::new(&db, &base, &sst, &dir.path().join("sst"), 8).expect("feed");
+        let f = EntityKey::new(b"f").expect("entity");
+        for (entity, feature, value) in [
+            (&ids[0], 1, 1),
+            (&ids[0], 2, 2),
+            (&ids[1], 1, 1),
+            (&ids[1], 2, 20),
+            (&ids[3], 1, 1),
+            (&ids[3], 9, 9),
+            (&ids[4], 1, 5),
+            (&f, 2, 6),
+        ] {
+            feed.put(&entity.feature_key(feature), &stored(value))
+                .expect("put");
+        }
+        let (unchanged, files) = (feed.unchanged, feed.finish());
+        let got = recorded(&db, "out", files.expect("finish"));
+        let e = |i: usize| ids[i].as_bytes().to_vec();
+        assert_eq!(
+            got,
+            vec![
+                (e(1), 8, vec![(2, Some(stored(20))), (3, None)]),
+                (e(2), 8, vec![(1, None)]),
+                (e(3), 8, vec![(9, Some(stored(9)))]),
+                (e(4), 8, vec![(1, Some(stored(5)))]),
+                (f.as_bytes().to_vec(), 8, vec![(2, Some(stored(6)))]),
+            ]
+        );
+        // Before `finish` (f still open): a's two values by their row, b's and d's
+        // feature 1 by value.
+        assert_eq!(unchanged, 4);
     }
 }
