@@ -16,7 +16,8 @@
 //! writer from a [`BaseSpec`], so its work overlaps the load's instead of adding to it
 //! on a machine with a spare core.
 //!
-//! Memory: one entity's values of each side and one SST file's writer, plus the
+//! Memory: one entity's values of each side (and the previous version's row, held
+//! undecoded, and the new values encoded as a row), one SST file's writer, plus the
 //! stream's chunks in flight to the thread (`crate::loader::offthread`).
 
 use std::collections::BTreeMap;
