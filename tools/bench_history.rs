@@ -1,7 +1,10 @@
 //! Measures what the history costs: loads DAYS daily versions of ENTITIES x FEATURES
 //! float32 values where CHANGE percent of the entities change each day (new values, new
-//! event time; the others keep theirs), once with history on and once off, and prints
-//! the history's bytes per retained day and the load-time overhead of writing it.
+//! event time; the others keep theirs) into two stores, history on and off, which take
+//! each day's load in turns (the order alternating), and prints the history's bytes per
+//! retained day and the load-time overhead of writing it. CPU seconds of a load count
+//! the compactions it starts: each load is followed by a wait for them (not in its wall
+//! time).
 //!
 //! `featstore-bench-history [ENTITIES] [FEATURES] [DAYS] [CHANGE] [DIR]` (defaults
 //! 100000 50 8 5, a temp dir). With `--restamp` as the last argument every row gets
@@ -135,7 +138,9 @@ fn main() -> Result<()> {
     println!(
         "entities {entities} features {features} days {days} change {change}% restamp {restamp}"
     );
-    let mut results = Vec::new();
+    // Both stores are open at once and take each day's load in turns, the order
+    // alternating from day to day, so drift in the machine's load falls on both.
+    let mut stores = Vec::new();
     for history in [false, true] {
         let store_dir = dir.join(if history { "with" } else { "without" });
         if store_dir.exists() {
@@ -145,9 +150,13 @@ fn main() -> Result<()> {
         config.history.enabled = history;
         let store = FeatureStore::open(&store_dir, config)?;
         store.apply(specs.clone())?;
-        let mut load_secs = Vec::new();
-        let mut cpu_secs = Vec::new();
-        for day in 0..days {
+        stores.push((store, store_dir));
+    }
+    let mut results: Vec<(Vec<f64>, Vec<f64>, u64)> = vec![Default::default(); 2];
+    for day in 0..days {
+        let order: [usize; 2] = if day % 2 == 0 { [0, 1] } else { [1, 0] };
+        for which in order {
+            let (store, _) = &stores[which];
             let cpu_before = measure::process_cpu_secs();
             let started = Instant::now();
             store.load_gated(
@@ -155,18 +164,25 @@ fn main() -> Result<()> {
                 &AcceptAll,
                 &|_| {},
             )?;
-            load_secs.push(started.elapsed().as_secs_f64());
-            // CPU time of the process while the load ran (the load's threads; RocksDB's
-            // background compactions included), steadier than wall time on a shared
-            // machine.
-            cpu_secs.push(
+            results[which].0.push(started.elapsed().as_secs_f64());
+            // The compactions the load's files start are its cost too: its CPU time
+            // is the process's (the load's threads and RocksDB's) until they are done,
+            // steadier than wall time on a shared machine; the other store's load
+            // then starts without them.
+            store
+                .view()
+                .db()
+                .wait_for_compact(&rocksdb::WaitForCompactOptions::default())?;
+            results[which].1.push(
                 measure::process_cpu_secs()
                     .zip(cpu_before)
                     .map_or(0.0, |(after, before)| after - before),
             );
         }
-        let history_bytes = dir_bytes(&store_dir.join("db"));
-        if history {
+    }
+    for (history, (store, store_dir)) in stores.into_iter().enumerate() {
+        results[history].2 = dir_bytes(&store_dir.join("db"));
+        if history == 1 {
             // The history family's own files, as RocksDB lists them.
             let files = store.view().db().live_files()?;
             let (count, bytes) = files
@@ -175,9 +191,8 @@ fn main() -> Result<()> {
                 .fold((0, 0), |(n, b), f| (n + 1, b + f.size));
             println!("history family files         {count}, {bytes} bytes");
         }
-        results.push((load_secs, cpu_secs, history_bytes));
         drop(store);
-        // Measured: its space goes back before the next store is built.
+        // Measured: its space goes back.
         std::fs::remove_dir_all(&store_dir)?;
     }
     let (off, off_cpu, off_bytes) = &results[0];
@@ -210,6 +225,18 @@ fn main() -> Result<()> {
         later(on_cpu),
         (later(on_cpu) / later(off_cpu) - 1.0) * 100.0
     );
+    for (day, ((off, on), (off_cpu, on_cpu))) in off
+        .iter()
+        .zip(on)
+        .zip(off_cpu.iter().zip(on_cpu))
+        .enumerate()
+    {
+        println!(
+            "day {day}: load seconds off / on {off:.2} / {on:.2} ({:+.1}%), cpu seconds {off_cpu:.2} / {on_cpu:.2} ({:+.1}%)",
+            (on / off - 1.0) * 100.0,
+            (on_cpu / off_cpu - 1.0) * 100.0
+        );
+    }
     println!("history bytes (SST)          {history_bytes}");
     println!(
         "bytes per retained day       {:.0} ({:.2} bytes per value of a version)",

@@ -16,7 +16,8 @@
 //! writer from a [`BaseSpec`], so its work overlaps the load's instead of adding to it
 //! on a machine with a spare core.
 //!
-//! Memory: one entity's values of each side and one SST file's writer, plus the
+//! Memory: one entity's values of each side (and the previous version's row, held
+//! undecoded, and the new values encoded as a row), one SST file's writer, plus the
 //! stream's chunks in flight to the thread (`crate::loader::offthread`).
 
 use std::collections::BTreeMap;
@@ -28,11 +29,14 @@ use rocksdb::{DB, DBRawIteratorWithThreadMode, Options, ReadOptions, SstFileWrit
 use super::GroupHistory;
 use crate::codec::history::{self, HistoryKind, RowRecord, RowRecordWriter};
 use crate::codec::key::{FEATURE_ID_LEN, VersionPrefix, decode_key, entity_prefix_len};
-use crate::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field};
+use crate::codec::row::{RowRef, RowSchema, SCHEMA_KEY, encode_field, encode_row};
 use crate::loader::LoadError;
 use crate::loader::sorter::SortedSink;
 use crate::store::StoreError;
 use crate::types::FeatureId;
+
+/// Bytes read ahead by the iterator over the previous version's batch data.
+const BASE_READAHEAD: usize = 2 << 20;
 
 /// Where the previous version's values come from.
 pub enum Base<'a> {
@@ -149,12 +153,18 @@ pub fn run(
 }
 
 /// One entity's values: its encoded key and `(feature id, stored value)` in ascending
-/// id order, the values in one buffer (reused from entity to entity).
+/// id order, the values in one buffer (reused from entity to entity). A base entity
+/// read from a batch row (layout 3) holds the row's bytes as stored in `row` until it
+/// is [`EntityValues::decode`]d: an entity whose new values encode to the same row
+/// bytes is unchanged without a value of it being decoded.
 #[derive(Debug, Default)]
 struct EntityValues {
     entity: Vec<u8>,
     ids: Vec<(FeatureId, usize, usize)>,
     bytes: Vec<u8>,
+    /// The batch row not yet decoded into `ids`/`bytes`, when `encoded`.
+    row: Vec<u8>,
+    encoded: bool,
 }
 
 impl EntityValues {
@@ -162,6 +172,8 @@ impl EntityValues {
         self.entity.clear();
         self.ids.clear();
         self.bytes.clear();
+        self.row.clear();
+        self.encoded = false;
     }
 
     fn push(&mut self, feature: FeatureId, value: &[u8]) {
@@ -170,10 +182,21 @@ impl EntityValues {
         self.ids.push((feature, start, self.bytes.len()));
     }
 
-    fn values(&self) -> impl Iterator<Item = (FeatureId, &[u8])> {
-        self.ids
-            .iter()
-            .map(|&(id, start, end)| (id, self.bytes.get(start..end).unwrap_or_default()))
+    fn value(&self, at: usize) -> Option<(FeatureId, &[u8])> {
+        let &(id, start, end) = self.ids.get(at)?;
+        Some((id, self.bytes.get(start..end).unwrap_or_default()))
+    }
+
+    /// Decodes a held batch row of `schema` into the values (its present fields).
+    fn decode(&mut self, schema: Option<&RowSchema>) -> Result<(), StoreError> {
+        if !self.encoded {
+            return Ok(());
+        }
+        self.encoded = false;
+        let schema = schema.ok_or_else(|| {
+            StoreError::Internal("a batch row of the history's base without its schema".into())
+        })?;
+        read_row(schema, &self.row, &mut self.ids, &mut self.bytes)
     }
 }
 
@@ -207,8 +230,10 @@ impl<'a> Cursor<'a> {
         let iter = match base {
             Base::Empty => None,
             Base::Version { cf, prefix, .. } => {
+                // One sequential pass: no caching, large reads.
                 let mut opts = ReadOptions::default();
                 opts.fill_cache(false);
+                opts.set_readahead_size(BASE_READAHEAD);
                 if let Some(upper) = prefix.upper_bound() {
                     opts.set_iterate_upper_bound(upper.to_vec());
                 }
@@ -228,7 +253,8 @@ impl<'a> Cursor<'a> {
         Cursor { iter, base }
     }
 
-    /// Reads the next entity with at least one value into `out`; false at the end.
+    /// Reads the next entity with at least one value (or a batch row, which may hold
+    /// none) into `out`; false at the end.
     fn next(&mut self, out: &mut EntityValues) -> Result<bool, StoreError> {
         loop {
             out.clear();
@@ -246,11 +272,12 @@ impl<'a> Cursor<'a> {
                         return Ok(false);
                     };
                     match schema {
-                        Some(schema) => {
+                        Some(_) => {
                             if key != SCHEMA_KEY {
-                                let value = iter.value().unwrap_or_default();
+                                // Decoded only when the new version's row differs.
                                 out.entity.extend_from_slice(key);
-                                read_row(schema, value, out)?;
+                                out.row.extend_from_slice(iter.value().unwrap_or_default());
+                                out.encoded = true;
                             }
                             iter.next();
                         }
@@ -259,22 +286,27 @@ impl<'a> Cursor<'a> {
                 }
                 Base::History { group, .. } => read_history_entity(iter, group, out)?,
             }
-            if !out.ids.is_empty() {
+            if out.encoded || !out.ids.is_empty() {
                 return Ok(true);
             }
         }
     }
 }
 
-/// The present fields of a batch row.
-fn read_row(schema: &RowSchema, value: &[u8], out: &mut EntityValues) -> Result<(), StoreError> {
+/// The present fields of a batch row, appended to `ids` and `bytes`.
+fn read_row(
+    schema: &RowSchema,
+    value: &[u8],
+    ids: &mut Vec<(FeatureId, usize, usize)>,
+    bytes: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     let what = "a batch row of the previous version";
     let row = RowRef::parse(schema, value).map_err(|e| corrupt(what, e))?;
     for (pos, field) in schema.fields().iter().enumerate() {
         let value = row.get(pos).map_err(|e| corrupt(what, e))?;
-        let start = out.bytes.len();
-        if encode_field(value, &mut out.bytes) {
-            out.ids.push((field.feature_id, start, out.bytes.len()));
+        let start = bytes.len();
+        if encode_field(value, bytes) {
+            ids.push((field.feature_id, start, bytes.len()));
         }
     }
     Ok(())
@@ -378,6 +410,13 @@ fn read_history_entity(
 
 /// Writes a load's history records (see the module doc). Errors are kept and
 /// reported by [`HistoryFeed::finish`], like the segment stage's.
+///
+/// The new version's entity is taken whole from the stream, then diffed against its
+/// previous version: where that is a batch row, the new values are first encoded
+/// into a row of the previous version's schema, and equal bytes mean equal values
+/// (rows are encoded canonically, `featstore_format::codec::row`), so the usual
+/// entity, unchanged, costs one encoding and one comparison of bytes; only a row
+/// whose bytes differ is decoded and compared value by value.
 pub struct HistoryFeed<'a> {
     db: &'a DB,
     base: &'a Base<'a>,
@@ -388,12 +427,12 @@ pub struct HistoryFeed<'a> {
     /// The base entity the cursor stands on (not yet matched), when `has_head`.
     head: EntityValues,
     has_head: bool,
-    /// The new version's entity being taken from the stream (its key only).
+    /// The new version's entity being taken from the stream: its key and values.
     current: EntityValues,
     /// Whether the head is the open entity's previous version.
     matched: bool,
-    /// The head's next value to compare, when `matched`.
-    head_pos: usize,
+    /// The open entity's values encoded as a row of the base's schema.
+    encoded: Vec<u8>,
     record: RowRecordWriter,
     writer: Option<SstFileWriter<'a>>,
     files: Vec<PathBuf>,
@@ -443,7 +482,7 @@ impl<'a> HistoryFeed<'a> {
             has_head: false,
             current: EntityValues::default(),
             matched: false,
-            head_pos: 0,
+            encoded: Vec::new(),
             record: RowRecordWriter::default(),
             writer: None,
             files: Vec::new(),
@@ -453,6 +492,14 @@ impl<'a> HistoryFeed<'a> {
             unchanged: 0,
             error: None,
         })
+    }
+
+    /// The schema of the base's batch rows, if they are rows.
+    fn base_schema(&self) -> Option<&'a RowSchema> {
+        match self.base {
+            Base::Version { schema, .. } => schema.as_ref(),
+            Base::Empty | Base::History { .. } => None,
+        }
     }
 
     fn advance(&mut self) -> Result<(), StoreError> {
@@ -499,12 +546,19 @@ impl<'a> HistoryFeed<'a> {
 
     /// Records the head entity of the base as gone: an absence for each of its values.
     fn write_head_gone(&mut self) -> Result<(), StoreError> {
+        self.head.decode(self.base_schema())?;
         self.record.clear();
         let head = std::mem::take(&mut self.head);
-        for (fid, _) in head.values() {
-            self.push(fid, None)?;
+        let mut pushed = Ok(());
+        for at in 0..head.ids.len() {
+            if let Some((fid, _)) = head.value(at) {
+                pushed = self.push(fid, None);
+                if pushed.is_err() {
+                    break;
+                }
+            }
         }
-        let written = self.write_record(&head.entity);
+        let written = pushed.and_then(|()| self.write_record(&head.entity));
         self.head = head;
         written
     }
@@ -522,44 +576,104 @@ impl<'a> HistoryFeed<'a> {
         self.current.clear();
         self.current.entity.extend_from_slice(entity);
         self.matched = self.has_head && self.head.entity.as_slice() == entity;
-        self.head_pos = 0;
-        self.record.clear();
         Ok(())
     }
 
-    /// Takes one value of the open entity: compared with the base entity's value of
-    /// the same feature (ids ascend on both sides), recorded when it differs.
-    fn take_value(&mut self, fid: FeatureId, value: &[u8]) -> Result<(), StoreError> {
-        if self.matched {
-            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos)
-                && old < fid
-            {
-                self.push(old, None)?;
-                self.head_pos += 1;
+    /// Whether the open entity's values, encoded as a row of the base's schema, are
+    /// the head's batch row byte for byte (false when the head is not a held row, or
+    /// a value does not fit the schema: then the values decide).
+    fn same_row(&mut self) -> bool {
+        let Some(schema) = self.base_schema().filter(|_| self.head.encoded) else {
+            return false;
+        };
+        let fields = schema.fields();
+        let mut values = Vec::with_capacity(self.current.ids.len());
+        let mut pos = 0;
+        for &(fid, start, end) in &self.current.ids {
+            while fields.get(pos).is_some_and(|f| f.feature_id < fid) {
+                pos += 1;
             }
-            if let Some(&(old, start, end)) = self.head.ids.get(self.head_pos)
-                && old == fid
-            {
-                self.head_pos += 1;
-                if self.head.bytes.get(start..end) == Some(value) {
-                    self.unchanged += 1;
-                    return Ok(());
+            let (Some(field), Some(value)) = (fields.get(pos), self.current.bytes.get(start..end))
+            else {
+                return false;
+            };
+            if field.feature_id != fid {
+                return false;
+            }
+            values.push((pos, value));
+        }
+        self.encoded.clear();
+        encode_row(schema, &values, &mut self.encoded).is_ok() && self.encoded == self.head.row
+    }
+
+    /// Builds the open entity's record: against the head's values when `matched`
+    /// (ids ascend on both sides), its values that differ or are new and an absence
+    /// for each head value it lacks; else all its values.
+    fn diff_values(&mut self) -> Result<(), StoreError> {
+        let HistoryFeed {
+            head,
+            current,
+            matched,
+            record,
+            changed,
+            absent,
+            unchanged,
+            ..
+        } = self;
+        let mut push = |fid: FeatureId, value: Option<&[u8]>| -> Result<(), StoreError> {
+            record
+                .push(fid, value)
+                .map_err(|e| corrupt("a history row record", e))?;
+            *changed += 1;
+            if value.is_none() {
+                *absent += 1;
+            }
+            Ok(())
+        };
+        let (mut old_at, mut new_at) = (0, 0);
+        loop {
+            let old = if *matched { head.value(old_at) } else { None };
+            match (old, current.value(new_at)) {
+                (None, None) => return Ok(()),
+                (Some((old, _)), None) => {
+                    push(old, None)?;
+                    old_at += 1;
+                }
+                (Some((old, _)), Some((fid, _))) if old < fid => {
+                    push(old, None)?;
+                    old_at += 1;
+                }
+                (Some((old, before)), Some((fid, value))) if old == fid => {
+                    if before == value {
+                        *unchanged += 1;
+                    } else {
+                        push(fid, Some(value))?;
+                    }
+                    old_at += 1;
+                    new_at += 1;
+                }
+                (_, Some((fid, value))) => {
+                    push(fid, Some(value))?;
+                    new_at += 1;
                 }
             }
         }
-        self.push(fid, Some(value))
     }
 
-    /// Ends the open entity: absences for the base values it lacks, then its record.
+    /// Ends the open entity: diffs it against its previous version, if any, and
+    /// writes its record.
     fn close_entity(&mut self) -> Result<(), StoreError> {
         if self.current.entity.is_empty() {
             return Ok(());
         }
-        if self.matched {
-            while let Some(&(old, _, _)) = self.head.ids.get(self.head_pos) {
-                self.push(old, None)?;
-                self.head_pos += 1;
+        self.record.clear();
+        if self.matched && self.same_row() {
+            self.unchanged += self.current.ids.len() as u64;
+        } else {
+            if self.matched {
+                self.head.decode(self.base_schema())?;
             }
+            self.diff_values()?;
         }
         let entity = std::mem::take(&mut self.current.entity);
         let written = self.write_record(&entity);
@@ -581,7 +695,8 @@ impl<'a> HistoryFeed<'a> {
             self.close_entity()?;
             self.open_entity(entity)?;
         }
-        self.take_value(fid, value)
+        self.current.push(fid, value);
+        Ok(())
     }
 
     /// Records the last entity and absences for what is left of the base, and closes
@@ -625,7 +740,6 @@ impl SortedSink for HistoryFeed<'_> {
         self.has_head = false;
         self.current.clear();
         self.matched = false;
-        self.head_pos = 0;
         self.rows = 0;
         self.changed = 0;
         self.absent = 0;
@@ -744,5 +858,116 @@ mod tests {
                 (e3.as_bytes().to_vec(), 4, vec![(1, Some(stored(40)))]),
             ]
         );
+    }
+
+    /// Rows read back from SST files as (entity, version, entries).
+    type Recorded = Vec<(Vec<u8>, u64, Vec<(FeatureId, Option<Vec<u8>>)>)>;
+
+    fn recorded(db: &DB, cf: &str, files: Vec<PathBuf>) -> Recorded {
+        let out = db.cf_handle(cf).expect("cf");
+        if !files.is_empty() {
+            db.ingest_external_file_cf(&out, files).expect("ingest");
+        }
+        let mut got = Vec::new();
+        for item in db.iterator_cf(&out, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.expect("item");
+            let (entity, version) = history::decode_row_key(&key).expect("a row record");
+            let record = RowRecord::parse(&value).expect("parse");
+            let entries: Vec<_> = record
+                .iter()
+                .map(|e| {
+                    e.map(|(f, v)| (f, v.map(|v| v.to_stored())))
+                        .expect("entry")
+                })
+                .collect();
+            got.push((entity.to_vec(), version, entries));
+        }
+        got
+    }
+
+    /// A base of batch rows: unchanged rows (equal bytes) give nothing, a row whose
+    /// bytes differ gives exactly its changed values and absences, gone and new
+    /// entities are recorded whole, and a value outside the base's schema is compared
+    /// value by value.
+    #[test]
+    fn a_base_of_batch_rows_gives_exactly_the_changes() {
+        use crate::codec::row::{RowSchema, SCHEMA_KEY, encode_row};
+        use crate::types::DType;
+        use featstore_format::segment::FieldSpec;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = DB::open_cf(&opts, dir.path().join("db"), ["v", "out"]).expect("open");
+        let v = db.cf_handle("v").expect("cf");
+        let field = |feature_id| FieldSpec {
+            feature_id,
+            field_type: DType::Int64,
+        };
+        let schema = RowSchema::new(vec![field(1), field(2), field(3)]).expect("schema");
+        let prefix = VersionPrefix::of(7);
+        let key = |k: &[u8]| [prefix.as_bytes(), k].concat();
+        let put_row = |entity: &EntityKey, values: &[(usize, Vec<u8>)]| {
+            let pairs: Vec<(usize, &[u8])> =
+                values.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+            let mut row = Vec::new();
+            encode_row(&schema, &pairs, &mut row).expect("row");
+            db.put_cf(&v, key(entity.as_bytes()), row).expect("put");
+        };
+        // The next version's prefix: the cursor must stop before it.
+        db.put_cf(&v, VersionPrefix::of(8).as_bytes(), b"x")
+            .expect("put");
+        db.put_cf(&v, key(SCHEMA_KEY), schema.encode())
+            .expect("put");
+        let ids: Vec<EntityKey> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| EntityKey::new(id.as_bytes()).expect("entity"))
+            .collect();
+        // a: 1, 2 (unchanged); b: 1, 2, 3 (2 changes, 3 goes); c: 1 (gone);
+        // d: 1 (gains feature 9, outside the schema); e: no present field.
+        put_row(&ids[0], &[(0, stored(1)), (1, stored(2))]);
+        put_row(&ids[1], &[(0, stored(1)), (1, stored(2)), (2, stored(3))]);
+        put_row(&ids[2], &[(0, stored(1))]);
+        put_row(&ids[3], &[(0, stored(1))]);
+        put_row(&ids[4], &[]);
+        let base = Base::Version {
+            cf: v.clone(),
+            prefix,
+            schema: Some(schema.clone()),
+        };
+        let sst = Options::default();
+        let mut feed =
+            HistoryFeed::new(&db, &base, &sst, &dir.path().join("sst"), 8).expect("feed");
+        let f = EntityKey::new(b"f").expect("entity");
+        for (entity, feature, value) in [
+            (&ids[0], 1, 1),
+            (&ids[0], 2, 2),
+            (&ids[1], 1, 1),
+            (&ids[1], 2, 20),
+            (&ids[3], 1, 1),
+            (&ids[3], 9, 9),
+            (&ids[4], 1, 5),
+            (&f, 2, 6),
+        ] {
+            feed.put(&entity.feature_key(feature), &stored(value))
+                .expect("put");
+        }
+        let (unchanged, files) = (feed.unchanged, feed.finish());
+        let got = recorded(&db, "out", files.expect("finish"));
+        let e = |i: usize| ids[i].as_bytes().to_vec();
+        assert_eq!(
+            got,
+            vec![
+                (e(1), 8, vec![(2, Some(stored(20))), (3, None)]),
+                (e(2), 8, vec![(1, None)]),
+                (e(3), 8, vec![(9, Some(stored(9)))]),
+                (e(4), 8, vec![(1, Some(stored(5)))]),
+                (f.as_bytes().to_vec(), 8, vec![(2, Some(stored(6)))]),
+            ]
+        );
+        // Before `finish` (f still open): a's two values by their row, b's and d's
+        // feature 1 by value.
+        assert_eq!(unchanged, 4);
     }
 }
