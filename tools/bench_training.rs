@@ -91,13 +91,15 @@ fn main() -> Result<()> {
         store.load_gated(&LoadRequest::new("matrix", &path), &AcceptAll, &|_| {})?;
         let at = BASE_MS + day as i64 * DAY_MS + 3_600_000;
         let mut events = Vec::new();
-        for _ in 0..entities / 100 {
+        for i in 0..entities / 100 {
             let e = rng.random_range(0..entities);
             let k = rng.random_range(0..features);
             events.push(PushEvent {
                 entity_type: entity_type.clone(),
                 entity_id: format!("e{e}"),
-                event_time: at,
+                // Each push its own millisecond: no two values of a key tie, so an
+                // ASOF JOIN (which breaks ties arbitrarily) must agree exactly.
+                event_time: at + i as i64,
                 features: vec![(names[k].clone(), Value::Float32(rng.random::<f32>()))],
                 event_id: None,
             });

@@ -7,9 +7,9 @@ and a status per feature, written to Parquet as featstore does), checks every va
 against featstore's file, and prints both throughputs and their ratio.
 
 The benchmark's data has no two candidate values of a key with one event time (batch
-changes and pushes never share a timestamp), so the ASOF JOIN's pick needs no
-tie-break; on data with ties it would need the export's (source, version) order
-(docs/history-export.md).
+changes and pushes never share a timestamp; each push has its own millisecond), so the
+ASOF JOIN's pick needs no tie-break; on data with ties it would need the export's
+(source, batch_version, known_at) order (docs/history-export.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@
 //! describing the groups (versions, activations), the features (dtype, TTL, SLO,
 //! default) and the files. Each row is one value a point-in-time question can return
 //! ([`crate::store::history::servable`]): a training row at `ts` sees, per feature, the
-//! row with the greatest `(event_time, source = stream, version or known_at)` among
+//! row with the greatest `(event_time, source = stream, batch_version or known_at)` among
 //! those with `event_time <= ts` (and `known_at <= ts` when as known at), then TTL,
 //! freshness SLO and default as `featstore training-set` applies them.
 //!
@@ -185,7 +185,8 @@ fn ms(d: Option<std::time::Duration>) -> Option<i64> {
 }
 
 /// The columns of one feature's file: `entity_id`, one `{component}_id` per component
-/// of a composite type, `value`, `event_time`, `known_at`, `source`, `version`.
+/// of a composite type, `value`, `event_time`, `known_at`, `source`, `batch_version` (not `version`, which
+/// a Hive-partitioned reader takes from the directory name).
 fn schema(def: &FeatureDefinition, components: &[String]) -> Arc<Schema> {
     let time = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
     let mut fields = vec![Field::new("entity_id", DataType::Utf8, false)];
@@ -197,7 +198,7 @@ fn schema(def: &FeatureDefinition, components: &[String]) -> Arc<Schema> {
         Field::new("event_time", time(), false),
         Field::new("known_at", time(), false),
         Field::new("source", DataType::Utf8, false),
-        Field::new("version", DataType::Int64, true),
+        Field::new("batch_version", DataType::Int64, true),
     ]);
     Arc::new(Schema::new(fields))
 }

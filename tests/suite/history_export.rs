@@ -60,7 +60,7 @@ pub fn read_rows(dir: &Path) -> Vec<Row> {
             col("event_time"),
             col("known_at"),
             col("source"),
-            col("version"),
+            col("batch_version"),
         );
         for r in 0..batch.num_rows() {
             rows.push(Row {

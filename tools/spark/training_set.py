@@ -140,7 +140,7 @@ def feature_columns(
         F.unix_millis("known_at").alias("__known"),
         (F.col("source") == "stream").alias("__stream"),
         F.when(F.col("source") == "stream", F.unix_millis("known_at"))
-        .otherwise(F.col("version"))
+        .otherwise(F.col("batch_version"))
         .alias("__tie"),
     )
     rows = spine.select(
