@@ -41,7 +41,7 @@ use crate::store::FeatureStore;
 use crate::store::error::ReadError;
 use crate::store::history::GroupHistory;
 use crate::store::history::read::KeyHistory;
-use crate::store::history::servable::{EntityVisitor, Servable, Source, servable};
+use crate::store::history::servable::{EntityVisitor, Servable, Source, servable_among};
 use crate::types::{FeatureId, TimestampMs};
 
 /// The version of the export's layout and columns (`format` in the manifest).
@@ -348,6 +348,8 @@ impl FeatureFile {
 /// Writes one group's candidates into its features' files.
 struct GroupWriter<'g> {
     history: &'g GroupHistory,
+    /// `history.first_activations()`, once for the group.
+    first: Vec<(u64, TimestampMs)>,
     components: usize,
     files: HashMap<FeatureId, FeatureFile>,
     entities: u64,
@@ -382,7 +384,7 @@ impl GroupWriter<'_> {
             let Some(file) = self.files.get_mut(fid) else {
                 continue;
             };
-            servable(self.history, h, &mut candidates);
+            servable_among(self.history, &self.first, h, &mut candidates);
             for candidate in &candidates {
                 file.push(id, &parts, candidate)?;
             }
@@ -566,6 +568,7 @@ fn write_all(
         }
         let mut writer = GroupWriter {
             history,
+            first: history.first_activations(),
             components: components.len(),
             files,
             entities: 0,

@@ -102,6 +102,18 @@ pub fn point_in_time<'h>(
     ts: TimestampMs,
     as_known_at: bool,
 ) -> Option<&'h [u8]> {
+    point_in_time_among(group, &group.first_activations(), h, ts, as_known_at)
+}
+
+/// [`point_in_time`] with the group's [`GroupHistory::first_activations`] computed
+/// once by the caller, not once per key.
+pub fn point_in_time_among<'h>(
+    group: &GroupHistory,
+    first: &[(u64, TimestampMs)],
+    h: &'h KeyHistory,
+    ts: TimestampMs,
+    as_known_at: bool,
+) -> Option<&'h [u8]> {
     let stream = h
         .stream
         .iter()
@@ -109,7 +121,7 @@ pub fn point_in_time<'h>(
         .map(|(_, _, value)| value.as_slice());
     let mut best: Option<&[u8]> = stream;
     // Newest version first: on equal event times the first one seen stays.
-    for (version, first_served) in group.first_activations() {
+    for &(version, first_served) in first {
         if as_known_at && first_served > ts {
             continue;
         }
@@ -230,9 +242,9 @@ pub fn lookup(
     // A group only pushed to has stream records and no batch facts.
     let empty = GroupHistory::default();
     let group = table.group(request.group).unwrap_or(&empty);
-    let served = match query {
-        HistoryQuery::AsOf => group.active_at(at),
-        HistoryQuery::PointInTime { .. } => None,
+    let (served, first) = match query {
+        HistoryQuery::AsOf => (group.active_at(at), Vec::new()),
+        HistoryQuery::PointInTime { .. } => (None, group.first_activations()),
     };
     let db = view.db();
     let Some(cf): Option<Arc<rocksdb::BoundColumnFamily<'_>>> =
@@ -256,7 +268,7 @@ pub fn lookup(
             let found = match query {
                 HistoryQuery::AsOf => as_of(group, h, at),
                 HistoryQuery::PointInTime { as_known_at } => {
-                    point_in_time(group, h, at, as_known_at)
+                    point_in_time_among(group, &first, h, at, as_known_at)
                 }
             };
             let Some(bytes) = found else { continue };

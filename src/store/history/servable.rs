@@ -73,10 +73,21 @@ impl Servable<'_> {
 /// The candidates of one key (see the module doc), batch ones newest version first,
 /// then stream ones in their records' order, into `out` (cleared first).
 pub fn servable<'h>(group: &GroupHistory, h: &'h KeyHistory, out: &mut Vec<Servable<'h>>) {
+    servable_among(group, &group.first_activations(), h, out);
+}
+
+/// [`servable`] with the group's [`GroupHistory::first_activations`] computed once by
+/// the caller, not once per key.
+pub fn servable_among<'h>(
+    group: &GroupHistory,
+    first: &[(u64, TimestampMs)],
+    h: &'h KeyHistory,
+    out: &mut Vec<Servable<'h>>,
+) {
     out.clear();
     // Record index -> first time a version reading it was served.
     let mut known: BTreeMap<usize, TimestampMs> = BTreeMap::new();
-    for (version, first_served) in group.first_activations() {
+    for &(version, first_served) in first {
         let Some(i) = h
             .batch
             .iter()
