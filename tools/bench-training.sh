@@ -10,7 +10,8 @@
 # (the issue's full size, 1000000 50 30 5 1000000, takes tens of minutes here).
 #
 # Environment (defaults): BENCH_ENTITIES (100000), BENCH_FEATURES (50), BENCH_DAYS (30),
-# BENCH_CHANGE (5), BENCH_SPINE (100000), BENCH_DIR ($CARGO_TARGET_DIR/bench-training).
+# BENCH_CHANGE (5), BENCH_SPINE (100000), BENCH_THREADS (0: featstore answers on one
+# thread per core, as DuckDB does), BENCH_DIR ($CARGO_TARGET_DIR/bench-training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
@@ -19,6 +20,6 @@ cargo build --locked --bin featstore-bench-training
 dir="${BENCH_DIR:-$CARGO_TARGET_DIR/bench-training}"
 report="$("$CARGO_TARGET_DIR/debug/featstore-bench-training" \
     "${BENCH_ENTITIES:-100000}" "${BENCH_FEATURES:-50}" "${BENCH_DAYS:-30}" \
-    "${BENCH_CHANGE:-5}" "${BENCH_SPINE:-100000}" "$dir")"
+    "${BENCH_CHANGE:-5}" "${BENCH_SPINE:-100000}" "$dir" "${BENCH_THREADS:-0}")"
 echo "featstore: $report"
 echo "$report" | "$FEATSTORE_PY" tools/bench_training_duckdb.py

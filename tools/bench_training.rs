@@ -7,9 +7,9 @@
 //! object: timings, values per second, peak RSS and the paths, which
 //! `tools/bench-training.sh` hands to DuckDB's ASOF JOIN over the same export.
 //!
-//! `featstore-bench-training ENTITIES FEATURES DAYS CHANGE SPINE DIR` (defaults 100000
-//! 50 30 5 100000; DIR is kept: the spine, the export and featstore's training set
-//! stay there).
+//! `featstore-bench-training ENTITIES FEATURES DAYS CHANGE SPINE DIR [THREADS]`
+//! (defaults 100000 50 30 5 100000, THREADS 0: one per core; DIR is kept: the spine,
+//! the export and featstore's training set stay there).
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -68,8 +68,9 @@ fn main() -> Result<()> {
     let change = num(3, 5)?;
     let spine_rows = num(4, 100_000)?;
     let Some(dir) = args.get(5).map(PathBuf::from) else {
-        bail!("usage: featstore-bench-training ENTITIES FEATURES DAYS CHANGE SPINE DIR");
+        bail!("usage: featstore-bench-training ENTITIES FEATURES DAYS CHANGE SPINE DIR [THREADS]");
     };
+    let threads = num(6, 0)? as usize;
     if dir.join("store").exists() {
         std::fs::remove_dir_all(&dir)?;
     }
@@ -162,6 +163,7 @@ fn main() -> Result<()> {
             as_known_at: false,
             out: dir.join("featstore-train.parquet"),
             guard: None,
+            threads,
         },
     )?;
     let train_secs = started.elapsed().as_secs_f64();
@@ -198,6 +200,7 @@ fn main() -> Result<()> {
         "spine_rows": spine_rows,
         "load_secs": load_secs,
         "history_bytes": history_bytes,
+        "featstore_threads": threads,
         "featstore_train_secs": train_secs,
         "featstore_train_cpu_secs": train_cpu,
         "featstore_values": summary.values,

@@ -73,6 +73,7 @@ def main() -> int:
                 "days": report["days"],
                 "entities": report["entities"],
                 "export_rows": report["export_rows"],
+                "featstore_threads": report.get("featstore_threads", 0),
                 "featstore_secs": round(report["featstore_train_secs"], 2),
                 "featstore_cpu_secs": round(report["featstore_train_cpu_secs"], 2),
                 "featstore_values_per_sec": round(fs),

@@ -90,6 +90,9 @@ struct TrainingSetCli {
     /// Only values featstore knew at each row's timestamp (no late backfills).
     #[arg(long, requires = "spine")]
     as_known_at: bool,
+    /// Threads answering the spine (0: one per core).
+    #[arg(long, default_value_t = 0, requires = "spine")]
+    threads: usize,
     #[command(flatten)]
     target: Target,
 }
@@ -124,6 +127,7 @@ fn training_set(args: TrainingSetCli) -> Result<()> {
         as_known_at: args.as_known_at,
         out: args.log.out,
         guard: None,
+        threads: args.threads,
     };
     let summary = featstore::training::build(&store, &job)?;
     print_json(&summary)

@@ -419,10 +419,37 @@ pub fn group_columns(registry: &Registry, group: &str) -> HashMap<String, Featur
     columns
 }
 
+/// The row schema (batch layout 3) of a version loaded with `columns`: each feature
+/// once, by id.
+pub fn version_schema(columns: &HashMap<String, FeatureColumn>) -> Result<RowSchema, LoadError> {
+    // Several column names may name one feature (`name` and `name@version`).
+    let features: std::collections::BTreeMap<_, _> =
+        columns.values().map(|c| (c.id, c.dtype)).collect();
+    RowSchema::new(
+        features
+            .into_iter()
+            .map(|(feature_id, field_type)| FieldSpec {
+                feature_id,
+                field_type,
+            })
+            .collect(),
+    )
+    .map_err(|e| LoadError::Sst(format!("the version's row schema: {e}")))
+}
+
+/// Who sees a build's sorted stream besides its SST files.
+pub struct BuildConsumers<'a> {
+    /// Every value (keys without the version prefix), while the files are written.
+    pub values: &'a mut dyn SortedSink,
+    /// Every batch row written, of the schema [`version_schema`] gives (see
+    /// [`rows`]: entity key, row bytes).
+    pub rows: Option<&'a mut dyn SortedSink>,
+}
+
 /// Reads `request.input`, validates every entity id with `ids` and every value against
 /// `columns`, and writes sorted SST files for `target` into `scratch`; `consumers` sees
-/// the same sorted stream (keys without the version prefix) while the files are
-/// written. The first bad row fails the whole build.
+/// the same sorted stream, values and rows, while the files are written. The first
+/// bad row fails the whole build.
 #[expect(
     clippy::too_many_arguments,
     reason = "the inputs of one build, each from a different owner (request, registry, engine options, config)"
@@ -435,7 +462,7 @@ pub fn build_files(
     scratch: &Path,
     memory_budget: usize,
     sst_target_bytes: u64,
-    consumers: &mut dyn SortedSink,
+    consumers: BuildConsumers<'_>,
     progress: &dyn Fn(LoadProgress),
 ) -> Result<BuiltFiles, LoadError> {
     let started_at_ms = now_ms();
@@ -444,29 +471,19 @@ pub fn build_files(
 
     let files = SstSetWriter::new(target.options, scratch, sst_target_bytes)
         .with_key_prefix(target.key_prefix);
-    // Several column names may name one feature (`name` and `name@version`).
-    let features: std::collections::BTreeMap<_, _> =
-        columns.values().map(|c| (c.id, c.dtype)).collect();
-    let schema = RowSchema::new(
-        features
-            .into_iter()
-            .map(|(feature_id, field_type)| FieldSpec {
-                feature_id,
-                field_type,
+    let mut writer = RowWriter::new(files, version_schema(columns)?)?
+        .with_progress(|n| {
+            progress(LoadProgress {
+                phase: "write",
+                values: n,
+                elapsed_secs: started.elapsed().as_secs_f64(),
             })
-            .collect(),
-    )
-    .map_err(|e| LoadError::Sst(format!("the version's row schema: {e}")))?;
-    let mut writer = RowWriter::new(files, schema)?.with_progress(|n| {
-        progress(LoadProgress {
-            phase: "write",
-            values: n,
-            elapsed_secs: started.elapsed().as_secs_f64(),
         })
-    });
+        // (A trait object's lifetime shortens at a coercion, not inside an `Option`.)
+        .with_rows(consumers.rows.map(|rows| -> &mut dyn SortedSink { rows }));
     let mut sink = Tee {
         first: &mut writer,
-        second: consumers,
+        second: consumers.values,
     };
     // A sorted input streams into the sink as it is read (no run files); one that
     // turns out unsorted after records were streamed is read again without streaming.

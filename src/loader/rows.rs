@@ -7,6 +7,10 @@
 //! feature outside the schema stops the load); rows are written in entity order, the
 //! stream's order, so the SST files stay sorted; [`RowWriter::finish`] reports the
 //! values written, not the rows, as `records`.
+//!
+//! A consumer of the rows themselves ([`RowWriter::with_rows`], the history's feed)
+//! sees each row as written: a sorted stream whose key is the entity key (without the
+//! version prefix) and whose value is the row's bytes, with the writer's restarts.
 
 use std::path::PathBuf;
 
@@ -30,6 +34,7 @@ pub struct RowWriter<'o> {
     row: Vec<u8>,
     values_written: u64,
     on_values: Option<Box<dyn FnMut(u64) + 'o>>,
+    rows: Option<&'o mut dyn SortedSink>,
 }
 
 impl<'o> RowWriter<'o> {
@@ -45,7 +50,14 @@ impl<'o> RowWriter<'o> {
             row: Vec::new(),
             values_written: 0,
             on_values: None,
+            rows: None,
         })
+    }
+
+    /// Hands every row written to `rows` too (see the module doc).
+    pub fn with_rows(mut self, rows: Option<&'o mut dyn SortedSink>) -> Self {
+        self.rows = rows;
+        self
     }
 
     /// Calls `f(values written)` about every 1,048,576 values (progress reporting).
@@ -72,6 +84,9 @@ impl<'o> RowWriter<'o> {
         encode_row(&self.schema, &pairs, &mut self.row)
             .map_err(|e| LoadError::Sst(format!("encoding a batch row: {e}")))?;
         self.inner.put(&self.entity, &self.row)?;
+        if let Some(rows) = self.rows.as_mut() {
+            rows.put(&self.entity, &self.row)?;
+        }
         let before = self.values_written;
         self.values_written += pairs.len() as u64;
         if before >> 20 != self.values_written >> 20
@@ -120,6 +135,9 @@ impl SortedSink for RowWriter<'_> {
         self.values.clear();
         self.spans.clear();
         self.values_written = 0;
+        if let Some(rows) = self.rows.as_mut() {
+            rows.restart()?;
+        }
         self.inner.restart()?;
         self.inner.put_uncounted(SCHEMA_KEY, &self.schema.encode())
     }

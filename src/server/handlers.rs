@@ -789,6 +789,9 @@ struct TrainingSetJob {
     /// Only values known at each row's timestamp.
     #[serde(default)]
     as_known_at: bool,
+    /// Threads answering the spine: default 1, so a job leaves the server's other
+    /// cores to reads; at most the machine's cores.
+    threads: Option<usize>,
     /// The Parquet file written in `exports/`.
     out: String,
 }
@@ -818,6 +821,16 @@ async fn training_set_job(
     if spine == out {
         return Err(ApiError::bad_request("`out` must not be the spine"));
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match job.threads {
+        None => 1,
+        Some(n) if (1..=cores).contains(&n) => n,
+        Some(n) => {
+            return Err(ApiError::bad_request(format!(
+                "`threads` is {n}: give 1 to {cores} (this machine's cores)"
+            )));
+        }
+    };
     let job = crate::training::TrainingJob {
         spine,
         features,
@@ -827,6 +840,7 @@ async fn training_set_job(
         as_known_at: job.as_known_at,
         out,
         guard: caller.shared_guard(),
+        threads,
     };
     let store = state.store.clone();
     let summary = run_blocking(move || crate::training::build(&store, &job))

@@ -10,10 +10,10 @@
 //!    bounded by `load_memory_bytes` (`crate::loader`), and writes the sorted stream
 //!    into SST files. The stream has several consumers, called with every unique record once,
 //!    in key order, while the files are written: the SST writer and a
-//!    [`StreamConsumers`] list: the hot segment's rows, the version's statistics
-//!    (`crate::validate::StatsCollector`), which the gate sees, and the history's
-//!    changes (`history::feed`, ingested by the commit); the last two on threads of
-//!    their own.
+//!    [`StreamConsumers`] list: the hot segment's rows and the version's statistics
+//!    (`crate::validate::StatsCollector`), which the gate sees; and the batch rows the
+//!    writer encodes go to the history's changes (`history::feed`, ingested by the
+//!    commit). Statistics and history run on threads of their own.
 //! 3. **ingest**: moves the SST files into the versions column family.
 //! 4. **segment**: writes, maps and validates the hot segment whose rows the build
 //!    stage assembled (see [`SegmentStage`]).
@@ -479,9 +479,10 @@ impl LoadPipeline<'_> {
                 let options = store.options.history_cf(&request.group);
                 let dir = scratch.join("history");
                 let version = allocated.version;
+                let schema = loader::version_schema(columns)?;
                 Some(OffThreadFn::start("featstore-history", move |records| {
                     Ok(history::feed::run(
-                        &db, spec, &options, &dir, version, records,
+                        &db, spec, schema, &options, &dir, version, records,
                     ))
                 })?)
             }
@@ -493,10 +494,19 @@ impl LoadPipeline<'_> {
                 consumers.push(stage);
             }
             consumers.push(&mut collector);
-            if let Some(feed) = history_feed.as_mut() {
-                consumers.push(feed);
-            }
-            self.build(request, columns, allocated, &mut consumers)?
+            // The history takes the rows the build encodes, one per entity.
+            let rows = history_feed
+                .as_mut()
+                .map(|feed| feed as &mut dyn loader::sorter::SortedSink);
+            self.build(
+                request,
+                columns,
+                allocated,
+                loader::BuildConsumers {
+                    values: &mut consumers,
+                    rows,
+                },
+            )?
         };
         let collector = collector.finish()?;
         let history_files = match history_feed {
@@ -620,7 +630,7 @@ impl LoadPipeline<'_> {
         request: &LoadRequest,
         columns: &HashMap<String, loader::input::FeatureColumn>,
         allocated: &Allocated,
-        consumers: &mut StreamConsumers<'_>,
+        consumers: loader::BuildConsumers<'_>,
     ) -> Result<loader::BuiltFiles, StoreError> {
         let store = self.store;
         let sst_options = store.options.versions_cf();

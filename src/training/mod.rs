@@ -17,16 +17,20 @@
 //! and keys pass through unchanged, then per feature three columns: the value, `{name}__status`
 //! (`present`, `expired`, `not_found`, ...) and `{name}__event_time` (ms).
 //!
-//! Memory: the spine is read and written in batches of [`BATCH_ROWS`] rows; nothing
-//! else grows with it.
+//! Memory: the spine is read and written in batches of [`BATCH_ROWS`] rows, at most
+//! two per thread in flight; nothing else grows with it.
 //!
-//! Not thread-safe state: one job runs on the caller's thread.
+//! Threads: the caller's thread reads the spine and writes the output in spine order;
+//! batches are answered on [`TrainingJob::threads`] scoped workers (rows are
+//! independent reads of one store). The output is written to a hidden `.partial`
+//! sibling and renamed into place, so a failed job leaves no file.
 //!
 //! [`history_export`] writes the history itself as partitioned Parquet, for engines
 //! that build the same training sets off this machine (`tools/spark/`).
 
 pub mod history_export;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -73,6 +77,8 @@ pub struct TrainingJob {
     /// Who asks: every feature of the set, and every input of its on-demand features,
     /// must be readable by it (`None`: a local job, all allowed).
     pub guard: Option<std::sync::Arc<dyn crate::query::guard::ReadGuard>>,
+    /// Threads answering spine batches (0: one per core).
+    pub threads: usize,
 }
 
 /// What a job wrote.
@@ -132,6 +138,10 @@ pub enum TrainingError {
         /// What is wrong (names the row and column).
         message: String,
     },
+    /// The job's worker threads ended before the spine was answered (a worker
+    /// panicked).
+    #[error("the training-set workers ended before the spine was answered")]
+    WorkersEnded,
     /// A row's read was refused.
     #[error("spine row {row}: {source}")]
     Read {
@@ -338,195 +348,395 @@ struct OutColumn {
     time: Int64Builder,
 }
 
-/// Builds `job`'s training set from `store`'s history (see the module doc).
-pub fn build(store: &FeatureStore, job: &TrainingJob) -> Result<TrainingSummary, TrainingError> {
-    let spine_err = |message: String| TrainingError::Spine {
-        path: job.spine.clone(),
-        message,
-    };
-    let registry = store.registry();
-    let mut reader = SpineReader::open(&job.spine)?;
-    let query = HistoryQuery::PointInTime {
-        as_known_at: job.as_known_at,
-    };
-    let mut writer: Option<ArrowWriter<File>> = None;
-    let mut summary = TrainingSummary {
-        out: job.out.clone(),
-        ..TrainingSummary::default()
-    };
-    // Fixed by the first batch: key specs, candidate spec, feature columns.
-    let mut layout: Option<(usize, Vec<KeySpec>)> = None;
-    let mut out_schema: Option<Arc<Schema>> = None;
-    let mut row_base: u64 = 0;
-    while let Some(batch) = reader.next(&job.spine)? {
-        let fields: Vec<String> = batch
-            .schema()
-            .fields()
+/// How the spine's columns are read, fixed by its first batch.
+#[derive(Debug)]
+struct Layout {
+    /// The timestamp column.
+    ts: usize,
+    /// The entity types keyed, the first being the read's candidate.
+    keys: Vec<KeySpec>,
+}
+
+impl Layout {
+    fn of(
+        job: &TrainingJob,
+        registry: &Registry,
+        batch: &RecordBatch,
+    ) -> Result<(Self, Vec<String>), TrainingError> {
+        let fields = field_names(batch);
+        let ts = fields
             .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if layout.is_none() {
-            let ts = fields
-                .iter()
-                .position(|f| *f == job.timestamp_column)
-                .ok_or_else(|| {
-                    spine_err(format!(
+            .position(|f| *f == job.timestamp_column)
+            .ok_or_else(|| {
+                spine_error(
+                    job,
+                    format!(
                         "no timestamp column `{}` (columns: {})",
                         job.timestamp_column,
                         fields.join(", ")
-                    ))
-                })?;
-            let keys = key_specs(&registry, &fields, ts);
-            if keys.is_empty() {
-                return Err(spine_err(format!(
+                    ),
+                )
+            })?;
+        let keys = key_specs(registry, &fields, ts);
+        if keys.is_empty() {
+            return Err(spine_error(
+                job,
+                format!(
                     "no entity key column (an entity type `t` is keyed by `t_id` or `t`; columns: {})",
                     fields.join(", ")
-                )));
-            }
-            let mut used: Vec<usize> = keys.iter().flat_map(|k| k.columns.clone()).collect();
-            used.sort_unstable();
-            used.dedup();
-            summary.key_columns = used.into_iter().map(|c| fields[c].clone()).collect();
-            layout = Some((ts, keys));
+                ),
+            ));
         }
-        let Some((ts_col, keys)) = layout.as_ref() else {
-            break;
-        };
-        let ts_array = batch.column(*ts_col);
-        let mut answers: Vec<RankResponse> = Vec::with_capacity(batch.num_rows());
-        for row in 0..batch.num_rows() {
-            let at = |what: &str| format!("row {}: {what}", row_base + row as u64);
-            let ts = timestamp_ms(ts_array, row)
-                .map_err(|e| spine_err(at(&format!("column `{}`: {e}", job.timestamp_column))))?
-                .ok_or_else(|| spine_err(at(&format!("no `{}`", job.timestamp_column))))?;
-            let mut ids: Vec<(String, String)> = Vec::with_capacity(keys.len());
-            for spec in keys {
-                let mut parts = Vec::with_capacity(spec.columns.len());
-                for &c in &spec.columns {
-                    let text = key_text(batch.column(c), row).ok_or_else(|| {
-                        spine_err(at(&format!(
+        let mut used: Vec<usize> = keys.iter().flat_map(|k| k.columns.clone()).collect();
+        used.sort_unstable();
+        used.dedup();
+        let key_columns = used.into_iter().map(|c| fields[c].clone()).collect();
+        Ok((Layout { ts, keys }, key_columns))
+    }
+}
+
+fn field_names(batch: &RecordBatch) -> Vec<String> {
+    batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect()
+}
+
+fn spine_error(job: &TrainingJob, message: String) -> TrainingError {
+    TrainingError::Spine {
+        path: job.spine.clone(),
+        message,
+    }
+}
+
+/// One spine batch, answered: the output batch (spine columns, then three per
+/// feature) and its counts.
+struct Answered {
+    batch: RecordBatch,
+    values: u64,
+    present: u64,
+}
+
+/// Answers every row of one spine batch (`row_base`: its first row's number);
+/// `None` for a batch without rows.
+fn answer_batch(
+    store: &FeatureStore,
+    job: &TrainingJob,
+    layout: &Layout,
+    batch: &RecordBatch,
+    row_base: u64,
+) -> Result<Option<Answered>, TrainingError> {
+    let query = HistoryQuery::PointInTime {
+        as_known_at: job.as_known_at,
+    };
+    let fields = field_names(batch);
+    let ts_array = batch.column(layout.ts);
+    let mut answers: Vec<RankResponse> = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        let at = |what: &str| format!("row {}: {what}", row_base + row as u64);
+        let ts = timestamp_ms(ts_array, row)
+            .map_err(|e| spine_error(job, at(&format!("column `{}`: {e}", job.timestamp_column))))?
+            .ok_or_else(|| spine_error(job, at(&format!("no `{}`", job.timestamp_column))))?;
+        let mut ids: Vec<(String, String)> = Vec::with_capacity(layout.keys.len());
+        for spec in &layout.keys {
+            let mut parts = Vec::with_capacity(spec.columns.len());
+            for &c in &spec.columns {
+                let text = key_text(batch.column(c), row).ok_or_else(|| {
+                    spine_error(
+                        job,
+                        at(&format!(
                             "key column `{}` is empty or not a string or integer",
                             fields[c]
-                        )))
-                    })?;
-                    parts.push(text);
-                }
-                let id = if parts.len() == 1 {
-                    parts.pop().unwrap_or_default()
-                } else {
-                    composite_id(&parts)
-                };
-                ids.push((spec.entity_type.clone(), id));
-            }
-            let (candidate_type, candidate) = ids.remove(0);
-            let request = RankRequest {
-                context: ids,
-                candidate_type,
-                candidates: vec![candidate],
-                features: job.features.clone(),
-                deadline: None,
-            };
-            let answer = store
-                .rank_from_history(request, ts, query, job.guard.as_deref())
-                .map_err(|source| TrainingError::Read {
-                    row: row_base + row as u64,
-                    source,
+                        )),
+                    )
                 })?;
-            answers.push(answer);
+                parts.push(text);
+            }
+            let id = if parts.len() == 1 {
+                parts.pop().unwrap_or_default()
+            } else {
+                composite_id(&parts)
+            };
+            ids.push((spec.entity_type.clone(), id));
         }
-        let Some(first) = answers.first() else {
-            continue;
+        let (candidate_type, candidate) = ids.remove(0);
+        let request = RankRequest {
+            context: ids,
+            candidate_type,
+            candidates: vec![candidate],
+            features: job.features.clone(),
+            deadline: None,
         };
-        let columns: Vec<(String, DType)> = first
-            .context_columns
-            .iter()
-            .chain(&first.columns)
-            .map(|c| (c.name.clone(), c.dtype))
-            .collect();
-        let mut built: Vec<OutColumn> = columns
-            .iter()
-            .map(|(_, dtype)| OutColumn {
-                values: Values::new(*dtype),
-                status: StringBuilder::new(),
-                time: Int64Builder::new(),
-            })
-            .collect();
-        for answer in &answers {
-            let cells = answer.context_cells.iter().cloned().chain(answer.row(0));
-            for (column, cell) in built.iter_mut().zip(cells) {
-                column.values.push(cell.value.as_ref());
-                column.status.append_value(cell.status.as_str());
-                column.time.append_option(cell.event_time);
-            }
-            summary.values += columns.len() as u64;
-            summary.present += answer
-                .context_cells
-                .iter()
-                .cloned()
-                .chain(answer.row(0))
-                .filter(|c| c.value.is_some())
-                .count() as u64;
-        }
-        let schema = out_schema.get_or_insert_with(|| {
-            let mut out: Vec<Field> = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone())
-                .collect();
-            for (name, dtype) in &columns {
-                out.push(Field::new(name, arrow_type(*dtype), true));
-                out.push(Field::new(format!("{name}__status"), DataType::Utf8, false));
-                out.push(Field::new(
-                    format!("{name}__event_time"),
-                    DataType::Int64,
-                    true,
-                ));
-            }
-            Arc::new(Schema::new(out))
-        });
-        let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-        for column in built {
-            arrays.push(column.values.finish());
-            let mut status = column.status;
-            arrays.push(Arc::new(status.finish()) as ArrayRef);
-            let mut time = column.time;
-            arrays.push(Arc::new(time.finish()) as ArrayRef);
-        }
-        let out = RecordBatch::try_new(schema.clone(), arrays)?;
-        if writer.is_none() {
-            let file = File::create(&job.out).map_err(|source| TrainingError::Io {
-                path: job.out.clone(),
+        let answer = store
+            .rank_from_history(request, ts, query, job.guard.as_deref())
+            .map_err(|source| TrainingError::Read {
+                row: row_base + row as u64,
                 source,
             })?;
-            writer = Some(
-                ArrowWriter::try_new(file, schema.clone(), None).map_err(|source| {
-                    TrainingError::Parquet {
-                        path: job.out.clone(),
-                        source,
-                    }
-                })?,
+        answers.push(answer);
+    }
+    let Some(first) = answers.first() else {
+        return Ok(None);
+    };
+    let columns: Vec<(String, DType)> = first
+        .context_columns
+        .iter()
+        .chain(&first.columns)
+        .map(|c| (c.name.clone(), c.dtype))
+        .collect();
+    let mut built: Vec<OutColumn> = columns
+        .iter()
+        .map(|(_, dtype)| OutColumn {
+            values: Values::new(*dtype),
+            status: StringBuilder::new(),
+            time: Int64Builder::new(),
+        })
+        .collect();
+    let mut present = 0u64;
+    for answer in &answers {
+        let cells = answer.context_cells.iter().cloned().chain(answer.row(0));
+        for (column, cell) in built.iter_mut().zip(cells) {
+            present += u64::from(cell.value.is_some());
+            column.values.push(cell.value.as_ref());
+            column.status.append_value(cell.status.as_str());
+            column.time.append_option(cell.event_time);
+        }
+    }
+    let mut out: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    for (name, dtype) in &columns {
+        out.push(Field::new(name, arrow_type(*dtype), true));
+        out.push(Field::new(format!("{name}__status"), DataType::Utf8, false));
+        out.push(Field::new(
+            format!("{name}__event_time"),
+            DataType::Int64,
+            true,
+        ));
+    }
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    for column in built {
+        arrays.push(column.values.finish());
+        let mut status = column.status;
+        arrays.push(Arc::new(status.finish()) as ArrayRef);
+        let mut time = column.time;
+        arrays.push(Arc::new(time.finish()) as ArrayRef);
+    }
+    Ok(Some(Answered {
+        batch: RecordBatch::try_new(Arc::new(Schema::new(out)), arrays)?,
+        values: (columns.len() * answers.len()) as u64,
+        present,
+    }))
+}
+
+/// The output file while it is written: a hidden sibling of `out`, renamed onto it
+/// when the job succeeds and removed when it fails.
+fn partial_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!(".{name}.partial"))
+}
+
+/// Writes answered batches in spine order to the partial file.
+struct OutWriter<'a> {
+    job: &'a TrainingJob,
+    partial: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    summary: TrainingSummary,
+}
+
+impl OutWriter<'_> {
+    fn write(&mut self, answered: Answered) -> Result<(), TrainingError> {
+        let parquet_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| TrainingError::Parquet { path, source }
+        };
+        if self.writer.is_none() {
+            let file = File::create(&self.partial).map_err(|source| TrainingError::Io {
+                path: self.partial.clone(),
+                source,
+            })?;
+            self.writer = Some(
+                ArrowWriter::try_new(file, answered.batch.schema(), None)
+                    .map_err(parquet_err(&self.job.out))?,
             );
         }
-        if let Some(w) = writer.as_mut() {
-            w.write(&out).map_err(|source| TrainingError::Parquet {
-                path: job.out.clone(),
-                source,
-            })?;
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&answered.batch)
+                .map_err(parquet_err(&self.job.out))?;
         }
-        summary.rows += out.num_rows() as u64;
-        row_base += batch.num_rows() as u64;
+        self.summary.rows += answered.batch.num_rows() as u64;
+        self.summary.values += answered.values;
+        self.summary.present += answered.present;
+        Ok(())
     }
-    match writer {
-        Some(w) => {
-            w.close().map_err(|source| TrainingError::Parquet {
-                path: job.out.clone(),
+
+    /// Closes the file and puts it in place.
+    fn finish(mut self) -> Result<TrainingSummary, TrainingError> {
+        let Some(w) = self.writer.take() else {
+            return Err(spine_error(self.job, "the spine has no rows".into()));
+        };
+        w.close().map_err(|source| TrainingError::Parquet {
+            path: self.job.out.clone(),
+            source,
+        })?;
+        std::fs::rename(&self.partial, &self.job.out).map_err(|source| {
+            let _ = std::fs::remove_file(&self.partial);
+            TrainingError::Io {
+                path: self.job.out.clone(),
                 source,
-            })?;
-        }
-        None => return Err(spine_err("the spine has no rows".into())),
+            }
+        })?;
+        Ok(std::mem::take(&mut self.summary))
     }
-    Ok(summary)
+}
+
+impl Drop for OutWriter<'_> {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            // A failed job: what was written is not a training set.
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+/// The threads a job answers on: `job.threads`, or one per core.
+fn threads_of(job: &TrainingJob) -> usize {
+    match job.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Builds `job`'s training set from `store`'s history (see the module doc).
+///
+/// The calling thread reads the spine and writes the output in spine order; with more
+/// than one thread, batches are answered on `threads` workers, at most two per worker
+/// in flight (read, answered or waiting to be written), so memory does not grow with
+/// the spine.
+pub fn build(store: &FeatureStore, job: &TrainingJob) -> Result<TrainingSummary, TrainingError> {
+    let registry = store.registry();
+    let mut reader = SpineReader::open(&job.spine)?;
+    let Some(first) = reader.next(&job.spine)? else {
+        return Err(spine_error(job, "the spine has no rows".into()));
+    };
+    let (layout, key_columns) = Layout::of(job, &registry, &first)?;
+    let mut out = OutWriter {
+        job,
+        partial: partial_path(&job.out),
+        writer: None,
+        summary: TrainingSummary {
+            out: job.out.clone(),
+            key_columns,
+            ..TrainingSummary::default()
+        },
+    };
+    let threads = threads_of(job);
+    if threads <= 1 {
+        let mut next = Some(first);
+        let mut row_base = 0u64;
+        while let Some(batch) = next {
+            if let Some(answered) = answer_batch(store, job, &layout, &batch, row_base)? {
+                out.write(answered)?;
+            }
+            row_base += batch.num_rows() as u64;
+            next = reader.next(&job.spine)?;
+        }
+        return out.finish();
+    }
+    answer_in_parallel(store, job, &layout, threads, first, &mut reader, &mut out)?;
+    out.finish()
+}
+
+/// The parallel form of [`build`]'s loop: batches numbered in spine order go to the
+/// workers; answers come back in any order and are written in order.
+fn answer_in_parallel(
+    store: &FeatureStore,
+    job: &TrainingJob,
+    layout: &Layout,
+    threads: usize,
+    first: RecordBatch,
+    reader: &mut SpineReader,
+    out: &mut OutWriter<'_>,
+) -> Result<(), TrainingError> {
+    use crossbeam::channel::{bounded, unbounded};
+    type Done = (u64, Result<Option<Answered>, TrainingError>);
+    let max_in_flight = 2 * threads as u64;
+    std::thread::scope(|scope| {
+        let (work_tx, work_rx) = bounded::<(u64, u64, RecordBatch)>(threads);
+        let (done_tx, done_rx) = unbounded::<Done>();
+        for _ in 0..threads {
+            let work_rx = work_rx.clone();
+            let done_tx = done_tx.clone();
+            scope.spawn(move || {
+                for (seq, row_base, batch) in work_rx {
+                    let answered = answer_batch(store, job, layout, &batch, row_base);
+                    if done_tx.send((seq, answered)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut waiting: BTreeMap<u64, Option<Answered>> = BTreeMap::new();
+        let mut sent = 0u64;
+        let mut written = 0u64;
+        // Files the answer of batch `seq`, then writes every batch now next in order.
+        let mut take = |(seq, answered): Done,
+                        written: &mut u64,
+                        out: &mut OutWriter<'_>|
+         -> Result<(), TrainingError> {
+            waiting.insert(seq, answered?);
+            while let Some(answered) = waiting.remove(written) {
+                if let Some(answered) = answered {
+                    out.write(answered)?;
+                }
+                *written += 1;
+            }
+            Ok(())
+        };
+        let mut next = Some(first);
+        let mut row_base = 0u64;
+        while let Some(batch) = next {
+            while sent - written >= max_in_flight {
+                match done_rx.recv() {
+                    Ok(done) => take(done, &mut written, out)?,
+                    Err(_) => unreachable_workers()?,
+                }
+            }
+            let rows = batch.num_rows() as u64;
+            if work_tx.send((sent, row_base, batch)).is_err() {
+                unreachable_workers()?;
+            }
+            sent += 1;
+            row_base += rows;
+            while let Ok(done) = done_rx.try_recv() {
+                take(done, &mut written, out)?;
+            }
+            next = reader.next(&job.spine)?;
+        }
+        drop(work_tx);
+        while written < sent {
+            match done_rx.recv() {
+                Ok(done) => take(done, &mut written, out)?,
+                Err(_) => unreachable_workers()?,
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Every worker has ended while batches were outstanding: only a panicking worker
+/// does that, and the scope re-raises its panic.
+fn unreachable_workers() -> Result<(), TrainingError> {
+    Err(TrainingError::WorkersEnded)
 }
 
 impl From<parquet::errors::ParquetError> for TrainingError {

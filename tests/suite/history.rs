@@ -588,6 +588,7 @@ fn training_sets_are_point_in_time_correct() {
         as_known_at,
         out: dir.path().join(out),
         guard: None,
+        threads: 1,
     };
     let summary = build(&store, &job(false, "plain.parquet")).expect("build");
     assert_eq!(summary.rows, 6);
@@ -680,4 +681,94 @@ fn training_sets_are_point_in_time_correct() {
         r#"{"spine":"spine.csv","features":["a"],"out":"/tmp/x.parquet"}"#,
     );
     assert_eq!(status, 400, "{body}");
+    let (status, body) = post(
+        &server.url("/v1/training-sets"),
+        r#"{"spine":"spine.csv","features":["a"],"out":"t.parquet","threads":0}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(!exports.join("t.parquet").exists());
+}
+
+/// A spine of several batches answered on several threads: the same file, row for
+/// row in spine order, as on one thread; a bad row in a later batch fails the job
+/// with that row's number and leaves no file, whole or partial.
+#[test]
+fn training_sets_on_several_threads_match_one_thread() {
+    use featstore::training::{BATCH_ROWS, TrainingError, TrainingJob, build};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FeatureStore::open(dir.path().join("store"), small_config()).expect("open");
+    store
+        .apply_objects(
+            featstore::registry::file::parse_registry_toml(TRAINING_REGISTRY, "registry")
+                .expect("parses"),
+        )
+        .expect("apply");
+    let base = now_ms() - 100_000;
+    let mut text = String::from("entity_id,feature_name,event_time,value\n");
+    for i in 0..100 {
+        text.push_str(&format!("i{i},a,{},{i}.5\n", base + i * 500));
+    }
+    let load = dir.path().join("items.csv");
+    std::fs::write(&load, text).expect("write");
+    store
+        .load_gated(&LoadRequest::new("items", &load), &AcceptAll, &|_| {})
+        .expect("load");
+    let rows = 3 * BATCH_ROWS + 17;
+    let spine_text = |bad_row: Option<usize>| {
+        let mut spine = String::from("item_id,event_timestamp,label\n");
+        for r in 0..rows {
+            // Entities past i99 are unknown; times fall before, among and after the
+            // events.
+            let ts = if Some(r) == bad_row {
+                "yesterday".to_owned()
+            } else {
+                (base - 5000 + (r as i64 * 7919) % 60_000).to_string()
+            };
+            spine.push_str(&format!("i{},{ts},{r}\n", (r * 31) % 120));
+        }
+        spine
+    };
+    let spine = dir.path().join("spine.csv");
+    std::fs::write(&spine, spine_text(None)).expect("spine");
+    let job = |threads: usize, out: &str| TrainingJob {
+        spine: spine.clone(),
+        features: featstore::FeatureSelection::Names(vec!["a".into()]),
+        timestamp_column: "event_timestamp".into(),
+        as_known_at: false,
+        out: dir.path().join(out),
+        guard: None,
+        threads,
+    };
+    let one = build(&store, &job(1, "one.parquet")).expect("one thread");
+    let three = build(&store, &job(3, "three.parquet")).expect("three threads");
+    assert_eq!(one.rows, rows as u64);
+    assert_eq!(
+        (three.rows, three.values, three.present),
+        (one.rows, one.values, one.present)
+    );
+    assert!(one.present > 0 && one.present < one.values, "{one:?}");
+    let columns = parquet_columns(&dir.path().join("one.parquet"));
+    assert_eq!(parquet_columns(&dir.path().join("three.parquet")), columns);
+    let label = &columns.iter().find(|(n, _)| n == "label").expect("label").1;
+    let expected: Vec<String> = (0..rows).map(|r| r.to_string()).collect();
+    assert_eq!(label, &expected, "spine order");
+
+    let bad = 2 * BATCH_ROWS + 5;
+    std::fs::write(&spine, spine_text(Some(bad))).expect("spine");
+    for threads in [1, 3] {
+        let out = format!("bad{threads}.parquet");
+        match build(&store, &job(threads, &out)) {
+            Err(TrainingError::Spine { message, .. }) => {
+                assert!(message.contains(&format!("row {bad}:")), "{message}");
+            }
+            other => panic!("a bad timestamp on {threads} threads: {other:?}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("bad"))
+            .collect();
+        assert!(left.is_empty(), "files left by a failed job: {left:?}");
+    }
 }

@@ -1,9 +1,10 @@
-//! A load's history records: [`HistoryFeed`] takes the load's sorted stream and
-//! merge-joins it, entity by entity in key order, with the group's previous recorded
-//! version ([`Base`]), writing one row record per entity that changed (its changed
-//! values, and an absence for each value of the previous version the new one lacks)
-//! into SST files that the commit stage ingests into `history.{group}`
-//! (`crate::codec::history`, storage-format.md "History column families").
+//! A load's history records: [`HistoryFeed`] takes the batch rows the load writes
+//! (one per entity, in key order: `crate::loader::rows`) and merge-joins them with the
+//! group's previous recorded version ([`Base`]), writing one row record per entity
+//! that changed (its changed values, and an absence for each value of the previous
+//! version the new one lacks) into SST files that the commit stage ingests into
+//! `history.{group}` (`crate::codec::history`, storage-format.md "History column
+//! families").
 //!
 //! The previous version is read from its batch data (one sequential pass over its
 //! rows) when it still exists, else reconstructed from the history family itself
@@ -16,9 +17,15 @@
 //! writer from a [`BaseSpec`], so its work overlaps the load's instead of adding to it
 //! on a machine with a spare core.
 //!
+//! Cost: rows are compared before values. Where the previous version is a batch row
+//! of the same schema (a group whose features did not change), equal bytes are equal
+//! values (rows are encoded canonically, `featstore_format::codec::row`), so an
+//! unchanged entity costs one comparison of its row's bytes; only a row that differs
+//! is decoded, on both sides, and compared value by value.
+//!
 //! Memory: one entity's values of each side (and the previous version's row, held
-//! undecoded, and the new values encoded as a row), one SST file's writer, plus the
-//! stream's chunks in flight to the thread (`crate::loader::offthread`).
+//! undecoded), one SST file's writer, plus the rows' chunks in flight to the thread
+//! (`crate::loader::offthread`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -124,22 +131,24 @@ pub struct FeedOutcome {
     pub changed: u64,
     /// Absences recorded.
     pub absent: u64,
-    /// Values equal to the previous version's.
+    /// Entities of the previous version with no change at all.
     pub unchanged: u64,
 }
 
 /// The body of a load's history thread: resolves `spec` in `db`, feeds a
-/// [`HistoryFeed`] of `version` every record of `records` and finishes it.
+/// [`HistoryFeed`] of `version` (rows of `schema`) every row of `records` and
+/// finishes it.
 pub fn run(
     db: &DB,
     spec: BaseSpec,
+    schema: RowSchema,
     options: &Options,
     dir: &Path,
     version: u64,
     records: &mut crate::loader::offthread::Records,
 ) -> Result<FeedOutcome, StoreError> {
     let base = spec.resolve(db)?;
-    let mut feed = HistoryFeed::new(db, &base, options, dir, version)?;
+    let mut feed = HistoryFeed::new(db, &base, schema, options, dir, version)?;
     records.feed(&mut feed).map_err(StoreError::Load)?;
     let (rows, changed, absent, unchanged) = (feed.rows, feed.changed, feed.absent, feed.unchanged);
     let files = feed.finish()?;
@@ -196,7 +205,13 @@ impl EntityValues {
         let schema = schema.ok_or_else(|| {
             StoreError::Internal("a batch row of the history's base without its schema".into())
         })?;
-        read_row(schema, &self.row, &mut self.ids, &mut self.bytes)
+        read_row(
+            schema,
+            &self.row,
+            "a batch row of the previous version",
+            &mut self.ids,
+            &mut self.bytes,
+        )
     }
 }
 
@@ -293,14 +308,15 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The present fields of a batch row, appended to `ids` and `bytes`.
+/// The present fields of a batch row (`what`, for errors), appended to `ids` and
+/// `bytes`.
 fn read_row(
     schema: &RowSchema,
     value: &[u8],
+    what: &str,
     ids: &mut Vec<(FeatureId, usize, usize)>,
     bytes: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    let what = "a batch row of the previous version";
     let row = RowRef::parse(schema, value).map_err(|e| corrupt(what, e))?;
     for (pos, field) in schema.fields().iter().enumerate() {
         let value = row.get(pos).map_err(|e| corrupt(what, e))?;
@@ -408,18 +424,22 @@ fn read_history_entity(
     Ok(())
 }
 
-/// Writes a load's history records (see the module doc). Errors are kept and
-/// reported by [`HistoryFeed::finish`], like the segment stage's.
+/// Writes a load's history records (see the module doc). As a [`SortedSink`] it takes
+/// the new version's batch rows: key the entity key, value the row's bytes, of the
+/// schema given to [`HistoryFeed::new`]. Errors are kept and reported by
+/// [`HistoryFeed::finish`], like the segment stage's.
 ///
-/// The new version's entity is taken whole from the stream, then diffed against its
-/// previous version: where that is a batch row, the new values are first encoded
-/// into a row of the previous version's schema, and equal bytes mean equal values
-/// (rows are encoded canonically, `featstore_format::codec::row`), so the usual
-/// entity, unchanged, costs one encoding and one comparison of bytes; only a row
-/// whose bytes differ is decoded and compared value by value.
+/// Each entity is diffed against its previous version: a batch row of the same
+/// schema by its bytes first; a batch row of another schema (features added or
+/// removed) by encoding the new values into a row of the previous schema and
+/// comparing bytes; else, and whenever the bytes differ, value by value.
 pub struct HistoryFeed<'a> {
     db: &'a DB,
     base: &'a Base<'a>,
+    /// The new version's row schema.
+    schema: RowSchema,
+    /// Whether the base is batch rows of `schema` itself.
+    same_schema: bool,
     options: &'a Options,
     dir: PathBuf,
     version: u64,
@@ -427,11 +447,12 @@ pub struct HistoryFeed<'a> {
     /// The base entity the cursor stands on (not yet matched), when `has_head`.
     head: EntityValues,
     has_head: bool,
-    /// The new version's entity being taken from the stream: its key and values.
+    /// The new version's entity being diffed: its key and values.
     current: EntityValues,
     /// Whether the head is the open entity's previous version.
     matched: bool,
-    /// The open entity's values encoded as a row of the base's schema.
+    /// The open entity's values encoded as a row of the base's schema (when the
+    /// schemas differ).
     encoded: Vec<u8>,
     record: RowRecordWriter,
     writer: Option<SstFileWriter<'a>>,
@@ -442,7 +463,7 @@ pub struct HistoryFeed<'a> {
     pub changed: u64,
     /// Absences recorded.
     pub absent: u64,
-    /// Values equal to the previous version's (not written).
+    /// Entities of the previous version with no change at all.
     pub unchanged: u64,
     error: Option<StoreError>,
 }
@@ -458,11 +479,12 @@ impl std::fmt::Debug for HistoryFeed<'_> {
 }
 
 impl<'a> HistoryFeed<'a> {
-    /// A feed of `version`, diffed against `base`, writing SST files with `options`
-    /// (the history family's) into `dir`.
+    /// A feed of `version`, whose rows are of `schema`, diffed against `base`,
+    /// writing SST files with `options` (the history family's) into `dir`.
     pub fn new(
         db: &'a DB,
         base: &'a Base<'a>,
+        schema: RowSchema,
         options: &'a Options,
         dir: &Path,
         version: u64,
@@ -471,9 +493,12 @@ impl<'a> HistoryFeed<'a> {
             context: format!("create {}", dir.display()),
             source,
         })?;
+        let same_schema = matches!(base, Base::Version { schema: Some(b), .. } if *b == schema);
         Ok(HistoryFeed {
             db,
             base,
+            schema,
+            same_schema,
             options,
             dir: dir.to_path_buf(),
             version,
@@ -617,7 +642,6 @@ impl<'a> HistoryFeed<'a> {
             record,
             changed,
             absent,
-            unchanged,
             ..
         } = self;
         let mut push = |fid: FeatureId, value: Option<&[u8]>| -> Result<(), StoreError> {
@@ -644,9 +668,7 @@ impl<'a> HistoryFeed<'a> {
                     old_at += 1;
                 }
                 (Some((old, before)), Some((fid, value))) if old == fid => {
-                    if before == value {
-                        *unchanged += 1;
-                    } else {
+                    if before != value {
                         push(fid, Some(value))?;
                     }
                     old_at += 1;
@@ -660,26 +682,42 @@ impl<'a> HistoryFeed<'a> {
         }
     }
 
-    /// Ends the open entity: diffs it against its previous version, if any, and
-    /// writes its record.
-    fn close_entity(&mut self) -> Result<(), StoreError> {
-        if self.current.entity.is_empty() {
-            return Ok(());
-        }
+    /// Takes the new version's row of `entity`: diffs it against its previous
+    /// version, if any (see [`HistoryFeed`]), and writes its record.
+    fn take_row(&mut self, entity: &[u8], row: &[u8]) -> Result<(), StoreError> {
+        self.open_entity(entity)?;
         self.record.clear();
-        if self.matched && self.same_row() {
-            self.unchanged += self.current.ids.len() as u64;
+        // A row of the same schema: its bytes decide whether anything changed.
+        let bytes_decide = self.matched && self.head.encoded && self.same_schema;
+        let unchanged = if bytes_decide && self.head.row == row {
+            true
         } else {
-            if self.matched {
-                self.head.decode(self.base_schema())?;
+            read_row(
+                &self.schema,
+                row,
+                "a batch row of the new version",
+                &mut self.current.ids,
+                &mut self.current.bytes,
+            )?;
+            if self.matched && !bytes_decide && self.same_row() {
+                true
+            } else {
+                if self.matched {
+                    self.head.decode(self.base_schema())?;
+                }
+                self.diff_values()?;
+                self.matched && self.record.is_empty()
             }
-            self.diff_values()?;
+        };
+        if unchanged {
+            self.unchanged += 1;
+        } else {
+            let entity = std::mem::take(&mut self.current.entity);
+            let written = self.write_record(&entity);
+            self.current.entity = entity;
+            written?;
         }
-        let entity = std::mem::take(&mut self.current.entity);
-        let written = self.write_record(&entity);
-        self.current.entity = entity;
         self.current.clear();
-        written?;
         if self.matched {
             self.matched = false;
             self.advance()?;
@@ -687,25 +725,12 @@ impl<'a> HistoryFeed<'a> {
         Ok(())
     }
 
-    fn take(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let Some((entity, fid)) = split_feature_key(key) else {
-            return Ok(());
-        };
-        if entity != self.current.entity.as_slice() {
-            self.close_entity()?;
-            self.open_entity(entity)?;
-        }
-        self.current.push(fid, value);
-        Ok(())
-    }
-
-    /// Records the last entity and absences for what is left of the base, and closes
-    /// the files; returns them (none when nothing changed).
+    /// Records absences for what is left of the base, and closes the files; returns
+    /// them (none when nothing changed).
     pub fn finish(mut self) -> Result<Vec<PathBuf>, StoreError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        self.close_entity()?;
         if self.cursor.is_none() {
             self.advance()?;
         }
@@ -723,7 +748,7 @@ impl<'a> HistoryFeed<'a> {
 impl SortedSink for HistoryFeed<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), LoadError> {
         if self.error.is_none()
-            && let Err(e) = self.take(key, value)
+            && let Err(e) = self.take_row(key, value)
         {
             self.error = Some(e);
         }
@@ -767,6 +792,30 @@ mod tests {
         let mut out = Vec::new();
         encode_present(&stored(v), &mut out);
         out
+    }
+
+    /// A schema of Int64 features `ids`.
+    fn int_schema(ids: &[FeatureId]) -> RowSchema {
+        let fields = ids
+            .iter()
+            .map(|&feature_id| featstore_format::segment::FieldSpec {
+                feature_id,
+                field_type: crate::types::DType::Int64,
+            })
+            .collect();
+        RowSchema::new(fields).expect("schema")
+    }
+
+    /// A batch row of `schema`: `(feature, value)` in ascending feature order.
+    fn batch_row(schema: &RowSchema, values: &[(FeatureId, i64)]) -> Vec<u8> {
+        let stored: Vec<(usize, Vec<u8>)> = values
+            .iter()
+            .map(|&(f, v)| (schema.position(f).expect("in the schema"), stored(v)))
+            .collect();
+        let pairs: Vec<(usize, &[u8])> = stored.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+        let mut row = Vec::new();
+        encode_row(schema, &pairs, &mut row).expect("row");
+        row
     }
 
     fn row(entries: &[(FeatureId, Option<i64>)]) -> Vec<u8> {
@@ -822,17 +871,16 @@ mod tests {
             group,
         };
         let sst = Options::default();
+        let schema = int_schema(&[1, 2]);
         let mut feed =
-            HistoryFeed::new(&db, &base, &sst, &dir.path().join("sst"), 4).expect("feed");
+            HistoryFeed::new(&db, &base, schema.clone(), &sst, &dir.path().join("sst"), 4)
+                .expect("feed");
         // Version 4: e1 keeps feature 1 (11) and changes 2; e2 goes; e3 comes.
-        for (key, value) in [
-            (e1.feature_key(1), stored(11)),
-            (e1.feature_key(2), stored(21)),
-            (e3.feature_key(1), stored(40)),
-        ] {
-            feed.put(&key, &value).expect("put");
-        }
-        assert_eq!(feed.unchanged, 1, "e1's feature 1");
+        feed.put(e1.as_bytes(), &batch_row(&schema, &[(1, 11), (2, 21)]))
+            .expect("put");
+        feed.put(e3.as_bytes(), &batch_row(&schema, &[(1, 40)]))
+            .expect("put");
+        assert_eq!(feed.unchanged, 0, "e1 changed");
         let files = feed.finish().expect("finish");
         let out = db.cf_handle("out").expect("cf");
         db.ingest_external_file_cf(&out, files).expect("ingest");
@@ -885,89 +933,125 @@ mod tests {
         got
     }
 
-    /// A base of batch rows: unchanged rows (equal bytes) give nothing, a row whose
-    /// bytes differ gives exactly its changed values and absences, gone and new
-    /// entities are recorded whole, and a value outside the base's schema is compared
-    /// value by value.
-    #[test]
-    fn a_base_of_batch_rows_gives_exactly_the_changes() {
-        use crate::codec::row::{RowSchema, SCHEMA_KEY, encode_row};
-        use crate::types::DType;
-        use featstore_format::segment::FieldSpec;
-
+    /// A base of batch rows diffed against new rows of `new_ids`' schema: unchanged
+    /// rows give nothing, a row that differs gives exactly its changed values and
+    /// absences, gone and new entities are recorded whole. Returns the records and
+    /// the unchanged entities.
+    fn diff_against_rows(
+        new_ids: &[FeatureId],
+        new: &[(&[u8], Vec<(FeatureId, i64)>)],
+    ) -> (Recorded, u64) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let db = DB::open_cf(&opts, dir.path().join("db"), ["v", "out"]).expect("open");
         let v = db.cf_handle("v").expect("cf");
-        let field = |feature_id| FieldSpec {
-            feature_id,
-            field_type: DType::Int64,
-        };
-        let schema = RowSchema::new(vec![field(1), field(2), field(3)]).expect("schema");
+        let schema = int_schema(&[1, 2, 3]);
         let prefix = VersionPrefix::of(7);
         let key = |k: &[u8]| [prefix.as_bytes(), k].concat();
-        let put_row = |entity: &EntityKey, values: &[(usize, Vec<u8>)]| {
-            let pairs: Vec<(usize, &[u8])> =
-                values.iter().map(|(p, v)| (*p, v.as_slice())).collect();
-            let mut row = Vec::new();
-            encode_row(&schema, &pairs, &mut row).expect("row");
-            db.put_cf(&v, key(entity.as_bytes()), row).expect("put");
-        };
         // The next version's prefix: the cursor must stop before it.
         db.put_cf(&v, VersionPrefix::of(8).as_bytes(), b"x")
             .expect("put");
         db.put_cf(&v, key(SCHEMA_KEY), schema.encode())
             .expect("put");
-        let ids: Vec<EntityKey> = ["a", "b", "c", "d", "e"]
-            .iter()
-            .map(|id| EntityKey::new(id.as_bytes()).expect("entity"))
-            .collect();
-        // a: 1, 2 (unchanged); b: 1, 2, 3 (2 changes, 3 goes); c: 1 (gone);
-        // d: 1 (gains feature 9, outside the schema); e: no present field.
-        put_row(&ids[0], &[(0, stored(1)), (1, stored(2))]);
-        put_row(&ids[1], &[(0, stored(1)), (1, stored(2)), (2, stored(3))]);
-        put_row(&ids[2], &[(0, stored(1))]);
-        put_row(&ids[3], &[(0, stored(1))]);
-        put_row(&ids[4], &[]);
+        // a: 1, 2; b: 1, 2, 3; c: 1; d: 1; e: no present field.
+        for (id, values) in [
+            ("a", &[(1, 1), (2, 2)][..]),
+            ("b", &[(1, 1), (2, 2), (3, 3)]),
+            ("c", &[(1, 1)]),
+            ("d", &[(1, 1)]),
+            ("e", &[]),
+        ] {
+            let entity = EntityKey::new(id.as_bytes()).expect("entity");
+            db.put_cf(&v, key(entity.as_bytes()), batch_row(&schema, values))
+                .expect("put");
+        }
         let base = Base::Version {
             cf: v.clone(),
             prefix,
-            schema: Some(schema.clone()),
+            schema: Some(schema),
         };
         let sst = Options::default();
-        let mut feed =
-            HistoryFeed::new(&db, &base, &sst, &dir.path().join("sst"), 8).expect("feed");
-        let f = EntityKey::new(b"f").expect("entity");
-        for (entity, feature, value) in [
-            (&ids[0], 1, 1),
-            (&ids[0], 2, 2),
-            (&ids[1], 1, 1),
-            (&ids[1], 2, 20),
-            (&ids[3], 1, 1),
-            (&ids[3], 9, 9),
-            (&ids[4], 1, 5),
-            (&f, 2, 6),
-        ] {
-            feed.put(&entity.feature_key(feature), &stored(value))
+        let new_schema = int_schema(new_ids);
+        let mut feed = HistoryFeed::new(
+            &db,
+            &base,
+            new_schema.clone(),
+            &sst,
+            &dir.path().join("sst"),
+            8,
+        )
+        .expect("feed");
+        for (id, values) in new {
+            let entity = EntityKey::new(id).expect("entity");
+            feed.put(entity.as_bytes(), &batch_row(&new_schema, values))
                 .expect("put");
         }
-        let (unchanged, files) = (feed.unchanged, feed.finish());
-        let got = recorded(&db, "out", files.expect("finish"));
-        let e = |i: usize| ids[i].as_bytes().to_vec();
+        let unchanged = feed.unchanged;
+        (
+            recorded(&db, "out", feed.finish().expect("finish")),
+            unchanged,
+        )
+    }
+
+    fn entity(id: &str) -> Vec<u8> {
+        EntityKey::new(id.as_bytes())
+            .expect("entity")
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// The same schema on both sides: rows compared by their bytes.
+    #[test]
+    fn rows_of_the_same_schema_give_exactly_the_changes() {
+        let (got, unchanged) = diff_against_rows(
+            &[1, 2, 3],
+            &[
+                (b"a", vec![(1, 1), (2, 2)]),
+                (b"b", vec![(1, 1), (2, 20)]),
+                (b"d", vec![(1, 1), (3, 9)]),
+                (b"e", vec![(1, 5)]),
+                (b"f", vec![(2, 6)]),
+            ],
+        );
         assert_eq!(
             got,
             vec![
-                (e(1), 8, vec![(2, Some(stored(20))), (3, None)]),
-                (e(2), 8, vec![(1, None)]),
-                (e(3), 8, vec![(9, Some(stored(9)))]),
-                (e(4), 8, vec![(1, Some(stored(5)))]),
-                (f.as_bytes().to_vec(), 8, vec![(2, Some(stored(6)))]),
+                (entity("b"), 8, vec![(2, Some(stored(20))), (3, None)]),
+                (entity("c"), 8, vec![(1, None)]),
+                (entity("d"), 8, vec![(3, Some(stored(9)))]),
+                (entity("e"), 8, vec![(1, Some(stored(5)))]),
+                (entity("f"), 8, vec![(2, Some(stored(6)))]),
             ]
         );
-        // Before `finish` (f still open): a's two values by their row, b's and d's
-        // feature 1 by value.
-        assert_eq!(unchanged, 4);
+        assert_eq!(unchanged, 1, "a");
+    }
+
+    /// A new schema (feature 9 added): a row whose values fit the old schema is
+    /// compared as an old row, one with a value outside it value by value.
+    #[test]
+    fn rows_of_a_new_schema_give_exactly_the_changes() {
+        let (got, unchanged) = diff_against_rows(
+            &[1, 2, 3, 9],
+            &[
+                (b"a", vec![(1, 1), (2, 2)]),
+                (b"b", vec![(1, 1), (2, 20)]),
+                (b"d", vec![(1, 1), (9, 9)]),
+                (b"e", vec![(1, 5)]),
+                (b"f", vec![(2, 6)]),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (entity("b"), 8, vec![(2, Some(stored(20))), (3, None)]),
+                (entity("c"), 8, vec![(1, None)]),
+                (entity("d"), 8, vec![(9, Some(stored(9)))]),
+                (entity("e"), 8, vec![(1, Some(stored(5)))]),
+                (entity("f"), 8, vec![(2, Some(stored(6)))]),
+            ]
+        );
+        assert_eq!(unchanged, 1, "a");
     }
 }
