@@ -933,14 +933,14 @@ mod tests {
         got
     }
 
+    /// An entity id and its new row's `(feature, value)`s.
+    type NewRow<'a> = (&'a [u8], Vec<(FeatureId, i64)>);
+
     /// A base of batch rows diffed against new rows of `new_ids`' schema: unchanged
     /// rows give nothing, a row that differs gives exactly its changed values and
     /// absences, gone and new entities are recorded whole. Returns the records and
     /// the unchanged entities.
-    fn diff_against_rows(
-        new_ids: &[FeatureId],
-        new: &[(&[u8], Vec<(FeatureId, i64)>)],
-    ) -> (Recorded, u64) {
+    fn diff_against_rows(new_ids: &[FeatureId], new: &[NewRow<'_>]) -> (Recorded, u64) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut opts = Options::default();
         opts.create_if_missing(true);
