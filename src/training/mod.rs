@@ -363,7 +363,12 @@ impl Layout {
         registry: &Registry,
         batch: &RecordBatch,
     ) -> Result<(Self, Vec<String>), TrainingError> {
-        let fields = field_names(batch);
+        let fields: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let ts = fields
             .iter()
             .position(|f| *f == job.timestamp_column)
@@ -395,15 +400,6 @@ impl Layout {
     }
 }
 
-fn field_names(batch: &RecordBatch) -> Vec<String> {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect()
-}
-
 fn spine_error(job: &TrainingJob, message: String) -> TrainingError {
     TrainingError::Spine {
         path: job.spine.clone(),
@@ -431,7 +427,6 @@ fn answer_batch(
     let query = HistoryQuery::PointInTime {
         as_known_at: job.as_known_at,
     };
-    let fields = field_names(batch);
     let ts_array = batch.column(layout.ts);
     let mut answers: Vec<RankResponse> = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
@@ -448,7 +443,7 @@ fn answer_batch(
                         job,
                         at(&format!(
                             "key column `{}` is empty or not a string or integer",
-                            fields[c]
+                            batch.schema().field(c).name()
                         )),
                     )
                 })?;
@@ -617,10 +612,9 @@ fn threads_of(job: &TrainingJob) -> usize {
 
 /// Builds `job`'s training set from `store`'s history (see the module doc).
 ///
-/// The calling thread reads the spine and writes the output in spine order; with more
-/// than one thread, batches are answered on `threads` workers, at most two per worker
-/// in flight (read, answered or waiting to be written), so memory does not grow with
-/// the spine.
+/// The calling thread reads the spine and writes the output in spine order; batches
+/// are answered on the job's worker threads, at most two per worker in flight (read,
+/// answered or waiting to be written), so memory does not grow with the spine.
 pub fn build(store: &FeatureStore, job: &TrainingJob) -> Result<TrainingSummary, TrainingError> {
     let registry = store.registry();
     let mut reader = SpineReader::open(&job.spine)?;
@@ -638,36 +632,23 @@ pub fn build(store: &FeatureStore, job: &TrainingJob) -> Result<TrainingSummary,
             ..TrainingSummary::default()
         },
     };
-    let threads = threads_of(job);
-    if threads <= 1 {
-        let mut next = Some(first);
-        let mut row_base = 0u64;
-        while let Some(batch) = next {
-            if let Some(answered) = answer_batch(store, job, &layout, &batch, row_base)? {
-                out.write(answered)?;
-            }
-            row_base += batch.num_rows() as u64;
-            next = reader.next(&job.spine)?;
-        }
-        return out.finish();
-    }
-    answer_in_parallel(store, job, &layout, threads, first, &mut reader, &mut out)?;
+    answer_on_workers(store, job, &layout, first, &mut reader, &mut out)?;
     out.finish()
 }
 
-/// The parallel form of [`build`]'s loop: batches numbered in spine order go to the
-/// workers; answers come back in any order and are written in order.
-fn answer_in_parallel(
+/// [`build`]'s loop: batches numbered in spine order go to the workers; answers come
+/// back in any order and are written in order.
+fn answer_on_workers(
     store: &FeatureStore,
     job: &TrainingJob,
     layout: &Layout,
-    threads: usize,
     first: RecordBatch,
     reader: &mut SpineReader,
     out: &mut OutWriter<'_>,
 ) -> Result<(), TrainingError> {
     use crossbeam::channel::{bounded, unbounded};
     type Done = (u64, Result<Option<Answered>, TrainingError>);
+    let threads = threads_of(job).max(1);
     let max_in_flight = 2 * threads as u64;
     std::thread::scope(|scope| {
         let (work_tx, work_rx) = bounded::<(u64, u64, RecordBatch)>(threads);

@@ -24,6 +24,13 @@ def featstore_bin() -> str:
     return path
 
 
+def featstore_cli(*args: str) -> str:
+    """Runs the featstore CLI with ``args``; asserts it succeeded and returns stdout."""
+    done = subprocess.run([featstore_bin(), *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return done.stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,13 +11,12 @@ value, event time and status.
 from __future__ import annotations
 
 import random
-import subprocess
 
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import featstore_bin
+from conftest import featstore_cli as run
 
 FEATURES = """
 [[feature]]
@@ -30,12 +29,6 @@ ttl = "50s"
 """
 
 TTL_MS = 50_000
-
-
-def run(*args: str) -> str:
-    done = subprocess.run([featstore_bin(), *args], capture_output=True, text=True)
-    assert done.returncode == 0, f"{args}: {done.stderr}"
-    return done.stdout
 
 
 def test_training_set_equals_duckdb_asof_join(tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import featstore_bin
+from conftest import featstore_cli as run
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools" / "spark"))
@@ -59,19 +58,14 @@ dtype = "float64"
 """
 
 
-def run(*args: str) -> str:
-    done = subprocess.run([featstore_bin(), *args], capture_output=True, text=True)
-    assert done.returncode == 0, f"{args}: {done.stderr}"
-    return done.stdout
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
 @pytest.fixture(scope="module")
 def spark():
-    pyspark = pytest.importorskip("pyspark.sql")
+    # Pinned in tools/python-requirements.txt: missing, the test fails rather than skips.
+    import pyspark.sql as pyspark
     session = (
         pyspark.SparkSession.builder.master("local[1]")
         .appName("featstore-test")
