@@ -191,7 +191,7 @@ impl SamplerMetrics {
 
 /// A sampled answer.
 enum Sample {
-    Entity(Box<EntityAnswer>),
+    Entity(Arc<EntityAnswer>),
     Ranking(Arc<RankResponse>),
 }
 
@@ -221,7 +221,7 @@ impl Observer for SamplerObserver {
             return;
         }
         let sample = match event.answer {
-            ReadAnswer::Entity(a) => Sample::Entity(Box::new(a.clone())),
+            ReadAnswer::Entity(a) => Sample::Entity(Arc::clone(a)),
             ReadAnswer::Ranking(r) => Sample::Ranking(Arc::clone(r)),
         };
         match self.tx.try_send(Message::Sample(sample)) {
@@ -421,9 +421,11 @@ mod tests {
         )
         .expect("specs");
         store.apply(specs).expect("apply");
-        let answer = store
-            .get_entity("item", "x", crate::query::Names::List(&["price"]))
-            .expect("get");
+        let answer = Arc::new(
+            store
+                .get_entity("item", "x", crate::query::Names::List(&["price"]))
+                .expect("get"),
+        );
         // Nobody takes from the queue: the first sample fills it.
         let (tx, _rx) = bounded(1);
         let metrics = Arc::new(SamplerMetrics::default());

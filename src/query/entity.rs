@@ -58,6 +58,11 @@ impl EntityAnswer {
         &self.entity_id
     }
 
+    /// The plan that answered (its columns are a function of it alone).
+    pub(crate) fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
     /// Features answered (one per name asked).
     pub fn width(&self) -> usize {
         self.values.len()

@@ -249,7 +249,7 @@ fn stable_hash(bytes: &[u8]) -> u64 {
 /// a ranking answer shared with the request that is sending it.
 #[derive(Debug)]
 pub(crate) enum Queued {
-    Entity(EntityAnswer),
+    Entity(Arc<EntityAnswer>),
     Ranking(Arc<RankResponse>),
 }
 
@@ -415,7 +415,7 @@ impl Observer for LogObserver {
             request_id: request_id.to_owned(),
             route: event.context.route.to_owned(),
             answer: match event.answer {
-                ReadAnswer::Entity(a) => Queued::Entity(a.clone()),
+                ReadAnswer::Entity(a) => Queued::Entity(Arc::clone(a)),
                 ReadAnswer::Ranking(r) => Queued::Ranking(Arc::clone(r)),
             },
         };

@@ -28,6 +28,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, Rows};
+use crate::query::rank::Plan;
 use crate::query::{Cell, EntityAnswer, RankColumn, RankResponse};
 use crate::store::{FeatureReading, FeatureVector};
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
@@ -46,6 +47,9 @@ const KIND_RANKING: u8 = 5;
 /// Column sets a writer remembers before it starts numbering afresh (bounds memory when
 /// requests name ever new feature lists).
 const MAX_KNOWN_SETS: usize = 4096;
+
+/// Plans whose column set a writer remembers by identity (see [`ColumnSets::id_of_plan`]).
+const MAX_KNOWN_PLANS: usize = 64;
 
 /// Which read a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +401,11 @@ pub struct ColumnSets {
     in_block: HashSet<u64>,
     /// Sets the last encoded record names.
     used: Vec<u64>,
+    /// The set of recently logged single-entity plans, by identity: a repeated GET's
+    /// set is found by one pointer comparison instead of hashing and comparing every
+    /// column name. The plans are held, so a remembered address is never reused by
+    /// another plan while it is here.
+    plans: Vec<(Arc<Plan>, u64)>,
 }
 
 impl Default for ColumnSets {
@@ -408,6 +417,7 @@ impl Default for ColumnSets {
             next_id: 0,
             in_block: HashSet::new(),
             used: Vec::new(),
+            plans: Vec::new(),
         }
     }
 }
@@ -451,9 +461,16 @@ impl ColumnSets {
             Some(id) => id,
             None => {
                 if self.records.len() >= MAX_KNOWN_SETS {
-                    self.known.clear();
-                    self.records.clear();
+                    // Forget every set but those the record being encoded already
+                    // names (a ranking read names two), whose records it still needs.
+                    let used = &self.used;
+                    self.records.retain(|id, _| used.contains(id));
+                    for bucket in self.known.values_mut() {
+                        bucket.retain(|k| used.contains(&k.id));
+                    }
+                    self.known.retain(|_, bucket| !bucket.is_empty());
                     self.in_block.clear();
+                    self.plans.clear();
                 }
                 let id = self.next_id;
                 self.next_id += 1;
@@ -480,6 +497,35 @@ impl ColumnSets {
             }
         };
         self.used.push(id);
+        id
+    }
+
+    /// The number of the set of an entity answer's columns, which are a function of
+    /// its plan alone: remembered by the plan's identity, else [`id_of`](Self::id_of).
+    fn id_of_plan(
+        &mut self,
+        answer: &EntityAnswer,
+        group_of: &mut dyn FnMut(&str) -> String,
+    ) -> u64 {
+        let plan = answer.plan();
+        if let Some(&(_, id)) = self.plans.iter().find(|(p, _)| Arc::ptr_eq(p, plan)) {
+            self.used.push(id);
+            return id;
+        }
+        let key = |i: usize| {
+            let info = answer.column_info(i);
+            ColumnKey {
+                name: answer.name(i),
+                feature: info.map_or("", |c| c.feature.as_str()),
+                dtype: info.map_or(DType::Float64, |c| c.dtype),
+                on_demand: info.is_some_and(|c| c.on_demand),
+            }
+        };
+        let id = self.id_of(|| (0..answer.width()).map(key), group_of);
+        if self.plans.len() >= MAX_KNOWN_PLANS {
+            self.plans.remove(0);
+        }
+        self.plans.push((Arc::clone(plan), id));
         id
     }
 
@@ -589,16 +635,7 @@ pub fn encode_entity(
     put_versions(out, answer.versions());
     put_str(out, answer.entity_type());
     put_str(out, answer.entity_id());
-    let key = |i: usize| {
-        let info = answer.column_info(i);
-        ColumnKey {
-            name: answer.name(i),
-            feature: info.map_or("", |c| c.feature.as_str()),
-            dtype: info.map_or(DType::Float64, |c| c.dtype),
-            on_demand: info.is_some_and(|c| c.on_demand),
-        }
-    };
-    let set = sets.id_of(|| (0..answer.width()).map(key), group_of);
+    let set = sets.id_of_plan(answer, group_of);
     put_uv(out, set);
     for values in answer.columns() {
         put_column_values(out, values);
@@ -1148,6 +1185,58 @@ mod tests {
         // A set never defined is an error naming it.
         let err = Decoder::new().decode(&records[2]).expect_err("no set");
         assert!(err.to_string().contains("named before its record"), "{err}");
+    }
+
+    /// The records a writer adds for an entity answer to the current block.
+    fn entity_records(answer: &EntityAnswer, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        encode_entity(&mut out, "rid-e", "get", answer, sets, &mut |f| {
+            format!("g:{f}")
+        });
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        for id in sets.missing() {
+            records.push(sets.record(id).expect("a known set").to_vec());
+            sets.mark_in_block(id);
+        }
+        records.push(out);
+        records
+    }
+
+    #[test]
+    fn an_entity_answer_names_its_plans_set_even_after_the_sets_are_reset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            crate::FeatureStore::open(dir.path().join("store"), Default::default()).expect("open");
+        let specs = crate::registry::file::parse_features_toml(
+            "[[feature]]\nname = \"price\"\nentity_type = \"item\"\ngroup = \"items\"\n\
+             owner = \"tests\"\ndtype = \"float64\"\n",
+            "specs",
+        )
+        .expect("specs");
+        store.apply(specs).expect("apply");
+        let names = crate::query::Names::Text("price");
+        let first = store.get_entity("item", "x", names).expect("get");
+        let second = store.get_entity("item", "y", names).expect("get");
+        assert!(Arc::ptr_eq(first.plan(), second.plan()), "one cached plan");
+        let mut sets = ColumnSets::new();
+        let records = entity_records(&first, &mut sets);
+        assert_eq!(records.len(), 2, "the set, then the read");
+        // The same plan: the same set, already in the block.
+        assert_eq!(entity_records(&second, &mut sets).len(), 1);
+        // Enough other sets to make the writer forget every set: the plan's set must
+        // then be made again, with a record, not named from memory.
+        let mut answer = ranking();
+        for i in 0..MAX_KNOWN_SETS {
+            answer.columns[0].name = format!("c{i}");
+            records_of(&answer, &mut sets);
+        }
+        sets.new_block();
+        let again = entity_records(&second, &mut sets);
+        assert_eq!(again.len(), 2, "the set's record again, then the read");
+        let mut decoder = Decoder::new();
+        assert_eq!(decoder.decode(&again[0]).expect("set"), None);
+        let read = decoder.decode(&again[1]).expect("decodes").expect("a read");
+        assert_eq!(read.feature_vector(), Some(second.into_vector()));
     }
 
     #[test]

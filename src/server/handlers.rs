@@ -655,7 +655,8 @@ fn get_features(
         // From the history; not a served read (no observer, no serving log).
         Some(at) => state
             .store
-            .get_entity_as_of(entity_type, entity_id, names, at, caller.guard()),
+            .get_entity_as_of(entity_type, entity_id, names, at, caller.guard())
+            .map(std::sync::Arc::new),
         None => state
             .store
             .get_entity_in(context, entity_type, entity_id, names),

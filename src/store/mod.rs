@@ -644,17 +644,19 @@ impl FeatureStore {
         names: query::Names<'_>,
     ) -> Result<query::EntityAnswer, ReadError> {
         self.get_entity_in(ReadContext::EMBEDDED, entity_type, entity_id, names)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// [`get_entity`](Self::get_entity) on behalf of `context` (a request id and a
-    /// route), which the observers hear with the answer.
+    /// route), which the observers hear with the answer. The answer is shared with the
+    /// observers that keep it (the serving log), so it is never copied for them.
     pub fn get_entity_in(
         &self,
         context: ReadContext<'_>,
         entity_type: &str,
         entity_id: &str,
         names: query::Names<'_>,
-    ) -> Result<query::EntityAnswer, ReadError> {
+    ) -> Result<Arc<query::EntityAnswer>, ReadError> {
         let started = self.read_started();
         let now = now_ms();
         let answer = self.view.with(|view| {
@@ -667,6 +669,7 @@ impl FeatureStore {
                 context.guard,
                 None,
             )
+            .map(Arc::new)
         })?;
         self.record_access(entity_type, entity_id);
         self.observe_read(ReadAnswer::Entity(&answer), context, now, started);

@@ -31,8 +31,9 @@ use crate::types::TimestampMs;
 /// The answer a read returned.
 #[derive(Debug, Clone, Copy)]
 pub enum ReadAnswer<'a> {
-    /// A single-entity read.
-    Entity(&'a EntityAnswer),
+    /// A single-entity read. Shared like a ranking answer, so the serving log keeps a
+    /// reference to what the client got instead of a copy of its 50-odd columns.
+    Entity(&'a Arc<EntityAnswer>),
     /// A ranking read: the context once and one row per candidate. Shared, so an
     /// observer that keeps the answer (the serving log) takes a reference, not a copy.
     Ranking(&'a Arc<RankResponse>),
