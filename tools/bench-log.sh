@@ -16,7 +16,8 @@
 # Environment (defaults): BENCH_PRODUCTS (100000), BENCH_USERS (10000), BENCH_SECS (5),
 # BENCH_WARMUP (1), BENCH_CONNECTIONS (16), BENCH_REPEATS (2: settings take turns this
 # many times, the best run of each counts), BENCH_DIR ($CARGO_TARGET_DIR/bench-log),
-# BENCH_PORT (17170), BENCH_LOG_LEVEL (the log's zstd level; unset: its default).
+# BENCH_PORT (17170), BENCH_LOG_LEVEL (the log's zstd level; unset: its default),
+# BENCH_FEATSTORE (the featstore just built; give another binary to compare builds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/env.sh
@@ -38,7 +39,7 @@ FS_PID=""
 
 log "building featstore and loadgen"
 cargo build --locked -p featstore --bin featstore -p featstore-loadgen --bin loadgen
-FS="$CARGO_TARGET_DIR/debug/featstore"
+FS="${BENCH_FEATSTORE:-$CARGO_TARGET_DIR/debug/featstore}"
 LG="$CARGO_TARGET_DIR/debug/loadgen"
 
 bench_pin
