@@ -411,16 +411,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = FeatureStore::open(dir.path().join("store"), crate::StoreConfig::default())
-            .expect("open");
-        let specs = crate::registry::file::parse_features_toml(
-            "[[feature]]\nname = \"price\"\nentity_type = \"item\"\ngroup = \"items\"\n\
-             owner = \"tests\"\ndtype = \"float64\"\n",
-            "specs",
-        )
-        .expect("specs");
-        store.apply(specs).expect("apply");
+        let (_dir, store) = crate::store::test_store::with_price_feature();
         let answer = Arc::new(
             store
                 .get_entity("item", "x", crate::query::Names::List(&["price"]))

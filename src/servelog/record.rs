@@ -1126,12 +1126,14 @@ mod tests {
         }
     }
 
-    /// The records a writer adds for `answer` to a fresh block: its sets, then it.
-    fn records_of(answer: &RankResponse, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
+    /// The records a writer adds to the current block for the read `encode` writes:
+    /// the sets it names that the block lacks, then it.
+    fn block_records(
+        sets: &mut ColumnSets,
+        encode: impl FnOnce(&mut Vec<u8>, &mut ColumnSets),
+    ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        encode_ranking(&mut out, "rid-1", "rank", answer, sets, &mut |f| {
-            format!("g:{f}")
-        });
+        encode(&mut out, sets);
         let mut records: Vec<Vec<u8>> = Vec::new();
         for id in sets.missing() {
             records.push(sets.record(id).expect("a known set").to_vec());
@@ -1139,6 +1141,22 @@ mod tests {
         }
         records.push(out);
         records
+    }
+
+    /// [`block_records`] of a ranking answer.
+    fn records_of(answer: &RankResponse, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
+        block_records(sets, |out, sets| {
+            encode_ranking(out, "rid-1", "rank", answer, sets, &mut |f| {
+                format!("g:{f}")
+            })
+        })
+    }
+
+    /// [`block_records`] of a single-entity answer.
+    fn entity_records(answer: &EntityAnswer, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
+        block_records(sets, |out, sets| {
+            encode_entity(out, "rid-e", "get", answer, sets, &mut |f| format!("g:{f}"))
+        })
     }
 
     #[test]
@@ -1187,33 +1205,9 @@ mod tests {
         assert!(err.to_string().contains("named before its record"), "{err}");
     }
 
-    /// The records a writer adds for an entity answer to the current block.
-    fn entity_records(answer: &EntityAnswer, sets: &mut ColumnSets) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        encode_entity(&mut out, "rid-e", "get", answer, sets, &mut |f| {
-            format!("g:{f}")
-        });
-        let mut records: Vec<Vec<u8>> = Vec::new();
-        for id in sets.missing() {
-            records.push(sets.record(id).expect("a known set").to_vec());
-            sets.mark_in_block(id);
-        }
-        records.push(out);
-        records
-    }
-
     #[test]
     fn an_entity_answer_names_its_plans_set_even_after_the_sets_are_reset() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store =
-            crate::FeatureStore::open(dir.path().join("store"), Default::default()).expect("open");
-        let specs = crate::registry::file::parse_features_toml(
-            "[[feature]]\nname = \"price\"\nentity_type = \"item\"\ngroup = \"items\"\n\
-             owner = \"tests\"\ndtype = \"float64\"\n",
-            "specs",
-        )
-        .expect("specs");
-        store.apply(specs).expect("apply");
+        let (_dir, store) = crate::store::test_store::with_price_feature();
         let names = crate::query::Names::Text("price");
         let first = store.get_entity("item", "x", names).expect("get");
         let second = store.get_entity("item", "y", names).expect("get");

@@ -42,6 +42,8 @@ pub mod options;
 pub(crate) mod registry_ops;
 pub(crate) mod segments;
 pub mod stream;
+#[cfg(test)]
+pub(crate) mod test_store;
 pub(crate) mod version_range;
 pub mod version_retention;
 pub(crate) mod versions;
