@@ -740,7 +740,7 @@ fn finish(
 /// Writes `value` as Feast's JSON; false (and `null` written) when it has no JSON form
 /// (a non-finite float, or a vector holding one) or is an explicit null.
 pub fn write_value(out: &mut Vec<u8>, value: &Value) -> bool {
-    let mut buf = ryu::Buffer::new();
+    let mut buf = zmij::Buffer::new();
     match value {
         Value::Null => {
             out.extend_from_slice(b"null");

@@ -3,7 +3,7 @@
 //!
 //! The bytes are those of [`super::json::encode_feature_vector`] for the answer's row
 //! view (the tests check it value by value): same fields in the same order, numbers
-//! formatted as serde_json formats them (it is called for floats), strings escaped as
+//! formatted as serde_json formats them ([`super::float_json`]), strings escaped as
 //! serde_json escapes them, the value mapping of [`super::json`]. This path exists
 //! because it skips building one owned reading per feature and serde's per-field
 //! dispatch, which were most of the user-space time of a read.
@@ -14,7 +14,7 @@ use crate::query::EntityAnswer;
 use crate::query::answer::{ColumnData, ColumnValues};
 use crate::types::{TimestampMs, Value};
 
-use super::rank_json::{FloatFormat, push_value_as};
+use super::float_json::{push_f32, push_f64};
 
 /// Writes `s` as a JSON string: straight when nothing needs escaping (the common case
 /// for feature names and ids), through serde_json otherwise.
@@ -34,37 +34,6 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 #[inline]
 fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-}
-
-/// Floats as serde_json writes them (`null` when not finite): the bytes the GET
-/// answer always had.
-struct SerdeJson;
-
-impl FloatFormat for SerdeJson {
-    #[inline]
-    fn f32(out: &mut Vec<u8>, v: f32) {
-        // Writing a number into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &v);
-    }
-
-    #[inline]
-    fn f64(out: &mut Vec<u8>, v: f64) {
-        let _ = serde_json::to_writer(&mut *out, &v);
-    }
-}
-
-#[inline]
-fn push_f32(out: &mut Vec<u8>, v: f32) {
-    SerdeJson::f32(out, v);
-}
-
-#[inline]
-fn push_f64(out: &mut Vec<u8>, v: f64) {
-    SerdeJson::f64(out, v);
-}
-
-fn push_owned(out: &mut Vec<u8>, value: Option<&Value>) {
-    push_value_as::<SerdeJson>(out, value);
 }
 
 fn push_vector(out: &mut Vec<u8>, v: &[f32]) {
@@ -106,7 +75,9 @@ fn push_value(out: &mut Vec<u8>, column: &ColumnValues) {
             Some(v) => push_vector(out, v),
             None => out.extend_from_slice(b"null"),
         },
-        ColumnData::Other(v) => push_owned(out, v.first().and_then(Option::as_ref)),
+        ColumnData::Other(v) => {
+            super::rank_json::push_value(out, v.first().and_then(Option::as_ref));
+        }
     }
 }
 

@@ -42,6 +42,7 @@ pub mod error;
 pub mod feast;
 pub mod feast_push;
 pub mod features;
+pub mod float_json;
 pub mod get_json;
 pub mod groups;
 pub mod json;

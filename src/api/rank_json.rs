@@ -17,7 +17,8 @@
 //! * `event_time` holds, per value, an index into the response's `event_times` table
 //!   (distinct event times, in first-seen order; batch data shares a few) or `null`.
 //! * values map as in [`super::json`]: numbers, bools, strings, hex for bytes, arrays
-//!   for vectors; no value (and non-finite floats) is `null`.
+//!   for vectors; no value (and non-finite floats) is `null`; floats in their shortest
+//!   form, as serde_json writes them ([`super::float_json`]).
 //!
 //! Stateless; safe from any thread.
 
@@ -26,6 +27,8 @@ use std::collections::HashMap;
 use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, all_items};
 use crate::query::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{FeatureStatus, TimestampMs, Value};
+
+use super::float_json::{push_f32, push_f64};
 
 /// `Content-Type` of the binary encoding, also the `Accept` value that selects it.
 pub const BINARY_CONTENT_TYPE: &str = "application/x-featstore-rank";
@@ -152,58 +155,13 @@ fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
-fn push_f32(out: &mut Vec<u8>, v: f32) {
-    Ryu::f32(out, v);
-}
-
-fn push_f64(out: &mut Vec<u8>, v: f64) {
-    Ryu::f64(out, v);
-}
-
-/// How an encoder writes floats. The ranking answer uses ryu's shortest form; the
-/// single-entity answer keeps serde_json's bytes (see `get_json`). Both write `null` for
-/// a non-finite float.
-pub(crate) trait FloatFormat {
-    /// Appends `v`.
-    fn f32(out: &mut Vec<u8>, v: f32);
-    /// Appends `v`.
-    fn f64(out: &mut Vec<u8>, v: f64);
-}
-
-/// ryu's shortest round-trip form.
-pub(crate) struct Ryu;
-
-impl FloatFormat for Ryu {
-    #[inline]
-    fn f32(out: &mut Vec<u8>, v: f32) {
-        if v.is_finite() {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-        } else {
-            out.extend_from_slice(b"null");
-        }
-    }
-
-    #[inline]
-    fn f64(out: &mut Vec<u8>, v: f64) {
-        if v.is_finite() {
-            out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-        } else {
-            out.extend_from_slice(b"null");
-        }
-    }
-}
-
-fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
-    push_value_as::<Ryu>(out, value);
-}
-
-/// Appends one value as JSON (`null` for none), floats written by `F`.
-pub(crate) fn push_value_as<F: FloatFormat>(out: &mut Vec<u8>, value: Option<&Value>) {
+/// Appends one value as JSON (`null` for none; floats: [`super::float_json`]).
+pub(crate) fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     match value {
         None | Some(Value::Null) => out.extend_from_slice(b"null"),
-        Some(Value::Float32(v)) => F::f32(out, *v),
-        Some(Value::Float64(v)) => F::f64(out, *v),
+        Some(Value::Float32(v)) => push_f32(out, *v),
+        Some(Value::Float64(v)) => push_f64(out, *v),
         Some(Value::Int64(v)) => push_int(out, *v),
         Some(Value::Bool(v)) => out.extend_from_slice(if *v { b"true" } else { b"false" }),
         Some(Value::String(s)) => push_str(out, s),
@@ -221,7 +179,7 @@ pub(crate) fn push_value_as<F: FloatFormat>(out: &mut Vec<u8>, value: Option<&Va
                 if i > 0 {
                     out.push(b',');
                 }
-                F::f32(out, *x);
+                push_f32(out, *x);
             }
             out.push(b']');
         }
