@@ -302,7 +302,51 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
     }
 }
 
+/// A one-row column of a fixed-width type (every column of a single-entity read, the
+/// common record): exactly the bytes of the general path below, written without its
+/// uniformity checks and per-plane passes. False, writing nothing, for any other column.
+fn put_one_row(out: &mut Vec<u8>, column: &ColumnValues) -> bool {
+    let ([status], [time]) = (column.statuses(), column.event_times()) else {
+        return false;
+    };
+    // Row count 1; statuses shared (1) and the status; times shared (1).
+    let head = [1, 1, status_code(*status), 1];
+    match column.data() {
+        ColumnData::Float32(v) => {
+            let [x] = v[..] else { return false };
+            out.extend_from_slice(&head);
+            put_times(out, &[*time]);
+            out.push(3);
+            // One item's byte planes are its little-endian bytes.
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        ColumnData::Float64(v) => {
+            let [x] = v[..] else { return false };
+            out.extend_from_slice(&head);
+            put_times(out, &[*time]);
+            out.push(2);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+        ColumnData::Int64(v) => {
+            let [x] = v[..] else { return false };
+            out.extend_from_slice(&head);
+            put_times(out, &[*time]);
+            out.push(1);
+            put_iv(out, x);
+        }
+        _ => return false,
+    }
+    true
+}
+
 fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues) {
+    if !put_one_row(out, column) {
+        put_any_column(out, column);
+    }
+}
+
+/// Any column: row count, statuses and times ([`put_column_meta`]), then the values.
+fn put_any_column(out: &mut Vec<u8>, column: &ColumnValues) {
     put_uv(out, column.len() as u64);
     put_column_meta(out, column);
     match column.data() {
@@ -1157,6 +1201,52 @@ mod tests {
         block_records(sets, |out, sets| {
             encode_entity(out, "rid-e", "get", answer, sets, &mut |f| format!("g:{f}"))
         })
+    }
+
+    #[test]
+    fn a_one_row_column_is_written_as_any_column_is() {
+        let statuses = [
+            FeatureStatus::Present,
+            FeatureStatus::Defaulted,
+            FeatureStatus::Stale,
+        ];
+        let times = [NO_TIME, 0, 1, -5, 1_700_000_000_000];
+        let data = [
+            ColumnData::Float32([0.25f32].into_iter().collect()),
+            ColumnData::Float32([f32::NAN].into_iter().collect()),
+            ColumnData::Float64([-1e300f64].into_iter().collect()),
+            ColumnData::Int64([i64::MIN].into_iter().collect()),
+            ColumnData::Int64([300].into_iter().collect()),
+        ];
+        let mut fast_paths = 0;
+        for status in statuses {
+            for time in times {
+                for d in &data {
+                    let column = ColumnValues::from_parts(
+                        [status].into_iter().collect(),
+                        [time].into_iter().collect(),
+                        d.clone(),
+                    )
+                    .expect("one row");
+                    let mut fast = Vec::new();
+                    assert!(put_one_row(&mut fast, &column), "{d:?} is a one-row column");
+                    let mut general = Vec::new();
+                    put_any_column(&mut general, &column);
+                    assert_eq!(fast, general, "{status:?} at {time}: {d:?}");
+                    let mut c = Cur { b: &fast, p: 0 };
+                    let back = column_values(&mut c).expect("decodes");
+                    assert_eq!(c.left(), 0);
+                    assert_eq!(back.statuses(), column.statuses());
+                    assert_eq!(back.event_times(), column.event_times());
+                    fast_paths += 1;
+                }
+            }
+        }
+        assert_eq!(fast_paths, 75);
+        // Anything else takes the general path.
+        let two_rows = column(DType::Float32, 2);
+        assert!(!put_one_row(&mut Vec::new(), &two_rows));
+        assert!(!put_one_row(&mut Vec::new(), &column(DType::String, 1)));
     }
 
     #[test]
