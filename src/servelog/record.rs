@@ -309,32 +309,29 @@ fn put_one_row(out: &mut Vec<u8>, column: &ColumnValues) -> bool {
     let ([status], [time]) = (column.statuses(), column.event_times()) else {
         return false;
     };
-    // Row count 1; statuses shared (1) and the status; times shared (1).
-    let head = [1, 1, status_code(*status), 1];
+    let start = out.len();
+    // Row count 1; statuses shared (1) and the status; times shared (1) and the time.
+    out.extend_from_slice(&[1, 1, status_code(*status), 1]);
+    put_times(out, &[*time]);
+    // Then the value's type tag and, for one item, its byte planes: its little-endian
+    // bytes.
     match column.data() {
-        ColumnData::Float32(v) => {
-            let [x] = v[..] else { return false };
-            out.extend_from_slice(&head);
-            put_times(out, &[*time]);
+        ColumnData::Float32(v) if v.len() == 1 => {
             out.push(3);
-            // One item's byte planes are its little-endian bytes.
-            out.extend_from_slice(&x.to_le_bytes());
+            out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
         }
-        ColumnData::Float64(v) => {
-            let [x] = v[..] else { return false };
-            out.extend_from_slice(&head);
-            put_times(out, &[*time]);
+        ColumnData::Float64(v) if v.len() == 1 => {
             out.push(2);
-            out.extend_from_slice(&x.to_le_bytes());
+            out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
         }
-        ColumnData::Int64(v) => {
-            let [x] = v[..] else { return false };
-            out.extend_from_slice(&head);
-            put_times(out, &[*time]);
+        ColumnData::Int64(v) if v.len() == 1 => {
             out.push(1);
-            put_iv(out, x);
+            v.iter().for_each(|x| put_iv(out, *x));
         }
-        _ => return false,
+        _ => {
+            out.truncate(start);
+            return false;
+        }
     }
     true
 }
@@ -1244,9 +1241,11 @@ mod tests {
         }
         assert_eq!(fast_paths, 75);
         // Anything else takes the general path.
-        let two_rows = column(DType::Float32, 2);
-        assert!(!put_one_row(&mut Vec::new(), &two_rows));
-        assert!(!put_one_row(&mut Vec::new(), &column(DType::String, 1)));
+        for other in [column(DType::Float32, 2), column(DType::String, 1)] {
+            let mut out = vec![9];
+            assert!(!put_one_row(&mut out, &other));
+            assert_eq!(out, [9], "nothing written");
+        }
     }
 
     #[test]
