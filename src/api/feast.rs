@@ -740,19 +740,14 @@ fn finish(
 /// Writes `value` as Feast's JSON; false (and `null` written) when it has no JSON form
 /// (a non-finite float, or a vector holding one) or is an explicit null.
 pub fn write_value(out: &mut Vec<u8>, value: &Value) -> bool {
-    let mut buf = zmij::Buffer::new();
     match value {
         Value::Null => {
             out.extend_from_slice(b"null");
             return false;
         }
         Value::Int64(x) => out.extend_from_slice(itoa(*x).as_bytes()),
-        Value::Float64(x) if x.is_finite() => {
-            out.extend_from_slice(buf.format_finite(*x).as_bytes())
-        }
-        Value::Float32(x) if x.is_finite() => {
-            out.extend_from_slice(buf.format_finite(*x).as_bytes())
-        }
+        Value::Float64(x) if x.is_finite() => super::float_json::push_f64(out, *x),
+        Value::Float32(x) if x.is_finite() => super::float_json::push_f32(out, *x),
         Value::Float64(_) | Value::Float32(_) => {
             out.extend_from_slice(b"null");
             return false;
@@ -769,14 +764,7 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) -> bool {
                 out.extend_from_slice(b"null");
                 return false;
             }
-            out.push(b'[');
-            for (i, x) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(buf.format_finite(*x).as_bytes());
-            }
-            out.push(b']');
+            super::float_json::push_f32_array(out, v);
         }
     }
     true

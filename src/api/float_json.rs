@@ -12,20 +12,33 @@
 /// Appends `v`, or `null` when it is not finite.
 #[inline]
 pub fn push_f32(out: &mut Vec<u8>, v: f32) {
-    if v.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
-    }
+    push(out, v.is_finite().then_some(v));
 }
 
 /// Appends `v`, or `null` when it is not finite.
 #[inline]
 pub fn push_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
-    } else {
-        out.extend_from_slice(b"null");
+    push(out, v.is_finite().then_some(v));
+}
+
+/// Appends `[v0,v1,..]`, each component as [`push_f32`] writes it (a vector value).
+pub fn push_f32_array(out: &mut Vec<u8>, v: &[f32]) {
+    out.push(b'[');
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_f32(out, *x);
+    }
+    out.push(b']');
+}
+
+/// A finite float's text, or `null`.
+#[inline]
+fn push<F: zmij::Float>(out: &mut Vec<u8>, finite: Option<F>) {
+    match finite {
+        Some(v) => out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes()),
+        None => out.extend_from_slice(b"null"),
     }
 }
 

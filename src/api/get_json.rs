@@ -14,7 +14,7 @@ use crate::query::EntityAnswer;
 use crate::query::answer::{ColumnData, ColumnValues};
 use crate::types::{TimestampMs, Value};
 
-use super::float_json::{push_f32, push_f64};
+use super::float_json::{push_f32, push_f32_array, push_f64};
 
 /// Writes `s` as a JSON string: straight when nothing needs escaping (the common case
 /// for feature names and ids), through serde_json otherwise.
@@ -34,17 +34,6 @@ fn push_str(out: &mut Vec<u8>, s: &str) {
 #[inline]
 fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
-}
-
-fn push_vector(out: &mut Vec<u8>, v: &[f32]) {
-    out.push(b'[');
-    for (i, x) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_f32(out, *x);
-    }
-    out.push(b']');
 }
 
 /// Row 0's value of `column`, `null` where its status carries none.
@@ -72,7 +61,7 @@ fn push_value(out: &mut Vec<u8>, column: &ColumnValues) {
             None => out.extend_from_slice(b"null"),
         },
         ColumnData::Float32Vector { .. } => match column.data().vector(0) {
-            Some(v) => push_vector(out, v),
+            Some(v) => push_f32_array(out, v),
             None => out.extend_from_slice(b"null"),
         },
         ColumnData::Other(v) => {

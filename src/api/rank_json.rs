@@ -28,7 +28,7 @@ use crate::query::answer::{ColumnData, ColumnValues, NO_TIME, all_items};
 use crate::query::rank::{Cell, RankColumn, RankResponse};
 use crate::types::{FeatureStatus, TimestampMs, Value};
 
-use super::float_json::{push_f32, push_f64};
+use super::float_json::{push_f32, push_f32_array, push_f64};
 
 /// `Content-Type` of the binary encoding, also the `Accept` value that selects it.
 pub const BINARY_CONTENT_TYPE: &str = "application/x-featstore-rank";
@@ -173,16 +173,7 @@ pub(crate) fn push_value(out: &mut Vec<u8>, value: Option<&Value>) {
             }
             out.push(b'"');
         }
-        Some(Value::Float32Vector(v)) => {
-            out.push(b'[');
-            for (i, x) in v.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                push_f32(out, *x);
-            }
-            out.push(b']');
-        }
+        Some(Value::Float32Vector(v)) => push_f32_array(out, v),
     }
 }
 
@@ -246,20 +237,7 @@ fn push_column_value(out: &mut Vec<u8>, column: &ColumnValues, row: usize) {
             b"false"
         }),
         ColumnData::Float32Vector { .. } => {
-            out.push(b'[');
-            for (i, x) in column
-                .data()
-                .vector(row)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                if i > 0 {
-                    out.push(b',');
-                }
-                push_f32(out, *x);
-            }
-            out.push(b']');
+            push_f32_array(out, column.data().vector(row).unwrap_or_default());
         }
         ColumnData::Other(v) => push_value(out, v.get(row).and_then(Option::as_ref)),
     }

@@ -226,7 +226,19 @@ fn put_times(out: &mut Vec<u8>, times: &[TimestampMs]) {
 }
 
 /// `N`-byte little-endian items stored byte-plane by byte-plane: one pass per plane.
+/// One item (every column of a single-entity read) is its own bytes, written at once.
 fn put_planes<const N: usize>(
+    out: &mut Vec<u8>,
+    mut items: impl ExactSizeIterator<Item = [u8; N]> + Clone,
+) {
+    if items.len() == 1 {
+        out.extend(items.next().into_iter().flatten());
+        return;
+    }
+    put_planes_by_plane(out, items);
+}
+
+fn put_planes_by_plane<const N: usize>(
     out: &mut Vec<u8>,
     items: impl ExactSizeIterator<Item = [u8; N]> + Clone,
 ) {
@@ -302,48 +314,7 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
     }
 }
 
-/// A one-row column of a fixed-width type (every column of a single-entity read, the
-/// common record): exactly the bytes of the general path below, written without its
-/// uniformity checks and per-plane passes. False, writing nothing, for any other column.
-fn put_one_row(out: &mut Vec<u8>, column: &ColumnValues) -> bool {
-    let ([status], [time]) = (column.statuses(), column.event_times()) else {
-        return false;
-    };
-    let start = out.len();
-    // Row count 1; statuses shared (1) and the status; times shared (1) and the time.
-    out.extend_from_slice(&[1, 1, status_code(*status), 1]);
-    put_times(out, &[*time]);
-    // Then the value's type tag and, for one item, its byte planes: its little-endian
-    // bytes.
-    match column.data() {
-        ColumnData::Float32(v) if v.len() == 1 => {
-            out.push(3);
-            out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-        }
-        ColumnData::Float64(v) if v.len() == 1 => {
-            out.push(2);
-            out.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-        }
-        ColumnData::Int64(v) if v.len() == 1 => {
-            out.push(1);
-            v.iter().for_each(|x| put_iv(out, *x));
-        }
-        _ => {
-            out.truncate(start);
-            return false;
-        }
-    }
-    true
-}
-
 fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues) {
-    if !put_one_row(out, column) {
-        put_any_column(out, column);
-    }
-}
-
-/// Any column: row count, statuses and times ([`put_column_meta`]), then the values.
-fn put_any_column(out: &mut Vec<u8>, column: &ColumnValues) {
     put_uv(out, column.len() as u64);
     put_column_meta(out, column);
     match column.data() {
@@ -1201,7 +1172,21 @@ mod tests {
     }
 
     #[test]
-    fn a_one_row_column_is_written_as_any_column_is() {
+    fn one_item_is_written_as_its_byte_planes_and_reads_back() {
+        // The one-item shortcut writes what the per-plane passes write.
+        for x in [0.25f32, f32::NAN, -0.0, f32::MAX] {
+            let (mut fast, mut by_plane) = (Vec::new(), Vec::new());
+            put_planes(&mut fast, std::iter::once(x.to_le_bytes()));
+            put_planes_by_plane(&mut by_plane, std::iter::once(x.to_le_bytes()));
+            assert_eq!(fast, by_plane, "f32 {x}");
+        }
+        for x in [-1e300f64, 1.0 / 3.0] {
+            let (mut fast, mut by_plane) = (Vec::new(), Vec::new());
+            put_planes(&mut fast, std::iter::once(x.to_le_bytes()));
+            put_planes_by_plane(&mut by_plane, std::iter::once(x.to_le_bytes()));
+            assert_eq!(fast, by_plane, "f64 {x}");
+        }
+        // One-row columns of every fixed-width type, status and time read back.
         let statuses = [
             FeatureStatus::Present,
             FeatureStatus::Defaulted,
@@ -1215,7 +1200,7 @@ mod tests {
             ColumnData::Int64([i64::MIN].into_iter().collect()),
             ColumnData::Int64([300].into_iter().collect()),
         ];
-        let mut fast_paths = 0;
+        let mut columns = 0;
         for status in statuses {
             for time in times {
                 for d in &data {
@@ -1225,27 +1210,21 @@ mod tests {
                         d.clone(),
                     )
                     .expect("one row");
-                    let mut fast = Vec::new();
-                    assert!(put_one_row(&mut fast, &column), "{d:?} is a one-row column");
-                    let mut general = Vec::new();
-                    put_any_column(&mut general, &column);
-                    assert_eq!(fast, general, "{status:?} at {time}: {d:?}");
-                    let mut c = Cur { b: &fast, p: 0 };
+                    let mut bytes = Vec::new();
+                    put_column_values(&mut bytes, &column);
+                    let mut c = Cur { b: &bytes, p: 0 };
                     let back = column_values(&mut c).expect("decodes");
                     assert_eq!(c.left(), 0);
                     assert_eq!(back.statuses(), column.statuses());
                     assert_eq!(back.event_times(), column.event_times());
-                    fast_paths += 1;
+                    let mut again = Vec::new();
+                    put_column_values(&mut again, &back);
+                    assert_eq!(again, bytes, "{status:?} at {time}: {d:?}");
+                    columns += 1;
                 }
             }
         }
-        assert_eq!(fast_paths, 75);
-        // Anything else takes the general path.
-        for other in [column(DType::Float32, 2), column(DType::String, 1)] {
-            let mut out = vec![9];
-            assert!(!put_one_row(&mut out, &other));
-            assert_eq!(out, [9], "nothing written");
-        }
+        assert_eq!(columns, 75);
     }
 
     #[test]
