@@ -18,6 +18,21 @@
 //!   and shorten nothing, so the request is served (the queue is then as long as the
 //!   connections make it: Little's law).
 //!
+//!   That judgement is right for clients that send again the moment they are answered
+//!   (a closed loop: the queue stays full whatever is refused) and wrong for a backlog
+//!   that refusing does drain (an open-loop caller whose due requests wait for a free
+//!   connection: every connection stays busy only until the backlog is gone). Both
+//!   look alike at one dispatch, so the server tries: when it first judges refusing
+//!   useless, it refuses late requests anyway for a *probe* of [`PROBE`]. If the queue
+//!   becomes short meanwhile (refusing helps again by the test above), the backlog was
+//!   drainable and shedding goes on as usual; if it stays full, late requests are
+//!   served for [`SERVE_AFTER_PROBE`] before the next probe, so a closed loop loses at
+//!   most [`PROBE`] of every `PROBE + SERVE_AFTER_PROBE` to refusals. Measured
+//!   (README, "Limits and load shedding"): with 64 connections and a refusal costing
+//!   about 16 us, 63 waiting take about the 1 ms bound, and without the probe an
+//!   open-loop overload got stuck serving a backlog it never drained (served p99 0.2 to
+//!   1.2 s).
+//!
 //!   The arrival is only as accurate as the runtime is prompt to notice readable
 //!   sockets: it must poll for I/O every few tasks ([`EVENT_INTERVAL`]), not every 61
 //!   (tokio's default), or a request can wait unseen in its socket for 61 other
@@ -72,6 +87,13 @@ const REFUSAL_NS_INITIAL: u64 = 10_000;
 /// The least refusal cost the estimate may fall to, ns.
 const REFUSAL_NS_MIN: u64 = 1_000;
 
+/// How long late requests are refused although refusing looked unable to help, to see
+/// whether refusing empties the queue (see the module docs).
+pub const PROBE: Duration = Duration::from_millis(50);
+
+/// How long late requests are served after a probe that left the queue full.
+pub const SERVE_AFTER_PROBE: Duration = Duration::from_secs(1);
+
 /// The shared admission state of one server.
 #[derive(Debug)]
 pub struct Admission {
@@ -91,6 +113,11 @@ struct Queue {
     /// written), each sample capped at 4x the average so a poll the OS interrupted
     /// moves it little.
     refusal_ns: AtomicU64,
+    /// End of the current probe ([`mono_ns`]; 0: none yet).
+    probe_until: AtomicU64,
+    /// End of the serving period after a probe that left the queue full ([`mono_ns`];
+    /// 0: none, the next useless-looking refusal starts a probe).
+    serve_until: AtomicU64,
 }
 
 impl Queue {
@@ -98,17 +125,39 @@ impl Queue {
         Queue {
             waiting: AtomicUsize::new(0),
             refusal_ns: AtomicU64::new(REFUSAL_NS_INITIAL),
+            probe_until: AtomicU64::new(0),
+            serve_until: AtomicU64::new(0),
         }
     }
 
-    /// True when refusing a late request can bring the wait of those behind under
-    /// `limit`: the `ahead` connections waiting, each refused, take less than it.
-    /// Otherwise the estimate is lowered a little, so an estimate grown too large is
-    /// tried again. Racy between threads, which only blurs the estimate.
-    fn refusing_helps(&self, ahead: usize, limit: Duration) -> bool {
+    /// True when refusing a late request at `now` ([`mono_ns`]) can bring the wait of
+    /// those behind under `limit`: the `ahead` connections waiting, each refused, take
+    /// less than it; or, when they would not, during a probe (see the module docs).
+    /// When it answers false the estimate is lowered a little, so an estimate grown too
+    /// large is tried again. Racy between threads, which only blurs the estimate and
+    /// the probe's edges.
+    fn refusing_helps(&self, ahead: usize, limit: Duration, now: u64) -> bool {
         let cost = self.refusal_ns.load(Ordering::Relaxed);
         let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
         if (ahead as u64).saturating_mul(cost) < limit {
+            // The queue is short enough for refusals to help: whatever a probe found
+            // before, the next full queue is probed afresh.
+            if self.serve_until.load(Ordering::Relaxed) != 0 {
+                self.serve_until.store(0, Ordering::Relaxed);
+            }
+            return true;
+        }
+        if now < self.probe_until.load(Ordering::Relaxed) {
+            return true;
+        }
+        if now >= self.serve_until.load(Ordering::Relaxed) {
+            // No probe since the queue was last short, or the serving period is over.
+            let probe_end = now.saturating_add(nanos(PROBE));
+            self.probe_until.store(probe_end, Ordering::Relaxed);
+            self.serve_until.store(
+                probe_end.saturating_add(nanos(SERVE_AFTER_PROBE)),
+                Ordering::Relaxed,
+            );
             return true;
         }
         self.refusal_ns
@@ -150,13 +199,12 @@ impl Admission {
     }
 
     /// Connection tasks woken and waiting for a worker thread now.
-    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.queue.waiting.load(Ordering::Relaxed)
     }
 
-    /// The estimated cost of refusing a request.
-    #[cfg(test)]
+    /// The estimated cost of refusing one request: the queue-time check multiplies it
+    /// by the connections waiting to judge whether refusing can help.
     pub fn refusal_cost(&self) -> Duration {
         Duration::from_nanos(self.queue.refusal_ns.load(Ordering::Relaxed))
     }
@@ -179,7 +227,9 @@ impl Admission {
         if let Some(limit) = self.max_queue_time
             && waited > limit
             && arrival.behind >= MIN_QUEUED_TO_SHED
-            && self.queue.refusing_helps(arrival.behind, limit)
+            && self
+                .queue
+                .refusing_helps(arrival.behind, limit, mono_of(now))
         {
             return Err(Refused {
                 reason: Refusal::QueueTime,
@@ -275,6 +325,16 @@ fn mono_ns() -> u64 {
     u64::try_from(base().elapsed().as_nanos())
         .unwrap_or(u64::MAX - 1)
         .saturating_add(1)
+}
+
+/// The [`mono_ns`] reading of `at`.
+fn mono_of(at: Instant) -> u64 {
+    nanos(at.saturating_duration_since(base())).saturating_add(1)
+}
+
+/// `d` in nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)
 }
 
 /// The instant of a [`mono_ns`] reading.
@@ -524,8 +584,16 @@ mod tests {
         admission
             .check_queue(late(50), now, None)
             .expect_err("shed");
+        // The first time it looks useless a probe starts: refused still, all through it.
         admission
             .check_queue(late(200), now, None)
+            .expect_err("probe");
+        admission
+            .check_queue(late(200), now + PROBE / 2, None)
+            .expect_err("still probing");
+        // The queue stayed full through the probe: served afterwards.
+        admission
+            .check_queue(late(200), now + PROBE, None)
             .expect("served: refusing cannot bring 200 under 1 ms");
         // Cheaper refusals measured: now refusing 200 helps.
         for _ in 0..200 {
@@ -533,8 +601,45 @@ mod tests {
         }
         assert!(admission.refusal_cost() < Duration::from_micros(3));
         admission
-            .check_queue(late(200), now, None)
+            .check_queue(late(200), now + PROBE, None)
             .expect_err("shed");
+    }
+
+    #[test]
+    fn a_full_queue_is_probed_again_after_serving_and_at_once_after_a_short_one() {
+        let queue = Queue::new();
+        let limit = Duration::from_millis(1);
+        let t0 = mono_ns();
+        let at = |d: Duration| t0 + nanos(d);
+        // 200 waiting at 10 us a refusal: 2 ms, more than the bound.
+        assert!(
+            queue.refusing_helps(200, limit, at(Duration::ZERO)),
+            "probe"
+        );
+        assert!(!queue.refusing_helps(200, limit, at(PROBE)), "serve");
+        let cost = queue.refusal_ns.load(Ordering::Relaxed);
+        assert!(
+            !queue.refusing_helps(200, limit, at(PROBE + SERVE_AFTER_PROBE / 2)),
+            "still serving"
+        );
+        // The estimate came down meanwhile; set it back for the figures below.
+        assert!(queue.refusal_ns.load(Ordering::Relaxed) < cost);
+        queue
+            .refusal_ns
+            .store(REFUSAL_NS_INITIAL, Ordering::Relaxed);
+        let next = PROBE + SERVE_AFTER_PROBE;
+        assert!(queue.refusing_helps(200, limit, at(next)), "the next probe");
+        assert!(
+            !queue.refusing_helps(200, limit, at(next + PROBE)),
+            "served"
+        );
+        // The queue got short (a drained backlog): the next full queue is probed at
+        // once rather than served.
+        assert!(queue.refusing_helps(20, limit, at(next + PROBE)));
+        assert!(
+            queue.refusing_helps(200, limit, at(next + PROBE + Duration::from_millis(1))),
+            "probed afresh"
+        );
     }
 
     #[test]

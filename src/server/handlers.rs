@@ -86,6 +86,8 @@ impl AppState {
             memory_reserved_bytes: self.budget.reserved_bytes(),
             memory_limit_bytes: self.budget.total_bytes(),
             body_bytes_in_flight: self.budget.body_bytes(),
+            connections_waiting: self.admission.waiting(),
+            refusal_cost: self.admission.refusal_cost(),
         }
     }
 }

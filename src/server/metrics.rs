@@ -78,7 +78,11 @@
 //!   `featstore_http_max_connections`, `featstore_http_requests_in_flight` (in their
 //!   work phase), `featstore_http_request_memory_reserved_bytes` (of
 //!   `featstore_http_request_memory_limit_bytes`) and
-//!   `featstore_http_request_body_bytes_in_flight` (bodies received and held).
+//!   `featstore_http_request_body_bytes_in_flight` (bodies received and held),
+//!   `featstore_http_connections_waiting` (connection tasks woken and not yet run: the
+//!   runtime's queue that queueing-time shedding watches) and
+//!   `featstore_http_refusal_cost_seconds` (the running estimate of what refusing one
+//!   request costs, which decides whether refusing can help; see `admission`).
 //!
 //! The feature, read, push, load, activation and stream-lag series are domain metrics:
 //! they count what the engine did, for every caller, not what HTTP carried. Values
@@ -138,6 +142,10 @@ const QUEUE_BUCKETS: [f64; 14] = [
 /// The server's load at scrape time (see the gauges in the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerLoad {
+    /// Connection tasks woken and waiting for a worker thread.
+    pub connections_waiting: usize,
+    /// The estimated cost of refusing one request.
+    pub refusal_cost: Duration,
     /// Connections open (normal and health-only).
     pub open_connections: usize,
     /// The cap of normal connections.
@@ -286,6 +294,8 @@ struct LoadGauges {
     memory_reserved_bytes: Gauge,
     memory_limit_bytes: Gauge,
     body_bytes_in_flight: Gauge,
+    connections_waiting: Gauge,
+    refusal_cost_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl LoadGauges {
@@ -321,9 +331,19 @@ impl LoadGauges {
                 "Request body bytes received and held by requests in flight",
                 &self.body_bytes_in_flight,
             ),
+            (
+                "featstore_http_connections_waiting",
+                "Connection tasks woken and not yet run (the queue that queueing-time shedding watches)",
+                &self.connections_waiting,
+            ),
         ] {
             registry.register(name, help, gauge.clone());
         }
+        registry.register(
+            "featstore_http_refusal_cost_seconds",
+            "Running estimate of what refusing one request for its queueing time costs",
+            self.refusal_cost_seconds.clone(),
+        );
     }
 
     fn set(&self, load: &ServerLoad) {
@@ -336,6 +356,9 @@ impl LoadGauges {
         set(&self.memory_reserved_bytes, load.memory_reserved_bytes);
         set(&self.memory_limit_bytes, load.memory_limit_bytes);
         set(&self.body_bytes_in_flight, load.body_bytes_in_flight);
+        set(&self.connections_waiting, load.connections_waiting);
+        self.refusal_cost_seconds
+            .set(load.refusal_cost.as_secs_f64());
     }
 }
 
@@ -1117,6 +1140,8 @@ mod tests {
             memory_reserved_bytes: 4096,
             memory_limit_bytes: 1 << 20,
             body_bytes_in_flight: 100,
+            connections_waiting: 9,
+            refusal_cost: Duration::from_micros(12),
         });
         let text = metrics.render(&[]).expect("encodes");
         for needle in [
@@ -1131,6 +1156,8 @@ mod tests {
             "featstore_http_request_memory_reserved_bytes 4096",
             "featstore_http_request_memory_limit_bytes 1048576",
             "featstore_http_request_body_bytes_in_flight 100",
+            "featstore_http_connections_waiting 9",
+            "featstore_http_refusal_cost_seconds 0.000012",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }
