@@ -26,8 +26,11 @@
 //!   useless, it refuses late requests anyway for a *probe* of [`PROBE`]. If the queue
 //!   becomes short meanwhile (refusing helps again by the test above), the backlog was
 //!   drainable and shedding goes on as usual; if it stays full, late requests are
-//!   served for [`SERVE_AFTER_PROBE`] before the next probe, so a closed loop loses at
-//!   most [`PROBE`] of every `PROBE + SERVE_AFTER_PROBE` to refusals. Measured
+//!   served for [`SERVE_AFTER_PROBE`] before the next probe. Each probe in a row that
+//!   finds the queue full doubles that serving period, up to [`SERVE_AFTER_PROBE_MAX`]
+//!   (a short queue sets it back), so a closed loop, where every probe fails, loses
+//!   less and less of its time to probes: at most [`PROBE`] of every
+//!   `PROBE + SERVE_AFTER_PROBE_MAX` once it has lasted half a minute. Measured
 //!   (README, "Limits and load shedding"): with 64 connections and a refusal costing
 //!   about 16 us, 63 waiting take about the 1 ms bound, and without the probe an
 //!   open-loop overload got stuck serving a backlog it never drained (served p99 0.2 to
@@ -94,6 +97,9 @@ pub const PROBE: Duration = Duration::from_millis(50);
 /// How long late requests are served after a probe that left the queue full.
 pub const SERVE_AFTER_PROBE: Duration = Duration::from_secs(1);
 
+/// The longest serving period after probes that kept finding the queue full.
+pub const SERVE_AFTER_PROBE_MAX: Duration = Duration::from_secs(16);
+
 /// The shared admission state of one server.
 #[derive(Debug)]
 pub struct Admission {
@@ -118,6 +124,9 @@ struct Queue {
     /// End of the serving period after a probe that left the queue full ([`mono_ns`];
     /// 0: none, the next useless-looking refusal starts a probe).
     serve_until: AtomicU64,
+    /// The serving period after the next failed probe (ns): [`SERVE_AFTER_PROBE`],
+    /// doubled by each failed probe in a row up to [`SERVE_AFTER_PROBE_MAX`].
+    serve_ns: AtomicU64,
 }
 
 impl Queue {
@@ -127,6 +136,7 @@ impl Queue {
             refusal_ns: AtomicU64::new(REFUSAL_NS_INITIAL),
             probe_until: AtomicU64::new(0),
             serve_until: AtomicU64::new(0),
+            serve_ns: AtomicU64::new(nanos(SERVE_AFTER_PROBE)),
         }
     }
 
@@ -141,23 +151,32 @@ impl Queue {
         let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
         if (ahead as u64).saturating_mul(cost) < limit {
             // The queue is short enough for refusals to help: whatever a probe found
-            // before, the next full queue is probed afresh.
+            // before, the next full queue is probed afresh, and served for the first
+            // period if that probe fails.
             if self.serve_until.load(Ordering::Relaxed) != 0 {
                 self.serve_until.store(0, Ordering::Relaxed);
+                self.serve_ns
+                    .store(nanos(SERVE_AFTER_PROBE), Ordering::Relaxed);
             }
             return true;
         }
         if now < self.probe_until.load(Ordering::Relaxed) {
             return true;
         }
-        if now >= self.serve_until.load(Ordering::Relaxed) {
+        let serve_until = self.serve_until.load(Ordering::Relaxed);
+        if now >= serve_until {
             // No probe since the queue was last short, or the serving period is over.
+            // After a serving period, the probe before it failed: the next period is
+            // twice as long.
+            let mut serve = self.serve_ns.load(Ordering::Relaxed);
+            if serve_until != 0 {
+                serve = serve.saturating_mul(2).min(nanos(SERVE_AFTER_PROBE_MAX));
+                self.serve_ns.store(serve, Ordering::Relaxed);
+            }
             let probe_end = now.saturating_add(nanos(PROBE));
             self.probe_until.store(probe_end, Ordering::Relaxed);
-            self.serve_until.store(
-                probe_end.saturating_add(nanos(SERVE_AFTER_PROBE)),
-                Ordering::Relaxed,
-            );
+            self.serve_until
+                .store(probe_end.saturating_add(serve), Ordering::Relaxed);
             return true;
         }
         self.refusal_ns
@@ -633,13 +652,52 @@ mod tests {
             !queue.refusing_helps(200, limit, at(next + PROBE)),
             "served"
         );
-        // The queue got short (a drained backlog): the next full queue is probed at
-        // once rather than served.
-        assert!(queue.refusing_helps(20, limit, at(next + PROBE)));
+        // The second failed probe in a row is followed by twice the serving period.
         assert!(
-            queue.refusing_helps(200, limit, at(next + PROBE + Duration::from_millis(1))),
-            "probed afresh"
+            !queue.refusing_helps(200, limit, at(next + PROBE + SERVE_AFTER_PROBE)),
+            "served twice as long"
         );
+        queue
+            .refusal_ns
+            .store(REFUSAL_NS_INITIAL, Ordering::Relaxed);
+        let third = next + PROBE + SERVE_AFTER_PROBE * 2;
+        assert!(
+            queue.refusing_helps(200, limit, at(third)),
+            "the third probe"
+        );
+        // The queue got short (a drained backlog): the next full queue is probed at
+        // once rather than served, and the period is back to the first.
+        assert!(queue.refusing_helps(20, limit, at(third + PROBE)));
+        let fresh = third + PROBE + Duration::from_millis(1);
+        assert!(queue.refusing_helps(200, limit, at(fresh)), "probed afresh");
+        assert!(!queue.refusing_helps(200, limit, at(fresh + PROBE)));
+        queue
+            .refusal_ns
+            .store(REFUSAL_NS_INITIAL, Ordering::Relaxed);
+        assert!(
+            queue.refusing_helps(200, limit, at(fresh + PROBE + SERVE_AFTER_PROBE)),
+            "the first period again"
+        );
+    }
+
+    #[test]
+    fn the_serving_period_doubles_up_to_its_cap() {
+        let queue = Queue::new();
+        let limit = Duration::from_millis(1);
+        let mut t = mono_ns();
+        let mut periods = Vec::new();
+        for _ in 0..8 {
+            queue
+                .refusal_ns
+                .store(REFUSAL_NS_INITIAL, Ordering::Relaxed);
+            assert!(queue.refusing_helps(200, limit, t), "probe");
+            let until = queue.serve_until.load(Ordering::Relaxed);
+            periods.push(Duration::from_nanos(until - t) - PROBE);
+            t = until;
+        }
+        let secs: Vec<u64> = periods.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 16, 16, 16]);
+        assert_eq!(SERVE_AFTER_PROBE_MAX, Duration::from_secs(16));
     }
 
     #[test]
