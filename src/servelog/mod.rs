@@ -68,7 +68,10 @@ pub struct ServeLogConfig {
     /// A block that is not full is written at the latest this long after its first
     /// record: the most a process crash loses.
     pub flush_interval_ms: u64,
-    /// zstd level of blocks (0 stores them uncompressed).
+    /// zstd level of blocks (0 stores them uncompressed; negative: zstd's fast levels).
+    /// Default -1: the writer shares the server's cores, and -1 compresses a ranking
+    /// block about 2.2x faster than level 2 for about 1.3x the bytes (README,
+    /// "Serving log").
     pub compression_level: i32,
     /// A file is closed (end marker, fsync) and a new one started past this size.
     pub segment_bytes: u64,
@@ -91,7 +94,7 @@ impl Default for ServeLogConfig {
             queue_capacity: 4096,
             block_bytes: 1 << 20,
             flush_interval_ms: 200,
-            compression_level: 2,
+            compression_level: -1,
             segment_bytes: 256 << 20,
             segment_age_secs: 3600,
             retention_secs: 7 * 24 * 3600,

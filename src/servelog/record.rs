@@ -232,7 +232,9 @@ fn put_planes<const N: usize>(
     mut items: impl ExactSizeIterator<Item = [u8; N]> + Clone,
 ) {
     if items.len() == 1 {
-        out.extend(items.next().into_iter().flatten());
+        if let Some(bytes) = items.next() {
+            out.extend_from_slice(&bytes);
+        }
         return;
     }
     put_planes_by_plane(out, items);

@@ -200,6 +200,45 @@ fn block_crc(place: BlockPlace, header_fields: &[u8], payload: &[u8]) -> u32 {
 pub struct BlockBuilder {
     raw: Vec<u8>,
     records: u32,
+    /// The zstd context and output buffer, kept from block to block: a fresh context
+    /// per block allocated (and the kernel zeroed) its tables every time.
+    zstd: Zstd,
+}
+
+/// A reused zstd compression context with the level it is set to, and the buffer a
+/// block is compressed into.
+#[derive(Default)]
+struct Zstd {
+    compressor: Option<(i32, zstd::bulk::Compressor<'static>)>,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Zstd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zstd")
+            .field("level", &self.compressor.as_ref().map(|(l, _)| *l))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Zstd {
+    /// Compresses `raw` at `level` into the buffer and returns it.
+    fn compress(&mut self, raw: &[u8], level: i32) -> Result<&[u8], LogError> {
+        let compress = |e: std::io::Error| LogError::Compress(e.to_string());
+        let compressor = match &mut self.compressor {
+            Some((current, compressor)) if *current == level => compressor,
+            slot => {
+                let compressor = zstd::bulk::Compressor::new(level).map_err(compress)?;
+                &mut slot.insert((level, compressor)).1
+            }
+        };
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        compressor
+            .compress_to_buffer(raw, &mut self.out)
+            .map_err(compress)?;
+        Ok(&self.out)
+    }
 }
 
 impl BlockBuilder {
@@ -250,14 +289,11 @@ impl BlockBuilder {
         let raw_len = self.raw.len() as u32;
         let count = self.records;
         let compressed = match level {
-            Some(level) => Some(
-                zstd::bulk::compress(&self.raw, level)
-                    .map_err(|e| LogError::Compress(e.to_string()))?,
-            ),
+            Some(level) => Some(self.zstd.compress(&self.raw, level)?),
             None => None,
         };
-        let (kind, payload) = match &compressed {
-            Some(c) if c.len() < self.raw.len() => (BlockKind::Zstd, c.as_slice()),
+        let (kind, payload) = match compressed {
+            Some(c) if c.len() < self.raw.len() => (BlockKind::Zstd, c),
             _ => (BlockKind::Plain, self.raw.as_slice()),
         };
         let mut header = [0u8; BLOCK_HEADER_LEN];
