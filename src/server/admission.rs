@@ -148,7 +148,7 @@ impl Queue {
     /// the probe's edges.
     fn refusing_helps(&self, ahead: usize, limit: Duration, now: u64) -> bool {
         let cost = self.refusal_ns.load(Ordering::Relaxed);
-        let limit = u64::try_from(limit.as_nanos()).unwrap_or(u64::MAX);
+        let limit = nanos(limit);
         if (ahead as u64).saturating_mul(cost) < limit {
             // The queue is short enough for refusals to help: whatever a probe found
             // before, the next full queue is probed afresh, and served for the first
@@ -341,9 +341,7 @@ fn base() -> Instant {
 
 /// Monotonic nanoseconds since [`base`], plus one (0 means "none").
 fn mono_ns() -> u64 {
-    u64::try_from(base().elapsed().as_nanos())
-        .unwrap_or(u64::MAX - 1)
-        .saturating_add(1)
+    mono_of(Instant::now())
 }
 
 /// The [`mono_ns`] reading of `at`.
