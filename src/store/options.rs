@@ -41,6 +41,18 @@
 //!   decompresses faster than the read costs otherwise. Keys share the entity prefix, so
 //!   RocksDB's delta encoding stores the entity id about once per restart interval.
 //!
+//! * **versions families** (rows, batch layout 3) differ in three settings, measured
+//!   on `rank` of 500 candidates from RocksDB at 1M products with a warm cache
+//!   (paired per request in one process, medians of paired ratios): a restart point
+//!   per row (`block_restart_interval` 1, so the block's hash index lands on the row
+//!   instead of a scan of up to 16 rows), **16 KiB** blocks (an index a quarter the
+//!   size, so its partitions stay in the CPU caches), and `optimize_filters_for_hits`
+//!   (every file of a version is in the bottommost level, so reads skip the filter:
+//!   ranking candidates are nearly always present). Together 0.74x the time (3.77 to
+//!   2.82 ms median). The cost: a read of an entity absent from the version pays an
+//!   index and data block lookup instead of a filter probe, and a block-cache miss
+//!   reads 16 KiB instead of 4.
+//!
 //! Invariant: the options a column family is opened with depend only on its name and
 //! the [`EngineOptions`], so SST files written by the loader (with
 //! [`EngineOptions::versions_cf`]) always match the family they are ingested into.
@@ -74,6 +86,9 @@ const STREAM_WRITE_BUFFER_MIN_BYTES: usize = 1 << 20;
 /// Database options set by name (see [`EngineOptions::db`]). Background opening
 /// requires that table statistics are not read at open.
 const ASYNC_OPEN_OPTIONS: &str = "open_files_async=true;skip_stats_update_on_db_open=true";
+/// Data block size of the versions families (rows of one entity, ~450 bytes for 50
+/// floats and a 32-float embedding).
+const VERSIONS_BLOCK_BYTES: usize = 16 << 10;
 /// Size of an index or filter partition.
 const METADATA_BLOCK_BYTES: u64 = 4 << 10;
 
@@ -242,6 +257,14 @@ impl EngineOptions {
         );
         let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES, extractor);
         opts.set_max_write_buffer_number(2);
+        // Rows are point-read (see the module docs, "versions families"): 16 KiB
+        // blocks with a restart point per row, and no filter probe at the bottommost
+        // level, where ingestion puts every file.
+        let mut table = self.table();
+        table.set_block_size(VERSIONS_BLOCK_BYTES);
+        table.set_block_restart_interval(1);
+        opts.set_block_based_table_factory(&table);
+        opts.set_optimize_filters_for_hits(true);
         opts
     }
 
