@@ -37,10 +37,9 @@
 //!   and stops at the entity's last key.
 //! * **Hash index inside data blocks** (`BinaryAndHash`): a point lookup inside a block
 //!   is one hash probe rather than a binary search over restart points.
-//! * **4 KiB blocks, LZ4**: one entity's 50 features (~1.5 KiB) fit in one block; LZ4
+//! * **4 KiB blocks, LZ4** (versions families: 16 KiB, below): one entity's 50 features (~1.5 KiB) fit in one block; LZ4
 //!   decompresses faster than the read costs otherwise. Keys share the entity prefix, so
 //!   RocksDB's delta encoding stores the entity id about once per restart interval.
-//!
 //! * **versions families** (rows, batch layout 3) differ in three settings, measured
 //!   on `rank` of 500 candidates from RocksDB at 1M products with a warm cache
 //!   (paired per request in one process, medians of paired ratios): a restart point
@@ -218,9 +217,14 @@ impl EngineOptions {
 
     /// Point reads by entity key and entity scans: table options, LZ4, and a prefix
     /// extractor that cuts a key after its entity key.
-    fn entity_keyed(&self, write_buffer_bytes: usize, extractor: SliceTransform) -> Options {
+    fn entity_keyed(
+        &self,
+        table: &BlockBasedOptions,
+        write_buffer_bytes: usize,
+        extractor: SliceTransform,
+    ) -> Options {
         let mut opts = Options::default();
-        opts.set_block_based_table_factory(&self.table());
+        opts.set_block_based_table_factory(table);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_prefix_extractor(extractor);
         opts.set_memtable_prefix_bloom_ratio(0.0);
@@ -255,15 +259,14 @@ impl EngineOptions {
             versioned_entity_prefix,
             Some(in_versioned_entity_domain),
         );
-        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES, extractor);
-        opts.set_max_write_buffer_number(2);
         // Rows are point-read (see the module docs, "versions families"): 16 KiB
         // blocks with a restart point per row, and no filter probe at the bottommost
         // level, where ingestion puts every file.
         let mut table = self.table();
         table.set_block_size(VERSIONS_BLOCK_BYTES);
         table.set_block_restart_interval(1);
-        opts.set_block_based_table_factory(&table);
+        let mut opts = self.entity_keyed(&table, BATCH_WRITE_BUFFER_BYTES, extractor);
+        opts.set_max_write_buffer_number(2);
         opts.set_optimize_filters_for_hits(true);
         opts
     }
@@ -283,7 +286,11 @@ impl EngineOptions {
     /// Options of a layout-1 batch column family (`batch.{group}.v{version}`, one per
     /// version), opened to serve stores written before layout 2.
     pub fn batch_cf(&self) -> Options {
-        let mut opts = self.entity_keyed(BATCH_WRITE_BUFFER_BYTES, Self::entity_extractor());
+        let mut opts = self.entity_keyed(
+            &self.table(),
+            BATCH_WRITE_BUFFER_BYTES,
+            Self::entity_extractor(),
+        );
         opts.set_max_write_buffer_number(2);
         opts
     }
@@ -298,8 +305,11 @@ impl EngineOptions {
     /// prefix scans of tiles, written through the memtable and WAL under the shared write
     /// buffer budget, with the retention compaction filter.
     pub fn stream_cf(&self) -> Options {
-        let mut opts =
-            self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
+        let mut opts = self.entity_keyed(
+            &self.table(),
+            self.stream_write_buffer_bytes(),
+            Self::entity_extractor(),
+        );
         opts.set_compaction_filter_factory(RetentionFilterFactory::new(
             self.retention.clone(),
             FilterKind::Stream,
@@ -323,8 +333,11 @@ impl EngineOptions {
     /// writes for it: entity-keyed like the stream families, with the history
     /// retention compaction filter.
     pub fn history_cf(&self, group: &str) -> Options {
-        let mut opts =
-            self.entity_keyed(self.stream_write_buffer_bytes(), Self::entity_extractor());
+        let mut opts = self.entity_keyed(
+            &self.table(),
+            self.stream_write_buffer_bytes(),
+            Self::entity_extractor(),
+        );
         opts.set_compaction_filter_factory(super::history::rows::HistoryRetentionFactory::new(
             self.history.clone(),
             self.retention.clone(),
