@@ -25,7 +25,7 @@
 
 use super::read::Freshness;
 use crate::types::{DType, FeatureStatus, TimestampMs, Value};
-use featstore_format::segment::{FieldValue, Row, ValueRef};
+use featstore_format::segment::{FieldValue, ValueRef};
 use smallvec::SmallVec;
 
 /// The per-row storage of a column: a single-entity read's one row stays inline (a
@@ -329,17 +329,23 @@ impl ColumnValues {
         true
     }
 
-    /// Records segment field `field` of every found row (`rows[i]` for row `first + i`;
-    /// `None` rows are left untouched), step 1. Float32 columns, the common case, take a
-    /// loop with no per-value type dispatch. False when some value's type is not the
-    /// column's (those rows are left `not_found`).
+    /// Records one field of every found row (`rows[i]` for row `first + i`, read with
+    /// `field_of`; `None` rows are left untouched), step 1: the rows of a hot segment or
+    /// of RocksDB, a block at a time. Float32 columns, the common case, take a loop with
+    /// no per-value type dispatch. False when some value's type is not the column's
+    /// (those rows are left `not_found`).
     #[inline]
-    pub fn put_rows(&mut self, field: usize, first: usize, rows: &[Option<Row<'_>>]) -> bool {
+    pub fn put_rows<'v, T>(
+        &mut self,
+        first: usize,
+        rows: &[Option<T>],
+        mut field_of: impl FnMut(&T) -> FieldValue<'v>,
+    ) -> bool {
         let ColumnData::Float32(values) = &mut self.data else {
             let mut ok = true;
             for (i, row) in rows.iter().enumerate() {
                 if let Some(row) = row {
-                    ok &= self.put_field(first + i, row.get(field));
+                    ok &= self.put_field(first + i, field_of(row));
                 }
             }
             return ok;
@@ -354,7 +360,7 @@ impl ColumnValues {
             let Some(row) = row else {
                 continue;
             };
-            (*status, *time) = match row.get(field) {
+            (*status, *time) = match field_of(row) {
                 FieldValue::Present {
                     event_time,
                     value: ValueRef::Float32(x),
