@@ -277,34 +277,30 @@ fn lookup_rows(
     };
     // The keys, in one buffer.
     let prefix = active.prefix.as_bytes();
-    let mut key_bytes = Vec::new();
-    let mut key_ends = Vec::with_capacity(misses.len());
+    let mut key_bytes = Vec::with_capacity(misses.len() * (prefix.len() + 16));
     for &e in misses {
         key_bytes.extend_from_slice(prefix);
         key_bytes.extend_from_slice(entities[e].as_bytes());
-        key_ends.push(key_bytes.len());
     }
-    let keys: Vec<&[u8]> = key_ends
-        .iter()
-        .scan(0, |start, &end| {
-            let key = &key_bytes[*start..end];
-            *start = end;
+    let keys = || {
+        misses.iter().scan(0, |at, &e| {
+            let end = *at + prefix.len() + entities[e].as_bytes().len();
+            let key = &key_bytes[*at..end];
+            *at = end;
             Some(key)
         })
-        .collect();
+    };
     // Keys are sorted when entities are: RocksDB's batched MultiGet is told so only
     // then.
-    let sorted = keys.windows(2).all(|w| w[0] <= w[1]);
-    let results = view.db().batched_multi_get_cf(&active.cf, keys, sorted);
-    let mut found = Vec::with_capacity(misses.len());
-    for result in results {
-        found.push(result.map_err(storage)?);
-    }
+    let sorted = keys().zip(keys().skip(1)).all(|(a, b)| a <= b);
+    let results = view.db().batched_multi_get_cf(&active.cf, keys(), sorted);
     // Entity `e`'s row at `rows[e]`, up to the last miss; `None` where the segment
     // answered or nothing is stored.
     let mut rows: Vec<Option<RowRef<'_>>> = vec![None; misses.last().map_or(0, |&e| e + 1)];
-    for (bytes, &e) in found.iter().zip(misses) {
-        let Some(bytes) = bytes else { continue };
+    for (result, &e) in results.iter().zip(misses) {
+        let Some(bytes) = result.as_ref().map_err(|e| storage(e.clone()))? else {
+            continue;
+        };
         rows[e] = Some(
             RowRef::parse(schema, bytes)
                 .map_err(|source| corrupt(fields.first().map_or(0, |f| f.1), source))?,
