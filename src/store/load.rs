@@ -1089,19 +1089,15 @@ impl FeatureStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::file::parse_features_toml;
     use crate::store::StoreConfig;
     use crate::types::Value;
 
     fn specs() -> Vec<crate::registry::FeatureSpec> {
-        let mut toml = String::new();
-        for (name, dtype) in [("a", "float64"), ("b", "float64"), ("label", "string")] {
-            toml.push_str(&format!(
-                "[[feature]]\nname = \"{name}\"\nentity_type = \"item\"\ngroup = \"items\"\n\
-                 owner = \"tests\"\ndtype = \"{dtype}\"\n"
-            ));
-        }
-        parse_features_toml(&toml, "specs").expect("specs")
+        crate::store::test_store::item_specs(&[
+            ("a", "float64"),
+            ("b", "float64"),
+            ("label", "string"),
+        ])
     }
 
     fn store(dir: &std::path::Path) -> FeatureStore {

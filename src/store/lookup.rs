@@ -275,25 +275,22 @@ fn lookup_rows(
         feature: request.defs[column].qualified_name(),
         source,
     };
-    // The keys, in one buffer.
+    // The keys, in one buffer. They share the version prefix, so they are sorted when
+    // the entities are: RocksDB's batched MultiGet is told so only then.
     let prefix = active.prefix.as_bytes();
     let mut key_bytes = Vec::with_capacity(misses.len() * (prefix.len() + 16));
     for &e in misses {
         key_bytes.extend_from_slice(prefix);
         key_bytes.extend_from_slice(entities[e].as_bytes());
     }
-    let keys = || {
-        misses.iter().scan(0, |at, &e| {
-            let end = *at + prefix.len() + entities[e].as_bytes().len();
-            let key = &key_bytes[*at..end];
-            *at = end;
-            Some(key)
-        })
-    };
-    // Keys are sorted when entities are: RocksDB's batched MultiGet is told so only
-    // then.
-    let sorted = keys().zip(keys().skip(1)).all(|(a, b)| a <= b);
-    let results = view.db().batched_multi_get_cf(&active.cf, keys(), sorted);
+    let keys = misses.iter().scan(0, |at, &e| {
+        let end = *at + prefix.len() + entities[e].as_bytes().len();
+        let key = &key_bytes[*at..end];
+        *at = end;
+        Some(key)
+    });
+    let sorted = misses.windows(2).all(|w| entities[w[0]] <= entities[w[1]]);
+    let results = view.db().batched_multi_get_cf(&active.cf, keys, sorted);
     // Entity `e`'s row at `rows[e]`, up to the last miss; `None` where the segment
     // answered or nothing is stored.
     let mut rows: Vec<Option<RowRef<'_>>> = vec![None; misses.last().map_or(0, |&e| e + 1)];
@@ -472,7 +469,7 @@ pub(crate) fn stored_values(
 #[cfg(test)]
 mod tests {
     use crate::query::rank::{FeatureSelection, RankRequest};
-    use crate::registry::file::parse_features_toml;
+    use crate::store::test_store::item_specs;
     use crate::store::{FeatureStore, StoreConfig};
     use crate::types::{FeatureStatus, Value};
     use featstore_format::codec::key::EntityKey;
@@ -485,15 +482,8 @@ mod tests {
             ..StoreConfig::default()
         };
         let store = FeatureStore::open(dir.join("store"), config).expect("open");
-        let mut toml = String::new();
-        for (name, dtype) in [("a", "float32"), ("label", "string")] {
-            toml.push_str(&format!(
-                "[[feature]]\nname = \"{name}\"\nentity_type = \"item\"\ngroup = \"items\"\n\
-                 owner = \"tests\"\ndtype = \"{dtype}\"\n"
-            ));
-        }
         store
-            .apply(parse_features_toml(&toml, "specs").expect("specs"))
+            .apply(item_specs(&[("a", "float32"), ("label", "string")]))
             .expect("apply");
         let mut text = String::from("entity_id,feature_name,event_time,value\n");
         for e in 0..n {

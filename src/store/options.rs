@@ -30,16 +30,18 @@
 //!   partitioning is what makes caching them affordable.
 //! * **Bloom filters (10 bits/key, ~1% false positives) on whole keys and on the entity
 //!   prefix**: a read of an entity missing from a version costs a filter probe, no data
-//!   block.
+//!   block (except in the versions families, below, whose reads skip the filter).
 //! * **Entity-key prefix extractor** (`codec::key::entity_prefix_len`; in versions
 //!   families the version prefix plus the entity key,
 //!   `codec::key::versioned_entity_prefix_len`): an entity scan uses the prefix bloom
 //!   and stops at the entity's last key.
 //! * **Hash index inside data blocks** (`BinaryAndHash`): a point lookup inside a block
 //!   is one hash probe rather than a binary search over restart points.
-//! * **4 KiB blocks, LZ4** (versions families: 16 KiB, below): one entity's 50 features (~1.5 KiB) fit in one block; LZ4
-//!   decompresses faster than the read costs otherwise. Keys share the entity prefix, so
-//!   RocksDB's delta encoding stores the entity id about once per restart interval.
+//! * **4 KiB blocks, LZ4** (versions families: 16 KiB, below): one entity's 50
+//!   features (~1.5 KiB) fit in one block; LZ4 decompresses faster than the read costs
+//!   otherwise (zstd, measured on the versions families, is in the README, "Cold
+//!   reads"). Keys share the entity prefix, so RocksDB's delta encoding stores the
+//!   entity id about once per restart interval.
 //! * **versions families** (rows, batch layout 3) differ in three settings, measured
 //!   on `rank` of 500 candidates from RocksDB at 1M products with a warm cache
 //!   (paired per request in one process, medians of paired ratios): a restart point
