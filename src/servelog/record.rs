@@ -291,12 +291,27 @@ fn put_value(out: &mut Vec<u8>, v: Option<&Value>) {
 
 /// Statuses and event times: `0` then one per row, or `1` and the one value every row
 /// shares (the common case: a column of present values of one load).
-fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
+/// What the last `values` of a read that gave one status (or one event time) for all
+/// its rows gave: mode 2 of `statuses` and `times` repeats it in one byte, since the
+/// columns of a read mostly share both (a GET's 50 columns: one batch event time).
+/// One per read, fresh at its start; the decoder keeps the same.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shared {
+    status: Option<FeatureStatus>,
+    time: Option<TimestampMs>,
+}
+
+fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
     let statuses = column.statuses();
     match statuses.first() {
         Some(first) if statuses.iter().all(|s| s == first) => {
-            out.push(1);
-            out.push(status_code(*first));
+            if shared.status == Some(*first) {
+                out.push(2);
+            } else {
+                out.push(1);
+                out.push(status_code(*first));
+                shared.status = Some(*first);
+            }
         }
         _ => {
             out.push(0);
@@ -306,8 +321,13 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
     let times = column.event_times();
     match times.first() {
         Some(first) if times.iter().all(|t| t == first) => {
-            out.push(1);
-            put_times(out, &[*first]);
+            if shared.time == Some(*first) {
+                out.push(2);
+            } else {
+                out.push(1);
+                put_times(out, &[*first]);
+                shared.time = Some(*first);
+            }
         }
         _ => {
             out.push(0);
@@ -316,9 +336,9 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues) {
     }
 }
 
-fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues) {
+fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
     put_uv(out, column.len() as u64);
-    put_column_meta(out, column);
+    put_column_meta(out, column, shared);
     match column.data() {
         ColumnData::Int64(v) => {
             out.push(1);
@@ -625,8 +645,9 @@ pub fn encode_ranking(
     }
     let columns = sets.id_of(|| answer.columns.iter().map(ColumnKey::from), group_of);
     put_uv(out, columns);
+    let mut shared = Shared::default();
     for values in &answer.values {
-        put_column_values(out, values);
+        put_column_values(out, values, &mut shared);
     }
     put_uv(out, answer.defaults.len() as u64);
     for (feature, n) in &answer.defaults {
@@ -651,8 +672,9 @@ pub fn encode_entity(
     put_str(out, answer.entity_id());
     let set = sets.id_of_plan(answer, group_of);
     put_uv(out, set);
+    let mut shared = Shared::default();
     for values in answer.columns() {
-        put_column_values(out, values);
+        put_column_values(out, values, &mut shared);
     }
 }
 
@@ -768,7 +790,7 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
     out
 }
 
-fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
+fn column_values(c: &mut Cur<'_>, shared: &mut Shared) -> Result<ColumnValues, RecordError> {
     let rows = c.uv("rows")?;
     let rows = usize::try_from(rows)
         .ok()
@@ -780,7 +802,15 @@ fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
             .iter()
             .map(|s| status_of(*s))
             .collect::<Result<_, _>>()?,
-        1 => Rows::from_elem(status_of(c.u8("status")?)?, rows),
+        1 => {
+            let status = status_of(c.u8("status")?)?;
+            shared.status = Some(status);
+            Rows::from_elem(status, rows)
+        }
+        2 => match shared.status {
+            Some(status) => Rows::from_elem(status, rows),
+            None => return Err(bad("status mode", "2 (repeat) before any shared status")),
+        },
         other => return Err(bad("status mode", format!("{other}"))),
     };
     let time = |c: &mut Cur<'_>, prev: &mut i64| -> Result<TimestampMs, RecordError> {
@@ -804,7 +834,15 @@ fn column_values(c: &mut Cur<'_>) -> Result<ColumnValues, RecordError> {
                 .map(|_| time(c, &mut prev))
                 .collect::<Result<_, _>>()?
         }
-        1 => Rows::from_elem(time(c, &mut prev)?, rows),
+        1 => {
+            let time = time(c, &mut prev)?;
+            shared.time = Some(time);
+            Rows::from_elem(time, rows)
+        }
+        2 => match shared.time {
+            Some(time) => Rows::from_elem(time, rows),
+            None => return Err(bad("time mode", "2 (repeat) before any shared time")),
+        },
         other => return Err(bad("time mode", format!("{other}"))),
     };
     // Every data type takes at least one byte per row, but for shared-status all-null
@@ -991,9 +1029,10 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
             answer.candidate_type = c.str("entity type")?;
             answer.candidates.push(c.str("entity id")?);
             let columns = columns_of(&mut c, kind == KIND_ENTITY_INLINE, sets, "columns")?;
+            let mut shared = Shared::default();
             for i in 0..columns.len() {
                 let (col, group) = columns.column(&mut c, i)?;
-                let values = column_values(&mut c)?;
+                let values = column_values(&mut c, &mut shared)?;
                 if values.len() != 1 {
                     return Err(bad("column", "a GET answers one row"));
                 }
@@ -1039,9 +1078,10 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                 answer.candidates.push(c.str("candidate")?);
             }
             let columns = columns_of(&mut c, inline, sets, "columns")?;
+            let mut shared = Shared::default();
             for i in 0..columns.len() {
                 let (col, group) = columns.column(&mut c, i)?;
-                let values = column_values(&mut c)?;
+                let values = column_values(&mut c, &mut shared)?;
                 if values.len() != answer.candidates.len() {
                     return Err(bad("column", "rows differ from candidates"));
                 }
@@ -1213,20 +1253,100 @@ mod tests {
                     )
                     .expect("one row");
                     let mut bytes = Vec::new();
-                    put_column_values(&mut bytes, &column);
+                    put_column_values(&mut bytes, &column, &mut Shared::default());
                     let mut c = Cur { b: &bytes, p: 0 };
-                    let back = column_values(&mut c).expect("decodes");
+                    let back = column_values(&mut c, &mut Shared::default()).expect("decodes");
                     assert_eq!(c.left(), 0);
                     assert_eq!(back.statuses(), column.statuses());
                     assert_eq!(back.event_times(), column.event_times());
                     let mut again = Vec::new();
-                    put_column_values(&mut again, &back);
+                    put_column_values(&mut again, &back, &mut Shared::default());
                     assert_eq!(again, bytes, "{status:?} at {time}: {d:?}");
                     columns += 1;
                 }
             }
         }
         assert_eq!(columns, 75);
+    }
+
+    /// One-row float32 column with `status` at `time`.
+    fn one_row(status: FeatureStatus, time: TimestampMs, x: f32) -> ColumnValues {
+        ColumnValues::from_parts(
+            [status].into_iter().collect(),
+            [time].into_iter().collect(),
+            ColumnData::Float32([x].into_iter().collect()),
+        )
+        .expect("one row")
+    }
+
+    #[test]
+    fn columns_repeat_the_previous_shared_status_and_time_in_one_byte() {
+        use FeatureStatus::{Expired, Present};
+        let t = 1_795_219_200_000;
+        // Runs of equal statuses and times, a change of each, a return to the first
+        // (repeats the last shared one, not the first), a column with no time, and a
+        // multi-row column whose rows differ (mode 0, which leaves the shared ones).
+        let mut columns = vec![
+            one_row(Present, t, 1.0),
+            one_row(Present, t, 2.0),
+            one_row(Expired, t, 3.0),
+            one_row(Expired, t - 7, 4.0),
+            one_row(Present, t, 5.0),
+            one_row(Present, NO_TIME, 6.0),
+            one_row(Present, NO_TIME, 7.0),
+        ];
+        columns.push(
+            ColumnValues::from_parts(
+                [Present, Expired].into_iter().collect(),
+                [t, t + 1].into_iter().collect(),
+                ColumnData::Float32([8.0, 9.0].into_iter().collect()),
+            )
+            .expect("two rows"),
+        );
+        columns.push(one_row(Present, NO_TIME, 10.0));
+        let mut bytes = Vec::new();
+        let mut shared = Shared::default();
+        for column in &columns {
+            put_column_values(&mut bytes, column, &mut shared);
+        }
+        // The second column is rows, mode 2, mode 2, type, value: 8 bytes, where mode 1
+        // for both took 2 + 8 more (the status byte and the 7-byte time).
+        let mut alone = Vec::new();
+        put_column_values(&mut alone, &columns[1], &mut Shared::default());
+        assert_eq!(alone.len(), 1 + 2 + 8 + 1 + 4);
+        let mut c = Cur { b: &bytes, p: 0 };
+        let mut shared = Shared::default();
+        let first = column_values(&mut c, &mut shared).expect("first");
+        let second_at = c.p;
+        let _ = column_values(&mut c, &mut shared).expect("second");
+        assert_eq!(c.p - second_at, 1 + 1 + 1 + 1 + 4);
+        assert_eq!(first.statuses(), columns[0].statuses());
+        let mut c = Cur { b: &bytes, p: 0 };
+        let mut shared = Shared::default();
+        for (i, column) in columns.iter().enumerate() {
+            let back = column_values(&mut c, &mut shared).expect("decodes");
+            assert_eq!(back.statuses(), column.statuses(), "column {i}");
+            assert_eq!(back.event_times(), column.event_times(), "column {i}");
+            assert_eq!(back.data(), column.data(), "column {i}");
+        }
+        assert_eq!(c.left(), 0);
+        // A read whose first column says "repeat" is damaged, not read as anything.
+        let mut c = Cur { b: &bytes[second_at..], p: 0 };
+        let err = column_values(&mut c, &mut Shared::default()).expect_err("no shared status");
+        assert!(err.to_string().contains("repeat"), "{err}");
+        // Version 2 writers gave every column mode 1: those bytes still read the same.
+        let mut v2 = Vec::new();
+        for column in &columns {
+            put_column_values(&mut v2, column, &mut Shared::default());
+        }
+        assert!(v2.len() > bytes.len());
+        let mut c = Cur { b: &v2, p: 0 };
+        let mut shared = Shared::default();
+        for column in &columns {
+            let back = column_values(&mut c, &mut shared).expect("v2 bytes decode");
+            assert_eq!(back.event_times(), column.event_times());
+            assert_eq!(back.statuses(), column.statuses());
+        }
     }
 
     #[test]

@@ -25,10 +25,12 @@ use crc32fast::Hasher;
 /// `\r\n` so that a text-mode transfer that rewrites line ends is detected.
 pub const MAGIC: [u8; 8] = *b"\x89FSLOG\r\n";
 /// The format version this build writes; it reads this one and every one back to
-/// [`OLDEST_VERSION`]. The framing is the same in both; version 2 marks files whose
-/// records may use kinds a version-1 reader does not know (the serving log's column
-/// sets), so that such a reader refuses the file instead of failing record by record.
-pub const VERSION: u32 = 2;
+/// [`OLDEST_VERSION`]. The framing is the same in all; a newer version marks files
+/// whose records may use encodings an older reader does not know, so that such a reader
+/// refuses the file instead of failing record by record: version 2, the serving log's
+/// column sets; version 3, its one-byte repeats of a read's shared status and event
+/// time.
+pub const VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_VERSION: u32 = 1;
 
@@ -809,11 +811,13 @@ mod tests {
             LogReader::new(&other),
             Err(LogError::UnsupportedVersion { found: 9, .. })
         ));
-        // Version 1 files (same framing) still read.
-        other[VERSION_OFFSET] = 1;
-        let crc = crc32fast::hash(&other[..HEADER_CRC_OFFSET]);
-        other[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
-        assert!(LogReader::new(&other).is_ok());
+        // Version 1 and 2 files (same framing) still read; the next version does not.
+        for (version, reads) in [(1u8, true), (2, true), (3, true), (4, false)] {
+            other[VERSION_OFFSET] = version;
+            let crc = crc32fast::hash(&other[..HEADER_CRC_OFFSET]);
+            other[HEADER_CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(LogReader::new(&other).is_ok(), reads, "version {version}");
+        }
         assert!(matches!(
             LogReader::new(&[0u8; 64]),
             Err(LogError::BadMagic { .. })
