@@ -43,6 +43,12 @@ const KIND_COLUMNS: u8 = 3;
 const KIND_ENTITY: u8 = 4;
 /// Record kind byte: a ranking read naming its two column sets (context, candidates).
 const KIND_RANKING: u8 = 5;
+/// Record kind byte: as [`KIND_ENTITY`], with every column's head before every column's
+/// data (format version 3; what the writer writes).
+const KIND_ENTITY_SPLIT: u8 = 6;
+/// Record kind byte: as [`KIND_RANKING`], the candidates' column heads before their
+/// data (format version 3; what the writer writes).
+const KIND_RANKING_SPLIT: u8 = 7;
 
 /// Column sets a writer remembers before it starts numbering afresh (bounds memory when
 /// requests name ever new feature lists).
@@ -336,35 +342,58 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared
     }
 }
 
+/// A column's `values` as kinds 1, 2, 4 and 5 wrote them: its head, then its data.
+#[cfg(test)]
 fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
+    put_column_head(out, column, shared);
+    put_column_data(out, column);
+}
+
+/// The `values` of a read's columns as kinds 6 and 7 write them: every column's head,
+/// then every column's data, so that the heads (mostly one repeated byte pattern) and
+/// the values each form one run, which zstd's fast levels match or entropy-code whole.
+fn put_values<'a>(out: &mut Vec<u8>, columns: impl Iterator<Item = &'a ColumnValues> + Clone) {
+    let mut shared = Shared::default();
+    for column in columns.clone() {
+        put_column_head(out, column, &mut shared);
+    }
+    for column in columns {
+        put_column_data(out, column);
+    }
+}
+
+/// Rows, statuses, times, the type byte and (vectors) the dimension.
+fn put_column_head(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
     put_uv(out, column.len() as u64);
     put_column_meta(out, column, shared);
     match column.data() {
+        ColumnData::Int64(_) => out.push(1),
+        ColumnData::Float64(_) => out.push(2),
+        ColumnData::Float32(_) => out.push(3),
+        ColumnData::Bool(_) => out.push(4),
+        ColumnData::Float32Vector { dim, .. } => {
+            out.push(5);
+            put_uv(out, *dim as u64);
+        }
+        ColumnData::Other(_) => out.push(6),
+    }
+}
+
+/// The values of the rows, as the head's type says.
+fn put_column_data(out: &mut Vec<u8>, column: &ColumnValues) {
+    match column.data() {
         ColumnData::Int64(v) => {
-            out.push(1);
             for x in v {
                 put_iv(out, *x);
             }
         }
-        ColumnData::Float64(v) => {
-            out.push(2);
-            put_planes(out, v.iter().map(|x| x.to_le_bytes()));
-        }
-        ColumnData::Float32(v) => {
-            out.push(3);
-            put_planes(out, v.iter().map(|x| x.to_le_bytes()));
-        }
-        ColumnData::Bool(v) => {
-            out.push(4);
-            out.extend(v.iter().map(|b| u8::from(*b)));
-        }
-        ColumnData::Float32Vector { dim, values } => {
-            out.push(5);
-            put_uv(out, *dim as u64);
+        ColumnData::Float64(v) => put_planes(out, v.iter().map(|x| x.to_le_bytes())),
+        ColumnData::Float32(v) => put_planes(out, v.iter().map(|x| x.to_le_bytes())),
+        ColumnData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+        ColumnData::Float32Vector { values, .. } => {
             put_planes(out, values.iter().map(|x| x.to_le_bytes()));
         }
         ColumnData::Other(v) => {
-            out.push(6);
             for x in v {
                 put_value(out, x.as_ref());
             }
@@ -607,7 +636,7 @@ pub fn encode_ranking(
     group_of: &mut dyn FnMut(&str) -> String,
 ) {
     sets.start_record();
-    put_header(out, KIND_RANKING, request_id, route, answer.now_ms);
+    put_header(out, KIND_RANKING_SPLIT, request_id, route, answer.now_ms);
     match &answer.service {
         Some(s) => {
             out.push(1);
@@ -645,10 +674,7 @@ pub fn encode_ranking(
     }
     let columns = sets.id_of(|| answer.columns.iter().map(ColumnKey::from), group_of);
     put_uv(out, columns);
-    let mut shared = Shared::default();
-    for values in &answer.values {
-        put_column_values(out, values, &mut shared);
-    }
+    put_values(out, answer.values.iter());
     put_uv(out, answer.defaults.len() as u64);
     for (feature, n) in &answer.defaults {
         put_str(out, feature);
@@ -666,16 +692,13 @@ pub fn encode_entity(
     group_of: &mut dyn FnMut(&str) -> String,
 ) {
     sets.start_record();
-    put_header(out, KIND_ENTITY, request_id, route, answer.now_ms());
+    put_header(out, KIND_ENTITY_SPLIT, request_id, route, answer.now_ms());
     put_versions(out, answer.versions());
     put_str(out, answer.entity_type());
     put_str(out, answer.entity_id());
     let set = sets.id_of_plan(answer, group_of);
     put_uv(out, set);
-    let mut shared = Shared::default();
-    for values in answer.columns() {
-        put_column_values(out, values, &mut shared);
-    }
+    put_values(out, answer.columns().iter());
 }
 
 // ---- decoding ----
@@ -790,12 +813,56 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
     out
 }
 
+/// One column's `values` of kinds 1, 2, 4 and 5: its head, then its data.
 fn column_values(c: &mut Cur<'_>, shared: &mut Shared) -> Result<ColumnValues, RecordError> {
+    let head = column_head(c, shared, None)?;
+    column_data(c, head)
+}
+
+/// The `values` of `n` columns of kinds 6 and 7: every head, then every data.
+fn split_values(c: &mut Cur<'_>, n: usize) -> Result<Vec<ColumnValues>, RecordError> {
+    let mut shared = Shared::default();
+    let mut claimed = 0;
+    let mut heads = Vec::with_capacity(n.min(c.left()));
+    for _ in 0..n {
+        heads.push(column_head(c, &mut shared, Some(&mut claimed))?);
+    }
+    heads.into_iter().map(|head| column_data(c, head)).collect()
+}
+
+/// A column's head read, its data not yet.
+struct Head {
+    rows: usize,
+    status: Rows<FeatureStatus>,
+    times: Rows<TimestampMs>,
+    /// The type byte.
+    kind: u8,
+    /// Components per vector (type 5).
+    dim: usize,
+}
+
+/// Reads a column head. `claimed`: the rows of the heads read before this one whose
+/// data follows all heads (kinds 6 and 7); every row takes at least one byte of data,
+/// so their sum is bounded by the bytes left before anything is allocated.
+fn column_head(
+    c: &mut Cur<'_>,
+    shared: &mut Shared,
+    claimed: Option<&mut usize>,
+) -> Result<Head, RecordError> {
     let rows = c.uv("rows")?;
-    let rows = usize::try_from(rows)
-        .ok()
-        .filter(|r| *r <= c.left().saturating_mul(8).max(1))
-        .ok_or(RecordError::Truncated("rows"))?;
+    let rows = usize::try_from(rows).map_err(|_| RecordError::Truncated("rows"))?;
+    match claimed {
+        Some(claimed) => {
+            *claimed = claimed
+                .checked_add(rows)
+                .filter(|sum| *sum <= c.left())
+                .ok_or(RecordError::Truncated("rows"))?;
+        }
+        None if rows > c.left().saturating_mul(8).max(1) => {
+            return Err(RecordError::Truncated("rows"));
+        }
+        None => {}
+    }
     let status: Rows<FeatureStatus> = match c.u8("status mode")? {
         0 => c
             .take(rows, "statuses")?
@@ -845,12 +912,36 @@ fn column_values(c: &mut Cur<'_>, shared: &mut Shared) -> Result<ColumnValues, R
         },
         other => return Err(bad("time mode", format!("{other}"))),
     };
+    let kind = c.u8("column type")?;
+    let dim = if kind == 5 {
+        usize::try_from(c.uv("vector dim")?).map_err(|_| bad("vector dim", "too large"))?
+    } else {
+        0
+    };
+    Ok(Head {
+        rows,
+        status,
+        times,
+        kind,
+        dim,
+    })
+}
+
+/// Reads the data of the column `head` describes.
+fn column_data(c: &mut Cur<'_>, head: Head) -> Result<ColumnValues, RecordError> {
+    let Head {
+        rows,
+        status,
+        times,
+        kind,
+        dim,
+    } = head;
     // Every data type takes at least one byte per row, but for shared-status all-null
     // columns of `Other` values, also one byte per row: so rows are bounded by the bytes.
     if rows > c.left() {
         return Err(RecordError::Truncated("column data"));
     }
-    let data = match c.u8("column type")? {
+    let data = match kind {
         1 => ColumnData::Int64((0..rows).map(|_| c.iv("int64")).collect::<Result<_, _>>()?),
         2 => ColumnData::Float64(
             c.planes::<8>(rows, "float64s")?
@@ -866,8 +957,6 @@ fn column_values(c: &mut Cur<'_>, shared: &mut Shared) -> Result<ColumnValues, R
         ),
         4 => ColumnData::Bool(c.take(rows, "bools")?.iter().map(|b| *b != 0).collect()),
         5 => {
-            let dim =
-                usize::try_from(c.uv("vector dim")?).map_err(|_| bad("vector dim", "too large"))?;
             let n = rows
                 .checked_mul(dim)
                 .filter(|n| n.saturating_mul(4) <= c.left())
@@ -1001,6 +1090,31 @@ impl Columns {
     }
 }
 
+/// Reads the columns of a read and their `values` into `answer`, and each column's
+/// group into `groups`: head and data column by column (kinds 1, 2, 4 and 5), or, with
+/// `split` (kinds 6 and 7), every column's head, then every column's data.
+fn read_columns(
+    c: &mut Cur<'_>,
+    columns: &Columns,
+    split: bool,
+    answer: &mut RankResponse,
+    groups: &mut Vec<String>,
+) -> Result<(), RecordError> {
+    let mut shared = Shared::default();
+    for i in 0..columns.len() {
+        let (col, group) = columns.column(c, i)?;
+        answer.columns.push(col);
+        groups.push(group);
+        if !split {
+            answer.values.push(column_values(c, &mut shared)?);
+        }
+    }
+    if split {
+        answer.values = split_values(c, columns.len())?;
+    }
+    Ok(())
+}
+
 fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, RecordError> {
     let mut c = Cur { b: bytes, p: 0 };
     let kind = c.u8("kind")?;
@@ -1024,25 +1138,18 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
     let mut context_groups = Vec::new();
     let mut groups = Vec::new();
     let kind = match kind {
-        KIND_ENTITY | KIND_ENTITY_INLINE => {
+        KIND_ENTITY | KIND_ENTITY_INLINE | KIND_ENTITY_SPLIT => {
             answer.versions = versions(&mut c)?;
             answer.candidate_type = c.str("entity type")?;
             answer.candidates.push(c.str("entity id")?);
             let columns = columns_of(&mut c, kind == KIND_ENTITY_INLINE, sets, "columns")?;
-            let mut shared = Shared::default();
-            for i in 0..columns.len() {
-                let (col, group) = columns.column(&mut c, i)?;
-                let values = column_values(&mut c, &mut shared)?;
-                if values.len() != 1 {
-                    return Err(bad("column", "a GET answers one row"));
-                }
-                answer.columns.push(col);
-                answer.values.push(values);
-                groups.push(group);
+            read_columns(&mut c, &columns, kind == KIND_ENTITY_SPLIT, &mut answer, &mut groups)?;
+            if answer.values.iter().any(|v| v.len() != 1) {
+                return Err(bad("column", "a GET answers one row"));
             }
             ReadKind::Entity
         }
-        KIND_RANKING | KIND_RANKING_INLINE => {
+        KIND_RANKING | KIND_RANKING_INLINE | KIND_RANKING_SPLIT => {
             let inline = kind == KIND_RANKING_INLINE;
             answer.service = match c.u8("service flag")? {
                 0 => None,
@@ -1078,16 +1185,13 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                 answer.candidates.push(c.str("candidate")?);
             }
             let columns = columns_of(&mut c, inline, sets, "columns")?;
-            let mut shared = Shared::default();
-            for i in 0..columns.len() {
-                let (col, group) = columns.column(&mut c, i)?;
-                let values = column_values(&mut c, &mut shared)?;
-                if values.len() != answer.candidates.len() {
-                    return Err(bad("column", "rows differ from candidates"));
-                }
-                answer.columns.push(col);
-                answer.values.push(values);
-                groups.push(group);
+            read_columns(&mut c, &columns, kind == KIND_RANKING_SPLIT, &mut answer, &mut groups)?;
+            if answer
+                .values
+                .iter()
+                .any(|v| v.len() != answer.candidates.len())
+            {
+                return Err(bad("column", "rows differ from candidates"));
             }
             let n = c.count("defaults", 2)?;
             for _ in 0..n {
@@ -1347,6 +1451,88 @@ mod tests {
             assert_eq!(back.event_times(), column.event_times());
             assert_eq!(back.statuses(), column.statuses());
         }
+    }
+
+    /// `record` (kind 7, of `answer`) as a version 2 writer wrote it: kind 5, each
+    /// column's head and data together, statuses and times in modes 0 and 1 only.
+    fn as_version_2(record: &[u8], answer: &RankResponse) -> Vec<u8> {
+        let mut split = Vec::new();
+        put_values(&mut split, answer.values.iter());
+        let mut defaults = Vec::new();
+        put_uv(&mut defaults, answer.defaults.len() as u64);
+        for (feature, n) in &answer.defaults {
+            put_str(&mut defaults, feature);
+            put_uv(&mut defaults, *n);
+        }
+        let at = record.len() - defaults.len() - split.len();
+        assert_eq!(record.first(), Some(&KIND_RANKING_SPLIT));
+        assert_eq!(&record[at..record.len() - defaults.len()], &split[..]);
+        assert_eq!(&record[record.len() - defaults.len()..], &defaults[..]);
+        let mut v2 = vec![KIND_RANKING];
+        v2.extend_from_slice(&record[1..at]);
+        for values in &answer.values {
+            put_column_values(&mut v2, values, &mut Shared::default());
+        }
+        v2.extend_from_slice(&defaults);
+        v2
+    }
+
+    #[test]
+    fn version_2_reads_still_decode_to_the_same_answer() {
+        let mut answer = ranking();
+        // Every candidate column with one status and one time: the case mode 2 repeats.
+        for values in &mut answer.values {
+            let rows = values.len();
+            *values = ColumnValues::from_parts(
+                Rows::from_elem(FeatureStatus::Present, rows),
+                Rows::from_elem(1_795_219_200_000, rows),
+                values.data().clone(),
+            )
+            .expect("same rows");
+        }
+        for answer in [ranking(), answer] {
+            let mut sets = ColumnSets::new();
+            let records = records_of(&answer, &mut sets);
+            let mut decoder = Decoder::new();
+            for set in &records[..2] {
+                assert_eq!(decoder.decode(set).expect("set"), None);
+            }
+            let v3 = decoder.decode(&records[2]).expect("v3").expect("a read");
+            let v2_bytes = as_version_2(&records[2], &answer);
+            let v2 = decoder.decode(&v2_bytes).expect("v2").expect("a read");
+            assert_eq!(v2.answer, answer);
+            assert_eq!(v2, v3);
+        }
+    }
+
+    #[test]
+    fn split_heads_that_claim_more_rows_than_bytes_are_refused_before_allocating() {
+        // Two float32 heads of 1,000,000 rows each, shared status and time, then 8 bytes.
+        let mut bytes = Vec::new();
+        for _ in 0..2 {
+            put_uv(&mut bytes, 1_000_000);
+            bytes.extend_from_slice(&[1, 0, 1, 0, 3]);
+        }
+        bytes.extend_from_slice(&[0; 8]);
+        let mut c = Cur { b: &bytes, p: 0 };
+        assert!(matches!(
+            split_values(&mut c, 2),
+            Err(RecordError::Truncated("rows"))
+        ));
+        // Rows that do fit decode; data short of them is truncated, not read past.
+        let mut ok = Vec::new();
+        put_uv(&mut ok, 2);
+        ok.extend_from_slice(&[1, 0, 1, 0, 3]);
+        put_planes(&mut ok, [1.0f32, 2.0].iter().map(|x| x.to_le_bytes()));
+        let mut c = Cur { b: &ok, p: 0 };
+        let values = split_values(&mut c, 1).expect("fits");
+        assert_eq!(c.left(), 0);
+        assert_eq!(
+            values[0].data(),
+            &ColumnData::Float32([1.0f32, 2.0].into_iter().collect())
+        );
+        let mut c = Cur { b: &ok[..ok.len() - 1], p: 0 };
+        assert!(split_values(&mut c, 1).is_err());
     }
 
     #[test]
