@@ -50,3 +50,15 @@ bench_pin() {
 cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
+
+# thread_ticks PID NAME: CPU time (user + system) of PID's threads named NAME, in clock
+# ticks (0 when it has none).
+thread_ticks() {
+    local t sum=0
+    for t in /proc/"$1"/task/*; do
+        if [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ]; then
+            sum=$((sum + $(awk '{ print $14 + $15 }' "$t/stat" 2>/dev/null || echo 0)))
+        fi
+    done
+    echo "$sum"
+}

@@ -83,7 +83,7 @@ stop() {
 
 DATA_ARGS=(--products "$PRODUCTS" --users "$USERS" --product-features 50 --user-features 50 --candidates 100)
 RESULTS="$WORK/results.jsonl"
-CPU="$WORK/cpu.txt" # shape, rate, server CPU µs per request; one line per run
+CPU="$WORK/cpu.txt" # shape, rate, server and log writer CPU µs per request; one line per run
 : >"$CPU"
 HZ=$(getconf CLK_TCK)
 METRICS="$WORK/metrics.txt"
@@ -102,13 +102,16 @@ for round in $(seq 1 "$REPEATS"); do
                     --warmup 0 --timeout-ms 5000 "${DATA_ARGS[@]}" >/dev/null
             fi
             before=$(cpu_ticks "$FS_PID")
+            writer_before=$(thread_ticks "$FS_PID" serving-log)
             "${CLIENT_PIN[@]}" "$LG" "${THREAD_ARGS[@]}" run --target "http://127.0.0.1:$PORT" \
                 --system "log-$rate" --mix "$shape" --connections "$CONNS" --duration "$SECS" \
                 --warmup 0 --timeout-ms 5000 "${DATA_ARGS[@]}" --jsonl "$RESULTS" >/dev/null
             after=$(cpu_ticks "$FS_PID")
+            writer_after=$(thread_ticks "$FS_PID" serving-log)
             requests=$(tail -n 1 "$RESULTS" | sed 's/.*"ok":\([0-9]*\).*/\1/')
             awk -v s="$shape" -v r="$rate" -v t=$((after - before)) -v n="$requests" -v hz="$HZ" \
-                'BEGIN { printf "%s %s %.1f\n", s, r, t * 1e6 / hz / n }' >>"$CPU"
+                -v w=$((writer_after - writer_before)) \
+                'BEGIN { printf "%s %s %.1f %.2f\n", s, r, t * 1e6 / hz / n, w * 1e6 / hz / n }' >>"$CPU"
         done
         if [ "$rate" = 1.0 ]; then
             curl -s "http://127.0.0.1:$PORT/metrics" | grep '^featstore_serving_log' >"$METRICS"
@@ -126,14 +129,14 @@ log "exporting the 100% log"
 EXPORT=$("$FS" log export --log-dir "$WORK/log-1.0" --out "$WORK/export")
 
 # The median of a setting's runs of server CPU per request.
-cpu_of() { # shape rate
-    awk -v s="$1" -v r="$2" '$1 == s && $2 == r { print $3 }' "$CPU" | sort -n |
+cpu_of() { # shape rate [field: 3 server (default), 4 log writer]
+    awk -v s="$1" -v r="$2" -v f="${3:-3}" '$1 == s && $2 == r { print $f }' "$CPU" | sort -n |
         awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo
-echo "| shape | logging | throughput (req/s) | loss vs off | server CPU per request (median) | CPU-implied loss vs off |"
-echo "|---|---|---|---|---|---|"
+echo "| shape | logging | throughput (req/s) | loss vs off | server CPU per request (median) | CPU-implied loss vs off | of it, the log writer thread |"
+echo "|---|---|---|---|---|---|---|"
 for shape in get rank; do
     off=$("$LG" stat --results "$RESULTS" --system log-off --shape "$shape" --field throughput)
     cpu_off=$(cpu_of "$shape" off)
@@ -142,12 +145,16 @@ for shape in get rank; do
         loss=$(awk -v a="$off" -v b="$t" 'BEGIN { printf "%.1f%%", (a - b) * 100 / a }')
         cpu=$(cpu_of "$shape" "$rate")
         implied=$(awk -v a="$cpu_off" -v b="$cpu" 'BEGIN { printf "%.1f%%", (1 - a / b) * 100 }')
-        echo "| $shape | $rate | $t | $loss | $cpu µs | $implied |"
+        writer=$(cpu_of "$shape" "$rate" 4)
+        share=$(awk -v w="$writer" -v b="$cpu" 'BEGIN { printf "%.1f%%", w * 100 / b }')
+        echo "| $shape | $rate | $t | $loss | $cpu µs | $implied | $writer µs ($share) |"
     done
 done
 echo
 echo "CPU-implied loss: 1 - (CPU per request, off) / (CPU per request, this setting), the"
-echo "throughput a saturated server core loses; medians of $REPEATS runs per setting."
+echo "throughput a saturated server core loses; medians of $REPEATS runs per setting. The"
+echo "writer thread's CPU per request is the log's cost off the request path; the rest of"
+echo "the difference from logging off is on it (sampling, the queue hand-off), plus noise."
 echo
 awk -v b="$BYTES" -v v="$VALUES" -v d="$DROPPED" 'BEGIN {
     printf "log at 100%% (last round): %d values in %d bytes = %.2f bytes per logged value; %d records dropped (queue full)\n", v, b, b / v, d }'
