@@ -1143,7 +1143,13 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
             answer.candidate_type = c.str("entity type")?;
             answer.candidates.push(c.str("entity id")?);
             let columns = columns_of(&mut c, kind == KIND_ENTITY_INLINE, sets, "columns")?;
-            read_columns(&mut c, &columns, kind == KIND_ENTITY_SPLIT, &mut answer, &mut groups)?;
+            read_columns(
+                &mut c,
+                &columns,
+                kind == KIND_ENTITY_SPLIT,
+                &mut answer,
+                &mut groups,
+            )?;
             if answer.values.iter().any(|v| v.len() != 1) {
                 return Err(bad("column", "a GET answers one row"));
             }
@@ -1185,7 +1191,13 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                 answer.candidates.push(c.str("candidate")?);
             }
             let columns = columns_of(&mut c, inline, sets, "columns")?;
-            read_columns(&mut c, &columns, kind == KIND_RANKING_SPLIT, &mut answer, &mut groups)?;
+            read_columns(
+                &mut c,
+                &columns,
+                kind == KIND_RANKING_SPLIT,
+                &mut answer,
+                &mut groups,
+            )?;
             if answer
                 .values
                 .iter()
@@ -1435,7 +1447,10 @@ mod tests {
         }
         assert_eq!(c.left(), 0);
         // A read whose first column says "repeat" is damaged, not read as anything.
-        let mut c = Cur { b: &bytes[second_at..], p: 0 };
+        let mut c = Cur {
+            b: &bytes[second_at..],
+            p: 0,
+        };
         let err = column_values(&mut c, &mut Shared::default()).expect_err("no shared status");
         assert!(err.to_string().contains("repeat"), "{err}");
         // Version 2 writers gave every column mode 1: those bytes still read the same.
@@ -1531,7 +1546,10 @@ mod tests {
             values[0].data(),
             &ColumnData::Float32([1.0f32, 2.0].into_iter().collect())
         );
-        let mut c = Cur { b: &ok[..ok.len() - 1], p: 0 };
+        let mut c = Cur {
+            b: &ok[..ok.len() - 1],
+            p: 0,
+        };
         assert!(split_values(&mut c, 1).is_err());
     }
 
