@@ -12,9 +12,11 @@
 //!
 //! Thread-safety: the thread owns every file handle; the handle only joins it.
 //!
-//! Hand-over: the thread takes everything queued, then sleeps 2 ms before it waits on
-//! the queue again, so under load a read never pays for waking it (a futex call per
-//! record, on the read path's core) and the thread wakes once per batch.
+//! Hand-over: the thread takes everything queued, then sleeps before it waits on the
+//! queue again (2 ms after a batch of 8 reads or more, else 25 ms, never past the open
+//! block's flush time), so a read seldom pays for waking it (a futex call per record,
+//! on the read path's core): under load the thread wakes once per batch, and at a low
+//! sample rate about once per 25 ms instead of once per logged read.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,6 +37,11 @@ use crate::types::now_ms;
 
 /// How long the writer lets the queue fill after taking what it held.
 const GATHER: Duration = Duration::from_millis(2);
+/// ... after taking fewer than [`BUSY_BATCH`] reads, at most until the block's flush
+/// time (a block is still written `flush_interval_ms` after its first read).
+const GATHER_LONG: Duration = Duration::from_millis(25);
+/// A batch of at least this many reads keeps the short pause.
+const BUSY_BATCH: usize = 8;
 
 /// File name suffix of log files.
 pub const EXTENSION: &str = "fslog";
@@ -222,14 +229,27 @@ impl Writer {
                 Ok(pending) => {
                     self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                     self.add(pending);
+                    let mut taken = 1;
                     while let Ok(pending) = rx.try_recv() {
                         self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                         self.add(pending);
+                        taken += 1;
                     }
-                    // Let the queue fill for a moment: while the writer sleeps instead
-                    // of waiting on the channel, a read hands its answer over without
-                    // a wake-up call, and under load the writer wakes once per batch.
-                    std::thread::sleep(GATHER.min(interval));
+                    // Let the queue fill while a block is open: while the writer sleeps
+                    // instead of waiting on the channel, a read hands its answer over
+                    // without a wake-up call (a futex call on the read's core, and two
+                    // context switches). A small batch means few reads are logged (a
+                    // low sample rate): sleep longer, so that they too wake the writer
+                    // about once per GATHER_LONG rather than once per read.
+                    let pause = if taken >= BUSY_BATCH {
+                        GATHER
+                    } else {
+                        GATHER_LONG
+                    };
+                    let left = self
+                        .block_started
+                        .map_or(interval, |t| interval.saturating_sub(t.elapsed()));
+                    std::thread::sleep(pause.min(left).max(GATHER.min(interval)));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
