@@ -295,8 +295,6 @@ fn put_value(out: &mut Vec<u8>, v: Option<&Value>) {
     }
 }
 
-/// Statuses and event times: `0` then one per row, or `1` and the one value every row
-/// shares (the common case: a column of present values of one load).
 /// What the last `values` of a read that gave one status (or one event time) for all
 /// its rows gave: mode 2 of `statuses` and `times` repeats it in one byte, since the
 /// columns of a read mostly share both (a GET's 50 columns: one batch event time).
@@ -307,6 +305,9 @@ struct Shared {
     time: Option<TimestampMs>,
 }
 
+/// Statuses and event times: `0` then one per row, `1` and the one value every row
+/// shares (the common case: a column of present values of one load), or `2` when that
+/// one value is the read's `shared` one.
 fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
     let statuses = column.statuses();
     match statuses.first() {
@@ -340,13 +341,6 @@ fn put_column_meta(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared
             put_times(out, times);
         }
     }
-}
-
-/// A column's `values` as kinds 1, 2, 4 and 5 wrote them: its head, then its data.
-#[cfg(test)]
-fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
-    put_column_head(out, column, shared);
-    put_column_data(out, column);
 }
 
 /// The `values` of a read's columns as kinds 6 and 7 write them: every column's head,
@@ -815,7 +809,7 @@ fn arr<const N: usize>(b: &[u8]) -> [u8; N] {
 
 /// One column's `values` of kinds 1, 2, 4 and 5: its head, then its data.
 fn column_values(c: &mut Cur<'_>, shared: &mut Shared) -> Result<ColumnValues, RecordError> {
-    let head = column_head(c, shared, None)?;
+    let head = column_head(c, shared, &mut 0)?;
     column_data(c, head)
 }
 
@@ -825,7 +819,7 @@ fn split_values(c: &mut Cur<'_>, n: usize) -> Result<Vec<ColumnValues>, RecordEr
     let mut claimed = 0;
     let mut heads = Vec::with_capacity(n.min(c.left()));
     for _ in 0..n {
-        heads.push(column_head(c, &mut shared, Some(&mut claimed))?);
+        heads.push(column_head(c, &mut shared, &mut claimed)?);
     }
     heads.into_iter().map(|head| column_data(c, head)).collect()
 }
@@ -842,27 +836,20 @@ struct Head {
 }
 
 /// Reads a column head. `claimed`: the rows of the heads read before this one whose
-/// data follows all heads (kinds 6 and 7); every row takes at least one byte of data,
-/// so their sum is bounded by the bytes left before anything is allocated.
+/// data is still to come (kinds 6 and 7: every head's; otherwise none). Every row takes
+/// at least one byte of data, so their sum is bounded by the bytes left before anything
+/// is allocated.
 fn column_head(
     c: &mut Cur<'_>,
     shared: &mut Shared,
-    claimed: Option<&mut usize>,
+    claimed: &mut usize,
 ) -> Result<Head, RecordError> {
     let rows = c.uv("rows")?;
     let rows = usize::try_from(rows).map_err(|_| RecordError::Truncated("rows"))?;
-    match claimed {
-        Some(claimed) => {
-            *claimed = claimed
-                .checked_add(rows)
-                .filter(|sum| *sum <= c.left())
-                .ok_or(RecordError::Truncated("rows"))?;
-        }
-        None if rows > c.left().saturating_mul(8).max(1) => {
-            return Err(RecordError::Truncated("rows"));
-        }
-        None => {}
-    }
+    *claimed = claimed
+        .checked_add(rows)
+        .filter(|sum| *sum <= c.left())
+        .ok_or(RecordError::Truncated("rows"))?;
     let status: Rows<FeatureStatus> = match c.u8("status mode")? {
         0 => c
             .take(rows, "statuses")?
@@ -1466,6 +1453,12 @@ mod tests {
             assert_eq!(back.event_times(), column.event_times());
             assert_eq!(back.statuses(), column.statuses());
         }
+    }
+
+    /// A column's `values` as kinds 1, 2, 4 and 5 hold them: its head, then its data.
+    fn put_column_values(out: &mut Vec<u8>, column: &ColumnValues, shared: &mut Shared) {
+        put_column_head(out, column, shared);
+        put_column_data(out, column);
     }
 
     /// `record` (kind 7, of `answer`) as a version 2 writer wrote it: kind 5, each

@@ -209,10 +209,7 @@ impl Writer {
             if stopped.try_recv().is_ok() {
                 break;
             }
-            let wait = match self.block_started {
-                Some(t) => interval.saturating_sub(t.elapsed()),
-                None => interval,
-            };
+            let wait = self.until_flush(interval);
             let received = crossbeam::channel::select! {
                 recv(rx) -> pending => pending.map_err(|_| RecvTimeoutError::Disconnected),
                 recv(requests) -> request => {
@@ -246,9 +243,7 @@ impl Writer {
                     } else {
                         GATHER_LONG
                     };
-                    let left = self
-                        .block_started
-                        .map_or(interval, |t| interval.saturating_sub(t.elapsed()));
+                    let left = self.until_flush(interval);
                     std::thread::sleep(pause.min(left).max(GATHER.min(interval)));
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -265,6 +260,12 @@ impl Writer {
         }
         self.flush();
         self.close_file();
+    }
+
+    /// How long until the open block is due to be written (`interval` when none is open).
+    fn until_flush(&self, interval: Duration) -> Duration {
+        self.block_started
+            .map_or(interval, |t| interval.saturating_sub(t.elapsed()))
     }
 
     /// The group of a served feature; asked once per new column set.
