@@ -281,7 +281,7 @@ pub fn reclog_read(data: &[u8]) {
             b.add(r).expect("small records fit");
         }
         let block = b.finish(place(&bytes), level).expect("compress");
-        bytes.extend(block);
+        bytes.extend_from_slice(block);
         block_ends.push((bytes.len(), chunk.len()));
     }
     if with_end {

@@ -258,6 +258,8 @@ impl RankAnswer {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::api::rank_json::{encode_json, status_letter};
     use crate::query::answer::ColumnValues;
@@ -373,10 +375,10 @@ mod tests {
         let answer = RankResponse {
             service: Some("ranker@1".into()),
             context: vec![("user".into(), "u1".into())],
-            context_columns: vec![],
+            context_columns: Arc::from([]),
             context_cells: vec![],
             candidate_type: "product".into(),
-            columns: vec![col("ctr", DType::Float32), col("label", DType::String)],
+            columns: Arc::from([col("ctr", DType::Float32), col("label", DType::String)]),
             candidates: (0..rows).map(|r| format!("p{r}")).collect(),
             values: vec![column, text],
             versions: BTreeMap::from([("g".to_owned(), 2)]),

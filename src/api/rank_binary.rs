@@ -461,6 +461,7 @@ pub fn decode(bytes: &[u8]) -> Option<Decoded> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use super::*;
     use crate::query::read::Freshness;
@@ -491,10 +492,10 @@ mod tests {
         RankResponse {
             service: None,
             context: vec![("user".into(), "u1".into())],
-            context_columns: vec![],
+            context_columns: Arc::from([]),
             context_cells: vec![],
             candidate_type: "product".into(),
-            columns: vec![column],
+            columns: Arc::from([column]),
             candidates: (0..rows).map(|r| format!("p{r}")).collect(),
             values: vec![column_values(rows)],
             versions: BTreeMap::new(),
@@ -549,7 +550,7 @@ mod tests {
         ];
         let rows = 7;
         let mut answer = response(rows);
-        answer.columns.clear();
+        let mut columns = Vec::new();
         answer.values.clear();
         let value_at = |dtype: DType, r: usize| match dtype {
             DType::Float32 => Value::Float32(r as f32 * 0.5),
@@ -570,7 +571,7 @@ mod tests {
                 column.put_stored(r, Some((stored, 10 * r as i64)));
             }
             column.judge(Freshness::of_limits(Some(1_000), Some(30)), 60);
-            answer.columns.push(RankColumn {
+            columns.push(RankColumn {
                 name: format!("c{i}"),
                 feature: format!("c{i}@1"),
                 dtype,
@@ -583,14 +584,15 @@ mod tests {
         for r in 0..rows {
             uniform_column.put_stored(r, Some((Value::Float32(r as f32), 50)));
         }
-        answer.columns.push(RankColumn {
+        columns.push(RankColumn {
             name: "u".into(),
             feature: "u@1".into(),
             dtype: DType::Float32,
             on_demand: false,
         });
         answer.values.push(uniform_column);
-        answer.context_columns = vec![answer.columns[5].clone()];
+        answer.context_columns = Arc::from([columns[5].clone()]);
+        answer.columns = columns.into();
         answer.context_cells = vec![answer.cell(2, 5)];
         let decoded = decode(&encode(&answer)).expect("decodes");
         assert_eq!(decoded.columns.len(), 7);

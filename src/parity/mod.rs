@@ -100,7 +100,7 @@ pub(crate) fn request_for(answer: &RankResponse, ranking: bool) -> RankRequest {
             answer
                 .context_columns
                 .iter()
-                .chain(&answer.columns)
+                .chain(answer.columns.iter())
                 .map(|c| c.name.clone())
                 .collect(),
         ),

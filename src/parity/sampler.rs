@@ -341,10 +341,10 @@ fn as_ranking(answer: &EntityAnswer) -> Option<RankResponse> {
     Some(RankResponse {
         service: None,
         context: Vec::new(),
-        context_columns: Vec::new(),
+        context_columns: Arc::from([]),
         context_cells: Vec::new(),
         candidate_type: answer.entity_type().to_owned(),
-        columns,
+        columns: columns.into(),
         candidates: vec![answer.entity_id().to_owned()],
         values: answer.columns().to_vec(),
         versions: answer.versions().clone(),

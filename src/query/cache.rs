@@ -1,10 +1,13 @@
-//! The cache of single-entity read plans of one registry snapshot.
+//! The cache of read plans (single-entity and ranking) of one registry snapshot.
 //!
 //! A single-entity GET names its features in its query string (`names=a,b,c`), and a
-//! ranking host asks the same list again and again: resolving 50 names, grouping them
-//! and placing them costs more than the read itself. The plan of each distinct list is
-//! kept here, keyed by the entity type and the list as sent, so that the next read of
-//! that list does one hash lookup.
+//! ranking host asks the same list (or service) again and again: resolving 50 names,
+//! grouping them and placing them costs more than a single read itself. The plan of each
+//! distinct request shape is kept here, keyed by what it was planned from (the entity
+//! type and the list as sent; for a ranking read the candidate type, the context's
+//! entity types in order and the names or service), so that the next read of that
+//! shape does one hash lookup. [`cached`] writes the key into a reused thread-local
+//! buffer, so a hit allocates nothing.
 //!
 //! Invariants:
 //! - a cache belongs to one [`crate::registry::Registry`] snapshot and holds only plans
@@ -20,6 +23,7 @@
 //! lookup and an `Arc` clone, writers for one insertion. No lock is held while a plan
 //! is built or a read executes.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -70,6 +74,35 @@ impl PlanCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+thread_local! {
+    /// The cache key being looked up, reused so that a lookup does not allocate.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The plan cached in `cache` under the key `write_key` writes, or the one `build`
+/// makes, which is then cached. `write_key` gets an empty buffer and returns false when
+/// the key would be ambiguous (a separator inside a part): such a plan is built and not
+/// cached. Errors are never cached.
+pub(crate) fn cached<E>(
+    cache: &PlanCache,
+    write_key: impl FnOnce(&mut String) -> bool,
+    build: impl FnOnce() -> Result<Plan, E>,
+) -> Result<Arc<Plan>, E> {
+    KEY.with(|key| {
+        let mut key = key.borrow_mut();
+        key.clear();
+        let cacheable = write_key(&mut key);
+        if cacheable && let Some(plan) = cache.get(&key) {
+            return Ok(plan);
+        }
+        let plan = Arc::new(build()?);
+        if cacheable {
+            cache.insert(&key, &plan);
+        }
+        Ok(plan)
+    })
 }
 
 /// A clone is a cache of another snapshot: it starts empty.

@@ -12,7 +12,6 @@
 //! Thread-safety: a pure function of one read view; the plan cache takes a read lock
 //! for one lookup.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -184,11 +183,6 @@ pub fn get_in(
     })
 }
 
-thread_local! {
-    /// The cache key being looked up, reused so that a lookup does not allocate.
-    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
 /// The plan of `names` of `entity_type`, from the snapshot's cache or built (and
 /// cached) now.
 fn plan_of(
@@ -197,29 +191,24 @@ fn plan_of(
     entity_type: &str,
     names: Names<'_>,
 ) -> Result<Arc<Plan>, ReadError> {
-    KEY.with(|key| {
-        let mut key = key.borrow_mut();
-        let cacheable = cache_key(&mut key, entity_type, names);
-        if cacheable && let Some(plan) = registry.read_plans().get(&key) {
-            return Ok(plan);
-        }
-        let list: Vec<&str> = match names {
-            Names::Text(text) => text
-                .split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .collect(),
-            Names::List(list) => list.to_vec(),
-        };
-        if list.is_empty() {
-            return Err(ReadError::NoFeatures);
-        }
-        let plan = Arc::new(plan_entity(registry, tallies, entity_type, &list)?);
-        if cacheable {
-            registry.read_plans().insert(&key, &plan);
-        }
-        Ok(plan)
-    })
+    super::cache::cached(
+        registry.read_plans(),
+        |key| cache_key(key, entity_type, names),
+        || {
+            let list: Vec<&str> = match names {
+                Names::Text(text) => text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                Names::List(list) => list.to_vec(),
+            };
+            if list.is_empty() {
+                return Err(ReadError::NoFeatures);
+            }
+            plan_entity(registry, tallies, entity_type, &list)
+        },
+    )
 }
 
 /// Writes the cache key of a read into `key`: the form of `names`, the entity type,

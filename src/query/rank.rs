@@ -114,14 +114,15 @@ pub struct RankResponse {
     pub service: Option<String>,
     /// Context entities, as asked.
     pub context: Vec<(String, String)>,
-    /// Columns answered once for the context.
-    pub context_columns: Vec<RankColumn>,
+    /// Columns answered once for the context (shared with the plan that answered, and
+    /// with every answer of that plan).
+    pub context_columns: Arc<[RankColumn]>,
     /// One cell per context column.
     pub context_cells: Vec<Cell>,
     /// Entity type of the candidates.
     pub candidate_type: String,
-    /// Columns answered per candidate.
-    pub columns: Vec<RankColumn>,
+    /// Columns answered per candidate (shared as `context_columns` is).
+    pub columns: Arc<[RankColumn]>,
     /// Candidate ids, in the order asked.
     pub candidates: Vec<String>,
     /// Column-major: one [`ColumnValues`] per column of `columns`, one row per
@@ -380,6 +381,10 @@ pub struct Plan {
     context: StoredColumns,
     candidates: StoredColumns,
     outputs: Vec<OutColumn>,
+    /// The outputs' columns answered once for the context, in order.
+    context_out: Arc<[RankColumn]>,
+    /// The outputs' columns answered per candidate, in order.
+    candidate_out: Arc<[RankColumn]>,
     service: Option<String>,
     /// True when output `i` is stored candidate column `i`, for every `i` (no context,
     /// no on-demand feature, no feature asked twice): the fetched columns are the
@@ -615,23 +620,88 @@ impl Planner<'_, '_> {
                 o.place == Place::Candidate
                     && matches!(o.source, Source::Stored { col, .. } if col == i)
             });
+        let columns_at = |place: Place| -> Arc<[RankColumn]> {
+            outputs
+                .iter()
+                .filter(|o| o.place == place)
+                .map(|o| o.column.clone())
+                .collect()
+        };
         Ok(Plan {
             direct,
             spaces: self.spaces,
             context: self.context_columns,
             candidates: self.candidate_columns,
+            context_out: columns_at(Place::Context),
+            candidate_out: columns_at(Place::Candidate),
             outputs,
             service,
         })
     }
 }
 
-/// Resolves a ranking request's names (or service) into a plan.
+/// Checks a ranking request's entities (the candidates' type and count, the context's
+/// entity types and every id), then plans its names (or service): from the snapshot's
+/// plan cache when a request of the same shape was planned before ([`rank_cache_key`]),
+/// else built now and cached.
 fn plan_rank(
     registry: &Registry,
     tallies: &ServedTallies,
     request: &RankRequest,
-) -> Result<Plan, RankError> {
+) -> Result<Arc<Plan>, RankError> {
+    check_entities(registry, request)?;
+    let plan = super::cache::cached(
+        registry.read_plans(),
+        |key| rank_cache_key(key, request),
+        || build_rank_plan(registry, tallies, request),
+    )?;
+    let columns = plan.candidates.defs.len() + plan.outputs.len();
+    if request.candidates.len().saturating_mul(columns) > MAX_VALUES {
+        return Err(RankError::TooManyValues {
+            candidates: request.candidates.len(),
+            columns,
+            max: MAX_VALUES,
+        });
+    }
+    Ok(plan)
+}
+
+/// Writes the plan cache key of a ranking request into `key`: what its plan is a
+/// function of (the candidates' entity type, the context's entity types in order, and
+/// the names or the service as asked), NUL-separated, with the context's count. False
+/// when a part holds a NUL (the key would be ambiguous), which is then not cached.
+fn rank_cache_key(key: &mut String, request: &RankRequest) -> bool {
+    use std::fmt::Write;
+    let mut clean = !request.candidate_type.contains('\0');
+    key.push('R');
+    key.push_str(&request.candidate_type);
+    let _ = write!(key, "\0{}", request.context.len());
+    for (entity_type, _) in &request.context {
+        clean &= !entity_type.contains('\0');
+        key.push('\0');
+        key.push_str(entity_type);
+    }
+    match &request.features {
+        FeatureSelection::Service(service) => {
+            clean &= !service.contains('\0');
+            key.push_str("\0S");
+            key.push_str(service);
+        }
+        FeatureSelection::Names(names) => {
+            key.push_str("\0N");
+            for name in names {
+                clean &= !name.contains('\0');
+                key.push('\0');
+                key.push_str(name);
+            }
+        }
+    }
+    clean
+}
+
+/// The checks of a ranking request that its plan does not cover: they run on every
+/// request, cached plan or not.
+fn check_entities(registry: &Registry, request: &RankRequest) -> Result<(), RankError> {
     let candidate_type = request.candidate_type.as_str();
     let known =
         registry.has_entity_type(candidate_type)
@@ -665,6 +735,16 @@ fn plan_rank(
             .check(id.as_bytes())
             .map_err(|source| RankError::InvalidCandidateId { index, source })?;
     }
+    Ok(())
+}
+
+/// Resolves a checked ranking request's names (or service) into a plan.
+fn build_rank_plan(
+    registry: &Registry,
+    tallies: &ServedTallies,
+    request: &RankRequest,
+) -> Result<Plan, RankError> {
+    let candidate_type = request.candidate_type.as_str();
     let (service, names): (Option<String>, Vec<(&str, &str)>) = match &request.features {
         FeatureSelection::Names(names) => (
             None,
@@ -703,16 +783,7 @@ fn plan_rank(
         context_columns: StoredColumns::default(),
         candidate_columns: StoredColumns::default(),
     };
-    let plan = planner.plan(names, service)?;
-    let columns = plan.candidates.defs.len() + plan.outputs.len();
-    if request.candidates.len().saturating_mul(columns) > MAX_VALUES {
-        return Err(RankError::TooManyValues {
-            candidates: request.candidates.len(),
-            columns,
-            max: MAX_VALUES,
-        });
-    }
-    Ok(plan)
+    planner.plan(names, service)
 }
 
 /// Plans a read of `names` of one entity of `entity_type`: the ranking planner with
@@ -1146,26 +1217,18 @@ pub fn rank_in(
     let out_of_time = || deadline.is_some_and(|d| started.elapsed() >= d);
     let plan = plan_rank(view.registry(), &view.counters().served, &request)?;
     if let Some(guard) = guard {
-        guard.admit(&plan).map_err(ReadError::from)?;
+        guard.admit_shared(&plan).map_err(ReadError::from)?;
     }
     let rows = request.candidates.len();
     let mut keys = SpaceKeys::new(&plan, &request.context, &request.candidates);
     let executed = execute(view, &plan, &mut keys, (rows, now), history, &out_of_time)?;
 
-    let mut context_columns = Vec::new();
-    let mut context_cells = Vec::new();
-    let mut columns = Vec::new();
-    let mut values = Vec::new();
+    let mut context_cells = Vec::with_capacity(plan.context_out.len());
+    let mut values = Vec::with_capacity(plan.candidate_out.len());
     for (out, column) in plan.outputs.iter().zip(executed.outputs) {
         match out.place {
-            Place::Context => {
-                context_columns.push(out.column.clone());
-                context_cells.push(cell_of(&column, 0));
-            }
-            Place::Candidate => {
-                columns.push(out.column.clone());
-                values.push(column);
-            }
+            Place::Context => context_cells.push(cell_of(&column, 0)),
+            Place::Candidate => values.push(column),
         }
     }
     let defaults = plan
@@ -1176,12 +1239,12 @@ pub fn rank_in(
         .map(|(o, n)| (o.column.feature.clone(), *n))
         .collect();
     Ok(RankResponse {
-        service: plan.service,
+        service: plan.service.clone(),
         context: request.context,
-        context_columns,
+        context_columns: plan.context_out.clone(),
         context_cells,
         candidate_type: request.candidate_type,
-        columns,
+        columns: plan.candidate_out.clone(),
         candidates: request.candidates,
         values,
         versions: executed.versions,

@@ -165,7 +165,7 @@ pub fn erase_file(
             file_id,
             offset: out.len() as u64,
         };
-        out.extend(block.finish(place, level).map_err(format)?);
+        out.extend_from_slice(block.finish(place, level).map_err(format)?);
     }
     let place = BlockPlace {
         file_id,

@@ -54,7 +54,8 @@ const KIND_RANKING_SPLIT: u8 = 7;
 /// requests name ever new feature lists).
 const MAX_KNOWN_SETS: usize = 4096;
 
-/// Plans whose column set a writer remembers by identity (see [`ColumnSets::id_of_plan`]).
+/// Plans (and ranking column lists) whose column set a writer remembers by identity
+/// (see [`ColumnSets::id_of_plan`] and [`ColumnSets::id_of_list`]).
 const MAX_KNOWN_PLANS: usize = 64;
 
 /// Which read a record holds.
@@ -463,6 +464,9 @@ pub struct ColumnSets {
     /// column name. The plans are held, so a remembered address is never reused by
     /// another plan while it is here.
     plans: Vec<(Arc<Plan>, u64)>,
+    /// The same for the column lists of recent ranking answers, which their plan
+    /// shares with every answer it gives.
+    lists: Vec<(Arc<[RankColumn]>, u64)>,
 }
 
 impl Default for ColumnSets {
@@ -475,6 +479,7 @@ impl Default for ColumnSets {
             in_block: HashSet::new(),
             used: Vec::new(),
             plans: Vec::new(),
+            lists: Vec::new(),
         }
     }
 }
@@ -528,6 +533,7 @@ impl ColumnSets {
                     self.known.retain(|_, bucket| !bucket.is_empty());
                     self.in_block.clear();
                     self.plans.clear();
+                    self.lists.clear();
                 }
                 let id = self.next_id;
                 self.next_id += 1;
@@ -583,6 +589,25 @@ impl ColumnSets {
             self.plans.remove(0);
         }
         self.plans.push((Arc::clone(plan), id));
+        id
+    }
+
+    /// The number of the set of a ranking answer's `columns` (context or candidate):
+    /// remembered by the list's identity, else [`id_of`](Self::id_of).
+    fn id_of_list(
+        &mut self,
+        columns: &Arc<[RankColumn]>,
+        group_of: &mut dyn FnMut(&str) -> String,
+    ) -> u64 {
+        if let Some(&(_, id)) = self.lists.iter().find(|(l, _)| Arc::ptr_eq(l, columns)) {
+            self.used.push(id);
+            return id;
+        }
+        let id = self.id_of(|| columns.iter().map(ColumnKey::from), group_of);
+        if self.lists.len() >= MAX_KNOWN_PLANS {
+            self.lists.remove(0);
+        }
+        self.lists.push((Arc::clone(columns), id));
         id
     }
 
@@ -645,10 +670,7 @@ pub fn encode_ranking(
         put_str(out, t);
         put_str(out, id);
     }
-    let context = sets.id_of(
-        || answer.context_columns.iter().map(ColumnKey::from),
-        group_of,
-    );
+    let context = sets.id_of_list(&answer.context_columns, group_of);
     put_uv(out, context);
     for cell in &answer.context_cells {
         out.push(status_code(cell.status));
@@ -666,7 +688,7 @@ pub fn encode_ranking(
     for c in &answer.candidates {
         put_str(out, c);
     }
-    let columns = sets.id_of(|| answer.columns.iter().map(ColumnKey::from), group_of);
+    let columns = sets.id_of_list(&answer.columns, group_of);
     put_uv(out, columns);
     put_values(out, answer.values.iter());
     put_uv(out, answer.defaults.len() as u64);
@@ -1088,14 +1110,16 @@ fn read_columns(
     groups: &mut Vec<String>,
 ) -> Result<(), RecordError> {
     let mut shared = Shared::default();
+    let mut answered = Vec::with_capacity(columns.len());
     for i in 0..columns.len() {
         let (col, group) = columns.column(c, i)?;
-        answer.columns.push(col);
+        answered.push(col);
         groups.push(group);
         if !split {
             answer.values.push(column_values(c, &mut shared)?);
         }
     }
+    answer.columns = answered.into();
     if split {
         answer.values = split_values(c, columns.len())?;
     }
@@ -1111,10 +1135,10 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
     let mut answer = RankResponse {
         service: None,
         context: Vec::new(),
-        context_columns: Vec::new(),
+        context_columns: Arc::from([]),
         context_cells: Vec::new(),
         candidate_type: String::new(),
-        columns: Vec::new(),
+        columns: Arc::from([]),
         candidates: Vec::new(),
         values: Vec::new(),
         versions: BTreeMap::new(),
@@ -1156,6 +1180,7 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                 answer.context.push((t, c.str("context id")?));
             }
             let columns = columns_of(&mut c, inline, sets, "context columns")?;
+            let mut context_columns = Vec::with_capacity(columns.len());
             for i in 0..columns.len() {
                 let (col, group) = columns.column(&mut c, i)?;
                 let status = status_of(c.u8("context status")?)?;
@@ -1164,7 +1189,7 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                     _ => Some(c.iv("context time")?),
                 };
                 let value = value(&mut c)?;
-                answer.context_columns.push(col);
+                context_columns.push(col);
                 answer.context_cells.push(Cell {
                     status,
                     value,
@@ -1172,6 +1197,7 @@ fn decode_read(bytes: &[u8], sets: &HashMap<u64, SetColumns>) -> Result<Record, 
                 });
                 context_groups.push(group);
             }
+            answer.context_columns = context_columns.into();
             answer.candidate_type = c.str("candidate type")?;
             let n = c.count("candidates", 1)?;
             for _ in 0..n {
@@ -1252,12 +1278,12 @@ mod tests {
         RankResponse {
             service: Some("svc@2".into()),
             context: vec![("user".into(), "u1".into())],
-            context_columns: vec![RankColumn {
+            context_columns: Arc::from([RankColumn {
                 name: "user_age".into(),
                 feature: "user_age@1".into(),
                 dtype: DType::Int64,
                 on_demand: false,
-            }],
+            }]),
             context_cells: vec![Cell {
                 status: FeatureStatus::Stale,
                 value: Some(Value::Int64(41)),
@@ -1576,9 +1602,17 @@ mod tests {
         assert_eq!(decoder.decode(&again[0]).expect("decodes"), Some(record));
         sets.new_block();
         assert_eq!(records_of(&answer, &mut sets), records);
+        // Equal columns in another list (not the plan's shared one): found by content,
+        // the same set.
+        let mut copy = answer.clone();
+        copy.columns = answer.columns.to_vec().into();
+        copy.context_columns = answer.context_columns.to_vec().into();
+        assert_eq!(records_of(&copy, &mut sets), vec![records[2].clone()]);
         // Other columns: a new set number.
         let mut other = answer.clone();
-        other.columns[0].name = "renamed".into();
+        let mut renamed = answer.columns.to_vec();
+        renamed[0].name = "renamed".into();
+        other.columns = renamed.into();
         let other_records = records_of(&other, &mut sets);
         assert_eq!(other_records.len(), 2);
         assert_eq!(decoder.decode(&other_records[0]).expect("set"), None);
@@ -1608,7 +1642,9 @@ mod tests {
         // then be made again, with a record, not named from memory.
         let mut answer = ranking();
         for i in 0..MAX_KNOWN_SETS {
-            answer.columns[0].name = format!("c{i}");
+            let mut columns = answer.columns.to_vec();
+            columns[0].name = format!("c{i}");
+            answer.columns = columns.into();
             records_of(&answer, &mut sets);
         }
         sets.new_block();

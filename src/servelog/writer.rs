@@ -441,7 +441,7 @@ impl Writer {
                 return;
             }
         };
-        match open.file.write_all(&bytes) {
+        match open.file.write_all(bytes) {
             Ok(()) => {
                 open.bytes += bytes.len() as u64;
                 open.records = open.records.saturating_add(framed);

@@ -750,7 +750,7 @@ fn record_readable(
     record: &crate::servelog::record::Record,
 ) -> Result<(), String> {
     let answer = &record.answer;
-    for column in answer.context_columns.iter().chain(&answer.columns) {
+    for column in answer.context_columns.iter().chain(answer.columns.iter()) {
         let inputs: Vec<String> = if column.on_demand {
             match registry.catalog().resolve_on_demand(&column.feature) {
                 Some(od) => od.resolved_inputs.clone(),

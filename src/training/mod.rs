@@ -478,7 +478,7 @@ fn answer_batch(
     let columns: Vec<(String, DType)> = first
         .context_columns
         .iter()
-        .chain(&first.columns)
+        .chain(first.columns.iter())
         .map(|c| (c.name.clone(), c.dtype))
         .collect();
     let mut built: Vec<OutColumn> = columns

@@ -555,6 +555,57 @@ fn bad_requests_are_refused_with_reasons() {
 }
 
 #[test]
+fn a_cached_ranking_plan_changes_no_answer_and_no_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = ranking_store(dir.path(), small_config());
+    let features = ["product_price", "user_age", "up_affinity", "product_promo"];
+    let first = store.rank(request(&features)).expect("rank");
+    let second = store.rank(request(&features)).expect("rank again");
+    assert_eq!(first, second);
+    assert!(
+        Arc::ptr_eq(&first.columns, &second.columns)
+            && Arc::ptr_eq(&first.context_columns, &second.context_columns),
+        "the second answer is planned from the cache"
+    );
+    // Other candidates, the same plan: the answer is the uncached one's.
+    let mut fewer = request(&features);
+    fewer.candidates.truncate(2);
+    let answer = store.rank(fewer.clone()).expect("rank");
+    assert_eq!(answer.values.len(), first.values.len());
+    for (a, b) in answer.values.iter().zip(&first.values) {
+        for row in 0..2 {
+            assert_eq!(a.value(row), b.value(row));
+            assert_eq!(a.status(row), b.status(row));
+        }
+    }
+    // Every per-request check still runs with a cached plan: ids, context types
+    // (the plan depends on them), and the context's duplicates.
+    let mut bad = request(&features);
+    bad.candidates[1] = String::new();
+    let err = store.rank(bad).expect_err("an empty candidate id");
+    assert!(err.to_string().contains("candidate"), "{err}");
+    let mut no_user = request(&features);
+    no_user.context.clear();
+    let err = store.rank(no_user).expect_err("no user for user_product");
+    assert!(err.to_string().contains("user"), "{err}");
+    let mut twice = request(&features);
+    twice.context.push(("user".into(), "u2".into()));
+    assert!(store.rank(twice).is_err(), "a context type twice");
+    // The same names in another order are another plan, answered in that order.
+    let reversed: Vec<&str> = features.iter().rev().copied().collect();
+    let other = store.rank(request(&reversed)).expect("rank");
+    let names: Vec<&str> = other.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["product_promo", "up_affinity", "product_price"]);
+    // A failed plan is not cached: it fails the same way every time.
+    for _ in 0..2 {
+        let err = store
+            .rank(request(&["product_price", "nope"]))
+            .expect_err("unknown feature");
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}
+
+#[test]
 fn http_rank_json_binary_metrics_and_registry_endpoints() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(ranking_store(dir.path(), small_config()));

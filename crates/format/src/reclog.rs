@@ -205,6 +205,9 @@ pub struct BlockBuilder {
     /// The zstd context and output buffer, kept from block to block: a fresh context
     /// per block allocated (and the kernel zeroed) its tables every time.
     zstd: Zstd,
+    /// The finished block's bytes, kept from block to block for the same reason: a
+    /// fresh buffer per block cost the writer a page fault on fresh (often huge) pages.
+    framed: Vec<u8>,
 }
 
 /// A reused zstd compression context with the level it is set to, and the buffer a
@@ -286,8 +289,8 @@ impl BlockBuilder {
 
     /// The block's bytes (header, then payload) for `place`, compressed with zstd at
     /// `level` when `Some` and when that makes it smaller; the builder is emptied for the
-    /// next block.
-    pub fn finish(&mut self, place: BlockPlace, level: Option<i32>) -> Result<Vec<u8>, LogError> {
+    /// next block, and the bytes stay valid until the builder is used again.
+    pub fn finish(&mut self, place: BlockPlace, level: Option<i32>) -> Result<&[u8], LogError> {
         let raw_len = self.raw.len() as u32;
         let count = self.records;
         let compressed = match level {
@@ -308,12 +311,12 @@ impl BlockBuilder {
             count,
             payload,
         );
-        let mut out = Vec::with_capacity(BLOCK_HEADER_LEN + payload.len());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(payload);
+        self.framed.clear();
+        self.framed.extend_from_slice(&header);
+        self.framed.extend_from_slice(payload);
         self.raw.clear();
         self.records = 0;
-        Ok(out)
+        Ok(&self.framed)
     }
 }
 
@@ -688,7 +691,7 @@ mod tests {
                 total += 1;
             }
             let block = b.finish(place(&out), level).expect("finish");
-            out.extend(block);
+            out.extend_from_slice(block);
         }
         if end {
             let marker = end_marker(place(&out), total);
