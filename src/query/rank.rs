@@ -22,7 +22,13 @@
 //! values (and the on-demand features that need them) are answered `not_fetched`. A
 //! deadline of zero therefore fetches nothing, deterministically.
 //!
-//! Thread-safety: a pure function of one read view; takes no lock.
+//! A ranking request's plan is cached in the registry snapshot ([`super::cache`]) under
+//! the request's shape (candidate type, context entity types, names or service); the
+//! checks of what the plan does not cover (ids, the context's types, the request's
+//! size) run on every request.
+//!
+//! Thread-safety: a pure function of one read view; the plan cache takes a read lock
+//! for one lookup.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
