@@ -6,7 +6,7 @@
 //! distinct request shape is kept here, keyed by what it was planned from (the entity
 //! type and the list as sent; for a ranking read the candidate type, the context's
 //! entity types in order and the names or service), so that the next read of that
-//! shape does one hash lookup. [`cached`] writes the key into a reused thread-local
+//! shape does one hash lookup. `cached` writes the key into a reused thread-local
 //! buffer, so a hit allocates nothing.
 //!
 //! Invariants:
