@@ -1,5 +1,7 @@
-//! In-process reads of one entity's features through `FeatureStore::get_features`,
-//! answered from the hot segment and from RocksDB, on the same data.
+//! In-process reads of one entity's features through `FeatureStore::get_features` (the
+//! row view: one owned reading per feature) and `FeatureStore::get_entity` (the
+//! columnar answer the server encodes), answered from the hot segment and from
+//! RocksDB, on the same data.
 //!
 //! Corpus: `FEATSTORE_BENCH_ENTITIES` entities (default 1,000,000) x 50 float32 features,
 //! generated deterministically (`datagen::write_float_matrix`) and loaded twice: into a
@@ -19,6 +21,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use featstore::datagen::write_float_matrix;
 use featstore::loader::LoadRequest;
+use featstore::query::Names;
 use featstore::{FeatureStore, StoreConfig};
 
 fn entities() -> u64 {
@@ -116,6 +119,24 @@ fn bench_reads(c: &mut Criterion) {
             b.iter_batched(
                 &mut next_entity,
                 |id| black_box(store.get_features("item", &id, &names).expect("read")),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    // The columnar answer (`get_entity`), which the server encodes: the same read
+    // without the row view's one owned reading per feature.
+    let listed: Vec<&str> = names.iter().map(String::as_str).collect();
+    for (label, store) in [("hot_segment", &hot), ("rocksdb", &cold)] {
+        group.bench_function(format!("{label}/50_floats_columnar"), |b| {
+            b.iter_batched(
+                &mut next_entity,
+                |id| {
+                    black_box(
+                        store
+                            .get_entity("item", &id, Names::List(&listed))
+                            .expect("read"),
+                    )
+                },
                 BatchSize::SmallInput,
             )
         });
