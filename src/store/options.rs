@@ -57,7 +57,7 @@
 //!   about 40 rows, and at 0.75 about half the lookups collided in the table and fell
 //!   back to a binary search over the block's restart points; at 0.25 a fifth do. The
 //!   binary search went from 10.8% to 5.2% of a cold ranking read's CPU, for about 1%
-//!   more bytes per block (README, "Cold reads").
+//!   more bytes per block, at most (README, "Cold reads").
 //!
 //! Invariant: the options a column family is opened with depend only on its name and
 //! the [`EngineOptions`], so SST files written by the loader (with
