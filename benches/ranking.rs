@@ -19,9 +19,9 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use featstore::api::{rank_binary, rank_json};
-use featstore::datagen::ranking::{RankingCorpus, ranking_candidates, write_ranking_corpus};
+use featstore::datagen::ranking::{RankingCorpus, ranking_request, write_ranking_corpus};
 use featstore::loader::LoadRequest;
-use featstore::query::rank::{FeatureSelection, RankRequest};
+use featstore::query::rank::RankRequest;
 use featstore::store::PushEvent;
 use featstore::types::{Value, now_ms};
 use featstore::{FeatureStore, StoreConfig};
@@ -51,16 +51,7 @@ fn load(dir: &std::path::Path, corpus: &RankingCorpus, hot_segment_bytes: u64) -
 }
 
 fn request(n: u64, corpus: &RankingCorpus) -> RankRequest {
-    RankRequest {
-        context: vec![
-            ("user".into(), format!("u{}", n % 100)),
-            ("retailer".into(), format!("r{}", n % 10)),
-        ],
-        candidate_type: "product".into(),
-        candidates: ranking_candidates(n, corpus.products, CANDIDATES),
-        features: FeatureSelection::Names(corpus.feature_names.clone()),
-        deadline: None,
-    }
+    ranking_request(n, corpus.products, &corpus.feature_names, CANDIDATES)
 }
 
 fn bench_ranking(c: &mut Criterion) {

@@ -32,11 +32,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use featstore::datagen::ranking::{ranking_candidates, write_ranking_corpus};
+use featstore::datagen::ranking::{ranking_feature_names, ranking_request, write_ranking_corpus};
 use featstore::loader::LoadRequest;
 use featstore::query::Names;
-use featstore::query::rank::{FeatureSelection, RankRequest};
 use featstore::{FeatureStore, StoreConfig};
+
+#[path = "measure.rs"]
+#[allow(dead_code)]
+mod measure;
 
 /// Candidates per ranking request.
 const CANDIDATES: usize = 500;
@@ -52,15 +55,6 @@ fn config() -> StoreConfig {
     }
 }
 
-fn number(args: &[String], i: usize, default: u64) -> Result<u64> {
-    match args.get(i) {
-        Some(a) => a
-            .parse()
-            .with_context(|| format!("argument {} `{a}` is not a number", i + 1)),
-        None => Ok(default),
-    }
-}
-
 fn load(dir: &Path, products: u64) -> Result<()> {
     let corpus = write_ranking_corpus(&dir.join("data"), products, FEATURES, 32, 7)
         .context("writing the corpus")?;
@@ -73,15 +67,10 @@ fn load(dir: &Path, products: u64) -> Result<()> {
             .load(&LoadRequest::new(group.clone(), path), &|_| {})
             .with_context(|| format!("loading {group}"))?;
     }
-    std::fs::write(dir.join("products"), products.to_string())?;
+    std::fs::write(dir.join("products"), products.to_string())
+        .context("recording the product count")?;
     eprintln!("loaded {products} products into {}", dir.display());
     Ok(())
-}
-
-/// The value at quantile `q` of sorted `values`.
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let i = ((values.len() as f64 - 1.0) * q).round() as usize;
-    values.get(i).copied().unwrap_or(f64::NAN)
 }
 
 fn run(dir: &Path, requests: u64) -> Result<()> {
@@ -91,32 +80,21 @@ fn run(dir: &Path, requests: u64) -> Result<()> {
         .parse()
         .context("the products file")?;
     let store = FeatureStore::open(dir.join("store"), config()).context("opening the store")?;
-    let mut names: Vec<String> = (0..FEATURES).map(|k| format!("pf{k:02}")).collect();
-    names.push("user_product_sim".into());
-    names.push("retailer_product_dot".into());
-    let request = |n: u64| RankRequest {
-        context: vec![
-            ("user".into(), format!("u{}", n % 100)),
-            ("retailer".into(), format!("r{}", n % 10)),
-        ],
-        candidate_type: "product".into(),
-        candidates: ranking_candidates(n, products, CANDIDATES),
-        features: FeatureSelection::Names(names.clone()),
-        deadline: None,
-    };
+    let names = ranking_feature_names(FEATURES);
+    let request = |n: u64| ranking_request(n, products, &names, CANDIDATES);
     let warm = products * 4 / CANDIDATES as u64;
     for n in 0..warm {
         black_box(store.rank(request(n + 1_000_000))?);
     }
-    let mut rank_ms = Vec::with_capacity(requests as usize);
+    let mut rank_times = Vec::with_capacity(requests as usize);
     for n in 0..requests {
         let req = request(n);
         let started = Instant::now();
         black_box(store.rank(req)?);
-        rank_ms.push(started.elapsed().as_secs_f64() * 1e3);
+        rank_times.push(started.elapsed());
     }
     let floats: Vec<&str> = names[..FEATURES].iter().map(String::as_str).collect();
-    let mut get_us = Vec::with_capacity(GETS);
+    let mut get_times = Vec::with_capacity(GETS);
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..GETS {
         rng ^= rng << 13;
@@ -125,19 +103,19 @@ fn run(dir: &Path, requests: u64) -> Result<()> {
         let id = format!("p{}", rng % products);
         let started = Instant::now();
         black_box(store.get_entity("product", &id, Names::List(&floats))?);
-        get_us.push(started.elapsed().as_secs_f64() * 1e6);
+        get_times.push(started.elapsed());
     }
-    if rank_ms.is_empty() {
+    if rank_times.is_empty() {
         bail!("no ranking request timed");
     }
-    rank_ms.sort_by(f64::total_cmp);
-    get_us.sort_by(f64::total_cmp);
+    rank_times.sort_unstable();
+    get_times.sort_unstable();
     println!(
         "{products} products: rank 500x(50+2) median {:.3} ms p90 {:.3} ms | get 50 floats median {:.2} µs p90 {:.2} µs",
-        quantile(&rank_ms, 0.5),
-        quantile(&rank_ms, 0.9),
-        quantile(&get_us, 0.5),
-        quantile(&get_us, 0.9),
+        measure::percentile_us(&rank_times, 0.5) / 1e3,
+        measure::percentile_us(&rank_times, 0.9) / 1e3,
+        measure::percentile_us(&get_times, 0.5),
+        measure::percentile_us(&get_times, 0.9),
     );
     Ok(())
 }
@@ -145,8 +123,8 @@ fn run(dir: &Path, requests: u64) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match (args.first().map(String::as_str), args.get(1)) {
-        (Some("load"), Some(dir)) => load(Path::new(dir), number(&args, 2, 1_000_000)?),
-        (Some("run"), Some(dir)) => run(Path::new(dir), number(&args, 2, 1_000)?),
+        (Some("load"), Some(dir)) => load(Path::new(dir), measure::arg(&args, 2, 1_000_000)?),
+        (Some("run"), Some(dir)) => run(Path::new(dir), measure::arg(&args, 2, 1_000)?),
         _ => bail!("usage: featstore-bench-cold load DIR [PRODUCTS] | run DIR [REQUESTS]"),
     }
 }

@@ -39,15 +39,6 @@ mod measure;
 const CANDIDATES: usize = 500;
 const DISTINCT_BODIES: u64 = 64;
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> Result<T> {
-    match args.get(i) {
-        Some(a) => a
-            .parse()
-            .map_err(|_| anyhow::anyhow!("argument {} `{a}` is not a number", i + 1)),
-        None => Ok(default),
-    }
-}
-
 /// One HTTP/1.1 keep-alive connection speaking just enough of the protocol.
 struct Client {
     writer: TcpStream,
@@ -110,9 +101,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let products: u64 = arg(&args, 0, 100_000)?;
-    let requests: usize = arg(&args, 1, 2000)?;
-    let threads: usize = arg(&args, 2, 2)?;
+    let products: u64 = measure::arg(&args, 0, 100_000)?;
+    let requests: usize = measure::arg(&args, 1, 2000)?;
+    let threads: usize = measure::arg(&args, 2, 2)?;
 
     let candidates: usize = match std::env::var("FEATSTORE_BENCH_CANDIDATES") {
         Ok(v) => v

@@ -3,6 +3,16 @@
 
 use std::time::Duration;
 
+/// Positional argument `i` of `args`, or `default` when it is not given.
+pub fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: T) -> anyhow::Result<T> {
+    match args.get(i) {
+        Some(a) => a
+            .parse()
+            .map_err(|_| anyhow::anyhow!("argument {} `{a}` is not a number", i + 1)),
+        None => Ok(default),
+    }
+}
+
 /// The process's resident set size in MiB (NaN where the platform does not say).
 pub fn rss_mib() -> f64 {
     featstore::store::memory::process_resident_bytes()

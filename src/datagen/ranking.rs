@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::float_matrix_value;
+use crate::query::rank::{FeatureSelection, RankRequest};
 use crate::registry::file::{RegistryObjects, parse_registry_toml};
 
 /// Users in the corpus (`u0`..).
@@ -48,9 +49,10 @@ pub fn write_ranking_corpus(
     seed: u64,
 ) -> io::Result<RankingCorpus> {
     std::fs::create_dir_all(dir)?;
-    let names: Vec<String> = (0..features).map(|k| format!("pf{k:02}")).collect();
+    let feature_names = ranking_feature_names(features);
+    let names = &feature_names[..features];
     let mut toml = String::new();
-    for name in &names {
+    for name in names {
         let _ = writeln!(
             toml,
             "[[feature]]\nname = \"{name}\"\nentity_type = \"product\"\ngroup = \"bench_products\"\nowner = \"benchmarks\"\ndtype = \"float32\"\ndefault = 0.0\n"
@@ -95,9 +97,6 @@ inputs = ["retailer_emb", "product_emb"]
 default = 0.0
 "#
     );
-    let mut feature_names = names.clone();
-    feature_names.push("user_product_sim".into());
-    feature_names.push("retailer_product_dot".into());
     let listed: Vec<String> = feature_names.iter().map(|n| format!("\"{n}\"")).collect();
     let _ = write!(
         toml,
@@ -157,6 +156,35 @@ pub fn ranking_request_json(n: u64, corpus: &RankingCorpus, candidates: usize) -
         "features": corpus.feature_names,
     })
     .to_string()
+}
+
+/// The request's feature names of a corpus of `features` product floats: `pf00`.. then
+/// the two on-demand features (what [`RankingCorpus::feature_names`] holds).
+pub fn ranking_feature_names(features: usize) -> Vec<String> {
+    let mut names: Vec<String> = (0..features).map(|k| format!("pf{k:02}")).collect();
+    names.push("user_product_sim".into());
+    names.push("retailer_product_dot".into());
+    names
+}
+
+/// The in-process form of [`ranking_request_json`]: user `u{n % 100}`, retailer
+/// `r{n % 10}`, `candidates` product ids drawn from `0..products`, and `features`.
+pub fn ranking_request(
+    n: u64,
+    products: u64,
+    features: &[String],
+    candidates: usize,
+) -> RankRequest {
+    RankRequest {
+        context: vec![
+            ("user".into(), format!("u{}", n % RANKING_USERS)),
+            ("retailer".into(), format!("r{}", n % RANKING_RETAILERS)),
+        ],
+        candidate_type: "product".into(),
+        candidates: ranking_candidates(n, products, candidates),
+        features: FeatureSelection::Names(features.to_vec()),
+        deadline: None,
+    }
 }
 
 /// `count` product ids drawn from `0..products` by an xorshift seeded with `n`.
